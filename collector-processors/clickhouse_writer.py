@@ -1,0 +1,74 @@
+"""Where spans are written: columnar, idempotent inserts into ClickHouse.
+
+Each batch carries a deduplication token (the spool file name, or a Kafka topic-partition-offset
+range), so a batch retried after a crash adds nothing to query results.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from execscope.collector.otlp_decode import TRACE_COLUMNS
+from execscope.storage.store import Store
+
+NODE_COLUMNS = ("node_id", "kind", "qualname", "name", "line", "col", "end_line", "end_col", "parent_id", "code")
+
+
+class ClickHouseWriter:
+    """Writes decoded batches into one store. Not thread-safe (one writer per store)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known_versions: set[str] | None = None
+
+    def write_spans(self, columns: list[list[Any]], dedup_token: str) -> int:
+        if not columns[0]:
+            return 0
+        self.store.insert_columns("otel_traces", columns, TRACE_COLUMNS, dedup_token=dedup_token)
+        return len(columns[0])
+
+    def known_versions(self) -> set[str]:
+        if self._known_versions is None:
+            rows = self.store.query("SELECT DISTINCT code_version FROM cpg_nodes").rows
+            self._known_versions = {r[0] for r in rows}
+        return self._known_versions
+
+    def write_module_nodes(self, doc: dict[str, Any]) -> int:
+        """Insert one module version's node rows (and their AST edges) unless already stored."""
+        version = doc["code_version"]
+        if version in self.known_versions():
+            return 0
+        fields = doc["fields"]
+        index = {f: i for i, f in enumerate(fields)}
+        rows = doc["nodes"]
+        n = len(rows)
+        columns: list[list[Any]] = [[r[index[c]] for r in rows] for c in NODE_COLUMNS]
+        columns += [[version] * n, [doc["module"]] * n, [doc["file"]] * n]
+        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
+                                  dedup_token=f"cpg_nodes-{version}-{doc['module']}")
+        order: dict[str, int] = {}
+        src, dst, label = [], [], []
+        for r in rows:
+            parent = r[index["parent_id"]]
+            if parent:
+                src.append(parent)
+                dst.append(r[index["node_id"]])
+                label.append(str(order.setdefault(parent, 0)))
+                order[parent] += 1
+        if src:
+            m = len(src)
+            self.store.insert_columns(
+                "cpg_edges", [[version] * m, src, dst, ["AST"] * m, label, [{}] * m],
+                ("code_version", "src", "dst", "kind", "label", "properties"),
+                dedup_token=f"cpg_edges-ast-{version}-{doc['module']}")
+        self.known_versions().add(version)
+        return n
+
+
+def load_module_doc(data: bytes) -> dict[str, Any]:
+    doc = json.loads(data)
+    for key in ("module", "file", "code_version", "fields", "nodes"):
+        if key not in doc:
+            raise ValueError(f"node file without {key!r}")
+    return doc  # type: ignore[no-any-return]

@@ -1,0 +1,109 @@
+"""Decode: OTLP protobuf (``ExportTraceServiceRequest``) into ``otel_traces`` columns.
+
+Columnar end to end: one list per column, no row objects. Values follow the OpenTelemetry Collector
+ClickHouse exporter: hex ids, ``SPAN_KIND_*`` / ``STATUS_CODE_*`` strings, every attribute value as
+a string (arrays and maps as JSON), nanosecond timestamps and durations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+TRACE_COLUMNS = (
+    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
+    "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
+    "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId",
+    "Links.SpanId", "Links.TraceState", "Links.Attributes",
+)
+
+_KIND = {v: k for k, v in Span.SpanKind.items()}
+_STATUS = {v: k for k, v in Status.StatusCode.items()}
+
+
+class DecodeError(ValueError):
+    """The payload is not an ExportTraceServiceRequest (poison message)."""
+
+
+def any_value_to_str(value: AnyValue) -> str:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return repr(value.double_value)
+    if which is None:
+        return ""
+    return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def _plain(value: AnyValue) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, which) if which else None
+
+
+def _attrs(key_values: Any) -> dict[str, str]:
+    return {kv.key: any_value_to_str(kv.value) for kv in key_values}
+
+
+def parse_request(payload: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(payload)
+    except Exception as exc:
+        raise DecodeError(f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
+    return request
+
+
+def decode_columns(payload: bytes) -> tuple[list[list[Any]], int]:
+    """Columns of ``otel_traces`` (order of :data:`TRACE_COLUMNS`) and the number of events."""
+    request = parse_request(payload)
+    cols: list[list[Any]] = [[] for _ in TRACE_COLUMNS]
+    (ts, tid, sid, psid, tstate, name, kind, service, rattrs, sname, sversion, sattrs, duration, scode,
+     smsg, ev_ts, ev_name, ev_attrs, l_tid, l_sid, l_state, l_attrs) = cols
+    events = 0
+    for resource_spans in request.resource_spans:
+        resource = _attrs(resource_spans.resource.attributes)
+        service_name = resource.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
+            for span in scope_spans.spans:
+                if len(span.trace_id) != 16 or len(span.span_id) != 8:
+                    raise DecodeError("span with a malformed trace or span id")
+                ts.append(span.start_time_unix_nano)
+                tid.append(span.trace_id.hex())
+                sid.append(span.span_id.hex())
+                psid.append(span.parent_span_id.hex())
+                tstate.append(span.trace_state)
+                name.append(span.name)
+                kind.append(_KIND.get(span.kind, "SPAN_KIND_UNSPECIFIED"))
+                service.append(service_name)
+                rattrs.append(resource)
+                sname.append(scope_name)
+                sversion.append(scope_version)
+                sattrs.append(_attrs(span.attributes))
+                duration.append(max(0, span.end_time_unix_nano - span.start_time_unix_nano))
+                scode.append(_STATUS.get(span.status.code, "STATUS_CODE_UNSET"))
+                smsg.append(span.status.message)
+                ev_ts.append([e.time_unix_nano for e in span.events])
+                ev_name.append([e.name for e in span.events])
+                ev_attrs.append([_attrs(e.attributes) for e in span.events])
+                events += len(span.events)
+                l_tid.append([link.trace_id.hex() for link in span.links])
+                l_sid.append([link.span_id.hex() for link in span.links])
+                l_state.append([link.trace_state for link in span.links])
+                l_attrs.append([_attrs(link.attributes) for link in span.links])
+    return cols, events

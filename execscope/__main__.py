@@ -1,0 +1,3 @@
+from execscope.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""The ``execscope`` command line (click). JSON output is one document on stdout; diagnostics go to
+stderr; failures exit non-zero."""
+
+from __future__ import annotations
+
+import sys
+import click
+
+from execscope import __version__
+from execscope.output import print_rows
+from execscope.storage.store import DEFAULT_STORE, ENV_STORE, Store, StoreError, open_store
+
+LEVEL_CHOICE = click.Choice(["functions", "branches", "statements"])
+FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                             show_default=True, help="Rows as an aligned table or one JSON array.")
+STORE_OPTION = click.option("--store", "store_dsn", envvar=ENV_STORE, default=None, metavar="DSN",
+                            help=f"chdb:///path (embedded, default {DEFAULT_STORE}) or "
+                                 "http(s)://user:pass@host:8123/db. Env: EXECSCOPE_STORE.")
+
+
+def _open(store_dsn: str | None) -> Store:
+    try:
+        return open_store(store_dsn)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="execscope")
+def main() -> None:
+    """Time-travel debugging and deep observability for Python, as OpenTelemetry plugins.
+
+    Record a program with `execscope run`, list what was recorded with `execscope traces`, and ask
+    anything with `execscope sql`. `execscope demo` shows the whole loop on a bundled example.
+    """
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--include", "-i", multiple=True, metavar="GLOB",
+              help="Module names to record (fnmatch globs, e.g. 'myapp' 'myapp.*'). Repeatable; required.")
+@click.option("--exclude", "-x", multiple=True, metavar="GLOB", help="Module names never to record.")
+@click.option("--level", type=LEVEL_CHOICE, default="functions", show_default=True,
+              help="functions: calls, arguments, returns, exceptions. branches: + which arm of every "
+                   "if/loop/try/match/and/or ran. statements: + every statement and every value assigned.")
+@STORE_OPTION
+@click.option("--service", default="", help="service.name of the recorded spans (default: the command name).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND with the modules matching --include recorded into the store.
+
+    COMMAND is any Python invocation, after `--`:
+
+    \b
+        execscope run --include 'myapp.*' -- python -m myapp
+        execscope run --include 'mylib' --include 'mylib.*' -- python -m pytest tests/
+        execscope run --include app -- python app.py
+        execscope run --include 'myapp.*' --level statements -- myapp-console-script --flag
+
+    Every Python process the command starts (subprocesses, multiprocessing, pytest-xdist workers)
+    records too. This process owns the embedded store while the command runs and exits with the
+    command's exit code.
+    """
+    from execscope.recording import (
+        RunOptions,
+        describe,
+        exit_code_of,
+        resolve_python,
+        run_recorded,
+        script_command,
+    )
+
+    if not include:
+        raise click.UsageError("give at least one --include GLOB naming the modules to record, "
+                               "e.g. --include 'myapp' --include 'myapp.*'")
+    store = _open(store_dsn)
+    try:
+        options = RunOptions(include=include, exclude=exclude, level=level, service=service)
+        try:
+            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store)
+        except FileNotFoundError:
+            raise click.ClickException(f"command not found: {command[0]}") from None
+        click.echo(describe(report, store), err=True)
+    finally:
+        store.close()
+    sys.exit(exit_code_of(returncode))
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="How many traces.")
+@FORMAT_OPTION
+@STORE_OPTION
+def traces(limit: int, fmt: str, store_dsn: str | None) -> None:
+    """List recorded traces, newest first: trace_id, root span, spans, errors, start, duration_ms."""
+    from execscope.queries.traces import list_traces
+
+    store = _open(store_dsn)
+    try:
+        result = list_traces(store, limit)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    print_rows(result.column_names, result.rows, fmt)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="Bind {NAME:Type} placeholders in QUERY server-side. Repeatable.")
+@FORMAT_OPTION
+@STORE_OPTION
+def sql(query: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -> None:
+    """Run one SQL statement against the store and print its rows.
+
+    \b
+        execscope sql "SELECT SpanName, count() FROM otel_traces GROUP BY SpanName"
+        execscope sql "SELECT * FROM cpg_nodes WHERE module = {m:String}" -p m=myapp.core
+    """
+    from execscope.queries.sql import run_sql
+
+    bound: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        bound[name] = value
+    store = _open(store_dsn)
+    try:
+        result = run_sql(store, query, bound or None)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    print_rows(result.column_names, result.rows, fmt)
+
+
+@main.command()
+@STORE_OPTION
+@click.option("--level", type=LEVEL_CHOICE, default="statements", show_default=True)
+def demo(store_dsn: str | None, level: str) -> None:
+    """Record the bundled shop example (it has a bug) and show how to find it."""
+    from execscope.demo.runner import run_demo
+
+    sys.exit(run_demo(store_dsn, level))
+
+
+@main.group()
+def storage() -> None:
+    """Manage the store's schema."""
+
+
+@storage.command("migrate")
+@STORE_OPTION
+def storage_migrate(store_dsn: str | None) -> None:
+    """Create the tables, or apply pending schema migrations, and print the schema version."""
+    from execscope.storage.migrations import current_version
+
+    store = _open(store_dsn)
+    try:
+        click.echo(f"{store.address}: schema version {current_version(store)}")
+    finally:
+        store.close()

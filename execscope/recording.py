@@ -1,0 +1,177 @@
+"""``execscope run``: start a program with recording on, and own the store while it runs.
+
+The parent (this module) opens the embedded store, drains spool batches into it while the program
+runs and once more after it exits, and reports what it stored. The program and all its Python child
+processes record through ``execscope/bootstrap/sitecustomize.py`` into the spool
+(see :mod:`execscope.instrumentation.process_bootstrap`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import execscope
+from execscope.collector.spool_source import DrainReport, SpoolSource
+from execscope.instrumentation import process_bootstrap as pb
+from execscope.instrumentation.spool import Spool
+from execscope.storage.store import Store, StoreAddress
+
+BOOTSTRAP_DIR = str(Path(execscope.__file__).resolve().parent / "bootstrap")
+DRAIN_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    include: Sequence[str]
+    exclude: Sequence[str] = ()
+    level: str = "functions"
+    service: str = ""
+
+
+def spool_path_for(address: StoreAddress) -> Path:
+    """Beside an embedded store (``<db>.spool``); under the user cache for a server store."""
+    if address.kind == "chdb":
+        return Path(address.path + ".spool")
+    digest = hashlib.sha1(str(address).encode()).hexdigest()[:12]
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / f"spool-{digest}"
+
+
+def child_environment(options: RunOptions, spool: Spool, command: Sequence[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env[pb.ENV_SPOOL] = str(spool.path)
+    env[pb.ENV_INCLUDE] = ",".join(options.include)
+    env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
+    env[pb.ENV_LEVEL] = options.level
+    env[pb.ENV_SERVICE] = options.service or Path(command[0]).name
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class _Drainer(threading.Thread):
+    def __init__(self, source: SpoolSource) -> None:
+        super().__init__(name="execscope-drain", daemon=True)
+        self.source = source
+        self.report = DrainReport()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(DRAIN_INTERVAL_S):
+            self.report.add(self.source.drain())
+
+
+def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> tuple[int, DrainReport]:
+    """Run ``command`` recorded into ``store``; returns its exit code and what was stored."""
+    spool = Spool(spool_path_for(store.address))
+    source = SpoolSource(spool, store)
+    total = source.drain()  # whatever an earlier crashed run left behind
+    source.publish_known_versions()
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise FileNotFoundError(command[0])
+    proc = subprocess.Popen(list(command), env=child_environment(options, spool, command))
+    forwarded = _forward_signals(proc)
+    drainer = _Drainer(source)
+    drainer.start()
+    try:
+        returncode = proc.wait()
+    finally:
+        drainer.stop.set()
+        drainer.join()
+        _restore_signals(forwarded)
+    total.add(drainer.report)
+    deadline = time.monotonic() + 30
+    while True:  # children may still be flushing their last batches
+        report = source.drain()
+        total.add(report)
+        if not spool.pending_batches() and not spool.pending_nodes():
+            break
+        if time.monotonic() > deadline or (report.errors and not report.spans and not report.nodes):
+            break
+        time.sleep(0.1)
+    return returncode, total
+
+
+def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, forward)
+    return previous
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def describe(report: DrainReport, store: Store) -> str:
+    parts = [f"execscope: stored {report.spans} spans with {report.events} events "
+             f"({report.batches} batches) and {report.nodes} nodes of {report.modules} module versions "
+             f"in {store.address}"]
+    if report.dead:
+        parts.append(f"execscope: {report.dead} unreadable spool files set aside (see <spool>/dead)")
+    for error in report.errors[:5]:
+        parts.append(f"execscope: error: {error}")
+    if report.spans:
+        parts.append(f"execscope: list traces with `execscope traces --store {store.address}`")
+    return "\n".join(parts)
+
+
+def exit_code_of(returncode: int) -> int:
+    """A child killed by a signal exits the shell way (128 + signal number)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def resolve_python(command: Sequence[str]) -> list[str]:
+    """A bare ``python``/``python3`` whose PATH interpreter lacks execscope becomes this interpreter
+    (typical: execscope installed in a virtualenv that is not activated); said on stderr."""
+    cmd = list(command)
+    if not cmd or cmd[0] not in ("python", "python3", f"python3.{sys.version_info.minor}"):
+        return cmd
+    found = shutil.which(cmd[0])
+    if found and os.path.realpath(found) == os.path.realpath(sys.executable):
+        return cmd
+    if found:
+        probe = subprocess.run([found, "-c", "import execscope"], capture_output=True)
+        if probe.returncode == 0:
+            return cmd
+    sys.stderr.write(f"execscope: {cmd[0]} on PATH ({found or 'not found'}) cannot import execscope; "
+                     f"running {sys.executable} instead\n")
+    return [sys.executable, *cmd[1:]]
+
+
+def script_command(command: Sequence[str], include: Sequence[str]) -> list[str]:
+    """``python [flags] app.py args`` with ``app`` (or ``__main__``) included: run the script through
+    :mod:`execscope.instrumentation.main_script`, since a script run directly is never imported and
+    so never passes the import hook. Any other command is returned as is."""
+    from execscope.instrumentation.import_hook import matches
+
+    cmd = list(command)
+    if not cmd or not Path(cmd[0]).name.startswith("python"):
+        return cmd
+    i = 1
+    while i < len(cmd) and cmd[i].startswith("-") and cmd[i] not in ("-m", "-c", "-"):
+        i += 1
+    if i >= len(cmd) or not cmd[i].endswith(".py"):
+        return cmd
+    stem = Path(cmd[i]).stem
+    if not (matches(stem, include) or matches("__main__", include)):
+        return cmd
+    return [*cmd[:i], "-m", "execscope.instrumentation.main_script", *cmd[i:]]

@@ -1,0 +1,58 @@
+"""Rewrite + capture: node IDs, the import hook, the runtime and the exporters.
+
+Public API::
+
+    from execscope.instrumentation import instrument, uninstrument
+    instrument(include=["myapp", "myapp.*"], level="branches", tracer_provider=provider)
+
+Modules matching ``include`` that are imported afterwards are rewritten and their calls recorded as
+spans of ``tracer_provider`` (default: the global one), so they land wherever that provider's
+processors export. Modules imported before ``instrument`` are not rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from execscope.instrumentation import import_hook, runtime
+from execscope.instrumentation.import_hook import HookConfig, InstrumentingFinder, NodeSink
+from execscope.instrumentation.runtime import LEVELS
+
+__all__ = ["instrument", "uninstrument", "LEVELS"]
+_log = logging.getLogger("execscope")
+
+
+def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: str = "functions",
+               tracer_provider: Any = None, node_sink: NodeSink | None = None, stdlib: bool = False,
+               cache: bool = True) -> InstrumentingFinder:
+    """Start rewriting and recording modules whose names match ``include`` (fnmatch globs).
+
+    Idempotent: a second call replaces the first configuration. Raises ``ValueError`` for an unknown
+    ``level``. ``node_sink`` receives every rewritten module's node rows (e.g. a spool writer).
+    """
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
+    if tracer_provider is None:
+        from opentelemetry import trace
+
+        tracer_provider = trace.get_tracer_provider()
+    from execscope import __version__
+
+    config = HookConfig(include=tuple(include), exclude=tuple(exclude), level=LEVELS[level], stdlib=stdlib,
+                        cache=cache)
+    runtime.activate(runtime.Recorder(tracer_provider, scope_version=__version__), LEVELS[level])
+    finder = import_hook.install(config, node_sink)
+    early = sorted(name for name in list(sys.modules) if finder.wants(name))
+    if early:
+        _log.warning("execscope: already imported before instrument(), not rewritten: %s",
+                     ", ".join(early[:10]))
+    return finder
+
+
+def uninstrument() -> None:
+    """Stop rewriting new imports and stop recording. Idempotent."""
+    import_hook.uninstall()
+    runtime.deactivate()

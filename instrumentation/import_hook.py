@@ -1,0 +1,265 @@
+"""The ``sys.meta_path`` finder and loader that serve rewritten modules.
+
+A module is rewritten when its name matches an ``include`` glob and no ``exclude`` glob, it is plain
+Python source found by the other finders on ``sys.meta_path``, it is not execscope or one of the
+libraries execscope itself runs on, and it is outside the standard library (unless
+``stdlib=True``). Everything else is left to the normal import system, untouched.
+
+The rewritten code object is cached next to the normal bytecode, like pytest's assertion rewriting:
+``__pycache__/<name>.<tag>-execscope-<version>-<level>.pyc``, keyed by the source hash.
+
+Errors: a module that libcst cannot parse or the rewrite cannot handle is imported unmodified with
+one warning naming it. A module Python itself cannot compile raises exactly what it raised before.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+import sysconfig
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import CodeType, ModuleType
+
+from execscope import __version__
+from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, code_version_of
+from execscope.instrumentation.rewriter import rewrite_source
+
+NEVER_INSTRUMENT = (
+    "execscope", "opentelemetry", "libcst", "clickhouse_connect", "chdb", "kafka", "google.protobuf",
+    "click", "jinja2", "markupsafe", "typing_extensions", "importlib_metadata", "zipp", "wrapt",
+    "deprecated", "_pytest", "pytest", "pluggy", "execnet", "xdist",
+)
+_CACHE_MAGIC = b"ESCOPE1\n"
+
+
+class ExecscopeWarning(UserWarning):
+    """A module could not be instrumented and was imported unmodified."""
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    include: Sequence[str]
+    exclude: Sequence[str] = ()
+    level: int = 1
+    stdlib: bool = False
+    cache: bool = True
+
+
+@dataclass
+class HookState:
+    """What the hook did in this process (read by reports and tests)."""
+
+    instrumented: dict[str, str] = field(default_factory=dict)   # module -> code_version
+    skipped: dict[str, str] = field(default_factory=dict)        # module -> reason
+    cache_hits: int = 0
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(os.path.normcase(os.path.realpath(paths[k])) + os.sep for k in ("stdlib", "platstdlib")
+                 if paths.get(k))
+
+
+def _site_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(os.path.normcase(os.path.realpath(paths[k])) + os.sep for k in ("purelib", "platlib")
+                 if paths.get(k))
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _never(name: str) -> bool:
+    return any(name == n or name.startswith(n + ".") for n in NEVER_INSTRUMENT)
+
+
+def warn_unmodified(fullname: str, path: str, reason: str) -> None:
+    """One warning naming the module; never raises, even under ``-W error``."""
+    message = f"execscope: module {fullname} ({path}) imported unmodified: {reason}"
+    try:
+        warnings.warn(message, ExecscopeWarning, stacklevel=2)
+    except Exception:
+        try:
+            sys.stderr.write(f"warning: {message}\n")
+        except Exception:
+            pass
+
+
+NodeSink = Callable[[ModuleNodes], None]
+
+
+class InstrumentingLoader(importlib.machinery.SourceFileLoader):
+    """A ``SourceFileLoader`` whose code is the rewritten module; everything else is inherited."""
+
+    def __init__(self, fullname: str, path: str, finder: InstrumentingFinder) -> None:
+        super().__init__(fullname, path)
+        self._finder = finder
+
+    def get_code(self, fullname: str) -> CodeType | None:  # type: ignore[override]
+        try:
+            source_bytes = self.get_data(self.path)
+        except OSError:
+            return super().get_code(fullname)
+        try:
+            return self._finder._code_for(fullname, self.path, source_bytes)
+        except Exception as exc:
+            try:
+                code = super().get_code(fullname)
+            except Exception:
+                raise  # Python cannot compile it either: behave exactly as without execscope
+            self._finder.state.skipped[fullname] = f"{type(exc).__name__}: {exc}"
+            warn_unmodified(fullname, self.path, f"{type(exc).__name__}: {exc}")
+            return code
+
+
+class InstrumentingFinder(importlib.abc.MetaPathFinder):
+    """Put first on ``sys.meta_path`` by :func:`install`; see the module docstring."""
+
+    def __init__(self, config: HookConfig, node_sink: NodeSink | None = None) -> None:
+        self.config = config
+        self.node_sink = node_sink
+        self.state = HookState()
+        self._local = threading.local()
+        self._stdlib = _stdlib_dirs()
+        self._site = _site_dirs()
+
+    def wants(self, fullname: str) -> bool:
+        return (matches(fullname, self.config.include) and not matches(fullname, self.config.exclude)
+                and not _never(fullname))
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if not self.wants(fullname) or getattr(self._local, "busy", False):
+            return None
+        self._local.busy = True
+        try:
+            spec = None
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+        except Exception:
+            return None
+        finally:
+            self._local.busy = False
+        if (spec is None or not spec.origin or not spec.origin.endswith(".py")
+                or not isinstance(spec.loader, importlib.machinery.SourceFileLoader)):
+            return None
+        if not self.config.stdlib and self._in_stdlib(spec.origin):
+            return None
+        spec.loader = InstrumentingLoader(fullname, spec.origin, self)
+        return spec
+
+    def _in_stdlib(self, origin: str) -> bool:
+        real = os.path.normcase(os.path.realpath(origin))
+        return real.startswith(self._stdlib) and not real.startswith(self._site)
+
+    # --- code --------------------------------------------------------------------------------
+    def _code_for(self, fullname: str, path: str, source_bytes: bytes) -> CodeType:
+        level = self.config.level
+        version = code_version_of(source_bytes)
+        cache_path = _cache_path(path, level)
+        cached = _read_cache(cache_path, version) if self.config.cache else None
+        if cached is not None:
+            code, rows = cached
+            self.state.cache_hits += 1
+            nodes = ModuleNodes(module=fullname, file=path, code_version=version,
+                                nodes=[NodeInfo(*row) for row in rows])
+        else:
+            source = importlib.util.decode_source(source_bytes)
+            tree, nodes, _stats = rewrite_source(source, fullname, path, level, version)
+            code = _compile(tree, path)
+            if self.config.cache and not sys.dont_write_bytecode:
+                _write_cache(cache_path, version, code, nodes)
+        self.state.instrumented[fullname] = version
+        if self.node_sink is not None:
+            try:
+                self.node_sink(nodes)
+            except Exception as exc:  # a failing sink must not fail the import
+                warn_unmodified(fullname, path, f"node rows not published ({exc})")
+        return code
+
+
+def _compile(tree: ast.Module, path: str) -> CodeType:
+    return compile(tree, path, "exec", dont_inherit=True)  # type: ignore[no-any-return]
+
+
+def _cache_path(source_path: str, level: int) -> str:
+    directory, filename = os.path.split(source_path)
+    stem = filename.rsplit(".", 1)[0]
+    tag = sys.implementation.cache_tag
+    return os.path.join(directory, "__pycache__", f"{stem}.{tag}-execscope-{__version__}-L{level}.pyc")
+
+
+def _read_cache(cache_path: str, version: str) -> tuple[CodeType, tuple] | None:
+    try:
+        with open(cache_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    header = _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + version.encode()
+    if not data.startswith(header):
+        return None
+    try:
+        code, rows = marshal.loads(data[len(header):])
+    except Exception:
+        return None
+    return code, rows
+
+
+def _write_cache(cache_path: str, version: str, code: CodeType, nodes: ModuleNodes) -> None:
+    rows = tuple(tuple(getattr(n, f) for f in NodeInfo.__slots__) for n in nodes.nodes)  # type: ignore[attr-defined]
+    payload = _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + version.encode() + marshal.dumps((code, rows))
+    tmp = f"{cache_path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, cache_path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+_installed: InstrumentingFinder | None = None
+_lock = threading.Lock()
+
+
+def install(config: HookConfig, node_sink: NodeSink | None = None) -> InstrumentingFinder:
+    """Put an instrumenting finder first on ``sys.meta_path`` (replacing a previous one)."""
+    global _installed
+    with _lock:
+        uninstall()
+        finder = InstrumentingFinder(config, node_sink)
+        sys.meta_path.insert(0, finder)
+        _installed = finder
+        return finder
+
+
+def uninstall() -> None:
+    """Remove the finder. Modules already imported stay as they are (rewritten or not)."""
+    global _installed
+    finder, _installed = _installed, None
+    if finder is not None:
+        try:
+            sys.meta_path.remove(finder)
+        except ValueError:
+            pass
+
+
+def installed() -> InstrumentingFinder | None:
+    return _installed

@@ -1,0 +1,443 @@
+"""The rewrite: inserts runtime calls into a module's :mod:`ast`, keeping every original location.
+
+Why :mod:`ast` and not libcst's code generation: inserted statements would move every line below
+them, and tracebacks, ``inspect.getsource``, coverage and debuggers all trust ``co_lines``. Here the
+original nodes keep their positions and inserted nodes borrow the position of the construct they
+instrument, so a traceback through rewritten code is the traceback of the original. Node IDs come
+from the libcst parse (:mod:`.node_ids`) and are found again by position.
+
+What each level adds (each includes the previous):
+
+``functions``  per def: ``enter`` (argument values) / ``ret`` (return value) / ``fail`` / ``leave``;
+               generator ``yield`` points hand the context back (``suspend`` / ``resumed``).
+``branches``   module bodies get a frame; the arm taken of every if/elif/else, for/while body and
+               ``else``, except handler, try ``else``/``finally``, match case, ``and``/``or``
+               operand and conditional expression.
+``statements`` every statement executed (``line``) and every value written to a name, attribute or
+               subscript (``assign`` / ``value``).
+
+Expression-level probes are not placed inside lambdas, comprehensions or class bodies' own scopes
+that cannot see the frame variable.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, ModuleNodes, NodeInfo
+from execscope.instrumentation.runtime import BRANCHES, FUNCTIONS, STATEMENTS
+
+RT = "_execscope_rt"
+FRAME = "_execscope_frame"
+EXC = "_execscope_exc"
+RUNTIME_MODULE = "execscope.instrumentation"
+
+
+@dataclass
+class RewriteStats:
+    functions: int = 0
+    probes: int = 0
+    unmatched: list[str] = field(default_factory=list)
+    """Constructs whose node ID could not be found again (left uninstrumented); should stay empty."""
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _is_future(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+class _Locator(ast.NodeVisitor):
+    """Gives every node of a fresh subtree the location of ``ref``."""
+
+    def __init__(self, ref: ast.AST) -> None:
+        self.attrs = {k: getattr(ref, k) for k in ("lineno", "col_offset", "end_lineno", "end_col_offset")}
+
+    def generic_visit(self, node: ast.AST) -> None:
+        if "lineno" in node._attributes:
+            for k, v in self.attrs.items():
+                setattr(node, k, v)
+        super().generic_visit(node)
+
+
+def _at(node: ast.AST, ref: ast.AST) -> ast.AST:
+    _Locator(ref).visit(node)
+    return node
+
+
+def _name(id_: str, ctx: ast.expr_context | None = None) -> ast.Name:
+    return ast.Name(id=id_, ctx=ctx or ast.Load())
+
+
+def _call(func: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=ast.Attribute(value=_name(RT), attr=func, ctx=ast.Load()), args=list(args),
+                    keywords=[])
+
+
+def _const(value: object) -> ast.Constant:
+    return ast.Constant(value=value)
+
+
+class _Scope:
+    __slots__ = ("kind", "has_frame")
+
+    def __init__(self, kind: str, has_frame: bool) -> None:
+        self.kind = kind            # module, function, class, lambda, comprehension
+        self.has_frame = has_frame  # may probes in this scope name the frame variable?
+
+
+class Rewriter(ast.NodeTransformer):
+    """One concern per ``visit_*``: definitions wrap, statements probe, expressions report arms."""
+
+    def __init__(self, nodes: ModuleNodes, source: str, level: int) -> None:
+        self.nodes = nodes
+        self.by_id: dict[str, NodeInfo] = {n.node_id: n for n in nodes.nodes}
+        self.positions = AstPositions(source)
+        self.level = level
+        self.stats = RewriteStats()
+        self.scopes: list[_Scope] = []
+
+    # --- lookups -------------------------------------------------------------------------------
+    def _id(self, node: ast.AST, kind: str | None = None) -> str | None:
+        kind = kind or AST_KINDS.get(type(node))
+        if kind is None:
+            return None
+        found = self.nodes.lookup(kind, *self.positions.key(node))
+        if found is None:
+            self.stats.unmatched.append(f"{kind}@{node.lineno}:{node.col_offset}")  # type: ignore[attr-defined]
+        return found
+
+    def _probing(self) -> bool:
+        return bool(self.scopes) and self.scopes[-1].has_frame
+
+    def _probe(self, ref: ast.AST, func: str, *args: ast.expr) -> ast.stmt:
+        self.stats.probes += 1
+        return _at(ast.Expr(value=_call(func, _name(FRAME), *args)), ref)  # type: ignore[return-value]
+
+    # --- module --------------------------------------------------------------------------------
+    def rewrite(self, tree: ast.Module) -> ast.Module:
+        module_frame = self.level >= BRANCHES
+        self.scopes.append(_Scope("module", module_frame))
+        body = self._block(tree.body, docstring=True)
+        self.scopes.pop()
+        head: list[ast.stmt] = []
+        while body and (_is_future(body[0]) or (not head and _is_docstring(body[0]))):
+            head.append(body.pop(0))
+        ref = body[0] if body else (head[-1] if head else None)
+        if ref is None:
+            return tree
+        imp = _at(ast.ImportFrom(module=RUNTIME_MODULE, names=[ast.alias(name="runtime", asname=RT)], level=0),
+                  ref)
+        prologue: list[ast.stmt] = [imp]  # type: ignore[list-item]
+        if module_frame:
+            info = (self.nodes.nodes[0].node_id, self.nodes.module, self.nodes.file, 1,
+                    self.nodes.code_version, ())
+            enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],
+                                   value=_call("enter_module", _const(info))), ref)
+            prologue.append(enter)  # type: ignore[arg-type]
+            body = [self._wrap_try(body, ref)]
+        tree.body = head + prologue + body
+        return tree
+
+    # --- blocks and statements -----------------------------------------------------------------
+    def _block(self, stmts: Iterable[ast.stmt], *, docstring: bool = False,
+               prefix: list[ast.stmt] | None = None) -> list[ast.stmt]:
+        out: list[ast.stmt] = list(prefix or [])
+        for i, stmt in enumerate(stmts):
+            skip_line = (docstring and i == 0 and _is_docstring(stmt)) or _is_future(stmt)
+            if self.level >= STATEMENTS and self._probing() and not skip_line:
+                node_id = self._id(stmt)
+                if node_id is not None:
+                    out.append(self._probe(stmt, "line", _const(node_id), _const(stmt.lineno)))
+            new = self.visit(stmt)
+            if isinstance(new, list):
+                out.extend(new)
+            elif new is not None:
+                out.append(new)
+            if self.level >= STATEMENTS and self._probing():
+                out.extend(self._after_assignment(stmt))
+        return out
+
+    def _expressions(self, node: ast.AST) -> None:
+        """Visit every child of ``node`` except statement blocks (handled by ``_block``)."""
+        for fname, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                if value and isinstance(value[0], (ast.stmt, ast.excepthandler, ast.match_case)):
+                    continue
+                setattr(node, fname, [self.visit(v) if isinstance(v, ast.AST) else v for v in value])
+            elif isinstance(value, ast.AST):
+                setattr(node, fname, self.visit(value))
+
+    def _arm_probe(self, owner: str | None, label: str, ref: ast.AST) -> list[ast.stmt]:
+        if owner is None or self.level < BRANCHES or not self._probing():
+            return []
+        return [self._probe(ref, "branch", _const(f"{owner}.{label}"))]
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.stmt):
+            self._expressions(node)
+            for fname in ("body", "orelse", "finalbody"):
+                block = getattr(node, fname, None)
+                if isinstance(block, list) and block:
+                    setattr(node, fname, self._block(block))
+            return node
+        return super().generic_visit(node)
+
+    def visit_If(self, node: ast.If) -> ast.AST:
+        owner = self._id(node) if self.level >= BRANCHES and self._probing() else None
+        node.test = self.visit(node.test)
+        node.body = self._block(node.body, prefix=self._arm_probe(owner, "true", node.body[0]))
+        if node.orelse:
+            node.orelse = self._block(node.orelse, prefix=self._arm_probe(owner, "false", node.orelse[0]))
+        else:
+            node.orelse = self._arm_probe(owner, "false", node)
+        return node
+
+    def _loop(self, node: ast.For | ast.AsyncFor | ast.While) -> ast.AST:
+        owner = self._id(node) if self.level >= BRANCHES and self._probing() else None
+        self._expressions(node)
+        prefix = self._arm_probe(owner, "body", node.body[0])
+        if isinstance(node, (ast.For, ast.AsyncFor)) and self.level >= STATEMENTS and self._probing():
+            prefix += self._target_probes(node.target, node.body[0])
+        node.body = self._block(node.body, prefix=prefix)
+        if node.orelse:
+            node.orelse = self._block(node.orelse, prefix=self._arm_probe(owner, "else", node.orelse[0]))
+        return node
+
+    visit_For = visit_AsyncFor = visit_While = _loop
+
+    def _try(self, node: ast.AST) -> ast.AST:
+        owner = self._id(node) if self.level >= BRANCHES and self._probing() else None
+        node.body = self._block(node.body)  # type: ignore[attr-defined]
+        for handler in node.handlers:  # type: ignore[attr-defined]
+            handler.type = self.visit(handler.type) if handler.type is not None else None
+            prefix: list[ast.stmt] = []
+            if self.level >= BRANCHES and self._probing():
+                hid = self._id(handler)
+                if hid is not None:
+                    prefix.append(self._probe(handler.body[0], "branch", _const(hid)))
+                    if handler.name and self.level >= STATEMENTS:
+                        prefix.append(self._probe(handler.body[0], "assign", _const(hid),
+                                                  _const(handler.name), _name(handler.name)))
+            handler.body = self._block(handler.body, prefix=prefix)
+        if node.orelse:  # type: ignore[attr-defined]
+            node.orelse = self._block(node.orelse,  # type: ignore[attr-defined]
+                                      prefix=self._arm_probe(owner, "else", node.orelse[0]))  # type: ignore[attr-defined]
+        if node.finalbody:  # type: ignore[attr-defined]
+            node.finalbody = self._block(node.finalbody,  # type: ignore[attr-defined]
+                                         prefix=self._arm_probe(owner, "finally", node.finalbody[0]))  # type: ignore[attr-defined]
+        return node
+
+    visit_Try = _try
+    if hasattr(ast, "TryStar"):
+        visit_TryStar = _try
+
+    def _with(self, node: ast.With | ast.AsyncWith) -> ast.AST:
+        self._expressions(node)
+        prefix: list[ast.stmt] = []
+        if self.level >= STATEMENTS and self._probing():
+            for item in node.items:
+                if item.optional_vars is not None:
+                    prefix += self._target_probes(item.optional_vars, node.body[0])
+        node.body = self._block(node.body, prefix=prefix)
+        return node
+
+    visit_With = visit_AsyncWith = _with
+
+    def visit_Match(self, node: ast.Match) -> ast.AST:
+        owner = self._id(node) if self.level >= BRANCHES and self._probing() else None
+        node.subject = self.visit(node.subject)
+        for i, case in enumerate(node.cases):
+            if case.guard is not None:
+                case.guard = self.visit(case.guard)
+            case.body = self._block(case.body, prefix=self._arm_probe(owner, f"case{i}", case.body[0]))
+        return node
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        self._expressions(node)
+        if node.value is not None and self._in_function():
+            node.value = _at(_call("ret", _name(FRAME), node.value), node.value)  # type: ignore[assignment]
+        return node
+
+    def _in_function(self) -> bool:
+        return bool(self.scopes) and self.scopes[-1].kind == "function" and self.scopes[-1].has_frame
+
+    # --- assignments (statements level) ---------------------------------------------------------
+    def _target_probes(self, target: ast.expr, ref: ast.AST) -> list[ast.stmt]:
+        probes: list[ast.stmt] = []
+        for name in self._names(target):
+            node_id = self._id(name, "target")
+            if node_id is not None:
+                probes.append(self._probe(ref, "assign", _const(node_id), _const(name.id), _name(name.id)))
+        return probes
+
+    @staticmethod
+    def _names(target: ast.expr) -> list[ast.Name]:
+        if isinstance(target, ast.Name):
+            return [target]
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return [n for element in target.elts for n in Rewriter._names(element)]
+        if isinstance(target, ast.Starred):
+            return Rewriter._names(target.value)
+        return []
+
+    def _after_assignment(self, stmt: ast.stmt) -> list[ast.stmt]:
+        if isinstance(stmt, ast.Assign):
+            return [p for t in stmt.targets for p in self._target_probes(t, stmt)]
+        if isinstance(stmt, ast.AugAssign) or (isinstance(stmt, ast.AnnAssign) and stmt.value is not None):
+            return self._target_probes(stmt.target, stmt)
+        return []
+
+    def _store_value(self, target: ast.expr, value: ast.expr) -> ast.expr:
+        """Attribute/subscript stores: capture the value on its way in (re-reading could run code)."""
+        node_id = self._id(target, "target")
+        if node_id is None:
+            return value
+        self.stats.probes += 1
+        info = self.by_id.get(node_id)
+        label = info.code if info is not None else ast.unparse(target)
+        return _at(_call("value", _name(FRAME), _const(node_id), _const(label), value), value)  # type: ignore[return-value]
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        self._expressions(node)
+        if (self.level >= STATEMENTS and self._probing() and len(node.targets) == 1
+                and isinstance(node.targets[0], (ast.Attribute, ast.Subscript))):
+            node.value = self._store_value(node.targets[0], node.value)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        self._expressions(node)
+        if (self.level >= STATEMENTS and self._probing() and node.value is not None
+                and isinstance(node.target, (ast.Attribute, ast.Subscript))):
+            node.value = self._store_value(node.target, node.value)
+        return node
+
+    # --- expressions (branches level) ------------------------------------------------------------
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        if self.level >= BRANCHES and self._probing():
+            owner = self._id(node)
+            if owner is not None:
+                node.values = [_at(_call("arm", _name(FRAME), _const(f"{owner}.op{i}"), v), v)  # type: ignore[misc]
+                               for i, v in enumerate(node.values)]
+                self.stats.probes += len(node.values)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        self.generic_visit(node)
+        if self.level >= BRANCHES and self._probing():
+            owner = self._id(node)
+            if owner is not None:
+                node.body = _at(_call("arm", _name(FRAME), _const(f"{owner}.true"), node.body), node.body)  # type: ignore[assignment]
+                node.orelse = _at(_call("arm", _name(FRAME), _const(f"{owner}.false"), node.orelse),  # type: ignore[assignment]
+                                  node.orelse)
+                self.stats.probes += 2
+        return node
+
+    def visit_Yield(self, node: ast.Yield) -> ast.AST:
+        self.generic_visit(node)
+        if not self._in_function():
+            return node
+        node.value = _at(_call("suspend", _name(FRAME), node.value or _const(None)), node)  # type: ignore[assignment]
+        return _at(_call("resumed", _name(FRAME), node), node)
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+        self.generic_visit(node)
+        if not self._in_function():
+            return node
+        node.value = _at(_call("suspend", _name(FRAME), node.value), node)  # type: ignore[assignment]
+        return _at(_call("resumed", _name(FRAME), node), node)
+
+    def _opaque_scope(self, node: ast.AST) -> ast.AST:
+        # Lambdas and comprehensions are their own scopes: leave their insides alone.
+        return node
+
+    visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _opaque_scope
+
+    # --- definitions ---------------------------------------------------------------------------
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.bases = [self.visit(b) for b in node.bases]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        # A class body sees the frame of the code defining it (module global or enclosing local).
+        self.scopes.append(_Scope("class", self._probing()))
+        node.body = self._block(node.body, docstring=True)
+        self.scopes.pop()
+        return node
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.args = self.visit(node.args)
+        if node.returns is not None:
+            node.returns = self.visit(node.returns)
+        node_id = self._id(node)
+        self.scopes.append(_Scope("function", node_id is not None))
+        body = self._block(node.body, docstring=True)
+        self.scopes.pop()
+        if node_id is None:
+            node.body = body
+            return node
+        self.stats.functions += 1
+        doc = [body.pop(0)] if body and _is_docstring(body[0]) else []
+        ref = body[0] if body else node
+        params = self._params(node.args)
+        info = self._function_info(node_id, params, node.lineno)
+        enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],
+                               value=_call("enter", _const(info),
+                                           ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))),
+                    ref)
+        node.body = doc + [enter, self._wrap_try(body or [_at(ast.Pass(), node)], ref)]  # type: ignore[list-item]
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    @staticmethod
+    def _params(args: ast.arguments) -> list[str]:
+        names = [a.arg for a in (*args.posonlyargs, *args.args)]
+        if args.vararg is not None:
+            names.append(args.vararg.arg)
+        names += [a.arg for a in args.kwonlyargs]
+        if args.kwarg is not None:
+            names.append(args.kwarg.arg)
+        return names
+
+    def _function_info(self, node_id: str, params: list[str], line: int) -> tuple:
+        info = self.by_id[node_id]
+        qualname = info.qualname.replace("@", "")  # duplicate-definition marker is for IDs only
+        return (node_id, f"{self.nodes.module}.{qualname}", self.nodes.file, line,
+                self.nodes.code_version, tuple(params))
+
+    def _wrap_try(self, body: list[ast.stmt], ref: ast.AST) -> ast.stmt:
+        handler = ast.ExceptHandler(
+            type=_name("BaseException"), name=EXC,
+            body=[ast.Expr(value=_call("fail", _name(FRAME), _name(EXC))), ast.Raise(exc=None, cause=None)])
+        final = [ast.Expr(value=_call("leave", _name(FRAME)))]
+        wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[arg-type]
+        for stmt in (*handler.body, *final):
+            _at(stmt, ref)
+        wrapper.lineno, wrapper.col_offset = ref.lineno, ref.col_offset  # type: ignore[attr-defined]
+        wrapper.end_lineno, wrapper.end_col_offset = ref.end_lineno, ref.end_col_offset  # type: ignore[attr-defined]
+        return wrapper
+
+
+def rewrite(tree: ast.Module, nodes: ModuleNodes, source: str, level: int = FUNCTIONS
+            ) -> tuple[ast.Module, RewriteStats]:
+    """Rewrite ``tree`` (parsed from ``source``) in place at ``level``; returns it and what was done."""
+    rewriter = Rewriter(nodes, source, level)
+    return rewriter.rewrite(tree), rewriter.stats
+
+
+def rewrite_source(source: str, module: str, file: str, level: int = FUNCTIONS,
+                   code_version: str | None = None) -> tuple[ast.Module, ModuleNodes, RewriteStats]:
+    """Parse, name and rewrite one module (both parses); raises SyntaxError / libcst errors as is."""
+    from execscope.instrumentation.node_ids import assign_node_ids
+
+    nodes = assign_node_ids(source, module, file, code_version)
+    tree = ast.parse(source, filename=file or "<unknown>")
+    tree, stats = rewrite(tree, nodes, source, level)
+    return tree, nodes, stats

@@ -1,0 +1,361 @@
+"""The runtime that rewritten modules call: where execscope spans are born.
+
+Rewritten code imports this module as ``_execscope_rt`` and calls, per instrumented function::
+
+    _execscope_frame = _execscope_rt.enter(INFO, (arg values...))
+    try: <body>                    # returns become ``return _execscope_rt.ret(frame, value)``
+    except BaseException as e: _execscope_rt.fail(frame, e); raise
+    finally: _execscope_rt.leave(frame)
+
+and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (statement executed),
+``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator yield points).
+
+Contract: every function here is called on the program's own thread, never raises (failures are
+counted in :data:`stats`), never blocks, and does nothing but return when no recorder is active.
+A call becomes an OpenTelemetry span from the active recorder's tracer, nested under the caller's
+execscope span, or under whatever OTel span is current when the caller is not instrumented. Finer
+events become span events carrying ``execscope.node_id`` and a per-trace ``execscope.seq``.
+
+Causality: the current frame lives in a :class:`contextvars.ContextVar`, so every asyncio task has
+its own chain; generators hand the context back to their consumer at each ``yield``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import traceback
+import weakref
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from execscope.instrumentation.values import DEFAULT_LIMITS, ReprLimits, capture, exception_message
+
+FUNCTIONS, BRANCHES, STATEMENTS = 1, 2, 3
+LEVELS = {"functions": FUNCTIONS, "branches": BRANCHES, "statements": STATEMENTS}
+
+# INFO tuple layout, built by the rewriter as a constant: keep in sync with rewriter._function_info.
+I_NODE, I_NAME, I_FILE, I_LINE, I_VERSION, I_PARAMS = range(6)
+
+_STACK_LIMIT = 64
+
+
+@dataclass
+class RuntimeStats:
+    """Counters a reader can use to see gaps; exported as resource-free process figures."""
+
+    spans: int = 0
+    events: int = 0
+    errors: int = 0
+    last_error: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+
+
+stats = RuntimeStats()
+
+
+class Recorder:
+    """What the runtime records into: a tracer plus capture settings. Immutable once active."""
+
+    def __init__(self, tracer_provider: Any, *, limits: ReprLimits = DEFAULT_LIMITS,
+                 scope_version: str = "") -> None:
+        self.tracer = tracer_provider.get_tracer("execscope", scope_version)
+        self.limits = limits
+
+
+class _SeqCounter:
+    __slots__ = ("next", "__weakref__")
+
+    def __init__(self) -> None:
+        self.next = itertools.count().__next__
+
+
+# trace id -> counter, alive while any frame of the trace holds it.
+_trace_seq: weakref.WeakValueDictionary[int, _SeqCounter] = weakref.WeakValueDictionary()
+_trace_seq_lock = threading.Lock()
+
+
+class Frame:
+    """One running instrumented call (or module body). Owned by the code that entered it."""
+
+    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording")
+
+    def __init__(self, span: Span, outer: Frame | None, anchor: object, seq: _SeqCounter,
+                 info: tuple, recording: bool) -> None:
+        self.span = span
+        self.outer = outer      # the frame current before this one (restored on leave / yield)
+        self.anchor = anchor    # the OTel span that was current when this chain started
+        self.seq = seq
+        self.info = info
+        self.recording = recording
+
+
+class _NoFrame:
+    """Stands in for a frame when nothing is recorded; every hook ignores it."""
+
+    __slots__ = ()
+    recording = False
+
+
+NO_FRAME: Any = _NoFrame()
+_current: ContextVar[Frame | None] = ContextVar("execscope_frame", default=None)
+_recorder: Recorder | None = None
+_level = FUNCTIONS
+
+
+def activate(recorder: Recorder, level: int) -> None:
+    """Start recording into ``recorder``. Modules rewritten at a higher level than ``level`` still
+    emit their finer events (the rewrite decides what is captured)."""
+    global _recorder, _level
+    _recorder = recorder
+    _level = level
+
+
+def deactivate() -> None:
+    """Stop recording; running frames end normally, new calls are not recorded."""
+    global _recorder
+    _recorder = None
+
+
+def active_recorder() -> Recorder | None:
+    return _recorder
+
+
+def _seq_for(trace_id: int) -> _SeqCounter:
+    counter = _trace_seq.get(trace_id)
+    if counter is None:
+        with _trace_seq_lock:
+            counter = _trace_seq.get(trace_id)
+            if counter is None:
+                counter = _trace_seq[trace_id] = _SeqCounter()
+    return counter
+
+
+def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
+    rec = _recorder
+    if rec is None:
+        return NO_FRAME
+    top = _current.get()
+    current = trace.get_current_span()
+    if top is not None and top.anchor is current:
+        parent: Frame | None = top
+        span = rec.tracer.start_span(info[I_NAME], context=trace.set_span_in_context(top.span),
+                                     attributes=attributes)
+        anchor = top.anchor
+    else:
+        parent = top
+        span = rec.tracer.start_span(info[I_NAME], attributes=attributes)
+        anchor = current
+    recording = span.is_recording()
+    ctx = span.get_span_context()
+    seq = top.seq if (top is not None and top.anchor is current) else _seq_for(ctx.trace_id)
+    frame = Frame(span, parent, anchor, seq, info, recording)
+    if recording:
+        span.set_attribute("execscope.seq", seq.next())
+    _current.set(frame)
+    stats.spans += 1
+    return frame
+
+
+def enter(info: tuple, args: tuple) -> Frame | Any:
+    """A call of the function described by ``info`` starts, with parameter values ``args``."""
+    if _recorder is None:
+        return NO_FRAME
+    try:
+        attributes: dict[str, Any] = {
+            "code.function.name": info[I_NAME], "code.file.path": info[I_FILE],
+            "code.line.number": info[I_LINE], "execscope.node_id": info[I_NODE],
+            "execscope.code_version": info[I_VERSION], "execscope.kind": "call",
+        }
+        limits = _recorder.limits
+        for name, value in zip(info[I_PARAMS], args):
+            attributes["execscope.arg." + name] = capture(name, value, limits)
+        return _start(info, attributes)
+    except Exception as exc:
+        stats.failed(exc)
+        return NO_FRAME
+
+
+def enter_module(info: tuple) -> Frame | Any:
+    """A rewritten module body starts executing (levels ``branches`` and ``statements``)."""
+    if _recorder is None:
+        return NO_FRAME
+    try:
+        return _start(info, {
+            "code.function.name": info[I_NAME], "code.file.path": info[I_FILE],
+            "code.line.number": info[I_LINE], "execscope.node_id": info[I_NODE],
+            "execscope.code_version": info[I_VERSION], "execscope.kind": "module",
+        })
+    except Exception as exc:
+        stats.failed(exc)
+        return NO_FRAME
+
+
+def ret(frame: Frame | Any, value: Any) -> Any:
+    """``return value`` in an instrumented function: records the value and hands it back."""
+    if frame.recording:
+        try:
+            frame.span.set_attribute("execscope.return.value", capture("", value, _limits()))
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def _limits() -> ReprLimits:
+    rec = _recorder
+    return rec.limits if rec is not None else DEFAULT_LIMITS
+
+
+def _not_an_error(exc: BaseException) -> bool:
+    if isinstance(exc, GeneratorExit):
+        return True
+    if isinstance(exc, SystemExit):
+        return exc.code is None or exc.code == 0
+    return False
+
+
+def fail(frame: Frame | Any, exc: BaseException) -> None:
+    """An exception is leaving the instrumented function (called from its handler, then re-raised)."""
+    if not frame.recording:
+        return
+    try:
+        span = frame.span
+        type_name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", None):
+            type_name = f"{module}.{type_name}"
+        if _not_an_error(exc):
+            span.set_attribute("execscope.exit", type_name)
+            return
+        message = exception_message(exc, _limits())
+        caller = sys._getframe(1)
+        line = caller.f_lineno
+        tb = exc.__traceback__
+        frames = []
+        while tb is not None:
+            if tb.tb_frame is caller:
+                line = tb.tb_lineno
+                frames = traceback.format_tb(tb, limit=_STACK_LIMIT)
+                break
+            tb = tb.tb_next
+        stack = "Traceback (most recent call last):\n" + "".join(frames) + f"{type_name}: {message}"
+        span.add_event("exception", {
+            "exception.type": type_name, "exception.message": message,
+            "exception.stacktrace": stack, "exception.escaped": True,
+            "code.line.number": line, "execscope.seq": frame.seq.next(),
+            "execscope.node_id": frame.info[I_NODE],
+        })
+        span.set_status(Status(StatusCode.ERROR, f"{type_name}: {message}"[:1024]))
+        stats.events += 1
+    except Exception as e:
+        stats.failed(e)
+
+
+def leave(frame: Frame | Any) -> None:
+    """The instrumented function (or module body) finished, normally or not."""
+    if frame is NO_FRAME:
+        return
+    try:
+        if _current.get() is frame:
+            _current.set(frame.outer)
+        if frame.recording:
+            frame.span.set_attribute("execscope.seq.end", frame.seq.next())
+        frame.span.end()
+    except Exception as exc:
+        stats.failed(exc)
+
+
+def suspend(frame: Frame | Any, value: Any) -> Any:
+    """A generator is about to yield ``value``: give the context back to its consumer."""
+    if frame is not NO_FRAME:
+        try:
+            if _current.get() is frame:
+                _current.set(frame.outer)
+            if frame.recording:
+                _event(frame, "execscope.yield", frame.info[I_NODE], {})
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def resumed(frame: Frame | Any, value: Any) -> Any:
+    """A generator resumed after a yield (``value`` is what was sent in)."""
+    if frame is not NO_FRAME:
+        try:
+            frame.outer = _current.get()
+            _current.set(frame)
+            if frame.recording:
+                _event(frame, "execscope.resume", frame.info[I_NODE], {})
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def _event(frame: Frame, name: str, node_id: str, attributes: dict[str, Any]) -> None:
+    attributes["execscope.node_id"] = node_id
+    attributes["execscope.seq"] = frame.seq.next()
+    frame.span.add_event(name, attributes)
+    stats.events += 1
+
+
+def branch(frame: Frame | Any, node_id: str) -> None:
+    """The branch arm ``node_id`` (if/else, loop body, except handler, match case...) was taken."""
+    if frame.recording:
+        try:
+            _event(frame, "execscope.branch", node_id, {})
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def arm(frame: Frame | Any, node_id: str, value: Any) -> Any:
+    """An operand of ``and``/``or`` or an arm of ``x if c else y`` was evaluated; returns it."""
+    if frame.recording:
+        try:
+            _event(frame, "execscope.branch", node_id, {})
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def line(frame: Frame | Any, node_id: str, lineno: int) -> None:
+    """Statement ``node_id`` on line ``lineno`` is about to execute."""
+    if frame.recording:
+        try:
+            _event(frame, "execscope.line", node_id, {"code.line.number": lineno})
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def assign(frame: Frame | Any, node_id: str, name: str, value: Any) -> None:
+    """Variable ``name`` (target ``node_id``) now holds ``value``."""
+    if frame.recording:
+        try:
+            _event(frame, "execscope.assign", node_id,
+                   {"execscope.var.name": name, "execscope.var.value": capture(name, value, _limits())})
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def value(frame: Frame | Any, node_id: str, name: str, val: Any) -> Any:
+    """``val`` is about to be stored into the attribute/subscript target ``name``; returns it."""
+    if frame.recording:
+        try:
+            _event(frame, "execscope.assign", node_id,
+                   {"execscope.var.name": name, "execscope.var.value": capture(name, val, _limits())})
+        except Exception as exc:
+            stats.failed(exc)
+    return val
+
+
+def current_frame() -> Frame | None:
+    """The innermost running instrumented frame of this context (for tests and integrations)."""
+    return _current.get()

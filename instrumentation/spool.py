@@ -1,0 +1,92 @@
+"""The local spool: where instrumented processes leave OTLP batches and node rows for the store owner.
+
+Layout under the spool directory (one per store)::
+
+    traces/<time_ns>-<pid>-<n>.pb      one serialized ExportTraceServiceRequest per batch
+    cpg/<code_version>-<module>.json   node rows of one module version, written once
+    known_versions                     code versions the store already holds (written by the owner)
+
+Every file appears atomically (written under a ``.tmp`` name, then renamed), so a reader never sees
+a partial batch and a crash loses at most the batch being written. Writers never raise from here:
+callers get ``False`` and count the loss.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo
+
+TRACES = "traces"
+CPG = "cpg"
+KNOWN_VERSIONS = "known_versions"
+_counter = itertools.count()
+
+
+def write_atomic(directory: Path, name: str, data: bytes) -> bool:
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, directory / name)
+        return True
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return False
+
+
+class Spool:
+    """A spool directory. Safe to use from many processes at once (names carry the pid)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._known: frozenset[str] | None = None
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.path / TRACES
+
+    @property
+    def cpg_dir(self) -> Path:
+        return self.path / CPG
+
+    def write_batch(self, payload: bytes) -> bool:
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}.pb"
+        return write_atomic(self.traces_dir, name, payload)
+
+    def known_versions(self) -> frozenset[str]:
+        if self._known is None:
+            try:
+                self._known = frozenset((self.path / KNOWN_VERSIONS).read_text().split())
+            except OSError:
+                self._known = frozenset()
+        return self._known
+
+    def write_known_versions(self, versions: set[str]) -> None:
+        write_atomic(self.path, KNOWN_VERSIONS, "\n".join(sorted(versions)).encode())
+
+    def write_nodes(self, nodes: ModuleNodes) -> bool:
+        """Publish a module's node rows unless the store already has that version."""
+        if nodes.code_version in self.known_versions():
+            return True
+        name = f"{nodes.code_version}-{nodes.module}.json"
+        if (self.cpg_dir / name).exists():
+            return True
+        doc = {"module": nodes.module, "file": nodes.file, "code_version": nodes.code_version,
+               "fields": list(NodeInfo.__slots__),  # type: ignore[attr-defined]
+               "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}  # type: ignore[attr-defined]
+        return write_atomic(self.cpg_dir, name, json.dumps(doc, separators=(",", ":")).encode())
+
+    def pending_batches(self) -> list[Path]:
+        return sorted(self.traces_dir.glob("*.pb")) if self.traces_dir.exists() else []
+
+    def pending_nodes(self) -> list[Path]:
+        return sorted(self.cpg_dir.glob("*.json")) if self.cpg_dir.exists() else []

@@ -1,0 +1,199 @@
+"""Safe, bounded representations of captured values.
+
+Contract: :func:`safe_repr` never raises, never runs user code by default, and returns at most
+``limits.max_chars`` characters. Builtin scalars and containers are rendered by execscope itself (so
+an element's ``__repr__`` is never reached through ``list.__repr__``); objects of other types are
+shown as ``<module.Type object at 0x...>`` unless their type's ``__repr__`` is implemented in C
+(datetime, Decimal, ...), or unless user reprs are explicitly allowed (``EXECSCOPE_USER_REPR=1``),
+in which case a raising ``__repr__`` is caught and shown as ``<Type: repr raised ValueError>``.
+
+Names matching :data:`SECRET_NAME` (passwords, tokens, keys, ...) are redacted by :func:`capture`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import types
+from dataclasses import dataclass
+
+SECRET_NAME = re.compile(
+    r"(?i)(pass(wd|word)?|secret|token|api[_-]?key|apikey|auth|credential|private[_-]?key|cookie|session[_-]?id"
+    r"|signature|bearer)")
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True, slots=True)
+class ReprLimits:
+    max_chars: int = 256
+    max_items: int = 8
+    max_depth: int = 3
+    user_repr: bool = False
+
+
+DEFAULT_LIMITS = ReprLimits(
+    max_chars=int(os.environ.get("EXECSCOPE_MAX_VALUE_CHARS", "256") or 256),
+    user_repr=os.environ.get("EXECSCOPE_USER_REPR", "") in ("1", "true", "yes"),
+)
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_SCALARS = (type(None), bool, float, complex, type(Ellipsis), range, slice)
+_C_REPR_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodWrapperType,
+                 types.MethodDescriptorType, types.SlotWrapperType if hasattr(types, "SlotWrapperType")
+                 else types.WrapperDescriptorType)
+
+
+def _type_name(t: type) -> str:
+    module = getattr(t, "__module__", "") or ""
+    qualname = getattr(t, "__qualname__", t.__name__)
+    return qualname if module in ("builtins", "") else f"{module}.{qualname}"
+
+
+def _opaque(value: object) -> str:
+    return f"<{_type_name(type(value))} object at {id(value):#x}>"
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+def _render(value: object, limits: ReprLimits, depth: int, budget: _Budget, seen: set[int]) -> str:
+    t = type(value)
+    if t is str:
+        s = value  # type: ignore[assignment]
+        if len(s) > limits.max_chars:  # type: ignore[arg-type]
+            return repr(s[: limits.max_chars]) + "…"  # type: ignore[index]
+        return repr(s)
+    if t is int:
+        if value.bit_length() > 256:  # type: ignore[attr-defined]
+            return f"<int of {value.bit_length()} bits>"  # type: ignore[attr-defined]
+        return repr(value)
+    if t in _SCALARS:
+        return repr(value)
+    if t is bytes or t is bytearray:
+        b = value[: limits.max_chars]  # type: ignore[index]
+        return repr(b) + ("…" if len(value) > limits.max_chars else "")  # type: ignore[arg-type]
+    if t in (list, tuple, set, frozenset, dict):
+        if id(value) in seen:
+            return "[...]" if t is list else "{...}" if t in (dict, set) else "(...)"
+        if depth >= limits.max_depth:
+            return f"<{t.__name__} of {len(value)}>"  # type: ignore[arg-type]
+        seen.add(id(value))
+        try:
+            return _render_container(value, t, limits, depth, budget, seen)
+        finally:
+            seen.discard(id(value))
+    if isinstance(value, _CONTAINERS):  # subclasses: namedtuple, OrderedDict, Counter, user types
+        base = next(b for b in _CONTAINERS if isinstance(value, b))
+        if depth >= limits.max_depth or id(value) in seen:
+            return f"<{_type_name(t)} of {base.__len__(value)}>"  # type: ignore[operator]
+        seen.add(id(value))
+        try:
+            fields = getattr(t, "_fields", None)
+            if base is tuple and isinstance(fields, tuple) and len(fields) == tuple.__len__(value):  # type: ignore[arg-type]
+                inner = ", ".join(f"{f}={_render(v, limits, depth + 1, budget, seen)}"
+                                  for f, v in zip(fields[: limits.max_items], tuple.__iter__(value)))  # type: ignore[arg-type]
+                return f"{t.__name__}({inner})"
+            return f"{t.__name__}({_render_container(value, base, limits, depth, budget, seen)})"
+        finally:
+            seen.discard(id(value))
+    if t is collections.deque:
+        return f"deque({_render_container(list(value), list, limits, depth, budget, seen)})"  # type: ignore[call-overload]
+    if isinstance(value, type):
+        return f"<class '{_type_name(value)}'>"
+    if isinstance(value, (types.FunctionType, types.MethodType)):
+        return f"<function {getattr(value, '__qualname__', '?')}>"
+    if isinstance(value, types.ModuleType):
+        return f"<module '{value.__name__}'>"
+    if isinstance(value, BaseException):
+        return f"{_type_name(t)}({_render(value.args, limits, depth + 1, budget, seen)[1:-1].rstrip(',')})"
+    r = getattr(t, "__repr__", None)
+    if limits.user_repr or (isinstance(r, _C_REPR_TYPES) and r is not object.__repr__
+                            and not hasattr(t, "__iter__")):
+        try:
+            text = repr(value)
+        except Exception as exc:  # a user __repr__ may raise anything
+            return f"<{_type_name(t)}: repr raised {type(exc).__name__}>"
+        if not isinstance(text, str):
+            return _opaque(value)
+        return text
+    return _opaque(value)
+
+
+def _render_container(value: object, t: type, limits: ReprLimits, depth: int, budget: _Budget,
+                      seen: set[int]) -> str:
+    parts: list[str] = []
+    n = t.__len__(value)  # type: ignore[attr-defined]
+    if t is dict:
+        items = iter(dict.items(value))  # type: ignore[arg-type]
+        for _ in range(min(n, limits.max_items)):
+            k, v = next(items)
+            parts.append(f"{_render(k, limits, depth + 1, budget, seen)}: "
+                         f"{_render(v, limits, depth + 1, budget, seen)}")
+            budget.left -= len(parts[-1])
+            if budget.left <= 0:
+                break
+    else:
+        it = t.__iter__(value)  # type: ignore[attr-defined]
+        for _ in range(min(n, limits.max_items)):
+            parts.append(_render(next(it), limits, depth + 1, budget, seen))
+            budget.left -= len(parts[-1])
+            if budget.left <= 0:
+                break
+    if len(parts) < n:
+        parts.append(f"…{n - len(parts)} more")
+    body = ", ".join(parts)
+    if t is list:
+        return f"[{body}]"
+    if t is tuple:
+        return f"({body},)" if n == 1 else f"({body})"
+    if t is dict:
+        return f"{{{body}}}"
+    if n == 0:
+        return "set()" if t is set else "frozenset()"
+    return f"{{{body}}}" if t is set else f"frozenset({{{body}}})"
+
+
+def safe_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
+    """A bounded representation of ``value`` that never raises; see the module docstring."""
+    try:
+        text = _render(value, limits, 0, _Budget(limits.max_chars), set())
+    except Exception as exc:  # a C-level repr or len() may still fail on exotic objects
+        try:
+            return f"<{_type_name(type(value))}: unrepresentable ({type(exc).__name__})>"
+        except Exception:
+            return "<unrepresentable>"
+    if len(text) > limits.max_chars:
+        return text[: limits.max_chars - 1] + "…"
+    return text
+
+
+def capture(name: str, value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
+    """``safe_repr`` of a named value, redacted when the name looks like a secret."""
+    if SECRET_NAME.search(name):
+        return REDACTED
+    return safe_repr(value, limits)
+
+
+def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -> str:
+    """The message of an exception without running user ``__str__`` code unless allowed."""
+    try:
+        if limits.user_repr or type(exc).__str__ is BaseException.__str__ or type(exc).__module__ == "builtins":
+            args = exc.args
+            if len(args) == 1 and type(args[0]) is str:
+                msg = args[0]
+            elif not args:
+                msg = ""
+            elif limits.user_repr:
+                msg = str(exc)
+            else:
+                msg = safe_repr(args[0] if len(args) == 1 else args, limits)
+        else:
+            msg = safe_repr(exc.args, limits)
+        return msg if len(msg) <= limits.max_chars * 4 else msg[: limits.max_chars * 4] + "…"
+    except Exception:
+        return "<message unavailable>"

@@ -1,0 +1,33 @@
+"""The list of recorded traces (``execscope traces``): one row per trace, newest first."""
+
+from __future__ import annotations
+
+from execscope.storage.store import QueryResult, Store
+
+TRACES_SQL = """
+WITH spans AS (SELECT TraceId, SpanId, ParentSpanId, SpanName, Timestamp, Duration, StatusCode, ServiceName
+               FROM otel_traces),
+     ids AS (SELECT TraceId, groupArray(SpanId) AS span_ids FROM spans GROUP BY TraceId)
+SELECT
+    s.TraceId AS trace_id,
+    argMin(s.SpanName, (NOT (s.ParentSpanId = '' OR NOT has(ids.span_ids, s.ParentSpanId)), s.Timestamp))
+        AS root,
+    count() AS spans,
+    countIf(s.StatusCode = 'STATUS_CODE_ERROR') AS errors,
+    min(s.Timestamp) AS start,
+    round((max(toUnixTimestamp64Nano(s.Timestamp) + s.Duration) - min(toUnixTimestamp64Nano(s.Timestamp)))
+          / 1e6, 3) AS duration_ms,
+    any(s.ServiceName) AS service
+FROM spans AS s INNER JOIN ids ON ids.TraceId = s.TraceId
+GROUP BY s.TraceId
+ORDER BY start DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def list_traces(store: Store, limit: int = 20) -> QueryResult:
+    """Traces with ``trace_id``, ``root`` (root span name), ``spans``, ``errors``, ``start``,
+    ``duration_ms`` and ``service``. The root is the span without a recorded parent."""
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
+    return store.query(TRACES_SQL, parameters={"limit": limit})

@@ -1,0 +1,15 @@
+"""ClickHouse schema (numbered migrations) and the store client (embedded chDB or a server)."""
+
+from execscope.storage.store import (
+    DEFAULT_STORE,
+    QueryResult,
+    Store,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    open_store,
+    resolve_address,
+)
+
+__all__ = ["DEFAULT_STORE", "QueryResult", "Store", "StoreError", "StoreLockedError", "StoreVersionError",
+           "open_store", "resolve_address"]

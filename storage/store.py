@@ -1,0 +1,210 @@
+"""The store client: one small interface over the embedded engine (chDB) and a ClickHouse server.
+
+Addresses (``--store`` / ``EXECSCOPE_STORE``):
+
+* ``chdb:///abs/path`` or a plain path: the embedded engine in that directory (default
+  ``./.execscope/db``). One process owns a directory at a time; execscope takes an advisory lock
+  (``<dir>/execscope.lock``, holding the owner's pid) before the engine does, so a second owner gets
+  :class:`StoreLockedError` naming the holder instead of the engine's opaque error.
+* ``http(s)://user:pass@host:8123/db``: a ClickHouse server through clickhouse-connect.
+
+Query, insert and command are separate calls. Parameters are always bound by the server
+(``{name:Type}`` placeholders), never formatted into SQL. Not thread-safe: one user at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+DEFAULT_STORE = "./.execscope/db"
+ENV_STORE = "EXECSCOPE_STORE"
+
+
+class StoreError(RuntimeError):
+    """Any store failure worth one clear line to the user."""
+
+
+class StoreLockedError(StoreError):
+    pass
+
+
+class StoreVersionError(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoreAddress:
+    kind: str          # "chdb" or "http"
+    path: str = ""     # chdb directory (absolute)
+    url: str = ""      # server DSN
+
+    def __str__(self) -> str:
+        return f"chdb://{self.path}" if self.kind == "chdb" else _redact_password(self.url)
+
+
+def _redact_password(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url
+
+
+def resolve_address(dsn: str | None = None) -> StoreAddress:
+    """Turn ``--store`` / ``EXECSCOPE_STORE`` / the default into an address. Raises StoreError."""
+    value = dsn or os.environ.get(ENV_STORE) or DEFAULT_STORE
+    if value.startswith(("http://", "https://", "clickhouse://")):
+        return StoreAddress("http", url=value)
+    if value.startswith("chdb://"):
+        value = value[len("chdb://"):]
+    elif "://" in value:
+        raise StoreError(f"unsupported store address {value!r}: use chdb:///path or http(s)://host:8123/db")
+    if not value:
+        raise StoreError("empty chdb store path")
+    return StoreAddress("chdb", path=str(Path(value).expanduser().resolve()))
+
+
+@dataclass
+class QueryResult:
+    column_names: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.column_names, row)) for row in self.rows]
+
+
+class Store:
+    """An open store. Use :func:`open_store`; close with :meth:`close` (idempotent)."""
+
+    def __init__(self, address: StoreAddress, client: Any, lock_fd: int | None) -> None:
+        self.address = address
+        self._client = client
+        self._lock_fd = lock_fd
+        self._closed = False
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> QueryResult:
+        try:
+            result = self._client.query(sql, parameters=parameters, settings=settings)
+        except Exception as exc:
+            raise StoreError(_engine_message(exc)) from exc
+        return QueryResult(list(result.column_names), [tuple(r) for r in result.result_rows])
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._client.command(sql, parameters=parameters)
+        except Exception as exc:
+            raise StoreError(_engine_message(exc)) from exc
+
+    def insert_columns(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str],
+                       dedup_token: str | None = None) -> None:
+        """Insert column-oriented data; with ``dedup_token`` a retried insert adds nothing."""
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        try:
+            self._client.insert(table, list(columns), column_names=list(column_names),
+                                column_oriented=True, settings=settings)
+        except Exception as exc:
+            raise StoreError(_engine_message(exc)) from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.close()
+        finally:
+            if self._lock_fd is not None:
+                try:
+                    os.close(self._lock_fd)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _engine_message(exc: Exception) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:2000]
+
+
+def _lock(directory: Path) -> int:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"store directory {directory} cannot be created: {exc.strerror}") from exc
+    if not os.access(directory, os.W_OK):
+        raise StoreError(f"store directory {directory} is not writable")
+    path = directory / "execscope.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"store lock {path} cannot be opened: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = ""
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        except OSError:
+            pass
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            who = f" by process {holder}" if holder else ""
+            raise StoreLockedError(
+                f"store chdb://{directory} is locked{who}: one process owns an embedded store at a time "
+                "(wait for it to finish, or use another --store)") from exc
+        raise StoreError(f"store lock {path}: {exc.strerror}") from exc
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def open_store(dsn: str | None = None, *, migrate: bool = True) -> Store:
+    """Open (and by default create/upgrade) the store at ``dsn``.
+
+    Raises :class:`StoreLockedError` when another process owns the embedded store,
+    :class:`StoreVersionError` when the store was written by a newer execscope, :class:`StoreError`
+    for anything else (unwritable directory, unreachable server, missing engine).
+    """
+    address = resolve_address(dsn)
+    lock_fd = None
+    try:
+        import clickhouse_connect
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise StoreError("clickhouse-connect is not installed: pip install clickhouse-connect") from exc
+    if address.kind == "chdb":
+        lock_fd = _lock(Path(address.path))
+        try:
+            client = clickhouse_connect.get_client(dsn=f"chdb://{address.path}")
+        except Exception as exc:
+            os.close(lock_fd)
+            raise StoreError(f"cannot open embedded store {address}: {_engine_message(exc)}") from exc
+    else:
+        try:
+            client = clickhouse_connect.get_client(dsn=address.url)
+        except Exception as exc:
+            raise StoreError(f"cannot reach store {address}: {_engine_message(exc)}") from exc
+    store = Store(address, client, lock_fd)
+    if migrate:
+        from execscope.storage.migrations import migrate as run_migrations
+
+        try:
+            run_migrations(store)
+        except BaseException:
+            store.close()
+            raise
+    return store
