@@ -366,8 +366,42 @@ class AstPositions:
     def key(self, node: ast.AST) -> tuple[int, int, int, int]:
         line = node.lineno  # type: ignore[attr-defined]
         end_line = node.end_lineno  # type: ignore[attr-defined]
-        return (line, self.column(line, node.col_offset),  # type: ignore[attr-defined]
-                end_line, self.column(end_line, node.end_col_offset))  # type: ignore[attr-defined]
+        start = (line, self.column(line, node.col_offset))  # type: ignore[attr-defined]
+        end = (end_line, self.column(end_line, node.end_col_offset))  # type: ignore[attr-defined]
+        if isinstance(node, ast.GeneratorExp):
+            # ast counts the enclosing parentheses (the call's, for a sole argument); libcst does not
+            start, end = self._inside_parens(start, end)
+        return (*start, *end)
+
+    def _inside_parens(self, start: tuple[int, int], end: tuple[int, int]
+                       ) -> tuple[tuple[int, int], tuple[int, int]]:
+        line, col = start
+        if self._char(line, col) == "(":
+            col += 1
+            while True:
+                text = self._lines[line - 1] if line - 1 < len(self._lines) else ""
+                while col < len(text) and text[col] in " \t\f\\":
+                    col += 1
+                if col < len(text) or line >= len(self._lines):
+                    break
+                line, col = line + 1, 0
+        end_line, end_col = end
+        if self._char(end_line, end_col - 1) == ")":
+            end_col -= 1
+            while True:
+                text = self._lines[end_line - 1]
+                while end_col > 0 and text[end_col - 1] in " \t\f\\":
+                    end_col -= 1
+                if end_col > 0 or end_line <= 1:
+                    break
+                end_line -= 1
+                end_col = len(self._lines[end_line - 1])
+        return (line, col), (end_line, end_col)
+
+    def _char(self, line: int, col: int) -> str:
+        if 0 < line <= len(self._lines) and 0 <= col < len(self._lines[line - 1]):
+            return self._lines[line - 1][col]
+        return ""
 
 
 def iter_definitions(nodes: ModuleNodes) -> Iterator[NodeInfo]:
