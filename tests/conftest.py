@@ -31,6 +31,7 @@ def recorder() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider(span_limits=SpanLimits(max_events=100000))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     runtime.activate(runtime.Recorder(provider), 3)
+    exporter.provider = provider  # type: ignore[attr-defined]
     try:
         yield exporter
     finally:

@@ -1,0 +1,101 @@
+"""The embedded store: schema versions, one owner at a time, idempotent ingestion, poison files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from execscope.collector.spool_source import SpoolSource
+from execscope.instrumentation.node_ids import assign_node_ids
+from execscope.instrumentation.spool import Spool
+from execscope.instrumentation.spool_exporter import SpoolSpanExporter
+from execscope.storage import StoreError, StoreLockedError, StoreVersionError, open_store
+from execscope.storage.migrations import VERSION_TABLE, latest_version
+
+
+def test_migrations_record_the_schema_version(tmp_path: Path) -> None:
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        rows = store.query(f"SELECT version FROM {VERSION_TABLE} ORDER BY version").rows
+        assert [r[0] for r in rows] == list(range(1, latest_version() + 1))
+        tables = {r[0] for r in store.query("SHOW TABLES").rows}
+        assert {"otel_traces", "otel_traces_trace_id_ts", "execscope_events", "cpg_nodes", "cpg_edges"} <= tables
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:  # reopening applies nothing twice
+        assert store.query(f"SELECT count() FROM {VERSION_TABLE}").rows[0][0] == latest_version()
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        store.insert_columns(VERSION_TABLE, [[999], ["from_the_future"]], ["version", "name"])
+    with pytest.raises(StoreVersionError, match="schema version 999, newer"):
+        open_store(f"chdb://{tmp_path / 'db'}")
+
+
+def test_second_owner_gets_a_clear_error(tmp_path: Path) -> None:
+    with open_store(f"chdb://{tmp_path / 'db'}"):
+        holder = subprocess.run(
+            [sys.executable, "-c", "from execscope.storage import open_store; import sys\n"
+             f"try:\n    open_store('chdb://{tmp_path / 'db'}')\nexcept Exception as e:\n"
+             "    print(type(e).__name__, e); sys.exit(3)"], capture_output=True, text=True)
+        assert holder.returncode == 3
+        assert holder.stdout.startswith("StoreLockedError")
+        assert f"locked by process {os.getpid()}" in holder.stdout
+        with pytest.raises(StoreLockedError):
+            open_store(f"chdb://{tmp_path / 'db'}")
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot be created"):
+        open_store(f"chdb://{blocker / 'db'}")
+    with pytest.raises(StoreError, match="unsupported store address"):
+        open_store("ftp://example/db")
+
+
+def _spool_with_spans(tmp_path: Path, n: int) -> Spool:
+    spool = Spool(tmp_path / "spool")
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(SpoolSpanExporter(spool)))
+    tracer = provider.get_tracer("t")
+    for i in range(n):
+        with tracer.start_as_current_span(f"s{i}", attributes={"execscope.node_id": f"m:f{i}", "n": i}) as span:
+            span.add_event("execscope.line", {"execscope.node_id": f"m:f{i}:expr#0", "execscope.seq": 1,
+                                              "code.line.number": 7})
+    provider.shutdown()
+    return spool
+
+
+def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path) -> None:
+    spool = _spool_with_spans(tmp_path, 3)
+    batches = spool.pending_batches()
+    assert len(batches) == 3
+    kept = batches[0].read_bytes()
+    (spool.traces_dir / "00000000000000000000-1-poison.pb").write_bytes(b"\xff\xfenot protobuf at all")
+    spool.write_nodes(assign_node_ids("def f0():\n    pass\n", "m", "m.py"))
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        source = SpoolSource(spool, store)
+        report = source.drain()
+        assert (report.spans, report.events, report.batches, report.dead) == (3, 3, 3, 1)
+        assert report.modules == 1 and report.nodes == 3  # module, f0, its pass
+        # the same batch arriving again (a crash after insert, before delete) adds nothing
+        (spool.traces_dir / batches[0].name).write_bytes(kept)
+        assert source.drain().spans == 1
+        assert store.query("SELECT count() FROM otel_traces").rows[0][0] == 3
+        assert store.query("SELECT count() FROM execscope_events").rows[0][0] == 3
+        row = store.query("SELECT ServiceName, SpanKind, StatusCode, NodeId, SpanAttributes['n'] "
+                          "FROM otel_traces WHERE SpanName = 's1'").rows[0]
+        assert row == ("svc", "SPAN_KIND_INTERNAL", "STATUS_CODE_UNSET", "m:f1", "1")
+        event = store.query("SELECT NodeId, Seq, LineNumber FROM execscope_events WHERE SpanName = 's2'").rows
+        assert event == [("m:f2:expr#0", 1, 7)]
+        assert store.query("SELECT count() FROM cpg_edges WHERE kind = 'AST'").rows[0][0] == 2
+    dead = spool.path / "dead"
+    assert (dead / "00000000000000000000-1-poison.pb").exists()
+    assert "not an OTLP" in (dead / "00000000000000000000-1-poison.pb.reason").read_text()
+    assert spool.pending_batches() == []

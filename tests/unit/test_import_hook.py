@@ -1,0 +1,138 @@
+"""The import hook: which modules it takes, the cache, and bad input that must not break imports."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+from execscope.instrumentation import import_hook, instrument, uninstrument
+from execscope.instrumentation.import_hook import ExecscopeWarning, HookConfig, InstrumentingFinder
+
+
+@pytest.fixture
+def pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "src"
+    (root / "hookpkg").mkdir(parents=True)
+    (root / "hookpkg" / "__init__.py").write_text("from .core import double\n")
+    (root / "hookpkg" / "core.py").write_text(textwrap.dedent('''
+        """Core."""
+        def double(x):
+            return x * 2
+
+        def where():
+            return __file__
+    '''))
+    (root / "hookpkg" / "broken.py").write_text("def f(:\n    pass\n")
+    (root / "hookpkg" / "skipped.py").write_text("def g():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    uninstrument()
+    for name in [m for m in sys.modules if m.startswith("hookpkg")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def test_rewrites_included_modules_and_records(pkg: Path, recorder) -> None:
+    nodes = []
+    finder = instrument(["hookpkg", "hookpkg.*"], exclude=["hookpkg.skipped"], level="statements",
+                        tracer_provider=recorder.provider, node_sink=nodes.append)
+    import hookpkg
+    import hookpkg.core
+    import hookpkg.skipped
+
+    assert hookpkg.double(21) == 42
+    assert hookpkg.core.where() == str(pkg / "hookpkg" / "core.py") == hookpkg.core.__file__
+    assert hookpkg.core.__doc__ == "Core."
+    assert set(finder.state.instrumented) == {"hookpkg", "hookpkg.core"}
+    assert "_execscope_rt" not in vars(hookpkg.skipped)
+    assert {n.module for n in nodes} == {"hookpkg", "hookpkg.core"}
+    spans = [s.name for s in recorder.get_finished_spans()]
+    assert "hookpkg.core.double" in spans
+
+
+def test_cache_is_written_and_reused(pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # PYTHONDONTWRITEBYTECODE is honoured
+    finder = instrument(["hookpkg.core"], level="branches")
+    import hookpkg.core  # noqa: F401
+
+    cache = list((pkg / "hookpkg" / "__pycache__").glob("core.*-execscope-*-L2.pyc"))
+    assert len(cache) == 1
+    assert finder.state.cache_hits == 0
+    del sys.modules["hookpkg.core"]
+    importlib.import_module("hookpkg.core")
+    assert finder.state.cache_hits == 1
+    # a changed source misses the cache
+    del sys.modules["hookpkg.core"]
+    (pkg / "hookpkg" / "core.py").write_text("def double(x):\n    return x + x\n")
+    importlib.invalidate_caches()
+    mod = importlib.import_module("hookpkg.core")
+    assert finder.state.cache_hits == 1 and mod.double(2) == 4
+
+
+def test_never_execscope_dependencies_or_stdlib(tmp_path: Path) -> None:
+    finder = InstrumentingFinder(HookConfig(include=["*"]))
+    assert not finder.wants("execscope.instrumentation.runtime")
+    assert not finder.wants("opentelemetry.trace")
+    import json
+
+    assert finder.find_spec("json.decoder", json.__path__) is None  # stdlib
+    with_stdlib = InstrumentingFinder(HookConfig(include=["json*"], stdlib=True))
+    assert with_stdlib.find_spec("json.decoder", json.__path__) is not None
+
+
+def test_failed_rewrite_imports_unmodified_with_one_warning(pkg: Path, monkeypatch) -> None:
+    def explode(*args, **kwargs):
+        raise RuntimeError("rewrite failed")
+
+    monkeypatch.setattr(import_hook, "rewrite_source", explode)
+    instrument(["hookpkg.core"], cache=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import hookpkg.core
+    assert hookpkg.core.double(2) == 4
+    messages = [str(w.message) for w in caught if issubclass(w.category, ExecscopeWarning)]
+    assert len(messages) == 1 and "hookpkg.core" in messages[0] and "rewrite failed" in messages[0]
+
+
+def test_warning_never_raises_even_when_warnings_are_errors(pkg: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(import_hook, "rewrite_source", lambda *a, **k: 1 / 0)
+    instrument(["hookpkg.core"], cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import hookpkg.core
+    assert hookpkg.core.double(3) == 6
+    assert "imported unmodified" in capsys.readouterr().err
+
+
+def test_syntax_errors_raise_exactly_as_without_execscope(pkg: Path) -> None:
+    with pytest.raises(SyntaxError) as plain:
+        importlib.import_module("hookpkg.broken")
+    sys.modules.pop("hookpkg.broken", None)
+    instrument(["hookpkg.*"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no execscope warning either
+        with pytest.raises(SyntaxError) as rewritten:
+            importlib.import_module("hookpkg.broken")
+    assert (rewritten.value.lineno, rewritten.value.msg) == (plain.value.lineno, plain.value.msg)
+
+
+def test_file_vanishing_between_find_and_load_behaves_as_plain(pkg: Path) -> None:
+    finder = InstrumentingFinder(HookConfig(include=["hookpkg.skipped"]))
+    spec = finder.find_spec("hookpkg.skipped", [str(pkg / "hookpkg")])
+    assert spec is not None
+    os.unlink(pkg / "hookpkg" / "skipped.py")
+    with pytest.raises(FileNotFoundError):
+        spec.loader.get_code("hookpkg.skipped")
+
+
+def test_uninstrument_is_idempotent(pkg: Path) -> None:
+    instrument(["hookpkg"])
+    uninstrument()
+    uninstrument()
+    assert not any(isinstance(f, InstrumentingFinder) for f in sys.meta_path)

@@ -1,0 +1,207 @@
+"""Golden before/after rewrites: one behaviour per test, exact expected source (ast.unparse form)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from tests.conftest import rewritten_text
+
+
+def expect(text: str) -> str:
+    return textwrap.dedent(text).strip()
+
+
+WRAP_HEAD = "from execscope.instrumentation import runtime as _execscope_rt"
+
+
+FUNC = '''
+def f(a, *b, c=1, **d):
+    """doc"""
+    return a
+'''
+
+
+def test_function_wrapped_with_enter_fail_leave_and_return_value() -> None:
+    got = rewritten_text(FUNC, "functions")
+    version = _version(FUNC)
+    assert got == expect(f'''
+        {WRAP_HEAD}
+
+        def f(a, *b, c=1, **d):
+            """doc"""
+            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
+            try:
+                return _execscope_rt.ret(_execscope_frame, a)
+            except BaseException as _execscope_exc:
+                _execscope_rt.fail(_execscope_frame, _execscope_exc)
+                raise
+            finally:
+                _execscope_rt.leave(_execscope_frame)
+    ''')
+
+
+def _version(source: str) -> str:
+    from execscope.instrumentation.node_ids import code_version_of
+
+    return code_version_of(textwrap.dedent(source))
+
+
+def body_of(source: str, level: str, name: str = "f") -> str:
+    """The rewritten body of function ``name`` inside its enter/try/fail/leave wrapper."""
+    import ast
+
+    from execscope.instrumentation.rewriter import rewrite_source
+
+    tree, _n, stats = rewrite_source(textwrap.dedent(source), "m", "m.py", {"functions": 1, "branches": 2,
+                                                                           "statements": 3}[level])
+    assert stats.unmatched == []
+    func = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.name == name)
+    wrapper = func.body[-1]
+    assert isinstance(wrapper, ast.Try) and wrapper.handlers[0].name == "_execscope_exc"
+    return "\n".join(ast.unparse(stmt) for stmt in wrapper.body)
+
+
+MODULE = '''"""Module doc."""
+from __future__ import annotations
+X = 1
+'''
+
+
+def test_future_import_and_docstring_stay_first() -> None:
+    got = rewritten_text(MODULE, "statements").splitlines()
+    assert got[:4] == ['"""Module doc."""', "from __future__ import annotations", WRAP_HEAD,
+                       f"_execscope_frame = _execscope_rt.enter_module(('m:<module>', 'm', 'm.py', 1, "
+                       f"'{_version(MODULE)}', ()))"]
+    assert got[4:7] == ["try:", "    _execscope_rt.line(_execscope_frame, 'm:<module>:assign#0', 3)", "    X = 1"]
+
+
+def test_branches_if_elif_else_arms() -> None:
+    got = body_of('''
+        def f(a):
+            if a:
+                x = 1
+            elif a is None:
+                x = 2
+    ''', "branches")
+    assert got == expect('''
+        if a:
+            _execscope_rt.branch(_execscope_frame, 'm:f:if#0.true')
+            x = 1
+        else:
+            _execscope_rt.branch(_execscope_frame, 'm:f:if#0.false')
+            if a is None:
+                _execscope_rt.branch(_execscope_frame, 'm:f:if#1.true')
+                x = 2
+            else:
+                _execscope_rt.branch(_execscope_frame, 'm:f:if#1.false')
+    ''')
+
+
+def test_branches_loops_try_match_and_short_circuit() -> None:
+    got = body_of('''
+        def f(xs):
+            for x in xs:
+                pass
+            else:
+                pass
+            while xs:
+                break
+            try:
+                pass
+            except E:
+                pass
+            else:
+                pass
+            match xs:
+                case 1:
+                    pass
+            return xs and x or None
+    ''', "branches")
+    assert got == expect('''
+        for x in xs:
+            _execscope_rt.branch(_execscope_frame, 'm:f:for#0.body')
+            pass
+        else:
+            _execscope_rt.branch(_execscope_frame, 'm:f:for#0.else')
+            pass
+        while xs:
+            _execscope_rt.branch(_execscope_frame, 'm:f:while#0.body')
+            break
+        try:
+            pass
+        except E:
+            _execscope_rt.branch(_execscope_frame, 'm:f:except#0')
+            pass
+        else:
+            _execscope_rt.branch(_execscope_frame, 'm:f:try#0.else')
+            pass
+        match xs:
+            case 1:
+                _execscope_rt.branch(_execscope_frame, 'm:f:match#0.case0')
+                pass
+        return _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
+    ''')
+
+
+def test_statements_lines_and_assigned_values() -> None:
+    got = body_of('''
+        def f(o):
+            a, b = o
+            o.attr = a
+            o[0] += 1
+            with o as w:
+                pass
+    ''', "statements")
+    assert got == expect('''
+        _execscope_rt.line(_execscope_frame, 'm:f:assign#0', 3)
+        a, b = o
+        _execscope_rt.assign(_execscope_frame, 'm:f:target#0', 'a', a)
+        _execscope_rt.assign(_execscope_frame, 'm:f:target#1', 'b', b)
+        _execscope_rt.line(_execscope_frame, 'm:f:assign#1', 4)
+        o.attr = _execscope_rt.value(_execscope_frame, 'm:f:target#2', 'o.attr', a)
+        _execscope_rt.line(_execscope_frame, 'm:f:aug_assign#0', 5)
+        o[0] += 1
+        _execscope_rt.line(_execscope_frame, 'm:f:with#0', 6)
+        with o as w:
+            _execscope_rt.assign(_execscope_frame, 'm:f:target#4', 'w', w)
+            _execscope_rt.line(_execscope_frame, 'm:f:pass#0', 7)
+            pass
+    ''')
+
+
+def test_generator_yields_hand_back_context() -> None:
+    got = body_of('''
+        def g(it):
+            got = yield 1
+            yield from it
+    ''', "functions", "g")
+    assert got == expect('''
+        got = _execscope_rt.resumed(_execscope_frame, (yield _execscope_rt.suspend(_execscope_frame, 1)))
+        _execscope_rt.resumed(_execscope_frame, (yield from _execscope_rt.suspend(_execscope_frame, it)))
+    ''')
+
+
+def test_lambdas_and_comprehensions_are_left_alone() -> None:
+    got = body_of('''
+        def f(xs):
+            return [x for x in xs if x and 1], (lambda v: v if v else 0)
+    ''', "branches")
+    assert got == expect('''
+        return _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
+    ''')
+
+
+def test_original_positions_survive() -> None:
+    import ast
+
+    from execscope.instrumentation.rewriter import rewrite_source
+
+    source = "def f(a):\n    x = a\n\n    if x:\n        return x\n"
+    tree, _n, _s = rewrite_source(source, "m", "m.py", 3)
+    lines = {(type(n).__name__, n.lineno) for n in ast.walk(tree) if isinstance(n, (ast.Return, ast.If))}
+    assert lines == {("Return", 5), ("If", 4)}
+    code = compile(tree, "m.py", "exec")
+    f_code = next(c for c in code.co_consts if hasattr(c, "co_name") and c.co_name == "f")
+    assert f_code.co_firstlineno == 1
+    assert {line for _s, _e, line in f_code.co_lines() if line} <= {1, 2, 4, 5}

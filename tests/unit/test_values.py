@@ -1,0 +1,95 @@
+"""Captured values are bounded, safe, and never change what the program does."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import time
+
+from execscope.instrumentation.values import REDACTED, ReprLimits, capture, exception_message, safe_repr
+
+
+class RaisingRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr exploded")
+
+
+class SlowRepr:
+    calls = 0
+
+    def __repr__(self) -> str:
+        SlowRepr.calls += 1
+        time.sleep(5)
+        return "slow"
+
+
+class CountingRepr:
+    calls = 0
+
+    def __repr__(self) -> str:
+        CountingRepr.calls += 1
+        return "counted"
+
+
+def test_user_reprs_are_not_called_by_default() -> None:
+    assert safe_repr(RaisingRepr()).startswith("<tests.unit.test_values.RaisingRepr object at 0x")
+    t0 = time.perf_counter()
+    assert "SlowRepr object" in safe_repr([SlowRepr(), {"k": SlowRepr()}])
+    assert time.perf_counter() - t0 < 1 and SlowRepr.calls == 0
+    safe_repr((CountingRepr(), [CountingRepr()]))
+    assert CountingRepr.calls == 0
+
+
+def test_user_reprs_allowed_are_guarded() -> None:
+    limits = ReprLimits(user_repr=True)
+    assert safe_repr(RaisingRepr(), limits) == "<tests.unit.test_values.RaisingRepr: repr raised RuntimeError>"
+    assert safe_repr(CountingRepr(), limits) == "counted"
+
+
+def test_bounded_sizes() -> None:
+    limits = ReprLimits(max_chars=50, max_items=3)
+    assert len(safe_repr("x" * 10_000, limits)) <= 50
+    assert safe_repr(list(range(100)), limits) == "[0, 1, 2, …97 more]"
+    assert len(safe_repr({i: "v" * 100 for i in range(100)}, limits)) <= 50
+    assert safe_repr(10 ** 5000) == "<int of 16610 bits>"  # never str() a huge int (slow / ValueError)
+    assert safe_repr(b"\x00" * 1000, limits).endswith("…")
+
+
+def test_recursive_and_deep_structures() -> None:
+    loop: list = [1]
+    loop.append(loop)
+    assert safe_repr(loop) == "[1, [...]]"
+    deep: list = []
+    cur = deep
+    for _ in range(1000):
+        cur.append([])
+        cur = cur[0]
+    assert safe_repr(deep) == "[[[<list of 1>]]]"
+
+
+def test_builtin_and_c_types_render_naturally() -> None:
+    point = collections.namedtuple("Point", "x y")
+    assert safe_repr(point(1, "a")) == "Point(x=1, y='a')"
+    assert safe_repr(collections.OrderedDict(a=1)) == "OrderedDict({'a': 1})"
+    assert safe_repr(collections.deque([1, 2])) == "deque([1, 2])"
+    assert safe_repr(datetime.date(2024, 1, 2)) == "datetime.date(2024, 1, 2)"
+    assert safe_repr(decimal.Decimal("1.5")) == "Decimal('1.5')"
+    assert safe_repr((1,)) == "(1,)" and safe_repr(set()) == "set()"
+    assert safe_repr(len) == "<built-in function len>"
+
+
+def test_secrets_are_redacted_by_name() -> None:
+    for name in ("password", "db_passwd", "API_KEY", "auth_token", "client_secret", "session_id", "cookie"):
+        assert capture(name, "s3cr3t") == REDACTED
+    assert capture("username", "bob") == "'bob'"
+
+
+def test_exception_messages_do_not_run_user_str() -> None:
+    class Custom(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert exception_message(ValueError("plain")) == "plain"
+    assert "RaisingRepr object" in exception_message(KeyError(RaisingRepr()))
+    assert exception_message(Custom("a")) == "('a',)"
