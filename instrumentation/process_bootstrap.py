@@ -60,7 +60,7 @@ def start_from_environment() -> bool:
         return False
     from opentelemetry import trace
 
-    from execscope.instrumentation import instrument
+    from execscope.instrumentation import instrument, runtime
     from execscope.instrumentation.spool import Spool
     from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
@@ -73,8 +73,18 @@ def start_from_environment() -> bool:
                level=os.environ.get(ENV_LEVEL) or "functions", tracer_provider=_provider,
                node_sink=spool.write_nodes)
     _flush_forked_multiprocessing_children()
+    if "--multiprocessing-fork" in getattr(sys, "orig_argv", sys.argv):
+        runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time
     atexit.register(_flush)
     return True
+
+
+def _flush_soon() -> None:
+    if _provider is not None:
+        try:
+            _provider.force_flush(1000)
+        except Exception:
+            pass
 
 
 def _flush() -> None:
@@ -86,6 +96,8 @@ def _flush() -> None:
 
 
 def _flush_forked_multiprocessing_children() -> None:
+    from execscope.instrumentation import runtime
+
     # A forked multiprocessing child ends with os._exit(), skipping atexit; its finalizers still run.
     # Process._bootstrap clears finalizers after the fork, then runs the after-fork callbacks, so the
     # finalizer is registered from one of those (multiprocessing is only touched if already loaded).
@@ -95,6 +107,7 @@ def _flush_forked_multiprocessing_children() -> None:
             mp_util.Finalize(None, _flush, exitpriority=-100)
 
     def _after_fork_in_child() -> None:
+        runtime.set_root_end_hook(_flush_soon)  # forked children are often ended without atexit
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
             mp_util.register_after_fork(sys.modules[__name__], _register)

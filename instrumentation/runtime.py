@@ -23,6 +23,7 @@ its own chain; generators hand the context back to their consumer at each ``yiel
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import traceback
@@ -87,7 +88,7 @@ _trace_seq_lock = threading.Lock()
 class Frame:
     """One running instrumented call (or module body). Owned by the code that entered it."""
 
-    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording")
+    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign")
 
     def __init__(self, span: Span, outer: Frame | None, anchor: object, seq: _SeqCounter,
                  info: tuple, recording: bool) -> None:
@@ -97,6 +98,7 @@ class Frame:
         self.seq = seq
         self.info = info
         self.recording = recording
+        self.foreign = False    # inherited through fork: the parent process owns (and ends) the span
 
 
 class _NoFrame:
@@ -110,6 +112,16 @@ NO_FRAME: Any = _NoFrame()
 _current: ContextVar[Frame | None] = ContextVar("execscope_frame", default=None)
 _recorder: Recorder | None = None
 _level = FUNCTIONS
+_on_root_end: Any = None  # called after a chain's outermost span ends (see set_root_end_hook)
+
+
+def set_root_end_hook(hook: Any) -> None:
+    """Call ``hook()`` whenever the outermost recorded call of a chain finishes (``None`` to stop).
+
+    Used in forked children, which usually end with ``os._exit`` (multiprocessing) or are
+    terminated by their parent: flushing at each finished root keeps what they recorded."""
+    global _on_root_end
+    _on_root_end = hook
 
 
 def activate(recorder: Recorder, level: int) -> None:
@@ -267,9 +279,13 @@ def leave(frame: Frame | Any) -> None:
     try:
         if _current.get() is frame:
             _current.set(frame.outer)
+        if frame.foreign:
+            return
         if frame.recording:
             frame.span.set_attribute("execscope.seq.end", frame.seq.next())
         frame.span.end()
+        if _on_root_end is not None and (frame.outer is None or frame.outer.foreign):
+            _on_root_end()
     except Exception as exc:
         stats.failed(exc)
 
@@ -354,6 +370,19 @@ def value(frame: Frame | Any, node_id: str, name: str, val: Any) -> Any:
         except Exception as exc:
             stats.failed(exc)
     return val
+
+
+def _after_fork_in_child() -> None:
+    # The forking thread's chain belongs to the parent process: its spans are ended (and exported)
+    # there. Here they only parent what the child records.
+    frame = _current.get()
+    while frame is not None:
+        frame.foreign = True
+        frame.recording = False
+        frame = frame.outer
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current_frame() -> Frame | None:

@@ -1,0 +1,172 @@
+"""`execscope run` end to end on real processes and the real embedded engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EXECSCOPE = [sys.executable, "-m", "execscope"]
+
+
+def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 180
+        ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*EXECSCOPE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def sql(query: str, cwd: Path, store: str) -> list[dict]:
+    return json.loads(cli("sql", query, "--store", store, "--format", "json", cwd=cwd).stdout)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    (tmp_path / "mp_app").mkdir()
+    (tmp_path / "mp_app" / "__init__.py").write_text("")
+    (tmp_path / "mp_app" / "work.py").write_text(textwrap.dedent('''
+        def square(x):
+            return x * x
+
+        def child_job(n):
+            return sum(square(i) for i in range(n))
+    '''))
+    (tmp_path / "mp_app" / "__main__.py").write_text(textwrap.dedent('''
+        import multiprocessing as mp
+        import subprocess
+        import sys
+
+        from mp_app.work import child_job, square
+
+        def run_pool(method):
+            ctx = mp.get_context(method)
+            with ctx.Pool(2) as pool:
+                return pool.map(child_job, [3, 4])
+
+        def main():
+            print("square", square(7))
+            print("fork", run_pool("fork"))
+            print("spawn", run_pool("spawn"))
+            p = mp.get_context("fork").Process(target=child_job, args=(5,))
+            p.start(); p.join()
+            out = subprocess.run([sys.executable, "-c", "from mp_app.work import child_job; print(child_job(6))"],
+                                 capture_output=True, text=True)
+            print("subprocess", out.stdout.strip())
+            return 3
+
+        if __name__ == "__main__":
+            sys.exit(main())
+    '''))
+    return tmp_path
+
+
+def test_multi_process_program_is_recorded_in_every_process(app: Path) -> None:
+    store = f"chdb://{app / 'db'}"
+    proc = cli("run", "--include", "mp_app*", "--store", store, "--", sys.executable, "-m", "mp_app",
+               cwd=app, check=False, env={"PYTHONPATH": str(app)})
+    assert proc.returncode == 3, proc.stderr  # the program's own exit code
+    assert "square 49" in proc.stdout and "fork [5, 14]" in proc.stdout and "spawn [5, 14]" in proc.stdout
+    assert "subprocess 55" in proc.stdout
+    assert "execscope: stored" in proc.stderr
+    counts = {r["SpanName"]: r["n"] for r in sql(
+        "SELECT SpanName, count() AS n FROM otel_traces GROUP BY SpanName", app, store)}
+    # child_job: 2 fork pool + 2 spawn pool + 1 fork Process + 1 subprocess
+    assert counts["mp_app.work.child_job"] == 6
+    assert counts["mp_app.work.square"] == 1 + (3 + 4) * 2 + 5 + 6
+    assert counts["mp_app.__main__.main"] == 1
+    joined = sql("SELECT countIf(NodeId IN (SELECT node_id FROM cpg_nodes)) AS j, count() AS n "
+                 "FROM otel_traces", app, store)[0]
+    assert joined["j"] == joined["n"]
+
+
+def test_traces_and_sql_json_contract(app: Path) -> None:
+    store = f"chdb://{app / 'db'}"
+    cli("run", "--include", "mp_app.work", "--store", store, "--", sys.executable, "-c",
+        "from mp_app.work import child_job; child_job(3); child_job(2)", cwd=app, env={"PYTHONPATH": str(app)})
+    traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=app).stdout)
+    assert len(traces) == 2
+    for row in traces:
+        assert {"trace_id", "root", "spans", "start", "duration_ms"} <= set(row)
+        assert row["root"] == "mp_app.work.child_job" and len(row["trace_id"]) == 32
+    assert sorted(r["spans"] for r in traces) == [3, 4]
+    table = cli("traces", "--store", store, cwd=app).stdout
+    assert "trace_id" in table and "(2 rows)" in table
+    bound = cli("sql", "SELECT count() AS n FROM otel_traces WHERE SpanName = {name:String}",
+                "-p", "name=mp_app.work.square", "--store", store, "--format", "json", cwd=app).stdout
+    assert json.loads(bound) == [{"n": 5}]
+    bad = cli("sql", "SELECT nope FROM nowhere", "--store", store, cwd=app, check=False)
+    assert bad.returncode != 0 and "Error" in bad.stderr and bad.stdout == ""
+
+
+def test_script_run_directly_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(textwrap.dedent('''
+        import sys
+        def greet(name):
+            return "hi " + name
+        if __name__ == "__main__":
+            print(greet(sys.argv[1]), __name__, sys.argv[0].endswith("script.py"))
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    proc = cli("run", "--include", "script", "--level", "statements", "--store", store, "--",
+               sys.executable, "script.py", "bob", cwd=tmp_path)
+    assert proc.stdout.strip() == "hi bob __main__ True"
+    rows = sql("SELECT SpanName, SpanAttributes['execscope.arg.name'] AS arg FROM otel_traces "
+               "WHERE SpanName = 'script.greet'", tmp_path, store)
+    assert rows == [{"SpanName": "script.greet", "arg": "'bob'"}]
+
+
+def test_crash_loses_at_most_the_last_batch(tmp_path: Path) -> None:
+    (tmp_path / "crashy.py").write_text(textwrap.dedent('''
+        import os, signal, time
+        def step(i):
+            return i
+        def main():
+            for i in range(200):
+                step(i)
+            time.sleep(1.5)  # longer than the batch delay: these are flushed
+            for i in range(50):
+                step(i)
+            os.kill(os.getpid(), signal.SIGKILL)
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    proc = cli("run", "--include", "crashy", "--store", store, "--", sys.executable, "-c",
+               "import crashy; crashy.main()", cwd=tmp_path, check=False, env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 128 + 9
+    n = sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'crashy.step'", tmp_path, store)[0]["n"]
+    assert 200 <= n <= 250
+
+
+def test_pytest_with_xdist_workers_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "test_calc.py").write_text(textwrap.dedent('''
+        import pytest
+        from calc import add
+        @pytest.mark.parametrize("i", range(8))
+        def test_add(i):
+            assert add(i, 1) == i + 1
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    proc = cli("run", "--include", "calc", "--store", store, "--", sys.executable, "-m", "pytest", "-q",
+               "-n", "2", "-p", "no:cacheprovider", "test_calc.py", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert "8 passed" in proc.stdout
+    rows = sql("SELECT count() AS n, uniqExact(ResourceAttributes['service.name']) AS s FROM otel_traces "
+               "WHERE SpanName = 'calc.add'", tmp_path, store)
+    assert rows[0]["n"] == 8
+
+
+def test_usage_errors_are_clear(tmp_path: Path) -> None:
+    no_include = cli("run", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=False)
+    assert no_include.returncode == 2 and "--include" in no_include.stderr
+    missing = cli("run", "--include", "x", "--store", f"chdb://{tmp_path / 'db'}", "--",
+                  "no-such-command-xyz", cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "command not found: no-such-command-xyz" in missing.stderr
+    help_text = cli("run", "--help", cwd=tmp_path).stdout
+    for word in ("--include", "--exclude", "--level", "--store", "--service", "statements"):
+        assert word in help_text
