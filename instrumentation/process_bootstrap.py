@@ -28,7 +28,9 @@ ENV_SERVICE = "EXECSCOPE_SERVICE"
 ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
 MAX_EVENTS_PER_SPAN = 65536
 
+BATCH_SPANS = 2048
 _provider: Any = None
+_worker: Any = None
 
 
 def split_globs(value: str | None) -> list[str]:
@@ -52,26 +54,42 @@ def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500) -> An
 
 
 def start_from_environment() -> bool:
-    """Configure recording from the environment; returns False when not asked to record."""
-    global _provider
+    """Configure recording from the environment; returns False when not asked to record.
+
+    The program's calls are captured by the fast core (:mod:`.fast_capture`) and written to the
+    spool as OTLP batches; spans the program makes itself through OpenTelemetry go through a global
+    SDK TracerProvider into the same spool."""
+    global _provider, _worker
     spool_path = os.environ.get(ENV_SPOOL)
     include = split_globs(os.environ.get(ENV_INCLUDE))
     if not spool_path or not include or _provider is not None:
         return False
     from opentelemetry import trace
 
-    from execscope.instrumentation import instrument, runtime
+    from execscope import __version__
+    from execscope.instrumentation import fast_capture, import_hook, runtime
+    from execscope.instrumentation.import_hook import HookConfig
+    from execscope.instrumentation.otlp_encode import encode_request
     from execscope.instrumentation.spool import Spool
     from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
     spool = Spool(spool_path)
     service = os.environ.get(ENV_SERVICE) or "execscope"
     flush_ms = int(os.environ.get(ENV_FLUSH_MS) or 500)
+    level = os.environ.get(ENV_LEVEL) or "functions"
     _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms)
     trace.set_tracer_provider(_provider)
-    instrument(include, exclude=split_globs(os.environ.get(ENV_EXCLUDE)),
-               level=os.environ.get(ENV_LEVEL) or "functions", tracer_provider=_provider,
-               node_sink=spool.write_nodes)
+    resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
+
+    def sink(frames: list, dropped: int) -> None:
+        for i in range(0, len(frames), BATCH_SPANS):
+            request = encode_request(frames[i:i + BATCH_SPANS], resource, __version__, dropped)
+            spool.write_batch(request)
+
+    _worker = fast_capture.CaptureWorker(sink, flush_ms / 1000)
+    fast_capture.activate()
+    import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),
+                                   level=runtime.LEVELS.get(level, 1)), spool.write_nodes)
     _flush_forked_multiprocessing_children()
     if "--multiprocessing-fork" in getattr(sys, "orig_argv", sys.argv):
         runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time
@@ -80,19 +98,23 @@ def start_from_environment() -> bool:
 
 
 def _flush_soon() -> None:
-    if _provider is not None:
-        try:
+    try:
+        if _worker is not None:
+            _worker.force_flush(1.0)
+        if _provider is not None:
             _provider.force_flush(1000)
-        except Exception:
-            pass
+    except Exception:
+        pass
 
 
 def _flush() -> None:
-    if _provider is not None:
-        try:
+    try:
+        if _worker is not None:
+            _worker.force_flush(5.0)
+        if _provider is not None:
             _provider.force_flush(5000)
-        except Exception:
-            pass
+    except Exception:
+        pass
 
 
 def _flush_forked_multiprocessing_children() -> None:

@@ -125,17 +125,28 @@ def set_root_end_hook(hook: Any) -> None:
 
 
 def activate(recorder: Recorder, level: int) -> None:
-    """Start recording into ``recorder``. Modules rewritten at a higher level than ``level`` still
-    emit their finer events (the rewrite decides what is captured)."""
+    """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
+    at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
     global _recorder, _level
+    globals().update(_SDK_HOOKS)
     _recorder = recorder
     _level = level
+
+
+def use_core(hooks: dict[str, Any]) -> None:
+    """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
+    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.)."""
+    missing = set(HOOK_NAMES) - set(hooks)
+    if missing:
+        raise ValueError(f"capture core lacks {sorted(missing)}")
+    globals().update({name: hooks[name] for name in HOOK_NAMES})
 
 
 def deactivate() -> None:
     """Stop recording; running frames end normally, new calls are not recorded."""
     global _recorder
     _recorder = None
+    globals().update(_SDK_HOOKS)
 
 
 def active_recorder() -> Recorder | None:
@@ -388,3 +399,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def current_frame() -> Frame | None:
     """The innermost running instrumented frame of this context (for tests and integrations)."""
     return _current.get()
+
+
+HOOK_NAMES = ("enter", "enter_module", "ret", "fail", "leave", "suspend", "resumed", "branch", "arm", "line",
+              "assign", "value")
+_SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

@@ -1,0 +1,359 @@
+"""The fast capture core: compact frames on the hot path, OTLP in bulk off it.
+
+Where :mod:`.runtime`'s SDK core makes one OpenTelemetry SDK span per call (~15-25 us), this core
+records a slotted :class:`FastFrame` per call (ids, nanosecond timestamps, the node's constant INFO
+tuple, argument values) and appends it to a process-wide list when the call ends. A worker thread
+(:class:`CaptureWorker`) swaps that list out every ``interval`` seconds and encodes the frames as
+OTLP spans (:mod:`.otlp_encode`) for a sink (the spool, on the embedded path).
+
+Hot-path contract: called on the program's thread; never raises (failures counted); never blocks;
+immutable scalar values (int, float, str, bool, None, bytes) are kept by reference and rendered off
+the hot path, anything else is rendered at once (it may change later). At most ``max_pending``
+finished frames wait for the worker; beyond that frames are dropped and counted, and the count
+travels with every exported batch (resource attribute ``execscope.dropped_spans``).
+
+Parentage and causality are those of the SDK core: a call nests under the caller's execscope frame,
+or under the current OTel span (whose trace id, span id and sampled flag it takes) when the caller is
+not instrumented; the frame lives in a ContextVar (one chain per asyncio task); generators hand the
+context back at each yield; a fork leaves the parent's frames to the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from random import getrandbits
+from typing import Any
+
+from execscope.instrumentation import runtime
+from execscope.instrumentation.runtime import I_NODE, NO_FRAME, _current, _seq_for, stats
+from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
+
+_time_ns = time.time_ns
+IMMUTABLE = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+# event kinds stored in FastFrame.events tuples: (kind, node_id, time_ns, seq, a, b)
+EV_LINE, EV_BRANCH, EV_ASSIGN, EV_YIELD, EV_RESUME, EV_EXCEPTION = range(6)
+
+
+class Rendered(str):
+    """A value already rendered at capture time (mutable objects)."""
+
+    __slots__ = ()
+
+
+def snapshot(value: Any) -> Any:
+    return value if type(value) in IMMUTABLE else Rendered(safe_repr(value, DEFAULT_LIMITS))
+
+
+class FastFrame:
+    __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
+                 "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
+                 "sampled")
+
+    recording = True
+
+    def __init__(self) -> None:
+        self.events: list[tuple] | None = None
+        self.has_ret = False
+        self.foreign = False
+        self.error: tuple | None = None
+        self.exit: str | None = None
+
+
+class _State:
+    """Process-wide buffer of finished frames; swapped out by the worker."""
+
+    def __init__(self, max_pending: int) -> None:
+        self.pending: list[FastFrame] = []
+        self.max_pending = max_pending
+        self.dropped = 0
+
+
+_state = _State(1 << 18)
+_otel_context_var: Any = None
+_span_key: Any = None
+
+
+def _bind_otel() -> None:
+    global _otel_context_var, _span_key
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    rc = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    _otel_context_var = getattr(rc, "_current_context", None)
+    _span_key = _SPAN_KEY
+
+
+def _otel_current() -> Any:
+    var = _otel_context_var
+    if var is not None:
+        return var.get().get(_span_key)
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    return span if span.get_span_context().is_valid else None
+
+
+def _start(info: tuple, args: Any, kind: str) -> Any:
+    top = _current.get()
+    otel = _otel_current()
+    f = FastFrame()
+    if top is not None and top.anchor is otel:
+        f.trace_id = top.trace_id
+        f.parent_id = top.span_id
+        f.seq = top.seq
+    else:
+        ctx = otel.get_span_context() if otel is not None else None
+        if ctx is not None and ctx.is_valid:
+            if not ctx.trace_flags.sampled:
+                return NO_FRAME
+            f.trace_id = ctx.trace_id
+            f.parent_id = ctx.span_id
+        else:
+            f.trace_id = getrandbits(128) or 1
+            f.parent_id = 0
+        f.seq = _seq_for(f.trace_id)
+    f.anchor = otel
+    f.span_id = getrandbits(64) or 1
+    f.info = info
+    f.args = args
+    f.kind = kind
+    f.outer = top
+    f.seq0 = f.seq.next()
+    f.start = _time_ns()
+    _current.set(f)
+    return f
+
+
+def enter(info: tuple, args: tuple) -> Any:
+    try:
+        for a in args:
+            if type(a) not in IMMUTABLE:
+                args = tuple(map(snapshot, args))
+                break
+        return _start(info, args, "call")
+    except Exception as exc:
+        stats.failed(exc)
+        return NO_FRAME
+
+
+def enter_module(info: tuple) -> Any:
+    try:
+        return _start(info, (), "module")
+    except Exception as exc:
+        stats.failed(exc)
+        return NO_FRAME
+
+
+def ret(frame: Any, value: Any) -> Any:
+    if frame is not NO_FRAME:
+        frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
+        frame.has_ret = True
+    return value
+
+
+def leave(frame: Any) -> None:
+    if frame is NO_FRAME:
+        return
+    try:
+        if _current.get() is frame:
+            _current.set(frame.outer)
+        if frame.foreign:
+            return
+        frame.end = _time_ns()
+        frame.seq1 = frame.seq.next()
+        state = _state
+        if len(state.pending) < state.max_pending:
+            state.pending.append(frame)
+        else:
+            state.dropped += 1
+        if runtime._on_root_end is not None and (frame.outer is None or frame.outer.foreign):
+            runtime._on_root_end()
+    except Exception as exc:
+        stats.failed(exc)
+
+
+def fail(frame: Any, exc: BaseException) -> None:
+    if frame is NO_FRAME or frame.foreign:
+        return
+    try:
+        t = type(exc)
+        type_name = t.__qualname__ if t.__module__ in ("builtins", None) else f"{t.__module__}.{t.__qualname__}"
+        if runtime._not_an_error(exc):
+            frame.exit = type_name
+            return
+        caller = sys._getframe(1)
+        line = caller.f_lineno
+        tb = exc.__traceback__
+        frames: list[str] = []
+        while tb is not None:
+            if tb.tb_frame is caller:
+                line = tb.tb_lineno
+                frames = traceback.format_tb(tb, limit=64)
+                break
+            tb = tb.tb_next
+        message = exception_message(exc, DEFAULT_LIMITS)
+        stack = "Traceback (most recent call last):\n" + "".join(frames) + f"{type_name}: {message}"
+        frame.error = (type_name, message, stack, line, _time_ns(), frame.seq.next())
+    except Exception as e:
+        stats.failed(e)
+
+
+def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
+    events = frame.events
+    if events is None:
+        events = frame.events = []
+    events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
+
+
+def suspend(frame: Any, value: Any) -> Any:
+    if frame is not NO_FRAME:
+        try:
+            if _current.get() is frame:
+                _current.set(frame.outer)
+            if not frame.foreign:
+                _event(frame, EV_YIELD, frame.info[I_NODE])
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def resumed(frame: Any, value: Any) -> Any:
+    if frame is not NO_FRAME:
+        try:
+            frame.outer = _current.get()
+            _current.set(frame)
+            if not frame.foreign:
+                _event(frame, EV_RESUME, frame.info[I_NODE])
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def branch(frame: Any, node_id: str) -> None:
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            _event(frame, EV_BRANCH, node_id)
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def arm(frame: Any, node_id: str, value: Any) -> Any:
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            _event(frame, EV_BRANCH, node_id)
+        except Exception as exc:
+            stats.failed(exc)
+    return value
+
+
+def line(frame: Any, node_id: str, lineno: int) -> None:
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            _event(frame, EV_LINE, node_id, lineno)
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def assign(frame: Any, node_id: str, name: str, value: Any) -> None:
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            _event(frame, EV_ASSIGN, node_id, name, value if type(value) in IMMUTABLE else snapshot(value))
+        except Exception as exc:
+            stats.failed(exc)
+
+
+def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            _event(frame, EV_ASSIGN, node_id, name, val if type(val) in IMMUTABLE else snapshot(val))
+        except Exception as exc:
+            stats.failed(exc)
+    return val
+
+
+HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
+
+
+def activate() -> None:
+    """Make rewritten code record through this core (see :func:`runtime.use_core`)."""
+    _bind_otel()
+    runtime.use_core(HOOKS)
+
+
+def take_pending() -> tuple[list[FastFrame], int]:
+    """Swap out the finished frames (atomic under the GIL); returns them and the drop count."""
+    state = _state
+    frames, state.pending = state.pending, []
+    return frames, state.dropped
+
+
+class CaptureWorker:
+    """Drains finished frames every ``interval_s`` into ``sink(frames, dropped)``; one per process.
+
+    ``force_flush`` and ``shutdown`` may be called from any thread; both are bounded by their
+    timeout, and ``shutdown`` is idempotent. After ``os.fork`` the child gets a fresh buffer and its
+    own worker thread; the parent's pending frames stay with the parent.
+    """
+
+    def __init__(self, sink: Callable[[list[FastFrame], int], None], interval_s: float = 0.5) -> None:
+        self.sink = sink
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._start_thread()
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="execscope-capture", daemon=True)
+        self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        _state.pending = []
+        _state.dropped = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        if not self._stopped:
+            self._start_thread()
+
+    def _run(self) -> None:
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+
+        attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        while not self._stopped:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> bool:
+        with self._lock:
+            frames, dropped = take_pending()
+            if not frames:
+                return True
+            try:
+                self.sink(frames, dropped)
+                return True
+            except Exception as exc:
+                stats.failed(exc)
+                return False
+
+    def force_flush(self, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        ok = self._drain()
+        while _state.pending and time.monotonic() < deadline:
+            ok = self._drain() and ok
+        return ok and not _state.pending
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        if self._stopped:
+            return
+        self.force_flush(timeout_s)
+        self._stopped = True
+        self._wake.set()

@@ -1,0 +1,118 @@
+"""Where fast-captured frames are turned into OTLP: one ``ExportTraceServiceRequest`` per batch.
+
+Produces exactly the attributes and events the SDK core produces (see :mod:`.runtime`): semantic
+``code.*`` attributes, ``execscope.node_id`` / ``code_version`` / ``kind`` / ``seq`` / ``seq.end``,
+``execscope.arg.<name>`` and ``execscope.return.value`` (bounded, secrets redacted by name), span
+events ``execscope.line`` / ``branch`` / ``assign`` / ``yield`` / ``resume`` and the semantic
+``exception`` event with ERROR status. Built with opentelemetry-proto's generated classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from execscope.instrumentation import otlp_wire as w
+
+from execscope.instrumentation.fast_capture import (
+    EV_ASSIGN,
+    EV_BRANCH,
+    EV_LINE,
+    EV_RESUME,
+    EV_YIELD,
+    FastFrame,
+    Rendered,
+)
+from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION
+from execscope.instrumentation.values import DEFAULT_LIMITS, SECRET_NAME, ReprLimits, safe_repr
+
+_EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
+                EV_YIELD: "execscope.yield", EV_RESUME: "execscope.resume"}
+_INTERNAL = Span.SpanKind.SPAN_KIND_INTERNAL
+_ERROR = Status.StatusCode.STATUS_CODE_ERROR
+
+
+def render(name: str, value: Any, limits: ReprLimits = DEFAULT_LIMITS) -> str:
+    if name and SECRET_NAME.search(name):
+        return "<redacted>"
+    if type(value) is Rendered:
+        return str.__str__(value)
+    return safe_repr(value, limits)
+
+
+def _resource_attrs(values: Mapping[str, Any]) -> bytes:
+    out = []
+    for k, v in values.items():
+        if isinstance(v, bool):
+            kv = w.kv_bool(k, v)
+        elif isinstance(v, int):
+            kv = w.kv_int(k, v)
+        elif isinstance(v, float):
+            kv = w.kv_double(k, v)
+        else:
+            kv = w.kv_str(k, str(v))
+        out.append(w.retag(kv, b"\x0a"))
+    return b"".join(out)
+
+
+_HEAD_CACHE: dict[tuple[tuple, str], bytes] = {}
+
+
+def _head(info: tuple, kind: str) -> bytes:
+    """The attributes every span of one function shares, encoded once."""
+    key = (info, kind)
+    head = _HEAD_CACHE.get(key)
+    if head is None:
+        head = b"".join((
+            w.kv_str("code.function.name", info[I_NAME]), w.kv_str("code.file.path", info[I_FILE]),
+            w.kv_int("code.line.number", info[I_LINE]), w.kv_str("execscope.node_id", info[I_NODE]),
+            w.kv_str("execscope.code_version", info[I_VERSION]), w.kv_str("execscope.kind", kind)))
+        if len(_HEAD_CACHE) < 65536:
+            _HEAD_CACHE[key] = head
+    return head
+
+
+def encode_frame(f: FastFrame) -> bytes:
+    info = f.info
+    kv_str = w.kv_str
+    parts = [_head(info, f.kind), w.kv_int("execscope.seq", f.seq0), w.kv_int("execscope.seq.end", f.seq1)]
+    for name, value in zip(info[I_PARAMS], f.args):
+        parts.append(kv_str("execscope.arg." + name, render(name, value)))
+    if f.has_ret:
+        parts.append(kv_str("execscope.return.value", render("", f.ret)))
+    if f.exit is not None:
+        parts.append(kv_str("execscope.exit", f.exit))
+    if f.events:
+        ev_str, ev_int, event = w.ev_str, w.ev_int, w.event
+        for kind, node_id, ts, seq, a, b in f.events:
+            attrs = ev_str("execscope.node_id", node_id) + ev_int("execscope.seq", seq)
+            if kind == EV_LINE:
+                attrs += ev_int("code.line.number", a)
+            elif kind == EV_ASSIGN:
+                attrs += ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b))
+            parts.append(event(ts, _EVENT_NAMES[kind], attrs))
+    status_code, status_message = 0, ""
+    if f.error is not None:
+        type_name, message, stack, line, ts, seq = f.error
+        parts.append(w.event(ts, "exception", b"".join((
+            w.ev_str("exception.type", type_name), w.ev_str("exception.message", message),
+            w.ev_str("exception.stacktrace", stack), w.ev_bool("exception.escaped", True),
+            w.ev_int("code.line.number", line), w.ev_int("execscope.seq", seq),
+            w.ev_str("execscope.node_id", info[I_NODE])))))
+        status_code, status_message = _ERROR, f"{type_name}: {message}"[:1024]
+    return w.span(f.trace_id.to_bytes(16, "big"), f.span_id.to_bytes(8, "big"),
+                  f.parent_id.to_bytes(8, "big") if f.parent_id else b"", info[I_NAME], _INTERNAL,
+                  f.start, f.end, b"".join(parts), status_code, status_message)
+
+
+def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], scope_version: str,
+                   dropped: int = 0) -> bytes:
+    """One serialized ExportTraceServiceRequest holding every frame; ``dropped`` (cumulative count of
+    frames lost to a full buffer) rides on the resource as ``execscope.dropped_spans``."""
+    resource_attrs = dict(resource)
+    if dropped:
+        resource_attrs["execscope.dropped_spans"] = dropped
+    return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
+                     [encode_frame(f) for f in frames])
