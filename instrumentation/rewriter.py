@@ -134,7 +134,7 @@ class Rewriter(ast.NodeTransformer):
         imp = _at(ast.ImportFrom(module=RUNTIME_MODULE, names=[ast.alias(name="runtime", asname=RT)], level=0),
                   ref)
         prologue: list[ast.stmt] = [imp]  # type: ignore[list-item]
-        if module_frame:
+        if module_frame and body:
             info = (self.nodes.nodes[0].node_id, self.nodes.module, self.nodes.file, 1,
                     self.nodes.code_version, ())
             enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],

@@ -1,0 +1,52 @@
+"""The ecosystem's own entry points: `opentelemetry-instrument` and instrument() from code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def test_opentelemetry_instrument_records_next_to_other_instrumentations(tmp_path: Path) -> None:
+    (tmp_path / "oiapp.py").write_text(textwrap.dedent('''
+        def work(x, api_key="k"):
+            if x > 1:
+                return x + 1
+            return 0
+        print("result", work(41))
+    '''))
+    env = {**os.environ, "EXECSCOPE_INCLUDE": "oiapp", "EXECSCOPE_LEVEL": "branches",
+           "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+           "OTEL_SERVICE_NAME": "oi-test", "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, "-c", "import oiapp"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "result 42" in proc.stdout
+    decoder = json.JSONDecoder()
+    text = proc.stdout[proc.stdout.index("{"):]
+    spans = []
+    while text.strip():
+        obj, end = decoder.raw_decode(text)
+        spans.append(obj)
+        text = text[end:].lstrip()
+    work = next(s for s in spans if s["name"] == "oiapp.work")
+    assert work["attributes"]["execscope.node_id"] == "oiapp:work"
+    assert work["attributes"]["execscope.arg.x"] == "41"
+    assert work["attributes"]["execscope.arg.api_key"] == "<redacted>"
+    assert work["resource"]["attributes"]["service.name"] == "oi-test"
+    assert [e["attributes"]["execscope.node_id"] for e in work["events"]] == ["oiapp:work:if#0.true"]
+
+
+def test_disabled_by_otel_python_disabled_instrumentations(tmp_path: Path) -> None:
+    (tmp_path / "oiapp.py").write_text("def work():\n    return 1\nwork()\n")
+    env = {**os.environ, "EXECSCOPE_INCLUDE": "oiapp", "OTEL_TRACES_EXPORTER": "console",
+           "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "PYTHONPATH": str(tmp_path),
+           "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "execscope"}
+    proc = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, "-c", "import oiapp"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "oiapp.work" not in proc.stdout
