@@ -20,9 +20,16 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q -n 2 tests
 
+# mypy needs the import layout (execscope.instrumentation, ...) on disk: a symlinked view of it.
 lint: setup
 	$(BIN)/ruff check execscope instrumentation collector-processors storage queries dashboards tests
-	$(BIN)/mypy -p execscope
+	rm -rf .typecheck && mkdir -p .typecheck && cp -rs "$(CURDIR)/execscope" .typecheck/execscope
+	ln -s "$(CURDIR)/instrumentation" .typecheck/execscope/instrumentation
+	ln -s "$(CURDIR)/collector-processors" .typecheck/execscope/collector
+	ln -s "$(CURDIR)/storage" .typecheck/execscope/storage
+	ln -s "$(CURDIR)/queries" .typecheck/execscope/queries
+	ln -s "$(CURDIR)/dashboards" .typecheck/execscope/dashboards
+	cd .typecheck && ../$(BIN)/mypy -p execscope
 
 clean:
 	rm -rf $(VENV) .execscope

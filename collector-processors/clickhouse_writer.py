@@ -71,4 +71,4 @@ def load_module_doc(data: bytes) -> dict[str, Any]:
     for key in ("module", "file", "code_version", "fields", "nodes"):
         if key not in doc:
             raise ValueError(f"node file without {key!r}")
-    return doc  # type: ignore[no-any-return]
+    return doc

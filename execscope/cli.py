@@ -4,6 +4,7 @@ stderr; failures exit non-zero."""
 from __future__ import annotations
 
 import sys
+
 import click
 
 from execscope import __version__

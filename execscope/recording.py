@@ -12,8 +12,8 @@ import hashlib
 import os
 import shutil
 import signal
-import sys
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence

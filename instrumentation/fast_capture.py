@@ -55,6 +55,20 @@ class FastFrame:
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
                  "sampled")
 
+    trace_id: int
+    span_id: int
+    parent_id: int
+    start: int
+    end: int
+    info: tuple
+    args: tuple
+    ret: Any
+    seq: Any
+    seq0: int
+    seq1: int
+    outer: Any
+    anchor: Any
+    kind: str
     recording = True
 
     def __init__(self) -> None:
@@ -100,7 +114,7 @@ def _otel_current() -> Any:
 
 
 def _start(info: tuple, args: Any, kind: str) -> Any:
-    top = _current.get()
+    top: Any = _current.get()
     otel = _otel_current()
     f = FastFrame()
     if top is not None and top.anchor is otel:
@@ -126,7 +140,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
     f.outer = top
     f.seq0 = f.seq.next()
     f.start = _time_ns()
-    _current.set(f)
+    _current.set(f)  # type: ignore[arg-type]  # cores share the context variable
     return f
 
 
@@ -162,7 +176,7 @@ def leave(frame: Any) -> None:
         return
     try:
         if _current.get() is frame:
-            _current.set(frame.outer)
+            _current.set(frame.outer)  # type: ignore[union-attr]
         if frame.foreign:
             return
         frame.end = _time_ns()
@@ -215,7 +229,7 @@ def suspend(frame: Any, value: Any) -> Any:
     if frame is not NO_FRAME:
         try:
             if _current.get() is frame:
-                _current.set(frame.outer)
+                _current.set(frame.outer)  # type: ignore[union-attr]
             if not frame.foreign:
                 _event(frame, EV_YIELD, frame.info[I_NODE])
         except Exception as exc:

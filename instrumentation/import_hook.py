@@ -29,9 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 
-from execscope import __version__
 from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, code_version_of
 from execscope.instrumentation.rewriter import rewrite_source
+
+from execscope import __version__
 
 NEVER_INSTRUMENT = (
     "execscope", "opentelemetry", "libcst", "clickhouse_connect", "chdb", "kafka", "google.protobuf",
@@ -95,7 +96,7 @@ def warn_unmodified(fullname: str, path: str, reason: str) -> None:
             pass
 
 
-NodeSink = Callable[[ModuleNodes], None]
+NodeSink = Callable[[ModuleNodes], object]
 
 
 class InstrumentingLoader(importlib.machinery.SourceFileLoader):
@@ -105,7 +106,7 @@ class InstrumentingLoader(importlib.machinery.SourceFileLoader):
         super().__init__(fullname, path)
         self._finder = finder
 
-    def get_code(self, fullname: str) -> CodeType | None:  # type: ignore[override]
+    def get_code(self, fullname: str) -> CodeType | None:
         try:
             source_bytes = self.get_data(self.path)
         except OSError:
@@ -193,7 +194,7 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
 
 
 def _compile(tree: ast.Module, path: str) -> CodeType:
-    return compile(tree, path, "exec", dont_inherit=True)  # type: ignore[no-any-return]
+    return compile(tree, path, "exec", dont_inherit=True)
 
 
 def _cache_path(source_path: str, level: int) -> str:
@@ -220,7 +221,7 @@ def _read_cache(cache_path: str, version: str) -> tuple[CodeType, tuple] | None:
 
 
 def _write_cache(cache_path: str, version: str, code: CodeType, nodes: ModuleNodes) -> None:
-    rows = tuple(tuple(getattr(n, f) for f in NodeInfo.__slots__) for n in nodes.nodes)  # type: ignore[attr-defined]
+    rows = tuple(tuple(getattr(n, f) for f in NodeInfo.__slots__) for n in nodes.nodes)
     payload = _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + version.encode() + marshal.dumps((code, rows))
     tmp = f"{cache_path}.{os.getpid()}.tmp"
     try:

@@ -18,15 +18,20 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
 from execscope.instrumentation import instrument, uninstrument
-from execscope.instrumentation.process_bootstrap import ENV_EXCLUDE, ENV_INCLUDE, ENV_LEVEL, ENV_SPOOL, split_globs
+from execscope.instrumentation.process_bootstrap import (
+    ENV_EXCLUDE,
+    ENV_INCLUDE,
+    ENV_LEVEL,
+    ENV_SPOOL,
+    split_globs,
+)
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 _log = logging.getLogger("execscope")
 
 
-class ExecscopeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class ExecscopeInstrumentor(BaseInstrumentor):
     """``instrument(tracer_provider=..., include=[...], level=...)``; kwargs override the environment."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -12,10 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-
 from execscope.instrumentation import otlp_wire as w
-
 from execscope.instrumentation.fast_capture import (
     EV_ASSIGN,
     EV_BRANCH,
@@ -27,6 +24,7 @@ from execscope.instrumentation.fast_capture import (
 )
 from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION
 from execscope.instrumentation.values import DEFAULT_LIMITS, SECRET_NAME, ReprLimits, safe_repr
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 _EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
                 EV_YIELD: "execscope.yield", EV_RESUME: "execscope.resume"}

@@ -64,14 +64,14 @@ def start_from_environment() -> bool:
     include = split_globs(os.environ.get(ENV_INCLUDE))
     if not spool_path or not include or _provider is not None:
         return False
-    from opentelemetry import trace
-
-    from execscope import __version__
     from execscope.instrumentation import fast_capture, import_hook, runtime
     from execscope.instrumentation.import_hook import HookConfig
     from execscope.instrumentation.otlp_encode import encode_request
     from execscope.instrumentation.spool import Spool
     from execscope.instrumentation.spool_exporter import SpoolSpanExporter
+    from opentelemetry import trace
+
+    from execscope import __version__
 
     spool = Spool(spool_path)
     service = os.environ.get(ENV_SERVICE) or "execscope"

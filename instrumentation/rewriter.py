@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, ModuleNodes, NodeInfo
 from execscope.instrumentation.runtime import BRANCHES, FUNCTIONS, STATEMENTS
@@ -79,7 +80,7 @@ def _call(func: str, *args: ast.expr) -> ast.Call:
                     keywords=[])
 
 
-def _const(value: object) -> ast.Constant:
+def _const(value: Any) -> ast.Constant:
     return ast.Constant(value=value)
 
 
@@ -416,8 +417,8 @@ class Rewriter(ast.NodeTransformer):
         handler = ast.ExceptHandler(
             type=_name("BaseException"), name=EXC,
             body=[ast.Expr(value=_call("fail", _name(FRAME), _name(EXC))), ast.Raise(exc=None, cause=None)])
-        final = [ast.Expr(value=_call("leave", _name(FRAME)))]
-        wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[arg-type]
+        final: list[ast.stmt] = [ast.Expr(value=_call("leave", _name(FRAME)))]
+        wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[list-item]
         for stmt in (*handler.body, *final):
             _at(stmt, ref)
         wrapper.lineno, wrapper.col_offset = ref.lineno, ref.col_offset  # type: ignore[attr-defined]

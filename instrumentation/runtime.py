@@ -32,10 +32,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from execscope.instrumentation.values import DEFAULT_LIMITS, ReprLimits, capture, exception_message
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
-
-from execscope.instrumentation.values import DEFAULT_LIMITS, ReprLimits, capture, exception_message
 
 FUNCTIONS, BRANCHES, STATEMENTS = 1, 2, 3
 LEVELS = {"functions": FUNCTIONS, "branches": BRANCHES, "statements": STATEMENTS}
@@ -289,7 +288,7 @@ def leave(frame: Frame | Any) -> None:
         return
     try:
         if _current.get() is frame:
-            _current.set(frame.outer)
+            _current.set(frame.outer)  # type: ignore[union-attr]
         if frame.foreign:
             return
         if frame.recording:
@@ -306,7 +305,7 @@ def suspend(frame: Frame | Any, value: Any) -> Any:
     if frame is not NO_FRAME:
         try:
             if _current.get() is frame:
-                _current.set(frame.outer)
+                _current.set(frame.outer)  # type: ignore[union-attr]
             if frame.recording:
                 _event(frame, "execscope.yield", frame.info[I_NODE], {})
         except Exception as exc:

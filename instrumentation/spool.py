@@ -81,8 +81,8 @@ class Spool:
         if (self.cpg_dir / name).exists():
             return True
         doc = {"module": nodes.module, "file": nodes.file, "code_version": nodes.code_version,
-               "fields": list(NodeInfo.__slots__),  # type: ignore[attr-defined]
-               "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}  # type: ignore[attr-defined]
+               "fields": list(NodeInfo.__slots__),
+               "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}
         return write_atomic(self.cpg_dir, name, json.dumps(doc, separators=(",", ":")).encode())
 
     def pending_batches(self) -> list[Path]:

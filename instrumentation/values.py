@@ -17,6 +17,7 @@ import os
 import re
 import types
 from dataclasses import dataclass
+from typing import Any
 
 SECRET_NAME = re.compile(
     r"(?i)(pass(wd|word)?|secret|token|api[_-]?key|apikey|auth|credential|private[_-]?key|cookie|session[_-]?id"
@@ -61,48 +62,49 @@ class _Budget:
         self.left = left
 
 
-def _render(value: object, limits: ReprLimits, depth: int, budget: _Budget, seen: set[int]) -> str:
+def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: set[int]) -> str:
     t = type(value)
     if t is str:
-        s = value  # type: ignore[assignment]
-        if len(s) > limits.max_chars:  # type: ignore[arg-type]
-            return repr(s[: limits.max_chars]) + "…"  # type: ignore[index]
+        s = value
+        if len(s) > limits.max_chars:
+            return repr(s[: limits.max_chars]) + "…"
         return repr(s)
     if t is int:
-        if value.bit_length() > 256:  # type: ignore[attr-defined]
-            return f"<int of {value.bit_length()} bits>"  # type: ignore[attr-defined]
+        if value.bit_length() > 256:
+            return f"<int of {value.bit_length()} bits>"
         return repr(value)
     if t in _SCALARS:
         return repr(value)
     if t is bytes or t is bytearray:
-        b = value[: limits.max_chars]  # type: ignore[index]
-        return repr(b) + ("…" if len(value) > limits.max_chars else "")  # type: ignore[arg-type]
+        b = value[: limits.max_chars]
+        return repr(b) + ("…" if len(value) > limits.max_chars else "")
     if t in (list, tuple, set, frozenset, dict):
         if id(value) in seen:
             return "[...]" if t is list else "{...}" if t in (dict, set) else "(...)"
         if depth >= limits.max_depth:
-            return f"<{t.__name__} of {len(value)}>"  # type: ignore[arg-type]
+            return f"<{t.__name__} of {len(value)}>"
         seen.add(id(value))
         try:
             return _render_container(value, t, limits, depth, budget, seen)
         finally:
             seen.discard(id(value))
     if isinstance(value, _CONTAINERS):  # subclasses: namedtuple, OrderedDict, Counter, user types
-        base = next(b for b in _CONTAINERS if isinstance(value, b))
+        base: Any = next(b for b in _CONTAINERS if isinstance(value, b))
         if depth >= limits.max_depth or id(value) in seen:
-            return f"<{_type_name(t)} of {base.__len__(value)}>"  # type: ignore[operator]
+            return f"<{_type_name(t)} of {base.__len__(value)}>"
         seen.add(id(value))
         try:
             fields = getattr(t, "_fields", None)
-            if base is tuple and isinstance(fields, tuple) and len(fields) == tuple.__len__(value):  # type: ignore[arg-type]
+            as_tuple: Any = tuple
+            if base is tuple and isinstance(fields, tuple) and len(fields) == as_tuple.__len__(value):
                 inner = ", ".join(f"{f}={_render(v, limits, depth + 1, budget, seen)}"
-                                  for f, v in zip(fields[: limits.max_items], tuple.__iter__(value)))  # type: ignore[arg-type]
+                                  for f, v in zip(fields[: limits.max_items], as_tuple.__iter__(value)))
                 return f"{t.__name__}({inner})"
             return f"{t.__name__}({_render_container(value, base, limits, depth, budget, seen)})"
         finally:
             seen.discard(id(value))
     if t is collections.deque:
-        return f"deque({_render_container(list(value), list, limits, depth, budget, seen)})"  # type: ignore[call-overload]
+        return f"deque({_render_container(list(value), list, limits, depth, budget, seen)})"
     if isinstance(value, type):
         return f"<class '{_type_name(value)}'>"
     if isinstance(value, (types.FunctionType, types.MethodType)):
@@ -124,12 +126,12 @@ def _render(value: object, limits: ReprLimits, depth: int, budget: _Budget, seen
     return _opaque(value)
 
 
-def _render_container(value: object, t: type, limits: ReprLimits, depth: int, budget: _Budget,
+def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget: _Budget,
                       seen: set[int]) -> str:
     parts: list[str] = []
-    n = t.__len__(value)  # type: ignore[attr-defined]
+    n = t.__len__(value)
     if t is dict:
-        items = iter(dict.items(value))  # type: ignore[arg-type]
+        items = iter(dict.items(value))
         for _ in range(min(n, limits.max_items)):
             k, v = next(items)
             parts.append(f"{_render(k, limits, depth + 1, budget, seen)}: "
@@ -138,7 +140,7 @@ def _render_container(value: object, t: type, limits: ReprLimits, depth: int, bu
             if budget.left <= 0:
                 break
     else:
-        it = t.__iter__(value)  # type: ignore[attr-defined]
+        it = t.__iter__(value)
         for _ in range(min(n, limits.max_items)):
             parts.append(_render(next(it), limits, depth + 1, budget, seen))
             budget.left -= len(parts[-1])

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from execscope.instrumentation import import_hook, instrument, uninstrument
 from execscope.instrumentation.import_hook import ExecscopeWarning, HookConfig, InstrumentingFinder
 

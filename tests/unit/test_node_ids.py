@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, assign_node_ids, code_version_of
 from execscope.instrumentation.rewriter import rewrite_source
 
