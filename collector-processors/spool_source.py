@@ -1,7 +1,7 @@
 """The spool source: drains a local spool into the store (the embedded default's collector).
 
 Contract: a spool file is deleted only after its rows are inserted; an insert retried after a crash
-is deduplicated by the file name. A file that cannot be decoded (poison) is moved to
+is deduplicated (by batch or file name). A file that cannot be decoded (poison) is moved to
 ``<spool>/dead/`` with a ``.reason`` file next to it, and the drain goes on.
 """
 
@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from execscope.collector import native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.otlp_decode import DecodeError, decode_columns
 from execscope.instrumentation.spool import Spool
@@ -26,6 +27,7 @@ class DrainReport:
     nodes: int = 0
     dead: int = 0
     errors: list[str] = field(default_factory=list)
+    started_ns: int = 0
 
     def add(self, other: DrainReport) -> None:
         for name in ("spans", "events", "batches", "modules", "nodes", "dead"):
@@ -34,17 +36,54 @@ class DrainReport:
 
 
 class SpoolSource:
-    """Drains one spool into one store. Call :meth:`drain` repeatedly from one thread."""
+    """Drains one spool into one store. Call :meth:`drain` repeatedly from one thread.
 
-    def __init__(self, spool: Spool, store: Store) -> None:
+    On the embedded engine, batches of spool files are moved into ``<spool>/inflight/<batch>/`` and
+    parsed and inserted by the engine itself in one statement (:mod:`.native_ingest`); a batch that
+    fails is retried file by file through the Python decoder, which tells a poison file (set aside)
+    from a failing store (kept for the next drain). An ``inflight`` batch left by a crash is
+    re-inserted under the same deduplication token, so it is never counted twice.
+    """
+
+    MAX_BATCH_FILES = 64
+
+    def __init__(self, spool: Spool, store: Store, native: bool | None = None) -> None:
         self.spool = spool
+        self.store = store
         self.writer = ClickHouseWriter(store)
+        self.native = store.address.kind == "chdb" if native is None else native
 
     def publish_known_versions(self) -> None:
         self.spool.write_known_versions(self.writer.known_versions())
 
     def drain(self) -> DrainReport:
         report = DrainReport()
+        self._drain_nodes(report)
+        if self.native:
+            for batch in sorted(self._inflight_dir().glob("*")):  # left behind by a crash
+                if batch.name.endswith(".split"):
+                    self._ingest_split(batch, report)
+                else:
+                    self._ingest_batch(batch, report)
+            while not report.errors:
+                pending = self.spool.pending_batches()[: self.MAX_BATCH_FILES]
+                if not pending:
+                    break
+                batch = self._inflight_dir() / pending[0].stem
+                batch.mkdir(parents=True, exist_ok=True)
+                for path in pending:
+                    os.replace(path, batch / path.name)
+                self._ingest_batch(batch, report)
+        else:
+            for path in self.spool.pending_batches():
+                if not self._ingest_one(path, report):
+                    break  # the store is failing; retry the same files later, in order
+        return report
+
+    def _inflight_dir(self) -> Path:
+        return self.spool.path / "inflight"
+
+    def _drain_nodes(self, report: DrainReport) -> None:
         for path in self.spool.pending_nodes():
             try:
                 doc = load_module_doc(path.read_bytes())
@@ -57,24 +96,54 @@ class SpoolSource:
                 self._dead(path, f"bad node file: {exc}", report)
                 continue
             _unlink(path)
-        for path in self.spool.pending_batches():
-            try:
-                columns, events = decode_columns(path.read_bytes())
-            except DecodeError as exc:
-                self._dead(path, str(exc), report)
-                continue
-            except OSError as exc:
-                report.errors.append(f"{path.name}: {exc}")
-                continue
-            try:
-                report.spans += self.writer.write_spans(columns, dedup_token=f"spool-{path.name}")
-            except StoreError as exc:
-                report.errors.append(f"{path.name}: {exc}")
-                break  # the store is failing; retry the same files later, in order
-            report.events += events
-            report.batches += 1
+
+    def _ingest_batch(self, batch: Path, report: DrainReport) -> None:
+        files = sorted(batch.glob("*.pb"))
+        if not files:
+            _rmdir(batch)
+            return
+        try:
+            spans, events = native_ingest.count_spans(self.store, batch / "*.pb")
+            native_ingest.ingest_file(self.store, batch / "*.pb", dedup_token=f"spool-batch-{batch.name}")
+        except StoreError:
+            # Find the poison, or learn that the store is failing: file by file, under per-file
+            # tokens. The batch is renamed first so that a crash from here on resumes file by file.
+            split = batch.with_name(batch.name + ".split")
+            os.replace(batch, split)
+            self._ingest_split(split, report)
+            return
+        report.spans += spans
+        report.events += events
+        report.batches += len(files)
+        for path in files:
             _unlink(path)
-        return report
+        _rmdir(batch)
+
+    def _ingest_split(self, split: Path, report: DrainReport) -> None:
+        for path in sorted(split.glob("*.pb")):
+            if not self._ingest_one(path, report):
+                return
+        _rmdir(split)
+
+    def _ingest_one(self, path: Path, report: DrainReport) -> bool:
+        """One file through the Python decoder; False when the store failed (file kept)."""
+        try:
+            columns, events = decode_columns(path.read_bytes())
+        except DecodeError as exc:
+            self._dead(path, str(exc), report)
+            return True
+        except OSError as exc:
+            report.errors.append(f"{path.name}: {exc}")
+            return True
+        try:
+            report.spans += self.writer.write_spans(columns, dedup_token=f"spool-file-{path.name}")
+        except StoreError as exc:
+            report.errors.append(f"{path.name}: {exc}")
+            return False
+        report.events += events
+        report.batches += 1
+        _unlink(path)
+        return True
 
     def _dead(self, path: Path, reason: str, report: DrainReport) -> None:
         dead = self.spool.path / "dead"
@@ -86,6 +155,13 @@ class SpoolSource:
             pass
         report.dead += 1
         report.errors.append(f"{path.name}: {reason} (moved to {dead})")
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def _unlink(path: Path) -> None:

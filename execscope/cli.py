@@ -65,6 +65,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     from execscope.recording import (
         RunOptions,
         describe,
+        dropped_since,
         exit_code_of,
         resolve_python,
         run_recorded,
@@ -81,7 +82,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
             returncode, report = run_recorded(script_command(resolve_python(command), include), options, store)
         except FileNotFoundError:
             raise click.ClickException(f"command not found: {command[0]}") from None
-        click.echo(describe(report, store), err=True)
+        click.echo(describe(report, store, dropped_since(store, report.started_ns)), err=True)
     finally:
         store.close()
     sys.exit(exit_code_of(returncode))

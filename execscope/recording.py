@@ -70,10 +70,13 @@ class _Drainer(threading.Thread):
 
 
 def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> tuple[int, DrainReport]:
-    """Run ``command`` recorded into ``store``; returns its exit code and what was stored."""
+    """Run ``command`` recorded into ``store``; returns its exit code and what was stored
+    (``report.started_ns`` marks the start, for :func:`dropped_since`)."""
     spool = Spool(spool_path_for(store.address))
     source = SpoolSource(spool, store)
+    started_ns = time.time_ns()
     total = source.drain()  # whatever an earlier crashed run left behind
+    total.started_ns = started_ns
     source.publish_known_versions()
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
@@ -121,10 +124,29 @@ def _restore_signals(previous: dict[int, object]) -> None:
         signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def describe(report: DrainReport, store: Store) -> str:
+DROPPED_SQL = """
+SELECT sum(dropped) FROM (
+    SELECT max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped
+    FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
+    GROUP BY ResourceAttributes['process.pid'])
+"""
+
+
+def dropped_since(store: Store, since_ns: int) -> int:
+    """Calls recorded but not kept (capture buffers full) by the processes of a run."""
+    try:
+        return int(store.query(DROPPED_SQL, {"since": since_ns}).rows[0][0] or 0)
+    except Exception:
+        return 0
+
+
+def describe(report: DrainReport, store: Store, dropped: int = 0) -> str:
     parts = [f"execscope: stored {report.spans} spans with {report.events} events "
              f"({report.batches} batches) and {report.nodes} nodes of {report.modules} module versions "
              f"in {store.address}"]
+    if dropped:
+        parts.append(f"execscope: {dropped} calls were not kept (capture buffer full; the program ran faster "
+                     "than spans could be written): see ResourceAttributes['execscope.dropped_spans']")
     if report.dead:
         parts.append(f"execscope: {report.dead} unreadable spool files set aside (see <spool>/dead)")
     for error in report.errors[:5]:

@@ -82,8 +82,9 @@ def start_from_environment() -> bool:
     resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
 
     def sink(frames: list, dropped: int) -> None:
+        attrs = {**resource, "process.pid": os.getpid()}  # read per batch: right after a fork too
         for i in range(0, len(frames), BATCH_SPANS):
-            request = encode_request(frames[i:i + BATCH_SPANS], resource, __version__, dropped)
+            request = encode_request(frames[i:i + BATCH_SPANS], attrs, __version__, dropped)
             spool.write_batch(request)
 
     _worker = fast_capture.CaptureWorker(sink, flush_ms / 1000)

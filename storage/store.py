@@ -96,9 +96,10 @@ class Store:
             raise StoreError(_engine_message(exc)) from exc
         return QueryResult(list(result.column_names), [tuple(r) for r in result.result_rows])
 
-    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+    def command(self, sql: str, parameters: dict[str, Any] | None = None,
+                settings: dict[str, Any] | None = None) -> Any:
         try:
-            return self._client.command(sql, parameters=parameters)
+            return self._client.command(sql, parameters=parameters, settings=settings)
         except Exception as exc:
             raise StoreError(_engine_message(exc)) from exc
 
