@@ -75,7 +75,6 @@ def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path) -> Non
     spool = _spool_with_spans(tmp_path, 3)
     batches = spool.pending_batches()
     assert len(batches) == 3
-    kept = {p.name: p.read_bytes() for p in batches}
     (spool.traces_dir / "00000000000000000000-1-poison.pb").write_bytes(b"\xff\xfenot protobuf at all")
     spool.write_nodes(assign_node_ids("def f0():\n    pass\n", "m", "m.py"))
     with open_store(f"chdb://{tmp_path / 'db'}") as store:
