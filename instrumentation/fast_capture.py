@@ -53,7 +53,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "sampled")
+                 "dropped_events")
 
     trace_id: int
     span_id: int
@@ -73,6 +73,7 @@ class FastFrame:
 
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
+        self.dropped_events = 0
         self.has_ret = False
         self.foreign = False
         self.error: tuple | None = None
@@ -218,10 +219,17 @@ def fail(frame: Any, exc: BaseException) -> None:
         stats.failed(e)
 
 
+MAX_EVENTS_PER_FRAME = 65536
+
+
 def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
     events = frame.events
     if events is None:
         events = frame.events = []
+    elif len(events) >= MAX_EVENTS_PER_FRAME:  # bounded memory: count what is not kept
+        frame.dropped_events += 1
+        frame.seq.next()
+        return
     events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
 
 

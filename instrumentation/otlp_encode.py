@@ -100,6 +100,9 @@ def encode_frame(f: FastFrame) -> bytes:
             w.ev_int("code.line.number", line), w.ev_int("execscope.seq", seq),
             w.ev_str("execscope.node_id", info[I_NODE])))))
         status_code, status_message = _ERROR, f"{type_name}: {message}"[:1024]
+    if f.dropped_events:
+        parts.append(w.dropped_events(f.dropped_events))
+        parts.append(w.kv_int("execscope.dropped_events", f.dropped_events))
     return w.span(f.trace_id.to_bytes(16, "big"), f.span_id.to_bytes(8, "big"),
                   f.parent_id.to_bytes(8, "big") if f.parent_id else b"", info[I_NAME], _INTERNAL,
                   f.start, f.end, b"".join(parts), status_code, status_message)

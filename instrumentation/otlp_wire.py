@@ -100,6 +100,11 @@ def ev_bool(key: str, value: bool) -> bytes:
     return ld(b"\x1a", _key(key) + ld(b"\x12", b"\x10\x01" if value else b"\x10\x00"))
 
 
+def dropped_events(count: int) -> bytes:
+    """Span.dropped_events_count (12)."""
+    return b"\x60" + varint(count)
+
+
 def span(trace_id: bytes, span_id: bytes, parent_span_id: bytes, name: str, kind: int, start: int, end: int,
          body: bytes, status_code: int = 0, status_message: str = "") -> bytes:
     """One Span message (without the outer ScopeSpans.spans tag); ``body`` holds encoded attributes

@@ -1,0 +1,143 @@
+"""The fast capture core records what the SDK core records, in bounded memory, fork-safely."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from execscope.collector.otlp_decode import any_value_to_str
+from execscope.instrumentation import fast_capture, runtime
+from execscope.instrumentation.otlp_encode import encode_request
+from tests.conftest import load_rewritten
+from tests.unit.test_runtime_spans import APP
+
+VOLATILE = ("execscope.seq", "execscope.seq.end", "exception.stacktrace")
+
+
+@pytest.fixture
+def fast():
+    fast_capture.take_pending()
+    fast_capture.activate()
+    try:
+        yield
+    finally:
+        runtime.deactivate()
+        fast_capture.take_pending()
+
+
+def _exported(frames) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(encode_request(frames, {"service.name": "svc"}, "1.0"))
+    return request
+
+
+def _shape_from_otlp(request: ExportTraceServiceRequest) -> list:
+    out = []
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        attrs = {kv.key: any_value_to_str(kv.value) for kv in span.attributes if kv.key not in VOLATILE}
+        events = [(e.name, {kv.key: any_value_to_str(kv.value) for kv in e.attributes if kv.key not in VOLATILE})
+                  for e in span.events]
+        out.append((span.name, attrs, events, span.status.code))
+    return sorted(out, key=repr)
+
+
+def _shape_from_sdk(spans) -> list:
+    def s(v):
+        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+    out = []
+    for span in spans:
+        attrs = {k: s(v) for k, v in span.attributes.items() if k not in VOLATILE}
+        events = [(e.name, {k: s(v) for k, v in e.attributes.items() if k not in VOLATILE}) for e in span.events]
+        out.append((span.name, attrs, events, span.status.status_code.value))
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize("level", ["functions", "statements"])
+def test_same_spans_as_the_sdk_core(level: str, recorder) -> None:
+    sdk_module = load_rewritten(APP, level, name="app", file="/src/app.py")
+    recorder.clear()
+    sdk_module.top([1, 3])
+    sdk = _shape_from_sdk(recorder.get_finished_spans())
+    runtime.deactivate()
+    fast_capture.take_pending()
+    fast_capture.activate()
+    try:
+        fast_module = load_rewritten(APP, level, name="app", file="/src/app.py")
+        fast_capture.take_pending()
+        fast_module.top([1, 3])
+        frames, dropped = fast_capture.take_pending()
+    finally:
+        runtime.deactivate()
+    assert dropped == 0
+    request = _exported(frames)
+    assert _shape_from_otlp(request) == sdk
+    spans = request.resource_spans[0].scope_spans[0].spans
+    by_id = {s.span_id: s for s in spans}
+    for span in spans:  # one trace, every parent recorded
+        assert span.trace_id == spans[0].trace_id
+        if span.name != "app.top":
+            assert span.parent_span_id in by_id
+
+
+def test_buffer_is_bounded_and_drops_are_counted(fast, monkeypatch) -> None:
+    monkeypatch.setattr(fast_capture._state, "max_pending", 10)
+    module = load_rewritten("def f(x):\n    return x\n", "functions", name="bounded")
+    fast_capture.take_pending()
+    dropped_before = fast_capture._state.dropped
+    for i in range(25):
+        module.f(i)
+    frames, dropped = fast_capture.take_pending()
+    assert len(frames) == 10 and dropped - dropped_before == 15
+    resource = _exported_with_drops(frames, dropped).resource_spans[0].resource
+    assert {kv.key: kv.value.int_value for kv in resource.attributes}["execscope.dropped_spans"] == dropped
+
+
+def _exported_with_drops(frames, dropped) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(encode_request(frames, {"service.name": "svc"}, "1.0", dropped))
+    return request
+
+
+def test_events_per_frame_are_bounded(fast, monkeypatch) -> None:
+    monkeypatch.setattr(fast_capture, "MAX_EVENTS_PER_FRAME", 5)
+    module = load_rewritten("def loop(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n",
+                            "statements", name="loopy")
+    fast_capture.take_pending()
+    assert module.loop(100) == 4950
+    frames, _ = fast_capture.take_pending()
+    (frame,) = [f for f in frames if f.info[1] == "loopy.loop"]
+    assert len(frame.events) == 5 and frame.dropped_events > 300
+    span = _exported([frame]).resource_spans[0].scope_spans[0].spans[0]
+    assert span.dropped_events_count == frame.dropped_events
+
+
+def test_values_are_snapshotted_when_mutable(fast) -> None:
+    module = load_rewritten("def f(items):\n    items.append(2)\n    return items\n", "functions", name="snap")
+    fast_capture.take_pending()
+    module.f([1])
+    (frame,) = fast_capture.take_pending()[0]
+    span = _exported([frame]).resource_spans[0].scope_spans[0].spans[0]
+    attrs = {kv.key: kv.value.string_value for kv in span.attributes}
+    assert attrs["execscope.arg.items"] == "[1]"          # as it was when the call started
+    assert attrs["execscope.return.value"] == "[1, 2]"
+
+
+def test_fork_child_starts_with_an_empty_buffer(fast) -> None:
+    module = load_rewritten("def f():\n    return 1\n", "functions", name="forky")
+    fast_capture.take_pending()
+    module.f()
+    assert len(fast_capture._state.pending) == 1
+    worker = fast_capture.CaptureWorker(lambda frames, dropped: None, interval_s=60)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if not fast_capture._state.pending else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(fast_capture._state.pending) == 1  # the parent keeps its own
+    finally:
+        worker.shutdown(1)
+        worker.shutdown(1)  # idempotent
