@@ -29,15 +29,18 @@ class ClickHouseWriter:
         return len(columns[0])
 
     def known_versions(self) -> set[str]:
+        """``<code_version>:<module>`` of every module version stored (one file may be imported under
+        two names, e.g. by a lazy-alias package, and gets node IDs under each)."""
         if self._known_versions is None:
-            rows = self.store.query("SELECT DISTINCT code_version FROM cpg_nodes").rows
-            self._known_versions = {r[0] for r in rows}
+            rows = self.store.query("SELECT DISTINCT code_version, module FROM cpg_nodes").rows
+            self._known_versions = {f"{r[0]}:{r[1]}" for r in rows}
         return self._known_versions
 
     def write_module_nodes(self, doc: dict[str, Any]) -> int:
         """Insert one module version's node rows (and their AST edges) unless already stored."""
         version = doc["code_version"]
-        if version in self.known_versions():
+        key = f"{version}:{doc['module']}"
+        if key in self.known_versions():
             return 0
         fields = doc["fields"]
         index = {f: i for i, f in enumerate(fields)}
@@ -62,7 +65,7 @@ class ClickHouseWriter:
                 "cpg_edges", [[version] * m, src, dst, ["AST"] * m, label, [{}] * m],
                 ("code_version", "src", "dst", "kind", "label", "properties"),
                 dedup_token=f"cpg_edges-ast-{version}-{doc['module']}")
-        self.known_versions().add(version)
+        self.known_versions().add(key)
         return n
 
 

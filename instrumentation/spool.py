@@ -4,7 +4,7 @@ Layout under the spool directory (one per store)::
 
     traces/<time_ns>-<pid>-<n>.pb      one serialized ExportTraceServiceRequest per batch
     cpg/<code_version>-<module>.json   node rows of one module version, written once
-    known_versions                     code versions the store already holds (written by the owner)
+    known_versions                     <code_version>:<module> pairs the store already holds (by the owner)
 
 Every file appears atomically (written under a ``.tmp`` name, then renamed), so a reader never sees
 a partial batch and a crash loses at most the batch being written. Writers never raise from here:
@@ -75,7 +75,7 @@ class Spool:
 
     def write_nodes(self, nodes: ModuleNodes) -> bool:
         """Publish a module's node rows unless the store already has that version."""
-        if nodes.code_version in self.known_versions():
+        if f"{nodes.code_version}:{nodes.module}" in self.known_versions():
             return True
         name = f"{nodes.code_version}-{nodes.module}.json"
         if (self.cpg_dir / name).exists():

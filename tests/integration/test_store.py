@@ -138,3 +138,20 @@ def test_python_and_native_decoding_store_the_same_rows(tmp_path: Path) -> None:
                 "SpanAttributes, StatusCode, Events.Name, Events.Attributes, Duration > 0 "
                 "FROM otel_traces ORDER BY SpanName").rows
     assert rows[True] == rows[False] and len(rows[True]) == 2
+
+
+def test_one_file_imported_under_two_names_gets_nodes_under_both(tmp_path: Path) -> None:
+    source = "def f():\n    return 1\n"
+    spool = Spool(tmp_path / "spool")
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        source_ = SpoolSource(spool, store)
+        spool.write_nodes(assign_node_ids(source, "pkg.mod", "mod.py"))
+        source_.drain()
+        source_.publish_known_versions()
+        later = Spool(tmp_path / "spool")  # a new process reads the published list
+        assert later.write_nodes(assign_node_ids(source, "pkg.mod", "mod.py"))  # known: skipped
+        assert later.pending_nodes() == []
+        later.write_nodes(assign_node_ids(source, "alias.mod", "mod.py"))
+        assert source_.drain().nodes == 3
+        ids = {r[0] for r in store.query("SELECT node_id FROM cpg_nodes").rows}
+        assert {"pkg.mod:f", "alias.mod:f"} <= ids
