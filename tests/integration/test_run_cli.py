@@ -156,9 +156,15 @@ def test_pytest_with_xdist_workers_is_recorded(tmp_path: Path) -> None:
     proc = cli("run", "--include", "calc", "--store", store, "--", sys.executable, "-m", "pytest", "-q",
                "-n", "2", "-p", "no:cacheprovider", "test_calc.py", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert "8 passed" in proc.stdout
-    rows = sql("SELECT count() AS n, uniqExact(ResourceAttributes['service.name']) AS s FROM otel_traces "
-               "WHERE SpanName = 'calc.add'", tmp_path, store)
+    rows = sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'calc.add'", tmp_path, store)
     assert rows[0]["n"] == 8
+    # one trace per test: the execscope pytest plugin's test span parents what the test calls
+    tests = sql("SELECT t.SpanName AS test, t.SpanAttributes['test.case.result.status'] AS status, "
+                "count() AS calls FROM otel_traces AS c INNER JOIN otel_traces AS t "
+                "ON t.SpanId = c.ParentSpanId AND t.TraceId = c.TraceId "
+                "WHERE c.SpanName = 'calc.add' GROUP BY test, status ORDER BY test", tmp_path, store)
+    assert [r["test"] for r in tests] == [f"test test_calc.py::test_add[{i}]" for i in range(8)]
+    assert {r["status"] for r in tests} == {"pass"} and {r["calls"] for r in tests} == {1}
 
 
 def test_usage_errors_are_clear(tmp_path: Path) -> None:
