@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+
 def _recording() -> bool:
     return bool(os.environ.get("EXECSCOPE_SPOOL"))
 

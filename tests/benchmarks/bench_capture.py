@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
-
 from execscope.collector.spool_source import SpoolSource  # noqa: E402
 from execscope.instrumentation import fast_capture, runtime  # noqa: E402
 from execscope.instrumentation.otlp_encode import encode_request  # noqa: E402
 from execscope.instrumentation.spool import Spool  # noqa: E402
 from execscope.storage import open_store  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+
 from tests.conftest import load_plain, load_rewritten  # noqa: E402
 
 FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"

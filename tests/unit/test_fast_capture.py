@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from execscope.collector.otlp_decode import any_value_to_str
 from execscope.instrumentation import fast_capture, runtime
 from execscope.instrumentation.otlp_encode import encode_request
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from tests.conftest import load_rewritten
 from tests.unit.test_runtime_spans import APP
 
