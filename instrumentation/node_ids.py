@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -402,8 +402,3 @@ class AstPositions:
         if 0 < line <= len(self._lines) and 0 <= col < len(self._lines[line - 1]):
             return self._lines[line - 1][col]
         return ""
-
-
-def iter_definitions(nodes: ModuleNodes) -> Iterator[NodeInfo]:
-    """Function and class nodes of a module, in source order."""
-    return (n for n in nodes.nodes if n.kind in ("function", "class"))

@@ -29,7 +29,7 @@ import threading
 import traceback
 import weakref
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from execscope.instrumentation.values import DEFAULT_LIMITS, ReprLimits, capture, exception_message
@@ -53,7 +53,6 @@ class RuntimeStats:
     events: int = 0
     errors: int = 0
     last_error: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def failed(self, exc: BaseException) -> None:
         self.errors += 1
@@ -110,7 +109,6 @@ class _NoFrame:
 NO_FRAME: Any = _NoFrame()
 _current: ContextVar[Frame | None] = ContextVar("execscope_frame", default=None)
 _recorder: Recorder | None = None
-_level = FUNCTIONS
 _on_root_end: Any = None  # called after a chain's outermost span ends (see set_root_end_hook)
 
 
@@ -126,10 +124,9 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder, _level
+    global _recorder
     globals().update(_SDK_HOOKS)
     _recorder = recorder
-    _level = level
 
 
 def use_core(hooks: dict[str, Any]) -> None:

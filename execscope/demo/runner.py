@@ -16,7 +16,7 @@ import click
 
 from execscope.output import print_rows
 from execscope.recording import RunOptions, describe, run_recorded
-from execscope.storage.store import StoreError, open_store, resolve_address
+from execscope.storage.store import StoreError, open_store
 
 DEMO_SOURCE = Path(__file__).resolve().parent / "shopdemo"
 
@@ -124,5 +124,3 @@ def run_demo(store_dsn: str | None, level: str = "statements") -> int:
         store.close()
     return 0
 
-
-__all__ = ["run_demo", "resolve_address"]
