@@ -83,13 +83,15 @@ class FastFrame:
 class _State:
     """Process-wide buffer of finished frames; swapped out by the worker."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, max_events: int) -> None:
         self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
+        self.events = 0               # events recorded since the worker last took the buffer
+        self.max_events = max_events  # beyond this, events are dropped (counted per frame)
 
 
-_state = _State(1 << 18)
+_state = _State(1 << 18, 1 << 22)
 _otel_context_var: Any = None
 _span_key: Any = None
 
@@ -226,10 +228,11 @@ def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) ->
     events = frame.events
     if events is None:
         events = frame.events = []
-    elif len(events) >= MAX_EVENTS_PER_FRAME:  # bounded memory: count what is not kept
-        frame.dropped_events += 1
+    elif len(events) >= MAX_EVENTS_PER_FRAME or _state.events >= _state.max_events:
+        frame.dropped_events += 1  # bounded memory: count what is not kept
         frame.seq.next()
         return
+    _state.events += 1
     events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
 
 
@@ -312,6 +315,7 @@ def take_pending() -> tuple[list[FastFrame], int]:
     """Swap out the finished frames (atomic under the GIL); returns them and the drop count."""
     state = _state
     frames, state.pending = state.pending, []
+    state.events = 0
     return frames, state.dropped
 
 
