@@ -20,6 +20,7 @@ context back at each yield; a fork leaves the parent's frames to the parent.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -30,7 +31,7 @@ from random import getrandbits
 from typing import Any
 
 from execscope.instrumentation import runtime
-from execscope.instrumentation.runtime import I_NODE, NO_FRAME, _current, _seq_for, stats
+from execscope.instrumentation.runtime import I_NODE, NO_FRAME, _current, stats
 from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
 
 _time_ns = time.time_ns
@@ -53,7 +54,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events")
+                 "dropped_events", "root")
 
     trace_id: int
     span_id: int
@@ -74,10 +75,25 @@ class FastFrame:
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
         self.dropped_events = 0
+        self.root = False
         self.has_ret = False
         self.foreign = False
         self.error: tuple | None = None
         self.exit: str | None = None
+
+
+class TraceSeq:
+    """The per-trace sequence counter, shared by every chain of the trace in this process; dropped
+    from the registry when the last chain root of the trace finishes."""
+
+    __slots__ = ("next", "chains")
+
+    def __init__(self) -> None:
+        self.next = itertools.count().__next__
+        self.chains = 0
+
+
+_trace_seqs: dict[int, TraceSeq] = {}
 
 
 class _State:
@@ -134,7 +150,12 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
         else:
             f.trace_id = getrandbits(128) or 1
             f.parent_id = 0
-        f.seq = _seq_for(f.trace_id)
+        seq = _trace_seqs.get(f.trace_id)
+        if seq is None:
+            seq = _trace_seqs[f.trace_id] = TraceSeq()
+        seq.chains += 1
+        f.seq = seq
+        f.root = True
     f.anchor = otel
     f.span_id = getrandbits(64) or 1
     f.info = info
@@ -184,6 +205,10 @@ def leave(frame: Any) -> None:
             return
         frame.end = _time_ns()
         frame.seq1 = frame.seq.next()
+        if frame.root:
+            frame.seq.chains -= 1
+            if frame.seq.chains <= 0:
+                _trace_seqs.pop(frame.trace_id, None)
         state = _state
         if len(state.pending) < state.max_pending:
             state.pending.append(frame)
