@@ -31,7 +31,7 @@ from random import getrandbits
 from typing import Any
 
 from execscope.instrumentation import runtime
-from execscope.instrumentation.runtime import I_NODE, NO_FRAME, _current, stats
+from execscope.instrumentation.runtime import NO_FRAME, _current, stats
 from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
 
 _time_ns = time.time_ns
@@ -261,25 +261,25 @@ def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) ->
     events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
 
 
-def suspend(frame: Any, value: Any) -> Any:
+def suspend(frame: Any, value: Any, node_id: str | None = None) -> Any:
     if frame is not NO_FRAME:
         try:
             if _current.get() is frame:
                 _current.set(frame.outer)  # type: ignore[union-attr]
-            if not frame.foreign:
-                _event(frame, EV_YIELD, frame.info[I_NODE])
+            if not frame.foreign and node_id is not None:
+                _event(frame, EV_YIELD, node_id)
         except Exception as exc:
             stats.failed(exc)
     return value
 
 
-def resumed(frame: Any, value: Any) -> Any:
+def resumed(frame: Any, value: Any, node_id: str | None = None) -> Any:
     if frame is not NO_FRAME:
         try:
             frame.outer = _current.get()
             _current.set(frame)
-            if not frame.foreign:
-                _event(frame, EV_RESUME, frame.info[I_NODE])
+            if not frame.foreign and node_id is not None:
+                _event(frame, EV_RESUME, node_id)
         except Exception as exc:
             stats.failed(exc)
     return value

@@ -340,19 +340,18 @@ class Rewriter(ast.NodeTransformer):
                 self.stats.probes += 2
         return node
 
-    def visit_Yield(self, node: ast.Yield) -> ast.AST:
+    def _yield(self, node: ast.Yield | ast.YieldFrom) -> ast.AST:
+        """Yield points hand the context back to the consumer; from ``branches`` on they are also
+        recorded (an event at every suspension and resumption, naming the yield node)."""
+        original_key = self._id(node) if self.level >= BRANCHES else None
         self.generic_visit(node)
         if not self._in_function():
             return node
-        node.value = _at(_call("suspend", _name(FRAME), node.value or _const(None)), node)  # type: ignore[assignment]
-        return _at(_call("resumed", _name(FRAME), node), node)
+        extra = [_const(original_key)] if original_key is not None else []
+        node.value = _at(_call("suspend", _name(FRAME), node.value or _const(None), *extra), node)  # type: ignore[assignment]
+        return _at(_call("resumed", _name(FRAME), node, *extra), node)
 
-    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
-        self.generic_visit(node)
-        if not self._in_function():
-            return node
-        node.value = _at(_call("suspend", _name(FRAME), node.value), node)  # type: ignore[assignment]
-        return _at(_call("resumed", _name(FRAME), node), node)
+    visit_Yield = visit_YieldFrom = _yield
 
     def _opaque_scope(self, node: ast.AST) -> ast.AST:
         # Lambdas and comprehensions are their own scopes: leave their insides alone.

@@ -297,27 +297,27 @@ def leave(frame: Frame | Any) -> None:
         stats.failed(exc)
 
 
-def suspend(frame: Frame | Any, value: Any) -> Any:
+def suspend(frame: Frame | Any, value: Any, node_id: str | None = None) -> Any:
     """A generator is about to yield ``value``: give the context back to its consumer."""
     if frame is not NO_FRAME:
         try:
             if _current.get() is frame:
                 _current.set(frame.outer)  # type: ignore[union-attr]
-            if frame.recording:
-                _event(frame, "execscope.yield", frame.info[I_NODE], {})
+            if frame.recording and node_id is not None:
+                _event(frame, "execscope.yield", node_id, {})
         except Exception as exc:
             stats.failed(exc)
     return value
 
 
-def resumed(frame: Frame | Any, value: Any) -> Any:
+def resumed(frame: Frame | Any, value: Any, node_id: str | None = None) -> Any:
     """A generator resumed after a yield (``value`` is what was sent in)."""
     if frame is not NO_FRAME:
         try:
             frame.outer = _current.get()
             _current.set(frame)
-            if frame.recording:
-                _event(frame, "execscope.resume", frame.info[I_NODE], {})
+            if frame.recording and node_id is not None:
+                _event(frame, "execscope.resume", node_id, {})
         except Exception as exc:
             stats.failed(exc)
     return value

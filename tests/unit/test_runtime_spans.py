@@ -131,7 +131,16 @@ def consume():
         # called by consume between yields, not by the suspended generator
         assert helper.parent.span_id == consume.context.span_id
     numbers = next(s for s in by_id.values() if s.name == "app.numbers")
-    assert [e.name for e in numbers.events].count("execscope.yield") == 3
+    assert numbers.events == ()  # functions level: yields switch context, record nothing
+
+
+def test_yields_are_recorded_from_branches_level(recorder) -> None:
+    mod = load_rewritten(APP, "branches", name="app")
+    assert list(mod.numbers(3)) == [0, 1, 2]
+    numbers = next(s for s in recorder.get_finished_spans() if s.name == "app.numbers")
+    yields = [(e.name, e.attributes["execscope.node_id"]) for e in numbers.events
+              if e.name in ("execscope.yield", "execscope.resume")]
+    assert yields == [("execscope.yield", "app:numbers:yield#0"), ("execscope.resume", "app:numbers:yield#0")] * 3
 
 
 def test_threads_start_their_own_chains(recorder) -> None:
