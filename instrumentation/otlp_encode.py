@@ -56,6 +56,7 @@ def _resource_attrs(values: Mapping[str, Any]) -> bytes:
 
 
 _HEAD_CACHE: dict[tuple[tuple, str], bytes] = {}
+_EVENTS = w.EventEncoder()
 
 
 def _head(info: tuple, kind: str) -> bytes:
@@ -83,14 +84,15 @@ def encode_frame(f: FastFrame) -> bytes:
     if f.exit is not None:
         parts.append(kv_str("execscope.exit", f.exit))
     if f.events:
-        ev_str, ev_int, event = w.ev_str, w.ev_int, w.event
+        event, ev_str, names = _EVENTS.event, w.ev_str, _EVENT_NAMES
         for kind, node_id, ts, seq, a, b in f.events:
-            attrs = ev_str("execscope.node_id", node_id) + ev_int("execscope.seq", seq)
             if kind == EV_LINE:
-                attrs += ev_int("code.line.number", a)
+                parts.append(event(ts, "execscope.line", node_id, seq, a))
             elif kind == EV_ASSIGN:
-                attrs += ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b))
-            parts.append(event(ts, _EVENT_NAMES[kind], attrs))
+                parts.append(event(ts, "execscope.assign", node_id, seq, None,
+                                   ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b))))
+            else:
+                parts.append(event(ts, names[kind], node_id, seq))
     status_code, status_message = 0, ""
     if f.error is not None:
         type_name, message, stack, line, ts, seq = f.error

@@ -105,6 +105,37 @@ def dropped_events(count: int) -> bytes:
     return b"\x60" + varint(count)
 
 
+class EventEncoder:
+    """Span.events for the hot loop of the encoder: the key, name and node-id parts of an event are
+    encoded once and reused (statement-level spans carry thousands of near-identical events)."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, bytes] = {}
+        self._nodes: dict[str, bytes] = {}
+        self._seq_key = _key("execscope.seq")
+        self._line_key = _key("code.line.number")
+
+    def _int(self, key: bytes, value: int) -> bytes:
+        inner = b"\x18" + varint(value)
+        kv = key + b"\x12" + _VARINT_CACHE[len(inner)] + inner
+        return b"\x1a" + _VARINT_CACHE[len(kv)] + kv
+
+    def event(self, time_unix_nano: int, name: str, node_id: str, seq: int, line: int | None = None,
+              extra: bytes = b"") -> bytes:
+        name_part = self._names.get(name)
+        if name_part is None:
+            name_part = self._names[name] = ld(b"\x12", _utf8(name))
+        node_part = self._nodes.get(node_id)
+        if node_part is None:
+            node_part = ev_str("execscope.node_id", node_id)
+            if len(self._nodes) < 65536:
+                self._nodes[node_id] = node_part
+        body = b"".join((b"\x09", _pack_fixed64(time_unix_nano), name_part, node_part,
+                         self._int(self._seq_key, seq),
+                         self._int(self._line_key, line) if line is not None else b"", extra))
+        return ld(b"\x5a", body)
+
+
 def span(trace_id: bytes, span_id: bytes, parent_span_id: bytes, name: str, kind: int, start: int, end: int,
          body: bytes, status_code: int = 0, status_message: str = "") -> bytes:
     """One Span message (without the outer ScopeSpans.spans tag); ``body`` holds encoded attributes
