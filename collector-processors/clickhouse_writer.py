@@ -46,10 +46,6 @@ class ClickHouseWriter:
         index = {f: i for i, f in enumerate(fields)}
         rows = doc["nodes"]
         n = len(rows)
-        columns: list[list[Any]] = [[r[index[c]] for r in rows] for c in NODE_COLUMNS]
-        columns += [[version] * n, [doc["module"]] * n, [doc["file"]] * n]
-        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
-                                  dedup_token=f"cpg_nodes-{version}-{doc['module']}")
         order: dict[str, int] = {}
         src, dst, label = [], [], []
         for r in rows:
@@ -65,6 +61,12 @@ class ClickHouseWriter:
                 "cpg_edges", [[version] * m, src, dst, ["AST"] * m, label, [{}] * m],
                 ("code_version", "src", "dst", "kind", "label", "properties"),
                 dedup_token=f"cpg_edges-ast-{version}-{doc['module']}")
+        # nodes last: a version counts as stored once its nodes are (edges are written first, so a
+        # crash in between leaves nothing half-known; a replay is deduplicated by the tokens)
+        columns: list[list[Any]] = [[r[index[c]] for r in rows] for c in NODE_COLUMNS]
+        columns += [[version] * n, [doc["module"]] * n, [doc["file"]] * n]
+        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
+                                  dedup_token=f"cpg_nodes-{version}-{doc['module']}")
         self.known_versions().add(key)
         return n
 

@@ -66,7 +66,10 @@ class _Drainer(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(DRAIN_INTERVAL_S):
-            self.report.add(self.source.drain())
+            try:
+                self.report.add(self.source.drain())
+            except Exception as exc:  # keep draining; the files stay for the next attempt
+                self.report.errors.append(f"drain failed: {type(exc).__name__}: {exc}")
 
 
 def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> tuple[int, DrainReport]:
@@ -93,7 +96,11 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> t
     total.add(drainer.report)
     deadline = time.monotonic() + 30
     while True:  # children may still be flushing their last batches
-        report = source.drain()
+        try:
+            report = source.drain()
+        except Exception as exc:
+            total.errors.append(f"drain failed: {type(exc).__name__}: {exc}")
+            break
         total.add(report)
         if not spool.pending_batches() and not spool.pending_nodes():
             break
@@ -104,6 +111,8 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> t
 
 
 def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:
+    """Ctrl-C reaches the whole foreground process group, the program included: the parent ignores
+    it (and keeps draining). SIGTERM/SIGHUP sent to the parent alone are passed on."""
     previous: dict[int, object] = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
@@ -114,7 +123,8 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:
         except OSError:
             pass
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, forward)
     return previous
 

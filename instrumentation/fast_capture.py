@@ -20,18 +20,16 @@ context back at each yield; a fork leaves the parent's frames to the parent.
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from random import getrandbits
 from typing import Any
 
 from execscope.instrumentation import runtime
-from execscope.instrumentation.runtime import NO_FRAME, _current, stats
+from execscope.instrumentation.runtime import NO_FRAME, SEQUENCE, _current, stats
 from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
 
 _time_ns = time.time_ns
@@ -54,7 +52,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events", "root")
+                 "dropped_events")
 
     trace_id: int
     span_id: int
@@ -75,25 +73,10 @@ class FastFrame:
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
         self.dropped_events = 0
-        self.root = False
         self.has_ret = False
         self.foreign = False
         self.error: tuple | None = None
         self.exit: str | None = None
-
-
-class TraceSeq:
-    """The per-trace sequence counter, shared by every chain of the trace in this process; dropped
-    from the registry when the last chain root of the trace finishes."""
-
-    __slots__ = ("next", "chains")
-
-    def __init__(self) -> None:
-        self.next = itertools.count().__next__
-        self.chains = 0
-
-
-_trace_seqs: dict[int, TraceSeq] = {}
 
 
 class _State:
@@ -150,12 +133,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
         else:
             f.trace_id = getrandbits(128) or 1
             f.parent_id = 0
-        seq = _trace_seqs.get(f.trace_id)
-        if seq is None:
-            seq = _trace_seqs[f.trace_id] = TraceSeq()
-        seq.chains += 1
-        f.seq = seq
-        f.root = True
+        f.seq = SEQUENCE
     f.anchor = otel
     f.span_id = getrandbits(64) or 1
     f.info = info
@@ -205,10 +183,6 @@ def leave(frame: Any) -> None:
             return
         frame.end = _time_ns()
         frame.seq1 = frame.seq.next()
-        if frame.root:
-            frame.seq.chains -= 1
-            if frame.seq.chains <= 0:
-                _trace_seqs.pop(frame.trace_id, None)
         state = _state
         if len(state.pending) < state.max_pending:
             state.pending.append(frame)
@@ -224,24 +198,14 @@ def fail(frame: Any, exc: BaseException) -> None:
     if frame is NO_FRAME or frame.foreign:
         return
     try:
-        t = type(exc)
-        type_name = t.__qualname__ if t.__module__ in ("builtins", None) else f"{t.__module__}.{t.__qualname__}"
+        type_name = runtime.exception_type_name(exc)
         if runtime._not_an_error(exc):
             frame.exit = type_name
             return
-        caller = sys._getframe(1)
-        line = caller.f_lineno
-        tb = exc.__traceback__
-        frames: list[str] = []
-        while tb is not None:
-            if tb.tb_frame is caller:
-                line = tb.tb_lineno
-                frames = traceback.format_tb(tb, limit=64)
-                break
-            tb = tb.tb_next
+        line, entries = runtime.exception_entries(exc, sys._getframe(1))
         message = exception_message(exc, DEFAULT_LIMITS)
-        stack = "Traceback (most recent call last):\n" + "".join(frames) + f"{type_name}: {message}"
-        frame.error = (type_name, message, stack, line, _time_ns(), frame.seq.next())
+        # formatted (source lines read) by the encoder, off the program's thread
+        frame.error = (type_name, message, entries, line, _time_ns(), frame.seq.next())
     except Exception as e:
         stats.failed(e)
 
@@ -251,12 +215,12 @@ MAX_EVENTS_PER_FRAME = 65536
 
 def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
     events = frame.events
-    if events is None:
-        events = frame.events = []
-    elif len(events) >= MAX_EVENTS_PER_FRAME or _state.events >= _state.max_events:
+    if _state.events >= _state.max_events or (events is not None and len(events) >= MAX_EVENTS_PER_FRAME):
         frame.dropped_events += 1  # bounded memory: count what is not kept
         frame.seq.next()
         return
+    if events is None:
+        events = frame.events = []
     _state.events += 1
     events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
 
@@ -391,7 +355,8 @@ class CaptureWorker:
             try:
                 self.sink(frames, dropped)
                 return True
-            except Exception as exc:
+            except Exception as exc:  # counted as dropped: the reader sees the gap
+                _state.dropped += len(frames)
                 stats.failed(exc)
                 return False
 

@@ -27,10 +27,12 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import CodeType, ModuleType
 
 from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, code_version_of
 from execscope.instrumentation.rewriter import rewrite_source
+from execscope.instrumentation.spool import write_atomic
 
 from execscope import __version__
 
@@ -155,8 +157,9 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             return None
         finally:
             self._local.busy = False
+        # Exactly the stock loader: a subclass may transform the source itself (another import hook).
         if (spec is None or not spec.origin or not spec.origin.endswith(".py")
-                or not isinstance(spec.loader, importlib.machinery.SourceFileLoader)):
+                or type(spec.loader) is not importlib.machinery.SourceFileLoader):
             return None
         if not self.config.stdlib and self._in_stdlib(spec.origin):
             return None
@@ -172,7 +175,8 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
         level = self.config.level
         version = code_version_of(source_bytes)
         cache_path = _cache_path(path, level)
-        cached = _read_cache(cache_path, version) if self.config.cache else None
+        key = _cache_key(version, fullname, path)
+        cached = _read_cache(cache_path, key) if self.config.cache else None
         if cached is not None:
             code, rows = cached
             self.state.cache_hits += 1
@@ -183,7 +187,7 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             tree, nodes, _stats = rewrite_source(source, fullname, path, level, version)
             code = _compile(tree, path)
             if self.config.cache and not sys.dont_write_bytecode:
-                _write_cache(cache_path, version, code, nodes)
+                _write_cache(cache_path, key, code, nodes)
         self.state.instrumented[fullname] = version
         if self.node_sink is not None:
             try:
@@ -204,13 +208,19 @@ def _cache_path(source_path: str, level: int) -> str:
     return os.path.join(directory, "__pycache__", f"{stem}.{tag}-execscope-{__version__}-L{level}.pyc")
 
 
-def _read_cache(cache_path: str, version: str) -> tuple[CodeType, tuple] | None:
+def _cache_key(version: str, fullname: str, path: str) -> bytes:
+    """Source hash, module name and path: node IDs embed the name, INFO constants the path, so a
+    file imported under another name or moved is rewritten again."""
+    return _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + f"{version}\0{fullname}\0{path}\0".encode(
+        "utf-8", "surrogateescape")
+
+
+def _read_cache(cache_path: str, header: bytes) -> tuple[CodeType, tuple] | None:
     try:
         with open(cache_path, "rb") as f:
             data = f.read()
     except OSError:
         return None
-    header = _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + version.encode()
     if not data.startswith(header):
         return None
     try:
@@ -220,20 +230,10 @@ def _read_cache(cache_path: str, version: str) -> tuple[CodeType, tuple] | None:
     return code, rows
 
 
-def _write_cache(cache_path: str, version: str, code: CodeType, nodes: ModuleNodes) -> None:
+def _write_cache(cache_path: str, header: bytes, code: CodeType, nodes: ModuleNodes) -> None:
     rows = tuple(tuple(getattr(n, f) for f in NodeInfo.__slots__) for n in nodes.nodes)
-    payload = _CACHE_MAGIC + importlib.util.MAGIC_NUMBER + version.encode() + marshal.dumps((code, rows))
-    tmp = f"{cache_path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, cache_path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    directory, name = os.path.split(cache_path)
+    write_atomic(Path(directory), name, header + marshal.dumps((code, rows)))
 
 
 _installed: InstrumentingFinder | None = None

@@ -39,6 +39,11 @@ class ExecscopeInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         include = list(kwargs.get("include") or split_globs(os.environ.get(ENV_INCLUDE)))
+        from execscope.instrumentation import process_bootstrap
+
+        if process_bootstrap.recording_active():
+            _log.debug("execscope: already recording (execscope run); the instrumentor stands aside")
+            return
         if not include:
             _log.debug("execscope: EXECSCOPE_INCLUDE is not set; nothing to instrument")
             return

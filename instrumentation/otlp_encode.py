@@ -22,8 +22,8 @@ from execscope.instrumentation.fast_capture import (
     FastFrame,
     Rendered,
 )
-from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION
-from execscope.instrumentation.values import DEFAULT_LIMITS, SECRET_NAME, ReprLimits, safe_repr
+from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION, format_stack
+from execscope.instrumentation.values import DEFAULT_LIMITS, REDACTED, SECRET_NAME, ReprLimits, capture
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 _EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
@@ -33,11 +33,10 @@ _ERROR = Status.StatusCode.STATUS_CODE_ERROR
 
 
 def render(name: str, value: Any, limits: ReprLimits = DEFAULT_LIMITS) -> str:
-    if name and SECRET_NAME.search(name):
-        return "<redacted>"
+    """What :func:`values.capture` gives, for a value kept raw or already rendered on the hot path."""
     if type(value) is Rendered:
-        return str.__str__(value)
-    return safe_repr(value, limits)
+        return REDACTED if name and SECRET_NAME.search(name) else str.__str__(value)
+    return capture(name, value, limits)
 
 
 def _resource_attrs(values: Mapping[str, Any]) -> bytes:
@@ -95,7 +94,8 @@ def encode_frame(f: FastFrame) -> bytes:
                 parts.append(event(ts, names[kind], node_id, seq))
     status_code, status_message = 0, ""
     if f.error is not None:
-        type_name, message, stack, line, ts, seq = f.error
+        type_name, message, entries, line, ts, seq = f.error
+        stack = format_stack(entries, type_name, message)
         parts.append(w.event(ts, "exception", b"".join((
             w.ev_str("exception.type", type_name), w.ev_str("exception.message", message),
             w.ev_str("exception.stacktrace", stack), w.ev_bool("exception.escaped", True),

@@ -85,7 +85,8 @@ def start_from_environment() -> bool:
         attrs = {**resource, "process.pid": os.getpid()}  # read per batch: right after a fork too
         for i in range(0, len(frames), BATCH_SPANS):
             request = encode_request(frames[i:i + BATCH_SPANS], attrs, __version__, dropped)
-            spool.write_batch(request)
+            if not spool.write_batch(request):
+                raise OSError(f"cannot write to the spool {spool.path}")
 
     _worker = fast_capture.CaptureWorker(sink, flush_ms / 1000)
     fast_capture.activate()
@@ -98,24 +99,23 @@ def start_from_environment() -> bool:
     return True
 
 
+def recording_active() -> bool:
+    """True in a process that records for `execscope run` (the fast core owns the runtime)."""
+    return _worker is not None
+
+
+def _flush(timeout_s: float = 5.0) -> None:
+    try:
+        if _worker is not None:
+            _worker.force_flush(timeout_s)
+        if _provider is not None:
+            _provider.force_flush(int(timeout_s * 1000))
+    except Exception:
+        pass
+
+
 def _flush_soon() -> None:
-    try:
-        if _worker is not None:
-            _worker.force_flush(1.0)
-        if _provider is not None:
-            _provider.force_flush(1000)
-    except Exception:
-        pass
-
-
-def _flush() -> None:
-    try:
-        if _worker is not None:
-            _worker.force_flush(5.0)
-        if _provider is not None:
-            _provider.force_flush(5000)
-    except Exception:
-        pass
+    _flush(1.0)
 
 
 def _flush_forked_multiprocessing_children() -> None:

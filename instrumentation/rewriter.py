@@ -42,6 +42,8 @@ class RewriteStats:
     probes: int = 0
     unmatched: list[str] = field(default_factory=list)
     """Constructs whose node ID could not be found again (left uninstrumented); should stay empty."""
+    skipped: list[str] = field(default_factory=list)
+    """Functions deliberately left unrecorded, with the reason."""
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
@@ -51,6 +53,20 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 def _is_future(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+def _reads_own_locals(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Does the function call ``locals()`` or ``vars()`` (no argument) in its own scope?"""
+    stack: list[ast.AST] = list(func.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("locals", "vars")
+                and not node.args and not node.keywords):
+            return True
+        stack.extend(ast.iter_child_nodes(node))
+    return False
 
 
 class _Locator(ast.NodeVisitor):
@@ -141,7 +157,7 @@ class Rewriter(ast.NodeTransformer):
             enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],
                                    value=_call("enter_module", _const(info))), ref)
             prologue.append(enter)  # type: ignore[arg-type]
-            body = [self._wrap_try(body, ref)]
+            body = [self._wrap_try(body, ref, release=True)]
         tree.body = head + prologue + body
         return tree
 
@@ -376,6 +392,9 @@ class Rewriter(ast.NodeTransformer):
         if node.returns is not None:
             node.returns = self.visit(node.returns)
         node_id = self._id(node)
+        if node_id is not None and _reads_own_locals(node):
+            self.stats.skipped.append(f"{node.name}: calls locals()/vars(), which would show the frame variable")
+            node_id = None
         self.scopes.append(_Scope("function", node_id is not None))
         body = self._block(node.body, docstring=True)
         self.scopes.pop()
@@ -412,11 +431,13 @@ class Rewriter(ast.NodeTransformer):
         return (node_id, f"{self.nodes.module}.{qualname}", self.nodes.file, line,
                 self.nodes.code_version, tuple(params))
 
-    def _wrap_try(self, body: list[ast.stmt], ref: ast.AST) -> ast.stmt:
+    def _wrap_try(self, body: list[ast.stmt], ref: ast.AST, *, release: bool = False) -> ast.stmt:
         handler = ast.ExceptHandler(
             type=_name("BaseException"), name=EXC,
             body=[ast.Expr(value=_call("fail", _name(FRAME), _name(EXC))), ast.Raise(exc=None, cause=None)])
         final: list[ast.stmt] = [ast.Expr(value=_call("leave", _name(FRAME)))]
+        if release:  # a module's frame global must not keep the finished frame alive
+            final.append(ast.Delete(targets=[_name(FRAME, ast.Del())]))
         wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[list-item]
         for stmt in (*handler.body, *final):
             _at(stmt, ref)

@@ -14,7 +14,7 @@ Contract: every function here is called on the program's own thread, never raise
 counted in :data:`stats`), never blocks, and does nothing but return when no recorder is active.
 A call becomes an OpenTelemetry span from the active recorder's tracer, nested under the caller's
 execscope span, or under whatever OTel span is current when the caller is not instrumented. Finer
-events become span events carrying ``execscope.node_id`` and a per-trace ``execscope.seq``.
+events become span events carrying ``execscope.node_id`` and ``execscope.seq`` (see SEQUENCE).
 
 Causality: the current frame lives in a :class:`contextvars.ContextVar`, so every asyncio task has
 its own chain; generators hand the context back to their consumer at each ``yield``.
@@ -25,9 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import threading
 import traceback
-import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -72,15 +70,16 @@ class Recorder:
 
 
 class _SeqCounter:
-    __slots__ = ("next", "__weakref__")
+    __slots__ = ("next",)
 
     def __init__(self) -> None:
-        self.next = itertools.count().__next__
+        self.next = itertools.count().__next__  # atomic under the GIL
 
 
-# trace id -> counter, alive while any frame of the trace holds it.
-_trace_seq: weakref.WeakValueDictionary[int, _SeqCounter] = weakref.WeakValueDictionary()
-_trace_seq_lock = threading.Lock()
+# One sequence per process, shared by every trace: strictly increasing within each trace (and
+# across them), so events and calls of a trace order by (TraceId, Seq) even when several chains of
+# the trace run one after another under the same OTel span. Across processes, order by timestamp.
+SEQUENCE = _SeqCounter()
 
 
 class Frame:
@@ -149,16 +148,6 @@ def active_recorder() -> Recorder | None:
     return _recorder
 
 
-def _seq_for(trace_id: int) -> _SeqCounter:
-    counter = _trace_seq.get(trace_id)
-    if counter is None:
-        with _trace_seq_lock:
-            counter = _trace_seq.get(trace_id)
-            if counter is None:
-                counter = _trace_seq[trace_id] = _SeqCounter()
-    return counter
-
-
 def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     rec = _recorder
     if rec is None:
@@ -175,8 +164,7 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
         span = rec.tracer.start_span(info[I_NAME], attributes=attributes)
         anchor = current
     recording = span.is_recording()
-    ctx = span.get_span_context()
-    seq = top.seq if (top is not None and top.anchor is current) else _seq_for(ctx.trace_id)
+    seq = SEQUENCE
     frame = Frame(span, parent, anchor, seq, info, recording)
     if recording:
         span.set_attribute("execscope.seq", seq.next())
@@ -242,31 +230,48 @@ def _not_an_error(exc: BaseException) -> bool:
     return False
 
 
+def exception_type_name(exc: BaseException) -> str:
+    t = type(exc)
+    return t.__qualname__ if t.__module__ in ("builtins", None) else f"{t.__module__}.{t.__qualname__}"
+
+
+def exception_entries(exc: BaseException, caller: Any) -> tuple[int, tuple[tuple[str, int, str], ...]]:
+    """The line where ``exc`` passed through ``caller``'s frame, and the traceback entries from there
+    inwards as (file, line, function), the innermost ``_STACK_LIMIT`` kept. Cheap: no source lines
+    are read here (see :func:`format_stack`)."""
+    line = caller.f_lineno
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame is not caller:
+        tb = tb.tb_next
+    entries = []
+    if tb is not None:
+        line = tb.tb_lineno
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            entries.append((code.co_filename, tb.tb_lineno, code.co_name))
+            tb = tb.tb_next
+    return line, tuple(entries[-_STACK_LIMIT:])
+
+
+def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
+    """``exception.stacktrace`` in Python's own traceback format."""
+    summary = traceback.StackSummary.from_list([(f, n, fn, None) for f, n, fn in entries])
+    return "Traceback (most recent call last):\n" + "".join(summary.format()) + f"{type_name}: {message}"
+
+
 def fail(frame: Frame | Any, exc: BaseException) -> None:
     """An exception is leaving the instrumented function (called from its handler, then re-raised)."""
     if not frame.recording:
         return
     try:
         span = frame.span
-        type_name = type(exc).__qualname__
-        module = type(exc).__module__
-        if module not in ("builtins", None):
-            type_name = f"{module}.{type_name}"
+        type_name = exception_type_name(exc)
         if _not_an_error(exc):
             span.set_attribute("execscope.exit", type_name)
             return
         message = exception_message(exc, _limits())
-        caller = sys._getframe(1)
-        line = caller.f_lineno
-        tb = exc.__traceback__
-        frames = []
-        while tb is not None:
-            if tb.tb_frame is caller:
-                line = tb.tb_lineno
-                frames = traceback.format_tb(tb, limit=_STACK_LIMIT)
-                break
-            tb = tb.tb_next
-        stack = "Traceback (most recent call last):\n" + "".join(frames) + f"{type_name}: {message}"
+        line, entries = exception_entries(exc, sys._getframe(1))
+        stack = format_stack(entries, type_name, message)
         span.add_event("exception", {
             "exception.type": type_name, "exception.message": message,
             "exception.stacktrace": stack, "exception.escaped": True,
@@ -382,10 +387,11 @@ def value(frame: Frame | Any, node_id: str, name: str, val: Any) -> Any:
 def _after_fork_in_child() -> None:
     # The forking thread's chain belongs to the parent process: its spans are ended (and exported)
     # there. Here they only parent what the child records.
-    frame = _current.get()
+    frame: Any = _current.get()
     while frame is not None:
         frame.foreign = True
-        frame.recording = False
+        if isinstance(frame, Frame):  # fast-core frames check ``foreign`` alone
+            frame.recording = False
         frame = frame.outer
 
 

@@ -113,7 +113,23 @@ def test_sequence_numbers_are_per_trace_and_increasing_across_spans(recorder) ->
         seqs.append(s.attributes["execscope.seq"])
         seqs += [e.attributes["execscope.seq"] for e in s.events]
         seqs.append(s.attributes["execscope.seq.end"])
-    assert sorted(seqs) == list(range(len(seqs)))  # dense, unique within the one trace
+    assert len(set(seqs)) == len(seqs)  # unique within the trace
+    top_span = next(s for s in spans if s.name == "app.top")
+    assert min(seqs) == top_span.attributes["execscope.seq"]  # the root call comes first
+    assert max(seqs) == top_span.attributes["execscope.seq.end"]
+
+
+def test_sequence_keeps_increasing_across_chains_of_one_trace(recorder) -> None:
+    """Two calls in a row under one OTel span (two chains of one trace) never reuse a number."""
+    from execscope.instrumentation import runtime
+
+    mod = load_rewritten(APP, "statements", name="app")
+    with runtime.active_recorder().tracer.start_as_current_span("request"):
+        mod.helper(1)
+        mod.helper(5)
+    first, second = [s for s in recorder.get_finished_spans() if s.name == "app.helper"]
+    last_of_first = max(e.attributes["execscope.seq"] for e in first.events)
+    assert second.attributes["execscope.seq"] > first.attributes["execscope.seq.end"] > last_of_first
 
 
 def test_generator_hands_context_back_to_consumer(recorder) -> None:
