@@ -176,3 +176,36 @@ def test_usage_errors_are_clear(tmp_path: Path) -> None:
     help_text = cli("run", "--help", cwd=tmp_path).stdout
     for word in ("--include", "--exclude", "--level", "--store", "--service", "statements"):
         assert word in help_text
+
+
+def test_fork_child_unwinding_through_recorded_frames_duplicates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "forker.py").write_text(textwrap.dedent('''
+        import os, sys
+        def leaf(who):
+            return who
+        def middle():
+            pid = os.fork()
+            if pid == 0:
+                leaf("child")
+                sys.exit(0)        # unwinds through middle() and outer() in the child
+            os.waitpid(pid, 0)
+            return leaf("parent")
+        def outer():
+            return middle()
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    cli("run", "--include", "forker", "--store", store, "--", sys.executable, "-c",
+        "import forker; forker.outer()", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    rows = sql("SELECT SpanName, SpanAttributes['execscope.arg.who'] AS who, count() AS n, "
+               "uniqExact(SpanId) AS ids FROM otel_traces GROUP BY SpanName, who ORDER BY SpanName, who",
+               tmp_path, store)
+    assert rows == [
+        {"SpanName": "forker.leaf", "who": "'child'", "n": 1, "ids": 1},
+        {"SpanName": "forker.leaf", "who": "'parent'", "n": 1, "ids": 1},
+        {"SpanName": "forker.middle", "who": "", "n": 1, "ids": 1},
+        {"SpanName": "forker.outer", "who": "", "n": 1, "ids": 1},
+    ]
+    child_leaf = sql("SELECT c.TraceId = p.TraceId AS same_trace, p.SpanName AS parent FROM otel_traces AS c "
+                     "INNER JOIN otel_traces AS p ON p.SpanId = c.ParentSpanId "
+                     "WHERE c.SpanAttributes['execscope.arg.who'] = \'\\\'child\\\'\'", tmp_path, store)
+    assert child_leaf == [{"same_trace": 1, "parent": "forker.middle"}]

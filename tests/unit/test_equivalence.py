@@ -10,6 +10,7 @@ import asyncio
 import traceback
 
 import pytest
+from execscope.instrumentation import fast_capture, runtime
 
 from tests.conftest import captured_stdout, load_plain, load_rewritten
 
@@ -257,17 +258,28 @@ CASES: dict[str, str] = {
 }
 
 
+@pytest.mark.parametrize("core", ["sdk", "fast"])
 @pytest.mark.parametrize("level", ["functions", "branches", "statements"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_same_behaviour_plain_and_rewritten(case: str, level: str, recorder) -> None:
+def test_same_behaviour_plain_and_rewritten(case: str, level: str, core: str, recorder) -> None:
     source = CASES[case]
     with captured_stdout() as out_plain:
         plain = load_plain(source, name=f"eq_{case}").main()
-    with captured_stdout() as out_inst:
-        inst = load_rewritten(source, level, name=f"eq_{case}").main()
+    runtime.stats.errors = 0
+    if core == "fast":
+        fast_capture.take_pending()
+        fast_capture.activate()
+    try:
+        with captured_stdout() as out_inst:
+            inst = load_rewritten(source, level, name=f"eq_{case}").main()
+    finally:
+        frames, _ = fast_capture.take_pending()
+        runtime.activate(runtime.Recorder(recorder.provider), 3)
     assert repr(inst) == repr(plain)
     assert out_inst.getvalue() == out_plain.getvalue()
-    assert recorder.get_finished_spans(), "recording produced no spans"
+    recorded = frames if core == "fast" else recorder.get_finished_spans()
+    assert recorded, "recording produced no spans"
+    assert runtime.stats.errors == 0, runtime.stats.last_error
 
 
 TRACEBACK_CASE = '''

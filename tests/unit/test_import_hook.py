@@ -135,3 +135,23 @@ def test_uninstrument_is_idempotent(pkg: Path) -> None:
     uninstrument()
     uninstrument()
     assert not any(isinstance(f, InstrumentingFinder) for f in sys.meta_path)
+
+
+def test_one_file_under_two_names_gets_ids_under_each(pkg: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      recorder) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.syspath_prepend(str(pkg / "hookpkg"))  # hookpkg/core.py is also top-level "core"
+    nodes = []
+    instrument(["hookpkg.core", "core"], tracer_provider=recorder.provider, node_sink=nodes.append)
+    import hookpkg.core
+
+    sys.modules.pop("core", None)
+    import core  # type: ignore[import-not-found]
+
+    try:
+        assert core.double(2) == hookpkg.core.double(2) == 4
+        assert {n.module for n in nodes} == {"hookpkg.core", "core"}
+        node_ids = {s.attributes["execscope.node_id"] for s in recorder.get_finished_spans()}
+        assert node_ids == {"hookpkg.core:double", "core:double"}
+    finally:
+        sys.modules.pop("core", None)
