@@ -25,14 +25,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from random import getrandbits
 from typing import Any
 
 from execscope.instrumentation import runtime
+from execscope.instrumentation.ids import PROCESS_IDS
 from execscope.instrumentation.runtime import NO_FRAME, SEQUENCE, _current, stats
 from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
 
 _time_ns = time.time_ns
+getrandbits = PROCESS_IDS.getrandbits  # never the global ``random`` (see .ids)
 IMMUTABLE = frozenset({int, float, str, bool, type(None), bytes, complex})
 
 # event kinds stored in FastFrame.events tuples: (kind, node_id, time_ns, seq, a, b)
@@ -83,6 +84,7 @@ class _State:
     """Process-wide buffer of finished frames; swapped out by the worker."""
 
     def __init__(self, max_pending: int, max_events: int) -> None:
+        self.paused = False           # the program traces its own allocations (tracemalloc)
         self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
@@ -147,6 +149,9 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
 
 
 def enter(info: tuple, args: tuple) -> Any:
+    if _state.paused:
+        _state.dropped += 1
+        return NO_FRAME
     try:
         for a in args:
             if type(a) not in IMMUTABLE:
@@ -159,6 +164,8 @@ def enter(info: tuple, args: tuple) -> Any:
 
 
 def enter_module(info: tuple) -> Any:
+    if _state.paused:
+        return NO_FRAME
     try:
         return _start(info, (), "module")
     except Exception as exc:
@@ -215,7 +222,8 @@ MAX_EVENTS_PER_FRAME = 65536
 
 def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
     events = frame.events
-    if _state.events >= _state.max_events or (events is not None and len(events) >= MAX_EVENTS_PER_FRAME):
+    if (_state.events >= _state.max_events or _state.paused
+            or (events is not None and len(events) >= MAX_EVENTS_PER_FRAME)):
         frame.dropped_events += 1  # bounded memory: count what is not kept
         frame.seq.next()
         return
@@ -297,7 +305,35 @@ HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
 def activate() -> None:
     """Make rewritten code record through this core (see :func:`runtime.use_core`)."""
     _bind_otel()
+    _follow_tracemalloc()
     runtime.use_core(HOOKS)
+
+
+def _follow_tracemalloc() -> None:
+    """Pause recording while the program traces its own allocations with tracemalloc, so that
+    execscope's buffers never count in what the program measures (calls are counted as dropped)."""
+    import tracemalloc
+
+    if getattr(tracemalloc.start, "__execscope__", False):
+        return
+    start, stop = tracemalloc.start, tracemalloc.stop
+
+    def traced_start(*args: Any, **kwargs: Any) -> Any:
+        _state.paused = True
+        return start(*args, **kwargs)
+
+    def traced_stop(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return stop(*args, **kwargs)
+        finally:
+            _state.paused = False
+
+    for wrapper, original in ((traced_start, start), (traced_stop, stop)):
+        wrapper.__execscope__ = True  # type: ignore[attr-defined]
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        wrapper.__doc__ = original.__doc__
+    tracemalloc.start, tracemalloc.stop = traced_start, traced_stop  # type: ignore[assignment]
+    _state.paused = tracemalloc.is_tracing()
 
 
 def take_pending() -> tuple[list[FastFrame], int]:

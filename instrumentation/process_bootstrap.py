@@ -39,12 +39,13 @@ def split_globs(value: str | None) -> list[str]:
 
 def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500) -> Any:
     """A TracerProvider that keeps statement-level event volumes and batches into ``exporter``."""
+    from execscope.instrumentation.ids import PrivateIdGenerator
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service}),
+        resource=Resource.create({"service.name": service}), id_generator=PrivateIdGenerator(),
         span_limits=SpanLimits(max_events=MAX_EVENTS_PER_SPAN, max_span_attributes=512),
         shutdown_on_exit=True,
     )

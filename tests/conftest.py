@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from execscope.instrumentation import runtime
+from execscope.instrumentation.ids import PrivateIdGenerator
 from execscope.instrumentation.rewriter import rewrite_source
 from execscope.instrumentation.runtime import LEVELS
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
@@ -27,7 +28,7 @@ VENV_BIN = Path(sys.executable).parent
 def recorder() -> Iterator[InMemorySpanExporter]:
     """Activates the runtime on a fresh provider; yields the exporter holding finished spans."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(span_limits=SpanLimits(max_events=100000))
+    provider = TracerProvider(span_limits=SpanLimits(max_events=100000), id_generator=PrivateIdGenerator())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     runtime.activate(runtime.Recorder(provider), 3)
     exporter.provider = provider  # type: ignore[attr-defined]

@@ -247,6 +247,16 @@ CASES: dict[str, str] = {
                 log.append((type(e.__cause__).__name__, str(e)))
             return log
     ''',
+    "seeded_random_is_untouched": '''
+        import random
+
+        def pick(xs):
+            return random.choice(xs)
+
+        def main():
+            random.seed(1234)
+            return [pick(list(range(1000))) for _ in range(5)], random.random(), random.getrandbits(64)
+    ''',
     "lambdas_comprehensions_walrus": '''
         def main():
             f = lambda x, y=2: x * y if x else -1

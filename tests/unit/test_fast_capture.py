@@ -141,3 +141,29 @@ def test_fork_child_starts_with_an_empty_buffer(fast) -> None:
     finally:
         worker.shutdown(1)
         worker.shutdown(1)  # idempotent
+
+
+def test_recording_pauses_while_the_program_traces_its_allocations(fast) -> None:
+    module = load_rewritten('''
+import tracemalloc
+
+def peek(x):
+    return x
+
+def measure():
+    tracemalloc.start()
+    try:
+        for i in range(20000):
+            peek(i)
+        return tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+''', "statements", name="memtest")
+    fast_capture.take_pending()
+    dropped_before = fast_capture._state.dropped
+    assert module.measure() < 256 * 1024  # execscope's buffers are not in the program's measurement
+    frames, dropped = fast_capture.take_pending()
+    assert [f.info[1] for f in frames] == ["memtest.measure"]
+    assert dropped - dropped_before == 20000  # the paused calls are counted, not hidden
+    module.peek(1)  # recording resumes after tracemalloc.stop()
+    assert [f.info[1] for f in fast_capture.take_pending()[0]] == ["memtest.peek"]
