@@ -332,7 +332,7 @@ def _follow_tracemalloc() -> None:
         wrapper.__execscope__ = True  # type: ignore[attr-defined]
         wrapper.__wrapped__ = original  # type: ignore[attr-defined]
         wrapper.__doc__ = original.__doc__
-    tracemalloc.start, tracemalloc.stop = traced_start, traced_stop  # type: ignore[assignment]
+    tracemalloc.start, tracemalloc.stop = traced_start, traced_stop
     _state.paused = tracemalloc.is_tracing()
 
 
