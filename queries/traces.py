@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from execscope.storage.store import QueryResult, Store
 
+# The newest traces are picked from the small otel_traces_trace_id_ts table first (second
+# resolution, so a few more than asked), and only their spans are read.
 TRACES_SQL = """
-WITH spans AS (SELECT TraceId, SpanId, ParentSpanId, SpanName, Timestamp, Duration, StatusCode, ServiceName
-               FROM otel_traces),
+WITH recent AS (SELECT TraceId FROM otel_traces_trace_id_ts GROUP BY TraceId
+                ORDER BY max(End) DESC LIMIT {limit:UInt32} * 4 + 16),
+     spans AS (SELECT TraceId, SpanId, ParentSpanId, SpanName, Timestamp, Duration, StatusCode, ServiceName
+               FROM otel_traces WHERE TraceId IN recent),
      ids AS (SELECT TraceId, groupArray(SpanId) AS span_ids FROM spans GROUP BY TraceId)
 SELECT
     s.TraceId AS trace_id,
