@@ -291,11 +291,7 @@ def assign(frame: Any, node_id: str, name: str, value: Any) -> None:
 
 
 def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
-    if frame is not NO_FRAME and not frame.foreign:
-        try:
-            _event(frame, EV_ASSIGN, node_id, name, val if type(val) in IMMUTABLE else snapshot(val))
-        except Exception as exc:
-            stats.failed(exc)
+    assign(frame, node_id, name, val)
     return val
 
 

@@ -375,12 +375,7 @@ def assign(frame: Frame | Any, node_id: str, name: str, value: Any) -> None:
 
 def value(frame: Frame | Any, node_id: str, name: str, val: Any) -> Any:
     """``val`` is about to be stored into the attribute/subscript target ``name``; returns it."""
-    if frame.recording:
-        try:
-            _event(frame, "execscope.assign", node_id,
-                   {"execscope.var.name": name, "execscope.var.value": capture(name, val, _limits())})
-        except Exception as exc:
-            stats.failed(exc)
+    assign(frame, node_id, name, val)
     return val
 
 
