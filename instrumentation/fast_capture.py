@@ -69,6 +69,8 @@ class FastFrame:
     outer: Any
     anchor: Any
     kind: str
+    # Read only by the SDK core's hooks (``if frame.recording:`` outside their try): a frame of this
+    # core that meets them after a core switch must not raise into the program.
     recording = True
 
     def __init__(self) -> None:
@@ -181,6 +183,8 @@ def ret(frame: Any, value: Any) -> Any:
 
 
 def leave(frame: Any) -> None:
+    # Same steps as runtime.leave (restore the context, skip foreign frames, root hook), kept inline
+    # in each core: this is the hottest function after enter.
     if frame is NO_FRAME:
         return
     try:

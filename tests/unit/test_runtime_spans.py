@@ -181,4 +181,7 @@ def test_nothing_recorded_when_inactive() -> None:
 
     mod = load_rewritten(APP, "statements", name="app")
     assert runtime.active_recorder() is None
+    spans_before, errors_before = runtime.stats.spans, runtime.stats.errors
     assert mod.top([1, 2]) == [-2, -4, "handled"]
+    assert (runtime.stats.spans, runtime.stats.errors) == (spans_before, errors_before)
+    assert runtime.current_frame() is None
