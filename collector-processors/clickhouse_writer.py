@@ -7,10 +7,14 @@ range), so a batch retried after a crash adds nothing to query results.
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from execscope.collector.otlp_decode import TRACE_COLUMNS
 from execscope.storage.store import Store
+
+if TYPE_CHECKING:
+    from execscope.instrumentation.cpg import ModuleCpg
 
 NODE_COLUMNS = ("node_id", "kind", "qualname", "name", "line", "col", "end_line", "end_col", "parent_id", "code")
 
@@ -36,12 +40,45 @@ class ClickHouseWriter:
             self._known_versions = {f"{r[0]}:{r[1]}" for r in rows}
         return self._known_versions
 
+    def write_module_cpg(self, cpg: ModuleCpg) -> int:
+        """Insert one module version's whole CPG (edges, function facts, then nodes) unless stored.
+        Returns the number of node rows written. Idempotent: replays are deduplicated by token."""
+        from execscope.instrumentation.cpg import EDGE_COLUMNS, FUNCTION_COLUMNS
+
+        nodes = cpg.nodes
+        version, module = nodes.code_version, nodes.module
+        key = f"{version}:{module}"
+        if key in self.known_versions():
+            return 0
+        if cpg.edges:
+            m = len(cpg.edges)
+            columns: list[list[Any]] = [[version] * m] + [[e[i] for e in cpg.edges] for i in range(5)]
+            self.store.insert_columns("cpg_edges", columns, ("code_version", *EDGE_COLUMNS),
+                                      dedup_token=f"cpg_edges-all-{version}-{module}")
+        if cpg.functions:
+            k = len(cpg.functions)
+            columns = [[f[i] for f in cpg.functions] for i in range(len(FUNCTION_COLUMNS))] + [[version] * k]
+            self.store.insert_columns("cpg_functions", columns, (*FUNCTION_COLUMNS, "code_version"),
+                                      dedup_token=f"cpg_functions-{version}-{module}")
+        rows = nodes.nodes
+        n = len(rows)
+        columns = [[getattr(r, c) for r in rows] for c in NODE_COLUMNS]
+        columns += [[version] * n, [module] * n, [nodes.file] * n]
+        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
+                                  dedup_token=f"cpg_nodes-all-{version}-{module}")
+        self.known_versions().add(key)
+        return n
+
     def write_module_nodes(self, doc: dict[str, Any]) -> int:
-        """Insert one module version's node rows (and their AST edges) unless already stored."""
+        """Store one module version an import hook published: its whole CPG when the source on disk
+        is still that version (the usual case), else its node rows and AST edges only."""
         version = doc["code_version"]
         key = f"{version}:{doc['module']}"
         if key in self.known_versions():
             return 0
+        cpg = _analyse_published(doc)
+        if cpg is not None:
+            return self.write_module_cpg(cpg)
         fields = doc["fields"]
         index = {f: i for i, f in enumerate(fields)}
         rows = doc["nodes"]
@@ -77,3 +114,23 @@ def load_module_doc(data: bytes) -> dict[str, Any]:
         if key not in doc:
             raise ValueError(f"node file without {key!r}")
     return doc
+
+
+def _analyse_published(doc: dict[str, Any]) -> ModuleCpg | None:
+    """The full CPG of a published module, from its file, if the file still has that version."""
+    from execscope.instrumentation.cpg import build_module_cpg
+    from execscope.instrumentation.node_ids import code_version_of
+
+    try:
+        data = Path(doc["file"]).read_bytes()
+        if code_version_of(data) != doc["code_version"]:
+            return None
+        import importlib.util
+
+        source = importlib.util.decode_source(data)
+        return build_module_cpg(source, doc["module"], doc["file"], doc["code_version"],
+                                is_package=Path(doc["file"]).name == "__init__.py")
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    except Exception:  # libcst parser errors and anything unforeseen: keep the node rows at least
+        return None

@@ -138,6 +138,77 @@ def sql(query: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) ->
 
 
 @main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes (0: one per core).")
+@FORMAT_OPTION
+@STORE_OPTION
+def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) -> None:
+    """Build the code property graph (AST, CFG, CDG, data flow, calls, function facts) of every .py
+    file under PATHS into the store. Unchanged files (same code version) are skipped; files that fail
+    (syntax errors, undecodable, too large, too deeply nested) are reported and skipped.
+
+    \b
+        execscope analyze src/ --jobs 4
+        execscope query cfg-violations --format json
+    """
+    from execscope.collector.clickhouse_writer import ClickHouseWriter
+    from execscope.project_analysis import analyse_project
+
+    store = _open(store_dsn)
+    try:
+        report = analyse_project(paths, ClickHouseWriter(store), jobs)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for file, reason in report.errors:
+        click.echo(f"execscope: skipped {file}: {reason}", err=True)
+    summary = report.as_dict()
+    failed = summary.pop("failed")
+    if fmt == "json":
+        summary["failed"] = failed
+        print_rows(list(summary), [list(summary.values())], fmt)
+    else:
+        print_rows(list(summary), [list(summary.values())], fmt)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the query. Repeatable.")
+@FORMAT_OPTION
+@STORE_OPTION
+def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -> None:
+    """Run a named query joining the recording with the code property graph.
+
+    \b
+        execscope query cfg-violations --format json
+    """
+    from execscope.queries.named import QUERIES, QueryParameterError, run_named
+
+    bound: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        bound[key] = value
+    if name not in QUERIES:
+        raise click.BadParameter(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}",
+                                 param_hint="NAME")
+    store = _open(store_dsn)
+    try:
+        result = run_named(store, name, bound)
+    except QueryParameterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    print_rows(result.column_names, result.rows, fmt)
+
+
+@main.command()
 @STORE_OPTION
 @click.option("--level", type=LEVEL_CHOICE, default="statements", show_default=True)
 def demo(store_dsn: str | None, level: str) -> None:
