@@ -114,6 +114,15 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
             edges.append((def_id, phi, "PHI", var, {"scope": cfg.scope}))
     # names used without a local definition: closures first, then the module's globals
     module_scope = nodes.nodes[0].node_id
+    for cfg in cfgs:  # `global x` / `nonlocal x`: the scope's definitions of x are the outer scope's
+        for stmt in cfg.ast_of.values():
+            if isinstance(stmt, (ast.Global, ast.Nonlocal)):
+                target = module_scope if isinstance(stmt, ast.Global) else _defining_scope(
+                    cfg.parent, stmt.names, flows, parents)
+                own = flows[cfg.scope].definitions
+                for name in stmt.names:
+                    if target in flows and own.get(name):
+                        flows[target].definitions.setdefault(name, []).extend(own[name])
     for scope, flow in flows.items():
         for use, name in flow.free:
             outer = parents.get(scope, "")
@@ -142,3 +151,13 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
                                   isinstance(fn, ast.AsyncFunctionDef), _is_generator(fn)))
     out.unmatched = resolve.unmatched
     return out
+
+
+def _defining_scope(scope: str, names: list[str], flows: dict[str, ScopeFlow], parents: dict[str, str]) -> str:
+    """The nearest enclosing function scope defining one of ``names`` (for ``nonlocal``)."""
+    while scope:
+        flow = flows.get(scope)
+        if flow is not None and any(flow.definitions.get(n) for n in names):
+            return scope
+        scope = parents.get(scope, "")
+    return ""

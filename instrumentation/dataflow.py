@@ -318,7 +318,7 @@ def analyse(cfg: Cfg, resolve: Resolver, params: list[str], param_def: str | Non
                 flow.free.append((n, key[1]))
     for n in cfg.nodes:
         ps = preds[n]
-        if len(ps) < 2:
+        if len(ps) < 2 or n == cfg.exit:
             continue
         for key in used:
             mask = by_key.get(key, 0)

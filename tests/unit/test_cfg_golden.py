@@ -1,0 +1,262 @@
+"""Golden CFGs: the exact edge list of one construct per test (node IDs shortened to kind#n).
+
+Each expected list was checked by hand against Python's semantics; the soundness tests
+(test_cfg_soundness.py) check the same builder against what recorded programs actually did."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+from execscope.instrumentation.cfg import build_cfgs
+from execscope.instrumentation.node_ids import assign_node_ids
+
+
+def short(node_id: str) -> str:
+    return node_id.split(":", 2)[-1] if node_id.count(":") >= 2 else node_id.split(":", 1)[-1]
+
+
+def edges(source: str, scope: str = "m:f") -> list[str]:
+    source = textwrap.dedent(source)
+    nodes = assign_node_ids(source, "m")
+    for cfg in build_cfgs(ast.parse(source), nodes, source):
+        if cfg.scope == scope:
+            return sorted(f"{short(s)} -> {short(d)}" + (f" [{lab}]" if lab else "") for s, d, lab in cfg.edges)
+    raise AssertionError(f"no CFG for {scope}")
+
+
+CASES = {
+"if_elif_else": '''
+def f(x):
+    if x:
+        a()
+    elif y:
+        pass
+    else:
+        b()
+''',
+"for_else_break_continue": '''
+def f(xs):
+    for x in xs:
+        if x:
+            continue
+        break
+    else:
+        pass
+''',
+"while_test_arms": '''
+def f(x):
+    while x and y:
+        pass
+''',
+"try_except_else_finally": '''
+def f():
+    try:
+        a()
+    except E as e:
+        pass
+    else:
+        pass
+    finally:
+        pass
+''',
+"break_in_finally": '''
+def f():
+    for x in y:
+        try:
+            return 1
+        finally:
+            break
+''',
+"with_suppression": '''
+def f():
+    with c():
+        a()
+    pass
+''',
+"raise_and_bare_except": '''
+def f():
+    try:
+        raise E
+    except:
+        raise
+''',
+"match_guard_nomatch": '''
+def f(v):
+    match v:
+        case [a] if a:
+            pass
+        case 1:
+            pass
+''',
+"generator_return": '''
+def f():
+    yield 1
+    return 2
+''',
+"if_exp_and_walrus_del_global": '''
+def f():
+    global g
+    x = (y := 1) if c else 2
+    del x
+''',
+"class_inline": '''
+class K:
+    a = 1
+    def m(self): pass
+''',
+}
+
+EXPECTED = {
+    "if_elif_else": [
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",
+        "expr#1 -> f.exit",
+        "expr#1 -> f.exit [exception]",
+        "f.entry -> if#0",
+        "if#0 -> f.exit [exception]",
+        "if#0 -> if#0.false [false]",
+        "if#0 -> if#0.true [true]",
+        "if#0.false -> if#1",
+        "if#0.true -> expr#0",
+        "if#1 -> f.exit [exception]",
+        "if#1 -> if#1.false [false]",
+        "if#1 -> if#1.true [true]",
+        "if#1.false -> expr#1",
+        "if#1.true -> pass#0",
+        "pass#0 -> f.exit",
+    ],
+    "for_else_break_continue": [
+        "break#0 -> f.exit [break]",
+        "continue#0 -> f.exit [exception]",
+        "continue#0 -> for#0.body [true]",
+        "continue#0 -> for#0.else [false]",
+        "f.entry -> for#0",
+        "for#0 -> f.exit [exception]",
+        "for#0 -> for#0.body [true]",
+        "for#0 -> for#0.else [false]",
+        "for#0.body -> if#0",
+        "for#0.else -> pass#0",
+        "if#0 -> f.exit [exception]",
+        "if#0 -> if#0.false [false]",
+        "if#0 -> if#0.true [true]",
+        "if#0.false -> break#0",
+        "if#0.true -> continue#0",
+        "pass#0 -> f.exit",
+    ],
+    "while_test_arms": [
+        "bool_op#0.op0 -> bool_op#0.op1 [true]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op0 -> f.exit [false]",
+        "bool_op#0.op0 -> while#0.body [false]",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "bool_op#0.op1 -> f.exit [false]",
+        "bool_op#0.op1 -> while#0.body [true]",
+        "f.entry -> while#0",
+        "pass#0 -> bool_op#0.op0",
+        "pass#0 -> f.exit [exception]",
+        "while#0 -> bool_op#0.op0",
+        "while#0 -> f.exit [exception]",
+        "while#0.body -> pass#0",
+    ],
+    "try_except_else_finally": [
+        "except#0 -> pass#0",
+        "expr#0 -> except#0 [exception]",
+        "expr#0 -> try#0.else",
+        "expr#0 -> try#0.finally [exception]",
+        "f.entry -> try#0",
+        "pass#0 -> try#0.finally",
+        "pass#1 -> try#0.finally",
+        "pass#2 -> f.exit",
+        "pass#2 -> f.exit [exception]",
+        "try#0 -> expr#0",
+        "try#0.else -> pass#1",
+        "try#0.finally -> pass#2",
+    ],
+    "break_in_finally": [
+        "break#0 -> f.exit [break]",
+        "f.entry -> for#0",
+        "for#0 -> f.exit [exception]",
+        "for#0 -> f.exit [false]",
+        "for#0 -> for#0.body [true]",
+        "for#0.body -> try#0",
+        "return#0 -> try#0.finally [exception]",
+        "return#0 -> try#0.finally [return]",
+        "try#0 -> return#0",
+        "try#0.finally -> break#0",
+    ],
+    "with_suppression": [
+        "expr#0 -> f.exit [exception]",
+        "expr#0 -> pass#0",
+        "expr#0 -> pass#0 [exception]",
+        "f.entry -> with#0",
+        "pass#0 -> f.exit",
+        "with#0 -> expr#0",
+        "with#0 -> f.exit [exception]",
+    ],
+    "raise_and_bare_except": [
+        "except#0 -> raise#1",
+        "f.entry -> try#0",
+        "raise#0 -> except#0 [exception]",
+        "raise#1 -> f.exit [exception]",
+        "try#0 -> raise#0",
+    ],
+    "match_guard_nomatch": [
+        "f.entry -> match#0",
+        "match#0 -> f.exit [exception]",
+        "match#0 -> f.exit [false]",
+        "match#0 -> match#0.case0 [case 0]",
+        "match#0 -> match#0.case1 [case 1]",
+        "match#0.case0 -> pass#0",
+        "match#0.case1 -> pass#1",
+        "pass#0 -> f.exit",
+        "pass#1 -> f.exit",
+    ],
+    "generator_return": [
+        "expr#0 -> f.exit [exception]",
+        "expr#0 -> return#0",
+        "f.entry -> expr#0",
+        "return#0 -> f.exit [exception]",
+        "return#0 -> f.exit [return]",
+    ],
+    "if_exp_and_walrus_del_global": [
+        "assign#0 -> f.exit [exception]",
+        "assign#0 -> if_exp#0.false [false]",
+        "assign#0 -> if_exp#0.true [true]",
+        "del#0 -> f.exit",
+        "del#0 -> f.exit [exception]",
+        "f.entry -> global#0",
+        "global#0 -> assign#0",
+        "if_exp#0.false -> del#0",
+        "if_exp#0.false -> f.exit [exception]",
+        "if_exp#0.true -> del#0",
+        "if_exp#0.true -> f.exit [exception]",
+    ],
+    "class_inline": [
+        "<module>.entry -> K",
+        "K -> <module>.exit [exception]",
+        "K -> assign#0",
+        "K.m -> <module>.exit",
+        "K.m -> <module>.exit [exception]",
+        "assign#0 -> <module>.exit [exception]",
+        "assign#0 -> K.m",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_construct(name: str) -> None:
+    scope = "m:<module>" if name == "class_inline" else "m:f"
+    assert edges(CASES[name], scope) == EXPECTED[name]
+
+
+def test_lambda_is_its_own_scope_with_short_circuit_arms() -> None:
+    assert edges("f = lambda a: a or b\n", "m:<module>:lambda#0") == ['bool_op#0.op0 -> bool_op#0.op1 [false]', 'bool_op#0.op0 -> lambda#0.exit [exception]', 'bool_op#0.op0 -> lambda#0.exit [true]', 'bool_op#0.op1 -> lambda#0.exit', 'bool_op#0.op1 -> lambda#0.exit [exception]', 'lambda#0.entry -> bool_op#0.op0']
+
+
+def test_comprehension_is_its_own_scope() -> None:
+    got = edges("r = [x for x in y if x or z]\n", "m:<module>:comprehension#0")
+    assert "comprehension#0.entry -> bool_op#0.op0" in got  # the condition runs inside the comprehension
+    assert "bool_op#0.op1 -> bool_op#0.op0" in got          # ... again for the next element
+    assert all("<module>.exit" not in e for e in got)
