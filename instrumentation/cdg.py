@@ -6,6 +6,11 @@ from which every path to the exit passes through ``n``, and ``n`` does not post-
 Kennedy on the reversed graph, with an ``entry -> exit`` edge added so that top-level nodes depend on
 the entry. Nodes that cannot reach the exit (an endless loop) have no post-dominator and no
 dependences.
+
+Dependences are computed over normal flow: ``exception`` edges are left out, because with them
+every statement after a call would depend on that call (it may raise), which says nothing a reader
+wants from a CDG. Code reached only by an exception (a handler) has no controller here; the CFG's
+``exception`` edges say which statements lead to it.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ def post_dominators(cfg: Cfg) -> dict[str, str]:
     """Immediate post-dominator of every node that reaches the exit (the exit maps to itself)."""
     succ: dict[str, list[str]] = {n: [] for n in cfg.nodes}
     pred: dict[str, list[str]] = {n: [] for n in cfg.nodes}
-    for src, dst, _ in cfg.edges:
-        succ[src].append(dst)
-        pred[dst].append(src)
+    for src, dst, label in cfg.edges:
+        if label != "exception":
+            succ[src].append(dst)
+            pred[dst].append(src)
     succ[cfg.entry].append(cfg.exit)
     pred[cfg.exit].append(cfg.entry)
     # reverse postorder of the reversed graph, from the exit
@@ -68,7 +74,7 @@ def control_dependences(cfg: Cfg) -> list[tuple[str, str, str]]:
     """``(controller, dependent, label)`` for every control dependence of the CFG, without duplicates."""
     ipdom = post_dominators(cfg)
     out: dict[tuple[str, str, str], None] = {}
-    edges = list(cfg.edges)
+    edges = [e for e in cfg.edges if e[2] != "exception"]
     edges.append((cfg.entry, cfg.exit, ""))
     for a, b, label in edges:
         stop = ipdom.get(a)
