@@ -305,7 +305,7 @@ class _Builder:
     def statement(self, s: ast.stmt, preds: list[Pred]) -> list[Pred]:
         method = getattr(self, f"_s_{type(s).__name__}", None)
         if method is not None:
-            return method(s, preds)  # type: ignore[no-any-return]
+            return method(s, preds)
         node_id = self.resolve(s)
         if node_id is not None:
             self.cfg.ast_of[node_id] = s

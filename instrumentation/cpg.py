@@ -145,7 +145,7 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
             if info is None:
                 continue
             facts = function_facts(fn)
-            n_nodes, n_edges = cfg_sizes.get(fid, (0, 0))
+            n_nodes, n_edges = cfg_sizes.get(info.node_id, (0, 0))
             out.functions.append((fid, module, info.qualname, file, info.line, info.end_line, facts.cyclomatic,
                                   facts.nesting_depth, facts.statements, facts.parameters, n_nodes, n_edges,
                                   isinstance(fn, ast.AsyncFunctionDef), _is_generator(fn)))

@@ -189,7 +189,7 @@ def node_facts(cfg: Cfg, node_id: str, resolve: Resolver) -> NodeFacts:
         if isinstance(a.target, ast.Name):
             f.use(a.target.id)
         else:
-            f.load(a.target)  # type: ignore[arg-type]
+            f.load(a.target)
         f.store(a.target)
     elif isinstance(a, ast.AnnAssign):
         if a.value is not None:

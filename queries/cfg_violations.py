@@ -62,8 +62,8 @@ def cfg_violations(store: Store, trace: str = "") -> QueryResult:
         for version, scope, src, dst in edges:
             by_version.setdefault(version, []).append((scope, src, dst))
         for version, version_edges in by_version.items():
-            for scope, g in scope_graphs(version_edges, arms).items():
-                graphs[(version, scope)] = g
+            for scope, graph in scope_graphs(version_edges, arms).items():
+                graphs[(version, scope)] = graph
     rows: list[tuple[Any, ...]] = []
     for version, scope, src, dst, statements, n, example in pairs:
         g = graphs.get((version, scope))

@@ -25,16 +25,20 @@ class FunctionGraph:
     """(src, dst, kind, label)."""
 
     def to_dot(self) -> str:
+        def esc(s: str) -> str:
+            return s.replace("\\", "\\\\").replace('"', '\\"')
+
         def q(s: str) -> str:
-            return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return f'"{esc(s)}"'
 
         lines = [f"digraph {q(self.function)} {{", "  node [shape=box fontname=monospace fontsize=10];"]
         for node_id, info in self.nodes.items():
             short = node_id.split(":", 2)[-1]
-            label = f"{short}\\nL{info.get('line', '')}: {info.get('code', '')}" if info.get("code") else short
+            label = esc(short) + (f"\\nL{info.get('line', '')}: {esc(str(info.get('code', '')))}"
+                                  if info.get("code") else "")
             shape = "ellipse" if info.get("kind") in ("entry", "exit") else (
                 "diamond" if info.get("kind") in ("arm", "except") else "box")
-            lines.append(f"  {q(node_id)} [label={q(label)} shape={shape}];")
+            lines.append(f'  {q(node_id)} [label="{label}" shape={shape}];')  # label escaped; its \\n is DOT's newline
         for src, dst, kind, label in self.edges:
             attrs = [f"label={q(label)}"] if label else []
             if _STYLE.get(kind):
@@ -60,7 +64,7 @@ def load_function_graph(store: Store, function: str, kinds: tuple[str, ...] = DE
         parameters={"v": code_version, "kinds": list(kinds), "f": function}).rows
     if not edges:
         raise LookupError(f"no {'/'.join(kinds)} edges of {function!r} at code version {code_version}")
-    graph = FunctionGraph(function, code_version, edges=[tuple(e) for e in edges])  # type: ignore[misc]
+    graph = FunctionGraph(function, code_version, edges=[tuple(e) for e in edges])
     ids = sorted({e[0] for e in edges} | {e[1] for e in edges})
     for node_id, kind, line, code in store.query(
             "SELECT node_id, any(kind), any(line), any(code) FROM cpg_nodes WHERE code_version = {v:String} "

@@ -7,11 +7,11 @@ import textwrap
 from pathlib import Path
 
 from execscope.collector.clickhouse_writer import ClickHouseWriter
-from execscope.project_analysis import analyse_project
 from execscope.queries.cfg_violations import cfg_violations
 from execscope.queries.graph import load_function_graph
 from execscope.storage.store import open_store
 
+from execscope.project_analysis import analyse_project
 from tests.integration.test_run_cli import cli, sql
 
 APP = textwrap.dedent('''
@@ -88,7 +88,7 @@ def test_dot_export_of_one_function(tmp_path: Path) -> None:
     assert dot.startswith('digraph "shop.cart:Cart.total" {')
     assert '"shop.cart:Cart.total:for#0" -> "shop.cart:Cart.total:for#0.body" [label="true"' in dot
     assert "style=dashed" in dot  # control dependences
-    assert "for item in self.items:" in dot
+    assert "for item in self.items:" in dot and "\\nL10: for item" in dot
 
 
 def test_recorded_run_has_no_cfg_violations_until_the_cfg_is_broken(tmp_path: Path) -> None:

@@ -252,7 +252,14 @@ def test_construct(name: str) -> None:
 
 
 def test_lambda_is_its_own_scope_with_short_circuit_arms() -> None:
-    assert edges("f = lambda a: a or b\n", "m:<module>:lambda#0") == ['bool_op#0.op0 -> bool_op#0.op1 [false]', 'bool_op#0.op0 -> lambda#0.exit [exception]', 'bool_op#0.op0 -> lambda#0.exit [true]', 'bool_op#0.op1 -> lambda#0.exit', 'bool_op#0.op1 -> lambda#0.exit [exception]', 'lambda#0.entry -> bool_op#0.op0']
+    assert edges("f = lambda a: a or b\n", "m:<module>:lambda#0") == [
+        "bool_op#0.op0 -> bool_op#0.op1 [false]",
+        "bool_op#0.op0 -> lambda#0.exit [exception]",
+        "bool_op#0.op0 -> lambda#0.exit [true]",
+        "bool_op#0.op1 -> lambda#0.exit",
+        "bool_op#0.op1 -> lambda#0.exit [exception]",
+        "lambda#0.entry -> bool_op#0.op0",
+    ]
 
 
 def test_comprehension_is_its_own_scope() -> None:
