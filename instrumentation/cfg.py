@@ -431,31 +431,23 @@ class _Builder:
                 end = self.enter(end, f"{owner}.else", raises=False, kind="arm")
             end = self.block(s.orelse, end)
         star = type(s).__name__ == "TryStar"
-        handler_ends: list[Pred] = []
         for i, (handler, hid) in enumerate(zip(s.handlers, handler_ids)):
             if hid is None:
                 continue
             self.node(hid)
             self.cfg.ast_of[hid] = handler
             first = len(self.cfg.nodes)
-            if star:  # except*: a later handler may run after this one for the rest of the group
-                for later in handler_ids[i + 1:]:
-                    if later is not None:
-                        self.connect(handler_ends, later)
             h_end = self.block(handler.body, [(hid, "")])
             if handler.name:
                 inside = frozenset((hid, *self.cfg.nodes[first:]))
                 self.cfg.handler_regions.append((inside, (self.ns, handler.name)))
-            if star:
-                handler_ends = h_end
-                if i == len(s.handlers) - 1:
-                    end = end + h_end
-            else:
-                end = end + h_end
-        if star and handler_ends and handler_ends is not end:
-            # a handler's end may also re-raise what no later handler matched
-            for src, _ in handler_ends:
-                self.raise_from(src)
+            end = end + h_end
+            if star:  # except*: later handlers run for the rest of the group, which may stay unhandled
+                for later in handler_ids[i + 1:]:
+                    if later is not None:
+                        self.connect(h_end, later)
+                for src, _ in h_end:
+                    self.raise_from(src)
         if final is None:
             if s.finalbody:  # owner unresolved: keep the flow, without the arm
                 end = self.block(s.finalbody, end)

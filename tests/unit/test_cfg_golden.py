@@ -27,6 +27,65 @@ def edges(source: str, scope: str = "m:f") -> list[str]:
 
 
 CASES = {
+"return_through_two_finally": '''
+def f():
+    try:
+        try:
+            return 1
+        finally:
+            a()
+    finally:
+        b()
+''',
+"continue_in_finally": '''
+def f(xs):
+    for x in xs:
+        try:
+            g()
+        finally:
+            continue
+''',
+"reraise_in_handler_goes_to_finally": '''
+def f():
+    try:
+        g()
+    except E:
+        raise
+    finally:
+        h()
+''',
+"try_star": '''
+def f():
+    try:
+        g()
+    except* A:
+        a()
+    except* B:
+        b()
+''',
+"async_for_with_await": '''
+async def f(xs):
+    async with lock:
+        async for x in xs:
+            await x
+''',
+"assert_and_yield_from": '''
+def f(it):
+    assert it, "empty"
+    yield from it
+''',
+"nested_bool_in_if": '''
+def f(a, b, c):
+    if a or (b and c):
+        pass
+''',
+"while_true_break": '''
+def f():
+    while True:
+        if g():
+            break
+    h()
+''',
 "if_elif_else": '''
 def f(x):
     if x:
@@ -109,6 +168,116 @@ class K:
 }
 
 EXPECTED = {
+    "return_through_two_finally": [
+        "expr#0 -> try#0.finally [exception]",
+        "expr#0 -> try#0.finally [return]",
+        "expr#1 -> f.exit [exception]",
+        "expr#1 -> f.exit [return]",
+        "f.entry -> try#0",
+        "return#0 -> try#1.finally [exception]",
+        "return#0 -> try#1.finally [return]",
+        "try#0 -> try#1",
+        "try#0.finally -> expr#1",
+        "try#1 -> return#0",
+        "try#1.finally -> expr#0",
+    ],
+    "continue_in_finally": [
+        "continue#0 -> f.exit [exception]",
+        "continue#0 -> f.exit [false]",
+        "continue#0 -> for#0.body [true]",
+        "expr#0 -> try#0.finally",
+        "expr#0 -> try#0.finally [exception]",
+        "f.entry -> for#0",
+        "for#0 -> f.exit [exception]",
+        "for#0 -> f.exit [false]",
+        "for#0 -> for#0.body [true]",
+        "for#0.body -> try#0",
+        "try#0 -> expr#0",
+        "try#0.finally -> continue#0",
+    ],
+    "reraise_in_handler_goes_to_finally": [
+        "except#0 -> raise#0",
+        "expr#0 -> except#0 [exception]",
+        "expr#0 -> try#0.finally",
+        "expr#0 -> try#0.finally [exception]",
+        "expr#1 -> f.exit",
+        "expr#1 -> f.exit [exception]",
+        "f.entry -> try#0",
+        "raise#0 -> try#0.finally [exception]",
+        "try#0 -> expr#0",
+        "try#0.finally -> expr#1",
+    ],
+    "try_star": [
+        "except#0 -> expr#1",
+        "except#1 -> expr#2",
+        "expr#0 -> except#0 [exception]",
+        "expr#0 -> except#1 [exception]",
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",
+        "expr#1 -> except#1",
+        "expr#1 -> f.exit",
+        "expr#1 -> f.exit [exception]",
+        "expr#2 -> f.exit",
+        "expr#2 -> f.exit [exception]",
+        "f.entry -> try#0",
+        "try#0 -> expr#0",
+    ],
+    "async_for_with_await": [
+        "expr#0 -> f.exit [exception]",
+        "expr#0 -> f.exit [false]",
+        "expr#0 -> for#0.body [true]",
+        "f.entry -> with#0",
+        "for#0 -> f.exit [exception]",
+        "for#0 -> f.exit [false]",
+        "for#0 -> for#0.body [true]",
+        "for#0.body -> expr#0",
+        "with#0 -> f.exit [exception]",
+        "with#0 -> for#0",
+    ],
+    "assert_and_yield_from": [
+        "assert#0 -> expr#0",
+        "assert#0 -> f.exit [exception]",
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",
+        "f.entry -> assert#0",
+    ],
+    "nested_bool_in_if": [
+        "bool_op#0.op0 -> bool_op#1.op0 [false]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op0 -> if#0.false [true]",
+        "bool_op#0.op0 -> if#0.true [true]",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "bool_op#0.op1 -> if#0.false [false]",
+        "bool_op#0.op1 -> if#0.true [true]",
+        "bool_op#1.op0 -> bool_op#0.op1 [false]",
+        "bool_op#1.op0 -> bool_op#1.op1 [true]",
+        "bool_op#1.op0 -> f.exit [exception]",
+        "bool_op#1.op1 -> bool_op#0.op1",
+        "bool_op#1.op1 -> f.exit [exception]",
+        "f.entry -> if#0",
+        "if#0 -> bool_op#0.op0",
+        "if#0 -> f.exit [exception]",
+        "if#0.false -> f.exit",
+        "if#0.true -> pass#0",
+        "pass#0 -> f.exit",
+    ],
+    "while_true_break": [
+        "break#0 -> expr#0 [break]",
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",
+        "f.entry -> while#0",
+        "if#0 -> f.exit [exception]",
+        "if#0 -> if#0.false [false]",
+        "if#0 -> if#0.true [true]",
+        "if#0.false -> expr#0 [false]",
+        "if#0.false -> f.exit [exception]",
+        "if#0.false -> while#0.body [true]",
+        "if#0.true -> break#0",
+        "while#0 -> expr#0 [false]",
+        "while#0 -> f.exit [exception]",
+        "while#0 -> while#0.body [true]",
+        "while#0.body -> if#0",
+    ],
     "if_elif_else": [
         "expr#0 -> f.exit",
         "expr#0 -> f.exit [exception]",
