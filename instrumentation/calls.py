@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from execscope.instrumentation.node_ids import ModuleNodes
 
@@ -26,7 +27,7 @@ from execscope.instrumentation.node_ids import ModuleNodes
 class _Scope:
     qualname: str  # '' for the module
     names: dict[str, str] = field(default_factory=dict)  # name -> target node ID
-    rebound: set[str] = field(default_factory=set)
+    rebound: set[str] | None = field(default_factory=set)  # None: module/class scope (not tracked)
     cls: str | None = None  # qualname of the class whose method this is
 
 
@@ -42,34 +43,16 @@ def _package(module: str, is_package: bool) -> str:
     return module if is_package else module.rpartition(".")[0]
 
 
-def _bound_names(func: ast.AST) -> set[str]:
-    """Names a function (or module) body binds itself (not looking into nested scopes)."""
-    out: set[str] = set()
-    if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-        a = func.args
-        out.update(x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs))
-        out.update(x.arg for x in (a.vararg, a.kwarg) if x is not None)
-    stack: list[ast.AST] = list(getattr(func, "body", []))
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
-            out.add(n.id)
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            out.add(n.name)
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
-        stack.extend(ast.iter_child_nodes(n))
-    return out
-
-
 def static_calls(tree: ast.Module, nodes: ModuleNodes, resolve: Callable[[ast.AST, str], str | None],
                  is_package: bool = False) -> list[CallEdge]:
+    """Call edges of one module, from one walk of its tree (calls are resolved at the end, when every
+    scope's bindings and every class's methods are known)."""
     module = nodes.module
     package = _package(module, is_package)
     classes: dict[str, dict[str, str]] = {}   # class qualname -> method name -> node ID
     bases: dict[str, list[str]] = {}
-    module_scope = _Scope("")
-    out: list[CallEdge] = []
+    pending: list[tuple[str, ast.Call, list[_Scope]]] = []
+    class_bases: list[tuple[str, list[ast.expr], list[_Scope]]] = []
 
     def import_target(node: ast.ImportFrom, alias: ast.alias) -> str:
         if node.level:
@@ -80,34 +63,82 @@ def static_calls(tree: ast.Module, nodes: ModuleNodes, resolve: Callable[[ast.AS
             source = node.module or ""
         return f"{source}:{alias.name}"
 
-    def bind(scope: _Scope, stmts: list[ast.stmt], prefix: str) -> None:
+    def bind(scope: _Scope, stmts: list[ast.stmt]) -> None:
+        """Names bound by definitions and imports at the top level of a body (also under if/try)."""
         for s in stmts:
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 target = resolve(s, "class" if isinstance(s, ast.ClassDef) else "function")
                 if target is not None:
                     scope.names[s.name] = target
-            elif isinstance(s, ast.ImportFrom) and s.module != "__future__":
+                continue
+            if isinstance(s, ast.ImportFrom) and s.module != "__future__":
                 for alias in s.names:
                     if alias.name != "*":
                         scope.names[alias.asname or alias.name] = import_target(s, alias)
             elif isinstance(s, ast.Import):
                 for alias in s.names:
-                    if alias.asname:
-                        scope.names[alias.asname] = "module:" + alias.name
-                    else:
-                        top = alias.name.split(".")[0]
-                        scope.names[top] = "module:" + top
-            for block in ("body", "orelse", "finalbody"):  # definitions under if/try at this level
-                if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    inner = getattr(s, block, None)
-                    if isinstance(inner, list):
-                        bind(scope, inner, prefix)
+                    name = alias.asname or alias.name.split(".")[0]
+                    scope.names[name] = "module:" + (alias.name if alias.asname else name)
+            for block in ("body", "orelse", "finalbody"):
+                inner = getattr(s, block, None)
+                if isinstance(inner, list):
+                    bind(scope, inner)
             for h in getattr(s, "handlers", ()):
-                bind(scope, h.body, prefix)
+                bind(scope, h.body)
+
+    def walk(roots: list[ast.AST], scopes: list[_Scope], class_qual: str | None = None) -> None:
+        """One scope's code: calls are queued, names it stores are marked rebound, nested scopes
+        are walked with their own chain."""
+        scope = scopes[-1]
+        stack = list(reversed(roots))
+        while stack:
+            n = stack.pop()
+            t = type(n)
+            if t is ast.FunctionDef or t is ast.AsyncFunctionDef:
+                fn: Any = n
+                stack.extend((*fn.decorator_list, *fn.args.defaults, *(d for d in fn.args.kw_defaults if d)))
+                fid = resolve(fn, "function")
+                qual = fid.split(":", 1)[1] if fid else fn.name
+                a = fn.args
+                params = {x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+                params |= {x.arg for x in (a.vararg, a.kwarg) if x is not None}
+                inner = _Scope(qual, rebound=params - ({"self", "cls"} if class_qual else set()), cls=class_qual)
+                bind(inner, fn.body)
+                # a method does not see its class body's names: its chain skips the class scope
+                chain = scopes[:-1] if class_qual is not None else scopes
+                walk(fn.body, [*chain, inner])
+                continue
+            if t is ast.ClassDef:
+                c: Any = n
+                stack.extend((*c.decorator_list, *c.bases, *(k.value for k in c.keywords)))
+                cid = resolve(c, "class")
+                qual = cid.split(":", 1)[1] if cid else c.name
+                methods = classes.setdefault(qual, {})
+                for s in c.body:
+                    if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        mid = resolve(s, "function")
+                        if mid is not None:
+                            methods.setdefault(s.name, mid)
+                class_bases.append((qual, c.bases, scopes))
+                body_scope = _Scope(qual, rebound=None)
+                bind(body_scope, c.body)
+                walk(c.body, [*scopes, body_scope], class_qual=qual)
+                continue
+            if t is ast.Call:
+                call_id = resolve(n, "call")
+                if call_id is not None:
+                    pending.append((call_id, n, scopes))  # type: ignore[arg-type]
+            elif t is ast.Name:
+                if scope.rebound is not None and not isinstance(n.ctx, ast.Load):  # type: ignore[attr-defined]
+                    scope.rebound.add(n.id)  # type: ignore[attr-defined]
+                continue
+            elif t is ast.ExceptHandler and n.name and scope.rebound is not None:  # type: ignore[attr-defined]
+                scope.rebound.add(n.name)  # type: ignore[attr-defined]
+            stack.extend(_children(n))
 
     def lookup(scopes: list[_Scope], name: str) -> str | None:
         for scope in reversed(scopes):
-            if name in scope.rebound and name not in scope.names:
+            if scope.rebound is not None and name in scope.rebound and name not in scope.names:
                 return None
             if name in scope.names:
                 return scope.names[name]
@@ -128,10 +159,9 @@ def static_calls(tree: ast.Module, nodes: ModuleNodes, resolve: Callable[[ast.AS
             target = lookup(scopes, f.id)
             if target is None or target.startswith("module:"):
                 return None
-            cls_qual = target.split(":", 1)[1]
-            if cls_qual in classes:
+            if target.split(":", 1)[1] in classes and target.startswith(module + ":"):
                 return target, f.id, "class"
-            return target, f.id, "import" if not target.startswith(module + ":") else "local"
+            return target, f.id, "local" if target.startswith(module + ":") else "import"
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
             base = f.value.id
             scope = scopes[-1]
@@ -144,82 +174,37 @@ def static_calls(tree: ast.Module, nodes: ModuleNodes, resolve: Callable[[ast.AS
             if owner.startswith("module:"):
                 return f"{owner[7:]}:{f.attr}", f"{base}.{f.attr}", "import"
             qual = owner.split(":", 1)[1]
-            if qual in classes:
+            if qual in classes and owner.startswith(module + ":"):
                 target = method(qual, f.attr)
                 return (target, f"{base}.{f.attr}", "method") if target else None
         return None
 
-    def visit_body(node: ast.AST, scopes: list[_Scope]) -> None:
-        stack: list[ast.AST] = list(ast.iter_child_nodes(node)) if not isinstance(node, ast.Module) else list(
-            node.body)
-        while stack:
-            n = stack.pop()
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                stack.extend((*n.decorator_list, *n.args.defaults,
-                              *(d for d in n.args.kw_defaults if d is not None)))
-                enter_function(n, scopes)
-                continue
-            if isinstance(n, ast.ClassDef):
-                stack.extend((*n.decorator_list, *n.bases, *(k.value for k in n.keywords)))
-                enter_class(n, scopes)
-                continue
-            if isinstance(n, ast.Call):
-                call_id = resolve(n, "call")
-                hit = resolve_call(n, scopes) if call_id is not None else None
-                if call_id is not None and hit is not None:
-                    target, callee, how = hit
-                    out.append(CallEdge(call_id, target, callee, how))
-                    if how == "class":
-                        init = method(target.split(":", 1)[1], "__init__")
-                        if init is not None:
-                            out.append(CallEdge(call_id, init, callee, "class"))
-            stack.extend(ast.iter_child_nodes(n))
-
-    def enter_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, scopes: list[_Scope]) -> None:
-        fid = resolve(fn, "function")
-        qual = fid.split(":", 1)[1] if fid else fn.name
-        scope = _Scope(qual, rebound=_bound_names(fn))
-        bind(scope, fn.body, qual)
-        visit_body(fn, [*scopes, scope])
-
-    def enter_class(c: ast.ClassDef, scopes: list[_Scope]) -> None:
-        cid = resolve(c, "class")
-        qual = cid.split(":", 1)[1] if cid else c.name
-        classes.setdefault(qual, {})
-        body_scope = _Scope(qual)
-        bind(body_scope, c.body, qual)
-        known = [lookup(scopes, b.id) for b in c.bases if isinstance(b, ast.Name)]
+    module_scope = _Scope("", rebound=None)
+    bind(module_scope, tree.body)
+    walk(list(tree.body), [module_scope])
+    for qual, base_exprs, scopes in class_bases:
+        known = [lookup(scopes, b.id) for b in base_exprs if isinstance(b, ast.Name)]
         bases[qual] = [k.split(":", 1)[1] for k in known if k is not None and k.startswith(module + ":")]
-        # A class body's names are not visible inside its methods: they see the enclosing scopes.
-        for s in c.body:
-            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                visit_method(s, scopes, qual)
-            else:
-                visit_body(ast.Module(body=[s], type_ignores=[]), [*scopes, body_scope])
+    out: list[CallEdge] = []
+    for call_id, call, scopes in pending:
+        hit = resolve_call(call, scopes)
+        if hit is None:
+            continue
+        target, callee, how = hit
+        out.append(CallEdge(call_id, target, callee, how))
+        if how == "class":
+            init = method(target.split(":", 1)[1], "__init__")
+            if init is not None:
+                out.append(CallEdge(call_id, init, callee, "class"))
+    return out
 
-    def visit_method(fn: ast.FunctionDef | ast.AsyncFunctionDef, scopes: list[_Scope], cls: str) -> None:
-        for d in (*fn.decorator_list, *fn.args.defaults, *(k for k in fn.args.kw_defaults if k is not None)):
-            visit_body(ast.Module(body=[ast.Expr(value=d)], type_ignores=[]), scopes)
-        fid = resolve(fn, "function")
-        qual = fid.split(":", 1)[1] if fid else fn.name
-        scope = _Scope(qual, rebound=_bound_names(fn) - {"self", "cls"}, cls=cls)
-        bind(scope, fn.body, qual)
-        visit_body(fn, [*scopes, scope])
 
-    # classes first (so calls above a class definition still resolve its methods)
-    for n in ast.walk(tree):
-        if isinstance(n, ast.ClassDef):
-            cid = resolve(n, "class")
-            if cid is not None:
-                qual = cid.split(":", 1)[1]
-                methods: dict[str, str] = {}
-                for s in n.body:
-                    if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        mid = resolve(s, "function")
-                        if mid is not None:
-                            methods.setdefault(s.name, mid)
-                classes[qual] = methods
-    module_scope.rebound = set()
-    bind(module_scope, tree.body, "")
-    visit_body(tree, [module_scope])
+def _children(node: ast.AST) -> list[ast.AST]:
+    out: list[ast.AST] = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            out.extend(v for v in value if isinstance(v, ast.AST))
+        elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+            out.append(value)
     return out

@@ -53,18 +53,6 @@ def _params(fn: ast.AST) -> list[str]:
     return names
 
 
-def _is_generator(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    stack: list[ast.AST] = list(fn.body)
-    while stack:
-        n = stack.pop()
-        if isinstance(n, (ast.Yield, ast.YieldFrom)):
-            return True
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
-        stack.extend(ast.iter_child_nodes(n))
-    return False
-
-
 def build_module_cpg(source: str, module: str, file: str = "", code_version: str | None = None,
                      nodes: ModuleNodes | None = None, is_package: bool = False) -> ModuleCpg:
     """Nodes, edges and function facts of one module. Raises ``SyntaxError`` / libcst errors for
@@ -148,7 +136,7 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
             n_nodes, n_edges = cfg_sizes.get(info.node_id, (0, 0))
             out.functions.append((fid, module, info.qualname, file, info.line, info.end_line, facts.cyclomatic,
                                   facts.nesting_depth, facts.statements, facts.parameters, n_nodes, n_edges,
-                                  isinstance(fn, ast.AsyncFunctionDef), _is_generator(fn)))
+                                  isinstance(fn, ast.AsyncFunctionDef), facts.is_generator))
     out.unmatched = resolve.unmatched
     return out
 

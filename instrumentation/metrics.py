@@ -29,17 +29,23 @@ class FunctionFacts:
     statements: int
     """Statements in the body, nested blocks included, nested definitions' bodies excluded."""
     parameters: int
+    is_generator: bool = False
 
 
-def _decisions(node: ast.AST) -> int:
-    """Decision points in ``node`` and below, not entering nested definitions."""
+def _decisions(node: ast.AST, yields: list[bool] | None = None) -> int:
+    """Decision points in ``node`` and below, not entering nested definitions (``yields`` gets True
+    appended when a yield is met)."""
     total = 0
     stack = [node]
     while stack:
         n = stack.pop()
         t = type(n)
+        if yields is not None and (t is ast.Yield or t is ast.YieldFrom):
+            yields.append(True)
         if t is ast.Assert:
             total += 1
+            if yields is not None and any(isinstance(x, (ast.Yield, ast.YieldFrom)) for x in ast.walk(n)):
+                yields.append(True)
             continue  # radon does not look inside an assert
         if t in (ast.If, ast.IfExp):
             total += 1
@@ -61,8 +67,8 @@ def _decisions(node: ast.AST) -> int:
     return total
 
 
-def cyclomatic(func: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
-    return 1 + sum(_decisions(stmt) for stmt in func.body if not isinstance(stmt, _DEFS))
+def cyclomatic(func: ast.FunctionDef | ast.AsyncFunctionDef, yields: list[bool] | None = None) -> int:
+    return 1 + sum(_decisions(stmt, yields) for stmt in func.body if not isinstance(stmt, _DEFS))
 
 
 def _blocks(stmt: ast.stmt) -> list[list[ast.stmt]]:
@@ -100,4 +106,6 @@ def parameter_count(args: ast.arguments) -> int:
 
 def function_facts(func: ast.FunctionDef | ast.AsyncFunctionDef) -> FunctionFacts:
     statements, depth = _walk_statements(func.body, 0)
-    return FunctionFacts(cyclomatic(func), depth, statements, parameter_count(func.args))
+    yields: list[bool] = []
+    complexity = cyclomatic(func, yields)
+    return FunctionFacts(complexity, depth, statements, parameter_count(func.args), bool(yields))
