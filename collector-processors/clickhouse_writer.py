@@ -60,6 +60,10 @@ class ClickHouseWriter:
             columns = [[f[i] for f in cpg.functions] for i in range(len(FUNCTION_COLUMNS))] + [[version] * k]
             self.store.insert_columns("cpg_functions", columns, (*FUNCTION_COLUMNS, "code_version"),
                                       dedup_token=f"cpg_functions-{version}-{module}")
+        if cpg.source:
+            self.store.insert_columns("cpg_sources", [[version], [module], [nodes.file], [cpg.source]],
+                                      ("code_version", "module", "file", "source"),
+                                      dedup_token=f"cpg_sources-{version}-{module}")
         rows = nodes.nodes
         n = len(rows)
         columns = [[getattr(r, c) for r in rows] for c in NODE_COLUMNS]

@@ -209,6 +209,57 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
 
 
 @main.command()
+@click.argument("trace_id")
+@click.option("--format", "fmt", type=click.Choice(["tui", "text", "json"]), default=None,
+              help="tui: the interactive viewer (default on a terminal); text: a transcript; "
+                   "json: the frames as one JSON array.")
+@click.option("--at", "at", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Start at this frame (0-based position in the trace).")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="text/json: at most this many frames.")
+@STORE_OPTION
+def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn: str | None) -> None:
+    """Step through a recorded trace: source with the current line, the variables, calls and returns.
+
+    \b
+        execscope traces                      # pick a trace id
+        execscope cinema 4bf92f3577b34da6a3ce929d0e0e4736
+        execscope cinema 4bf92f... --format json --at 100 --count 50
+    """
+    import json as _json
+
+    from execscope.queries.cinema import TraceNotFound, open_cinema, public, transcript_line
+
+    if fmt is None:
+        fmt = "tui" if sys.stdout.isatty() and sys.stdin.isatty() else "text"
+    store = _open(store_dsn)
+    try:
+        try:
+            film = open_cinema(store, trace_id)
+        except TraceNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        if at >= film.total:
+            raise click.BadParameter(f"the trace has {film.total} frames (0..{film.total - 1})", param_hint="--at")
+        stop = film.total if count is None else at + count
+        if fmt == "tui":
+            from execscope.cinema_tui import run_cinema
+
+            run_cinema(film, at)
+        elif fmt == "json":
+            out = sys.stdout
+            out.write("[")
+            for i, frame in enumerate(film.frames(at, stop)):
+                out.write(("," if i else "") + _json.dumps(public(frame), default=str))
+            out.write("]\n")
+        else:
+            for frame in film.frames(at, stop):
+                click.echo(transcript_line(frame))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+@main.command()
 @STORE_OPTION
 @click.option("--level", type=LEVEL_CHOICE, default="statements", show_default=True)
 def demo(store_dsn: str | None, level: str) -> None:

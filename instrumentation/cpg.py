@@ -38,6 +38,7 @@ class ModuleCpg:
     edges: list[tuple[str, str, str, str, dict[str, str]]] = field(default_factory=list)
     functions: list[tuple] = field(default_factory=list)
     cfgs: list[Cfg] = field(default_factory=list)
+    source: str = ""
     unmatched: int = 0
     """Constructs whose node ID was not found again (no CFG node for them); should stay 0."""
 
@@ -61,7 +62,7 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
     if nodes is None:
         nodes = assign_node_ids(source, module, file, code_version)
     resolve = IdResolver(nodes, source)
-    out = ModuleCpg(nodes)
+    out = ModuleCpg(nodes, source=source)
     edges = out.edges
     # AST
     order: dict[str, int] = {}
