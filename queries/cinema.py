@@ -73,11 +73,11 @@ WHERE TraceId = {trace:String} AND NodeId != ''
   AND if({multi:UInt8}, t0 <= {hi_ts:UInt64} AND t1 >= {lo_ts:UInt64}, s0 <= {hi:UInt64} AND s1 >= {lo:UInt64})
 """
 LOCALS_SQL = """
-SELECT SpanId, VarName, argMax(VarValue, (Timestamp, Seq))
+SELECT SpanId, VarName, argMax((VarValue, NodeId), (Timestamp, Seq))
 FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId IN {spans:Array(String)}
   AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
-GROUP BY SpanId, VarName
+GROUP BY SpanId, VarName, splitByChar(':', NodeId)[2]
 """
 
 
@@ -243,9 +243,10 @@ class Cinema:
         live = list(spans)
         initial: dict[str, dict[str, str]] = {sid: dict(s.args) for sid, s in spans.items()}
         if live:
-            for span_id, name, value in self.store.query(LOCALS_SQL, parameters=self._params(
+            for span_id, name, (value, target) in self.store.query(LOCALS_SQL, parameters=self._params(
                     spans=live, lo=rows[0][2], lo_ts=rows[0][8])).rows:
-                initial.setdefault(span_id, {})[name] = value
+                owner = spans[span_id].node_id if span_id in spans else ""
+                initial.setdefault(span_id, {})[variable_label(owner, target, name)] = value
         self._load_node_lines(rows, spans)
         out: list[dict[str, Any]] = []
         last_line: dict[str, int] = {}
@@ -256,6 +257,7 @@ class Cinema:
                 local.clear()
                 local.update(span.args)
             elif kind == "assign":
+                var = variable_label(span.node_id if span is not None else "", node_id, var)
                 local[var] = value
             version = span.code_version if span is not None else ""
             if not line:
@@ -341,6 +343,16 @@ class Cinema:
         if lines is None or not 0 < line <= len(lines):
             return ""
         return lines[line - 1]
+
+
+def variable_label(function_node: str, target_node: str, name: str) -> str:
+    """``name`` as the running frame sees it: a class body running inline in a function or module
+    frame binds class attributes, shown as ``Class.name``."""
+    scope = target_node.split(":")[1] if target_node.count(":") >= 2 else ""
+    own = function_node.split(":", 1)[1] if ":" in function_node else ""
+    if not scope or scope == own:
+        return name
+    return f"{scope.rsplit('.', 1)[-1]}.{name}"
 
 
 def public(frame: dict[str, Any]) -> dict[str, Any]:

@@ -42,11 +42,58 @@ def _cfg_violations(store: Store, trace: str) -> QueryResult:
     return cfg_violations(store, trace)
 
 
+def _bool(value: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
+
+
+_bool.__name__ = "bool"
+_TRACE = Param("trace", str, "", "only this trace id (hex); all traces when empty")
+_LIMIT = Param("limit", int, 20, "at most this many rows")
+
+
+def _correlated(name: str) -> Callable[..., QueryResult]:
+    def run(store: Store, **kwargs: Any) -> QueryResult:
+        from execscope.queries import correlated
+
+        return getattr(correlated, name)(store, **kwargs)  # type: ignore[no-any-return]
+
+    return run
+
+
 QUERIES: dict[str, NamedQuery] = {
     q.name: q for q in (
+        NamedQuery("hot-nodes", "Functions by total time: executions, total/self/p95 time, joined to code "
+                   "(statements=true: statements and arms by executions).", _correlated("hot_nodes"),
+                   (_LIMIT, Param("service", str, "", "only this service.name"),
+                    Param("statements", _bool, False, "rank statements and branch arms instead"))),  # type: ignore[arg-type]
+        NamedQuery("slow-paths", "Paths through a function (arms taken per call) ranked by p95 latency.",
+                   _correlated("slow_paths"),
+                   (Param("function", str, "", "node ID (pkg.mod:f) or qualified name (pkg.mod.f)"), _LIMIT)),
+        NamedQuery("exceptions", "Exceptions raised out of functions and caught by handlers, per node, "
+                   "with example traces.", _correlated("exceptions"), (_TRACE,)),
+        NamedQuery("coverage", "Per function: CFG nodes and edges executed vs not.", _correlated("coverage"),
+                   (Param("function", str, "", "one function's node ID"),
+                    Param("module", str, "", "only functions of this module"),
+                    Param("limit", int, 1000, "at most this many functions"))),
+        NamedQuery("state-at", "Variables of every call alive at one position of a trace.",
+                   _correlated("state_at"),
+                   (Param("trace", str, "", "trace id (hex)"), Param("at", int, 0, "frame position (0-based)"))),
+        NamedQuery("value-history", "Every value a variable took, in order, with where.",
+                   _correlated("value_history"),
+                   (Param("var", str, "", "variable name"), _TRACE,
+                    Param("function", str, "", "only in this function (module.qualname)"),
+                    Param("limit", int, 10000, "at most this many rows"))),
         NamedQuery("cfg-violations", "Observed transitions inside one call that the static CFG lacks "
-                   "(empty: the CFG explains the recording).", _cfg_violations,
-                   (Param("trace", str, "", "only this trace id (hex); all traces when empty"),)),
+                   "(empty: the CFG explains the recording).", _cfg_violations, (_TRACE,)),
+        NamedQuery("call-graph", "Runtime call edges next to the static ones: both, static only, dynamic only.",
+                   _correlated("call_graph"),
+                   (Param("module", str, "", "only callers in this module"),
+                    Param("limit", int, 1000, "at most this many edges"))),
     )
 }
 
@@ -64,9 +111,14 @@ def run_named(store: Store, name: str, params: dict[str, str] | None = None) -> 
             continue
         try:
             values[p.name] = p.type(raw)
+            if p.type is int and values[p.name] < 0:
+                raise ValueError(raw)
         except (TypeError, ValueError):
             raise QueryParameterError(f"parameter {p.name!r} of {name}: {raw!r} is not a {p.type.__name__}; "
                                       f"{query.usage()}") from None
     if given:
         raise QueryParameterError(f"unknown parameter(s) {', '.join(sorted(given))} for {name}; {query.usage()}")
-    return query.run(store, **values)
+    try:
+        return query.run(store, **values)
+    except (ValueError, LookupError) as exc:  # a parameter the query itself rejects (e.g. a missing trace)
+        raise QueryParameterError(f"{name}: {exc}; {query.usage()}") from None

@@ -1,0 +1,277 @@
+"""Named queries that join the recording with the code property graph (``execscope query NAME``).
+
+Each function takes the store and already-converted parameters and returns a :class:`QueryResult`;
+every value reaches ClickHouse as a bound parameter. Times are in milliseconds unless a column
+says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from execscope.storage.store import QueryResult, Store
+
+HOT_NODES_SQL = """
+WITH calls AS (
+    SELECT NodeId, CodeVersion, count() AS executions, sum(Duration) AS total_ns,
+           quantile(0.95)(Duration) AS p95_ns
+    FROM otel_traces
+    WHERE NodeId != '' AND ({service:String} = '' OR ServiceName = {service:String})
+    GROUP BY NodeId, CodeVersion
+    ORDER BY total_ns DESC
+    LIMIT {limit:UInt32}
+),
+children AS (
+    SELECT p.NodeId AS NodeId, sum(c.Duration) AS child_ns
+    FROM otel_traces AS c
+    INNER JOIN (SELECT SpanId, TraceId, NodeId FROM otel_traces
+                WHERE NodeId IN (SELECT NodeId FROM calls)
+                  AND ({service:String} = '' OR ServiceName = {service:String})) AS p
+        ON c.ParentSpanId = p.SpanId AND c.TraceId = p.TraceId
+    GROUP BY p.NodeId
+)
+SELECT calls.NodeId AS node_id, n.kind AS kind, n.qualname AS qualname, n.file AS file, n.line AS line,
+       n.code AS code, calls.executions AS executions, round(calls.total_ns / 1e6, 3) AS total_ms,
+       round((calls.total_ns - coalesce(children.child_ns, 0)) / 1e6, 3) AS self_ms,
+       round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version
+FROM calls
+LEFT JOIN children ON children.NodeId = calls.NodeId
+LEFT JOIN (SELECT node_id, code_version, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file,
+                  any(line) AS line, any(code) AS code FROM cpg_nodes GROUP BY node_id, code_version) AS n
+    ON n.node_id = calls.NodeId AND n.code_version = calls.CodeVersion
+ORDER BY total_ms DESC
+"""
+
+HOT_STATEMENTS_SQL = """
+SELECT e.NodeId AS node_id, any(n.kind) AS kind, any(n.qualname) AS qualname, any(n.file) AS file,
+       any(n.line) AS line, any(n.code) AS code, count() AS executions
+FROM execscope_events AS e
+LEFT JOIN (SELECT node_id, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file, any(line) AS line,
+                  any(code) AS code FROM cpg_nodes GROUP BY node_id) AS n ON n.node_id = e.NodeId
+WHERE e.EventName IN ('execscope.line', 'execscope.branch')
+  AND ({service:String} = '' OR e.ServiceName = {service:String})
+GROUP BY e.NodeId
+ORDER BY executions DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def hot_nodes(store: Store, limit: int = 20, service: str = "", statements: bool = False) -> QueryResult:
+    """Functions by total time (executions, total, self and p95 time, joined to their code); with
+    ``statements``, statements and branch arms by executions instead."""
+    sql = HOT_STATEMENTS_SQL if statements else HOT_NODES_SQL
+    return store.query(sql, parameters={"limit": limit, "service": service})
+
+
+SLOW_PATHS_SQL = """
+WITH calls AS (
+    SELECT TraceId, SpanId, Duration FROM otel_traces
+    WHERE NodeId = {function:String} OR SpanAttributes['code.function.name'] = {function:String}
+),
+paths AS (
+    SELECT TraceId, SpanId, arrayStringConcat(arrayMap(x -> x.2, arraySort(x -> x.1, groupArray((Seq, NodeId)))),
+                                              ' -> ') AS path
+    FROM execscope_events
+    WHERE EventName = 'execscope.branch' AND (TraceId, SpanId) IN (SELECT TraceId, SpanId FROM calls)
+    GROUP BY TraceId, SpanId
+)
+SELECT coalesce(nullIf(paths.path, ''), '(no branch)') AS path, count() AS calls,
+       round(avg(calls.Duration) / 1e6, 3) AS avg_ms, round(quantile(0.95)(calls.Duration) / 1e6, 3) AS p95_ms,
+       round(max(calls.Duration) / 1e6, 3) AS max_ms, any(calls.TraceId) AS example_trace
+FROM calls LEFT JOIN paths ON paths.TraceId = calls.TraceId AND paths.SpanId = calls.SpanId
+GROUP BY path
+ORDER BY p95_ms DESC, calls DESC
+LIMIT {limit:UInt32}
+"""
+
+
+def slow_paths(store: Store, function: str, limit: int = 20) -> QueryResult:
+    """Paths through ``function`` (node ID or qualified name), as the sequence of arms taken per call,
+    ranked by p95 latency (needs ``--level branches`` or ``statements``)."""
+    if not function:
+        raise ValueError("slow-paths needs function=<node id or module.qualname>")
+    return store.query(SLOW_PATHS_SQL, parameters={"function": function, "limit": limit})
+
+
+EXCEPTIONS_SQL = """
+SELECT * FROM (
+    SELECT 'raised' AS what, e.NodeId AS node_id, e.Attributes['exception.type'] AS type,
+           toUInt32OrZero(e.Attributes['code.line.number']) AS line, count() AS count,
+           groupUniqArray(3)(e.TraceId) AS traces, any(e.Attributes['exception.message']) AS example_message
+    FROM execscope_events AS e
+    WHERE e.EventName = 'exception' AND ({trace:String} = '' OR e.TraceId = {trace:String})
+    GROUP BY node_id, type, line
+    UNION ALL
+    SELECT 'caught' AS what, e.NodeId AS node_id, any(n.code) AS type, any(n.line) AS line, count() AS count,
+           groupUniqArray(3)(e.TraceId) AS traces, '' AS example_message
+    FROM execscope_events AS e
+    INNER JOIN (SELECT node_id, any(code) AS code, any(line) AS line FROM cpg_nodes WHERE kind = 'except'
+                GROUP BY node_id) AS n ON n.node_id = e.NodeId
+    WHERE e.EventName = 'execscope.branch' AND ({trace:String} = '' OR e.TraceId = {trace:String})
+    GROUP BY e.NodeId
+)
+ORDER BY count DESC, node_id
+"""
+
+
+def exceptions(store: Store, trace: str = "") -> QueryResult:
+    """Exceptions raised out of functions (type, line) and caught by handlers, with up to 3 traces each."""
+    return store.query(EXCEPTIONS_SQL, parameters={"trace": trace})
+
+
+COVERAGE_SQL = """
+WITH cfg AS (
+    SELECT properties['scope'] AS scope, code_version, src, dst FROM cpg_edges FINAL
+    WHERE kind = 'CFG' AND ({function:String} = '' OR properties['scope'] = {function:String})
+      AND ({module:String} = '' OR splitByChar(':', properties['scope'])[1] = {module:String})
+),
+nodes AS (
+    SELECT DISTINCT scope, code_version, node FROM cfg ARRAY JOIN [src, dst] AS node
+    WHERE NOT endsWith(node, '.entry') AND NOT endsWith(node, '.exit')
+),
+seen AS (SELECT DISTINCT NodeId FROM execscope_events
+         WHERE EventName IN ('execscope.line', 'execscope.branch')),
+pairs AS (
+    SELECT DISTINCT prev AS src, NodeId AS dst FROM (
+        SELECT NodeId, lagInFrame(NodeId, 1, '') OVER (PARTITION BY TraceId, SpanId ORDER BY Seq
+                                                      ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev
+        FROM execscope_events WHERE EventName IN ('execscope.line', 'execscope.branch'))
+    WHERE prev != ''
+),
+node_cov AS (SELECT scope, code_version, count() AS nodes, countIf(node IN seen) AS nodes_hit FROM nodes
+             GROUP BY scope, code_version),
+edge_cov AS (SELECT scope, code_version, count() AS edges,
+                    countIf((src, dst) IN pairs) AS edges_hit
+             FROM (SELECT DISTINCT scope, code_version, src, dst FROM cfg
+                   WHERE NOT endsWith(src, '.entry') AND NOT endsWith(dst, '.exit'))
+             GROUP BY scope, code_version)
+SELECT node_cov.scope AS function, node_cov.code_version AS code_version, nodes, nodes_hit,
+       round(100 * nodes_hit / nodes, 1) AS node_pct, edges, edges_hit,
+       round(100 * edges_hit / greatest(edges, 1), 1) AS edge_pct
+FROM node_cov LEFT JOIN edge_cov ON edge_cov.scope = node_cov.scope AND edge_cov.code_version = node_cov.code_version
+WHERE nodes > 0
+ORDER BY node_pct ASC, function
+LIMIT {limit:UInt32}
+"""
+
+
+def coverage(store: Store, function: str = "", module: str = "", limit: int = 1000) -> QueryResult:
+    """Per function: CFG nodes and edges executed vs not (edges between nodes of the CFG that ran one
+    right after the other; recorded at ``--level statements`` for full edge coverage)."""
+    return store.query(COVERAGE_SQL, parameters={"function": function, "module": module, "limit": limit})
+
+
+VALUE_HISTORY_SQL = """
+SELECT e.TraceId AS trace_id, e.Seq AS seq, e.Timestamp AS timestamp, e.SpanName AS function,
+       coalesce(n.line, 0) AS line, e.VarName AS variable, e.VarValue AS value, e.NodeId AS node_id
+FROM execscope_events AS e
+LEFT JOIN (SELECT node_id, any(line) AS line FROM cpg_nodes GROUP BY node_id) AS n ON n.node_id = e.NodeId
+WHERE e.EventName = 'execscope.assign' AND e.VarName = {var:String}
+  AND ({trace:String} = '' OR e.TraceId = {trace:String})
+  AND ({function:String} = '' OR e.SpanName = {function:String})
+ORDER BY e.Timestamp, e.Seq
+LIMIT {limit:UInt32}
+"""
+
+
+def value_history(store: Store, var: str, trace: str = "", function: str = "", limit: int = 10000) -> QueryResult:
+    """Every value variable ``var`` took (optionally in one trace / function), in order, with where."""
+    if not var:
+        raise ValueError("value-history needs var=<variable name>")
+    return store.query(VALUE_HISTORY_SQL, parameters={"var": var, "trace": trace, "function": function,
+                                                      "limit": limit})
+
+
+def state_at(store: Store, trace: str, at: int) -> QueryResult:
+    """Variables of every call alive at frame ``at`` of ``trace`` (outermost first): what a debugger
+    would show in every stack frame at that point."""
+    from execscope.queries.cinema import open_cinema
+
+    if not trace:
+        raise ValueError("state-at needs trace=<trace id> and at=<frame>")
+    film = open_cinema(store, trace)
+    if not 0 <= at < film.total:
+        raise ValueError(f"at={at} is outside the trace (0..{film.total - 1})")
+    frame = film.frame(at)
+    key = (frame["_ts_ns"] if film.multi else 0, frame["_seq"])
+    rows = store.query(STATE_SPANS_SQL, parameters={"trace": film.trace_id, "multi": film.multi,
+                                                    "k0": key[0], "k1": key[1]}).rows
+    span_ids = [r[0] for r in rows]
+    from execscope.queries.cinema import variable_label
+
+    values: dict[str, dict[str, str]] = {}
+    nodes = {r[0]: r[5] for r in rows}
+    if span_ids:
+        for span_id, name, (value, target) in store.query(STATE_LOCALS_SQL, parameters={
+                "trace": film.trace_id, "spans": span_ids, "multi": film.multi, "k0": key[0], "k1": key[1]}).rows:
+            values.setdefault(span_id, {})[variable_label(nodes.get(span_id, ""), target, name)] = value
+    parents = {r[0]: r[1] for r in rows}
+    out: list[tuple[Any, ...]] = []
+    for span_id, _parent, function, args, _s0, _node in rows:
+        depth, p = 0, parents.get(span_id)
+        while p in parents:
+            depth += 1
+            p = parents[p]
+        state = {k[len("execscope.arg."):]: v for k, v in args.items()}
+        state.update(values.get(span_id, {}))
+        if not state:  # a live call with no variables (yet) is still a frame of the stack
+            out.append((depth, function, span_id, "", ""))
+        for name, value in state.items():
+            out.append((depth, function, span_id, name, value))
+    out.sort(key=lambda r: (r[0], r[2], r[3]))
+    return QueryResult(["depth", "function", "span_id", "variable", "value"], out)
+
+
+STATE_SPANS_SQL = """
+SELECT SpanId, ParentSpanId, SpanAttributes['code.function.name'],
+       mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes),
+       toUInt64OrZero(SpanAttributes['execscope.seq']) AS s0, NodeId
+FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != ''
+  AND if({multi:UInt8},
+         toUnixTimestamp64Nano(Timestamp) <= {k0:UInt64}
+             AND toUnixTimestamp64Nano(Timestamp) + Duration >= {k0:UInt64},
+         s0 <= {k1:UInt64} AND toUInt64OrZero(SpanAttributes['execscope.seq.end']) >= {k1:UInt64})
+ORDER BY s0
+"""
+STATE_LOCALS_SQL = """
+SELECT SpanId, VarName, argMax((VarValue, NodeId), (Timestamp, Seq)) FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId IN {spans:Array(String)}
+  AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) <= ({k0:UInt64}, {k1:UInt64}), Seq <= {k1:UInt64})
+GROUP BY SpanId, VarName, splitByChar(':', NodeId)[2]
+"""
+
+CALL_GRAPH_SQL = """
+WITH runtime AS (
+    SELECT p.NodeId AS caller, c.NodeId AS callee, count() AS calls
+    FROM otel_traces AS c
+    INNER JOIN (SELECT TraceId, SpanId, NodeId FROM otel_traces WHERE NodeId != '') AS p
+        ON c.TraceId = p.TraceId AND c.ParentSpanId = p.SpanId
+    WHERE c.NodeId != ''
+    GROUP BY caller, callee
+),
+static AS (
+    SELECT DISTINCT arrayStringConcat(arraySlice(splitByChar(':', src), 1, 2), ':') AS caller, dst AS callee
+    FROM cpg_edges WHERE kind = 'CALL'
+),
+recorded AS (SELECT DISTINCT node_id FROM cpg_nodes WHERE kind IN ('function', 'class'))
+SELECT caller, callee, calls, static, status FROM (
+    SELECT coalesce(r.caller, s.caller) AS caller, coalesce(r.callee, s.callee) AS callee,
+           coalesce(r.calls, 0) AS calls, s.caller IS NOT NULL AS static,
+           multiIf(r.caller IS NULL, 'static only (never ran)', s.caller IS NULL, 'dynamic only',
+                   'static and dynamic') AS status
+    FROM (SELECT caller, callee, calls FROM runtime) AS r
+    FULL OUTER JOIN (SELECT caller, callee FROM static) AS s ON r.caller = s.caller AND r.callee = s.callee
+    SETTINGS join_use_nulls = 1
+)
+WHERE ({module:String} = '' OR startsWith(caller, concat({module:String}, ':')))
+  AND (status != 'static only (never ran)' OR caller IN (SELECT node_id FROM recorded))
+ORDER BY status, calls DESC, caller, callee
+LIMIT {limit:UInt32}
+"""
+
+
+def call_graph(store: Store, module: str = "", limit: int = 1000) -> QueryResult:
+    """Runtime call edges (caller span -> callee span) next to the static CALL edges of the CPG:
+    both, static only (never ran: dead here), dynamic only (dispatch the syntax does not show)."""
+    return store.query(CALL_GRAPH_SQL, parameters={"module": module, "limit": limit})
