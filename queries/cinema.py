@@ -80,6 +80,13 @@ WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId IN 
 GROUP BY SpanId, VarName, splitByChar(':', NodeId)[2]
 """
 
+LAST_LINE_SQL = """
+SELECT SpanId, argMax(LineNumber, (Timestamp, Seq)) FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND SpanId IN {spans:Array(String)}
+  AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
+GROUP BY SpanId
+"""
+
 
 @dataclass(slots=True)
 class _Span:
@@ -250,6 +257,9 @@ class Cinema:
         self._load_node_lines(rows, spans)
         out: list[dict[str, Any]] = []
         last_line: dict[str, int] = {}
+        if live:  # where each alive call stood when the window starts (a return shows that line)
+            last_line.update(self.store.query(LAST_LINE_SQL, parameters=self._params(
+                spans=live, lo=rows[0][2], lo_ts=rows[0][8])).rows)
         for i, (kind, span_id, seq, ts_value, node_id, line, var, value, ts_ns) in enumerate(rows):
             span = spans.get(span_id)
             local = initial.setdefault(span_id, {})

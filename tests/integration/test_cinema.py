@@ -1,0 +1,339 @@
+"""The cinema on a real recording: frames, state-at and value-history equal what the program did,
+value by value; lazy windows, navigation, the CLI outputs and the interactive viewer (through tmux)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from execscope.queries.cinema import open_cinema, public
+from execscope.queries.named import QueryParameterError, run_named
+from execscope.storage.store import open_store
+
+from tests.integration.test_run_cli import EXECSCOPE, cli
+
+APP = """\
+import threading
+
+
+def fact(n):
+    if n <= 1:
+        return 1
+    r = n * fact(n - 1)
+    return r
+
+
+def risky(x):
+    try:
+        if x < 0:
+            raise ValueError("neg")
+        y = x * 2
+    except ValueError:
+        y = -1
+    return y
+
+
+def countdown(n):
+    while n > 0:
+        yield n
+        n -= 1
+
+
+def boom(items):
+    items.append("last")
+    raise KeyError("k")
+
+
+def worker(k, out):
+    s = 0
+    for i in range(k):
+        s += i
+    out.append(s)
+
+
+def main():
+    a = fact(3)
+    b = risky(5)
+    c = risky(-2)
+    d = list(countdown(2))
+    try:
+        boom([])
+    except KeyError:
+        e = "caught"
+    out = []
+    t = threading.Thread(target=worker, args=(3, out))
+    t.start()
+    t.join()
+    return a, b, c, d, e, out
+
+
+if __name__ == "__main__":
+    print(main())
+"""
+
+# What the program did from main() on (module prologue frames 0..10 are checked separately):
+# kind, function, line, depth, variables of the running function at that frame.
+EXPECTED = [
+    ["call", "main", 39, 1, {}],
+    ["line", "main", 40, 1, {}],
+    ["call", "fact", 4, 2, {"n": "3"}],
+    ["line", "fact", 5, 2, {"n": "3"}],
+    ["branch", "fact", 5, 2, {"n": "3"}],
+    ["line", "fact", 7, 2, {"n": "3"}],
+    ["call", "fact", 4, 3, {"n": "2"}],
+    ["line", "fact", 5, 3, {"n": "2"}],
+    ["branch", "fact", 5, 3, {"n": "2"}],
+    ["line", "fact", 7, 3, {"n": "2"}],
+    ["call", "fact", 4, 4, {"n": "1"}],
+    ["line", "fact", 5, 4, {"n": "1"}],
+    ["branch", "fact", 6, 4, {"n": "1"}],
+    ["line", "fact", 6, 4, {"n": "1"}],
+    ["return", "fact", 6, 4, {"n": "1"}],
+    ["assign", "fact", 7, 3, {"n": "2", "r": "2"}],
+    ["line", "fact", 8, 3, {"n": "2", "r": "2"}],
+    ["return", "fact", 8, 3, {"n": "2", "r": "2"}],
+    ["assign", "fact", 7, 2, {"n": "3", "r": "6"}],
+    ["line", "fact", 8, 2, {"n": "3", "r": "6"}],
+    ["return", "fact", 8, 2, {"n": "3", "r": "6"}],
+    ["assign", "main", 40, 1, {"a": "6"}],
+    ["line", "main", 41, 1, {"a": "6"}],
+    ["call", "risky", 11, 2, {"x": "5"}],
+    ["line", "risky", 12, 2, {"x": "5"}],
+    ["line", "risky", 13, 2, {"x": "5"}],
+    ["branch", "risky", 13, 2, {"x": "5"}],
+    ["line", "risky", 15, 2, {"x": "5"}],
+    ["assign", "risky", 15, 2, {"x": "5", "y": "10"}],
+    ["line", "risky", 18, 2, {"x": "5", "y": "10"}],
+    ["return", "risky", 18, 2, {"x": "5", "y": "10"}],
+    ["assign", "main", 41, 1, {"a": "6", "b": "10"}],
+    ["line", "main", 42, 1, {"a": "6", "b": "10"}],
+    ["call", "risky", 11, 2, {"x": "-2"}],
+    ["line", "risky", 12, 2, {"x": "-2"}],
+    ["line", "risky", 13, 2, {"x": "-2"}],
+    ["branch", "risky", 14, 2, {"x": "-2"}],
+    ["line", "risky", 14, 2, {"x": "-2"}],
+    ["branch", "risky", 16, 2, {"x": "-2"}],
+    ["line", "risky", 17, 2, {"x": "-2"}],
+    ["assign", "risky", 17, 2, {"x": "-2", "y": "-1"}],
+    ["line", "risky", 18, 2, {"x": "-2", "y": "-1"}],
+    ["return", "risky", 18, 2, {"x": "-2", "y": "-1"}],
+    ["assign", "main", 42, 1, {"a": "6", "b": "10", "c": "-1"}],
+    ["line", "main", 43, 1, {"a": "6", "b": "10", "c": "-1"}],
+    ["call", "countdown", 21, 2, {"n": "2"}],
+    ["line", "countdown", 22, 2, {"n": "2"}],
+    ["branch", "countdown", 23, 2, {"n": "2"}],
+    ["line", "countdown", 23, 2, {"n": "2"}],
+    ["line", "countdown", 24, 2, {"n": "2"}],
+    ["assign", "countdown", 24, 2, {"n": "1"}],
+    ["branch", "countdown", 23, 2, {"n": "1"}],
+    ["line", "countdown", 23, 2, {"n": "1"}],
+    ["line", "countdown", 24, 2, {"n": "1"}],
+    ["assign", "countdown", 24, 2, {"n": "0"}],
+    ["return", "countdown", 24, 2, {"n": "0"}],
+    ["assign", "main", 43, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]"}],
+    ["line", "main", 44, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]"}],
+    ["line", "main", 45, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]"}],
+    ["call", "boom", 27, 2, {"items": "[]"}],
+    ["line", "boom", 28, 2, {"items": "[]"}],
+    ["line", "boom", 29, 2, {"items": "[]"}],
+    ["exception", "boom", 29, 2, {"items": "[]"}],
+    ["branch", "main", 46, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]"}],
+    ["line", "main", 47, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]"}],
+    ["assign", "main", 47, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'"}],
+    ["line", "main", 48, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'"}],
+    ["assign", "main", 48, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]"}],
+    ["line", "main", 49, 1, {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]"}],
+    ["assign", "main", 49, 1,
+     {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]", "t": "<Thread>"}],
+    ["line", "main", 50, 1,
+     {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]", "t": "<Thread>"}],
+    ["line", "main", 51, 1,
+     {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]", "t": "<Thread>"}],
+    ["line", "main", 52, 1,
+     {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]", "t": "<Thread>"}],
+    ["return", "main", 52, 1,
+     {"a": "6", "b": "10", "c": "-1", "d": "[2, 1]", "e": "'caught'", "out": "[]", "t": "<Thread>"}],
+    ["return", "cinema_app", 56, 0, {}],
+]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    root = tmp_path_factory.mktemp("cinema")
+    (root / "cinema_app.py").write_text(APP)
+    store = f"chdb://{root / 'db'}"
+    cli("run", "--include", "cinema_app", "--level", "statements", "--store", store, "--",
+        "python", "cinema_app.py", cwd=root)
+    traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=root).stdout)
+    main_trace = next(t["trace_id"] for t in traces if t["root"] == "cinema_app")
+    return root, store, main_trace
+
+
+def _thread_object(value: str) -> str:
+    return "<Thread>" if value.startswith("<threading.Thread object") else value
+
+
+def test_frames_equal_what_the_program_did(recorded: tuple[Path, str, str]) -> None:
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        film = open_cinema(s, trace)
+        frames = list(film.frames())
+    assert film.total == 11 + len(EXPECTED)
+    prologue = [(f["kind"], f["line"]) for f in frames[:11]]
+    assert prologue == [("call", 1), ("line", 1), ("line", 4), ("line", 11), ("line", 21), ("line", 27),
+                        ("line", 32), ("line", 39), ("line", 55), ("branch", 56), ("line", 56)]
+    got = [[f["kind"], f["function"].split(".")[-1], f["line"], f["depth"],
+            {k: _thread_object(v) for k, v in f["locals"].items()}] for f in frames[11:]]
+    assert got == EXPECTED
+    assert [f["seq"] for f in frames] == list(range(len(frames)))
+    assert frames[16]["source"] == "    r = n * fact(n - 1)"
+    assert frames[73]["exception"] == "KeyError: 'k'" or frames[73]["exception"].startswith("KeyError")
+    assert all(set(public(f)) >= {"seq", "timestamp", "node_id", "kind", "function", "file", "line", "source",
+                                   "depth", "locals"} for f in frames)
+
+
+def test_small_windows_give_the_same_frames_and_step_back_across_boundaries(recorded) -> None:
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        whole = [public(f) for f in open_cinema(s, trace).frames()]
+        film = open_cinema(s, trace, window=7)
+        backwards = [public(film.frame(i)) for i in range(film.total - 1, -1, -1)]
+    assert backwards[::-1] == whole
+
+
+def test_navigation(recorded) -> None:
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        film = open_cinema(s, trace, window=10)
+        assert film.find(0, kind="exception") == 73
+        assert film.find(80, False, kind="exception") == 73
+        assert film.find(0, var="r") == 26 and film.find(27, var="r") == 29
+        assert film.find(40, False, var="r") == 29
+        assert film.find(0, line=24) == 60            # first execution of `n -= 1`
+        assert film.find(0, text="caught") == 75
+        assert film.step_over(16) == 29               # over the recursive call: fact(3) writes r = 6
+        assert film.step_out(14) == 32                # out of fact(3): main's `a = 6`
+        assert film.step_out(14, forward=False) == 12  # back out: the line that called fact(3)
+        assert film.step_over(32, forward=False) == 12
+
+
+def test_state_at_and_value_history(recorded) -> None:
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        state = run_named(s, "state-at", {"trace": trace, "at": "24"}).rows
+        assert [(d, fn, var, val) for d, fn, _span, var, val in state] == [
+            (0, "cinema_app", "", ""), (1, "cinema_app.main", "", ""),
+            (2, "cinema_app.fact", "n", "3"), (3, "cinema_app.fact", "n", "2"), (4, "cinema_app.fact", "n", "1")]
+        history = run_named(s, "value-history", {"var": "r", "trace": trace}).dicts()
+        assert [(h["value"], h["line"], h["function"]) for h in history] == [
+            ("2", 7, "cinema_app.fact"), ("6", 7, "cinema_app.fact")]
+        n_history = [h["value"] for h in run_named(s, "value-history", {"var": "n", "trace": trace}).dicts()]
+        assert n_history == ["1", "0"]  # countdown's n -= 1 (arguments are not writes)
+        with pytest.raises(QueryParameterError, match="outside the trace"):
+            run_named(s, "state-at", {"trace": trace, "at": "100000"})
+
+
+def test_thread_work_is_recorded_with_its_values(recorded) -> None:
+    _root, store, _trace = recorded
+    with open_store(store) as s:
+        traces = s.query("SELECT DISTINCT TraceId FROM otel_traces WHERE SpanName = 'cinema_app.worker'").rows
+        film = open_cinema(s, traces[0][0])
+        writes = [(f["var"], f["value"]) for f in film.frames() if f["kind"] == "assign"]
+    assert writes == [("s", "0"), ("i", "0"), ("s", "0"), ("i", "1"), ("s", "1"), ("i", "2"), ("s", "3")]
+
+
+def test_cli_json_and_text(recorded) -> None:
+    root, store, trace = recorded
+    frames = json.loads(cli("cinema", trace, "--store", store, "--format", "json", "--at", "13", "--count", "3",
+                            cwd=root).stdout)
+    assert [(f["seq"], f["kind"], f["locals"]) for f in frames] == [
+        (13, "call", {"n": "3"}), (14, "line", {"n": "3"}), (15, "branch", {"n": "3"})]
+    text = cli("cinema", trace, "--store", store, "--format", "text", cwd=root).stdout.splitlines()
+    assert len(text) == 11 + len(EXPECTED)
+    assert "call      cinema_app.fact:4" in text[13] and "n=3" in text[13]
+    missing = cli("cinema", "0" * 32, "--store", store, cwd=root, check=False)
+    assert missing.returncode != 0 and "no recorded frames" in missing.stderr
+
+
+def test_named_queries_on_the_recording(recorded) -> None:
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        exc = run_named(s, "exceptions", {"trace": trace}).dicts()
+        raised = [e for e in exc if e["what"] == "raised"]
+        assert [(e["node_id"], e["type"], e["line"]) for e in raised] == [("cinema_app:boom", "KeyError", 29)]
+        caught = sorted(e["node_id"] for e in exc if e["what"] == "caught")
+        assert caught == ["cinema_app:main:except#0", "cinema_app:risky:except#0"]
+        hot = {r["node_id"]: r for r in run_named(s, "hot-nodes", {"limit": "50"}).dicts()}
+        assert hot["cinema_app:fact"]["executions"] == 3
+        assert hot["cinema_app:fact"]["self_ms"] <= hot["cinema_app:fact"]["total_ms"]
+        assert hot["cinema_app:main"]["self_ms"] < hot["cinema_app:main"]["total_ms"]
+        paths = run_named(s, "slow-paths", {"function": "cinema_app:fact"}).dicts()
+        assert sorted((p["path"], p["calls"]) for p in paths) == [
+            ("cinema_app:fact:if#0.false", 2), ("cinema_app:fact:if#0.true", 1)]
+        cov = {r["function"]: r for r in run_named(s, "coverage", {"module": "cinema_app"}).dicts()}
+        assert cov["cinema_app:fact"]["node_pct"] == 100.0
+        assert cov["cinema_app:risky"]["nodes_hit"] == cov["cinema_app:risky"]["nodes"]
+        graph = {(r["caller"], r["callee"]): r for r in run_named(s, "call-graph", {"module": "cinema_app"}).dicts()}
+        assert graph[("cinema_app:main", "cinema_app:fact")]["status"] == "static and dynamic"
+        assert graph[("cinema_app:fact", "cinema_app:fact")]["calls"] == 2
+        assert graph[("cinema_app:main", "cinema_app:countdown")]["calls"] == 1
+        with pytest.raises(QueryParameterError, match="unknown parameter"):
+            run_named(s, "hot-nodes", {"nope": "1"})
+        with pytest.raises(QueryParameterError, match="needs function"):
+            run_named(s, "slow-paths", {})
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_interactive_cinema_through_tmux(recorded) -> None:
+    root, store, trace = recorded
+    session = f"execscope-cinema-{time.monotonic_ns()}"
+    command = " ".join([*EXECSCOPE, "cinema", trace, "--store", store, "--at", "13"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "36", command], check=True,
+                   cwd=root)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                              check=True).stdout
+
+    def wait_for(text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        shown = ""
+        while time.monotonic() < deadline:
+            shown = screen()
+            if text in shown:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not on screen:\n{shown}")
+
+    def keys(*k: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, *k], check=True)
+
+    try:
+        shown = wait_for("frame 13/")
+        assert "▶ def fact(n):" in shown and "n = 3" in shown
+        keys("Right", "Right", "Right")
+        shown = wait_for("frame 16/")
+        assert "▶     r = n * fact(n - 1)" in shown
+        keys("o")                        # over the recursive call
+        shown = wait_for("frame 29/")
+        assert "r = 6" in shown
+        keys("Left")                     # step back
+        shown = wait_for("frame 28/")
+        assert "return 2" in shown and "n = 2" in shown and "r = 2" in shown
+        keys("e")                        # next exception
+        shown = wait_for("frame 73/")
+        assert "raised KeyError" in shown and "▶     raise KeyError" in shown
+        keys("U")                        # back out of boom: the line that called it
+        wait_for("frame 69/")
+        keys("w")
+        wait_for("next write of variable")
+        keys("e", "Enter")
+        shown = wait_for("frame 76/")
+        assert "e = 'caught'" in shown
+        keys("q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
