@@ -337,3 +337,26 @@ def test_interactive_cinema_through_tmux(recorded) -> None:
         keys("q")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_query_builder_joins_cpg_facts_with_executions(recorded) -> None:
+    from execscope.queries.builder import CpgQuery, QueryBuildError
+
+    _root, store, _trace = recorded
+    with open_store(store) as s:
+        base = CpgQuery(s).functions().module("cinema_*").with_executions()
+        rows = base.where("cyclomatic", ">=", 2).order_by("calls", descending=True).select(
+            "qualname", "cyclomatic", "calls").rows()
+        assert rows[0] == {"qualname": "fact", "cyclomatic": 2, "calls": 3}
+        assert {r["qualname"] for r in rows} == {"fact", "risky", "countdown", "worker", "main"}
+        assert all(r["cyclomatic"] >= 2 for r in rows)
+        never = base.where("calls", "=", 0).select("qualname").rows()
+        assert never == []  # every function of the app ran
+        ifs = CpgQuery(s).nodes("if").module("cinema_app").with_executions().order_by("executions", True).rows()
+        assert [(r["code"], r["executions"]) for r in ifs] == [
+            ("if n <= 1:", 3), ("if x < 0:", 2), ('if __name__ == "__main__":', 1)]
+        assert "{p0:String}" in base.sql() and base.params() == {"p0": "cinema\\_%"}
+        with pytest.raises(QueryBuildError, match="available"):
+            base.where("nope", "=", 1)
+        with pytest.raises(QueryBuildError, match="operator"):
+            base.where("calls", "~", 1)
