@@ -234,7 +234,7 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn
     store = _open(store_dsn)
     try:
         try:
-            film = open_cinema(store, trace_id)
+            film = open_cinema(store, trace_id, window=256 if fmt == "tui" else 4096)
         except TraceNotFound as exc:
             raise click.ClickException(str(exc)) from None
         if at >= film.total:

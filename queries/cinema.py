@@ -11,138 +11,227 @@ a trace spanning several processes is ordered by timestamp (one machine clock), 
 to that point: the recorded arguments, then assignments in order. Values are the bounded, redacted
 representations the recorder stored.
 
-Nothing loads a whole trace: :class:`Cinema` reads windows of ``window`` frames (an ordered range
-scan of the trace), the spans alive in the window, and each alive function's variables as they stood
-at the window's start (one aggregate). Searches (next exception, next write of a variable, a line,
-a text) run in ClickHouse and return a position. Every parameter is bound by the server.
+How it stays fast on long traces: opening a trace reads its spans (calls) and the sequence numbers
+of its events, and keeps only the sorted frame keys (a few bytes per frame) and the span table; a
+window of ``window`` frames is then one primary-key range read of ``execscope_events`` plus, for the
+calls alive at the window's start, one aggregate giving their variables and line at that point.
+Searches run in ClickHouse and come back as a key, turned into a position by bisection. Every
+parameter is bound by the server.
 
 Threading: a Cinema is not thread-safe; use one per viewer.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from execscope.storage.store import Store
 
 FRAME_KINDS = ("call", "line", "branch", "assign", "return", "exception")
+_EVENT_KIND = {"execscope.line": "line", "execscope.branch": "branch", "execscope.assign": "assign",
+               "exception": "exception"}
+_EVENT_NAMES = tuple(_EVENT_KIND)
 
-_TIMELINE = """
-    SELECT 'call' AS kind, SpanId AS span_id, toUInt64OrZero(SpanAttributes['execscope.seq']) AS seq,
-           Timestamp AS ts, NodeId AS node_id, toUInt32OrZero(SpanAttributes['code.line.number']) AS line,
-           '' AS var, '' AS value
-    FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''
-    UNION ALL
-    SELECT 'return', SpanId, toUInt64OrZero(SpanAttributes['execscope.seq.end']),
-           Timestamp + toIntervalNanosecond(Duration), NodeId, 0, '', SpanAttributes['execscope.return.value']
-    FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != '' AND StatusCode != 'STATUS_CODE_ERROR'
-    UNION ALL
-    SELECT multiIf(EventName = 'execscope.line', 'line', EventName = 'execscope.branch', 'branch',
-                   EventName = 'execscope.assign', 'assign', 'exception'),
-           SpanId, Seq, Timestamp, NodeId, LineNumber,
-           if(EventName = 'exception', Attributes['exception.type'], VarName),
-           if(EventName = 'exception', Attributes['exception.message'], VarValue)
-    FROM execscope_events
-    WHERE TraceId = {trace:String}
-      AND EventName IN ('execscope.line', 'execscope.branch', 'execscope.assign', 'exception')
-"""
-_KEY = "(if({multi:UInt8}, toUnixTimestamp64Nano(ts), 0), seq, kind = 'return')"
-
-WINDOW_SQL = f"""
-SELECT kind, span_id, seq, ts, node_id, line, var, value, toUnixTimestamp64Nano(ts) AS ts_ns
-FROM ({_TIMELINE}) ORDER BY {_KEY} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
-"""
-COUNT_SQL = f"SELECT count() FROM ({_TIMELINE})"
-POSITION_SQL = f"""
-SELECT count() FROM ({_TIMELINE})
-WHERE {_KEY} < ({{k0:UInt64}}, {{k1:UInt64}}, {{k2:UInt8}})
-"""
-SPANS_SQL = """
-SELECT SpanId, ParentSpanId, NodeId, CodeVersion, SpanAttributes['code.function.name'],
-       SpanAttributes['code.file.path'], toUInt32OrZero(SpanAttributes['code.line.number']),
-       mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes),
-       toUInt64OrZero(SpanAttributes['execscope.seq']) AS s0, toUInt64OrZero(SpanAttributes['execscope.seq.end']) AS s1,
-       toUnixTimestamp64Nano(Timestamp) AS t0, toUnixTimestamp64Nano(Timestamp) + Duration AS t1,
-       ResourceAttributes['process.pid']
+# The index of a trace, as one row of arrays in RowBinary (parsed with ``array``: no per-row objects).
+SPAN_INDEX_SQL = """
+SELECT groupArray(toFixedString(SpanId, 16)), groupArray(toFixedString(ParentSpanId, 16)),
+       groupArray(Seq),
+       groupArray(SeqEnd),
+       groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp))),
+       groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp) + Duration)),
+       groupArray(toUInt8(StatusCode = 'STATUS_CODE_ERROR')),
+       toUInt64(uniqExact(ResourceAttributes['process.pid']))
 FROM otel_traces
-WHERE TraceId = {trace:String} AND NodeId != ''
-  AND if({multi:UInt8}, t0 <= {hi_ts:UInt64} AND t1 >= {lo_ts:UInt64}, s0 <= {hi:UInt64} AND s1 >= {lo:UInt64})
+WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 """
-LOCALS_SQL = """
-SELECT SpanId, VarName, argMax((VarValue, NodeId), (Timestamp, Seq))
+EVENT_KEYS_SQL = """
+SELECT groupArray(Seq), groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp))) FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
+"""
+SPAN_DETAILS_SQL = """
+SELECT SpanId, NodeId, CodeVersion, SpanAttributes['code.function.name'], SpanAttributes['code.file.path'],
+       toUInt32OrZero(SpanAttributes['code.line.number']),
+       mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes), Timestamp,
+       SpanAttributes['execscope.return.value']
+FROM otel_traces
+WHERE TraceId = {trace:String} AND SpanId IN {spans:Array(String)}
+"""
+WINDOW_EVENTS_SQL = """
+SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
+       if(EventName = 'exception', Attributes['exception.type'], VarName),
+       if(EventName = 'exception', Attributes['exception.message'], VarValue)
 FROM execscope_events
-WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId IN {spans:Array(String)}
+WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
+  AND if({multi:UInt8}, toUnixTimestamp64Nano(Timestamp) BETWEEN {lo_ts:UInt64} AND {hi_ts:UInt64},
+         Seq BETWEEN {lo:UInt64} AND {hi:UInt64})
+"""
+# Where each alive call stood at a window's start: its last line and its variables' last values.
+STATE_BEFORE_SQL = """
+SELECT SpanId, EventName, VarName, argMax((VarValue, NodeId, LineNumber), (Timestamp, Seq))
+FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName IN ('execscope.assign', 'execscope.line')
+  AND SpanId IN {spans:Array(String)}
   AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
-GROUP BY SpanId, VarName, splitByChar(':', NodeId)[2]
+GROUP BY SpanId, EventName, VarName, if(EventName = 'execscope.assign', splitByChar(':', NodeId)[2], '')
 """
 
-LAST_LINE_SQL = """
-SELECT SpanId, argMax(LineNumber, (Timestamp, Seq)) FROM execscope_events
-WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND SpanId IN {spans:Array(String)}
-  AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
-GROUP BY SpanId
-"""
+Key = Any
+"""Within one process the sequence number (an int: one counter orders everything); across processes
+(timestamp ns, sequence number, 1 for a return)."""
 
 
 @dataclass(slots=True)
 class _Span:
     span_id: str
     parent: str
-    node_id: str
-    code_version: str
-    function: str
-    file: str
-    line: int
-    args: dict[str, str]
+    s0: int
+    s1: int
+    t0: int
+    t1: int
+    failed: bool
     depth: int = 0
+    call_key: Key = 0
+    return_key: Key | None = None
+    loaded: bool = False  # the details below are read when a window first needs them
+    node_id: str = ""
+    code_version: str = ""
+    function: str = ""
+    file: str = ""
+    line: int = 0
+    args: dict[str, str] = field(default_factory=dict)
+    start: Any = None
+    returned: str = ""
+
+
+def _arrays(store: Store, sql: str, params: dict[str, Any], layout: tuple[str, ...], scalars: int
+            ) -> tuple[list[Any], list[int]]:
+    """One result row of arrays (``layout``: 'Q' UInt64, 'B' UInt8, 'S16' FixedString(16)) followed by
+    ``scalars`` UInt64 values, read as RowBinary: large arrays cost no Python object per element."""
+    import array as _array
+
+    data = store.raw(sql, params, fmt="RowBinary")
+    pos = 0
+    out: list[Any] = []
+
+    def varint() -> int:
+        nonlocal pos
+        shift = value = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+
+    for kind in layout:
+        n = varint()
+        if kind == "S16":
+            chunk = data[pos:pos + 16 * n]
+            pos += 16 * n
+            out.append([chunk[i:i + 16].rstrip(b"\0").decode("ascii", "replace") for i in range(0, 16 * n, 16)])
+        else:
+            width = 8 if kind == "Q" else 1
+            values = _array.array("Q" if kind == "Q" else "B")
+            values.frombytes(data[pos:pos + width * n])
+            pos += width * n
+            out.append(values)
+    tail = _array.array("Q")
+    tail.frombytes(data[pos:pos + 8 * scalars])
+    return out, list(tail)
 
 
 class TraceNotFound(LookupError):
     """No recorded frames for the trace id."""
 
 
+@dataclass(slots=True)
+class _Index:
+    keys: list[Key] = field(default_factory=list)
+    spans: dict[str, _Span] = field(default_factory=dict)
+    by_key: dict[Key, tuple[str, _Span]] = field(default_factory=dict)
+    """Call and return keys -> ('call' | 'return', span)."""
+
+
 class Cinema:
     """Random access to the frames of one trace (see the module docstring)."""
 
-    def __init__(self, store: Store, trace_id: str, window: int = 1000, cached_windows: int = 8) -> None:
+    def __init__(self, store: Store, trace_id: str, window: int = 256, cached_windows: int = 16) -> None:
         self.store = store
         self.trace_id = trace_id.strip().lower()
         self.window = window
-        pids = store.query("SELECT uniqExact(ResourceAttributes['process.pid']) FROM otel_traces "
-                           "WHERE TraceId = {trace:String} AND NodeId != ''",
-                           parameters={"trace": self.trace_id}).rows
-        self.multi = 1 if pids and pids[0][0] > 1 else 0
-        self._total: int | None = None
+        self.multi = 0
         self._windows: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self._cached = cached_windows
         self._sources: dict[str, list[str] | None] = {}
         self._node_lines: dict[tuple[str, str], int] = {}
+        self._index = self._load_index()
 
     def _params(self, **extra: Any) -> dict[str, Any]:
         return {"trace": self.trace_id, "multi": self.multi, **extra}
 
+    def _load_index(self) -> _Index:
+        index = _Index()
+        (ids, parents, s0s, s1s, t0s, t1s, failed), pids = _arrays(
+            self.store, SPAN_INDEX_SQL, {"trace": self.trace_id}, ("S16", "S16", "Q", "Q", "Q", "Q", "B"), 1)
+        self.multi = 1 if pids[0] > 1 else 0
+        multi = self.multi
+        for i, span_id in enumerate(ids):
+            span = _Span(span_id, parents[i], s0s[i], s1s[i], t0s[i], t1s[i], bool(failed[i]))
+            span.call_key = (t0s[i], s0s[i], 0) if multi else s0s[i]
+            index.by_key[span.call_key] = ("call", span)
+            if not span.failed:
+                span.return_key = (t1s[i], s1s[i], 1) if multi else s1s[i]
+                index.by_key[span.return_key] = ("return", span)
+            index.spans[span_id] = span
+        for span in index.spans.values():  # call depth: instrumented ancestors in this trace
+            depth, parent, guard = 0, span.parent, 0
+            while parent in index.spans and guard < 100000:
+                depth += 1
+                parent = index.spans[parent].parent
+                guard += 1
+            span.depth = depth
+        (seqs, stamps), _ = _arrays(self.store, EVENT_KEYS_SQL, {"trace": self.trace_id, "names": list(_EVENT_NAMES)},
+                                    ("Q", "Q"), 0)
+        keys = list(index.by_key)
+        keys.extend(zip(stamps, seqs, [0] * len(seqs)) if multi else seqs)
+        keys.sort()
+        index.keys = keys
+        return index
+
+    def _details(self, spans: list[_Span]) -> None:
+        """Read what frames show about these spans (function, file, arguments, return value)."""
+        missing = [s for s in spans if not s.loaded]
+        for start in range(0, len(missing), 5000):
+            chunk = {s.span_id: s for s in missing[start:start + 5000]}
+            for span_id, node_id, version, function, file, line, args, ts, returned in self.store.query(
+                    SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows:
+                span = chunk.get(span_id)
+                if span is not None:
+                    span.node_id, span.code_version, span.function, span.file, span.line = (
+                        node_id, version, function, file, line)
+                    span.args = {k[len("execscope.arg."):]: v for k, v in args.items()}
+                    span.start, span.returned, span.loaded = ts, returned, True
+            for span in chunk.values():
+                span.loaded = True
+
     # --- size and random access ------------------------------------------------------------------
     @property
     def total(self) -> int:
-        if self._total is None:
-            self._total = int(self.store.query(COUNT_SQL, parameters=self._params()).rows[0][0])
-        return self._total
+        return len(self._index.keys)
 
     def frame(self, index: int) -> dict[str, Any]:
         """Frame at ``index`` (0-based; negative counts from the end). Raises IndexError."""
         if index < 0:
             index += self.total
-        if index < 0:
+        if not 0 <= index < self.total:
             raise IndexError(index)
-        window = self._window(index // self.window)
-        offset = index % self.window
-        if offset >= len(window):
-            raise IndexError(index)
-        return window[offset]
+        return self._window(index // self.window)[index % self.window]
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         """Frames ``start`` .. ``stop - 1`` in order, loading one window at a time."""
@@ -150,58 +239,81 @@ class Cinema:
         i = start
         while i < stop:
             window = self._window(i // self.window)
-            if not window:
-                return
             for f in window[i % self.window: i % self.window + (stop - i)]:
                 yield f
                 i += 1
 
-    # --- navigation (positions computed by the server) -------------------------------------------
-    def _key(self, f: dict[str, Any]) -> tuple[int, int, int]:
-        return (f["_ts_ns"] if self.multi else 0, f["_seq"], 1 if f["kind"] == "return" else 0)
+    # --- navigation ------------------------------------------------------------------------------
+    def position_of(self, key: Key) -> int:
+        return bisect.bisect_left(self._index.keys, key)
 
-    def position_of(self, key: tuple[int, int, int]) -> int:
-        rows = self.store.query(POSITION_SQL, parameters=self._params(k0=key[0], k1=key[1], k2=key[2])).rows
-        return int(rows[0][0])
+    def _key(self, ts: int, seq: int) -> Key:
+        return (ts, seq, 0) if self.multi else seq
+
+    def _parts(self, key: Key) -> tuple[int, int, int]:
+        """(timestamp or 0, sequence number, return flag) of a key."""
+        return key if self.multi else (0, key, 0)  # type: ignore[no-any-return]
 
     def find(self, index: int, forward: bool = True, *, kind: str | None = None, var: str | None = None,
              line: int | None = None, text: str | None = None, span: str | None = None) -> int | None:
         """Position of the nearest frame after (before) ``index`` matching every given condition:
         ``kind``, a write of variable ``var``, source ``line``, ``text`` (in the value, variable or
         the node's code, case-insensitive) or belonging to ``span``. None when there is none."""
-        here = self.frame(index)
-        k = self._key(here)
-        conditions = [f"{_KEY} {'>' if forward else '<'} ({{k0:UInt64}}, {{k1:UInt64}}, {{k2:UInt8}})"]
-        params = self._params(k0=k[0], k1=k[1], k2=k[2])
-        if kind is not None:
-            conditions.append("t.kind = {kind:String}")
-            params["kind"] = kind
+        here = self._index.keys[index]
+        best: Key | None = None
+        if kind in (None, "call", "return") and var is None and line is None and text is None:
+            best = self._span_key(here, forward, kind, span)
+        if kind in (None, "line", "branch", "assign", "exception"):
+            found = self._event_key(here, forward, kind, var, line, text, span)
+            if found is not None and (best is None or (found < best if forward else found > best)):
+                best = found
+        return None if best is None else self.position_of(best)
+
+    def _span_key(self, here: Key, forward: bool, kind: str | None, span: str | None) -> Key | None:
+        """Nearest call/return key of ``span`` (or of any span) beyond ``here``, from the span table."""
+        candidates: list[Key] = []
+        spans = [self._index.spans[span]] if span is not None and span in self._index.spans else (
+            [] if span is not None else list(self._index.spans.values()))
+        for s in spans:
+            for k, key in (("call", s.call_key), ("return", s.return_key)):
+                if key is not None and (kind is None or kind == k) and (key > here if forward else key < here):
+                    candidates.append(key)
+        if not candidates:
+            return None
+        return min(candidates) if forward else max(candidates)
+
+    def _event_key(self, here: Key, forward: bool, kind: str | None, var: str | None, line: int | None,
+                   text: str | None, span: str | None) -> Key | None:
+        key_expr = "(if({multi:UInt8}, toUnixTimestamp64Nano(e.Timestamp), 0), e.Seq, 0)"
+        conditions = [f"{key_expr} {'>' if forward else '<'} ({{k0:UInt64}}, {{k1:UInt64}}, {{k2:UInt8}})",
+                      "e.TraceId = {trace:String}", "e.EventName IN {names:Array(String)}"]
+        names = [n for n, k in _EVENT_KIND.items() if kind is None or k == kind]
+        k0, k1, k2 = self._parts(here)
+        params = self._params(k0=k0, k1=k1, k2=k2, names=names)
         if var is not None:
-            conditions.append("t.kind = 'assign' AND t.var = {var:String}")
+            conditions.append("e.EventName = 'execscope.assign' AND e.VarName = {var:String}")
             params["var"] = var
         if line is not None:
-            conditions.append("t.line = {line:UInt32} AND t.kind IN ('line', 'call')")
+            conditions.append("e.EventName = 'execscope.line' AND e.LineNumber = {line:UInt32}")
             params["line"] = line
         if span is not None:
-            conditions.append("t.span_id = {span:String}")
+            conditions.append("e.SpanId = {span:String}")
             params["span"] = span
         join = ""
         if text is not None:
             join = ("LEFT JOIN (SELECT node_id, any(code) AS code FROM cpg_nodes GROUP BY node_id) AS n "
-                    "ON n.node_id = t.node_id")
-            conditions.append("(positionCaseInsensitiveUTF8(t.value, {text:String}) > 0 OR "
-                              "positionCaseInsensitiveUTF8(t.var, {text:String}) > 0 OR "
+                    "ON n.node_id = e.NodeId")
+            conditions.append("(positionCaseInsensitiveUTF8(e.VarValue, {text:String}) > 0 OR "
+                              "positionCaseInsensitiveUTF8(e.VarName, {text:String}) > 0 OR "
                               "positionCaseInsensitiveUTF8(n.code, {text:String}) > 0)")
             params["text"] = text
-        order = "ASC" if forward else "DESC"
-        # the joined subquery has only node_id and code: the timeline's other names stay unambiguous
-        sql = (f"SELECT seq, toUnixTimestamp64Nano(ts), kind = 'return' FROM ({_TIMELINE}) AS t {join} "
-               f"WHERE {' AND '.join(conditions)} ORDER BY {_KEY} {order} LIMIT 1")
+        sql = (f"SELECT e.Seq, toUnixTimestamp64Nano(e.Timestamp) FROM execscope_events AS e {join} "
+               f"WHERE {' AND '.join(conditions)} ORDER BY {key_expr} {'ASC' if forward else 'DESC'} LIMIT 1")
         rows = self.store.query(sql, parameters=params).rows
         if not rows:
             return None
-        seq, ts_ns, is_return = rows[0]
-        return self.position_of((ts_ns if self.multi else 0, seq, int(is_return)))
+        seq, ts = rows[0]
+        return self._key(ts, seq)
 
     def step_over(self, index: int, forward: bool = True) -> int | None:
         """Next (previous) frame of the same call, skipping callees; at the call's end, its caller's."""
@@ -212,19 +324,19 @@ class Cinema:
         return self.step_out(index, forward)
 
     def step_out(self, index: int, forward: bool = True) -> int | None:
-        """The frame right after this call returns (forward) or the call itself (backward)."""
+        """The frame right after this call returns (forward) or the one before the call (backward)."""
         here = self.frame(index)
-        if forward:
-            end = self.find(index, True, span=here["span_id"], kind="return")
-            if end is None:
-                end = self.find(index, True, span=here["span_id"], kind="exception")
-            if end is None:
-                return None
-            return end + 1 if end + 1 < self.total else end
-        start = self.find(index, False, span=here["span_id"], kind="call")
-        if start is None:
+        span = self._index.spans.get(here["span_id"])
+        if span is None:
             return None
-        return start - 1 if start > 0 else start
+        if forward:
+            end = span.return_key
+            if end is None:
+                found = self.find(index, True, span=span.span_id, kind="exception")
+                return None if found is None else min(found + 1, self.total - 1)
+            return min(self.position_of(end) + 1, self.total - 1)
+        start = self.position_of(span.call_key)
+        return max(start - 1, 0)
 
     # --- loading -----------------------------------------------------------------------------------
     def _window(self, n: int) -> list[dict[str, Any]]:
@@ -232,44 +344,67 @@ class Cinema:
         if cached is not None:
             self._windows.move_to_end(n)
             return cached
-        rows = self.store.query(WINDOW_SQL, parameters=self._params(limit=self.window,
-                                                                     offset=n * self.window)).rows
-        frames = self._build(rows, n * self.window)
+        keys = self._index.keys[n * self.window: (n + 1) * self.window]
+        frames = self._build(keys, n * self.window) if keys else []
         self._windows[n] = frames
         if len(self._windows) > self._cached:
             self._windows.popitem(last=False)
         return frames
 
-    def _build(self, rows: list[tuple[Any, ...]], first_index: int) -> list[dict[str, Any]]:
-        if not rows:
-            return []
-        seqs = [r[2] for r in rows]
-        ts = [r[8] for r in rows]
-        lo, hi = min(seqs), max(seqs)
-        spans = self._spans(lo, hi, min(ts), max(ts))
-        live = list(spans)
-        initial: dict[str, dict[str, str]] = {sid: dict(s.args) for sid, s in spans.items()}
-        if live:
-            for span_id, name, (value, target) in self.store.query(LOCALS_SQL, parameters=self._params(
-                    spans=live, lo=rows[0][2], lo_ts=rows[0][8])).rows:
-                owner = spans[span_id].node_id if span_id in spans else ""
-                initial.setdefault(span_id, {})[variable_label(owner, target, name)] = value
-        self._load_node_lines(rows, spans)
-        out: list[dict[str, Any]] = []
+    def _build(self, keys: list[Key], first_index: int) -> list[dict[str, Any]]:
+        lo, hi = self._parts(keys[0]), self._parts(keys[-1])
+        events: dict[Key, tuple[Any, ...]] = {}
+        for row in self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
+                names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows:
+            events[self._key(row[3], row[2])] = row
+        first = keys[0]
+        spans = self._index.spans
+        live = [s for s in spans.values() if s.call_key < first and (
+            s.return_key >= first if s.return_key is not None else (s.t1 >= lo[0] if self.multi else s.s1 >= lo[1]))]
+        used = {id(s): s for s in live}
+        for key in keys:
+            entry = self._index.by_key.get(key)
+            if entry is not None:
+                used[id(entry[1])] = entry[1]
+        for row in events.values():
+            span_of = spans.get(row[1])
+            if span_of is not None:
+                used[id(span_of)] = span_of
+        self._details(list(used.values()))
+        local: dict[str, dict[str, str]] = {s.span_id: dict(s.args) for s in live}
         last_line: dict[str, int] = {}
-        if live:  # where each alive call stood when the window starts (a return shows that line)
-            last_line.update(self.store.query(LAST_LINE_SQL, parameters=self._params(
-                spans=live, lo=rows[0][2], lo_ts=rows[0][8])).rows)
-        for i, (kind, span_id, seq, ts_value, node_id, line, var, value, ts_ns) in enumerate(rows):
-            span = spans.get(span_id)
-            local = initial.setdefault(span_id, {})
-            if kind == "call" and span is not None:
-                local.clear()
-                local.update(span.args)
+        if live:
+            for span_id, event, name, (value, target, line) in self.store.query(STATE_BEFORE_SQL, parameters=(
+                    self._params(spans=[s.span_id for s in live], lo=lo[1], lo_ts=lo[0]))).rows:
+                if event == "execscope.line":
+                    last_line[span_id] = line
+                else:
+                    local[span_id][variable_label(spans[span_id].node_id, target, name)] = value
+        self._load_node_lines(events.values())
+        out: list[dict[str, Any]] = []
+        for i, key in enumerate(keys):
+            entry = self._index.by_key.get(key)
+            if entry is not None:
+                kind, span = entry
+                node_id, line, var, value = span.node_id, 0, "", span.returned if kind == "return" else ""
+                timestamp = span.start if kind == "call" else span.t1
+            else:
+                row = events.get(key)
+                if row is None:  # an event written after the index was read: skip it
+                    continue
+                event, span_id, _seq, _ts_ns, timestamp, node_id, line, var, value = row
+                kind = _EVENT_KIND[event]
+                span = spans.get(span_id)  # type: ignore[assignment]
+            span_id = span.span_id if span is not None else ""
+            variables = local.setdefault(span_id, {})
+            version = span.code_version if span is not None else ""
+            if kind == "call":
+                variables.clear()
+                variables.update(span.args)
+                line = span.line
             elif kind == "assign":
                 var = variable_label(span.node_id if span is not None else "", node_id, var)
-                local[var] = value
-            version = span.code_version if span is not None else ""
+                variables[var] = value
             if not line:
                 line = (last_line.get(span_id, 0) if kind == "return" else
                         self._node_lines.get((version, node_id), 0) or last_line.get(span_id, 0))
@@ -277,7 +412,7 @@ class Cinema:
                 last_line[span_id] = line
             frame: dict[str, Any] = {
                 "seq": first_index + i,
-                "timestamp": ts_value.isoformat() if hasattr(ts_value, "isoformat") else str(ts_value),
+                "timestamp": _iso(timestamp),
                 "node_id": node_id,
                 "kind": kind,
                 "function": span.function if span is not None else "",
@@ -285,11 +420,10 @@ class Cinema:
                 "line": line,
                 "source": self._source_line(version, span.file if span is not None else "", line),
                 "depth": span.depth if span is not None else 0,
-                "locals": dict(local),
+                "locals": dict(variables),
                 "span_id": span_id,
-                "_seq": seq,
-                "_ts_ns": ts_ns,
                 "_version": version,
+                "_key": key,
             }
             if kind == "assign":
                 frame["var"], frame["value"] = var, value
@@ -300,27 +434,12 @@ class Cinema:
             out.append(frame)
         return out
 
-    def _spans(self, lo: int, hi: int, lo_ts: int, hi_ts: int) -> dict[str, _Span]:
-        rows = self.store.query(SPANS_SQL, parameters=self._params(lo=lo, hi=hi, lo_ts=lo_ts, hi_ts=hi_ts)).rows
-        spans: dict[str, _Span] = {}
-        for span_id, parent, node_id, version, function, file, line, args, *_ in rows:
-            spans[span_id] = _Span(span_id, parent, node_id, version, function, file, line,
-                                   {k[len("execscope.arg."):]: v for k, v in args.items()})
-        for span in spans.values():  # depth: instrumented ancestors alive in the window
-            depth, parent, seen = 0, span.parent, 0
-            while parent in spans and seen < 10000:
-                depth += 1
-                parent = spans[parent].parent
-                seen += 1
-            span.depth = depth
-        return spans
-
-    def _load_node_lines(self, rows: list[tuple[Any, ...]], spans: dict[str, _Span]) -> None:
+    def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}
-        for _kind, span_id, _seq, _ts, node_id, line, *_ in rows:
-            span = spans.get(span_id)
-            if not line and span is not None and (span.code_version, node_id) not in self._node_lines:
-                wanted.setdefault(span.code_version, set()).add(node_id)
+        for row in rows:
+            span = self._index.spans.get(row[1])
+            if not row[6] and span is not None and (span.code_version, row[5]) not in self._node_lines:
+                wanted.setdefault(span.code_version, set()).add(row[5])
         for version, ids in wanted.items():
             found = self.store.query(
                 "SELECT node_id, any(line) FROM cpg_nodes WHERE code_version = {v:String} "
@@ -355,6 +474,14 @@ class Cinema:
         return lines[line - 1]
 
 
+def _iso(value: Any) -> str:
+    if isinstance(value, int):  # nanoseconds since the epoch
+        import datetime as _dt
+
+        return _dt.datetime.fromtimestamp(value / 1e9, tz=_dt.timezone.utc).replace(tzinfo=None).isoformat()
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def variable_label(function_node: str, target_node: str, name: str) -> str:
     """``name`` as the running frame sees it: a class body running inline in a function or module
     frame binds class attributes, shown as ``Class.name``."""
@@ -370,7 +497,7 @@ def public(frame: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in frame.items() if not k.startswith("_")}
 
 
-def open_cinema(store: Store, trace_id: str, window: int = 1000) -> Cinema:
+def open_cinema(store: Store, trace_id: str, window: int = 256) -> Cinema:
     """A Cinema over ``trace_id``; raises TraceNotFound when nothing was recorded for it."""
     cinema = Cinema(store, trace_id, window)
     if cinema.total == 0:

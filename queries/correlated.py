@@ -193,7 +193,8 @@ def state_at(store: Store, trace: str, at: int) -> QueryResult:
     if not 0 <= at < film.total:
         raise ValueError(f"at={at} is outside the trace (0..{film.total - 1})")
     frame = film.frame(at)
-    key = (frame["_ts_ns"] if film.multi else 0, frame["_seq"])
+    ts, seq, _ret = film._parts(frame["_key"])
+    key = (ts, seq)
     rows = store.query(STATE_SPANS_SQL, parameters={"trace": film.trace_id, "multi": film.multi,
                                                     "k0": key[0], "k1": key[1]}).rows
     span_ids = [r[0] for r in rows]

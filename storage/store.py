@@ -96,6 +96,13 @@ class Store:
             raise StoreError(_engine_message(exc)) from exc
         return QueryResult(list(result.column_names), [tuple(r) for r in result.result_rows])
 
+    def raw(self, sql: str, parameters: dict[str, Any] | None = None, fmt: str = "RowBinary") -> bytes:
+        """The result in one ClickHouse output format, unparsed (for bulk arrays)."""
+        try:
+            return bytes(self._client.raw_query(sql, parameters=parameters, fmt=fmt))
+        except Exception as exc:
+            raise StoreError(_engine_message(exc)) from exc
+
     def command(self, sql: str, parameters: dict[str, Any] | None = None,
                 settings: dict[str, Any] | None = None) -> Any:
         try:

@@ -335,8 +335,13 @@ def test_interactive_cinema_through_tmux(recorded) -> None:
         shown = wait_for("frame 76/")
         assert "e = 'caught'" in shown
         keys("q")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and subprocess.run(
+                ["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+            time.sleep(0.2)  # the viewer quits and releases the store
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        time.sleep(0.5)
 
 
 def test_query_builder_joins_cpg_facts_with_executions(recorded) -> None:
