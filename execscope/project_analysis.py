@@ -109,7 +109,7 @@ def analyse_file(path: str, module: str, known: frozenset[str] | set[str] = froz
         return FileResult(path, module, version, lines, "error", "too deeply nested to analyse")
     except MemoryError:
         return FileResult(path, module, version, lines, "error", "out of memory")
-    except Exception as exc:  # libcst's own parser errors, and anything unforeseen, per file
+    except Exception as exc:  # anything unforeseen, per file: reported, the rest goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return FileResult(path, module, version, lines, "error", f"{type(exc).__name__}: {first}")
     cpg.cfgs = []  # not needed by the writer; keeps what crosses the process boundary small

@@ -1,5 +1,5 @@
 """The code property graph of one module: every row ``cpg_nodes`` / ``cpg_edges`` / ``cpg_functions``
-needs, from one libcst parse (node IDs) and one :mod:`ast` parse (flow), in one pass per module.
+needs, from one :mod:`ast` parse (node IDs equal to the libcst reference's, and the flow).
 
 Edge kinds (``cpg_edges.kind``), all between node IDs of one ``code_version``:
 
@@ -25,7 +25,7 @@ from execscope.instrumentation.cdg import control_dependences
 from execscope.instrumentation.cfg import Cfg, IdResolver, build_cfgs_with
 from execscope.instrumentation.dataflow import ScopeFlow, analyse
 from execscope.instrumentation.metrics import function_facts
-from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, assign_node_ids
+from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, name_nodes
 
 EDGE_COLUMNS = ("src", "dst", "kind", "label", "properties")
 FUNCTION_COLUMNS = ("node_id", "module", "qualname", "file", "line", "end_line", "cyclomatic", "nesting_depth",
@@ -60,7 +60,7 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
     source that does not parse; callers report and skip."""
     tree = ast.parse(source, filename=file or "<unknown>")
     if nodes is None:
-        nodes = assign_node_ids(source, module, file, code_version)
+        nodes = name_nodes(source, module, file, code_version, tree=tree)
     resolve = IdResolver(nodes, source)
     out = ModuleCpg(nodes, source=source)
     edges = out.edges

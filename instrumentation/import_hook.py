@@ -8,7 +8,7 @@ libraries execscope itself runs on, and it is outside the standard library (unle
 The rewritten code object is cached next to the normal bytecode, like pytest's assertion rewriting:
 ``__pycache__/<name>.<tag>-execscope-<version>-<level>.pyc``, keyed by the source hash.
 
-Errors: a module that libcst cannot parse or the rewrite cannot handle is imported unmodified with
+Errors: a module that cannot be parsed or rewritten is imported unmodified with
 one warning naming it. A module Python itself cannot compile raises exactly what it raised before.
 """
 

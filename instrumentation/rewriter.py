@@ -455,10 +455,10 @@ def rewrite(tree: ast.Module, nodes: ModuleNodes, source: str, level: int = FUNC
 
 def rewrite_source(source: str, module: str, file: str, level: int = FUNCTIONS,
                    code_version: str | None = None) -> tuple[ast.Module, ModuleNodes, RewriteStats]:
-    """Parse, name and rewrite one module (both parses); raises SyntaxError / libcst errors as is."""
-    from execscope.instrumentation.node_ids import assign_node_ids
+    """Parse (once), name and rewrite one module; raises SyntaxError as is."""
+    from execscope.instrumentation.node_ids import name_nodes
 
-    nodes = assign_node_ids(source, module, file, code_version)
     tree = ast.parse(source, filename=file or "<unknown>")
+    nodes = name_nodes(source, module, file, code_version, tree=tree)  # before the rewrite mutates the tree
     tree, stats = rewrite(tree, nodes, source, level)
     return tree, nodes, stats
