@@ -252,7 +252,7 @@ class Cinema:
 
     def _parts(self, key: Key) -> tuple[int, int, int]:
         """(timestamp or 0, sequence number, return flag) of a key."""
-        return key if self.multi else (0, key, 0)  # type: ignore[no-any-return]
+        return key if self.multi else (0, key, 0)
 
     def find(self, index: int, forward: bool = True, *, kind: str | None = None, var: str | None = None,
              line: int | None = None, text: str | None = None, span: str | None = None) -> int | None:
@@ -389,10 +389,10 @@ class Cinema:
                 node_id, line, var, value = span.node_id, 0, "", span.returned if kind == "return" else ""
                 timestamp = span.start if kind == "call" else span.t1
             else:
-                row = events.get(key)
-                if row is None:  # an event written after the index was read: skip it
+                found = events.get(key)
+                if found is None:  # an event written after the index was read: skip it
                     continue
-                event, span_id, _seq, _ts_ns, timestamp, node_id, line, var, value = row
+                event, span_id, _seq, _ts_ns, timestamp, node_id, line, var, value = found
                 kind = _EVENT_KIND[event]
                 span = spans.get(span_id)  # type: ignore[assignment]
             span_id = span.span_id if span is not None else ""

@@ -60,7 +60,7 @@ def _correlated(name: str) -> Callable[..., QueryResult]:
     def run(store: Store, **kwargs: Any) -> QueryResult:
         from execscope.queries import correlated
 
-        return getattr(correlated, name)(store, **kwargs)  # type: ignore[no-any-return]
+        return getattr(correlated, name)(store, **kwargs)
 
     return run
 
