@@ -53,7 +53,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events")
+                 "dropped_events", "child_ns")
 
     trace_id: int
     span_id: int
@@ -76,6 +76,7 @@ class FastFrame:
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
         self.dropped_events = 0
+        self.child_ns = 0  # time spent in recorded callees (self time = duration - child_ns)
         self.has_ret = False
         self.foreign = False
         self.error: tuple | None = None
@@ -194,6 +195,9 @@ def leave(frame: Any) -> None:
             return
         frame.end = _time_ns()
         frame.seq1 = frame.seq.next()
+        outer = frame.outer
+        if outer is not None and outer.span_id == frame.parent_id:  # the caller is the parent: its child time
+            outer.child_ns += frame.end - frame.start
         state = _state
         if len(state.pending) < state.max_pending:
             state.pending.append(frame)

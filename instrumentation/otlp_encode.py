@@ -82,6 +82,8 @@ def encode_frame(f: FastFrame) -> bytes:
         parts.append(kv_str("execscope.return.value", render("", f.ret)))
     if f.exit is not None:
         parts.append(kv_str("execscope.exit", f.exit))
+    if f.child_ns:
+        parts.append(w.kv_int("execscope.child_ns", f.child_ns))
     if f.events:
         event, ev_str, names = _EVENTS.event, w.ev_str, _EVENT_NAMES
         for kind, node_id, ts, seq, a, b in f.events:

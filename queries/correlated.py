@@ -11,33 +11,39 @@ from typing import Any
 
 from execscope.storage.store import QueryResult, Store
 
+# Self time: spans of execscope's fast core carry the time spent in recorded callees (ChildNs); for
+# spans of other SDKs (telemetry.sdk.name != 'execscope') children are summed by a join, which is
+# skipped when there are none.
 HOT_NODES_SQL = """
 WITH calls AS (
     SELECT NodeId, CodeVersion, count() AS executions, sum(Duration) AS total_ns,
-           quantile(0.95)(Duration) AS p95_ns
+           sum(least(ChildNs, Duration)) AS child_ns, quantile(0.95)(Duration) AS p95_ns
     FROM otel_traces
     WHERE NodeId != '' AND ({service:String} = '' OR ServiceName = {service:String})
     GROUP BY NodeId, CodeVersion
     ORDER BY total_ns DESC
     LIMIT {limit:UInt32}
 ),
-children AS (
+foreign_children AS (
     SELECT p.NodeId AS NodeId, sum(c.Duration) AS child_ns
     FROM otel_traces AS c
     INNER JOIN (SELECT SpanId, TraceId, NodeId FROM otel_traces
                 WHERE NodeId IN (SELECT NodeId FROM calls)
+                  AND ResourceAttributes['telemetry.sdk.name'] != 'execscope'
                   AND ({service:String} = '' OR ServiceName = {service:String})) AS p
         ON c.ParentSpanId = p.SpanId AND c.TraceId = p.TraceId
     GROUP BY p.NodeId
 )
 SELECT calls.NodeId AS node_id, n.kind AS kind, n.qualname AS qualname, n.file AS file, n.line AS line,
        n.code AS code, calls.executions AS executions, round(calls.total_ns / 1e6, 3) AS total_ms,
-       round((calls.total_ns - coalesce(children.child_ns, 0)) / 1e6, 3) AS self_ms,
+       round(greatest(calls.total_ns - calls.child_ns - coalesce(foreign_children.child_ns, 0), 0) / 1e6, 3)
+           AS self_ms,
        round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version
 FROM calls
-LEFT JOIN children ON children.NodeId = calls.NodeId
+LEFT JOIN foreign_children ON foreign_children.NodeId = calls.NodeId
 LEFT JOIN (SELECT node_id, code_version, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file,
-                  any(line) AS line, any(code) AS code FROM cpg_nodes GROUP BY node_id, code_version) AS n
+                  any(line) AS line, any(code) AS code FROM cpg_nodes
+           WHERE node_id IN (SELECT NodeId FROM calls) GROUP BY node_id, code_version) AS n
     ON n.node_id = calls.NodeId AND n.code_version = calls.CodeVersion
 ORDER BY total_ms DESC
 """

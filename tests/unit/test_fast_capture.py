@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tests.conftest import load_rewritten
 from tests.unit.test_runtime_spans import APP
 
-VOLATILE = ("execscope.seq", "execscope.seq.end", "exception.stacktrace")
+VOLATILE = ("execscope.seq", "execscope.seq.end", "exception.stacktrace", "execscope.child_ns")
 
 
 @pytest.fixture
@@ -167,3 +167,26 @@ def measure():
     assert dropped - dropped_before == 20000  # the paused calls are counted, not hidden
     module.peek(1)  # recording resumes after tracemalloc.stop()
     assert [f.info[1] for f in fast_capture.take_pending()[0]] == ["memtest.peek"]
+
+
+def test_callers_carry_the_time_spent_in_recorded_callees(fast) -> None:
+    module = load_rewritten('''
+        import time
+        def leaf():
+            time.sleep(0.02)
+        def mid():
+            leaf(); leaf()
+            time.sleep(0.01)
+        def top():
+            mid()
+    ''', "functions", name="childtime", file="/src/childtime.py")
+    fast_capture.take_pending()
+    module.top()
+    frames, _ = fast_capture.take_pending()
+    by_name = {f.info[1]: f for f in frames}
+    top, mid, leaf = by_name["childtime.top"], by_name["childtime.mid"], by_name["childtime.leaf"]
+    leaves = [f for f in frames if f.info[1] == "childtime.leaf"]
+    assert leaf.child_ns == 0
+    assert mid.child_ns == sum(f.end - f.start for f in leaves)
+    assert top.child_ns == mid.end - mid.start
+    assert mid.end - mid.start - mid.child_ns >= 10_000_000  # its own sleep is self time
