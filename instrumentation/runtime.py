@@ -126,6 +126,7 @@ def activate(recorder: Recorder, level: int) -> None:
     global _recorder
     globals().update(_SDK_HOOKS)
     _recorder = recorder
+    _follow_threads(True)
 
 
 def use_core(hooks: dict[str, Any]) -> None:
@@ -135,6 +136,7 @@ def use_core(hooks: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
     globals().update({name: hooks[name] for name in HOOK_NAMES})
+    _follow_threads(True)
 
 
 def deactivate() -> None:
@@ -142,6 +144,15 @@ def deactivate() -> None:
     global _recorder
     _recorder = None
     globals().update(_SDK_HOOKS)
+    _follow_threads(False)
+
+
+def _follow_threads(on: bool) -> None:
+    """Threads and pool tasks started inside a recorded call record as its children (see
+    :mod:`.thread_context`)."""
+    from execscope.instrumentation import thread_context
+
+    (thread_context.install if on else thread_context.uninstall)()
 
 
 def active_recorder() -> Recorder | None:

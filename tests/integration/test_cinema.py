@@ -181,15 +181,17 @@ def test_frames_equal_what_the_program_did(recorded: tuple[Path, str, str]) -> N
     _root, store, trace = recorded
     with open_store(store) as s:
         film = open_cinema(s, trace)
-        frames = list(film.frames())
-    assert film.total == 11 + len(EXPECTED)
+        everything = list(film.frames())
+    # the worker thread's frames belong to this trace too (see test_thread_work_...): set them aside
+    frames = [f for f in everything if not f["function"].endswith(".worker")]
+    assert [f["seq"] for f in everything] == list(range(len(everything)))
+    assert len(frames) == 11 + len(EXPECTED)
     prologue = [(f["kind"], f["line"]) for f in frames[:11]]
     assert prologue == [("call", 1), ("line", 1), ("line", 4), ("line", 11), ("line", 21), ("line", 27),
                         ("line", 32), ("line", 39), ("line", 55), ("branch", 56), ("line", 56)]
     got = [[f["kind"], f["function"].split(".")[-1], f["line"], f["depth"],
             {k: _thread_object(v) for k, v in f["locals"].items()}] for f in frames[11:]]
     assert got == EXPECTED
-    assert [f["seq"] for f in frames] == list(range(len(frames)))
     assert frames[16]["source"] == "    r = n * fact(n - 1)"
     assert frames[73]["exception"] == "KeyError: 'k'" or frames[73]["exception"].startswith("KeyError")
     assert all(set(public(f)) >= {"seq", "timestamp", "node_id", "kind", "function", "file", "line", "source",
@@ -237,13 +239,20 @@ def test_state_at_and_value_history(recorded) -> None:
             run_named(s, "state-at", {"trace": trace, "at": "100000"})
 
 
-def test_thread_work_is_recorded_with_its_values(recorded) -> None:
-    _root, store, _trace = recorded
+def test_thread_work_is_recorded_with_its_values_in_causal_order(recorded) -> None:
+    _root, store, trace = recorded
     with open_store(store) as s:
         traces = s.query("SELECT DISTINCT TraceId FROM otel_traces WHERE SpanName = 'cinema_app.worker'").rows
-        film = open_cinema(s, traces[0][0])
-        writes = [(f["var"], f["value"]) for f in film.frames() if f["kind"] == "assign"]
+        assert traces == [(trace,)]  # the thread started inside main() records in main's trace
+        frames = list(open_cinema(s, trace).frames())
+    worker = [f for f in frames if f["function"] == "cinema_app.worker"]
+    writes = [(f["var"], f["value"]) for f in worker if f["kind"] == "assign"]
     assert writes == [("s", "0"), ("i", "0"), ("s", "0"), ("i", "1"), ("s", "1"), ("i", "2"), ("s", "3")]
+    assert worker[0]["kind"] == "call" and worker[0]["locals"] == {"k": "3", "out": "[]"}
+    assert worker[0]["depth"] == 2  # a child of main()
+    start = next(f["seq"] for f in frames if f["source"].strip() == "t.start()")
+    after_join = next(f["seq"] for f in frames if f["source"].strip() == "return a, b, c, d, e, out")
+    assert start < worker[0]["seq"] and worker[-1]["seq"] < after_join  # started after start(), done by join()
 
 
 def test_cli_json_and_text(recorded) -> None:
@@ -253,7 +262,7 @@ def test_cli_json_and_text(recorded) -> None:
     assert [(f["seq"], f["kind"], f["locals"]) for f in frames] == [
         (13, "call", {"n": "3"}), (14, "line", {"n": "3"}), (15, "branch", {"n": "3"})]
     text = cli("cinema", trace, "--store", store, "--format", "text", cwd=root).stdout.splitlines()
-    assert len(text) == 11 + len(EXPECTED)
+    assert len(text) == 11 + len(EXPECTED) + 18  # + the worker thread's frames
     assert "call      cinema_app.fact:4" in text[13] and "n=3" in text[13]
     missing = cli("cinema", "0" * 32, "--store", store, cwd=root, check=False)
     assert missing.returncode != 0 and "no recorded frames" in missing.stderr

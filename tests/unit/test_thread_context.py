@@ -1,0 +1,69 @@
+"""Threads and pool tasks started inside a recorded call are recorded as its children, same trace."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from execscope.instrumentation import fast_capture, runtime, thread_context
+
+from tests.conftest import load_rewritten
+from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
+
+SOURCE = '''
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(k):
+        return k * 2
+
+    def spawn():
+        t = threading.Thread(target=work, args=(1,))
+        t.start(); t.join()
+        with ThreadPoolExecutor(2) as pool:
+            return sorted(pool.map(work, [2, 3])) + [pool.submit(work, 4).result()]
+
+    def later():
+        return work(5)
+'''
+
+
+def test_thread_and_pool_work_joins_the_spawning_call(fast) -> None:  # noqa: F811
+    module = load_rewritten(SOURCE, "functions", name="threads_app", file="/src/threads_app.py")
+    fast_capture.take_pending()
+    assert module.spawn() == [4, 6, 8]
+    module.later()
+    frames, dropped = fast_capture.take_pending()
+    assert dropped == 0
+    spawn = next(f for f in frames if f.info[1] == "threads_app.spawn")
+    later = next(f for f in frames if f.info[1] == "threads_app.later")
+    work = [f for f in frames if f.info[1] == "threads_app.work"]
+    assert len(work) == 5
+    in_spawn = [f for f in work if f.trace_id == spawn.trace_id]
+    assert len(in_spawn) == 4 and all(f.parent_id == spawn.span_id for f in in_spawn)
+    (from_later,) = [f for f in work if f.trace_id == later.trace_id]
+    assert from_later.parent_id == later.span_id
+    assert len({f.seq0 for f in frames}) == len(frames)  # one sequence orders every thread
+
+
+def test_threads_started_outside_recorded_calls_are_untouched(fast) -> None:  # noqa: F811
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(runtime._current.get()))
+    t.start()
+    t.join()
+    assert seen == [None] and "run" not in t.__dict__
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(lambda: 7).result() == 7
+
+
+def test_install_is_idempotent_and_uninstall_restores() -> None:
+    original = threading.Thread.start
+    thread_context.uninstall()
+    plain = threading.Thread.start
+    thread_context.install()
+    thread_context.install()
+    assert threading.Thread.start is not plain
+    thread_context.uninstall()
+    assert threading.Thread.start is plain
+    if original is not plain:
+        thread_context.install()
