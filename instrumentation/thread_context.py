@@ -86,7 +86,7 @@ def install() -> None:
         threading.Thread.start = _start  # type: ignore[method-assign]
     if _original_submit is None:
         _original_submit = ThreadPoolExecutor.submit
-        ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
+        ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
 
 
 def uninstall() -> None:
