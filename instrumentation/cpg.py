@@ -124,7 +124,8 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
                     break
                 outer = parents.get(outer, "")
     for call in static_calls(tree, nodes, resolve, is_package):
-        edges.append((call.call, call.target, "CALL", call.callee, {"resolved": call.how}))
+        edges.append((call.call, call.target, "CALL", call.callee,
+                      {"resolved": call.how, "scope": call.call.rsplit(":", 1)[0]}))
     nodes.nodes.extend(extra)
     cfg_sizes = {c.scope: (len(c.nodes), len(c.edges)) for c in cfgs}
     for fn in ast.walk(tree):

@@ -53,6 +53,7 @@ def make_project(root: Path) -> Path:
     (pkg / "broken.py").write_text("def f(:\n    pass\n")
     (pkg / "latin1.py").write_bytes(b"x = '\xe9'\n")
     (pkg / "deep.py").write_text("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n")
+    (pkg / "generated.py").write_text("TABLE = [\n" + "    (1, 2, 3),\n" * 700_000 + "]\n")  # > 8 MB
     return root / "proj"
 
 
@@ -61,10 +62,11 @@ def test_analyze_project_incrementally_and_reports_bad_files(tmp_path: Path) -> 
     store = f"chdb://{tmp_path / 'db'}"
     first = cli("analyze", str(project), "--store", store, "--jobs", "2", "--format", "json", cwd=tmp_path)
     (report,) = json.loads(first.stdout)
-    assert report["files"] == 6 and report["analysed"] == 3 and report["errors"] == 3
+    assert report["files"] == 7 and report["analysed"] == 3 and report["errors"] == 4
     reasons = {Path(f["file"]).name: f["reason"] for f in report["failed"]}
-    assert set(reasons) == {"broken.py", "latin1.py", "deep.py"}
+    assert set(reasons) == {"broken.py", "latin1.py", "deep.py", "generated.py"}
     assert "syntax" in reasons["broken.py"].lower()
+    assert "too large" in reasons["generated.py"]
     assert "skipped" in first.stderr and "broken.py" in first.stderr
     # module names as Python imports them: node IDs join the recording's
     rows = sql("SELECT node_id FROM cpg_functions ORDER BY node_id", tmp_path, store)
@@ -76,7 +78,7 @@ def test_analyze_project_incrementally_and_reports_bad_files(tmp_path: Path) -> 
     # unchanged files are not analysed again; a changed one is
     (project / "shop" / "prices.py").write_text("def price(item):\n    return 2 * len(item)\n")
     (again,) = json.loads(cli("analyze", str(project), "--store", store, "--format", "json", cwd=tmp_path).stdout)
-    assert again["analysed"] == 1 and again["unchanged"] == 2 and again["errors"] == 3
+    assert again["analysed"] == 1 and again["unchanged"] == 2 and again["errors"] == 4
 
 
 def test_dot_export_of_one_function(tmp_path: Path) -> None:
@@ -85,6 +87,9 @@ def test_dot_export_of_one_function(tmp_path: Path) -> None:
         analyse_project([project / "shop" / "cart.py"], ClickHouseWriter(store), jobs=1)
         graph = load_function_graph(store, "shop.cart:Cart.total", kinds=("CFG", "CDG"))
         dot = graph.to_dot()
+        flow = load_function_graph(store, "shop.cart:Cart.total", kinds=("REACHING_DEF", "PHI", "CALL")).edges
+    assert ("shop.cart:Cart.total:call#0", "shop.prices:price", "CALL", "price") in flow
+    assert any(kind == "REACHING_DEF" and label == "t" for _s, _d, kind, label in flow)
     assert dot.startswith('digraph "shop.cart:Cart.total" {')
     assert '"shop.cart:Cart.total:for#0" -> "shop.cart:Cart.total:for#0.body" [label="true"' in dot
     assert "style=dashed" in dot  # control dependences
