@@ -94,7 +94,7 @@ class _Span:
     t0: int
     t1: int
     failed: bool
-    depth: int = 0
+    depth: int = -1
     call_key: Key = 0
     return_key: Key | None = None
     loaded: bool = False  # the details below are read when a window first needs them
@@ -189,13 +189,19 @@ class Cinema:
                 span.return_key = (t1s[i], s1s[i], 1) if multi else s1s[i]
                 index.by_key[span.return_key] = ("return", span)
             index.spans[span_id] = span
-        for span in index.spans.values():  # call depth: instrumented ancestors in this trace
-            depth, parent, guard = 0, span.parent, 0
-            while parent in index.spans and guard < 100000:
+        spans = index.spans
+        for span in spans.values():  # call depth: instrumented ancestors in this trace (memoised walk up)
+            if span.depth >= 0:
+                continue
+            chain = [span]
+            parent = spans.get(span.parent)
+            while parent is not None and parent.depth < 0 and len(chain) < 1_000_000:
+                chain.append(parent)
+                parent = spans.get(parent.parent)
+            depth = parent.depth + 1 if parent is not None and parent.depth >= 0 else 0
+            for s in reversed(chain):
+                s.depth = depth
                 depth += 1
-                parent = index.spans[parent].parent
-                guard += 1
-            span.depth = depth
         (seqs, stamps), _ = _arrays(self.store, EVENT_KEYS_SQL, {"trace": self.trace_id, "names": list(_EVENT_NAMES)},
                                     ("Q", "Q"), 0)
         keys = list(index.by_key)
