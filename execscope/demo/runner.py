@@ -118,6 +118,8 @@ def run_demo(store_dsn: str | None, level: str = "statements") -> int:
                 "\nThe bug: apply_loyalty adds 0.40 (not 0.04) for long-standing customers and applies the"
                 "\ndiscount a second time for VIPs, so a VIP of 9 years pays 23 cents. The recording shows"
                 "\n`discount` going 0.15 -> 0.55 and `total` being cut twice, with the line of each write.")
+            click.echo(f"\nStep through that order forwards and backwards, with every variable:"
+                       f"\n  execscope cinema {trace_id} --store {store.address}")
         click.echo(f"\nAsk more with:  execscope sql \"SELECT ... FROM otel_traces\" --store {store.address}")
         click.echo(f"(demo finished in {time.monotonic() - started:.1f}s)")
     finally:
