@@ -45,9 +45,15 @@ def main() -> None:
                    "if/loop/try/match/and/or ran. statements: + every statement and every value assigned.")
 @STORE_OPTION
 @click.option("--service", default="", help="service.name of the recorded spans (default: the command name).")
+@click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
+              help="spool: this process writes the store while the program runs. kafka: every process sends "
+                   "OTLP to --kafka (store it with `execscope collect`).")
+@click.option("--kafka", "kafka_bootstrap", default="", metavar="HOST:PORT", envvar="EXECSCOPE_KAFKA",
+              help="Kafka bootstrap servers (with --exporter kafka). Env: EXECSCOPE_KAFKA.")
+@click.option("--topic", default="otlp_spans", show_default=True, help="Kafka topic (with --exporter kafka).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
-        command: tuple[str, ...]) -> None:
+        exporter: str, kafka_bootstrap: str, topic: str, command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
     COMMAND is any Python invocation, after `--`:
@@ -69,12 +75,25 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         exit_code_of,
         resolve_python,
         run_recorded,
+        run_to_kafka,
         script_command,
     )
 
     if not include:
         raise click.UsageError("give at least one --include GLOB naming the modules to record, "
                                "e.g. --include 'myapp' --include 'myapp.*'")
+    if exporter == "kafka":
+        if not kafka_bootstrap:
+            raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
+        options = RunOptions(include=include, exclude=exclude, level=level, service=service,
+                             exporter="kafka", kafka=kafka_bootstrap, topic=topic)
+        try:
+            returncode = run_to_kafka(script_command(resolve_python(command), include), options)
+        except FileNotFoundError:
+            raise click.ClickException(f"command not found: {command[0]}") from None
+        click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
+                   f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
+        sys.exit(exit_code_of(returncode))
     store = _open(store_dsn)
     try:
         options = RunOptions(include=include, exclude=exclude, level=level, service=service)
