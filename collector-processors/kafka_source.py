@@ -129,7 +129,8 @@ class KafkaSource:
 
     def __init__(self, bootstrap: str, store: Store, topic: str = DEFAULT_TOPIC, group: str = DEFAULT_GROUP,
                  chain: ProcessorChain | None = None, meter_provider: Any = None,
-                 consumer_config: dict[str, Any] | None = None, work_dir: str | None = None) -> None:
+                 consumer_config: dict[str, Any] | None = None, work_dir: str | None = None,
+                 instance_id: str | None = None) -> None:
         self.bootstrap = bootstrap
         self.store = store
         self.topic = topic
@@ -139,7 +140,9 @@ class KafkaSource:
         self.stats = CollectStats()
         self.metrics = _Metrics(meter_provider, self.stats)
         self.native = store.address.kind == "chdb" and self.chain.native_ok
-        self.consumer_config = consumer_config or {}
+        self.consumer_config = dict(consumer_config or {})
+        if instance_id:  # static membership: a restarted collector takes its partitions back at once
+            self.consumer_config["group_instance_id"] = instance_id
         self._stop = threading.Event()
         self._buffers: dict[Any, list[Any]] = {}
         self._buffer_bytes: dict[Any, int] = {}
@@ -183,7 +186,7 @@ class KafkaSource:
         config: dict[str, Any] = {
             "group_id": self.group, "enable_auto_commit": False, "auto_offset_reset": "earliest",
             "max_poll_records": 2000, "fetch_max_bytes": 64 << 20, "max_partition_fetch_bytes": 16 << 20,
-            "max_poll_interval_ms": 1_800_000, "session_timeout_ms": 30_000, "heartbeat_interval_ms": 3_000,
+            "max_poll_interval_ms": 1_800_000, "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
             "client_id": f"execscope-collector-{os.getpid()}",
         }
         config.update(self.consumer_config)

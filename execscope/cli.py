@@ -119,6 +119,8 @@ PROCESSORS_OPTION = click.option(
 @click.option("--topic", default="otlp_spans", show_default=True,
               help="Topic of OTLP protobuf messages (node rows are read from TOPIC.cpg, poison goes to TOPIC.dlq).")
 @click.option("--group", default="execscope-collector", show_default=True, help="Consumer group.")
+@click.option("--instance-id", default=None, help="Static group membership id: a collector restarted with the "
+              "same id gets its partitions back at once instead of after the session timeout.")
 @STORE_OPTION
 @PROCESSORS_OPTION
 @click.option("--exit-when-idle", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
@@ -126,7 +128,7 @@ PROCESSORS_OPTION = click.option(
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print pipeline stats (lag, rows/s, batch sizes, errors, dead letters) every 5 s on stderr "
                    "and as one JSON document on stdout at the end.")
-def collect(kafka_bootstrap: str, topic: str, group: str, store_dsn: str | None, processors_file: str | None,
+def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None, store_dsn: str | None, processors_file: str | None,
             exit_when_idle: float | None, show_stats: bool) -> None:
     """Consume OTLP spans from Kafka into the store, until stopped (Ctrl-C / SIGTERM) or idle.
 
@@ -148,7 +150,8 @@ def collect(kafka_bootstrap: str, topic: str, group: str, store_dsn: str | None,
             chain = build_chain(load_config(processors_file), store)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain)
+        source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
+                             instance_id=instance_id)
         previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def tick(stats: object) -> None:
