@@ -4,6 +4,7 @@ stderr; failures exit non-zero."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -18,11 +19,26 @@ STORE_OPTION = click.option("--store", "store_dsn", envvar=ENV_STORE, default=No
                             help=f"chdb:///path (embedded, default {DEFAULT_STORE}) or "
                                  "http(s)://user:pass@host:8123/db. Env: EXECSCOPE_STORE.")
 
+PROCESSORS_OPTION = click.option(
+    "--processors", "processors_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+    help="Processor chain configuration (TOML or JSON): enrich, redact, attribute_limits, plugins of the "
+         "entry point group execscope.processors, and [batch] sizes.")
+
 
 def _open(store_dsn: str | None) -> Store:
     try:
         return open_store(store_dsn)
     except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _chain(processors_file: str | None, store: Store) -> Any:
+    from execscope.collector.processors import ConfigError, build_chain, load_config
+
+    try:
+        return build_chain(load_config(processors_file), store)
+    except ConfigError as exc:
+        store.close()
         raise click.ClickException(str(exc)) from None
 
 
@@ -51,9 +67,11 @@ def main() -> None:
 @click.option("--kafka", "kafka_bootstrap", default="", metavar="HOST:PORT", envvar="EXECSCOPE_KAFKA",
               help="Kafka bootstrap servers (with --exporter kafka). Env: EXECSCOPE_KAFKA.")
 @click.option("--topic", default="otlp_spans", show_default=True, help="Kafka topic (with --exporter kafka).")
+@PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
-        exporter: str, kafka_bootstrap: str, topic: str, command: tuple[str, ...]) -> None:
+        exporter: str, kafka_bootstrap: str, topic: str, processors_file: str | None,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
     COMMAND is any Python invocation, after `--`:
@@ -96,21 +114,17 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         sys.exit(exit_code_of(returncode))
     store = _open(store_dsn)
     try:
+        chain = _chain(processors_file, store)
         options = RunOptions(include=include, exclude=exclude, level=level, service=service)
         try:
-            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store)
+            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store,
+                                              chain)
         except FileNotFoundError:
             raise click.ClickException(f"command not found: {command[0]}") from None
         click.echo(describe(report, store, dropped_since(store, report.started_ns)), err=True)
     finally:
         store.close()
     sys.exit(exit_code_of(returncode))
-
-
-PROCESSORS_OPTION = click.option(
-    "--processors", "processors_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
-    help="Processor chain configuration (TOML or JSON): enrich, redact, attribute_limits, plugins of the "
-         "entry point group execscope.processors, and [batch] sizes.")
 
 
 @main.command()
@@ -128,8 +142,8 @@ PROCESSORS_OPTION = click.option(
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print pipeline stats (lag, rows/s, batch sizes, errors, dead letters) every 5 s on stderr "
                    "and as one JSON document on stdout at the end.")
-def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None, store_dsn: str | None, processors_file: str | None,
-            exit_when_idle: float | None, show_stats: bool) -> None:
+def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None, store_dsn: str | None,
+            processors_file: str | None, exit_when_idle: float | None, show_stats: bool) -> None:
     """Consume OTLP spans from Kafka into the store, until stopped (Ctrl-C / SIGTERM) or idle.
 
     Offsets are committed only after the rows are stored; a replayed batch is deduplicated, so a
@@ -142,14 +156,10 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
     import signal
 
     from execscope.collector.kafka_source import KafkaSource
-    from execscope.collector.processors import ConfigError, build_chain, load_config
 
     store = _open(store_dsn)
     try:
-        try:
-            chain = build_chain(load_config(processors_file), store)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        chain = _chain(processors_file, store)
         source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
                              instance_id=instance_id)
         previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import execscope
+from execscope.collector.processors import ProcessorChain
 from execscope.collector.spool_source import DrainReport, SpoolSource
 from execscope.instrumentation import process_bootstrap as pb
 from execscope.instrumentation.spool import Spool
@@ -82,11 +83,13 @@ class _Drainer(threading.Thread):
                 self.report.errors.append(f"drain failed: {type(exc).__name__}: {exc}")
 
 
-def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> tuple[int, DrainReport]:
+def run_recorded(command: Sequence[str], options: RunOptions, store: Store,
+                 chain: ProcessorChain | None = None) -> tuple[int, DrainReport]:
     """Run ``command`` recorded into ``store``; returns its exit code and what was stored
-    (``report.started_ns`` marks the start, for :func:`dropped_since`)."""
+    (``report.started_ns`` marks the start, for :func:`dropped_since`). ``chain``: the processor
+    chain the spool's batches go through (as in ``execscope collect``)."""
     spool = Spool(spool_path_for(store.address))
-    source = SpoolSource(spool, store)
+    source = SpoolSource(spool, store, chain=chain)
     started_ns = time.time_ns()
     total = source.drain()  # whatever an earlier crashed run left behind
     total.started_ns = started_ns
