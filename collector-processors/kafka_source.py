@@ -285,7 +285,8 @@ class KafkaSource:
             self._load_plan(tp)
         batch_cfg = self.chain.batch
         now = time.monotonic()
-        for tp in list(self._buffers):
+        nodes_topic = cpg_topic(self.topic)
+        for tp in sorted(self._buffers, key=lambda tp: tp.topic != nodes_topic):  # nodes first (enrichment)
             if tp in self._need_plan:
                 continue
             records = self._buffers[tp]

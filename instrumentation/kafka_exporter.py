@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -81,6 +82,12 @@ class KafkaSink:
         self.topic = topic
         self.max_queue_bytes = max_queue_bytes
         self.producer_config = {**PRODUCER_CONFIG, **(producer_config or {})}
+        if producer_factory is None:
+            # imported here, on the thread that sets recording up: an import running on the sender
+            # thread when the program forks would leave the child a half-initialised module for good
+            from kafka import KafkaProducer
+
+            producer_factory = KafkaProducer
         self._factory = producer_factory
         self.sent_messages = 0
         self.sent_spans = 0
@@ -129,11 +136,7 @@ class KafkaSink:
     # -- sender thread ---------------------------------------------------------------------------
 
     def _make_producer(self) -> Any:
-        if self._factory is not None:
-            return self._factory(bootstrap_servers=self.bootstrap, **self.producer_config)
-        from kafka import KafkaProducer
-
-        return KafkaProducer(bootstrap_servers=self.bootstrap, client_id=f"execscope-{os.getpid()}",
+        return self._factory(bootstrap_servers=self.bootstrap, client_id=f"execscope-{os.getpid()}",
                              **self.producer_config)
 
     def _run(self) -> None:
@@ -281,8 +284,6 @@ class KafkaSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
         ok = True
         for trace_id, group in group_by_trace(spans, lambda s: s.context.trace_id).items():
             try:

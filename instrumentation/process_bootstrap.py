@@ -172,7 +172,9 @@ def _flush_at_exit() -> None:
 
 
 def _flush_soon() -> None:
-    _flush(1.0)
+    # a multiprocessing worker may be terminated as soon as its task returns; a Kafka child's first
+    # flush also connects (metadata, producer id), which takes a few hundred ms on a busy machine
+    _flush(5.0 if _kafka is not None else 1.0)
 
 
 def _flush_forked_multiprocessing_children() -> None:

@@ -129,7 +129,7 @@ start() {
         local cluster_id
         cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
         java -cp "$cp" -Dlog4j2.configurationFile="$DIR/log4j2.properties" kafka.tools.StorageTool format \
-            -t "$cluster_id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 \
+            --cluster-id="$cluster_id" --config "$DIR/server.properties" >"$DIR/format.log" 2>&1 \
             || { cat "$DIR/format.log" >&2; die "formatting the KRaft storage failed"; }
         echo "$port" >"$DIR/port"
     fi
