@@ -303,9 +303,9 @@ def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str
         "--", sys.executable, "-m", "kapp.main", cwd=app)
     store = f"chdb://{app / 'db'}"
     collect(app, kafka_broker, topic, store, "--processors", str(config))
-    row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'login'", app, store)[0]["a"]
+    row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'kapp.secret.login'", app, store)[0]["a"]
     assert row["execscope.arg.user"] == "[REDACTED]"            # the chain's redaction
-    assert row["execscope.arg.password"] == "[REDACTED]"        # the recorder's own
+    assert row["execscope.arg.password"] == "<redacted>"        # the recorder's own
     assert len(row["execscope.arg.note"]) == 50 and row["execscope.arg.note"].endswith("...")
     assert row["deployment.environment"] == "test"
     assert row["execscope.node.kind"] == "function" and row["execscope.node.qualname"] == "login"
@@ -313,5 +313,5 @@ def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str
     spool_store = f"chdb://{app / 'spool-db'}"
     cli("run", "--include", "kapp.secret", "--store", spool_store, "--processors", str(config), "--",
         sys.executable, "-m", "kapp.main", cwd=app)
-    row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'login'", app, spool_store)[0]["a"]
+    row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'kapp.secret.login'", app, spool_store)[0]["a"]
     assert row["execscope.arg.user"] == "[REDACTED]" and len(row["execscope.arg.note"]) == 50
