@@ -313,5 +313,6 @@ def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str
     spool_store = f"chdb://{app / 'spool-db'}"
     cli("run", "--include", "kapp.secret", "--store", spool_store, "--processors", str(config), "--",
         sys.executable, "-m", "kapp.main", cwd=app)
-    row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'kapp.secret.login'", app, spool_store)[0]["a"]
+    login = "SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'kapp.secret.login'"
+    row = sql(login, app, spool_store)[0]["a"]
     assert row["execscope.arg.user"] == "[REDACTED]" and len(row["execscope.arg.note"]) == 50
