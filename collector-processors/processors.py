@@ -114,13 +114,15 @@ DEFAULT_SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apik
 
 class RedactProcessor:
     """Replaces the value of every span, event and resource attribute whose key matches one of
-    ``keys`` (case-insensitive substrings) or ``patterns`` (regexes over the key) by
-    ``[REDACTED]``; ``value_patterns`` (regexes) redact matching parts of any value."""
+    ``keys`` (case-insensitive substrings, added to :data:`DEFAULT_SECRET_KEYS` unless
+    ``defaults = false``) or ``patterns`` (regexes over the key) by ``[REDACTED]``;
+    ``value_patterns`` (regexes) redact matching parts of any value."""
 
     name = "redact"
 
-    def __init__(self, keys: Sequence[str] = DEFAULT_SECRET_KEYS, patterns: Sequence[str] = (),
-                 value_patterns: Sequence[str] = ()) -> None:
+    def __init__(self, keys: Sequence[str] = (), patterns: Sequence[str] = (),
+                 value_patterns: Sequence[str] = (), defaults: bool = True) -> None:
+        keys = [*(DEFAULT_SECRET_KEYS if defaults else ()), *keys]
         parts = [re.escape(k) for k in keys] + list(patterns)
         self._key = re.compile("|".join(parts), re.IGNORECASE) if parts else None
         self._value = re.compile("|".join(value_patterns)) if value_patterns else None
