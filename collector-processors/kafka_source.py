@@ -46,6 +46,7 @@ from execscope.storage.store import Store, StoreError
 DEFAULT_TOPIC = "otlp_spans"
 DEFAULT_GROUP = "execscope-collector"
 PLAN_PREFIX = "execscope-plan:"
+REJOIN_AFTER_S = 30.0
 ENV_FAULT = "EXECSCOPE_COLLECT_FAULT"  # test hook: "kill-after-insert:N" (SIGKILL before the Nth commit)
 
 
@@ -68,6 +69,8 @@ class CollectStats:
     dead_letters: int = 0
     store_errors: int = 0
     replayed_batches: int = 0
+    rejoins: int = 0
+    assigned_partitions: int = 0
     batch_spans_min: int = 0
     batch_spans_max: int = 0
     lag: dict[str, int] = field(default_factory=dict)
@@ -86,7 +89,8 @@ class CollectStats:
         return {
             "messages": self.messages, "spans": self.spans, "batches": self.batches, "nodes": self.nodes,
             "dead_letters": self.dead_letters, "store_errors": self.store_errors,
-            "replayed_batches": self.replayed_batches,
+            "replayed_batches": self.replayed_batches, "rejoins": self.rejoins,
+            "assigned_partitions": self.assigned_partitions,
             "batch_spans": {"min": self.batch_spans_min, "max": self.batch_spans_max,
                             "mean": round(self.spans / self.batches, 1) if self.batches else 0},
             "rows_per_s": round(self.spans / elapsed, 1), "insert_seconds": round(self.insert_seconds, 3),
@@ -190,14 +194,30 @@ class KafkaSource:
             "client_id": f"execscope-collector-{os.getpid()}",
         }
         config.update(self.consumer_config)
-        self._consumer = consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **config)
-        consumer.subscribe([self.topic, cpg_topic(self.topic)], listener=Listener())
+
+        def subscribe() -> Any:
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **config)
+            consumer.subscribe([self.topic, cpg_topic(self.topic)], listener=Listener())
+            return consumer
+
+        self._consumer = consumer = subscribe()
         idle_since: float | None = None
-        last_tick = time.monotonic()
+        last_tick = unassigned_since = time.monotonic()
         try:
             while not self._stop.is_set():
                 polled = consumer.poll(timeout_ms=200)
                 now = time.monotonic()
+                if self._assigned:
+                    unassigned_since = now
+                elif now - unassigned_since > REJOIN_AFTER_S:
+                    # no partitions for this long: the group join is stuck (seen rarely after a
+                    # member was SIGKILLed mid-rebalance); a new consumer joins afresh
+                    self.stats.rejoins += 1
+                    self.stats.last_error = f"no partitions assigned in {REJOIN_AFTER_S:.0f} s: rejoining the group"
+                    consumer.close()
+                    self._consumer = consumer = subscribe()
+                    unassigned_since = now
+                    continue
                 for tp, records in polled.items():
                     if tp not in self._buffers:
                         self._buffers[tp] = []
@@ -242,6 +262,7 @@ class KafkaSource:
             pass
 
     def _update_lag(self) -> None:
+        self.stats.assigned_partitions = len(self._assigned)
         consumer = self._consumer
         if consumer is None or not self._assigned:
             return

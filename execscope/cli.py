@@ -3,6 +3,7 @@ stderr; failures exit non-zero."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -157,6 +158,11 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
 
     from execscope.collector.kafka_source import KafkaSource
 
+    if os.environ.get("EXECSCOPE_COLLECT_LOG"):  # the Kafka client's own log, for diagnosing a deployment
+        import logging
+
+        logging.basicConfig(filename=os.environ["EXECSCOPE_COLLECT_LOG"], level=logging.DEBUG,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     store = _open(store_dsn)
     try:
         chain = _chain(processors_file, store)

@@ -136,8 +136,14 @@ class KafkaSink:
     # -- sender thread ---------------------------------------------------------------------------
 
     def _make_producer(self) -> Any:
-        return self._factory(bootstrap_servers=self.bootstrap, client_id=f"execscope-{os.getpid()}",
-                             **self.producer_config)
+        producer = self._factory(bootstrap_servers=self.bootstrap, client_id=f"execscope-{os.getpid()}",
+                                 **self.producer_config)
+        # kafka-python closes every producer from its own atexit hook with a 1 s timeout, which runs
+        # before ours (registered earlier) and would cut our bounded exit flush short: we close it.
+        unregister = getattr(producer, "_unregister_cleanup", None)
+        if unregister is not None:
+            unregister()
+        return producer
 
     def _run(self) -> None:
         from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
@@ -170,8 +176,10 @@ class KafkaSink:
                 topic, key, value, spans = self._queue[0]
             try:
                 future = self._producer.send(topic, value=value, key=key)
-            except Exception as exc:  # buffer full (broker down) or a transient client error: retry
+            except Exception as exc:  # metadata unavailable (broker down) or a client error: retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                if getattr(self._producer, "_closed", False):
+                    self._producer = None  # closed under us (fatal producer error): make a new one
                 with self._cond:
                     if self._stopped:
                         return

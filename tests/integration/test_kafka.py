@@ -305,7 +305,7 @@ def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str
     collect(app, kafka_broker, topic, store, "--processors", str(config))
     row = sql("SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = 'kapp.secret.login'", app, store)[0]["a"]
     assert row["execscope.arg.user"] == "[REDACTED]"            # the chain's redaction
-    assert row["execscope.arg.password"] == "<redacted>"        # the recorder's own
+    assert row["execscope.arg.password"] == "[REDACTED]"        # default secret keys
     assert len(row["execscope.arg.note"]) == 50 and row["execscope.arg.note"].endswith("...")
     assert row["deployment.environment"] == "test"
     assert row["execscope.node.kind"] == "function" and row["execscope.node.qualname"] == "login"
