@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 DEFAULT_TOPIC = "otlp_spans"
 DEFAULT_MAX_QUEUE_BYTES = 64 << 20
 MAX_INFLIGHT_BYTES = 32 << 20
+RECREATE_AFTER_S = 5.0
 
 PRODUCER_CONFIG: dict[str, Any] = {
     "acks": "all",
@@ -150,6 +151,7 @@ class KafkaSink:
 
         attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         backoff = 0.1
+        failing_since: float | None = None
         while True:
             with self._cond:
                 while not self._queue and not self._stopped:
@@ -178,13 +180,21 @@ class KafkaSink:
                 future = self._producer.send(topic, value=value, key=key)
             except Exception as exc:  # metadata unavailable (broker down) or a client error: retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                now = time.monotonic()
+                failing_since = failing_since or now
                 if getattr(self._producer, "_closed", False):
                     self._producer = None  # closed under us (fatal producer error): make a new one
+                elif now - failing_since > RECREATE_AFTER_S and self._unacked == 0:
+                    # kafka-python's metadata refresh can stay stuck after the broker came back;
+                    # nothing is in flight, so a new producer loses nothing
+                    self._close_producer(0.0)
+                    failing_since = None
                 with self._cond:
                     if self._stopped:
                         return
                     self._cond.wait(0.2)
                 continue
+            failing_since = None
             with self._cond:
                 self._queue.popleft()
                 self._queued_bytes -= len(value)
@@ -247,10 +257,13 @@ class KafkaSink:
             self._queue.clear()
             self._queued_bytes = 0
             self._cond.notify_all()
-        producer = self._producer
+        self._close_producer(1.0)
+
+    def _close_producer(self, timeout_s: float) -> None:
+        producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                producer.close(timeout=1.0)
+                producer.close(timeout=timeout_s)
             except Exception:
                 pass
 

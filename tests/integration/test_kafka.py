@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -207,11 +208,21 @@ def test_store_failing_for_a_while(app: Path, kafka_broker: Broker, topic: str) 
                                  f"g-{topic}", "--store", store, "--exit-when-idle", "2", "--stats"], cwd=app,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(app)})
-        time.sleep(8.0)  # the collector retries with backoff meanwhile
-        assert proc.poll() is None, proc.communicate()
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # the collector retries with backoff
+            errors = [json.loads(x)["store_errors"] for x in list(lines) if x.startswith("{")]
+            if errors and errors[-1] >= 2:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, lines
     finally:
         immutable(data, False)
-    out, err = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=120)
+    reader.join(10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     stats = json.loads(out)
     assert stats["store_errors"] >= 2, stats
