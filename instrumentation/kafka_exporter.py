@@ -78,7 +78,7 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, topic: str = DEFAULT_TOPIC, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
                  producer_config: dict[str, Any] | None = None,
-                 producer_factory: Callable[..., Any] | None = None) -> None:
+                 producer_factory: Callable[..., Any] | None = None, meter_provider: Any = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.max_queue_bytes = max_queue_bytes
@@ -98,6 +98,29 @@ class KafkaSink:
         self._stopped = False
         self._init_state()
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self._register_metrics(meter_provider)
+
+    def _register_metrics(self, meter_provider: Any) -> None:
+        """Counters as OTel metrics (``execscope.exporter.*``), read when the provider collects."""
+        try:
+            from opentelemetry import metrics
+            from opentelemetry.metrics import CallbackOptions, Observation
+
+            meter = (meter_provider or metrics.get_meter_provider()).get_meter("execscope.exporter")
+
+            def observe(name: str) -> Any:
+                def callback(_options: CallbackOptions) -> list[Observation]:
+                    return [Observation(getattr(self, name), {"topic": self.topic})]
+                return callback
+
+            for name, unit in (("sent_spans", "{span}"), ("dropped_spans", "{span}"),
+                               ("sent_messages", "{message}"), ("dropped_messages", "{message}")):
+                meter.create_observable_counter(f"execscope.exporter.{name}", [observe(name)], unit)
+            meter.create_observable_gauge("execscope.exporter.queued_messages",
+                                          [lambda _o: [Observation(self.pending(), {"topic": self.topic})]],
+                                          "{message}")
+        except Exception:  # metrics are informational: never a reason not to export
+            pass
 
     def _init_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())

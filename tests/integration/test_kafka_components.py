@@ -28,8 +28,15 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def metric_points(reader: InMemoryMetricReader) -> dict:
+    return {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics for m in sm.metrics}
+
+
 def test_sink_never_blocks_and_counts_drops_when_the_broker_is_unreachable() -> None:
-    sink = KafkaSink(f"127.0.0.1:{closed_port()}", "t", max_queue_bytes=10_000)
+    reader = InMemoryMetricReader()
+    sink = KafkaSink(f"127.0.0.1:{closed_port()}", "t", max_queue_bytes=10_000,
+                     meter_provider=MeterProvider(metric_readers=[reader]))
     started = time.monotonic()
     accepted = [sink.submit(b"k", b"x" * 1000, spans=3) for _ in range(100)]
     assert time.monotonic() - started < 0.5
@@ -41,6 +48,9 @@ def test_sink_never_blocks_and_counts_drops_when_the_broker_is_unreachable() -> 
     sink.shutdown(0.1)  # idempotent
     assert sink.submit(b"k", b"late", spans=1) is False and sink.dropped_spans == 301
     assert "301 spans in 101 messages were not delivered" in sink.report()
+    points = metric_points(reader)
+    assert [p.value for p in points["execscope.exporter.dropped_spans"]] == [301]
+    assert [p.value for p in points["execscope.exporter.sent_spans"]] == [0]
 
 
 def test_sink_delivers_every_message_in_order_per_key(kafka_broker: Broker, topic: str) -> None:
@@ -104,8 +114,7 @@ def test_collector_reports_its_own_metrics(kafka_broker: Broker, topic: str, tmp
         assert store.query("SELECT count() FROM otel_traces").rows[0][0] == 40
     assert stats.spans == 40 and stats.messages == 20 and stats.dead_letters == 0
     assert sum(stats.lag.values()) == 0 and stats.lag
-    points = {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
-              for sm in rm.scope_metrics for m in sm.metrics}
+    points = metric_points(reader)
     assert sum(p.value for p in points["execscope.collector.spans"]) == 40
     assert sum(p.count for p in points["execscope.collector.batch.spans"]) == stats.batches
     assert all(p.value == 0 for p in points["execscope.collector.lag"])
