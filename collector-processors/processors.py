@@ -65,8 +65,9 @@ class Processor(Protocol):
     """One step of the chain. Built by its entry point as ``factory(**options)``.
 
     ``process`` is called on the collector's thread with a batch it may change in place or replace;
-    it must not keep references to the batch. Raising fails the batch (it is retried, then the
-    collector stops with the error): a processor should not raise on unexpected data."""
+    it must not keep references to the batch. Raising stops the collector with the error before
+    anything of the batch is committed (a restart replays it): a processor should not raise on
+    unexpected data."""
 
     name: str
 
