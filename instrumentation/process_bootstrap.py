@@ -9,6 +9,7 @@ environment:
 ``EXECSCOPE_EXPORTER`` spool (default) | kafka
 ``EXECSCOPE_KAFKA``    bootstrap servers HOST:PORT[,HOST:PORT] (the kafka exporter; turns recording on)
 ``EXECSCOPE_KAFKA_TOPIC`` topic of the kafka exporter (default ``otlp_spans``)
+``EXECSCOPE_KAFKA_EXIT_FLUSH_S`` how long a process waits at exit for the broker to acknowledge (default 15)
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
 ``EXECSCOPE_LEVEL``    functions | branches | statements
@@ -32,6 +33,7 @@ ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
 ENV_EXPORTER = "EXECSCOPE_EXPORTER"
 ENV_KAFKA = "EXECSCOPE_KAFKA"
 ENV_KAFKA_TOPIC = "EXECSCOPE_KAFKA_TOPIC"
+ENV_KAFKA_EXIT_FLUSH_S = "EXECSCOPE_KAFKA_EXIT_FLUSH_S"
 KAFKA_EXIT_FLUSH_S = 15.0
 MAX_EVENTS_PER_SPAN = 65536
 
@@ -163,7 +165,13 @@ def _flush(timeout_s: float = 5.0) -> None:
 
 
 def _flush_at_exit() -> None:
-    _flush(KAFKA_EXIT_FLUSH_S if _kafka is not None else 5.0)
+    timeout = 5.0
+    if _kafka is not None:
+        try:
+            timeout = float(os.environ.get(ENV_KAFKA_EXIT_FLUSH_S) or KAFKA_EXIT_FLUSH_S)
+        except ValueError:
+            timeout = KAFKA_EXIT_FLUSH_S
+    _flush(timeout)
     if _kafka is not None:
         from execscope.instrumentation.kafka_exporter import write_report
 

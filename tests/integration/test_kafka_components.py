@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tests.integration.kafka_broker import Broker
+from tests.integration.kafka_broker import KAFKA_SH, Broker
 
 pytestmark = pytest.mark.xdist_group("kafka")
 
@@ -120,3 +123,33 @@ def test_collector_reports_its_own_metrics(kafka_broker: Broker, topic: str, tmp
     assert all(p.value == 0 for p in points["execscope.collector.lag"])
     document = stats.as_dict()
     assert document["spans"] == 40 and document["batch_spans"]["max"] >= document["batch_spans"]["min"] > 0
+
+
+def test_program_runs_and_exits_normally_when_the_broker_is_unreachable(tmp_path: Path) -> None:
+    (tmp_path / "busy.py").write_text("def step(i):\n    return i * 2\n")
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "execscope", "run", "--exporter", "kafka", "--kafka", bootstrap, "--include", "busy",
+         "--", sys.executable, "-c", "import busy, sys; print(sum(busy.step(i) for i in range(5000))); sys.exit(3)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "EXECSCOPE_KAFKA_EXIT_FLUSH_S": "2"})
+    assert proc.returncode == 3 and proc.stdout.strip() == str(sum(2 * i for i in range(5000)))
+    assert time.monotonic() - started < 60
+    assert "5000 spans in" in proc.stderr and "were not delivered" in proc.stderr, proc.stderr
+
+
+def test_kafka_sh_reports_a_stopped_broker(tmp_path: Path) -> None:
+    status = subprocess.run(["bash", str(KAFKA_SH), "status", str(tmp_path / "none")], capture_output=True, text=True)
+    assert status.returncode == 1 and "no broker running" in status.stderr
+    stop = subprocess.run(["bash", str(KAFKA_SH), "stop", str(tmp_path / "none")], capture_output=True, text=True)
+    assert stop.returncode == 0  # stopping nothing is fine
+    usage = subprocess.run(["bash", str(KAFKA_SH)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_shared_broker_is_up(kafka_broker: Broker) -> None:
+    assert kafka_broker.running()
+    status = subprocess.run(["bash", str(KAFKA_SH), "status", str(kafka_broker.directory)], capture_output=True,
+                            text=True)
+    assert status.stdout.strip() == f"bootstrap={kafka_broker.bootstrap}"
