@@ -101,3 +101,29 @@ def count_spans(store: Store, path: Path) -> tuple[int, int]:
 def ingest_file(store: Store, path: Path, dedup_token: str) -> None:
     """Insert every span of one spool file. Raises StoreError (bad file or failing engine alike)."""
     store.command(INSERT_SQL, parameters={"path": str(path)}, settings=native_settings(dedup_token))
+
+
+# Many requests in one file, each prefixed by its length as a varint (ClickHouse's ``Protobuf``
+# format; the Kafka source frames a batch of messages this way): one statement for the whole batch.
+INSERT_FRAMED_SQL = INSERT_SQL.replace("'ProtobufSingle'", "'Protobuf'")
+
+
+def frame(payloads: list[bytes]) -> bytes:
+    """Length-delimited concatenation of serialized requests (input of :func:`ingest_framed`)."""
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    out = bytearray()
+    for payload in payloads:
+        out += _VarintBytes(len(payload))
+        out += payload
+    return bytes(out)
+
+
+def ingest_framed(store: Store, path: Path, dedup_token: str, max_threads: int = 1) -> None:
+    """Insert every span of a file written by :func:`frame`. Raises StoreError.
+
+    One engine thread by default: measured on 2 cores, a batch of 60k spans inserts in about 0.5 s
+    CPU with one thread against 0.7-0.9 s with the default (the work is mostly serial: the extra
+    threads only add scheduling)."""
+    settings = {**native_settings(dedup_token), "max_threads": max_threads}
+    store.command(INSERT_FRAMED_SQL, parameters={"path": str(path)}, settings=settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from execscope.collector import native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.otlp_decode import DecodeError, decode_columns
+from execscope.collector.processors import ProcessorChain, SpanBatch
 from execscope.instrumentation.spool import Spool
 from execscope.storage.store import Store, StoreError
 
@@ -47,11 +48,16 @@ class SpoolSource:
 
     MAX_BATCH_FILES = 64
 
-    def __init__(self, spool: Spool, store: Store, native: bool | None = None) -> None:
+    def __init__(self, spool: Spool, store: Store, native: bool | None = None,
+                 chain: ProcessorChain | None = None) -> None:
+        """``chain``: the collector's processor chain (:mod:`.processors`); with processors in it,
+        batches are decoded in Python and go through it before the insert."""
         self.spool = spool
         self.store = store
         self.writer = ClickHouseWriter(store)
-        self.native = store.address.kind == "chdb" if native is None else native
+        self.chain = chain or ProcessorChain()
+        native_ok = store.address.kind == "chdb" and self.chain.native_ok
+        self.native = native_ok if native is None else native and self.chain.native_ok
 
     def publish_known_versions(self) -> None:
         self.spool.write_known_versions(self.writer.known_versions())
@@ -136,6 +142,8 @@ class SpoolSource:
             report.errors.append(f"{path.name}: {exc}")
             return True
         try:
+            if self.chain.processors:
+                columns = self.chain.process(SpanBatch(columns)).columns
             report.spans += self.writer.write_spans(columns, dedup_token=f"spool-file-{path.name}")
         except StoreError as exc:
             report.errors.append(f"{path.name}: {exc}")

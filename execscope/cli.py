@@ -3,7 +3,9 @@ stderr; failures exit non-zero."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 import click
 
@@ -18,11 +20,26 @@ STORE_OPTION = click.option("--store", "store_dsn", envvar=ENV_STORE, default=No
                             help=f"chdb:///path (embedded, default {DEFAULT_STORE}) or "
                                  "http(s)://user:pass@host:8123/db. Env: EXECSCOPE_STORE.")
 
+PROCESSORS_OPTION = click.option(
+    "--processors", "processors_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+    help="Processor chain configuration (TOML or JSON): enrich, redact, attribute_limits, plugins of the "
+         "entry point group execscope.processors, and [batch] sizes.")
+
 
 def _open(store_dsn: str | None) -> Store:
     try:
         return open_store(store_dsn)
     except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _chain(processors_file: str | None, store: Store) -> Any:
+    from execscope.collector.processors import ConfigError, build_chain, load_config
+
+    try:
+        return build_chain(load_config(processors_file), store)
+    except ConfigError as exc:
+        store.close()
         raise click.ClickException(str(exc)) from None
 
 
@@ -45,8 +62,16 @@ def main() -> None:
                    "if/loop/try/match/and/or ran. statements: + every statement and every value assigned.")
 @STORE_OPTION
 @click.option("--service", default="", help="service.name of the recorded spans (default: the command name).")
+@click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
+              help="spool: this process writes the store while the program runs. kafka: every process sends "
+                   "OTLP to --kafka (store it with `execscope collect`).")
+@click.option("--kafka", "kafka_bootstrap", default="", metavar="HOST:PORT", envvar="EXECSCOPE_KAFKA",
+              help="Kafka bootstrap servers (with --exporter kafka). Env: EXECSCOPE_KAFKA.")
+@click.option("--topic", default="otlp_spans", show_default=True, help="Kafka topic (with --exporter kafka).")
+@PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
+        exporter: str, kafka_bootstrap: str, topic: str, processors_file: str | None,
         command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
@@ -69,23 +94,100 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         exit_code_of,
         resolve_python,
         run_recorded,
+        run_to_kafka,
         script_command,
     )
 
     if not include:
         raise click.UsageError("give at least one --include GLOB naming the modules to record, "
                                "e.g. --include 'myapp' --include 'myapp.*'")
+    if exporter == "kafka":
+        if not kafka_bootstrap:
+            raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
+        options = RunOptions(include=include, exclude=exclude, level=level, service=service,
+                             exporter="kafka", kafka=kafka_bootstrap, topic=topic)
+        try:
+            returncode = run_to_kafka(script_command(resolve_python(command), include), options)
+        except FileNotFoundError:
+            raise click.ClickException(f"command not found: {command[0]}") from None
+        click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
+                   f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
+        sys.exit(exit_code_of(returncode))
     store = _open(store_dsn)
     try:
+        chain = _chain(processors_file, store)
         options = RunOptions(include=include, exclude=exclude, level=level, service=service)
         try:
-            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store)
+            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store,
+                                              chain)
         except FileNotFoundError:
             raise click.ClickException(f"command not found: {command[0]}") from None
         click.echo(describe(report, store, dropped_since(store, report.started_ns)), err=True)
     finally:
         store.close()
     sys.exit(exit_code_of(returncode))
+
+
+@main.command()
+@click.option("--kafka", "kafka_bootstrap", required=True, metavar="HOST:PORT", envvar="EXECSCOPE_KAFKA",
+              help="Kafka bootstrap servers. Env: EXECSCOPE_KAFKA.")
+@click.option("--topic", default="otlp_spans", show_default=True,
+              help="Topic of OTLP protobuf messages (node rows are read from TOPIC.cpg, poison goes to TOPIC.dlq).")
+@click.option("--group", default="execscope-collector", show_default=True, help="Consumer group.")
+@click.option("--instance-id", default=None, help="Static group membership id: a collector restarted with the "
+              "same id gets its partitions back at once instead of after the session timeout.")
+@STORE_OPTION
+@PROCESSORS_OPTION
+@click.option("--exit-when-idle", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Exit once every partition is read to its end and stored, and nothing arrived for SECONDS.")
+@click.option("--stats", "show_stats", is_flag=True,
+              help="Print pipeline stats (lag, rows/s, batch sizes, errors, dead letters) every 5 s on stderr "
+                   "and as one JSON document on stdout at the end.")
+def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None, store_dsn: str | None,
+            processors_file: str | None, exit_when_idle: float | None, show_stats: bool) -> None:
+    """Consume OTLP spans from Kafka into the store, until stopped (Ctrl-C / SIGTERM) or idle.
+
+    Offsets are committed only after the rows are stored; a replayed batch is deduplicated, so a
+    crash anywhere neither loses nor duplicates spans.
+
+    \b
+        execscope collect --kafka 127.0.0.1:9092 --exit-when-idle 5 --stats
+    """
+    import json
+    import signal
+
+    from execscope.collector.kafka_source import KafkaSource
+
+    if os.environ.get("EXECSCOPE_COLLECT_LOG"):  # the Kafka client's own log, for diagnosing a deployment
+        import logging
+
+        logging.basicConfig(filename=os.environ["EXECSCOPE_COLLECT_LOG"], level=logging.DEBUG,
+                            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    store = _open(store_dsn)
+    try:
+        chain = _chain(processors_file, store)
+        source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
+                             instance_id=instance_id)
+        previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def tick(stats: object) -> None:
+            if show_stats:
+                click.echo(json.dumps(source.stats.as_dict(), sort_keys=True), err=True)
+
+        try:
+            stats = source.run(exit_when_idle=exit_when_idle, on_tick=tick)
+        except Exception as exc:
+            raise click.ClickException(f"collector failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        store.close()
+    click.echo(f"execscope: stored {stats.spans} spans ({stats.batches} batches, {stats.nodes} nodes) from "
+               f"{kafka_bootstrap} topic {topic}; {stats.dead_letters} poison messages sent to {topic}.dlq; "
+               f"{stats.store_errors} store errors retried", err=True)
+    if show_stats:
+        click.echo(json.dumps(stats.as_dict(), sort_keys=True))
 
 
 @main.command()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import execscope
+from execscope.collector.processors import ProcessorChain
 from execscope.collector.spool_source import DrainReport, SpoolSource
 from execscope.instrumentation import process_bootstrap as pb
 from execscope.instrumentation.spool import Spool
@@ -36,6 +37,9 @@ class RunOptions:
     exclude: Sequence[str] = ()
     level: str = "functions"
     service: str = ""
+    exporter: str = "spool"   # spool (this process owns the store) | kafka (a collector does)
+    kafka: str = ""           # bootstrap servers of the kafka exporter
+    topic: str = ""           # its topic (default otlp_spans)
 
 
 def spool_path_for(address: StoreAddress) -> Path:
@@ -46,9 +50,16 @@ def spool_path_for(address: StoreAddress) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / f"spool-{digest}"
 
 
-def child_environment(options: RunOptions, spool: Spool, command: Sequence[str]) -> dict[str, str]:
+def child_environment(options: RunOptions, spool: Spool | None, command: Sequence[str]) -> dict[str, str]:
     env = dict(os.environ)
-    env[pb.ENV_SPOOL] = str(spool.path)
+    if spool is not None:
+        env[pb.ENV_SPOOL] = str(spool.path)
+    else:
+        env.pop(pb.ENV_SPOOL, None)
+    env[pb.ENV_EXPORTER] = options.exporter
+    if options.exporter == "kafka":
+        env[pb.ENV_KAFKA] = options.kafka
+        env[pb.ENV_KAFKA_TOPIC] = options.topic or "otlp_spans"
     env[pb.ENV_INCLUDE] = ",".join(options.include)
     env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
     env[pb.ENV_LEVEL] = options.level
@@ -72,11 +83,13 @@ class _Drainer(threading.Thread):
                 self.report.errors.append(f"drain failed: {type(exc).__name__}: {exc}")
 
 
-def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> tuple[int, DrainReport]:
+def run_recorded(command: Sequence[str], options: RunOptions, store: Store,
+                 chain: ProcessorChain | None = None) -> tuple[int, DrainReport]:
     """Run ``command`` recorded into ``store``; returns its exit code and what was stored
-    (``report.started_ns`` marks the start, for :func:`dropped_since`)."""
+    (``report.started_ns`` marks the start, for :func:`dropped_since`). ``chain``: the processor
+    chain the spool's batches go through (as in ``execscope collect``)."""
     spool = Spool(spool_path_for(store.address))
-    source = SpoolSource(spool, store)
+    source = SpoolSource(spool, store, chain=chain)
     started_ns = time.time_ns()
     total = source.drain()  # whatever an earlier crashed run left behind
     total.started_ns = started_ns
@@ -108,6 +121,20 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store) -> t
             break
         time.sleep(0.1)
     return returncode, total
+
+
+def run_to_kafka(command: Sequence[str], options: RunOptions) -> int:
+    """Run ``command`` with every process exporting to Kafka (``options.kafka``/``options.topic``);
+    no store is opened here: ``execscope collect`` writes the topic into the store. Returns the
+    program's exit code."""
+    if shutil.which(command[0]) is None and not Path(command[0]).exists():
+        raise FileNotFoundError(command[0])
+    proc = subprocess.Popen(list(command), env=child_environment(options, None, command))
+    forwarded = _forward_signals(proc)
+    try:
+        return proc.wait()
+    finally:
+        _restore_signals(forwarded)
 
 
 def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:

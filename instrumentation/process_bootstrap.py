@@ -5,7 +5,11 @@
 multiprocessing workers of any start method, pytest-xdist workers), because they inherit the
 environment:
 
-``EXECSCOPE_SPOOL``    spool directory (required; its presence turns recording on)
+``EXECSCOPE_SPOOL``    spool directory (required with the spool exporter; its presence turns recording on)
+``EXECSCOPE_EXPORTER`` spool (default) | kafka
+``EXECSCOPE_KAFKA``    bootstrap servers HOST:PORT[,HOST:PORT] (the kafka exporter; turns recording on)
+``EXECSCOPE_KAFKA_TOPIC`` topic of the kafka exporter (default ``otlp_spans``)
+``EXECSCOPE_KAFKA_EXIT_FLUSH_S`` how long a process waits at exit for the broker to acknowledge (default 15)
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
 ``EXECSCOPE_LEVEL``    functions | branches | statements
@@ -26,11 +30,17 @@ ENV_EXCLUDE = "EXECSCOPE_EXCLUDE"
 ENV_LEVEL = "EXECSCOPE_LEVEL"
 ENV_SERVICE = "EXECSCOPE_SERVICE"
 ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
+ENV_EXPORTER = "EXECSCOPE_EXPORTER"
+ENV_KAFKA = "EXECSCOPE_KAFKA"
+ENV_KAFKA_TOPIC = "EXECSCOPE_KAFKA_TOPIC"
+ENV_KAFKA_EXIT_FLUSH_S = "EXECSCOPE_KAFKA_EXIT_FLUSH_S"
+KAFKA_EXIT_FLUSH_S = 15.0
 MAX_EVENTS_PER_SPAN = 65536
 
 BATCH_SPANS = 2048
 _provider: Any = None
 _worker: Any = None
+_kafka: Any = None
 
 
 def split_globs(value: str | None) -> list[str]:
@@ -57,47 +67,84 @@ def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500) -> An
 def start_from_environment() -> bool:
     """Configure recording from the environment; returns False when not asked to record.
 
-    The program's calls are captured by the fast core (:mod:`.fast_capture`) and written to the
-    spool as OTLP batches; spans the program makes itself through OpenTelemetry go through a global
-    SDK TracerProvider into the same spool."""
-    global _provider, _worker
+    The program's calls are captured by the fast core (:mod:`.fast_capture`) and written as OTLP
+    batches to the spool (default) or to Kafka (``EXECSCOPE_EXPORTER=kafka``: one message per trace
+    batch, see :mod:`.kafka_exporter`); spans the program makes itself through OpenTelemetry go
+    through a global SDK TracerProvider to the same place."""
+    global _provider, _worker, _kafka
+    exporter_name = os.environ.get(ENV_EXPORTER) or "spool"
     spool_path = os.environ.get(ENV_SPOOL)
+    bootstrap = os.environ.get(ENV_KAFKA)
     include = split_globs(os.environ.get(ENV_INCLUDE))
-    if not spool_path or not include or _provider is not None:
+    if not include or _provider is not None:
+        return False
+    if exporter_name == "kafka" and not bootstrap or exporter_name != "kafka" and not spool_path:
         return False
     from execscope.instrumentation import fast_capture, import_hook, runtime
     from execscope.instrumentation.import_hook import HookConfig
     from execscope.instrumentation.otlp_encode import encode_request
-    from execscope.instrumentation.spool import Spool
-    from execscope.instrumentation.spool_exporter import SpoolSpanExporter
     from opentelemetry import trace
 
     from execscope import __version__
 
-    spool = Spool(spool_path)
     service = os.environ.get(ENV_SERVICE) or "execscope"
     flush_ms = int(os.environ.get(ENV_FLUSH_MS) or 500)
     level = os.environ.get(ENV_LEVEL) or "functions"
-    _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms)
-    trace.set_tracer_provider(_provider)
     resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
+    sink: Any
+    write_nodes: Any
+    if exporter_name == "kafka":
+        from execscope.instrumentation import kafka_exporter as kx
+        from execscope.instrumentation.spool import module_document
 
-    def sink(frames: list, dropped: int) -> None:
-        attrs = {**resource, "process.pid": os.getpid()}  # read per batch: right after a fork too
-        for i in range(0, len(frames), BATCH_SPANS):
-            request = encode_request(frames[i:i + BATCH_SPANS], attrs, __version__, dropped)
-            if not spool.write_batch(request):
-                raise OSError(f"cannot write to the spool {spool.path}")
+        topic = os.environ.get(ENV_KAFKA_TOPIC) or kx.DEFAULT_TOPIC
+        kafka = _kafka = kx.KafkaSink(str(bootstrap), topic)
+        _provider = make_tracer_provider(service, kx.KafkaSpanExporter(kafka), flush_ms)
+        sent_nodes: set[str] = set()
 
+        def sink(frames: list, dropped: int) -> None:
+            attrs = {**resource, "process.pid": os.getpid()}
+            for trace_id, group in kx.group_by_trace(frames, _trace_id_of).items():
+                key = kx.trace_key(trace_id)
+                for i in range(0, len(group), BATCH_SPANS):
+                    chunk = group[i:i + BATCH_SPANS]
+                    kafka.submit(key, encode_request(chunk, attrs, __version__, dropped), len(chunk))
+
+        def write_nodes(nodes: Any) -> bool:
+            key = f"{nodes.code_version}:{nodes.module}"
+            if key in sent_nodes:
+                return True
+            sent_nodes.add(key)
+            return kafka.submit(key.encode(), module_document(nodes), 0, topic=kx.cpg_topic(topic))
+    else:
+        from execscope.instrumentation.spool import Spool
+        from execscope.instrumentation.spool_exporter import SpoolSpanExporter
+
+        spool = Spool(str(spool_path))
+        _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms)
+        write_nodes = spool.write_nodes
+
+        def sink(frames: list, dropped: int) -> None:
+            attrs = {**resource, "process.pid": os.getpid()}  # read per batch: right after a fork too
+            for i in range(0, len(frames), BATCH_SPANS):
+                request = encode_request(frames[i:i + BATCH_SPANS], attrs, __version__, dropped)
+                if not spool.write_batch(request):
+                    raise OSError(f"cannot write to the spool {spool.path}")
+
+    trace.set_tracer_provider(_provider)
     _worker = fast_capture.CaptureWorker(sink, flush_ms / 1000)
     fast_capture.activate()
     import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),
-                                   level=runtime.LEVELS.get(level, 1)), spool.write_nodes)
+                                   level=runtime.LEVELS.get(level, 1)), write_nodes)
     _flush_forked_multiprocessing_children()
     if "--multiprocessing-fork" in getattr(sys, "orig_argv", sys.argv):
         runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time
-    atexit.register(_flush)
+    atexit.register(_flush_at_exit)
     return True
+
+
+def _trace_id_of(frame: Any) -> int:
+    return int(frame.trace_id)
 
 
 def recording_active() -> bool:
@@ -111,12 +158,31 @@ def _flush(timeout_s: float = 5.0) -> None:
             _worker.force_flush(timeout_s)
         if _provider is not None:
             _provider.force_flush(int(timeout_s * 1000))
+        if _kafka is not None:
+            _kafka.force_flush(timeout_s)
     except Exception:
         pass
 
 
+def _flush_at_exit() -> None:
+    timeout = 5.0
+    if _kafka is not None:
+        try:
+            timeout = float(os.environ.get(ENV_KAFKA_EXIT_FLUSH_S) or KAFKA_EXIT_FLUSH_S)
+        except ValueError:
+            timeout = KAFKA_EXIT_FLUSH_S
+    _flush(timeout)
+    if _kafka is not None:
+        from execscope.instrumentation.kafka_exporter import write_report
+
+        _kafka.shutdown(1.0)
+        write_report(_kafka)
+
+
 def _flush_soon() -> None:
-    _flush(1.0)
+    # a multiprocessing worker may be terminated as soon as its task returns; a Kafka child's first
+    # flush also connects (metadata, producer id), which takes a few hundred ms on a busy machine
+    _flush(5.0 if _kafka is not None else 1.0)
 
 
 def _flush_forked_multiprocessing_children() -> None:

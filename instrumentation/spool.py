@@ -80,13 +80,18 @@ class Spool:
         name = f"{nodes.code_version}-{nodes.module}.json"
         if (self.cpg_dir / name).exists():
             return True
-        doc = {"module": nodes.module, "file": nodes.file, "code_version": nodes.code_version,
-               "fields": list(NodeInfo.__slots__),
-               "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}
-        return write_atomic(self.cpg_dir, name, json.dumps(doc, separators=(",", ":")).encode())
+        return write_atomic(self.cpg_dir, name, module_document(nodes))
 
     def pending_batches(self) -> list[Path]:
         return sorted(self.traces_dir.glob("*.pb")) if self.traces_dir.exists() else []
 
     def pending_nodes(self) -> list[Path]:
         return sorted(self.cpg_dir.glob("*.json")) if self.cpg_dir.exists() else []
+
+
+def module_document(nodes: ModuleNodes) -> bytes:
+    """The JSON document of one module version's node rows (spool file, or Kafka ``<topic>.cpg`` value)."""
+    doc = {"module": nodes.module, "file": nodes.file, "code_version": nodes.code_version,
+           "fields": list(NodeInfo.__slots__),
+           "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}
+    return json.dumps(doc, separators=(",", ":")).encode()

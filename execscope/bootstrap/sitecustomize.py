@@ -32,6 +32,6 @@ def _chain() -> None:
         sys.stderr.write(f"execscope: the program's own sitecustomize failed: {exc}\n")
 
 
-if os.environ.get("EXECSCOPE_SPOOL"):
+if os.environ.get("EXECSCOPE_SPOOL") or os.environ.get("EXECSCOPE_KAFKA"):
     _start()
 _chain()
