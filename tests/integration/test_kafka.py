@@ -125,8 +125,9 @@ def counts(app: Path, store: str) -> tuple[int, int, int]:
 
 CANONICAL = """
 SELECT c.SpanName AS name, c.NodeId AS node, c.StatusCode AS status, c.ServiceName AS service,
-       c.ScopeName AS scope, toString(mapFilter((k, v) -> k NOT IN ('execscope.seq', 'execscope.seq.end'),
-                                                c.SpanAttributes)) AS attrs,
+       c.ScopeName AS scope,
+       toString(mapFilter((k, v) -> k NOT IN ('execscope.seq', 'execscope.seq.end', 'execscope.child_ns'),
+                          c.SpanAttributes)) AS attrs,
        toString(c.Events.Name) AS events,
        toString(arrayMap(a -> mapFilter((k, v) -> k != 'execscope.seq', a), c.Events.Attributes)) AS event_attrs,
        p.SpanName AS parent, c.ResourceAttributes['telemetry.sdk.name'] AS sdk
