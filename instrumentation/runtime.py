@@ -85,7 +85,7 @@ SEQUENCE = _SeqCounter()
 class Frame:
     """One running instrumented call (or module body). Owned by the code that entered it."""
 
-    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign")
+    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign", "child_ns")
 
     def __init__(self, span: Span, outer: Frame | None, anchor: object, seq: _SeqCounter,
                  info: tuple, recording: bool) -> None:
@@ -96,6 +96,7 @@ class Frame:
         self.info = info
         self.recording = recording
         self.foreign = False    # inherited through fork: the parent process owns (and ends) the span
+        self.child_ns = 0       # time spent in recorded callees (self time = duration - child_ns)
 
 
 class _NoFrame:
@@ -304,9 +305,16 @@ def leave(frame: Frame | Any) -> None:
             _current.set(frame.outer)  # type: ignore[union-attr]
         if frame.foreign:
             return
+        span = frame.span
         if frame.recording:
-            frame.span.set_attribute("execscope.seq.end", frame.seq.next())
-        frame.span.end()
+            span.set_attribute("execscope.seq.end", frame.seq.next())
+            if frame.child_ns:
+                span.set_attribute("execscope.child_ns", frame.child_ns)
+        span.end()
+        outer = frame.outer
+        if (frame.recording and outer is not None and not outer.foreign and getattr(outer, "recording", False)
+                and span.parent is not None and span.parent.span_id == outer.span.get_span_context().span_id):
+            outer.child_ns += (span.end_time or 0) - (span.start_time or 0)
         if _on_root_end is not None and (frame.outer is None or frame.outer.foreign):
             _on_root_end()
     except Exception as exc:

@@ -11,14 +11,12 @@ from typing import Any
 
 from execscope.storage.store import QueryResult, Store
 
-# Self time: spans of execscope's fast core carry the time spent in recorded callees (ChildNs). Spans
-# of other SDKs (telemetry.sdk.name != 'execscope') do not; only when a top function has such spans
-# are its children summed by a join (FOREIGN_CHILDREN_SQL), which reads every span's parent.
+# Self time = duration - time spent in recorded callees, which both capture cores add to the caller
+# as it runs (execscope.child_ns, the ChildNs column): one aggregate, no join of spans to children.
 HOT_NODES_SQL = """
 WITH calls AS (
     SELECT NodeId, CodeVersion, count() AS executions, sum(Duration) AS total_ns,
-           sum(least(ChildNs, Duration)) AS child_ns, quantile(0.95)(Duration) AS p95_ns,
-           countIf(ResourceAttributes['telemetry.sdk.name'] != 'execscope') AS foreign_spans
+           sum(least(ChildNs, Duration)) AS child_ns, quantile(0.95)(Duration) AS p95_ns
     FROM otel_traces
     WHERE NodeId != '' AND ({service:String} = '' OR ServiceName = {service:String})
     GROUP BY NodeId, CodeVersion
@@ -28,22 +26,13 @@ WITH calls AS (
 SELECT calls.NodeId AS node_id, n.kind AS kind, n.qualname AS qualname, n.file AS file, n.line AS line,
        n.code AS code, calls.executions AS executions, round(calls.total_ns / 1e6, 3) AS total_ms,
        round(greatest(calls.total_ns - calls.child_ns, 0) / 1e6, 3) AS self_ms,
-       round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version, calls.foreign_spans AS foreign_spans
+       round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version
 FROM calls
 LEFT JOIN (SELECT node_id, code_version, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file,
                   any(line) AS line, any(code) AS code FROM cpg_nodes
            WHERE node_id IN (SELECT NodeId FROM calls) GROUP BY node_id, code_version) AS n
     ON n.node_id = calls.NodeId AND n.code_version = calls.CodeVersion
 ORDER BY total_ms DESC
-"""
-FOREIGN_CHILDREN_SQL = """
-SELECT p.NodeId, sum(c.Duration)
-FROM otel_traces AS c
-INNER JOIN (SELECT SpanId, TraceId, NodeId FROM otel_traces
-            WHERE NodeId IN {nodes:Array(String)} AND ResourceAttributes['telemetry.sdk.name'] != 'execscope'
-              AND ({service:String} = '' OR ServiceName = {service:String})) AS p
-    ON c.ParentSpanId = p.SpanId AND c.TraceId = p.TraceId
-GROUP BY p.NodeId
 """
 
 HOT_STATEMENTS_SQL = """
@@ -63,20 +52,8 @@ LIMIT {limit:UInt32}
 def hot_nodes(store: Store, limit: int = 20, service: str = "", statements: bool = False) -> QueryResult:
     """Functions by total time (executions, total, self and p95 time, joined to their code); with
     ``statements``, statements and branch arms by executions instead."""
-    params = {"limit": limit, "service": service}
-    if statements:
-        return store.query(HOT_STATEMENTS_SQL, parameters=params)
-    result = store.query(HOT_NODES_SQL, parameters=params)
-    columns = result.column_names[:-1]
-    rows = [list(r) for r in result.rows]
-    foreign = [r[0] for r in rows if r[-1]]
-    if foreign:
-        child = dict(store.query(FOREIGN_CHILDREN_SQL, parameters={**params, "nodes": foreign}).rows)
-        self_at = columns.index("self_ms")
-        for r in rows:
-            if r[0] in child:
-                r[self_at] = round(max(r[self_at] - child[r[0]] / 1e6, 0.0), 3)
-    return QueryResult(columns, [tuple(r[:-1]) for r in rows])
+    return store.query(HOT_STATEMENTS_SQL if statements else HOT_NODES_SQL,
+                       parameters={"limit": limit, "service": service})
 
 
 SLOW_PATHS_SQL = """

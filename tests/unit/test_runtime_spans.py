@@ -185,3 +185,20 @@ def test_nothing_recorded_when_inactive() -> None:
     assert mod.top([1, 2]) == [-2, -4, "handled"]
     assert (runtime.stats.spans, runtime.stats.errors) == (spans_before, errors_before)
     assert runtime.current_frame() is None
+
+
+def test_sdk_core_callers_carry_the_time_spent_in_recorded_callees(recorder) -> None:
+    module = load_rewritten('''
+        import time
+        def leaf():
+            time.sleep(0.01)
+        def top():
+            leaf(); leaf()
+    ''', "functions", name="sdk_childtime", file="/src/sdk_childtime.py")
+    recorder.clear()
+    module.top()
+    spans = {s.name: s for s in recorder.get_finished_spans()}
+    leaves = [s for s in recorder.get_finished_spans() if s.name == "sdk_childtime.leaf"]
+    top = spans["sdk_childtime.top"]
+    assert "execscope.child_ns" not in leaves[0].attributes
+    assert top.attributes["execscope.child_ns"] == sum(s.end_time - s.start_time for s in leaves)
