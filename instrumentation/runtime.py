@@ -305,7 +305,7 @@ def leave(frame: Frame | Any) -> None:
             _current.set(frame.outer)  # type: ignore[union-attr]
         if frame.foreign:
             return
-        span = frame.span
+        span: Any = frame.span
         if frame.recording:
             span.set_attribute("execscope.seq.end", frame.seq.next())
             if frame.child_ns:

@@ -12,13 +12,14 @@ from typing import Any
 from execscope.storage.store import QueryResult, Store
 
 # Self time = duration - time spent in recorded callees, which both capture cores add to the caller
-# as it runs (execscope.child_ns, the ChildNs column): one aggregate, no join of spans to children.
+# as it runs (execscope.child_ns, the ChildNs column). Read from execscope_node_stats, which a
+# materialized view keeps per node, day and service: no scan of the spans.
 HOT_NODES_SQL = """
 WITH calls AS (
-    SELECT NodeId, CodeVersion, count() AS executions, sum(Duration) AS total_ns,
-           sum(least(ChildNs, Duration)) AS child_ns, quantile(0.95)(Duration) AS p95_ns
-    FROM otel_traces
-    WHERE NodeId != '' AND ({service:String} = '' OR ServiceName = {service:String})
+    SELECT NodeId, CodeVersion, sum(executions) AS executions, sum(total_ns) AS total_ns,
+           sum(child_ns) AS child_ns, quantileTDigestMerge(0.95)(duration_digest) AS p95_ns
+    FROM execscope_node_stats
+    WHERE {service:String} = '' OR ServiceName = {service:String}
     GROUP BY NodeId, CodeVersion
     ORDER BY total_ns DESC
     LIMIT {limit:UInt32}
