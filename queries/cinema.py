@@ -134,7 +134,9 @@ def _arrays(store: Store, sql: str, params: dict[str, Any], layout: tuple[str, .
         if kind == "S16":
             chunk = data[pos:pos + 16 * n]
             pos += 16 * n
-            out.append([chunk[i:i + 16].rstrip(b"\0").decode("ascii", "replace") for i in range(0, 16 * n, 16)])
+            text = chunk.decode("latin-1")
+            out.append([text[i:i + 16].rstrip("\0") if text[i] == "\0" else text[i:i + 16]
+                        for i in range(0, 16 * n, 16)])
         else:
             width = 8 if kind == "Q" else 1
             values = _array.array("Q" if kind == "Q" else "B")
@@ -170,6 +172,8 @@ class Cinema:
         self._cached = cached_windows
         self._sources: dict[str, list[str] | None] = {}
         self._node_lines: dict[tuple[str, str], int] = {}
+        self._by_call: list[_Span] | None = None
+        self._call_rank: dict[int, int] = {}
         self._index = self._load_index()
 
     def _params(self, **extra: Any) -> dict[str, Any]:
@@ -210,9 +214,21 @@ class Cinema:
         index.keys = keys
         return index
 
+    DETAIL_BLOCK = 1024
+    """Span details are read for blocks of this many spans (in call order) at once: reading a few
+    spans costs about as much as reading a thousand (the engine decodes whole granules), so one read
+    serves the windows around it and most steps need none."""
+
     def _details(self, spans: list[_Span]) -> None:
         """Read what frames show about these spans (function, file, arguments, return value)."""
-        missing = [s for s in spans if not s.loaded]
+        if not any(not s.loaded for s in spans):
+            return
+        if self._by_call is None:
+            self._by_call = sorted(self._index.spans.values(), key=lambda sp: sp.call_key)
+            self._call_rank = {id(sp): i for i, sp in enumerate(self._by_call)}
+        blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
+        missing = [sp for b in sorted(blocks)
+                   for sp in self._by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
         for start in range(0, len(missing), 5000):
             chunk = {s.span_id: s for s in missing[start:start + 5000]}
             for span_id, node_id, version, function, file, line, args, ts, returned in self.store.query(
