@@ -285,6 +285,17 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
     """Run a named query joining the recording with the code property graph.
 
     \b
+    NAME is one of:
+      hot-nodes        functions by total/self/p95 time (-p statements=true: statements)
+      slow-paths       paths through -p function=pkg.mod:f ranked by p95 latency
+      exceptions       raised and caught, per node, with traces
+      coverage         CFG nodes and edges executed vs not, per function
+      state-at         variables of every live call: -p trace=T -p at=N
+      value-history    every value of -p var=x, in order, and where
+      call-graph       runtime vs static call edges
+      cfg-violations   observed transitions the CFG lacks (empty: sound)
+    \b
+        execscope query hot-nodes -p limit=10
         execscope query cfg-violations --format json
     """
     from execscope.queries.named import QUERIES, QueryParameterError, run_named
