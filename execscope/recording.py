@@ -40,6 +40,7 @@ class RunOptions:
     exporter: str = "spool"   # spool (this process owns the store) | kafka (a collector does)
     kafka: str = ""           # bootstrap servers of the kafka exporter
     topic: str = ""           # its topic (default otlp_spans)
+    sample: float = 1.0       # head sampling ratio of new traces
 
 
 def spool_path_for(address: StoreAddress) -> Path:
@@ -63,6 +64,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
     env[pb.ENV_INCLUDE] = ",".join(options.include)
     env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
     env[pb.ENV_LEVEL] = options.level
+    if options.sample < 1.0:
+        env[pb.ENV_SAMPLE] = repr(options.sample)
+    else:
+        env.pop(pb.ENV_SAMPLE, None)
     env[pb.ENV_SERVICE] = options.service or Path(command[0]).name
     env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
     return env

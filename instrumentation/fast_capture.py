@@ -72,6 +72,7 @@ class FastFrame:
     # Read only by the SDK core's hooks (``if frame.recording:`` outside their try): a frame of this
     # core that meets them after a core switch must not raise into the program.
     recording = True
+    skip = False  # a sampled-out trace's root (see _Skipped)
 
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
@@ -83,6 +84,30 @@ class FastFrame:
         self.exit: str | None = None
 
 
+class _Skipped(FastFrame):
+    """The root of a trace that head sampling left out. It is the current frame while the root runs,
+    so every call below it is left out too (at the cost of one check); ``foreign`` makes every hook
+    ignore it, and it is never exported."""
+
+    __slots__ = ()
+    skip = True
+
+
+_SAMPLE_ALL = 1 << 64
+_sample_cut = _SAMPLE_ALL
+"""A new trace is kept when the high 64 bits of its id are below this (ratio * 2**64)."""
+
+
+def set_sampling(ratio: float) -> None:
+    """Head sampling of new traces: keep ``ratio`` (0..1) of them, decided from the trace id (so
+    every process decides the same for one trace). A trace continuing an OpenTelemetry parent
+    follows the parent's sampled flag instead. 1 records everything (the default)."""
+    global _sample_cut
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"sampling ratio must be within 0..1, got {ratio}")
+    _sample_cut = _SAMPLE_ALL if ratio >= 1.0 else int(ratio * _SAMPLE_ALL)
+
+
 class _State:
     """Process-wide buffer of finished frames; swapped out by the worker."""
 
@@ -91,6 +116,7 @@ class _State:
         self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
+        self.sampled_out = 0          # traces left out by head sampling
         self.events = 0               # events recorded since the worker last took the buffer
         self.max_events = max_events  # beyond this, events are dropped (counted per frame)
 
@@ -123,8 +149,10 @@ def _otel_current() -> Any:
 def _start(info: tuple, args: Any, kind: str) -> Any:
     top: Any = _current.get()
     otel = _otel_current()
-    f = FastFrame()
     if top is not None and top.anchor is otel:
+        if top.skip:
+            return NO_FRAME
+        f = FastFrame()
         f.trace_id = top.trace_id
         f.parent_id = top.span_id
         f.seq = top.seq
@@ -133,12 +161,29 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
         if ctx is not None and ctx.is_valid:
             if not ctx.trace_flags.sampled:
                 return NO_FRAME
+            f = FastFrame()
             f.trace_id = ctx.trace_id
             f.parent_id = ctx.span_id
         else:
-            f.trace_id = getrandbits(128) or 1
+            trace_id = getrandbits(128) or 1
+            if trace_id >> 64 >= _sample_cut:
+                skipped = _Skipped()
+                skipped.foreign = True
+                skipped.anchor = otel
+                skipped.outer = top
+                skipped.trace_id = trace_id
+                skipped.span_id = 0
+                _state.sampled_out += 1
+                _current.set(skipped)  # type: ignore[arg-type]
+                return skipped
+            f = FastFrame()
+            f.trace_id = trace_id
             f.parent_id = 0
         f.seq = SEQUENCE
+    for a in args:  # recorded as they are now: later mutation must not change them
+        if type(a) not in IMMUTABLE:
+            args = tuple(map(snapshot, args))
+            break
     f.anchor = otel
     f.span_id = getrandbits(64) or 1
     f.info = info
@@ -156,10 +201,6 @@ def enter(info: tuple, args: tuple) -> Any:
         _state.dropped += 1
         return NO_FRAME
     try:
-        for a in args:
-            if type(a) not in IMMUTABLE:
-                args = tuple(map(snapshot, args))
-                break
         return _start(info, args, "call")
     except Exception as exc:
         stats.failed(exc)

@@ -13,6 +13,7 @@ environment:
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
 ``EXECSCOPE_LEVEL``    functions | branches | statements
+``EXECSCOPE_SAMPLE``   head sampling ratio of new traces, 0..1 (default 1: every trace)
 ``EXECSCOPE_SERVICE``  ``service.name`` of the resource
 ``EXECSCOPE_FLUSH_MS`` batch delay in milliseconds (bounds what a crash can lose; default 500)
 """
@@ -28,6 +29,7 @@ ENV_SPOOL = "EXECSCOPE_SPOOL"
 ENV_INCLUDE = "EXECSCOPE_INCLUDE"
 ENV_EXCLUDE = "EXECSCOPE_EXCLUDE"
 ENV_LEVEL = "EXECSCOPE_LEVEL"
+ENV_SAMPLE = "EXECSCOPE_SAMPLE"
 ENV_SERVICE = "EXECSCOPE_SERVICE"
 ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
 ENV_EXPORTER = "EXECSCOPE_EXPORTER"
@@ -90,6 +92,10 @@ def start_from_environment() -> bool:
     service = os.environ.get(ENV_SERVICE) or "execscope"
     flush_ms = int(os.environ.get(ENV_FLUSH_MS) or 500)
     level = os.environ.get(ENV_LEVEL) or "functions"
+    try:
+        fast_capture.set_sampling(float(os.environ.get(ENV_SAMPLE) or 1.0))
+    except ValueError as exc:
+        print(f"execscope: ignoring {ENV_SAMPLE}: {exc}", file=sys.stderr)
     resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
     sink: Any
     write_nodes: Any

@@ -209,3 +209,19 @@ def test_fork_child_unwinding_through_recorded_frames_duplicates_nothing(tmp_pat
                      "INNER JOIN otel_traces AS p ON p.SpanId = c.ParentSpanId "
                      "WHERE c.SpanAttributes['execscope.arg.who'] = \'\\\'child\\\'\'", tmp_path, store)
     assert child_leaf == [{"same_trace": 1, "parent": "forker.middle"}]
+
+
+def test_sampled_out_program_runs_unchanged_and_records_nothing(tmp_path: Path) -> None:
+    (tmp_path / "sampled.py").write_text("def f(n):\n    return n * 2\n\nprint(sum(f(i) for i in range(100)))\n")
+    store = f"chdb://{tmp_path / 'db'}"
+    out = cli("run", "--include", "sampled", "--sample", "0", "--store", store, "--", "python", "sampled.py",
+              cwd=tmp_path)
+    assert out.stdout.strip() == "9900"
+    assert sql("SELECT count() AS n FROM otel_traces", tmp_path, store) == [{"n": 0}]
+    kept = cli("run", "--include", "sampled", "--sample", "1", "--store", store, "--", "python", "sampled.py",
+               cwd=tmp_path)
+    assert kept.stdout.strip() == "9900"
+    assert sql("SELECT count() AS n FROM otel_traces", tmp_path, store) == [{"n": 100}]  # the 100 calls
+    bad = cli("run", "--include", "sampled", "--sample", "2", "--store", store, "--", "python", "sampled.py",
+              cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--sample" in bad.stderr

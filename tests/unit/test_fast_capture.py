@@ -190,3 +190,38 @@ def test_callers_carry_the_time_spent_in_recorded_callees(fast) -> None:
     assert mid.child_ns == sum(f.end - f.start for f in leaves)
     assert top.child_ns == mid.end - mid.start
     assert mid.end - mid.start - mid.child_ns >= 10_000_000  # its own sleep is self time
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_head_sampling_keeps_whole_traces_at_the_ratio(fast, ratio: float) -> None:
+    module = load_rewritten('''
+        def leaf(x):
+            return x + 1
+        def root(n):
+            return [leaf(i) for i in range(n)]
+    ''', "functions", name="sampled_app", file="/src/sampled_app.py")
+    fast_capture.take_pending()
+    before = fast_capture._state.sampled_out
+    fast_capture.set_sampling(ratio)
+    try:
+        for _ in range(600):
+            assert module.root(3) == [1, 2, 3]  # the program's behaviour never changes
+    finally:
+        fast_capture.set_sampling(1.0)
+    frames, _ = fast_capture.take_pending()
+    roots = [f for f in frames if f.info[1] == "sampled_app.root"]
+    leaves = [f for f in frames if f.info[1] == "sampled_app.leaf"]
+    assert len(leaves) == 3 * len(roots)  # a kept trace is kept whole, a left-out one entirely
+    assert {f.parent_id for f in leaves} <= {r.span_id for r in roots}
+    assert len(roots) + fast_capture._state.sampled_out - before == 600
+    if ratio == 0.0:
+        assert roots == []
+    elif ratio == 1.0:
+        assert len(roots) == 600
+    else:
+        assert 120 <= len(roots) <= 240  # 30% of 600, within a wide binomial margin
+
+
+def test_sampling_ratio_is_checked() -> None:
+    with pytest.raises(ValueError):
+        fast_capture.set_sampling(1.5)
