@@ -8,6 +8,7 @@ Figures (CPU time of this process, user + sys, per recorded call of recursive ``
 * ``plain_us``: the function without execscope;
 * ``fast_hot_us``: the fast capture core's hot path only (frames buffered, nothing encoded);
 * ``fast_total_us``: hot path + OTLP encoding of every frame (what `execscope run` pays in total);
+* ``sampled_out_us``: the instrumented function with head sampling leaving every trace out;
 * ``sdk_total_us``: the SDK core (one OTel SDK span per call, BatchSpanProcessor, discarding exporter,
   flushed before the clock stops);
 * ingestion, spans/s into the embedded engine from spool files written by the fast core: the engine
@@ -79,6 +80,11 @@ def main() -> None:
     payloads = [encode_request(frames[i:i + 2048], {"service.name": "bench"}, "bench")
                 for i in range(0, len(frames), 2048)]
     encode = cpu() - c1
+    fast_capture.set_sampling(0.0)  # installed but sampled out: every fib call is left out
+    c0 = cpu()
+    fast.fib(depth)
+    sampled_out = cpu() - c0
+    fast_capture.set_sampling(1.0)
     runtime.deactivate()
 
     provider = TracerProvider()
@@ -114,6 +120,8 @@ def main() -> None:
         "fast_total_us": round((hot + encode) / n_calls * 1e6, 3),
         "sdk_total_us": round(sdk_total / n_calls * 1e6, 3),
         "fast_vs_sdk": round(sdk_total / (hot + encode), 2),
+        "sampled_out_us": round(sampled_out / n_calls * 1e6, 3),
+        "sampled_out_vs_plain": round(sampled_out / n_calls * 1e6 / plain_us, 2),
         "ingest": ingest,
     }
     print(json.dumps(result))
