@@ -41,6 +41,7 @@ class RunOptions:
     kafka: str = ""           # bootstrap servers of the kafka exporter
     topic: str = ""           # its topic (default otlp_spans)
     sample: float = 1.0       # head sampling ratio of new traces
+    max_events_per_s: int = 0  # event budget (0: none)
 
 
 def spool_path_for(address: StoreAddress) -> Path:
@@ -68,6 +69,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
         env[pb.ENV_SAMPLE] = repr(options.sample)
     else:
         env.pop(pb.ENV_SAMPLE, None)
+    if options.max_events_per_s:
+        env[pb.ENV_EVENT_RATE] = str(options.max_events_per_s)
+    else:
+        env.pop(pb.ENV_EVENT_RATE, None)
     env[pb.ENV_SERVICE] = options.service or Path(command[0]).name
     env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
     return env

@@ -119,6 +119,9 @@ class _State:
         self.sampled_out = 0          # traces left out by head sampling
         self.events = 0               # events recorded since the worker last took the buffer
         self.max_events = max_events  # beyond this, events are dropped (counted per frame)
+        self.rate = 0                 # budget in events per second (0: unlimited), see set_event_rate
+        self.rate_window = 0          # start (ns) of the current one-second window
+        self.rate_used = 0            # events kept in it
 
 
 _state = _State(1 << 18, 1 << 22)
@@ -269,17 +272,35 @@ def fail(frame: Any, exc: BaseException) -> None:
 MAX_EVENTS_PER_FRAME = 65536
 
 
+def set_event_rate(per_second: int) -> None:
+    """Budget for statement/branch/assignment events: at most ``per_second`` kept per second (each
+    call's span is always kept); beyond it events are dropped and counted on their span
+    (``execscope.dropped_events``). 0 removes the limit (the default)."""
+    if per_second < 0:
+        raise ValueError(f"events per second must be >= 0, got {per_second}")
+    _state.rate = int(per_second)
+    _state.rate_used = 0
+    _state.rate_window = 0
+
+
 def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
     events = frame.events
-    if (_state.events >= _state.max_events or _state.paused
+    state = _state
+    ts = _time_ns()
+    if state.rate:
+        if ts - state.rate_window >= 1_000_000_000:
+            state.rate_window = ts
+            state.rate_used = 0
+        state.rate_used += 1
+    if (state.events >= state.max_events or state.paused or (state.rate and state.rate_used > state.rate)
             or (events is not None and len(events) >= MAX_EVENTS_PER_FRAME)):
-        frame.dropped_events += 1  # bounded memory: count what is not kept
+        frame.dropped_events += 1  # bounded memory and budget: count what is not kept
         frame.seq.next()
         return
     if events is None:
         events = frame.events = []
-    _state.events += 1
-    events.append((kind, node_id, _time_ns(), frame.seq.next(), a, b))
+    state.events += 1
+    events.append((kind, node_id, ts, frame.seq.next(), a, b))
 
 
 def suspend(frame: Any, value: Any, node_id: str | None = None) -> Any:

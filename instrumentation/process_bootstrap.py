@@ -14,6 +14,7 @@ environment:
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
 ``EXECSCOPE_LEVEL``    functions | branches | statements
 ``EXECSCOPE_SAMPLE``   head sampling ratio of new traces, 0..1 (default 1: every trace)
+``EXECSCOPE_MAX_EVENTS_PER_S`` budget of statement/branch/assignment events per second (default 0: none)
 ``EXECSCOPE_SERVICE``  ``service.name`` of the resource
 ``EXECSCOPE_FLUSH_MS`` batch delay in milliseconds (bounds what a crash can lose; default 500)
 """
@@ -30,6 +31,7 @@ ENV_INCLUDE = "EXECSCOPE_INCLUDE"
 ENV_EXCLUDE = "EXECSCOPE_EXCLUDE"
 ENV_LEVEL = "EXECSCOPE_LEVEL"
 ENV_SAMPLE = "EXECSCOPE_SAMPLE"
+ENV_EVENT_RATE = "EXECSCOPE_MAX_EVENTS_PER_S"
 ENV_SERVICE = "EXECSCOPE_SERVICE"
 ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
 ENV_EXPORTER = "EXECSCOPE_EXPORTER"
@@ -96,6 +98,10 @@ def start_from_environment() -> bool:
         fast_capture.set_sampling(float(os.environ.get(ENV_SAMPLE) or 1.0))
     except ValueError as exc:
         print(f"execscope: ignoring {ENV_SAMPLE}: {exc}", file=sys.stderr)
+    try:
+        fast_capture.set_event_rate(int(os.environ.get(ENV_EVENT_RATE) or 0))
+    except ValueError as exc:
+        print(f"execscope: ignoring {ENV_EVENT_RATE}: {exc}", file=sys.stderr)
     resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
     sink: Any
     write_nodes: Any

@@ -225,3 +225,30 @@ def test_head_sampling_keeps_whole_traces_at_the_ratio(fast, ratio: float) -> No
 def test_sampling_ratio_is_checked() -> None:
     with pytest.raises(ValueError):
         fast_capture.set_sampling(1.5)
+
+
+def test_event_budget_drops_with_counts_and_keeps_every_call(fast) -> None:
+    module = load_rewritten('''
+        def work(n):
+            total = 0
+            for i in range(n):
+                total += i
+            return total
+    ''', "statements", name="budget_app", file="/src/budget_app.py")
+    fast_capture.take_pending()
+    fast_capture.set_event_rate(50)
+    try:
+        results = [module.work(100) for _ in range(5)]
+    finally:
+        fast_capture.set_event_rate(0)
+    assert results == [4950] * 5
+    frames, _ = fast_capture.take_pending()
+    calls = [f for f in frames if f.info[1] == "budget_app.work"]
+    assert len(calls) == 5  # calls are never budgeted
+    kept = sum(len(f.events or ()) for f in calls)
+    dropped = sum(f.dropped_events for f in calls)
+    per_call = kept + dropped
+    assert per_call == 5 * (3 + 100 * 4 + 1)  # line/assign of `total = 0` and `for`; 4 per iteration; return
+    assert 50 <= kept <= 100  # one or two one-second windows of 50 (the test may straddle a second)
+    with pytest.raises(ValueError):
+        fast_capture.set_event_rate(-1)
