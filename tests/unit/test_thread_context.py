@@ -67,3 +67,38 @@ def test_install_is_idempotent_and_uninstall_restores() -> None:
     assert threading.Thread.start is plain
     if original is not plain:
         thread_context.install()
+
+
+def test_asyncio_tasks_each_keep_their_own_causal_chain(fast) -> None:  # noqa: F811
+    module = load_rewritten('''
+        import asyncio
+
+        async def step(k):
+            await asyncio.sleep(0)
+            return k
+
+        async def task(k):
+            a = await step(k)
+            await asyncio.sleep(0)
+            b = await step(k + 10)
+            return a + b
+
+        async def main():
+            return await asyncio.gather(task(1), task(2), task(3))
+
+        def run():
+            return asyncio.run(main())
+    ''', "functions", name="async_app", file="/src/async_app.py")
+    fast_capture.take_pending()
+    assert module.run() == [12, 14, 16]
+    frames, _ = fast_capture.take_pending()
+    by_id = {f.span_id: f for f in frames}
+    main = next(f for f in frames if f.info[1] == "async_app.main")
+    tasks = [f for f in frames if f.info[1] == "async_app.task"]
+    steps = [f for f in frames if f.info[1] == "async_app.step"]
+    assert len(tasks) == 3 and len(steps) == 6
+    assert all(t.parent_id == main.span_id and t.trace_id == main.trace_id for t in tasks)
+    for t in tasks:  # each task's steps are its own children, however the tasks interleave
+        mine = [s for s in steps if s.parent_id == t.span_id]
+        assert sorted(s.args[0] for s in mine) == sorted([t.args[0], t.args[0] + 10])
+    assert all(by_id[s.parent_id].info[1] == "async_app.task" for s in steps)
