@@ -29,15 +29,14 @@ short-circuit), ``case N``, ``exception``, ``return``, ``break``, ``continue``.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, ModuleNodes
+from execscope.instrumentation.node_ids import IdResolver, ModuleNodes
 
 Pred = tuple[str, str]
 """A pending edge source: (node ID, label of the edge that will leave it)."""
 
-_PLACEHOLDER = "\0region"
 _NO_RAISE = (ast.Pass, ast.Break, ast.Continue, ast.Global, ast.Nonlocal)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -113,24 +112,6 @@ class _With:
 _Frame = _Try | _Final | _Loop | _With
 
 
-class IdResolver:
-    """Finds the node ID of an :mod:`ast` node again (by kind and character range)."""
-
-    def __init__(self, nodes: ModuleNodes, source: str) -> None:
-        self.nodes = nodes
-        self.positions = AstPositions(source)
-        self.unmatched = 0
-
-    def __call__(self, node: ast.AST, kind: str | None = None) -> str | None:
-        kind = kind or AST_KINDS.get(type(node))
-        if kind is None:
-            return None
-        found = self.nodes.lookup(kind, *self.positions.key(node))
-        if found is None:
-            self.unmatched += 1
-        return found
-
-
 class _Builder:
     """Builds one scope's CFG. Nested scopes are queued on ``pending`` for the caller."""
 
@@ -203,33 +184,7 @@ class _Builder:
     def may_raise_after(self, preds: list[Pred]) -> None:
         """Implicit work follows these preds (a loop's next()/test, a with's __exit__): it may raise."""
         for src, _ in preds:
-            if src != _PLACEHOLDER:
-                self.raise_from(src)
-
-    # --- regions: a sub-graph built once and entered from preds known later ---------------------
-    def region(self, build: Callable[[list[Pred]], list[Pred]]) -> tuple[list[tuple[str, str]], list[Pred]]:
-        """Build with a placeholder entry; returns (entry edges as (dst, label), exits). An exit
-        equal to the placeholder means the region can be passed through without a node."""
-        before = set(self.cfg.edges)
-        exits = build([(_PLACEHOLDER, "")])
-        entries = [(d, lab) for (s, d, lab) in self.cfg.edges if s == _PLACEHOLDER and (s, d, lab) not in before]
-        for s, d, lab in list(self.cfg.edges):
-            if s == _PLACEHOLDER:
-                del self.cfg.edges[(s, d, lab)]
-        return entries, exits
-
-    def enter_region(self, preds: list[Pred], entries: list[tuple[str, str]], exits: list[Pred]) -> list[Pred]:
-        """Connect ``preds`` to a region built by :meth:`region`; returns the region's exits."""
-        for src, plabel in preds:
-            for dst, label in entries:
-                self.edge(src, dst, label or plabel)
-        out: list[Pred] = []
-        for src, label in exits:
-            if src == _PLACEHOLDER:
-                out.extend((p, label or pl) for p, pl in preds)
-            else:
-                out.append((src, label))
-        return out
+            self.raise_from(src)
 
     # --- expressions: arms in evaluation order ---------------------------------------------------
     def expr(self, e: ast.AST | None, preds: list[Pred]) -> list[Pred]:
@@ -335,19 +290,11 @@ class _Builder:
             self.raise_from(src)
         return []
 
-    def _s_Break(self, s: ast.Break, preds: list[Pred]) -> list[Pred]:
-        node_id = self.resolve(s)
-        if node_id is not None:
-            preds = self.enter(preds, node_id, raises=False)
-        self.jump(preds, "break")
+    def _s_Break(self, s: ast.Break | ast.Continue, preds: list[Pred]) -> list[Pred]:
+        self.jump(self._head(s, preds, raises=False), "break" if isinstance(s, ast.Break) else "continue")
         return []
 
-    def _s_Continue(self, s: ast.Continue, preds: list[Pred]) -> list[Pred]:
-        node_id = self.resolve(s)
-        if node_id is not None:
-            preds = self.enter(preds, node_id, raises=False)
-        self.jump(preds, "continue")
-        return []
+    _s_Continue = _s_Break
 
     def _s_If(self, s: ast.If, preds: list[Pred]) -> list[Pred]:
         owner = self.resolve(s)
@@ -365,13 +312,8 @@ class _Builder:
     def _loop(self, s: ast.For | ast.AsyncFor | ast.While, preds: list[Pred]) -> list[Pred]:
         owner = self.resolve(s)
         preds = self._head(s, preds)
-        if isinstance(s, ast.While):
-            # the test runs before every iteration: one region entered from the head and every back edge
-            entries, test_exits = self.region(lambda p: self.expr(s.test, p))
-            heads = self.enter_region(preds, entries, test_exits)
-        else:
-            heads = self.expr(s.iter, preds)
-            entries, test_exits = [], [(_PLACEHOLDER, "")]
+        # a while's test runs before every iteration; a for's iterable once (next() is not a node)
+        heads = self.expr(s.test if isinstance(s, ast.While) else s.iter, preds)
         loop = _Loop()
         body_arm = f"{owner}.body" if owner is not None else None
         self.stack.append(loop)
@@ -386,7 +328,8 @@ class _Builder:
         self.stack.pop()
         back = end + loop.continues
         self.may_raise_after(back)
-        back_heads = self.enter_region(back, entries, test_exits)
+        # building the test again from the back edges adds only those edges: nodes and edges are sets
+        back_heads = self.expr(s.test, back) if isinstance(s, ast.While) else back
         if body_arm is not None:
             self.connect([(p, lab if lab in ("true", "false") else "true") for p, lab in back_heads], body_arm)
         exhausted = [(p, "false") for p, _ in heads + back_heads]

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 from execscope.instrumentation.calls import static_calls
 from execscope.instrumentation.cdg import control_dependences
-from execscope.instrumentation.cfg import Cfg, IdResolver, build_cfgs_with
+from execscope.instrumentation.cfg import Cfg, build_cfgs_with
 from execscope.instrumentation.dataflow import ScopeFlow, analyse
 from execscope.instrumentation.metrics import function_facts
-from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, name_nodes
+from execscope.instrumentation.node_ids import IdResolver, ModuleNodes, NodeInfo, name_nodes
 
 EDGE_COLUMNS = ("src", "dst", "kind", "label", "properties")
 FUNCTION_COLUMNS = ("node_id", "module", "qualname", "file", "line", "end_line", "cyclomatic", "nesting_depth",
@@ -139,7 +139,7 @@ def build_module_cpg(source: str, module: str, file: str = "", code_version: str
             out.functions.append((fid, module, info.qualname, file, info.line, info.end_line, facts.cyclomatic,
                                   facts.nesting_depth, facts.statements, facts.parameters, n_nodes, n_edges,
                                   isinstance(fn, ast.AsyncFunctionDef), facts.is_generator))
-    out.unmatched = resolve.unmatched
+    out.unmatched = len(resolve.unmatched)
     return out
 
 

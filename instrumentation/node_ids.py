@@ -422,3 +422,22 @@ class AstPositions:
         if 0 < line <= len(self._lines) and 0 <= col < len(self._lines[line - 1]):
             return self._lines[line - 1][col]
         return ""
+
+
+class IdResolver:
+    """Finds the node ID of an :mod:`ast` node again (by kind and character range); what it cannot
+    find is listed in ``unmatched`` (``kind@line:col``), which should stay empty."""
+
+    def __init__(self, nodes: ModuleNodes, source: str) -> None:
+        self.nodes = nodes
+        self.positions = AstPositions(source)
+        self.unmatched: list[str] = []
+
+    def __call__(self, node: ast.AST, kind: str | None = None) -> str | None:
+        kind = kind or AST_KINDS.get(type(node))
+        if kind is None:
+            return None
+        found = self.nodes.lookup(kind, *self.positions.key(node))
+        if found is None:
+            self.unmatched.append(f"{kind}@{node.lineno}:{node.col_offset}")  # type: ignore[attr-defined]
+        return found

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, ModuleNodes, NodeInfo
+from execscope.instrumentation.node_ids import IdResolver, ModuleNodes, NodeInfo
 from execscope.instrumentation.runtime import BRANCHES, FUNCTIONS, STATEMENTS
 
 RT = "_execscope_rt"
@@ -114,20 +114,10 @@ class Rewriter(ast.NodeTransformer):
     def __init__(self, nodes: ModuleNodes, source: str, level: int) -> None:
         self.nodes = nodes
         self.by_id: dict[str, NodeInfo] = {n.node_id: n for n in nodes.nodes}
-        self.positions = AstPositions(source)
+        self._id = IdResolver(nodes, source)
         self.level = level
-        self.stats = RewriteStats()
+        self.stats = RewriteStats(unmatched=self._id.unmatched)
         self.scopes: list[_Scope] = []
-
-    # --- lookups -------------------------------------------------------------------------------
-    def _id(self, node: ast.AST, kind: str | None = None) -> str | None:
-        kind = kind or AST_KINDS.get(type(node))
-        if kind is None:
-            return None
-        found = self.nodes.lookup(kind, *self.positions.key(node))
-        if found is None:
-            self.stats.unmatched.append(f"{kind}@{node.lineno}:{node.col_offset}")  # type: ignore[attr-defined]
-        return found
 
     def _probing(self) -> bool:
         return bool(self.scopes) and self.scopes[-1].has_frame
