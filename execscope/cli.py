@@ -43,6 +43,17 @@ def _chain(processors_file: str | None, store: Store) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def _name_values(items: tuple[str, ...]) -> dict[str, str]:
+    """``--param NAME=VALUE`` options as a dict; a malformed one is a usage error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        out[key] = value
+    return out
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="execscope")
 def main() -> None:
@@ -231,12 +242,7 @@ def sql(query: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) ->
     """
     from execscope.queries.sql import run_sql
 
-    bound: dict[str, str] = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
-        bound[name] = value
+    bound = _name_values(params)
     store = _open(store_dsn)
     try:
         result = run_sql(store, query, bound or None)
@@ -308,12 +314,7 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
     """
     from execscope.queries.named import QUERIES, QueryParameterError, run_named
 
-    bound: dict[str, str] = {}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
-        bound[key] = value
+    bound = _name_values(params)
     if name not in QUERIES:
         raise click.BadParameter(f"unknown query {name!r}; known: {', '.join(sorted(QUERIES))}",
                                  param_hint="NAME")

@@ -379,10 +379,8 @@ class Cinema:
         for row in self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
                 names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows:
             events[self._key(row[3], row[2])] = row
-        first = keys[0]
         spans = self._index.spans
-        live = [s for s in spans.values() if s.call_key < first and (
-            s.return_key >= first if s.return_key is not None else (s.t1 >= lo[0] if self.multi else s.s1 >= lo[1]))]
+        live = self._alive(keys[0], inclusive=False)
         used = {id(s): s for s in live}
         for key in keys:
             entry = self._index.by_key.get(key)
@@ -393,15 +391,7 @@ class Cinema:
             if span_of is not None:
                 used[id(span_of)] = span_of
         self._details(list(used.values()))
-        local: dict[str, dict[str, str]] = {s.span_id: dict(s.args) for s in live}
-        last_line: dict[str, int] = {}
-        if live:
-            for span_id, event, name, (value, target, line) in self.store.query(STATE_BEFORE_SQL, parameters=(
-                    self._params(spans=[s.span_id for s in live], lo=lo[1], lo_ts=lo[0]))).rows:
-                if event == "execscope.line":
-                    last_line[span_id] = line
-                else:
-                    local[span_id][variable_label(spans[span_id].node_id, target, name)] = value
+        local, last_line = self._state_before(live, lo)
         self._load_node_lines(events.values())
         out: list[dict[str, Any]] = []
         for i, key in enumerate(keys):
@@ -455,6 +445,40 @@ class Cinema:
                 frame["exception"] = f"{var}: {value}" if value else var
             out.append(frame)
         return out
+
+    def _alive(self, key: Key, inclusive: bool) -> list[_Span]:
+        """Calls started before ``key`` (or at it) and not returned before it, in call order."""
+        ts, seq, _ = self._parts(key)
+        return sorted((s for s in self._index.spans.values()
+                       if (s.call_key <= key if inclusive else s.call_key < key)
+                       and (s.return_key >= key if s.return_key is not None else
+                            (s.t1 >= ts if self.multi else s.s1 >= seq))), key=lambda s: s.call_key)
+
+    def _state_before(self, live: list[_Span], before: tuple[int, int, int]
+                      ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+        """Variables (arguments, then the last value written) and last line of each live call, from
+        what happened strictly before ``before`` (timestamp, sequence, _)."""
+        local: dict[str, dict[str, str]] = {s.span_id: dict(s.args) for s in live}
+        last_line: dict[str, int] = {}
+        if live:
+            spans = self._index.spans
+            for span_id, event, name, (value, target, line) in self.store.query(STATE_BEFORE_SQL, parameters=(
+                    self._params(spans=[s.span_id for s in live], lo=before[1], lo_ts=before[0]))).rows:
+                if event == "execscope.line":
+                    last_line[span_id] = line
+                else:
+                    local[span_id][variable_label(spans[span_id].node_id, target, name)] = value
+        return local, last_line
+
+    def stack_at(self, index: int) -> list[tuple[int, str, str, dict[str, str]]]:
+        """(depth, function, span id, variables) of every call alive at frame ``index``, outermost
+        first, with what that frame itself wrote: what a debugger shows in each stack frame."""
+        key = self._index.keys[index]
+        ts, seq, _ = self._parts(key)
+        live = self._alive(key, inclusive=True)
+        self._details(live)
+        local, _ = self._state_before(live, (ts, seq + 1, 0))
+        return [(s.depth, s.function, s.span_id, local[s.span_id]) for s in live]
 
     def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}

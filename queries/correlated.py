@@ -186,55 +186,14 @@ def state_at(store: Store, trace: str, at: int) -> QueryResult:
     film = open_cinema(store, trace)
     if not 0 <= at < film.total:
         raise ValueError(f"at={at} is outside the trace (0..{film.total - 1})")
-    frame = film.frame(at)
-    ts, seq, _ret = film._parts(frame["_key"])
-    key = (ts, seq)
-    rows = store.query(STATE_SPANS_SQL, parameters={"trace": film.trace_id, "multi": film.multi,
-                                                    "k0": key[0], "k1": key[1]}).rows
-    span_ids = [r[0] for r in rows]
-    from execscope.queries.cinema import variable_label
-
-    values: dict[str, dict[str, str]] = {}
-    nodes = {r[0]: r[5] for r in rows}
-    if span_ids:
-        for span_id, name, (value, target) in store.query(STATE_LOCALS_SQL, parameters={
-                "trace": film.trace_id, "spans": span_ids, "multi": film.multi, "k0": key[0], "k1": key[1]}).rows:
-            values.setdefault(span_id, {})[variable_label(nodes.get(span_id, ""), target, name)] = value
-    parents = {r[0]: r[1] for r in rows}
     out: list[tuple[Any, ...]] = []
-    for span_id, _parent, function, args, _s0, _node in rows:
-        depth, p = 0, parents.get(span_id)
-        while p in parents:
-            depth += 1
-            p = parents[p]
-        state = {k[len("execscope.arg."):]: v for k, v in args.items()}
-        state.update(values.get(span_id, {}))
-        if not state:  # a live call with no variables (yet) is still a frame of the stack
+    for depth, function, span_id, variables in film.stack_at(at):
+        if not variables:  # a live call with no variables (yet) is still a frame of the stack
             out.append((depth, function, span_id, "", ""))
-        for name, value in state.items():
-            out.append((depth, function, span_id, name, value))
+        out.extend((depth, function, span_id, name, value) for name, value in sorted(variables.items()))
     out.sort(key=lambda r: (r[0], r[2], r[3]))
     return QueryResult(["depth", "function", "span_id", "variable", "value"], out)
 
-
-STATE_SPANS_SQL = """
-SELECT SpanId, ParentSpanId, SpanAttributes['code.function.name'],
-       mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes),
-       toUInt64OrZero(SpanAttributes['execscope.seq']) AS s0, NodeId
-FROM otel_traces
-WHERE TraceId = {trace:String} AND NodeId != ''
-  AND if({multi:UInt8},
-         toUnixTimestamp64Nano(Timestamp) <= {k0:UInt64}
-             AND toUnixTimestamp64Nano(Timestamp) + Duration >= {k0:UInt64},
-         s0 <= {k1:UInt64} AND toUInt64OrZero(SpanAttributes['execscope.seq.end']) >= {k1:UInt64})
-ORDER BY s0
-"""
-STATE_LOCALS_SQL = """
-SELECT SpanId, VarName, argMax((VarValue, NodeId), (Timestamp, Seq)) FROM execscope_events
-WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId IN {spans:Array(String)}
-  AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) <= ({k0:UInt64}, {k1:UInt64}), Seq <= {k1:UInt64})
-GROUP BY SpanId, VarName, splitByChar(':', NodeId)[2]
-"""
 
 CALL_GRAPH_SQL = """
 WITH runtime AS (
