@@ -7,7 +7,6 @@ range), so a batch retried after a crash adds nothing to query results.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from execscope.collector.otlp_decode import TRACE_COLUMNS
@@ -122,19 +121,7 @@ def load_module_doc(data: bytes) -> dict[str, Any]:
 
 def _analyse_published(doc: dict[str, Any]) -> ModuleCpg | None:
     """The full CPG of a published module, from its file, if the file still has that version."""
-    from execscope.instrumentation.cpg import build_module_cpg
-    from execscope.instrumentation.node_ids import code_version_of
+    from execscope.project_analysis import analyse_file
 
-    try:
-        data = Path(doc["file"]).read_bytes()
-        if code_version_of(data) != doc["code_version"]:
-            return None
-        import importlib.util
-
-        source = importlib.util.decode_source(data)
-        return build_module_cpg(source, doc["module"], doc["file"], doc["code_version"],
-                                is_package=Path(doc["file"]).name == "__init__.py")
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    except Exception:  # libcst parser errors and anything unforeseen: keep the node rows at least
-        return None
+    result = analyse_file(doc["file"], doc["module"])
+    return result.cpg if result.status == "ok" and result.code_version == doc["code_version"] else None

@@ -132,6 +132,14 @@ def analyse_project(paths: Iterable[str | Path], writer: Any, jobs: int = 0,
     known = frozenset(writer.known_versions())
     jobs = jobs or os.cpu_count() or 1
 
+    file_rows: list[tuple[Any, ...]] = []
+
+    def write_file_rows() -> None:  # one insert per batch of files, not one part per file
+        if file_rows:
+            writer.store.insert_columns("cpg_files", [list(c) for c in zip(*file_rows)],
+                                        ("file", "module", "code_version", "lines", "status", "message"))
+            file_rows.clear()
+
     def record(result: FileResult) -> None:
         report.lines += result.lines
         if result.status == "unchanged":
@@ -145,10 +153,10 @@ def analyse_project(paths: Iterable[str | Path], writer: Any, jobs: int = 0,
             report.nodes += writer.write_module_cpg(cpg)
             report.edges += len(cpg.edges)
             report.functions += len(cpg.functions)
-        writer.store.insert_columns(
-            "cpg_files", [[result.file], [result.module], [result.code_version], [result.lines],
-                          [result.status], [result.message]],
-            ("file", "module", "code_version", "lines", "status", "message"))
+        file_rows.append((result.file, result.module, result.code_version, result.lines, result.status,
+                          result.message))
+        if len(file_rows) >= 1000:
+            write_file_rows()
         if progress is not None:
             progress(result)
 
@@ -170,5 +178,6 @@ def analyse_project(paths: Iterable[str | Path], writer: Any, jobs: int = 0,
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: f.result().file):
                     record(fut.result())
+    write_file_rows()
     report.seconds = time.perf_counter() - start
     return report

@@ -286,8 +286,9 @@ def set_event_rate(per_second: int) -> None:
 def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) -> None:
     events = frame.events
     state = _state
-    ts = _time_ns()
-    if state.rate:
+    ts = 0
+    if state.rate:  # the clock is read here only when a budget is set; else when the event is kept
+        ts = _time_ns()
         if ts - state.rate_window >= 1_000_000_000:
             state.rate_window = ts
             state.rate_used = 0
@@ -300,7 +301,7 @@ def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) ->
     if events is None:
         events = frame.events = []
     state.events += 1
-    events.append((kind, node_id, ts, frame.seq.next(), a, b))
+    events.append((kind, node_id, ts or _time_ns(), frame.seq.next(), a, b))
 
 
 def suspend(frame: Any, value: Any, node_id: str | None = None) -> Any:
