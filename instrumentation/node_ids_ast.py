@@ -126,7 +126,7 @@ class _Walker:
             d[t] = self._simple
         d.update({
             ast.Assign: self._assign, ast.AnnAssign: self._target_first, ast.AugAssign: self._target_first,
-            ast.If: self._if, ast.For: self._for, ast.AsyncFor: self._for, ast.While: self._while,
+            ast.If: self._if, ast.For: self._loop, ast.AsyncFor: self._loop, ast.While: self._loop,
             ast.Try: self._try, ast.With: self._with, ast.AsyncWith: self._with, ast.Match: self._match,
             ast.FunctionDef: self._function, ast.AsyncFunctionDef: self._function, ast.ClassDef: self._class,
             ast.Call: self._call, ast.Lambda: self._lambda, ast.Yield: self._counted_generic,
@@ -514,25 +514,18 @@ class _Walker:
         return self.lines[line - 1].encode("utf-8")[col:col + 4] == b"elif" if not self.ascii[line - 1] \
             else self.lines[line - 1].startswith("elif", col)
 
-    def _for(self, node: ast.For | ast.AsyncFor) -> None:
-        node_id = self._count("for", self._stmt_range(node))
+    def _loop(self, node: ast.For | ast.AsyncFor | ast.While) -> None:
+        is_for = not isinstance(node, ast.While)
+        node_id = self._count("for" if is_for else "while", self._stmt_range(node))
         self.parents.append(node_id)
         self._arm(node_id, "body", self._block(node.body))
         if node.orelse:
             self._arm(node_id, "else", self._keyword_block(node.body[-1], node.orelse))
-        self._target(node.target)
-        self.visit(node.iter)
-        self.visit_list(node.body)
-        self.visit_list(node.orelse)
-        self.parents.pop()
-
-    def _while(self, node: ast.While) -> None:
-        node_id = self._count("while", self._stmt_range(node))
-        self.parents.append(node_id)
-        self._arm(node_id, "body", self._block(node.body))
-        if node.orelse:
-            self._arm(node_id, "else", self._keyword_block(node.body[-1], node.orelse))
-        self.visit(node.test)
+        if isinstance(node, ast.While):
+            self.visit(node.test)
+        else:
+            self._target(node.target)
+            self.visit(node.iter)
         self.visit_list(node.body)
         self.visit_list(node.orelse)
         self.parents.pop()
