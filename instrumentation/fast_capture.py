@@ -16,10 +16,17 @@ Parentage and causality are those of the SDK core: a call nests under the caller
 or under the current OTel span (whose trace id, span id and sampled flag it takes) when the caller is
 not instrumented; the frame lives in a ContextVar (one chain per asyncio task); generators hand the
 context back at each yield; a fork leaves the parent's frames to the parent.
+
+Native accelerator: when the C extension :mod:`._capture` loads (it is built by the package's own
+build; ``EXECSCOPE_NATIVE=0`` turns it off), its ``Frame``, ``State`` and the hot-path hooks
+(``enter``, ``enter_module``, ``ret``, ``leave``) replace the Python ones below, with the same fields
+and behaviour, and :mod:`.otlp_encode` encodes frames in C. Otherwise this module's pure-Python core
+runs; :data:`CORE` and :data:`CORE_REASON` say which one and why.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -93,26 +100,13 @@ class _Skipped(FastFrame):
     skip = True
 
 
-_SAMPLE_ALL = 1 << 64
-_sample_cut = _SAMPLE_ALL
-"""A new trace is kept when the high 64 bits of its id are below this (ratio * 2**64)."""
-
-
-def set_sampling(ratio: float) -> None:
-    """Head sampling of new traces: keep ``ratio`` (0..1) of them, decided from the trace id (so
-    every process decides the same for one trace). A trace continuing an OpenTelemetry parent
-    follows the parent's sampled flag instead. 1 records everything (the default)."""
-    global _sample_cut
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"sampling ratio must be within 0..1, got {ratio}")
-    _sample_cut = _SAMPLE_ALL if ratio >= 1.0 else int(ratio * _SAMPLE_ALL)
-
-
 class _State:
     """Process-wide buffer of finished frames; swapped out by the worker."""
 
     def __init__(self, max_pending: int, max_events: int) -> None:
         self.paused = False           # the program traces its own allocations (tracemalloc)
+        self.sample_all = True        # head sampling keeps every new trace ...
+        self.sample_cut = 0           # ... else those whose trace id >> 64 is below this
         self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
@@ -124,7 +118,25 @@ class _State:
         self.rate_used = 0            # events kept in it
 
 
-_state = _State(1 << 18, 1 << 22)
+def _load_native() -> tuple[Any, str]:
+    if os.environ.get("EXECSCOPE_NATIVE", "1").lower() in ("0", "false", "no", "off"):
+        return None, "turned off by EXECSCOPE_NATIVE"
+    try:
+        from execscope.instrumentation import _capture
+    except ImportError as exc:  # not built (no C compiler at install time) or built for another Python
+        return None, f"native accelerator unavailable: {exc}"
+    return _capture, "native accelerator loaded"
+
+
+NATIVE, CORE_REASON = _load_native()
+CORE = "python" if NATIVE is None else "native"
+logging.getLogger("execscope.capture").info("capture core: %s (%s)", CORE, CORE_REASON)
+
+_state: Any = _State(1 << 18, 1 << 22) if NATIVE is None else NATIVE.State(1 << 18, 1 << 22)
+if NATIVE is not None:
+    FastFrame = NATIVE.Frame  # type: ignore[misc]  # same fields, C layout
+    os.register_at_fork(after_in_child=NATIVE.reseed)  # the child draws its own span ids
+
 _otel_context_var: Any = None
 _span_key: Any = None
 
@@ -137,6 +149,16 @@ def _bind_otel() -> None:
     rc = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     _otel_context_var = getattr(rc, "_current_context", None)
     _span_key = _SPAN_KEY
+
+
+def set_sampling(ratio: float) -> None:
+    """Head sampling of new traces: keep ``ratio`` (0..1) of them, decided from the trace id (so
+    every process decides the same for one trace). A trace continuing an OpenTelemetry parent
+    follows the parent's sampled flag instead. 1 records everything (the default)."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"sampling ratio must be within 0..1, got {ratio}")
+    _state.sample_all = ratio >= 1.0
+    _state.sample_cut = 0 if ratio >= 1.0 else int(ratio * (1 << 64))
 
 
 def _otel_current() -> Any:
@@ -169,7 +191,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
             f.parent_id = ctx.span_id
         else:
             trace_id = getrandbits(128) or 1
-            if trace_id >> 64 >= _sample_cut:
+            if not _state.sample_all and trace_id >> 64 >= _state.sample_cut:
                 skipped = _Skipped()
                 skipped.foreign = True
                 skipped.anchor = otel
@@ -367,13 +389,39 @@ def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
 
 
 HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
+if NATIVE is not None:
+    HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave)
+
+
+def _parent_of(span: Any) -> Any:
+    """For the native core: where a call under OTel span ``span`` belongs (see _start)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    if not ctx.trace_flags.sampled:
+        return False
+    return ctx.trace_id, ctx.span_id
+
+
+def _snapshot_args(args: tuple) -> tuple:
+    return tuple(map(snapshot, args))
+
+
+def _configure_native() -> None:
+    NATIVE.configure(
+        state=_state, current=_current, otel_var=_otel_context_var, span_key=_span_key,
+        otel_current=_otel_current, parent_of=_parent_of, snapshot_args=_snapshot_args, snapshot=snapshot,
+        failed=stats.failed, root_end=lambda: runtime._on_root_end, no_frame=NO_FRAME, sequence=SEQUENCE,
+        rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars)
 
 
 def activate() -> None:
     """Make rewritten code record through this core (see :func:`runtime.use_core`)."""
     _bind_otel()
     _follow_tracemalloc()
-    runtime.use_core(HOOKS)
+    if NATIVE is not None:
+        _configure_native()
+    runtime.use_core(HOOKS, gate=True if NATIVE is None else NATIVE.GATE)
 
 
 def _follow_tracemalloc() -> None:

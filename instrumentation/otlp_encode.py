@@ -19,6 +19,7 @@ from execscope.instrumentation.fast_capture import (
     EV_LINE,
     EV_RESUME,
     EV_YIELD,
+    NATIVE,
     FastFrame,
     Rendered,
 )
@@ -72,6 +73,15 @@ def _head(info: tuple, kind: str) -> bytes:
     return head
 
 
+def native_head(info: tuple, kind: str) -> tuple[bytes, bytes, tuple[bytes, ...], tuple[bool, ...]]:
+    """What the native encoder needs of a function, computed once per ``info``: the span's name
+    field, the shared attributes, each parameter's attribute key and whether it is a secret."""
+    params = info[I_PARAMS] if len(info) > I_PARAMS else ()
+    return (w.ld(b"\x2a", w._utf8(info[I_NAME])), _head(info, kind),
+            tuple(w._key("execscope.arg." + name) for name in params),
+            tuple(bool(SECRET_NAME.search(name)) for name in params))
+
+
 def encode_frame(f: FastFrame) -> bytes:
     info = f.info
     kv_str = w.kv_str
@@ -119,5 +129,9 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
     resource_attrs = dict(resource)
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
+    if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
+        spans = NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame,
+                                    native_head, render)
+        return w.request_encoded(_resource_attrs(resource_attrs), "execscope", scope_version, spans)
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
                      [encode_frame(f) for f in frames])

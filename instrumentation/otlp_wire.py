@@ -154,7 +154,12 @@ def span(trace_id: bytes, span_id: bytes, parent_span_id: bytes, name: str, kind
 def request(resource_attributes: bytes, scope_name: str, scope_version: str, spans: list[bytes]) -> bytes:
     """ExportTraceServiceRequest { ResourceSpans resource_spans = 1 } holding one resource and scope.
     ``resource_attributes`` are KeyValues encoded with tag 1 (``\\x0a``)."""
+    return request_encoded(resource_attributes, scope_name, scope_version,
+                           b"".join([ld(b"\x12", s) for s in spans]))
+
+
+def request_encoded(resource_attributes: bytes, scope_name: str, scope_version: str, spans: bytes) -> bytes:
+    """:func:`request` with the spans already encoded as ScopeSpans.spans fields (tag 2)."""
     scope = ld(b"\x0a", ld(b"\x0a", _utf8(scope_name)) + ld(b"\x12", _utf8(scope_version)))
-    scope_spans = ld(b"\x12", scope + b"".join([ld(b"\x12", s) for s in spans]))
-    resource_spans = ld(b"\x0a", resource_attributes) + scope_spans
+    resource_spans = ld(b"\x0a", resource_attributes) + ld(b"\x12", scope + spans)
     return ld(b"\x0a", resource_spans)

@@ -79,7 +79,13 @@ class _SeqCounter:
 # One sequence per process, shared by every trace: strictly increasing within each trace (and
 # across them), so events and calls of a trace order by (TraceId, Seq) even when several chains of
 # the trace run one after another under the same OTel span. Across processes, order by timestamp.
-SEQUENCE = _SeqCounter()
+SEQUENCE: Any
+try:  # the native accelerator's counter when built (one C increment); the same contract
+    from execscope.instrumentation._capture import Sequence as _NativeSequence
+
+    SEQUENCE = _NativeSequence()
+except ImportError:
+    SEQUENCE = _SeqCounter()
 
 
 class Frame:
@@ -110,6 +116,10 @@ NO_FRAME: Any = _NoFrame()
 _current: ContextVar[Frame | None] = ContextVar("execscope_frame", default=None)
 _recorder: Recorder | None = None
 _on_root_end: Any = None  # called after a chain's outermost span ends (see set_root_end_hook)
+gate: Any = True
+"""Rewritten code calls ``enter`` only when this is true, and skips every other hook of the call
+otherwise. The SDK core's gate is always true; the native fast core's is false while the current
+chain belongs to a trace that head sampling left out (one truth test instead of the hooks)."""
 
 
 def set_root_end_hook(hook: Any) -> None:
@@ -124,27 +134,31 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder
+    global _recorder, gate
     globals().update(_SDK_HOOKS)
+    gate = True
     _recorder = recorder
     _follow_threads(True)
 
 
-def use_core(hooks: dict[str, Any]) -> None:
+def use_core(hooks: dict[str, Any], gate: Any = True) -> None:
     """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
-    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.)."""
+    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.), and its
+    ``gate`` (see :data:`gate`) replaces the always-true one."""
     missing = set(HOOK_NAMES) - set(hooks)
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
     globals().update({name: hooks[name] for name in HOOK_NAMES})
+    globals()["gate"] = gate
     _follow_threads(True)
 
 
 def deactivate() -> None:
     """Stop recording; running frames end normally, new calls are not recorded."""
-    global _recorder
+    global _recorder, gate
     _recorder = None
     globals().update(_SDK_HOOKS)
+    gate = True
     _follow_threads(False)
 
 

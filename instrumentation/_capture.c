@@ -1,0 +1,1013 @@
+/* The native accelerator of the fast capture core (see fast_capture.py, which chooses it at import
+ * and falls back to the pure-Python core, with a logged reason, when this module cannot be loaded).
+ *
+ * It provides, with the same attribute names as the Python core so that the rest of fast_capture.py
+ * works on either:
+ *   Frame     one recorded call (the Python core's FastFrame), with C fields for ids and clocks;
+ *   State     the process-wide buffer of finished frames and the sampling and budget settings;
+ *   Sequence  the process-wide event sequence (``next()``), shared with the SDK core;
+ *   Gate      an object whose truth value says whether a new call may be recorded: false while the
+ *             current chain is a trace left out by head sampling, so rewritten code skips every hook
+ *             of a sampled-out call after one truth test;
+ *   enter / enter_module / ret / leave   the hot-path hooks;
+ *   encode_spans   OTLP protobuf encoding of finished frames (ScopeSpans.spans fields).
+ *
+ * Contract of the hooks: called with the GIL held on the program's thread; they never raise (a
+ * failure is handed to the ``failed`` callback and the call is not recorded) and never block.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <sys/random.h>
+
+/* ---------------------------------------------------------------- configuration (set once) */
+static PyObject *g_current;      /* runtime._current (ContextVar) */
+static PyObject *g_otel_var;     /* OpenTelemetry's context ContextVar, or NULL */
+static PyObject *g_span_key;     /* key of the current span in an OTel Context */
+static PyObject *g_otel_current; /* fallback: callable() -> current OTel span or None */
+static PyObject *g_parent_of;    /* callable(span) -> None (no valid context) | False (not sampled) | (trace, span) */
+static PyObject *g_snapshot_args;/* callable(args) -> args with mutable values rendered */
+static PyObject *g_snapshot;     /* callable(value) -> Rendered */
+static PyObject *g_failed;       /* callable(exc): counts a hook failure */
+static PyObject *g_root_end;     /* callable() -> runtime._on_root_end (may be None) */
+static PyObject *g_no_frame;     /* what a hook returns when nothing is recorded */
+static PyObject *g_sequence;     /* the process-wide Sequence */
+static PyObject *g_rendered_type;
+static PyObject *g_kind_call, *g_kind_module;
+static PyObject *g_head_cache;   /* dict: id(info) -> (info, name_field, head, arg_keys, secrets) */
+static Py_ssize_t g_max_chars = 256;
+static struct StateObject *g_state;
+
+/* ---------------------------------------------------------------- ids and clocks */
+static uint64_t rng_state;
+
+static void reseed_rng(void) {
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
+    }
+    rng_state = seed;
+}
+
+static inline uint64_t random64(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void report_failure(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (g_failed != NULL && value != NULL) {
+        PyObject *r = PyObject_CallOneArg(g_failed, value);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* ---------------------------------------------------------------- Sequence */
+typedef struct {
+    PyObject_HEAD
+    long long value;
+} SequenceObject;
+
+static PyObject *sequence_next(SequenceObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromLongLong(self->value++);
+}
+
+static PyMethodDef sequence_methods[] = {
+    {"next", (PyCFunction)sequence_next, METH_NOARGS, "The next number (atomic under the GIL)."},
+    {NULL},
+};
+
+static PyTypeObject SequenceType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "execscope.instrumentation._capture.Sequence",
+    .tp_basicsize = sizeof(SequenceObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A strictly increasing counter; next() is atomic under the GIL.",
+    .tp_methods = sequence_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+static inline long long seq_next(PyObject *seq) {
+    if (Py_TYPE(seq) == &SequenceType)
+        return ((SequenceObject *)seq)->value++;
+    PyObject *r = PyObject_CallMethod(seq, "next", NULL);
+    if (r == NULL)
+        return -1;
+    long long v = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    return v;
+}
+
+/* ---------------------------------------------------------------- State */
+typedef struct StateObject {
+    PyObject_HEAD
+    PyObject *pending;
+    Py_ssize_t max_pending;
+    long long dropped, sampled_out, events, max_events, rate, rate_window, rate_used;
+    unsigned long long sample_cut;
+    char paused, sample_all;
+} StateObject;
+
+static int state_init(StateObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"max_pending", "max_events", NULL};
+    Py_ssize_t max_pending;
+    long long max_events;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nL", kwlist, &max_pending, &max_events))
+        return -1;
+    Py_XSETREF(self->pending, PyList_New(0));
+    if (self->pending == NULL)
+        return -1;
+    self->max_pending = max_pending;
+    self->max_events = max_events;
+    self->sample_all = 1;
+    return 0;
+}
+
+static void state_dealloc(StateObject *self) {
+    Py_XDECREF(self->pending);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef state_members[] = {
+    {"pending", T_OBJECT_EX, offsetof(StateObject, pending), 0, "finished frames waiting for the worker"},
+    {"max_pending", T_PYSSIZET, offsetof(StateObject, max_pending), 0, NULL},
+    {"dropped", T_LONGLONG, offsetof(StateObject, dropped), 0, "frames lost to a full buffer"},
+    {"sampled_out", T_LONGLONG, offsetof(StateObject, sampled_out), 0, "traces left out by head sampling"},
+    {"events", T_LONGLONG, offsetof(StateObject, events), 0, NULL},
+    {"max_events", T_LONGLONG, offsetof(StateObject, max_events), 0, NULL},
+    {"rate", T_LONGLONG, offsetof(StateObject, rate), 0, NULL},
+    {"rate_window", T_LONGLONG, offsetof(StateObject, rate_window), 0, NULL},
+    {"rate_used", T_LONGLONG, offsetof(StateObject, rate_used), 0, NULL},
+    {"sample_cut", T_ULONGLONG, offsetof(StateObject, sample_cut), 0, "keep a trace when id >> 64 < this"},
+    {"sample_all", T_BOOL, offsetof(StateObject, sample_all), 0, "keep every trace"},
+    {"paused", T_BOOL, offsetof(StateObject, paused), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject StateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "execscope.instrumentation._capture.State",
+    .tp_basicsize = sizeof(StateObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Process-wide buffer of finished frames, sampling and budgets.",
+    .tp_members = state_members,
+    .tp_init = (initproc)state_init,
+    .tp_dealloc = (destructor)state_dealloc,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---------------------------------------------------------------- Frame */
+typedef struct FrameObject {
+    PyObject_HEAD
+    uint64_t trace_hi, trace_lo, span_id, parent_id;
+    long long start, end, seq0, seq1, child_ns, dropped_events;
+    PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
+    char has_ret, foreign, skip;
+} FrameObject;
+
+static PyTypeObject FrameType;
+#define Frame_Check(o) (Py_TYPE(o) == &FrameType || PyObject_TypeCheck(o, &FrameType))
+
+static int frame_clear(FrameObject *self) {
+    Py_CLEAR(self->info);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->ret);
+    Py_CLEAR(self->events);
+    Py_CLEAR(self->seq);
+    Py_CLEAR(self->outer);
+    Py_CLEAR(self->anchor);
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->exit);
+    Py_CLEAR(self->kind);
+    return 0;
+}
+
+static void frame_dealloc(FrameObject *self) {
+    frame_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *frame_get_trace_id(FrameObject *self, void *closure) {
+    PyObject *hi = PyLong_FromUnsignedLongLong(self->trace_hi);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *lo = PyLong_FromUnsignedLongLong(self->trace_lo);
+    PyObject *r = NULL, *t = NULL;
+    if (hi && shift && lo && (t = PyNumber_Lshift(hi, shift)) != NULL)
+        r = PyNumber_Or(t, lo);
+    Py_XDECREF(hi);
+    Py_XDECREF(shift);
+    Py_XDECREF(lo);
+    Py_XDECREF(t);
+    return r;
+}
+
+static int set_trace_id(FrameObject *self, PyObject *value) {
+    if (value == NULL || !PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "trace_id must be an int");
+        return -1;
+    }
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *hi = shift ? PyNumber_Rshift(value, shift) : NULL;
+    Py_XDECREF(shift);
+    if (hi == NULL)
+        return -1;
+    self->trace_hi = PyLong_AsUnsignedLongLongMask(hi);
+    Py_DECREF(hi);
+    self->trace_lo = PyLong_AsUnsignedLongLongMask(value);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int frame_set_trace_id(FrameObject *self, PyObject *value, void *closure) {
+    return set_trace_id(self, value);
+}
+
+static PyObject *frame_get_recording(PyObject *self, void *closure) { Py_RETURN_TRUE; }
+
+static PyGetSetDef frame_getset[] = {
+    {"trace_id", (getter)frame_get_trace_id, (setter)frame_set_trace_id, "128-bit trace id", NULL},
+    {"recording", (getter)frame_get_recording, NULL, "always true (read by the SDK core's hooks)", NULL},
+    {NULL},
+};
+
+#define FM(name, type) {#name, type, offsetof(FrameObject, name), 0, NULL}
+static PyMemberDef frame_members[] = {
+    FM(span_id, T_ULONGLONG), FM(parent_id, T_ULONGLONG),
+    FM(start, T_LONGLONG), FM(end, T_LONGLONG), FM(seq0, T_LONGLONG), FM(seq1, T_LONGLONG),
+    FM(child_ns, T_LONGLONG), FM(dropped_events, T_LONGLONG),
+    FM(info, T_OBJECT), FM(args, T_OBJECT), FM(ret, T_OBJECT), FM(events, T_OBJECT), FM(seq, T_OBJECT),
+    FM(outer, T_OBJECT), FM(anchor, T_OBJECT), FM(error, T_OBJECT), FM(exit, T_OBJECT), FM(kind, T_OBJECT),
+    FM(has_ret, T_BOOL), FM(foreign, T_BOOL), FM(skip, T_BOOL),
+    {NULL},
+};
+
+static PyTypeObject FrameType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "execscope.instrumentation._capture.Frame",
+    .tp_basicsize = sizeof(FrameObject),
+    /* Not collected by the cyclic GC: a frame refers to its caller chain, its OTel anchor and
+     * immutable or already rendered values, never back to itself; leave() drops the chain. Keeping
+     * it out of the collector's counts and walks matters on a path taken for every call. */
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One recorded call (fields as fast_capture.FastFrame).",
+    .tp_dealloc = (destructor)frame_dealloc,
+    .tp_members = frame_members,
+    .tp_getset = frame_getset,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---------------------------------------------------------------- Gate */
+static int gate_bool(PyObject *self) {
+    PyObject *top = NULL;
+    if (g_current == NULL)
+        return 1;
+    if (PyContextVar_Get(g_current, NULL, &top) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    int on = !(top != NULL && Py_TYPE(top) == &FrameType && ((FrameObject *)top)->skip);
+    Py_XDECREF(top);
+    return on;
+}
+
+static PyNumberMethods gate_as_number = {.nb_bool = gate_bool};
+
+static PyTypeObject GateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "execscope.instrumentation._capture.Gate",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "False while the current chain belongs to a trace left out by head sampling.",
+    .tp_as_number = &gate_as_number,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---------------------------------------------------------------- hooks */
+static inline int is_immutable(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    return t == &PyLong_Type || t == &PyUnicode_Type || v == Py_None || t == &PyFloat_Type ||
+           t == &PyBool_Type || t == &PyBytes_Type || t == &PyComplex_Type;
+}
+
+/* The current OpenTelemetry span (new reference; Py_None when there is none), NULL on error. */
+static PyObject *otel_current(void) {
+    if (g_otel_var == NULL)
+        return PyObject_CallNoArgs(g_otel_current);
+    PyObject *ctx = NULL;
+    if (PyContextVar_Get(g_otel_var, NULL, &ctx) < 0)
+        return NULL;
+    if (ctx == NULL)
+        Py_RETURN_NONE;
+    PyObject *span;
+    if (PyDict_Check(ctx)) {
+        span = PyDict_GetItemWithError(ctx, g_span_key);
+        if (span == NULL && PyErr_Occurred()) {
+            Py_DECREF(ctx);
+            return NULL;
+        }
+        span = span ? span : Py_None;
+        Py_INCREF(span);
+    } else {
+        span = PyObject_CallMethod(ctx, "get", "O", g_span_key);
+    }
+    Py_DECREF(ctx);
+    return span;
+}
+
+static int set_current(PyObject *value) {
+    PyObject *token = PyContextVar_Set(g_current, value);
+    if (token == NULL)
+        return -1;
+    Py_DECREF(token);
+    return 0;
+}
+
+static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
+    StateObject *state = g_state;
+    PyObject *top = NULL, *otel = NULL;
+    FrameObject *f = NULL;
+    if (PyContextVar_Get(g_current, NULL, &top) < 0)
+        goto error;
+    if (top == NULL) {
+        top = Py_None;
+        Py_INCREF(top);
+    }
+    if ((otel = otel_current()) == NULL)
+        goto error;
+    if (top != Py_None && Py_TYPE(top) == &FrameType && ((FrameObject *)top)->anchor == otel) {
+        FrameObject *t = (FrameObject *)top;
+        if (t->skip)
+            goto nothing;
+        if ((f = PyObject_New(FrameObject, &FrameType)) == NULL)
+            goto error;
+        memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
+        f->trace_hi = t->trace_hi;
+        f->trace_lo = t->trace_lo;
+        f->parent_id = t->span_id;
+        f->seq = t->seq;
+        Py_INCREF(f->seq);
+    } else {
+        uint64_t hi = 0, lo = 0, parent = 0;
+        if (otel != Py_None) {
+            PyObject *p = PyObject_CallOneArg(g_parent_of, otel);
+            if (p == NULL)
+                goto error;
+            if (p == Py_False) {
+                Py_DECREF(p);
+                goto nothing;
+            }
+            if (p != Py_None) {
+                FrameObject probe;
+                PyObject *tid = PyTuple_GET_ITEM(p, 0);
+                if (set_trace_id(&probe, tid) < 0) {
+                    Py_DECREF(p);
+                    goto error;
+                }
+                hi = probe.trace_hi;
+                lo = probe.trace_lo;
+                parent = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(p, 1));
+            }
+            Py_DECREF(p);
+        }
+        int root = (hi | lo) == 0;
+        if (root) {
+            hi = random64();
+            lo = random64();
+            if ((hi | lo) == 0)
+                lo = 1;
+        }
+        if ((f = PyObject_New(FrameObject, &FrameType)) == NULL)
+            goto error;
+        memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
+        f->trace_hi = hi;
+        f->trace_lo = lo;
+        f->parent_id = parent;
+        if (root && !state->sample_all && hi >= state->sample_cut) {
+            /* the root of a trace left out: current while it runs, so everything below is left out */
+            f->skip = 1;
+            f->foreign = 1;
+            f->anchor = otel;
+            f->outer = top;
+            otel = top = NULL;
+            state->sampled_out++;
+            if (set_current((PyObject *)f) < 0) {
+                Py_DECREF(f);
+                f = NULL;
+                goto error;
+            }
+            return (PyObject *)f;
+        }
+        f->seq = g_sequence;
+        Py_INCREF(f->seq);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!is_immutable(PyTuple_GET_ITEM(args, i))) { /* recorded as they are now */
+            args = PyObject_CallOneArg(g_snapshot_args, args);
+            if (args == NULL)
+                goto error;
+            goto have_args;
+        }
+    }
+    Py_INCREF(args);
+    /* Only immutable scalars: the tuple can never be part of a cycle. Kept here past the call, it
+     * would otherwise age through the collector's generations and trigger full collections. */
+    if (n)
+        PyObject_GC_UnTrack(args);
+have_args:
+    f->args = args;
+    f->anchor = otel;
+    f->outer = top;
+    otel = top = NULL;
+    do {
+        f->span_id = random64();
+    } while (f->span_id == 0);
+    Py_INCREF(info);
+    f->info = info;
+    Py_INCREF(kind);
+    f->kind = kind;
+    f->seq0 = seq_next(f->seq);
+    f->start = now_ns();
+    if (f->seq0 < 0 && PyErr_Occurred())
+        goto error;
+    if (set_current((PyObject *)f) < 0)
+        goto error;
+    return (PyObject *)f;
+nothing:
+    Py_XDECREF(top);
+    Py_XDECREF(otel);
+    Py_INCREF(g_no_frame);
+    return g_no_frame;
+error:
+    report_failure();
+    Py_XDECREF(top);
+    Py_XDECREF(otel);
+    Py_XDECREF(f);
+    Py_INCREF(g_no_frame);
+    return g_no_frame;
+}
+
+static PyObject *hook_enter(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 2 || !PyTuple_Check(argv[1]) || g_state == NULL || g_state->paused) {
+        if (g_state != NULL)
+            g_state->dropped++;
+        Py_INCREF(g_no_frame);
+        return g_no_frame;
+    }
+    return start(argv[0], argv[1], g_kind_call);
+}
+
+static PyObject *hook_enter_module(PyObject *module, PyObject *info) {
+    if (g_state == NULL || g_state->paused) {
+        Py_INCREF(g_no_frame);
+        return g_no_frame;
+    }
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL) {
+        report_failure();
+        Py_INCREF(g_no_frame);
+        return g_no_frame;
+    }
+    PyObject *r = start(info, empty, g_kind_module);
+    Py_DECREF(empty);
+    return r;
+}
+
+static PyObject *hook_ret(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 2)
+        Py_RETURN_NONE;
+    PyObject *frame = argv[0], *value = argv[1];
+    if (Py_TYPE(frame) == &FrameType) {
+        FrameObject *f = (FrameObject *)frame;
+        PyObject *kept;
+        if (is_immutable(value)) {
+            kept = value;
+            Py_INCREF(kept);
+        } else if ((kept = PyObject_CallOneArg(g_snapshot, value)) == NULL) {
+            report_failure();
+            Py_INCREF(value);
+            return value;
+        }
+        Py_XSETREF(f->ret, kept);
+        f->has_ret = 1;
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+static PyObject *hook_leave(PyObject *module, PyObject *frame) {
+    if (Py_TYPE(frame) != &FrameType)
+        Py_RETURN_NONE;
+    FrameObject *f = (FrameObject *)frame;
+    PyObject *top = NULL;
+    if (PyContextVar_Get(g_current, NULL, &top) < 0)
+        goto error;
+    if (top == frame && set_current(f->outer ? f->outer : Py_None) < 0) {
+        Py_DECREF(top);
+        goto error;
+    }
+    Py_XDECREF(top);
+    if (f->foreign)
+        Py_RETURN_NONE;
+    f->end = now_ns();
+    if ((f->seq1 = seq_next(f->seq)) < 0 && PyErr_Occurred())
+        goto error;
+    PyObject *outer = f->outer;
+    int root = outer == NULL || outer == Py_None;
+    if (!root && Py_TYPE(outer) == &FrameType) {
+        FrameObject *o = (FrameObject *)outer;
+        if (o->span_id == f->parent_id)
+            o->child_ns += f->end - f->start;
+        root = o->foreign;
+    }
+    /* Finished: the caller chain and the OTel anchor are no longer needed (and a chain dropped here
+     * never deepens the deallocation of buffered frames). */
+    Py_INCREF(frame);
+    PyObject *old_outer = f->outer, *old_anchor = f->anchor;
+    f->outer = f->anchor = NULL;
+    StateObject *state = g_state;
+    if (PyList_GET_SIZE(state->pending) < state->max_pending) {
+        if (PyList_Append(state->pending, frame) < 0)
+            goto error_finished;
+    } else {
+        state->dropped++;
+    }
+    if (root) {
+        PyObject *hook = PyObject_CallNoArgs(g_root_end);
+        if (hook == NULL)
+            goto error_finished;
+        if (hook != Py_None) {
+            PyObject *r = PyObject_CallNoArgs(hook);
+            Py_XDECREF(r);
+            if (r == NULL) {
+                Py_DECREF(hook);
+                goto error_finished;
+            }
+        }
+        Py_DECREF(hook);
+    }
+    Py_XDECREF(old_outer);
+    Py_XDECREF(old_anchor);
+    Py_DECREF(frame);
+    Py_RETURN_NONE;
+error_finished:
+    Py_XDECREF(old_outer);
+    Py_XDECREF(old_anchor);
+    Py_DECREF(frame);
+error:
+    report_failure();
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- OTLP encoding */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra)
+        cap *= 2;
+    char *d = PyMem_Realloc(b->data, cap);
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int varint_len(uint64_t v) {
+    int n = 1;
+    while (v > 0x7F) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline void put_varint(Buf *b, uint64_t v) { /* space reserved by the caller */
+    while (v > 0x7F) {
+        b->data[b->len++] = (char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    b->data[b->len++] = (char)v;
+}
+
+static inline void put_raw(Buf *b, const void *p, Py_ssize_t n) {
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static inline void put_fixed64(Buf *b, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        b->data[b->len++] = (char)(v >> (8 * i));
+}
+
+static inline void put_be64(Buf *b, uint64_t v) {
+    for (int i = 7; i >= 0; i--)
+        b->data[b->len++] = (char)(v >> (8 * i));
+}
+
+/* KeyValue as Span.attributes (tag 9): key already encoded as field 1 (``key`` bytes). */
+static int put_kv_str(Buf *b, const char *key, Py_ssize_t klen, const char *val, Py_ssize_t vlen) {
+    Py_ssize_t s = 1 + varint_len(vlen) + vlen;         /* AnyValue.string_value */
+    Py_ssize_t kv = klen + 1 + varint_len(s) + s;      /* KeyValue */
+    if (buf_reserve(b, 1 + varint_len(kv) + kv) < 0)
+        return -1;
+    b->data[b->len++] = 0x4a;
+    put_varint(b, kv);
+    put_raw(b, key, klen);
+    b->data[b->len++] = 0x12;
+    put_varint(b, s);
+    b->data[b->len++] = 0x0a;
+    put_varint(b, vlen);
+    put_raw(b, val, vlen);
+    return 0;
+}
+
+static int put_kv_int(Buf *b, const char *key, Py_ssize_t klen, long long v) {
+    Py_ssize_t s = 1 + varint_len((uint64_t)v);
+    Py_ssize_t kv = klen + 1 + varint_len(s) + s;
+    if (buf_reserve(b, 1 + varint_len(kv) + kv) < 0)
+        return -1;
+    b->data[b->len++] = 0x4a;
+    put_varint(b, kv);
+    put_raw(b, key, klen);
+    b->data[b->len++] = 0x12;
+    put_varint(b, s);
+    b->data[b->len++] = 0x18;
+    put_varint(b, (uint64_t)v);
+    return 0;
+}
+
+#define KEY(name, text) static const char name[] = text
+/* field 1 (0x0a), length, text */
+KEY(K_SEQ, "\x0a\x0d" "execscope.seq");
+KEY(K_SEQ_END, "\x0a\x11" "execscope.seq.end");
+KEY(K_RETURN, "\x0a\x16" "execscope.return.value");
+KEY(K_EXIT, "\x0a\x0e" "execscope.exit");
+KEY(K_CHILD, "\x0a\x12" "execscope.child_ns");
+KEY(K_DROPPED, "\x0a\x18" "execscope.dropped_events");
+#define KLEN(k) ((Py_ssize_t)sizeof(k) - 1)
+
+/* A value as values.capture renders it: in C for the common immutable types, else through the
+ * Python renderer. Sets text and len (valid while hold lives); returns -1 on error. */
+static int render_value(PyObject *render, PyObject *name, int secret, PyObject *value, PyObject **hold, char *scratch,
+                        const char **text, Py_ssize_t *len) {
+    static const char redacted[] = "<redacted>";
+    PyTypeObject *t = Py_TYPE(value);
+    *hold = NULL;
+    if (secret) {
+        *text = redacted;
+        *len = sizeof(redacted) - 1;
+        return 0;
+    }
+    if ((PyObject *)t == g_rendered_type) {
+        *text = PyUnicode_AsUTF8AndSize(value, len);
+        if (*text != NULL)
+            return 0;
+        PyErr_Clear();
+    } else if (t == &PyLong_Type) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow && !(v == -1 && PyErr_Occurred())) {
+            *len = snprintf(scratch, 32, "%lld", v);
+            *text = scratch;
+            if (*len <= g_max_chars)
+                return 0;
+        }
+        PyErr_Clear();
+    } else if (value == Py_None) {
+        *text = "None";
+        *len = 4;
+        if (*len <= g_max_chars)
+            return 0;
+    } else if (t == &PyBool_Type) {
+        *text = value == Py_True ? "True" : "False";
+        *len = value == Py_True ? 4 : 5;
+        if (*len <= g_max_chars)
+            return 0;
+    } else if ((t == &PyUnicode_Type && PyUnicode_GET_LENGTH(value) <= g_max_chars) || t == &PyFloat_Type) {
+        PyObject *r = PyObject_Repr(value);
+        if (r == NULL)
+            return -1;
+        if (PyUnicode_GET_LENGTH(r) <= g_max_chars && (*text = PyUnicode_AsUTF8AndSize(r, len)) != NULL) {
+            *hold = r;
+            return 0;
+        }
+        PyErr_Clear();
+        Py_DECREF(r);
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(render, name, value, NULL);
+    if (r == NULL)
+        return -1;
+    if (!PyUnicode_Check(r) || (*text = PyUnicode_AsUTF8AndSize(r, len)) == NULL) {
+        Py_DECREF(r);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "render must return str");
+        return -1;
+    }
+    *hold = r;
+    return 0;
+}
+
+/* (name_field, head, arg_keys, secrets) for an info tuple, cached by identity (the cache holds the
+ * info, so its id cannot be reused while cached). Borrowed reference. */
+static PyObject *head_of(PyObject *head, PyObject *info, PyObject *kind) {
+    PyObject *key = PyLong_FromVoidPtr(info);
+    if (key == NULL)
+        return NULL;
+    PyObject *entry = PyDict_GetItemWithError(g_head_cache, key);
+    if (entry != NULL && PyTuple_GET_ITEM(entry, 0) == info) {
+        Py_DECREF(key);
+        return entry;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *parts = PyObject_CallFunctionObjArgs(head, info, kind, NULL);
+    if (parts == NULL || !PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 4) {
+        Py_DECREF(key);
+        Py_XDECREF(parts);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "head must return a 4-tuple");
+        return NULL;
+    }
+    entry = PyTuple_Pack(5, info, PyTuple_GET_ITEM(parts, 0), PyTuple_GET_ITEM(parts, 1),
+                         PyTuple_GET_ITEM(parts, 2), PyTuple_GET_ITEM(parts, 3));
+    Py_DECREF(parts);
+    if (entry == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(g_head_cache) >= 65536)
+        PyDict_Clear(g_head_cache);
+    int rc = PyDict_SetItem(g_head_cache, key, entry);
+    Py_DECREF(key);
+    Py_DECREF(entry); /* the cache holds it */
+    return rc < 0 ? NULL : entry;
+}
+
+/* One span (without the outer tag) into ``b``; returns 1 when the frame needs the Python encoder. */
+typedef struct {
+    PyObject *fallback, *head, *render; /* borrowed from encode_spans' arguments */
+} Encoders;
+
+static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
+    if ((f->events != NULL && f->events != Py_None && PyObject_IsTrue(f->events)) ||
+        (f->error != NULL && f->error != Py_None) || f->info == NULL || !PyTuple_Check(f->info) ||
+        f->kind == NULL || f->args == NULL || !PyTuple_Check(f->args))
+        return 1;
+    PyObject *entry = head_of(enc->head, f->info, f->kind);
+    if (entry == NULL)
+        return -1;
+    PyObject *name_field = PyTuple_GET_ITEM(entry, 1), *head = PyTuple_GET_ITEM(entry, 2);
+    PyObject *arg_keys = PyTuple_GET_ITEM(entry, 3), *secrets = PyTuple_GET_ITEM(entry, 4);
+    PyObject *params = PyTuple_GET_SIZE(f->info) > 5 ? PyTuple_GET_ITEM(f->info, 5) : NULL;
+    char scratch[32];
+    Py_ssize_t need = 18 + 10 + 10 + PyBytes_GET_SIZE(name_field) + 2 + 18 + PyBytes_GET_SIZE(head);
+    if (buf_reserve(b, need) < 0)
+        return -1;
+    b->data[b->len++] = 0x0a;
+    b->data[b->len++] = 16;
+    put_be64(b, f->trace_hi);
+    put_be64(b, f->trace_lo);
+    b->data[b->len++] = 0x12;
+    b->data[b->len++] = 8;
+    put_be64(b, f->span_id);
+    if (f->parent_id) {
+        b->data[b->len++] = 0x22;
+        b->data[b->len++] = 8;
+        put_be64(b, f->parent_id);
+    }
+    put_raw(b, PyBytes_AS_STRING(name_field), PyBytes_GET_SIZE(name_field));
+    b->data[b->len++] = 0x30;
+    b->data[b->len++] = 1; /* SPAN_KIND_INTERNAL */
+    b->data[b->len++] = 0x39;
+    put_fixed64(b, (uint64_t)f->start);
+    b->data[b->len++] = 0x41;
+    put_fixed64(b, (uint64_t)f->end);
+    put_raw(b, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head));
+    if (put_kv_int(b, K_SEQ, KLEN(K_SEQ), f->seq0) < 0 || put_kv_int(b, K_SEQ_END, KLEN(K_SEQ_END), f->seq1) < 0)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(f->args);
+    if (params == NULL || !PyTuple_Check(params))
+        n = 0;
+    else if (PyTuple_GET_SIZE(params) < n)
+        n = PyTuple_GET_SIZE(params);
+    if (PyTuple_GET_SIZE(arg_keys) < n)
+        n = PyTuple_GET_SIZE(arg_keys);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(arg_keys, i), *hold;
+        const char *text;
+        Py_ssize_t len;
+        if (render_value(enc->render, PyTuple_GET_ITEM(params, i), PyTuple_GET_ITEM(secrets, i) == Py_True,
+                         PyTuple_GET_ITEM(f->args, i), &hold, scratch, &text, &len) < 0)
+            return -1;
+        int rc = put_kv_str(b, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), text, len);
+        Py_XDECREF(hold);
+        if (rc < 0)
+            return -1;
+    }
+    if (f->has_ret) {
+        PyObject *hold, *empty = PyUnicode_New(0, 0);
+        const char *text;
+        Py_ssize_t len;
+        int rc = empty ? render_value(enc->render, empty, 0, f->ret ? f->ret : Py_None, &hold, scratch, &text, &len) : -1;
+        Py_XDECREF(empty);
+        if (rc < 0)
+            return -1;
+        rc = put_kv_str(b, K_RETURN, KLEN(K_RETURN), text, len);
+        Py_XDECREF(hold);
+        if (rc < 0)
+            return -1;
+    }
+    if (f->exit != NULL && f->exit != Py_None) {
+        Py_ssize_t len;
+        const char *text = PyUnicode_AsUTF8AndSize(f->exit, &len);
+        if (text == NULL || put_kv_str(b, K_EXIT, KLEN(K_EXIT), text, len) < 0)
+            return -1;
+    }
+    if (f->child_ns && put_kv_int(b, K_CHILD, KLEN(K_CHILD), f->child_ns) < 0)
+        return -1;
+    if (f->dropped_events) {
+        if (buf_reserve(b, 11) < 0)
+            return -1;
+        b->data[b->len++] = 0x60;
+        put_varint(b, (uint64_t)f->dropped_events);
+        if (put_kv_int(b, K_DROPPED, KLEN(K_DROPPED), f->dropped_events) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* encode_spans(frames, fallback, head, render) -> bytes: every frame as a ScopeSpans.spans field
+ * (tag 2). Frames with events or an exception go through ``fallback(frame) -> bytes`` (the Python
+ * encoder); ``head(info, kind)`` gives (name field, shared attributes, argument keys, secret flags)
+ * of a function, cached here by the identity of ``info``; ``render(name, value) -> str`` renders a
+ * value of a type this encoder does not render itself. */
+static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render)");
+        return NULL;
+    }
+    Encoders enc = {argv[1], argv[2], argv[3]};
+    PyObject *seq = PySequence_Fast(argv[0], "frames must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    if (g_head_cache == NULL && (g_head_cache = PyDict_New()) == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Buf out = {0}, span = {0};
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *encoded = NULL;
+        span.len = 0;
+        int rc = Frame_Check(item) ? encode_frame(&span, (FrameObject *)item, &enc) : 1;
+        if (rc < 0)
+            goto error;
+        const char *data = span.data;
+        Py_ssize_t len = span.len;
+        if (rc == 1) {
+            encoded = PyObject_CallOneArg(enc.fallback, item);
+            if (encoded == NULL)
+                goto error;
+            if (!PyBytes_Check(encoded)) {
+                Py_DECREF(encoded);
+                PyErr_SetString(PyExc_TypeError, "fallback must return bytes");
+                goto error;
+            }
+            data = PyBytes_AS_STRING(encoded);
+            len = PyBytes_GET_SIZE(encoded);
+        }
+        if (buf_reserve(&out, 1 + 10 + len) < 0) {
+            Py_XDECREF(encoded);
+            goto error;
+        }
+        out.data[out.len++] = 0x12;
+        put_varint(&out, len);
+        put_raw(&out, data, len);
+        Py_XDECREF(encoded);
+    }
+    Py_DECREF(seq);
+    PyObject *r = PyBytes_FromStringAndSize(out.data ? out.data : "", out.len);
+    PyMem_Free(out.data);
+    PyMem_Free(span.data);
+    return r;
+error:
+    Py_DECREF(seq);
+    PyMem_Free(out.data);
+    PyMem_Free(span.data);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- module */
+static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"state", "current", "otel_var", "span_key", "otel_current", "parent_of",
+                             "snapshot_args", "snapshot", "failed", "root_end",
+                             "no_frame", "sequence", "rendered_type", "max_chars", NULL};
+    PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap_args, *snap;
+    PyObject *failed, *root_end, *no_frame, *sequence, *rendered;
+    Py_ssize_t max_chars;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOOO!On", kwlist, &StateType, &state, &current,
+                                     &otel_var, &span_key, &otel_cur, &parent_of, &snap_args, &snap, &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
+                                     &max_chars))
+        return NULL;
+#define SET(g, v) do { Py_XINCREF(v); Py_XSETREF(g, v); } while (0)
+    SET(g_state, (StateObject *)state);
+    SET(g_current, current);
+    if (otel_var == Py_None) {
+        Py_CLEAR(g_otel_var);
+    } else {
+        SET(g_otel_var, otel_var);
+    }
+    SET(g_span_key, span_key);
+    SET(g_otel_current, otel_cur);
+    SET(g_parent_of, parent_of);
+    SET(g_snapshot_args, snap_args);
+    SET(g_snapshot, snap);
+    SET(g_failed, failed);
+    SET(g_root_end, root_end);
+    SET(g_no_frame, no_frame);
+    SET(g_sequence, sequence);
+    SET(g_rendered_type, rendered);
+#undef SET
+    g_max_chars = max_chars;
+    if (g_head_cache != NULL)
+        PyDict_Clear(g_head_cache);
+    Py_RETURN_NONE;
+}
+
+static PyObject *reseed(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    reseed_rng();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "Bind the hooks to the Python side (see fast_capture._configure_native)."},
+    {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL, "enter(info, args) -> frame"},
+    {"enter_module", (PyCFunction)hook_enter_module, METH_O, "enter_module(info) -> frame"},
+    {"ret", (PyCFunction)(void (*)(void))hook_ret, METH_FASTCALL, "ret(frame, value) -> value"},
+    {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
+    {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
+     "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
+    {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
+    {NULL},
+};
+
+static struct PyModuleDef capture_module = {
+    PyModuleDef_HEAD_INIT, "_capture", "Native accelerator of execscope's fast capture core.", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__capture(void) {
+    reseed_rng();
+    if (PyType_Ready(&SequenceType) < 0 || PyType_Ready(&StateType) < 0 || PyType_Ready(&FrameType) < 0 ||
+        PyType_Ready(&GateType) < 0)
+        return NULL;
+    g_kind_call = PyUnicode_InternFromString("call");
+    g_kind_module = PyUnicode_InternFromString("module");
+    if (g_kind_call == NULL || g_kind_module == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&capture_module);
+    if (m == NULL)
+        return NULL;
+    PyObject *gate = PyType_GenericNew(&GateType, NULL, NULL);
+    if (gate == NULL || PyModule_AddObjectRef(m, "GATE", gate) < 0 ||
+        PyModule_AddObjectRef(m, "Sequence", (PyObject *)&SequenceType) < 0 ||
+        PyModule_AddObjectRef(m, "State", (PyObject *)&StateType) < 0 ||
+        PyModule_AddObjectRef(m, "Frame", (PyObject *)&FrameType) < 0 ||
+        PyModule_AddObjectRef(m, "Gate", (PyObject *)&GateType) < 0) {
+        Py_XDECREF(gate);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(gate);
+    return m;
+}
