@@ -23,6 +23,7 @@ that cannot see the frame variable.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,15 @@ def _name(id_: str, ctx: ast.expr_context | None = None) -> ast.Name:
 def _call(func: str, *args: ast.expr) -> ast.Call:
     return ast.Call(func=ast.Attribute(value=_name(RT), attr=func, ctx=ast.Load()), args=list(args),
                     keywords=[])
+
+
+def _rt_attr(name: str) -> ast.Attribute:
+    return ast.Attribute(value=_name(RT), attr=name, ctx=ast.Load())
+
+
+def _no_frame_test(op: ast.cmpop) -> ast.Compare:
+    """``_execscope_frame is [not] _execscope_rt.NO_FRAME``."""
+    return ast.Compare(left=_name(FRAME), ops=[op], comparators=[_rt_attr("NO_FRAME")])
 
 
 def _const(value: Any) -> ast.Constant:
@@ -268,7 +278,10 @@ class Rewriter(ast.NodeTransformer):
     def visit_Return(self, node: ast.Return) -> ast.AST:
         self._expressions(node)
         if node.value is not None and self._in_function():
-            node.value = _at(_call("ret", _name(FRAME), node.value), node.value)  # type: ignore[assignment]
+            # ``x if frame is NO_FRAME else ret(frame, x)``: an unrecorded call pays no hook
+            plain = copy.deepcopy(node.value)
+            node.value = _at(ast.IfExp(test=_no_frame_test(ast.Is()), body=plain,  # type: ignore[assignment]
+                                       orelse=_call("ret", _name(FRAME), node.value)), node.value)
         return node
 
     def _in_function(self) -> bool:
@@ -396,9 +409,11 @@ class Rewriter(ast.NodeTransformer):
         ref = body[0] if body else node
         params = self._params(node.args)
         info = self._function_info(node_id, params, node.lineno)
+        # ``enter(...) if gate else NO_FRAME``: one truth test decides whether the call is recorded
+        # (see runtime.gate); every other hook of an unrecorded call is skipped by the rewrite.
+        call = _call("enter", _const(info), ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))
         enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],
-                               value=_call("enter", _const(info),
-                                           ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))),
+                               value=ast.IfExp(test=_rt_attr("gate"), body=call, orelse=_rt_attr("NO_FRAME"))),
                     ref)
         node.body = doc + [enter, self._wrap_try(body or [_at(ast.Pass(), node)], ref)]  # type: ignore[list-item]
         return node
@@ -425,7 +440,8 @@ class Rewriter(ast.NodeTransformer):
         handler = ast.ExceptHandler(
             type=_name("BaseException"), name=EXC,
             body=[ast.Expr(value=_call("fail", _name(FRAME), _name(EXC))), ast.Raise(exc=None, cause=None)])
-        final: list[ast.stmt] = [ast.Expr(value=_call("leave", _name(FRAME)))]
+        final: list[ast.stmt] = [ast.If(test=_no_frame_test(ast.IsNot()),
+                                        body=[ast.Expr(value=_call("leave", _name(FRAME)))], orelse=[])]
         if release:  # a module's frame global must not keep the finished frame alive
             final.append(ast.Delete(targets=[_name(FRAME, ast.Del())]))
         wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[list-item]

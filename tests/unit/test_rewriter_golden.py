@@ -29,14 +29,15 @@ def test_function_wrapped_with_enter_fail_leave_and_return_value() -> None:
 
         def f(a, *b, c=1, **d):
             """doc"""
-            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
+            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d)) if _execscope_rt.gate else _execscope_rt.NO_FRAME
             try:
-                return _execscope_rt.ret(_execscope_frame, a)
+                return a if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, a)
             except BaseException as _execscope_exc:
                 _execscope_rt.fail(_execscope_frame, _execscope_exc)
                 raise
             finally:
-                _execscope_rt.leave(_execscope_frame)
+                if _execscope_frame is not _execscope_rt.NO_FRAME:
+                    _execscope_rt.leave(_execscope_frame)
     ''')
 
 
@@ -140,7 +141,7 @@ def test_branches_loops_try_match_and_short_circuit() -> None:
             case 1:
                 _execscope_rt.branch(_execscope_frame, 'm:f:match#0.case0')
                 pass
-        return _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
+        return _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None) if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
     ''')
 
 
@@ -188,7 +189,7 @@ def test_lambdas_and_comprehensions_are_left_alone() -> None:
             return [x for x in xs if x and 1], (lambda v: v if v else 0)
     ''', "branches")
     assert got == expect('''
-        return _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
+        return ([x for x in xs if x and 1], lambda v: v if v else 0) if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
     ''')
 
 
@@ -199,7 +200,8 @@ def test_original_positions_survive() -> None:
 
     source = "def f(a):\n    x = a\n\n    if x:\n        return x\n"
     tree, _n, _s = rewrite_source(source, "m", "m.py", 3)
-    lines = {(type(n).__name__, n.lineno) for n in ast.walk(tree) if isinstance(n, (ast.Return, ast.If))}
+    lines = {(type(n).__name__, n.lineno) for n in ast.walk(tree) if isinstance(n, (ast.Return, ast.If))
+             and "_execscope_frame is not" not in ast.unparse(getattr(n, "test", n))}  # not the leave guard
     assert lines == {("Return", 5), ("If", 4)}
     code = compile(tree, "m.py", "exec")
     f_code = next(c for c in code.co_consts if hasattr(c, "co_name") and c.co_name == "f")
