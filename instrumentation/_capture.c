@@ -125,6 +125,7 @@ typedef struct StateObject {
     Py_ssize_t max_pending;
     long long dropped, sampled_out, events, max_events, rate, rate_window, rate_used;
     unsigned long long sample_cut;
+    PyObject *root_sampler;
     char paused, sample_all;
 } StateObject;
 
@@ -145,6 +146,7 @@ static int state_init(StateObject *self, PyObject *args, PyObject *kwds) {
 
 static void state_dealloc(StateObject *self) {
     Py_XDECREF(self->pending);
+    Py_XDECREF(self->root_sampler);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -158,7 +160,10 @@ static PyMemberDef state_members[] = {
     {"rate", T_LONGLONG, offsetof(StateObject, rate), 0, NULL},
     {"rate_window", T_LONGLONG, offsetof(StateObject, rate_window), 0, NULL},
     {"rate_used", T_LONGLONG, offsetof(StateObject, rate_used), 0, NULL},
-    {"sample_cut", T_ULONGLONG, offsetof(StateObject, sample_cut), 0, "keep a trace when id >> 64 < this"},
+    {"sample_cut", T_ULONGLONG, offsetof(StateObject, sample_cut), 0,
+     "keep a trace when the low 64 bits of its id are below this (as TraceIdRatioBased)"},
+    {"root_sampler", T_OBJECT, offsetof(StateObject, root_sampler), 0,
+     "None, or callable(trace_id) -> bool deciding each new trace instead of sample_cut"},
     {"sample_all", T_BOOL, offsetof(StateObject, sample_all), 0, "keep every trace"},
     {"paused", T_BOOL, offsetof(StateObject, paused), 0, NULL},
     {NULL},
@@ -275,18 +280,85 @@ static PyTypeObject FrameType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---------------------------------------------------------------- the current frame
+ *
+ * The current frame lives in runtime._current (a ContextVar: one chain per asyncio task and thread).
+ * Setting a ContextVar costs ~250 ns (a new HAMT and a Token), twice per call. So a synchronous
+ * call only moves a per-thread cache: (thread state, context object, value of the variable) ->
+ * current frame. The cache is trusted while all three are unchanged; anything else (another task's
+ * context, a set by Python code) re-reads the variable. The variable itself is set for what can be
+ * suspended across a context switch or copied into another context while running: module bodies,
+ * ``async def`` frames (their info tuple carries a true 7th item) and generators at yield/resume
+ * (set_current). A context copied while a synchronous call runs (a task created by a plain helper
+ * function) therefore starts under the nearest such frame instead of the helper.
+ * Pointers below are compared, never dereferenced, except tl_frame, which is either held by the
+ * variable or by a running call's local. */
+static _Thread_local PyThreadState *tl_ts;
+static _Thread_local PyObject *tl_ctx, *tl_value, *tl_frame;
+
+static PyObject *current_frame(void) { /* borrowed; NULL on error */
+    PyObject *v = NULL;
+    if (PyContextVar_Get(g_current, Py_None, &v) < 0)
+        return NULL;
+    Py_DECREF(v); /* held by the context */
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts == tl_ts && ts->context == tl_ctx && v == tl_value)
+        return tl_frame;
+    tl_ts = ts;
+    tl_ctx = ts->context;
+    tl_value = tl_frame = v;
+    return v;
+}
+
+/* Make ``value`` the current frame: in the variable when ``real``, else in the thread's cache only
+ * (valid after current_frame() in the same hook, no Python code in between). */
+static int set_frame(PyObject *value, int real) {
+    if (real) {
+        PyObject *token = PyContextVar_Set(g_current, value);
+        if (token == NULL)
+            return -1;
+        Py_DECREF(token);
+        PyThreadState *ts = PyThreadState_Get();
+        tl_ts = ts;
+        tl_ctx = ts->context;
+        tl_value = value;
+    }
+    tl_frame = value;
+    return 0;
+}
+
+static inline int needs_context(PyObject *info, PyObject *kind) {
+    return kind == g_kind_module || (PyTuple_GET_SIZE(info) > 6 && PyTuple_GET_ITEM(info, 6) == Py_True);
+}
+
+static PyObject *py_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    if (g_current == NULL)
+        Py_RETURN_NONE;
+    PyObject *f = current_frame();
+    Py_XINCREF(f);
+    return f;
+}
+
+static PyObject *py_set_current(PyObject *module, PyObject *frame) {
+    if (g_current == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_capture is not configured");
+        return NULL;
+    }
+    if (set_frame(frame, 1) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- Gate */
 static int gate_bool(PyObject *self) {
-    PyObject *top = NULL;
     if (g_current == NULL)
         return 1;
-    if (PyContextVar_Get(g_current, NULL, &top) < 0) {
+    PyObject *top = current_frame();
+    if (top == NULL) {
         PyErr_Clear();
         return 1;
     }
-    int on = !(top != NULL && Py_TYPE(top) == &FrameType && ((FrameObject *)top)->skip);
-    Py_XDECREF(top);
-    return on;
+    return !(Py_TYPE(top) == &FrameType && ((FrameObject *)top)->skip);
 }
 
 static PyNumberMethods gate_as_number = {.nb_bool = gate_bool};
@@ -333,24 +405,13 @@ static PyObject *otel_current(void) {
     return span;
 }
 
-static int set_current(PyObject *value) {
-    PyObject *token = PyContextVar_Set(g_current, value);
-    if (token == NULL)
-        return -1;
-    Py_DECREF(token);
-    return 0;
-}
-
 static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
     StateObject *state = g_state;
     PyObject *top = NULL, *otel = NULL;
     FrameObject *f = NULL;
-    if (PyContextVar_Get(g_current, NULL, &top) < 0)
+    if ((top = current_frame()) == NULL)
         goto error;
-    if (top == NULL) {
-        top = Py_None;
-        Py_INCREF(top);
-    }
+    Py_INCREF(top);
     if ((otel = otel_current()) == NULL)
         goto error;
     if (top != Py_None && Py_TYPE(top) == &FrameType && ((FrameObject *)top)->anchor == otel) {
@@ -401,7 +462,21 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
         f->trace_hi = hi;
         f->trace_lo = lo;
         f->parent_id = parent;
-        if (root && !state->sample_all && hi >= state->sample_cut) {
+        int keep = 1;
+        if (root && state->root_sampler != NULL && state->root_sampler != Py_None) {
+            PyObject *tid = frame_get_trace_id(f, NULL);
+            PyObject *r = tid ? PyObject_CallOneArg(state->root_sampler, tid) : NULL;
+            Py_XDECREF(tid);
+            if (r == NULL)
+                goto error;
+            keep = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (keep < 0)
+                goto error;
+        } else if (root && !state->sample_all) {
+            keep = lo < state->sample_cut;
+        }
+        if (!keep) {
             /* the root of a trace left out: current while it runs, so everything below is left out */
             f->skip = 1;
             f->foreign = 1;
@@ -409,7 +484,7 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
             f->outer = top;
             otel = top = NULL;
             state->sampled_out++;
-            if (set_current((PyObject *)f) < 0) {
+            if (current_frame() == NULL || set_frame((PyObject *)f, needs_context(info, kind)) < 0) {
                 Py_DECREF(f);
                 f = NULL;
                 goto error;
@@ -449,7 +524,7 @@ have_args:
     f->start = now_ns();
     if (f->seq0 < 0 && PyErr_Occurred())
         goto error;
-    if (set_current((PyObject *)f) < 0)
+    if (current_frame() == NULL || set_frame((PyObject *)f, needs_context(info, kind)) < 0)
         goto error;
     return (PyObject *)f;
 nothing:
@@ -518,14 +593,12 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
     if (Py_TYPE(frame) != &FrameType)
         Py_RETURN_NONE;
     FrameObject *f = (FrameObject *)frame;
-    PyObject *top = NULL;
-    if (PyContextVar_Get(g_current, NULL, &top) < 0)
+    PyObject *top = current_frame();
+    if (top == NULL)
         goto error;
-    if (top == frame && set_current(f->outer ? f->outer : Py_None) < 0) {
-        Py_DECREF(top);
+    /* the variable is set back when it holds this frame (async frames, resumed generators) */
+    if (top == frame && set_frame(f->outer ? f->outer : Py_None, tl_value == frame) < 0)
         goto error;
-    }
-    Py_XDECREF(top);
     if (f->foreign)
         Py_RETURN_NONE;
     f->end = now_ns();
@@ -979,6 +1052,8 @@ static PyMethodDef module_methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
+    {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
+    {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},
     {NULL},
 };
 

@@ -106,7 +106,8 @@ class _State:
     def __init__(self, max_pending: int, max_events: int) -> None:
         self.paused = False           # the program traces its own allocations (tracemalloc)
         self.sample_all = True        # head sampling keeps every new trace ...
-        self.sample_cut = 0           # ... else those whose trace id >> 64 is below this
+        self.sample_cut = 0           # ... else those whose low 64 id bits are below this
+        self.root_sampler: Any = None  # or callable(trace_id) -> bool, instead of the two above
         self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
@@ -133,9 +134,13 @@ CORE = "python" if NATIVE is None else "native"
 logging.getLogger("execscope.capture").info("capture core: %s (%s)", CORE, CORE_REASON)
 
 _state: Any = _State(1 << 18, 1 << 22) if NATIVE is None else NATIVE.State(1 << 18, 1 << 22)
+_get_current: Callable[[], Any] = _current.get
+_set_current: Callable[[Any], Any] = _current.set
 if NATIVE is not None:
     FastFrame = NATIVE.Frame  # type: ignore[misc]  # same fields, C layout
     os.register_at_fork(after_in_child=NATIVE.reseed)  # the child draws its own span ids
+    # a synchronous call is current in a per-thread cache, not in _current (see _capture.c)
+    _get_current, _set_current = NATIVE.current, NATIVE.set_current
 
 _otel_context_var: Any = None
 _span_key: Any = None
@@ -152,13 +157,22 @@ def _bind_otel() -> None:
 
 
 def set_sampling(ratio: float) -> None:
-    """Head sampling of new traces: keep ``ratio`` (0..1) of them, decided from the trace id (so
-    every process decides the same for one trace). A trace continuing an OpenTelemetry parent
+    """Head sampling of new traces: keep ``ratio`` (0..1) of them, decided from the trace id the
+    way OpenTelemetry's ``TraceIdRatioBased`` decides (so every process, and every OTel SDK with
+    that sampler, decides the same for one trace). A trace continuing an OpenTelemetry parent
     follows the parent's sampled flag instead. 1 records everything (the default)."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"sampling ratio must be within 0..1, got {ratio}")
+    _state.root_sampler = None
     _state.sample_all = ratio >= 1.0
-    _state.sample_cut = 0 if ratio >= 1.0 else int(ratio * (1 << 64))
+    _state.sample_cut = 0 if ratio >= 1.0 else round(ratio * (1 << 64))
+
+
+def set_root_sampler(decide: Callable[[int], bool] | None) -> None:
+    """Decide every new trace (one without a sampled OTel parent) with ``decide(trace_id)`` instead
+    of a ratio: how an application's own OpenTelemetry sampler is honoured (see span_processor).
+    Called on the program's thread once per new trace; an exception leaves the call unrecorded."""
+    _state.root_sampler = decide
 
 
 def _otel_current() -> Any:
@@ -172,7 +186,7 @@ def _otel_current() -> Any:
 
 
 def _start(info: tuple, args: Any, kind: str) -> Any:
-    top: Any = _current.get()
+    top: Any = _get_current()
     otel = _otel_current()
     if top is not None and top.anchor is otel:
         if top.skip:
@@ -191,7 +205,9 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
             f.parent_id = ctx.span_id
         else:
             trace_id = getrandbits(128) or 1
-            if not _state.sample_all and trace_id >> 64 >= _state.sample_cut:
+            sampler = _state.root_sampler
+            if not (sampler(trace_id) if sampler is not None
+                    else _state.sample_all or trace_id & 0xFFFFFFFFFFFFFFFF < _state.sample_cut):
                 skipped = _Skipped()
                 skipped.foreign = True
                 skipped.anchor = otel
@@ -199,7 +215,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
                 skipped.trace_id = trace_id
                 skipped.span_id = 0
                 _state.sampled_out += 1
-                _current.set(skipped)  # type: ignore[arg-type]
+                _set_current(skipped)
                 return skipped
             f = FastFrame()
             f.trace_id = trace_id
@@ -217,7 +233,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
     f.outer = top
     f.seq0 = f.seq.next()
     f.start = _time_ns()
-    _current.set(f)  # type: ignore[arg-type]  # cores share the context variable
+    _set_current(f)  # cores share the context variable
     return f
 
 
@@ -255,8 +271,8 @@ def leave(frame: Any) -> None:
     if frame is NO_FRAME:
         return
     try:
-        if _current.get() is frame:
-            _current.set(frame.outer)  # type: ignore[union-attr]
+        if _get_current() is frame:
+            _set_current(frame.outer)
         if frame.foreign:
             return
         frame.end = _time_ns()
@@ -329,8 +345,8 @@ def _event(frame: Any, kind: int, node_id: str, a: Any = None, b: Any = None) ->
 def suspend(frame: Any, value: Any, node_id: str | None = None) -> Any:
     if frame is not NO_FRAME:
         try:
-            if _current.get() is frame:
-                _current.set(frame.outer)  # type: ignore[union-attr]
+            if _get_current() is frame:
+                _set_current(frame.outer)
             if not frame.foreign and node_id is not None:
                 _event(frame, EV_YIELD, node_id)
         except Exception as exc:
@@ -341,8 +357,8 @@ def suspend(frame: Any, value: Any, node_id: str | None = None) -> Any:
 def resumed(frame: Any, value: Any, node_id: str | None = None) -> Any:
     if frame is not NO_FRAME:
         try:
-            frame.outer = _current.get()
-            _current.set(frame)
+            frame.outer = _get_current()
+            _set_current(frame)
             if not frame.foreign and node_id is not None:
                 _event(frame, EV_RESUME, node_id)
         except Exception as exc:
@@ -421,7 +437,7 @@ def activate() -> None:
     _follow_tracemalloc()
     if NATIVE is not None:
         _configure_native()
-    runtime.use_core(HOOKS, gate=True if NATIVE is None else NATIVE.GATE)
+    runtime.use_core(HOOKS, gate=True if NATIVE is None else NATIVE.GATE, read_current=_get_current)
 
 
 def _follow_tracemalloc() -> None:

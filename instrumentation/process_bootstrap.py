@@ -43,7 +43,7 @@ MAX_EVENTS_PER_SPAN = 65536
 
 BATCH_SPANS = 2048
 _provider: Any = None
-_worker: Any = None
+_processor: Any = None
 _kafka: Any = None
 
 
@@ -51,17 +51,19 @@ def split_globs(value: str | None) -> list[str]:
     return [g.strip() for g in (value or "").split(",") if g.strip()]
 
 
-def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500) -> Any:
-    """A TracerProvider that keeps statement-level event volumes and batches into ``exporter``."""
+def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500, sample: float = 1.0) -> Any:
+    """A TracerProvider that keeps statement-level event volumes, samples new traces at ``sample``
+    (parent-based) and batches into ``exporter``."""
     from execscope.instrumentation.ids import PrivateIdGenerator
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": service}), id_generator=PrivateIdGenerator(),
         span_limits=SpanLimits(max_events=MAX_EVENTS_PER_SPAN, max_span_attributes=512),
-        shutdown_on_exit=True,
+        sampler=ParentBased(TraceIdRatioBased(sample)), shutdown_on_exit=True,
     )
     provider.add_span_processor(BatchSpanProcessor(
         exporter, max_queue_size=1 << 17, schedule_delay_millis=flush_ms, max_export_batch_size=4096))
@@ -75,7 +77,7 @@ def start_from_environment() -> bool:
     batches to the spool (default) or to Kafka (``EXECSCOPE_EXPORTER=kafka``: one message per trace
     batch, see :mod:`.kafka_exporter`); spans the program makes itself through OpenTelemetry go
     through a global SDK TracerProvider to the same place."""
-    global _provider, _worker, _kafka
+    global _provider, _processor, _kafka
     exporter_name = os.environ.get(ENV_EXPORTER) or "spool"
     spool_path = os.environ.get(ENV_SPOOL)
     bootstrap = os.environ.get(ENV_KAFKA)
@@ -86,23 +88,24 @@ def start_from_environment() -> bool:
         return False
     from execscope.instrumentation import fast_capture, import_hook, runtime
     from execscope.instrumentation.import_hook import HookConfig
-    from execscope.instrumentation.otlp_encode import encode_request
+    from execscope.instrumentation.span_processor import ExecscopeSpanProcessor
     from opentelemetry import trace
-
-    from execscope import __version__
 
     service = os.environ.get(ENV_SERVICE) or "execscope"
     flush_ms = int(os.environ.get(ENV_FLUSH_MS) or 500)
     level = os.environ.get(ENV_LEVEL) or "functions"
+    sample = 1.0
     try:
-        fast_capture.set_sampling(float(os.environ.get(ENV_SAMPLE) or 1.0))
+        sample = float(os.environ.get(ENV_SAMPLE) or 1.0)
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"sampling ratio must be within 0..1, got {sample}")
     except ValueError as exc:
+        sample = 1.0
         print(f"execscope: ignoring {ENV_SAMPLE}: {exc}", file=sys.stderr)
     try:
         fast_capture.set_event_rate(int(os.environ.get(ENV_EVENT_RATE) or 0))
     except ValueError as exc:
         print(f"execscope: ignoring {ENV_EVENT_RATE}: {exc}", file=sys.stderr)
-    resource = {"service.name": service, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__}
     sink: Any
     write_nodes: Any
     if exporter_name == "kafka":
@@ -111,16 +114,16 @@ def start_from_environment() -> bool:
 
         topic = os.environ.get(ENV_KAFKA_TOPIC) or kx.DEFAULT_TOPIC
         kafka = _kafka = kx.KafkaSink(str(bootstrap), topic)
-        _provider = make_tracer_provider(service, kx.KafkaSpanExporter(kafka), flush_ms)
+        _provider = make_tracer_provider(service, kx.KafkaSpanExporter(kafka), flush_ms, sample)
         sent_nodes: set[str] = set()
 
         def sink(frames: list, dropped: int) -> None:
-            attrs = {**resource, "process.pid": os.getpid()}
+            attrs = _processor.resource_attributes()
             for trace_id, group in kx.group_by_trace(frames, _trace_id_of).items():
                 key = kx.trace_key(trace_id)
                 for i in range(0, len(group), BATCH_SPANS):
                     chunk = group[i:i + BATCH_SPANS]
-                    kafka.submit(key, encode_request(chunk, attrs, __version__, dropped), len(chunk))
+                    kafka.submit(key, _processor.encode(chunk, dropped, attrs), len(chunk))
 
         def write_nodes(nodes: Any) -> bool:
             key = f"{nodes.code_version}:{nodes.module}"
@@ -133,19 +136,19 @@ def start_from_environment() -> bool:
         from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
         spool = Spool(str(spool_path))
-        _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms)
+        _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms, sample)
         write_nodes = spool.write_nodes
 
         def sink(frames: list, dropped: int) -> None:
-            attrs = {**resource, "process.pid": os.getpid()}  # read per batch: right after a fork too
+            attrs = _processor.resource_attributes()  # read per batch: right after a fork too
             for i in range(0, len(frames), BATCH_SPANS):
-                request = encode_request(frames[i:i + BATCH_SPANS], attrs, __version__, dropped)
+                request = _processor.encode(frames[i:i + BATCH_SPANS], dropped, attrs)
                 if not spool.write_batch(request):
                     raise OSError(f"cannot write to the spool {spool.path}")
 
     trace.set_tracer_provider(_provider)
-    _worker = fast_capture.CaptureWorker(sink, flush_ms / 1000)
-    fast_capture.activate()
+    # the execscope span processor on the program's provider: its resource and sampler, our capture
+    _processor = ExecscopeSpanProcessor.install(_provider, sink, flush_ms / 1000)
     import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),
                                    level=runtime.LEVELS.get(level, 1)), write_nodes)
     _flush_forked_multiprocessing_children()
@@ -161,13 +164,13 @@ def _trace_id_of(frame: Any) -> int:
 
 def recording_active() -> bool:
     """True in a process that records for `execscope run` (the fast core owns the runtime)."""
-    return _worker is not None
+    return _processor is not None
 
 
 def _flush(timeout_s: float = 5.0) -> None:
     try:
-        if _worker is not None:
-            _worker.force_flush(timeout_s)
+        if _processor is not None:
+            _processor.force_flush(int(timeout_s * 1000))
         if _provider is not None:
             _provider.force_flush(int(timeout_s * 1000))
         if _kafka is not None:

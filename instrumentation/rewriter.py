@@ -409,6 +409,8 @@ class Rewriter(ast.NodeTransformer):
         ref = body[0] if body else node
         params = self._params(node.args)
         info = self._function_info(node_id, params, node.lineno)
+        if isinstance(node, ast.AsyncFunctionDef):  # may be suspended across tasks: see _capture.c
+            info += (True,)
         # ``enter(...) if gate else NO_FRAME``: one truth test decides whether the call is recorded
         # (see runtime.gate); every other hook of an unrecorded call is skipped by the rewrite.
         call = _call("enter", _const(info), ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))

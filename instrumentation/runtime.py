@@ -38,7 +38,8 @@ FUNCTIONS, BRANCHES, STATEMENTS = 1, 2, 3
 LEVELS = {"functions": FUNCTIONS, "branches": BRANCHES, "statements": STATEMENTS}
 
 # INFO tuple layout, built by the rewriter as a constant: keep in sync with rewriter._function_info.
-I_NODE, I_NAME, I_FILE, I_LINE, I_VERSION, I_PARAMS = range(6)
+# An ``async def``'s tuple has one more item, True (I_ASYNC; read by the native core).
+I_NODE, I_NAME, I_FILE, I_LINE, I_VERSION, I_PARAMS, I_ASYNC = range(7)
 
 _STACK_LIMIT = 64
 
@@ -134,17 +135,21 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder, gate
+    global _recorder, gate, _read_current
     globals().update(_SDK_HOOKS)
     gate = True
+    _read_current = _current.get
     _recorder = recorder
     _follow_threads(True)
 
 
-def use_core(hooks: dict[str, Any], gate: Any = True) -> None:
+def use_core(hooks: dict[str, Any], gate: Any = True, read_current: Any = None) -> None:
     """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
-    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.), and its
-    ``gate`` (see :data:`gate`) replaces the always-true one."""
+    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.), its
+    ``gate`` (see :data:`gate`) replaces the always-true one and its ``read_current`` is what
+    :func:`current_frame` reads."""
+    global _read_current
+    _read_current = read_current or _current.get
     missing = set(HOOK_NAMES) - set(hooks)
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
@@ -415,7 +420,7 @@ def value(frame: Frame | Any, node_id: str, name: str, val: Any) -> Any:
 def _after_fork_in_child() -> None:
     # The forking thread's chain belongs to the parent process: its spans are ended (and exported)
     # there. Here they only parent what the child records.
-    frame: Any = _current.get()
+    frame: Any = current_frame()
     while frame is not None:
         frame.foreign = True
         if isinstance(frame, Frame):  # fast-core frames check ``foreign`` alone
@@ -427,8 +432,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current_frame() -> Frame | None:
-    """The innermost running instrumented frame of this context (for tests and integrations)."""
-    return _current.get()
+    """The innermost running instrumented frame of this thread and context (for tests and
+    integrations). With the native fast core a synchronous call is current without being written
+    to ``_current`` (see _capture.c), so read it here, never from ``_current`` directly."""
+    return _read_current()
+
+
+_read_current: Any = _current.get  # replaced by the native core's reader when it is loaded
 
 
 HOOK_NAMES = ("enter", "enter_module", "ret", "fail", "leave", "suspend", "resumed", "branch", "arm", "line",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from execscope.instrumentation.runtime import _current
+from execscope.instrumentation.runtime import _current, current_frame
 
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None
@@ -46,7 +46,7 @@ def _in_context(fn: Callable[..., Any], frame: Any, otel_context: Any) -> Callab
 
 
 def _capture() -> tuple[Any, Any] | None:
-    frame = _current.get()
+    frame = current_frame()
     if frame is None:
         return None
     try:
