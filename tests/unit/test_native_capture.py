@@ -1,0 +1,101 @@
+"""The native accelerator: loaded by the package's own build, byte-identical OTLP to the Python
+encoder, the sampled-out gate, and the pure-Python fallback passing the same capture tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from execscope.instrumentation import fast_capture
+from execscope.instrumentation import otlp_wire as w
+from execscope.instrumentation.otlp_encode import _resource_attrs, encode_frame, native_head, render
+
+from tests.conftest import load_rewritten
+from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALUES_APP = '''
+class Box:
+    pass
+
+def f(a, b=None, *rest, password="hunter2", **kw):
+    if a == "raise":
+        raise ValueError("no")
+    return a
+
+def g(x):
+    try:
+        return f(x)
+    except ValueError:
+        return None
+
+def loop(n):
+    for i in range(n):
+        yield i
+
+def driver():
+    out = [f(v) for v in (0, -1, 2**63 - 1, 2**63, 2**300, 1.5, float("nan"), True, False, None, "",
+                           "plain", "quo'te\\n\\u00e9", "x" * 300, b"by\\x00tes", 3j, [1, [2]], {"k": {1, 2}},
+                           Box(), (1,))]
+    out.append(f(1, 2, 3, 4, password="p", token="t", other=[5]))
+    out.append(g("raise"))
+    out.append(list(loop(3)))
+    return out
+'''
+
+
+def test_the_native_core_is_what_the_build_installs() -> None:
+    assert fast_capture.CORE == "native", fast_capture.CORE_REASON
+    assert fast_capture.FastFrame is fast_capture.NATIVE.Frame
+
+
+def test_native_encoding_is_byte_identical_to_the_python_encoder(fast) -> None:  # noqa: F811
+    module = load_rewritten(VALUES_APP, "functions", name="values_app", file="/src/values_app.py")
+    fast_capture.take_pending()
+    module.driver()
+    frames, _ = fast_capture.take_pending()
+    assert len(frames) == 25 and any(f.error is not None for f in frames) and any(f.child_ns for f in frames)
+    resource = _resource_attrs({"service.name": "svc"})
+    native = w.request_encoded(resource, "execscope", "1", fast_capture.NATIVE.encode_spans(
+        frames, encode_frame, native_head, render))
+    python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
+    assert native == python
+
+
+def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811
+    module = load_rewritten('''
+        from execscope.instrumentation import runtime
+
+        def inner():
+            return bool(runtime.gate)
+
+        def root():
+            return inner(), bool(runtime.gate)
+    ''', "functions", name="gate_app", file="/src/gate_app.py")
+    fast_capture.take_pending()
+    before = fast_capture._state.sampled_out
+    fast_capture.set_sampling(0.0)
+    try:
+        assert module.root() == (False, False)  # inside a sampled-out trace: no hook runs
+    finally:
+        fast_capture.set_sampling(1.0)
+    assert fast_capture.take_pending()[0] == [] and fast_capture._state.sampled_out == before + 1
+    assert module.root() == (True, True)
+    assert len(fast_capture.take_pending()[0]) == 2
+
+
+def test_the_pure_python_core_passes_the_same_capture_tests() -> None:
+    env = {**os.environ, "EXECSCOPE_NATIVE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+         "tests/unit/test_fast_capture.py", "tests/unit/test_thread_context.py", "tests/unit/test_span_processor.py",
+         "-k", "not the_native_core"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout
+    probe = subprocess.run([sys.executable, "-c", "from execscope.instrumentation import fast_capture as f; "
+                            "print(f.CORE, '|', f.CORE_REASON)"], env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == "python | turned off by EXECSCOPE_NATIVE"
