@@ -747,6 +747,22 @@ KEY(K_CHILD, "\x0a\x12" "execscope.child_ns");
 KEY(K_DROPPED, "\x0a\x18" "execscope.dropped_events");
 #define KLEN(k) ((Py_ssize_t)sizeof(k) - 1)
 
+static Py_ssize_t format_int(char *out, long long v) { /* decimal, as repr(int) */
+    char digits[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    Py_ssize_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = digits[--n];
+    return len;
+}
+
 /* A value as values.capture renders it: in C for the common immutable types, else through the
  * Python renderer. Sets text and len (valid while hold lives); returns -1 on error. */
 static int render_value(PyObject *render, PyObject *name, int secret, PyObject *value, PyObject **hold, char *scratch,
@@ -768,7 +784,7 @@ static int render_value(PyObject *render, PyObject *name, int secret, PyObject *
         int overflow = 0;
         long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
         if (!overflow && !(v == -1 && PyErr_Occurred())) {
-            *len = snprintf(scratch, 32, "%lld", v);
+            *len = format_int(scratch, v);
             *text = scratch;
             if (*len <= g_max_chars)
                 return 0;
@@ -849,6 +865,7 @@ static PyObject *head_of(PyObject *head, PyObject *info, PyObject *kind) {
 /* One span (without the outer tag) into ``b``; returns 1 when the frame needs the Python encoder. */
 typedef struct {
     PyObject *fallback, *head, *render; /* borrowed from encode_spans' arguments */
+    PyObject *last_info, *last_entry;   /* the previous frame's head (entry held, info inside it) */
 } Encoders;
 
 static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
@@ -856,9 +873,14 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
         (f->error != NULL && f->error != Py_None) || f->info == NULL || !PyTuple_Check(f->info) ||
         f->kind == NULL || f->args == NULL || !PyTuple_Check(f->args))
         return 1;
-    PyObject *entry = head_of(enc->head, f->info, f->kind);
+    PyObject *entry = f->info == enc->last_info ? enc->last_entry : head_of(enc->head, f->info, f->kind);
     if (entry == NULL)
         return -1;
+    if (entry != enc->last_entry) { /* held: a full cache may be cleared by a later head_of */
+        Py_INCREF(entry);
+        Py_XSETREF(enc->last_entry, entry);
+        enc->last_info = f->info;
+    }
     PyObject *name_field = PyTuple_GET_ITEM(entry, 1), *head = PyTuple_GET_ITEM(entry, 2);
     PyObject *arg_keys = PyTuple_GET_ITEM(entry, 3), *secrets = PyTuple_GET_ITEM(entry, 4);
     PyObject *params = PyTuple_GET_SIZE(f->info) > 5 ? PyTuple_GET_ITEM(f->info, 5) : NULL;
@@ -939,17 +961,18 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     return 0;
 }
 
-/* encode_spans(frames, fallback, head, render) -> bytes: every frame as a ScopeSpans.spans field
- * (tag 2). Frames with events or an exception go through ``fallback(frame) -> bytes`` (the Python
+/* encode_spans(frames, fallback, head, render[, resource, scope]) -> bytes: every frame as a
+ * ScopeSpans.spans field (tag 2); with ``resource`` (the encoded Resource message) and ``scope`` (the
+ * encoded ScopeSpans.scope field), the whole ExportTraceServiceRequest around them. Frames with events or an exception go through ``fallback(frame) -> bytes`` (the Python
  * encoder); ``head(info, kind)`` gives (name field, shared attributes, argument keys, secret flags)
  * of a function, cached here by the identity of ``info``; ``render(name, value) -> str`` renders a
  * value of a type this encoder does not render itself. */
 static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc != 4) {
-        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render)");
+    if ((argc != 4 && argc != 6) || (argc == 6 && (!PyBytes_Check(argv[4]) || !PyBytes_Check(argv[5])))) {
+        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render[, resource, scope])");
         return NULL;
     }
-    Encoders enc = {argv[1], argv[2], argv[3]};
+    Encoders enc = {argv[1], argv[2], argv[3], NULL, NULL};
     PyObject *seq = PySequence_Fast(argv[0], "frames must be a sequence");
     if (seq == NULL)
         return NULL;
@@ -957,17 +980,35 @@ static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_
         Py_DECREF(seq);
         return NULL;
     }
-    Buf out = {0}, span = {0};
+    Buf out = {0};
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (buf_reserve(&out, 256 * n + 64) < 0)
+        goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *encoded = NULL;
-        span.len = 0;
-        int rc = Frame_Check(item) ? encode_frame(&span, (FrameObject *)item, &enc) : 1;
+        /* the span is written in place after a 2-byte length, moved if its length takes another */
+        Py_ssize_t at = out.len, body;
+        if (buf_reserve(&out, 3) < 0)
+            goto error;
+        out.data[at] = 0x12;
+        out.len = body = at + 3;
+        int rc = Frame_Check(item) ? encode_frame(&out, (FrameObject *)item, &enc) : 1;
         if (rc < 0)
             goto error;
-        const char *data = span.data;
-        Py_ssize_t len = span.len;
-        if (rc == 1) {
+        if (rc == 0) {
+            Py_ssize_t len = out.len - body, start = at + 1 + varint_len(len);
+            if (start != body) {
+                if (buf_reserve(&out, start - body) < 0)
+                    goto error;
+                memmove(out.data + start, out.data + body, len);
+            }
+            out.len = at + 1;
+            put_varint(&out, len);
+            out.len = start + len;
+            continue;
+        }
+        out.len = at;
+        {
             encoded = PyObject_CallOneArg(enc.fallback, item);
             if (encoded == NULL)
                 goto error;
@@ -976,9 +1017,9 @@ static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_
                 PyErr_SetString(PyExc_TypeError, "fallback must return bytes");
                 goto error;
             }
-            data = PyBytes_AS_STRING(encoded);
-            len = PyBytes_GET_SIZE(encoded);
         }
+        const char *data = PyBytes_AS_STRING(encoded);
+        Py_ssize_t len = PyBytes_GET_SIZE(encoded);
         if (buf_reserve(&out, 1 + 10 + len) < 0) {
             Py_XDECREF(encoded);
             goto error;
@@ -989,14 +1030,35 @@ static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_
         Py_XDECREF(encoded);
     }
     Py_DECREF(seq);
-    PyObject *r = PyBytes_FromStringAndSize(out.data ? out.data : "", out.len);
+    Py_XDECREF(enc.last_entry);
+    PyObject *r;
+    if (argc == 6) { /* the whole ExportTraceServiceRequest, written once */
+        Py_ssize_t res = PyBytes_GET_SIZE(argv[4]), scope = PyBytes_GET_SIZE(argv[5]);
+        Py_ssize_t scope_spans = scope + out.len;
+        Py_ssize_t resource_spans = 1 + varint_len(res) + res + 1 + varint_len(scope_spans) + scope_spans;
+        r = PyBytes_FromStringAndSize(NULL, 1 + varint_len(resource_spans) + resource_spans);
+        if (r != NULL) {
+            Buf w = {PyBytes_AS_STRING(r), 0, PyBytes_GET_SIZE(r)};
+            w.data[w.len++] = 0x0a; /* ExportTraceServiceRequest.resource_spans */
+            put_varint(&w, resource_spans);
+            w.data[w.len++] = 0x0a; /* ResourceSpans.resource */
+            put_varint(&w, res);
+            put_raw(&w, PyBytes_AS_STRING(argv[4]), res);
+            w.data[w.len++] = 0x12; /* ResourceSpans.scope_spans */
+            put_varint(&w, scope_spans);
+            put_raw(&w, PyBytes_AS_STRING(argv[5]), scope);
+            if (out.len)
+                put_raw(&w, out.data, out.len);
+        }
+    } else {
+        r = PyBytes_FromStringAndSize(out.data ? out.data : "", out.len);
+    }
     PyMem_Free(out.data);
-    PyMem_Free(span.data);
     return r;
 error:
     Py_DECREF(seq);
+    Py_XDECREF(enc.last_entry);
     PyMem_Free(out.data);
-    PyMem_Free(span.data);
     return NULL;
 }
 

@@ -130,8 +130,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
-        spans = NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame,
-                                    native_head, render)
-        return w.request_encoded(_resource_attrs(resource_attrs), "execscope", scope_version, spans)
+        return NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame,
+                                   native_head, render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version))
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
                      [encode_frame(f) for f in frames])

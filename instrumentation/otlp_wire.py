@@ -158,8 +158,12 @@ def request(resource_attributes: bytes, scope_name: str, scope_version: str, spa
                            b"".join([ld(b"\x12", s) for s in spans]))
 
 
+def scope(name: str, version: str) -> bytes:
+    """ScopeSpans.scope (1): InstrumentationScope { string name = 1; string version = 2 }."""
+    return ld(b"\x0a", ld(b"\x0a", _utf8(name)) + ld(b"\x12", _utf8(version)))
+
+
 def request_encoded(resource_attributes: bytes, scope_name: str, scope_version: str, spans: bytes) -> bytes:
     """:func:`request` with the spans already encoded as ScopeSpans.spans fields (tag 2)."""
-    scope = ld(b"\x0a", ld(b"\x0a", _utf8(scope_name)) + ld(b"\x12", _utf8(scope_version)))
-    resource_spans = ld(b"\x0a", resource_attributes) + ld(b"\x12", scope + spans)
+    resource_spans = ld(b"\x0a", resource_attributes) + ld(b"\x12", scope(scope_name, scope_version) + spans)
     return ld(b"\x0a", resource_spans)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from execscope.instrumentation import fast_capture
 from execscope.instrumentation import otlp_wire as w
-from execscope.instrumentation.otlp_encode import _resource_attrs, encode_frame, native_head, render
+from execscope.instrumentation.otlp_encode import _resource_attrs, encode_frame, encode_request, native_head, render
 
 from tests.conftest import load_rewritten
 from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
@@ -63,6 +63,7 @@ def test_native_encoding_is_byte_identical_to_the_python_encoder(fast) -> None: 
         frames, encode_frame, native_head, render))
     python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
     assert native == python
+    assert encode_request(frames, {"service.name": "svc"}, "1") == python  # the request written in C
 
 
 def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811
