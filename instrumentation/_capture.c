@@ -350,9 +350,11 @@ static PyObject *py_set_current(PyObject *module, PyObject *frame) {
 }
 
 /* ---------------------------------------------------------------- Gate */
+static int g_gate_mode; /* 0: nothing records; 1: every call is offered to the core; 2: sampling */
+
 static int gate_bool(PyObject *self) {
-    if (g_current == NULL)
-        return 1;
+    if (g_gate_mode != 2 || g_current == NULL)
+        return g_gate_mode != 0;
     PyObject *top = current_frame();
     if (top == NULL) {
         PyErr_Clear();
@@ -1099,6 +1101,18 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     Py_RETURN_NONE;
 }
 
+static PyObject *set_gate(PyObject *module, PyObject *mode) {
+    long m = PyLong_AsLong(mode);
+    if (m == -1 && PyErr_Occurred())
+        return NULL;
+    if (m < 0 || m > 2) {
+        PyErr_SetString(PyExc_ValueError, "gate mode is 0 (off), 1 (on) or 2 (sampling)");
+        return NULL;
+    }
+    g_gate_mode = (int)m;
+    Py_RETURN_NONE;
+}
+
 static PyObject *reseed(PyObject *module, PyObject *Py_UNUSED(ignored)) {
     reseed_rng();
     Py_RETURN_NONE;
@@ -1114,6 +1128,7 @@ static PyMethodDef module_methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
+    {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
     {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},
     {NULL},

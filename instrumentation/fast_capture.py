@@ -437,7 +437,7 @@ def activate() -> None:
     _follow_tracemalloc()
     if NATIVE is not None:
         _configure_native()
-    runtime.use_core(HOOKS, gate=True if NATIVE is None else NATIVE.GATE, read_current=_get_current)
+    runtime.use_core(HOOKS, runtime.GATE_SAMPLED, read_current=_get_current)
 
 
 def _follow_tracemalloc() -> None:

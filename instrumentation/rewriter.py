@@ -34,6 +34,7 @@ from execscope.instrumentation.runtime import BRANCHES, FUNCTIONS, STATEMENTS
 RT = "_execscope_rt"
 FRAME = "_execscope_frame"
 EXC = "_execscope_exc"
+GATE = "_execscope_gate"
 RUNTIME_MODULE = "execscope.instrumentation"
 
 
@@ -101,9 +102,29 @@ def _rt_attr(name: str) -> ast.Attribute:
     return ast.Attribute(value=_name(RT), attr=name, ctx=ast.Load())
 
 
-def _no_frame_test(op: ast.cmpop) -> ast.Compare:
-    """``_execscope_frame is [not] _execscope_rt.NO_FRAME``."""
-    return ast.Compare(left=_name(FRAME), ops=[op], comparators=[_rt_attr("NO_FRAME")])
+def _own_scope(body: list[ast.stmt]) -> Iterable[ast.AST]:
+    """Every node of a function body outside nested functions, classes and lambdas."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+class _DropDeclarations(ast.NodeTransformer):
+    """Removes ``global``/``nonlocal`` statements of one function scope (kept by the caller, once,
+    at the top of the function: a declaration applies to the whole scope wherever it stands)."""
+
+    def visit_Global(self, node: ast.Global) -> ast.AST:
+        return _at(ast.Pass(), node)
+
+    visit_Nonlocal = visit_Global  # type: ignore[assignment]
+
+    def _scope(self, node: ast.AST) -> ast.AST:
+        return node  # a nested scope keeps its own declarations
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _scope  # type: ignore[assignment]
 
 
 def _const(value: Any) -> ast.Constant:
@@ -150,7 +171,8 @@ class Rewriter(ast.NodeTransformer):
             return tree
         imp = _at(ast.ImportFrom(module=RUNTIME_MODULE, names=[ast.alias(name="runtime", asname=RT)], level=0),
                   ref)
-        prologue: list[ast.stmt] = [imp]  # type: ignore[list-item]
+        gate = _at(ast.Assign(targets=[_name(GATE, ast.Store())], value=_rt_attr("GATE")), ref)
+        prologue: list[ast.stmt] = [imp, gate]  # type: ignore[list-item]
         if module_frame and body:
             info = (self.nodes.nodes[0].node_id, self.nodes.module, self.nodes.file, 1,
                     self.nodes.code_version, ())
@@ -278,10 +300,7 @@ class Rewriter(ast.NodeTransformer):
     def visit_Return(self, node: ast.Return) -> ast.AST:
         self._expressions(node)
         if node.value is not None and self._in_function():
-            # ``x if frame is NO_FRAME else ret(frame, x)``: an unrecorded call pays no hook
-            plain = copy.deepcopy(node.value)
-            node.value = _at(ast.IfExp(test=_no_frame_test(ast.Is()), body=plain,  # type: ignore[assignment]
-                                       orelse=_call("ret", _name(FRAME), node.value)), node.value)
+            node.value = _at(_call("ret", _name(FRAME), node.value), node.value)  # type: ignore[assignment]
         return node
 
     def _in_function(self) -> bool:
@@ -398,6 +417,9 @@ class Rewriter(ast.NodeTransformer):
         if node_id is not None and _reads_own_locals(node):
             self.stats.skipped.append(f"{node.name}: calls locals()/vars(), which would show the frame variable")
             node_id = None
+        leaf = node_id is not None and not any(
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in _own_scope(node.body))
+        pristine = copy.deepcopy(node.body) if leaf else []
         self.scopes.append(_Scope("function", node_id is not None))
         body = self._block(node.body, docstring=True)
         self.scopes.pop()
@@ -411,12 +433,28 @@ class Rewriter(ast.NodeTransformer):
         info = self._function_info(node_id, params, node.lineno)
         if isinstance(node, ast.AsyncFunctionDef):  # may be suspended across tasks: see _capture.c
             info += (True,)
-        # ``enter(...) if gate else NO_FRAME``: one truth test decides whether the call is recorded
-        # (see runtime.gate); every other hook of an unrecorded call is skipped by the rewrite.
         call = _call("enter", _const(info), ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))
+        gate = _name(GATE)  # runtime.GATE: false when this call is not to be recorded
+        if leaf:
+            # ``if not gate: <the body as written>; return``: an unrecorded call runs the original
+            # code after one truth test. Only for functions without nested definitions, which would
+            # otherwise be defined unrecorded by an unrecorded call (and doubled at every level).
+            if doc:
+                pristine.pop(0)
+            declared = [n for n in _own_scope(pristine) if isinstance(n, (ast.Global, ast.Nonlocal))]
+            pristine = [_DropDeclarations().visit(stmt) for stmt in pristine]
+            body = [_DropDeclarations().visit(stmt) for stmt in body]
+            if not pristine or not isinstance(pristine[-1], (ast.Return, ast.Raise)):
+                pristine.append(_at(ast.Return(value=None), pristine[-1] if pristine else ref))
+            unrecorded = ast.copy_location(  # the original statements keep their own positions
+                ast.If(test=_at(ast.UnaryOp(op=ast.Not(), operand=gate), ref), body=pristine, orelse=[]), ref)
+            enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())], value=call), ref)
+            node.body = doc + declared + [unrecorded, enter,  # type: ignore[operator]
+                                          self._wrap_try(body or [_at(ast.Pass(), node)], ref)]
+            return node
+        # ``enter(...) if gate else NO_FRAME``: an unrecorded call's hooks see NO_FRAME and return
         enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],
-                               value=ast.IfExp(test=_rt_attr("gate"), body=call, orelse=_rt_attr("NO_FRAME"))),
-                    ref)
+                               value=ast.IfExp(test=gate, body=call, orelse=_rt_attr("NO_FRAME"))), ref)
         node.body = doc + [enter, self._wrap_try(body or [_at(ast.Pass(), node)], ref)]  # type: ignore[list-item]
         return node
 
@@ -442,8 +480,7 @@ class Rewriter(ast.NodeTransformer):
         handler = ast.ExceptHandler(
             type=_name("BaseException"), name=EXC,
             body=[ast.Expr(value=_call("fail", _name(FRAME), _name(EXC))), ast.Raise(exc=None, cause=None)])
-        final: list[ast.stmt] = [ast.If(test=_no_frame_test(ast.IsNot()),
-                                        body=[ast.Expr(value=_call("leave", _name(FRAME)))], orelse=[])]
+        final: list[ast.stmt] = [ast.Expr(value=_call("leave", _name(FRAME)))]
         if release:  # a module's frame global must not keep the finished frame alive
             final.append(ast.Delete(targets=[_name(FRAME, ast.Del())]))
         wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[list-item]

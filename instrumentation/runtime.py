@@ -117,10 +117,22 @@ NO_FRAME: Any = _NoFrame()
 _current: ContextVar[Frame | None] = ContextVar("execscope_frame", default=None)
 _recorder: Recorder | None = None
 _on_root_end: Any = None  # called after a chain's outermost span ends (see set_root_end_hook)
-gate: Any = True
-"""Rewritten code calls ``enter`` only when this is true, and skips every other hook of the call
-otherwise. The SDK core's gate is always true; the native fast core's is false while the current
-chain belongs to a trace that head sampling left out (one truth test instead of the hooks)."""
+GATE: Any
+"""Rewritten code records a call only when this is true (one truth test, bound once per module as
+``_execscope_gate``); otherwise it runs the function as written, or with every hook handed
+NO_FRAME. With the native accelerator it is one permanent C object whose truth follows the core:
+false while nothing records, true under the SDK core, and under the fast core false while the
+current chain belongs to a trace that head sampling left out. Without it, always True."""
+try:
+    from execscope.instrumentation._capture import GATE
+    from execscope.instrumentation._capture import set_gate as _set_gate
+except ImportError:
+    GATE = True
+
+    def _set_gate(mode: int) -> None:
+        return None
+
+GATE_OFF, GATE_ON, GATE_SAMPLED = 0, 1, 2  # modes of the native GATE
 
 
 def set_root_end_hook(hook: Any) -> None:
@@ -135,35 +147,34 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder, gate, _read_current
+    global _recorder, _read_current
     globals().update(_SDK_HOOKS)
-    gate = True
+    _set_gate(GATE_ON)
     _read_current = _current.get
     _recorder = recorder
     _follow_threads(True)
 
 
-def use_core(hooks: dict[str, Any], gate: Any = True, read_current: Any = None) -> None:
+def use_core(hooks: dict[str, Any], gate_mode: int = GATE_ON, read_current: Any = None) -> None:
     """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
-    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.), its
-    ``gate`` (see :data:`gate`) replaces the always-true one and its ``read_current`` is what
-    :func:`current_frame` reads."""
+    hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.),
+    ``gate_mode`` sets :data:`GATE` and ``read_current`` is what :func:`current_frame` reads."""
     global _read_current
-    _read_current = read_current or _current.get
     missing = set(HOOK_NAMES) - set(hooks)
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
+    _read_current = read_current or _current.get
     globals().update({name: hooks[name] for name in HOOK_NAMES})
-    globals()["gate"] = gate
+    _set_gate(gate_mode)
     _follow_threads(True)
 
 
 def deactivate() -> None:
     """Stop recording; running frames end normally, new calls are not recorded."""
-    global _recorder, gate
+    global _recorder
     _recorder = None
     globals().update(_SDK_HOOKS)
-    gate = True
+    _set_gate(GATE_OFF)
     _follow_threads(False)
 
 

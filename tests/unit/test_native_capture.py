@@ -71,10 +71,10 @@ def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  #
         from execscope.instrumentation import runtime
 
         def inner():
-            return bool(runtime.gate)
+            return bool(runtime.GATE)
 
         def root():
-            return inner(), bool(runtime.gate)
+            return inner(), bool(runtime.GATE)
     ''', "functions", name="gate_app", file="/src/gate_app.py")
     fast_capture.take_pending()
     before = fast_capture._state.sampled_out

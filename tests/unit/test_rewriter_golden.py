@@ -12,6 +12,7 @@ def expect(text: str) -> str:
 
 
 WRAP_HEAD = "from execscope.instrumentation import runtime as _execscope_rt"
+GATE_HEAD = "_execscope_gate = _execscope_rt.GATE"
 
 
 FUNC = '''
@@ -26,18 +27,20 @@ def test_function_wrapped_with_enter_fail_leave_and_return_value() -> None:
     version = _version(FUNC)
     assert got == expect(f'''
         {WRAP_HEAD}
+        {GATE_HEAD}
 
         def f(a, *b, c=1, **d):
             """doc"""
-            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d)) if _execscope_rt.gate else _execscope_rt.NO_FRAME
+            if not _execscope_gate:
+                return a
+            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
             try:
-                return a if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, a)
+                return _execscope_rt.ret(_execscope_frame, a)
             except BaseException as _execscope_exc:
                 _execscope_rt.fail(_execscope_frame, _execscope_exc)
                 raise
             finally:
-                if _execscope_frame is not _execscope_rt.NO_FRAME:
-                    _execscope_rt.leave(_execscope_frame)
+                _execscope_rt.leave(_execscope_frame)
     ''')
 
 
@@ -71,10 +74,10 @@ X = 1
 
 def test_future_import_and_docstring_stay_first() -> None:
     got = rewritten_text(MODULE, "statements").splitlines()
-    assert got[:4] == ['"""Module doc."""', "from __future__ import annotations", WRAP_HEAD,
+    assert got[:5] == ['"""Module doc."""', "from __future__ import annotations", WRAP_HEAD, GATE_HEAD,
                        f"_execscope_frame = _execscope_rt.enter_module(('m:<module>', 'm', 'm.py', 1, "
                        f"'{_version(MODULE)}', ()))"]
-    assert got[4:7] == ["try:", "    _execscope_rt.line(_execscope_frame, 'm:<module>:assign#0', 3)", "    X = 1"]
+    assert got[5:8] == ["try:", "    _execscope_rt.line(_execscope_frame, 'm:<module>:assign#0', 3)", "    X = 1"]
 
 
 def test_branches_if_elif_else_arms() -> None:
@@ -141,7 +144,7 @@ def test_branches_loops_try_match_and_short_circuit() -> None:
             case 1:
                 _execscope_rt.branch(_execscope_frame, 'm:f:match#0.case0')
                 pass
-        return _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None) if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
+        return _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
     ''')
 
 
@@ -189,7 +192,7 @@ def test_lambdas_and_comprehensions_are_left_alone() -> None:
             return [x for x in xs if x and 1], (lambda v: v if v else 0)
     ''', "branches")
     assert got == expect('''
-        return ([x for x in xs if x and 1], lambda v: v if v else 0) if _execscope_frame is _execscope_rt.NO_FRAME else _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
+        return _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
     ''')
 
 
@@ -201,9 +204,53 @@ def test_original_positions_survive() -> None:
     source = "def f(a):\n    x = a\n\n    if x:\n        return x\n"
     tree, _n, _s = rewrite_source(source, "m", "m.py", 3)
     lines = {(type(n).__name__, n.lineno) for n in ast.walk(tree) if isinstance(n, (ast.Return, ast.If))
-             and "_execscope_frame is not" not in ast.unparse(getattr(n, "test", n))}  # not the leave guard
+             and "_execscope_gate" not in ast.unparse(getattr(n, "test", n))  # not the gate's test ...
+             and not (isinstance(n, ast.Return) and n.value is None)}  # ... nor the return after the original
     assert lines == {("Return", 5), ("If", 4)}
     code = compile(tree, "m.py", "exec")
     f_code = next(c for c in code.co_consts if hasattr(c, "co_name") and c.co_name == "f")
     assert f_code.co_firstlineno == 1
     assert {line for _s, _e, line in f_code.co_lines() if line} <= {1, 2, 4, 5}
+
+
+def test_unrecorded_calls_run_the_original_body_with_declarations_hoisted() -> None:
+    got = rewritten_text('''
+        def f(a):
+            if a:
+                global X
+                X = a
+            for i in range(a):
+                yield i
+    ''', "functions")
+    head = got.split("    _execscope_frame = ")[0]
+    assert head == expect(f'''
+        {WRAP_HEAD}
+        {GATE_HEAD}
+
+        def f(a):
+            global X
+            if not _execscope_gate:
+                if a:
+                    pass
+                    X = a
+                for i in range(a):
+                    yield i
+                return
+    ''') + "\n"
+    assert "global X" not in got.split("if not _execscope_gate:")[1]
+
+
+NESTED = """
+def outer(a):
+    def inner():
+        return a
+    return inner
+"""
+
+
+def test_functions_with_nested_definitions_hand_no_frame_to_their_hooks() -> None:
+    got = rewritten_text(NESTED, "functions")
+    lines = got.splitlines()
+    assert lines[4] == ("    _execscope_frame = _execscope_rt.enter(('m:outer', 'm.outer', 'm.py', 2, "
+                        f"'{_version(NESTED)}', ('a',)), (a,)) if _execscope_gate else _execscope_rt.NO_FRAME")
+    assert got.count("if not _execscope_gate:") == 1  # inner is a leaf: it runs as written when unrecorded
