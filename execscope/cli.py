@@ -79,6 +79,9 @@ def main() -> None:
 @click.option("--max-events-per-s", "max_events_per_s", type=click.IntRange(min=0), default=0, show_default=True,
               help="Budget of statement/branch/assignment events per second and process (0: none); beyond it "
                    "events are dropped and counted on their span. Calls are always kept.")
+@click.option("--adaptive", "adaptive_budget", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Per-node adaptive sampling: each function's first N calls are recorded, then one in 2, 4, "
+                   "... (calls left out are counted exactly on their recorded caller). 0: record every call.")
 @click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
               help="spool: this process writes the store while the program runs. kafka: every process sends "
                    "OTLP to --kafka (store it with `execscope collect`).")
@@ -88,8 +91,8 @@ def main() -> None:
 @PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
-        sample_ratio: float, max_events_per_s: int, exporter: str, kafka_bootstrap: str, topic: str,
-        processors_file: str | None, command: tuple[str, ...]) -> None:
+        sample_ratio: float, max_events_per_s: int, adaptive_budget: int, exporter: str, kafka_bootstrap: str,
+        topic: str, processors_file: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
     COMMAND is any Python invocation, after `--`:
@@ -123,7 +126,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
             raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
         options = RunOptions(include=include, exclude=exclude, level=level, service=service,
                              exporter="kafka", kafka=kafka_bootstrap, topic=topic, sample=sample_ratio,
-                             max_events_per_s=max_events_per_s)
+                             max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
         try:
             returncode = run_to_kafka(script_command(resolve_python(command), include), options)
         except FileNotFoundError:
@@ -135,7 +138,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     try:
         chain = _chain(processors_file, store)
         options = RunOptions(include=include, exclude=exclude, level=level, service=service, sample=sample_ratio,
-                             max_events_per_s=max_events_per_s)
+                             max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
         try:
             returncode, report = run_recorded(script_command(resolve_python(command), include), options, store,
                                               chain)

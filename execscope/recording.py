@@ -42,6 +42,7 @@ class RunOptions:
     topic: str = ""           # its topic (default otlp_spans)
     sample: float = 1.0       # head sampling ratio of new traces
     max_events_per_s: int = 0  # event budget (0: none)
+    adaptive: int = 0          # per-node adaptive sampling budget (0: every call)
 
 
 def spool_path_for(address: StoreAddress) -> Path:
@@ -73,6 +74,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
         env[pb.ENV_EVENT_RATE] = str(options.max_events_per_s)
     else:
         env.pop(pb.ENV_EVENT_RATE, None)
+    if options.adaptive:
+        env[pb.ENV_ADAPTIVE] = str(options.adaptive)
+    else:
+        env.pop(pb.ENV_ADAPTIVE, None)
     env[pb.ENV_SERVICE] = options.service or Path(command[0]).name
     env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
     return env

@@ -123,7 +123,7 @@ typedef struct StateObject {
     PyObject_HEAD
     PyObject *pending;
     Py_ssize_t max_pending;
-    long long dropped, sampled_out, events, max_events, rate, rate_window, rate_used;
+    long long dropped, sampled_out, events, max_events, rate, rate_window, rate_used, adaptive;
     unsigned long long sample_cut;
     PyObject *root_sampler;
     char paused, sample_all;
@@ -166,6 +166,8 @@ static PyMemberDef state_members[] = {
      "None, or callable(trace_id) -> bool deciding each new trace instead of sample_cut"},
     {"sample_all", T_BOOL, offsetof(StateObject, sample_all), 0, "keep every trace"},
     {"paused", T_BOOL, offsetof(StateObject, paused), 0, NULL},
+    {"adaptive", T_LONGLONG, offsetof(StateObject, adaptive), 0,
+     "per-node adaptive sampling: calls of a node recorded at full rate (0: every call is recorded)"},
     {NULL},
 };
 
@@ -187,7 +189,9 @@ typedef struct FrameObject {
     uint64_t trace_hi, trace_lo, span_id, parent_id;
     long long start, end, seq0, seq1, child_ns, dropped_events;
     PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
-    char has_ret, foreign, skip;
+    PyObject *unrecorded; /* {node_id: calls} left out below this recorded call (adaptive sampling) */
+    PyObject *counted_in; /* of an unrecorded call: the recorded frame that counts it */
+    char has_ret, foreign, skip, counting;
 } FrameObject;
 
 static PyTypeObject FrameType;
@@ -204,6 +208,8 @@ static int frame_clear(FrameObject *self) {
     Py_CLEAR(self->error);
     Py_CLEAR(self->exit);
     Py_CLEAR(self->kind);
+    Py_CLEAR(self->unrecorded);
+    Py_CLEAR(self->counted_in);
     return 0;
 }
 
@@ -261,7 +267,8 @@ static PyMemberDef frame_members[] = {
     FM(child_ns, T_LONGLONG), FM(dropped_events, T_LONGLONG),
     FM(info, T_OBJECT), FM(args, T_OBJECT), FM(ret, T_OBJECT), FM(events, T_OBJECT), FM(seq, T_OBJECT),
     FM(outer, T_OBJECT), FM(anchor, T_OBJECT), FM(error, T_OBJECT), FM(exit, T_OBJECT), FM(kind, T_OBJECT),
-    FM(has_ret, T_BOOL), FM(foreign, T_BOOL), FM(skip, T_BOOL),
+    FM(unrecorded, T_OBJECT), FM(counted_in, T_OBJECT),
+    FM(has_ret, T_BOOL), FM(foreign, T_BOOL), FM(skip, T_BOOL), FM(counting, T_BOOL),
     {NULL},
 };
 
@@ -407,6 +414,110 @@ static PyObject *otel_current(void) {
     return span;
 }
 
+/* ---------------------------------------------------------------- adaptive sampling per node
+ * Calls of a node (an info tuple) are all recorded until ``budget`` of them are; then one in 2,
+ * one in 4, ... (the rate halves each time another ``budget`` are recorded, down to 1 in 2^20).
+ * A call left out, and everything it calls, is counted instead: {node_id: calls} on the nearest
+ * recorded caller, exported as its ``execscope.unrecorded.<node_id>`` attributes. Roots are never
+ * left out this way (head sampling decides them), so every call is either a span or a count. */
+typedef struct {
+    PyObject *info; /* held */
+    uint64_t calls, recorded;
+} NodeCount;
+
+static NodeCount *g_nodes;
+static size_t g_nodes_cap, g_nodes_len;
+
+static NodeCount *node_count(PyObject *info) {
+    if (2 * (g_nodes_len + 1) > g_nodes_cap) {
+        size_t cap = g_nodes_cap ? 2 * g_nodes_cap : 1024;
+        NodeCount *nodes = PyMem_Calloc(cap, sizeof(NodeCount));
+        if (nodes == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (size_t i = 0; i < g_nodes_cap; i++) {
+            if (g_nodes[i].info == NULL)
+                continue;
+            size_t j = ((uintptr_t)g_nodes[i].info >> 4) & (cap - 1);
+            while (nodes[j].info != NULL)
+                j = (j + 1) & (cap - 1);
+            nodes[j] = g_nodes[i];
+        }
+        PyMem_Free(g_nodes);
+        g_nodes = nodes;
+        g_nodes_cap = cap;
+    }
+    size_t j = ((uintptr_t)info >> 4) & (g_nodes_cap - 1);
+    while (g_nodes[j].info != NULL && g_nodes[j].info != info)
+        j = (j + 1) & (g_nodes_cap - 1);
+    if (g_nodes[j].info == NULL) {
+        Py_INCREF(info);
+        g_nodes[j].info = info;
+        g_nodes_len++;
+    }
+    return &g_nodes[j];
+}
+
+/* 1: record this call of ``info``; 0: leave it out; -1: error */
+static int adaptive_keep(PyObject *info, long long budget) {
+    NodeCount *n = node_count(info);
+    if (n == NULL)
+        return -1;
+    uint64_t call = n->calls++;
+    int keep = 1;
+    if (n->recorded >= (uint64_t)budget) {
+        uint64_t k = 1 + (n->recorded - (uint64_t)budget) / (uint64_t)budget;
+        keep = (call & ((1ULL << (k > 20 ? 20 : k)) - 1)) == 0;
+    }
+    n->recorded += keep;
+    return keep;
+}
+
+static int count_unrecorded(FrameObject *carrier, PyObject *info) {
+    if (carrier->unrecorded == NULL && (carrier->unrecorded = PyDict_New()) == NULL)
+        return -1;
+    PyObject *node = PyTuple_GET_ITEM(info, 0);
+    PyObject *old = PyDict_GetItemWithError(carrier->unrecorded, node);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *count = PyLong_FromLongLong(old ? PyLong_AsLongLong(old) + 1 : 1);
+    if (count == NULL)
+        return -1;
+    int rc = PyDict_SetItem(carrier->unrecorded, node, count);
+    Py_DECREF(count);
+    return rc;
+}
+
+/* An unrecorded call below ``top`` (owned reference, as ``otel``): counted on ``carrier``. */
+static PyObject *start_unrecorded(FrameObject *carrier, PyObject *top, PyObject *otel, PyObject *info,
+                                  PyObject *kind) {
+    FrameObject *f = NULL;
+    if (count_unrecorded(carrier, info) < 0 || (f = PyObject_New(FrameObject, &FrameType)) == NULL)
+        goto error;
+    memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
+    f->counting = f->foreign = 1;
+    f->trace_hi = carrier->trace_hi;
+    f->trace_lo = carrier->trace_lo;
+    Py_INCREF(carrier);
+    f->counted_in = (PyObject *)carrier;
+    f->anchor = otel;
+    f->outer = top;
+    if (current_frame() == NULL || set_frame((PyObject *)f, needs_context(info, kind)) < 0) {
+        Py_DECREF(f);
+        report_failure();
+        Py_INCREF(g_no_frame);
+        return g_no_frame;
+    }
+    return (PyObject *)f;
+error:
+    report_failure();
+    Py_DECREF(top);
+    Py_DECREF(otel);
+    Py_INCREF(g_no_frame);
+    return g_no_frame;
+}
+
 static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
     StateObject *state = g_state;
     PyObject *top = NULL, *otel = NULL;
@@ -420,6 +531,15 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
         FrameObject *t = (FrameObject *)top;
         if (t->skip)
             goto nothing;
+        if (t->counting) /* below a call left out by adaptive sampling: counted too */
+            return start_unrecorded((FrameObject *)t->counted_in, top, otel, info, kind);
+        if (state->adaptive > 0 && kind == g_kind_call && !t->foreign) {
+            int keep = adaptive_keep(info, state->adaptive);
+            if (keep < 0)
+                goto error;
+            if (!keep)
+                return start_unrecorded(t, top, otel, info, kind);
+        }
         if ((f = PyObject_New(FrameObject, &FrameType)) == NULL)
             goto error;
         memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
@@ -952,6 +1072,29 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     }
     if (f->child_ns && put_kv_int(b, K_CHILD, KLEN(K_CHILD), f->child_ns) < 0)
         return -1;
+    if (f->unrecorded != NULL && PyDict_Check(f->unrecorded)) {
+        static const char prefix[] = "execscope.unrecorded.";
+        Py_ssize_t pos = 0;
+        PyObject *node, *count;
+        char key[512];
+        while (PyDict_Next(f->unrecorded, &pos, &node, &count)) {
+            Py_ssize_t nlen;
+            const char *text = PyUnicode_AsUTF8AndSize(node, &nlen);
+            long long v = PyLong_AsLongLong(count);
+            if (text == NULL || (v == -1 && PyErr_Occurred()))
+                return -1;
+            Py_ssize_t klen = (Py_ssize_t)sizeof(prefix) - 1 + nlen;
+            if (klen + 3 > (Py_ssize_t)sizeof key)
+                return 1; /* an unusually long node id: the Python encoder */
+            Buf k = {key, 0, sizeof key};
+            k.data[k.len++] = 0x0a;
+            put_varint(&k, klen);
+            put_raw(&k, prefix, sizeof(prefix) - 1);
+            put_raw(&k, text, nlen);
+            if (put_kv_int(b, key, k.len, v) < 0)
+                return -1;
+        }
+    }
     if (f->dropped_events) {
         if (buf_reserve(b, 11) < 0)
             return -1;

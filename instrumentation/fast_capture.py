@@ -60,7 +60,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events", "child_ns")
+                 "dropped_events", "child_ns", "unrecorded", "counted_in")
 
     trace_id: int
     span_id: int
@@ -80,6 +80,7 @@ class FastFrame:
     # core that meets them after a core switch must not raise into the program.
     recording = True
     skip = False  # a sampled-out trace's root (see _Skipped)
+    counting = False  # a call left out by adaptive sampling (see _Unrecorded)
 
     def __init__(self) -> None:
         self.events: list[tuple] | None = None
@@ -89,6 +90,8 @@ class FastFrame:
         self.foreign = False
         self.error: tuple | None = None
         self.exit: str | None = None
+        self.unrecorded: dict[str, int] | None = None  # {node_id: calls left out below this one}
+        self.counted_in: FastFrame | None = None
 
 
 class _Skipped(FastFrame):
@@ -98,6 +101,14 @@ class _Skipped(FastFrame):
 
     __slots__ = ()
     skip = True
+
+
+class _Unrecorded(FastFrame):
+    """A call left out by adaptive sampling (see set_adaptive): current while it runs, so that
+    what it calls is left out and counted too, on ``counted_in`` (the nearest recorded caller)."""
+
+    __slots__ = ()
+    counting = True
 
 
 class _State:
@@ -114,6 +125,7 @@ class _State:
         self.sampled_out = 0          # traces left out by head sampling
         self.events = 0               # events recorded since the worker last took the buffer
         self.max_events = max_events  # beyond this, events are dropped (counted per frame)
+        self.adaptive = 0             # per-node adaptive sampling budget (0: every call recorded)
         self.rate = 0                 # budget in events per second (0: unlimited), see set_event_rate
         self.rate_window = 0          # start (ns) of the current one-second window
         self.rate_used = 0            # events kept in it
@@ -185,12 +197,57 @@ def _otel_current() -> Any:
     return span if span.get_span_context().is_valid else None
 
 
+def set_adaptive(budget: int) -> None:
+    """Per-node adaptive sampling: every node (function) has its first ``budget`` calls recorded,
+    then one in 2, one in 4, ... (the rate halves each time another ``budget`` are recorded, down
+    to one in 2**20). A call left out, with all it calls, is counted on its nearest recorded caller
+    (``execscope.unrecorded.<node_id>`` attributes), so recorded spans plus those counts are every
+    call, exactly. Roots are decided by head sampling only. 0 records every call (the default)."""
+    if budget < 0:
+        raise ValueError(f"adaptive sampling budget must be >= 0, got {budget}")
+    _state.adaptive = int(budget)
+
+
+_node_counts: dict[int, list] = {}  # id(info) -> [info, calls, recorded] (the pure-Python core's)
+
+
+def _adaptive_keep(info: tuple, budget: int) -> bool:
+    entry = _node_counts.get(id(info))
+    if entry is None or entry[0] is not info:
+        entry = _node_counts[id(info)] = [info, 0, 0]
+    call, recorded = entry[1], entry[2]
+    entry[1] = call + 1
+    keep = recorded < budget or call & ((1 << min(20, 1 + (recorded - budget) // budget)) - 1) == 0
+    entry[2] = recorded + keep
+    return keep
+
+
+def _unrecorded(carrier: Any, top: Any, otel: Any, info: tuple) -> Any:
+    counts = carrier.unrecorded
+    if counts is None:
+        counts = carrier.unrecorded = {}
+    node = info[0]
+    counts[node] = counts.get(node, 0) + 1
+    f = _Unrecorded()
+    f.foreign = True
+    f.counted_in = carrier
+    f.trace_id = carrier.trace_id
+    f.anchor = otel
+    f.outer = top
+    _set_current(f)
+    return f
+
+
 def _start(info: tuple, args: Any, kind: str) -> Any:
     top: Any = _get_current()
     otel = _otel_current()
     if top is not None and top.anchor is otel:
         if top.skip:
             return NO_FRAME
+        if top.counting:
+            return _unrecorded(top.counted_in, top, otel, info)
+        if _state.adaptive > 0 and kind == "call" and not top.foreign and not _adaptive_keep(info, _state.adaptive):
+            return _unrecorded(top, top, otel, info)
         f = FastFrame()
         f.trace_id = top.trace_id
         f.parent_id = top.span_id

@@ -94,6 +94,8 @@ def encode_frame(f: FastFrame) -> bytes:
         parts.append(kv_str("execscope.exit", f.exit))
     if f.child_ns:
         parts.append(w.kv_int("execscope.child_ns", f.child_ns))
+    if f.unrecorded:
+        parts.extend(w.kv_int("execscope.unrecorded." + node, n) for node, n in f.unrecorded.items())
     if f.events:
         event, ev_str, names = _EVENTS.event, w.ev_str, _EVENT_NAMES
         for kind, node_id, ts, seq, a, b in f.events:
@@ -130,7 +132,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
-        return NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame,
-                                   native_head, render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version))
+        return NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame, native_head,
+                                   render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version))
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
                      [encode_frame(f) for f in frames])

@@ -15,6 +15,7 @@ environment:
 ``EXECSCOPE_LEVEL``    functions | branches | statements
 ``EXECSCOPE_SAMPLE``   head sampling ratio of new traces, 0..1 (default 1: every trace)
 ``EXECSCOPE_MAX_EVENTS_PER_S`` budget of statement/branch/assignment events per second (default 0: none)
+``EXECSCOPE_ADAPTIVE`` per-node adaptive sampling budget (default 0: every call recorded)
 ``EXECSCOPE_SERVICE``  ``service.name`` of the resource
 ``EXECSCOPE_FLUSH_MS`` batch delay in milliseconds (bounds what a crash can lose; default 500)
 """
@@ -32,6 +33,7 @@ ENV_EXCLUDE = "EXECSCOPE_EXCLUDE"
 ENV_LEVEL = "EXECSCOPE_LEVEL"
 ENV_SAMPLE = "EXECSCOPE_SAMPLE"
 ENV_EVENT_RATE = "EXECSCOPE_MAX_EVENTS_PER_S"
+ENV_ADAPTIVE = "EXECSCOPE_ADAPTIVE"
 ENV_SERVICE = "EXECSCOPE_SERVICE"
 ENV_FLUSH_MS = "EXECSCOPE_FLUSH_MS"
 ENV_EXPORTER = "EXECSCOPE_EXPORTER"
@@ -102,10 +104,11 @@ def start_from_environment() -> bool:
     except ValueError as exc:
         sample = 1.0
         print(f"execscope: ignoring {ENV_SAMPLE}: {exc}", file=sys.stderr)
-    try:
-        fast_capture.set_event_rate(int(os.environ.get(ENV_EVENT_RATE) or 0))
-    except ValueError as exc:
-        print(f"execscope: ignoring {ENV_EVENT_RATE}: {exc}", file=sys.stderr)
+    for env_name, setter in ((ENV_EVENT_RATE, fast_capture.set_event_rate), (ENV_ADAPTIVE, fast_capture.set_adaptive)):
+        try:
+            setter(int(os.environ.get(env_name) or 0))
+        except ValueError as exc:
+            print(f"execscope: ignoring {env_name}: {exc}", file=sys.stderr)
     sink: Any
     write_nodes: Any
     if exporter_name == "kafka":

@@ -119,12 +119,13 @@ class _DropDeclarations(ast.NodeTransformer):
     def visit_Global(self, node: ast.Global) -> ast.AST:
         return _at(ast.Pass(), node)
 
-    visit_Nonlocal = visit_Global  # type: ignore[assignment]
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+        return _at(ast.Pass(), node)
 
     def _scope(self, node: ast.AST) -> ast.AST:
         return node  # a nested scope keeps its own declarations
 
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _scope  # type: ignore[assignment]
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _scope
 
 
 def _const(value: Any) -> ast.Constant:
@@ -441,16 +442,18 @@ class Rewriter(ast.NodeTransformer):
             # otherwise be defined unrecorded by an unrecorded call (and doubled at every level).
             if doc:
                 pristine.pop(0)
-            declared = [n for n in _own_scope(pristine) if isinstance(n, (ast.Global, ast.Nonlocal))]
-            pristine = [_DropDeclarations().visit(stmt) for stmt in pristine]
-            body = [_DropDeclarations().visit(stmt) for stmt in body]
+            declared: list[ast.stmt] = [n for n in _own_scope(pristine) if isinstance(n, (ast.Global, ast.Nonlocal))]
+            drop = _DropDeclarations()
+            pristine = [drop.visit(stmt) for stmt in pristine]
+            body = [drop.visit(stmt) for stmt in body]
             if not pristine or not isinstance(pristine[-1], (ast.Return, ast.Raise)):
-                pristine.append(_at(ast.Return(value=None), pristine[-1] if pristine else ref))
-            unrecorded = ast.copy_location(  # the original statements keep their own positions
-                ast.If(test=_at(ast.UnaryOp(op=ast.Not(), operand=gate), ref), body=pristine, orelse=[]), ref)
-            enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())], value=call), ref)
-            node.body = doc + declared + [unrecorded, enter,  # type: ignore[operator]
-                                          self._wrap_try(body or [_at(ast.Pass(), node)], ref)]
+                pristine.append(ast.copy_location(ast.Return(value=None), pristine[-1] if pristine else ref))
+            test = ast.copy_location(ast.UnaryOp(op=ast.Not(), operand=ast.copy_location(gate, ref)), ref)
+            unrecorded = ast.copy_location(ast.If(test=test, body=pristine, orelse=[]), ref)  # the original
+            # statements keep their own positions
+            enter: Any = _at(ast.Assign(targets=[_name(FRAME, ast.Store())], value=call), ref)
+            empty: Any = _at(ast.Pass(), node)
+            node.body = [*doc, *declared, unrecorded, enter, self._wrap_try(body or [empty], ref)]
             return node
         # ``enter(...) if gate else NO_FRAME``: an unrecorded call's hooks see NO_FRAME and return
         enter = _at(ast.Assign(targets=[_name(FRAME, ast.Store())],

@@ -124,7 +124,7 @@ NO_FRAME. With the native accelerator it is one permanent C object whose truth f
 false while nothing records, true under the SDK core, and under the fast core false while the
 current chain belongs to a trace that head sampling left out. Without it, always True."""
 try:
-    from execscope.instrumentation._capture import GATE
+    from execscope.instrumentation._capture import GATE  # type: ignore[no-redef]
     from execscope.instrumentation._capture import set_gate as _set_gate
 except ImportError:
     GATE = True

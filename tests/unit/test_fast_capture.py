@@ -252,3 +252,54 @@ def test_event_budget_drops_with_counts_and_keeps_every_call(fast) -> None:
     assert 50 <= kept <= 100  # one or two one-second windows of 50 (the test may straddle a second)
     with pytest.raises(ValueError):
         fast_capture.set_event_rate(-1)
+
+
+ADAPTIVE_APP = '''
+def leaf(i):
+    return i
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def root(n):
+    total = 0
+    for i in range(n):
+        total += leaf(i)
+    return total + fib(12)
+'''
+
+
+def test_adaptive_sampling_records_hot_nodes_less_and_counts_every_call(fast) -> None:
+    module = load_rewritten(ADAPTIVE_APP, "functions", name="adaptive_app", file="/src/adaptive_app.py")
+    fast_capture.take_pending()
+    fast_capture.set_adaptive(16)
+    try:
+        assert module.root(5000) == sum(range(5000)) + 144
+    finally:
+        fast_capture.set_adaptive(0)
+    frames, _ = fast_capture.take_pending()
+    request = _exported(frames)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    recorded: dict[str, int] = {}
+    unrecorded: dict[str, int] = {}
+    for span in spans:
+        attrs = {kv.key: kv.value for kv in span.attributes}
+        node = attrs["execscope.node_id"].string_value
+        recorded[node] = recorded.get(node, 0) + 1
+        for key, value in attrs.items():
+            if key.startswith("execscope.unrecorded."):
+                name = key[len("execscope.unrecorded."):]
+                unrecorded[name] = unrecorded.get(name, 0) + value.int_value
+    fib_calls = 465  # fib(12): 2 * fib_number(13) - 1 calls
+    assert recorded["adaptive_app:root"] == 1 and "adaptive_app:root" not in unrecorded
+    assert recorded["adaptive_app:leaf"] + unrecorded["adaptive_app:leaf"] == 5000
+    assert recorded["adaptive_app:fib"] + unrecorded["adaptive_app:fib"] == fib_calls
+    assert 16 <= recorded["adaptive_app:leaf"] < 16 * 12  # the rate halved again and again
+    assert recorded["adaptive_app:fib"] < fib_calls
+    by_id = {f.span_id: f for f in frames}
+    assert all(f.parent_id in by_id for f in frames if f.info[1] != "adaptive_app.root")  # no orphans
+
+
+def test_adaptive_budget_is_checked() -> None:
+    with pytest.raises(ValueError):
+        fast_capture.set_adaptive(-1)

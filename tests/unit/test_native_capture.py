@@ -58,6 +58,15 @@ def test_native_encoding_is_byte_identical_to_the_python_encoder(fast) -> None: 
     module.driver()
     frames, _ = fast_capture.take_pending()
     assert len(frames) == 25 and any(f.error is not None for f in frames) and any(f.child_ns for f in frames)
+    fast_capture.set_adaptive(1)  # and frames carrying counts of calls left out below them
+    try:
+        for _ in range(3):
+            module.driver()
+    finally:
+        fast_capture.set_adaptive(0)
+    counted, _ = fast_capture.take_pending()
+    assert any(f.unrecorded for f in counted)
+    frames += counted
     resource = _resource_attrs({"service.name": "svc"})
     native = w.request_encoded(resource, "execscope", "1", fast_capture.NATIVE.encode_spans(
         frames, encode_frame, native_head, render))
