@@ -74,14 +74,18 @@ def main() -> None:
 @STORE_OPTION
 @click.option("--service", default="", help="service.name of the recorded spans (default: the command name).")
 @click.option("--sample", "sample_ratio", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              envvar="EXECSCOPE_SAMPLE",
               help="Head sampling: record this fraction of traces (decided per trace id; a trace continuing an "
-                   "OpenTelemetry parent follows the parent's decision). Left-out calls cost almost nothing.")
+                   "OpenTelemetry parent follows the parent's decision). Left-out calls cost almost nothing. "
+                   "Env: EXECSCOPE_SAMPLE.")
 @click.option("--max-events-per-s", "max_events_per_s", type=click.IntRange(min=0), default=0, show_default=True,
               help="Budget of statement/branch/assignment events per second and process (0: none); beyond it "
                    "events are dropped and counted on their span. Calls are always kept.")
 @click.option("--adaptive", "adaptive_budget", type=click.IntRange(min=0), default=0, show_default=True,
+              envvar="EXECSCOPE_ADAPTIVE",
               help="Per-node adaptive sampling: each function's first N calls are recorded, then one in 2, 4, "
-                   "... (calls left out are counted exactly on their recorded caller). 0: record every call.")
+                   "... (calls left out are counted exactly on their recorded caller). 0: record every call. "
+                   "Env: EXECSCOPE_ADAPTIVE.")
 @click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
               help="spool: this process writes the store while the program runs. kafka: every process sends "
                    "OTLP to --kafka (store it with `execscope collect`).")
