@@ -594,6 +594,10 @@ class CaptureWorker:
     def shutdown(self, timeout_s: float = 5.0) -> None:
         if self._stopped:
             return
+        deadline = time.monotonic() + timeout_s
         self.force_flush(timeout_s)
         self._stopped = True
         self._wake.set()
+        thread = self._thread  # once it has stopped, no drain of this worker can take later frames
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
