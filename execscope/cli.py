@@ -120,6 +120,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         run_recorded,
         run_to_kafka,
         script_command,
+        spool_path_for,
     )
 
     if not include:
@@ -138,19 +139,39 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
                    f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
         sys.exit(exit_code_of(returncode))
-    store = _open(store_dsn)
+    from execscope.collector.processors import ConfigError, build_chain, load_config
+    from execscope.storage.store import lock_store, resolve_address
+
     try:
-        chain = _chain(processors_file, store)
-        options = RunOptions(include=include, exclude=exclude, level=level, service=service, sample=sample_ratio,
-                             max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
-        try:
-            returncode, report = run_recorded(script_command(resolve_python(command), include), options, store,
-                                              chain)
-        except FileNotFoundError:
-            raise click.ClickException(f"command not found: {command[0]}") from None
-        click.echo(describe(report, store, dropped_since(store, report.started_ns)), err=True)
+        config = load_config(processors_file)
+        address = resolve_address(store_dsn)
+        lock_fd = lock_store(store_dsn)  # a locked store is refused before the program starts
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    opened: list[Store] = []
+    lock_held = [lock_fd is not None]  # until open_store owns it (and closes it, failing or not)
+
+    def open_while_running() -> Store:  # the engine loads while the program starts
+        lock_held[0] = False
+        opened.append(open_store(store_dsn, lock_fd=lock_fd))
+        return opened[0]
+
+    options = RunOptions(include=include, exclude=exclude, level=level, service=service, sample=sample_ratio,
+                         max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
+    try:
+        returncode, report = run_recorded(script_command(resolve_python(command), include), options,
+                                          open_while_running, lambda store: build_chain(config, store), address)
+        click.echo(describe(report, opened[0], dropped_since(opened[0], report.started_ns)), err=True)
+    except FileNotFoundError:
+        raise click.ClickException(f"command not found: {command[0]}") from None
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(f"{exc} (the recording stays in {spool_path_for(address)} for the next run)"
+                                   ) from None
     finally:
-        store.close()
+        if opened:
+            opened[0].close()
+        elif lock_held[0] and lock_fd is not None:
+            os.close(lock_fd)
     sys.exit(exit_code_of(returncode))
 
 

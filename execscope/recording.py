@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,28 +98,45 @@ class _Drainer(threading.Thread):
                 self.report.errors.append(f"drain failed: {type(exc).__name__}: {exc}")
 
 
-def run_recorded(command: Sequence[str], options: RunOptions, store: Store,
-                 chain: ProcessorChain | None = None) -> tuple[int, DrainReport]:
+def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Callable[[], Store],
+                 chain: ProcessorChain | Callable[[Store], ProcessorChain | None] | None = None,
+                 address: StoreAddress | None = None) -> tuple[int, DrainReport]:
     """Run ``command`` recorded into ``store``; returns its exit code and what was stored
     (``report.started_ns`` marks the start, for :func:`dropped_since`). ``chain``: the processor
-    chain the spool's batches go through (as in ``execscope collect``)."""
-    spool = Spool(spool_path_for(store.address))
-    source = SpoolSource(spool, store, chain=chain)
-    started_ns = time.time_ns()
-    total = source.drain()  # whatever an earlier crashed run left behind
-    total.started_ns = started_ns
-    source.publish_known_versions()
+    chain the spool's batches go through (as in ``execscope collect``), or a function of the store
+    giving it.
+
+    ``store`` may be a function opening it, with its ``address``: the program is then started first
+    and the store opened while it runs (loading the engine and migrating take a second or more).
+    If that fails, the program still runs to its end, its recording stays in the spool for the next
+    run, and the error is raised then."""
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
+    if callable(store) and address is None:
+        raise ValueError("a store opened while the program runs needs its address")
+    spool = Spool(spool_path_for(address if callable(store) else store.address))  # type: ignore[arg-type]
+    started_ns = time.time_ns()
     proc = subprocess.Popen(list(command), env=child_environment(options, spool, command))
     forwarded = _forward_signals(proc)
-    drainer = _Drainer(source)
-    drainer.start()
+    drainer: _Drainer | None = None
     try:
+        if callable(store):
+            try:
+                store = store()
+            except BaseException:
+                proc.wait()
+                raise
+        source = SpoolSource(spool, store, chain=chain(store) if callable(chain) else chain)
+        total = source.drain()  # whatever an earlier crashed run left behind, and what came since
+        total.started_ns = started_ns
+        source.publish_known_versions()
+        drainer = _Drainer(source)
+        drainer.start()
         returncode = proc.wait()
     finally:
-        drainer.stop.set()
-        drainer.join()
+        if drainer is not None:
+            drainer.stop.set()
+            drainer.join()
         _restore_signals(forwarded)
     total.add(drainer.report)
     deadline = time.monotonic() + 30

@@ -7,9 +7,10 @@ from execscope.storage.store import (
     StoreError,
     StoreLockedError,
     StoreVersionError,
+    lock_store,
     open_store,
     resolve_address,
 )
 
 __all__ = ["DEFAULT_STORE", "QueryResult", "Store", "StoreError", "StoreLockedError", "StoreVersionError",
-           "open_store", "resolve_address"]
+           "lock_store", "open_store", "resolve_address"]

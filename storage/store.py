@@ -181,21 +181,33 @@ def _lock(directory: Path) -> int:
     return fd
 
 
-def open_store(dsn: str | None = None, *, migrate: bool = True) -> Store:
-    """Open (and by default create/upgrade) the store at ``dsn``.
+def lock_store(dsn: str | None = None) -> int | None:
+    """Take the embedded store's lock now (cheap: no engine is loaded), for :func:`open_store`'s
+    ``lock_fd``; None for a server store. Raises :class:`StoreLockedError` / :class:`StoreError`."""
+    address = resolve_address(dsn)
+    return _lock(Path(address.path)) if address.kind == "chdb" else None
+
+
+def open_store(dsn: str | None = None, *, migrate: bool = True, lock_fd: int | None = None) -> Store:
+    """Open (and by default create/upgrade) the store at ``dsn``; ``lock_fd``: its lock, already
+    taken by :func:`lock_store` (the store then owns it, and closes it on failure too).
 
     Raises :class:`StoreLockedError` when another process owns the embedded store,
     :class:`StoreVersionError` when the store was written by a newer execscope, :class:`StoreError`
     for anything else (unwritable directory, unreachable server, missing engine).
     """
-    address = resolve_address(dsn)
-    lock_fd = None
     try:
+        address = resolve_address(dsn)
         import clickhouse_connect
-    except ImportError as exc:  # pragma: no cover - a declared dependency
+    except (ImportError, StoreError) as exc:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError("clickhouse-connect is not installed: pip install clickhouse-connect") from exc
     if address.kind == "chdb":
-        lock_fd = _lock(Path(address.path))
+        if lock_fd is None:
+            lock_fd = _lock(Path(address.path))
         try:
             client = clickhouse_connect.get_client(dsn=f"chdb://{address.path}")
         except Exception as exc:

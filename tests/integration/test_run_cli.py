@@ -225,3 +225,18 @@ def test_sampled_out_program_runs_unchanged_and_records_nothing(tmp_path: Path) 
     bad = cli("run", "--include", "sampled", "--sample", "2", "--store", store, "--", "python", "sampled.py",
               cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--sample" in bad.stderr
+
+
+def test_a_locked_store_is_refused_before_the_program_runs(tmp_path: Path) -> None:
+    from execscope.storage import open_store
+
+    marker = tmp_path / "ran"
+    store = f"chdb://{tmp_path / 'db'}"
+    with open_store(store):  # this process owns the store
+        proc = cli("run", "--include", "nothing", "--store", store, "--", sys.executable, "-c",
+                   f"open({str(marker)!r}, 'w').write('x')", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "locked" in proc.stderr and str(os.getpid()) in proc.stderr
+    assert not marker.exists()
+    ok = cli("run", "--include", "nothing", "--store", store, "--", sys.executable, "-c",
+             f"open({str(marker)!r}, 'w').write('x')", cwd=tmp_path)  # and runs once the owner is gone
+    assert marker.exists() and "stored 0 spans" in ok.stderr
