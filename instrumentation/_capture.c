@@ -33,6 +33,8 @@ static PyObject *g_snapshot_args;/* callable(args) -> args with mutable values r
 static PyObject *g_snapshot;     /* callable(value) -> Rendered */
 static PyObject *g_failed;       /* callable(exc): counts a hook failure */
 static PyObject *g_root_end;     /* callable() -> runtime._on_root_end (may be None) */
+static PyObject *g_event;        /* callable(frame, kind, node_id): a yield/resume event (fast_capture._event) */
+static PyObject *g_ev_yield, *g_ev_resume; /* their kinds */
 static PyObject *g_no_frame;     /* what a hook returns when nothing is recorded */
 static PyObject *g_sequence;     /* the process-wide Sequence */
 static PyObject *g_rendered_type;
@@ -497,6 +499,8 @@ static PyObject *start_unrecorded(FrameObject *carrier, PyObject *top, PyObject 
         goto error;
     memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
     f->counting = f->foreign = 1;
+    Py_INCREF(info);
+    f->info = info;
     f->trace_hi = carrier->trace_hi;
     f->trace_lo = carrier->trace_lo;
     Py_INCREF(carrier);
@@ -602,6 +606,8 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
             /* the root of a trace left out: current while it runs, so everything below is left out */
             f->skip = 1;
             f->foreign = 1;
+            Py_INCREF(info);
+            f->info = info;
             f->anchor = otel;
             f->outer = top;
             otel = top = NULL;
@@ -771,6 +777,51 @@ error_finished:
 error:
     report_failure();
     Py_RETURN_NONE;
+}
+
+/* suspend(frame, value[, node_id]) -> value: a generator is about to yield; its consumer's frame
+ * becomes current again. resumed(frame, value[, node_id]) -> value: it resumed under whatever is
+ * current now. In the thread's cache only, unless the variable holds the frame (see above). */
+static int generator_event(FrameObject *f, PyObject *kind, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc < 3 || argv[2] == Py_None || f->foreign)
+        return 0;
+    PyObject *r = PyObject_CallFunctionObjArgs(g_event, (PyObject *)f, kind, argv[2], NULL);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static PyObject *hook_suspend(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc < 2 || argc > 3)
+        Py_RETURN_NONE;
+    if (Py_TYPE(argv[0]) == &FrameType && g_current != NULL) {
+        FrameObject *f = (FrameObject *)argv[0];
+        PyObject *top = current_frame();
+        if (top == NULL || (top == argv[0] && set_frame(f->outer ? f->outer : Py_None, tl_value == argv[0]) < 0) ||
+            generator_event(f, g_ev_yield, argv, argc) < 0)
+            report_failure();
+    }
+    Py_INCREF(argv[1]);
+    return argv[1];
+}
+
+static PyObject *hook_resumed(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc < 2 || argc > 3)
+        Py_RETURN_NONE;
+    if (Py_TYPE(argv[0]) == &FrameType && g_current != NULL) {
+        FrameObject *f = (FrameObject *)argv[0];
+        PyObject *top = current_frame();
+        int async = f->info != NULL && PyTuple_Check(f->info) && needs_context(f->info, f->kind);
+        if (top == NULL)
+            report_failure();
+        else {
+            Py_INCREF(top);
+            Py_XSETREF(f->outer, top);
+            if (set_frame(argv[0], async) < 0 || generator_event(f, g_ev_resume, argv, argc) < 0)
+                report_failure();
+        }
+    }
+    Py_INCREF(argv[1]);
+    return argv[1];
 }
 
 /* ---------------------------------------------------------------- OTLP encoding */
@@ -1211,13 +1262,15 @@ error:
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", "current", "otel_var", "span_key", "otel_current", "parent_of",
                              "snapshot_args", "snapshot", "failed", "root_end",
-                             "no_frame", "sequence", "rendered_type", "max_chars", NULL};
+                             "no_frame", "sequence", "rendered_type", "max_chars", "event", "ev_yield",
+                             "ev_resume", NULL};
     PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap_args, *snap;
-    PyObject *failed, *root_end, *no_frame, *sequence, *rendered;
+    PyObject *failed, *root_end, *no_frame, *sequence, *rendered, *event, *ev_yield, *ev_resume;
     Py_ssize_t max_chars;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOOO!On", kwlist, &StateType, &state, &current,
-                                     &otel_var, &span_key, &otel_cur, &parent_of, &snap_args, &snap, &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
-                                     &max_chars))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOOO!OnOOO", kwlist, &StateType, &state,
+                                     &current, &otel_var, &span_key, &otel_cur, &parent_of, &snap_args, &snap,
+                                     &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
+                                     &max_chars, &event, &ev_yield, &ev_resume))
         return NULL;
 #define SET(g, v) do { Py_XINCREF(v); Py_XSETREF(g, v); } while (0)
     SET(g_state, (StateObject *)state);
@@ -1237,6 +1290,9 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     SET(g_no_frame, no_frame);
     SET(g_sequence, sequence);
     SET(g_rendered_type, rendered);
+    SET(g_event, event);
+    SET(g_ev_yield, ev_yield);
+    SET(g_ev_resume, ev_resume);
 #undef SET
     g_max_chars = max_chars;
     if (g_head_cache != NULL)
@@ -1268,6 +1324,8 @@ static PyMethodDef module_methods[] = {
     {"enter_module", (PyCFunction)hook_enter_module, METH_O, "enter_module(info) -> frame"},
     {"ret", (PyCFunction)(void (*)(void))hook_ret, METH_FASTCALL, "ret(frame, value) -> value"},
     {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
+    {"suspend", (PyCFunction)(void (*)(void))hook_suspend, METH_FASTCALL, "suspend(frame, value[, node_id]) -> value"},
+    {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},

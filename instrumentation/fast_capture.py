@@ -463,7 +463,8 @@ def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
 
 HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
 if NATIVE is not None:
-    HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave)
+    HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave,
+                 suspend=NATIVE.suspend, resumed=NATIVE.resumed)
 
 
 def _parent_of(span: Any) -> Any:
@@ -485,7 +486,8 @@ def _configure_native() -> None:
         state=_state, current=_current, otel_var=_otel_context_var, span_key=_span_key,
         otel_current=_otel_current, parent_of=_parent_of, snapshot_args=_snapshot_args, snapshot=snapshot,
         failed=stats.failed, root_end=lambda: runtime._on_root_end, no_frame=NO_FRAME, sequence=SEQUENCE,
-        rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars)
+        rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, event=_event, ev_yield=EV_YIELD,
+        ev_resume=EV_RESUME)
 
 
 def activate() -> None:
