@@ -293,29 +293,41 @@ static PyTypeObject FrameType = {
  *
  * The current frame lives in runtime._current (a ContextVar: one chain per asyncio task and thread).
  * Setting a ContextVar costs ~250 ns (a new HAMT and a Token), twice per call. So a synchronous
- * call only moves a per-thread cache: (thread state, context object, value of the variable) ->
- * current frame. The cache is trusted while all three are unchanged; anything else (another task's
- * context, a set by Python code) re-reads the variable. The variable itself is set for what can be
- * suspended across a context switch or copied into another context while running: module bodies,
- * ``async def`` frames (their info tuple carries a true 7th item) and generators at yield/resume
- * (set_current). A context copied while a synchronous call runs (a task created by a plain helper
- * function) therefore starts under the nearest such frame instead of the helper.
- * Pointers below are compared, never dereferenced, except tl_frame, which is either held by the
- * variable or by a running call's local. */
+ * call only moves a per-thread cache of the current frame, trusted while the thread state, its
+ * context version (bumped by CPython whenever a context is entered or left: another task, a
+ * ``Context.run``) and the core (``g_epoch``, bumped when GATE's mode changes) are those it was
+ * filled under; otherwise the variable is read again. Every write of the variable while this core
+ * records goes through set_frame (``set_current`` from Python, used by thread_context too), so the
+ * cache also knows the value the variable holds (``tl_value``).
+ * The variable itself is set for what can be suspended across a context switch or copied into
+ * another context while running: module bodies, ``async def`` frames (their info tuple carries a
+ * true 7th item) and resumed generators while the variable holds them. A context copied while a
+ * synchronous call runs (a task created by a plain helper function) therefore starts under the
+ * nearest such frame instead of the helper. tl_frame is held by the variable or by a running
+ * call's local; the other pointers are compared, never dereferenced. */
+static uint64_t g_epoch = 1;
 static _Thread_local PyThreadState *tl_ts;
-static _Thread_local PyObject *tl_ctx, *tl_value, *tl_frame;
+static _Thread_local uint64_t tl_id, tl_ver, tl_epoch;
+static _Thread_local PyObject *tl_value, *tl_frame;
+
+static inline void cache_thread(PyThreadState *ts, PyObject *value) {
+    tl_ts = ts;
+    tl_id = ts->id;
+    tl_ver = ts->context_ver;
+    tl_epoch = g_epoch;
+    tl_value = value;
+}
 
 static PyObject *current_frame(void) { /* borrowed; NULL on error */
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts == tl_ts && ts->id == tl_id && ts->context_ver == tl_ver && tl_epoch == g_epoch)
+        return tl_frame;
     PyObject *v = NULL;
     if (PyContextVar_Get(g_current, Py_None, &v) < 0)
         return NULL;
     Py_DECREF(v); /* held by the context */
-    PyThreadState *ts = PyThreadState_Get();
-    if (ts == tl_ts && ts->context == tl_ctx && v == tl_value)
-        return tl_frame;
-    tl_ts = ts;
-    tl_ctx = ts->context;
-    tl_value = tl_frame = v;
+    cache_thread(ts, v);
+    tl_frame = v;
     return v;
 }
 
@@ -327,10 +339,7 @@ static int set_frame(PyObject *value, int real) {
         if (token == NULL)
             return -1;
         Py_DECREF(token);
-        PyThreadState *ts = PyThreadState_Get();
-        tl_ts = ts;
-        tl_ctx = ts->context;
-        tl_value = value;
+        cache_thread(PyThreadState_Get(), value);
     }
     tl_frame = value;
     return 0;
@@ -1309,6 +1318,7 @@ static PyObject *set_gate(PyObject *module, PyObject *mode) {
         return NULL;
     }
     g_gate_mode = (int)m;
+    g_epoch++; /* another core may have written the variable: every thread's cache is re-read */
     Py_RETURN_NONE;
 }
 

@@ -147,23 +147,26 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder, _read_current
+    global _recorder, _read_current, _write_current
     globals().update(_SDK_HOOKS)
     _set_gate(GATE_ON)
-    _read_current = _current.get
+    _read_current, _write_current = _current.get, _current.set
     _recorder = recorder
     _follow_threads(True)
 
 
-def use_core(hooks: dict[str, Any], gate_mode: int = GATE_ON, read_current: Any = None) -> None:
+def use_core(hooks: dict[str, Any], gate_mode: int = GATE_ON, read_current: Any = None,
+             write_current: Any = None) -> None:
     """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
     hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.),
-    ``gate_mode`` sets :data:`GATE` and ``read_current`` is what :func:`current_frame` reads."""
-    global _read_current
+    ``gate_mode`` sets :data:`GATE`, and ``read_current``/``write_current`` are what
+    :func:`current_frame`/:func:`set_current_frame` use."""
+    global _read_current, _write_current
     missing = set(HOOK_NAMES) - set(hooks)
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
     _read_current = read_current or _current.get
+    _write_current = write_current or _current.set
     globals().update({name: hooks[name] for name in HOOK_NAMES})
     _set_gate(gate_mode)
     _follow_threads(True)
@@ -449,7 +452,13 @@ def current_frame() -> Frame | None:
     return _read_current()
 
 
-_read_current: Any = _current.get  # replaced by the native core's reader when it is loaded
+_read_current: Any = _current.get  # replaced by the active core's (see use_core)
+_write_current: Any = _current.set
+
+
+def set_current_frame(frame: Frame | None) -> None:
+    """Make ``frame`` the current frame of this thread and context (thread_context's hand-over)."""
+    _write_current(frame)
 
 
 HOOK_NAMES = ("enter", "enter_module", "ret", "fail", "leave", "suspend", "resumed", "branch", "arm", "line",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from execscope.instrumentation.runtime import _current, current_frame
+from execscope.instrumentation.runtime import current_frame, set_current_frame
 
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None
@@ -29,7 +29,8 @@ def _in_context(fn: Callable[..., Any], frame: Any, otel_context: Any) -> Callab
     def run_in_context(*args: Any, **kwargs: Any) -> Any:
         from opentelemetry import context
 
-        token = _current.set(frame)
+        previous = current_frame()
+        set_current_frame(frame)  # through the active core: it may cache the current frame
         otel_token = context.attach(otel_context) if otel_context is not None else None
         try:
             return fn(*args, **kwargs)
@@ -39,7 +40,7 @@ def _in_context(fn: Callable[..., Any], frame: Any, otel_context: Any) -> Callab
                     context.detach(otel_token)
                 except Exception:
                     pass
-            _current.reset(token)
+            set_current_frame(previous)
 
     run_in_context.__wrapped__ = fn  # type: ignore[attr-defined]
     return run_in_context
