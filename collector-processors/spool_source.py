@@ -47,6 +47,7 @@ class SpoolSource:
     """
 
     MAX_BATCH_FILES = 64
+    MAX_BATCH_BYTES = 24 << 20  # one statement parses the whole batch in memory
 
     def __init__(self, spool: Spool, store: Store, native: bool | None = None,
                  chain: ProcessorChain | None = None) -> None:
@@ -72,7 +73,7 @@ class SpoolSource:
                 else:
                     self._ingest_batch(batch, report)
             while not report.errors:
-                pending = self.spool.pending_batches()[: self.MAX_BATCH_FILES]
+                pending = self._next_batch()
                 if not pending:
                     break
                 batch = self._inflight_dir() / pending[0].stem
@@ -85,6 +86,20 @@ class SpoolSource:
                 if not self._ingest_one(path, report):
                     break  # the store is failing; retry the same files later, in order
         return report
+
+    def _next_batch(self) -> list[Path]:
+        """The oldest pending files, up to MAX_BATCH_FILES of them and MAX_BATCH_BYTES (at least one)."""
+        batch: list[Path] = []
+        size = 0
+        for path in self.spool.pending_batches()[: self.MAX_BATCH_FILES]:
+            try:
+                size += path.stat().st_size
+            except OSError:
+                continue
+            if batch and size > self.MAX_BATCH_BYTES:
+                break
+            batch.append(path)
+        return batch
 
     def _inflight_dir(self) -> Path:
         return self.spool.path / "inflight"

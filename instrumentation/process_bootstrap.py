@@ -43,7 +43,9 @@ ENV_KAFKA_EXIT_FLUSH_S = "EXECSCOPE_KAFKA_EXIT_FLUSH_S"
 KAFKA_EXIT_FLUSH_S = 15.0
 MAX_EVENTS_PER_SPAN = 65536
 
-BATCH_SPANS = 2048
+BATCH_SPANS = 2048  # per Kafka message (brokers refuse messages over 1 MB by default)
+SPOOL_BATCH_SPANS = 16384  # per spool file: the worker gives the GIL back at each write, and gets it
+# back only after the program's switch interval (5 ms): larger files keep it ahead of busy programs
 _provider: Any = None
 _processor: Any = None
 _kafka: Any = None
@@ -144,8 +146,8 @@ def start_from_environment() -> bool:
 
         def sink(frames: list, dropped: int) -> None:
             attrs = _processor.resource_attributes()  # read per batch: right after a fork too
-            for i in range(0, len(frames), BATCH_SPANS):
-                request = _processor.encode(frames[i:i + BATCH_SPANS], dropped, attrs)
+            for i in range(0, len(frames), SPOOL_BATCH_SPANS):
+                request = _processor.encode(frames[i:i + SPOOL_BATCH_SPANS], dropped, attrs)
                 if not spool.write_batch(request):
                     raise OSError(f"cannot write to the spool {spool.path}")
 
