@@ -147,8 +147,9 @@ def start_from_environment() -> bool:
         def sink(frames: list, dropped: int) -> None:
             attrs = _processor.resource_attributes()  # read per batch: right after a fork too
             for i in range(0, len(frames), SPOOL_BATCH_SPANS):
-                request = _processor.encode(frames[i:i + SPOOL_BATCH_SPANS], dropped, attrs)
-                if not spool.write_batch(request):
+                chunk = frames[i:i + SPOOL_BATCH_SPANS]
+                events = sum(len(f.events) for f in chunk if f.events) + sum(1 for f in chunk if f.error is not None)
+                if not spool.write_batch(_processor.encode(chunk, dropped, attrs), len(chunk), events):
                     raise OSError(f"cannot write to the spool {spool.path}")
 
     trace.set_tracer_provider(_provider)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -58,8 +59,11 @@ class Spool:
     def cpg_dir(self) -> Path:
         return self.path / CPG
 
-    def write_batch(self, payload: bytes) -> bool:
-        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}.pb"
+    def write_batch(self, payload: bytes, spans: int | None = None, events: int | None = None) -> bool:
+        """Write one serialized ExportTraceServiceRequest; ``spans``/``events``, when the writer knows
+        them, travel in the file name so that the reader need not count them (see batch_counts)."""
+        counts = f"-s{spans}-e{events}" if spans is not None and events is not None else ""
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}{counts}.pb"
         return write_atomic(self.traces_dir, name, payload)
 
     def known_versions(self) -> frozenset[str]:
@@ -95,3 +99,12 @@ def module_document(nodes: ModuleNodes) -> bytes:
            "fields": list(NodeInfo.__slots__),
            "nodes": [[getattr(n, f) for f in NodeInfo.__slots__] for n in nodes.nodes]}
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+_COUNTS = re.compile(r"-s(\d+)-e(\d+)\.pb$")
+
+
+def batch_counts(path: Path) -> tuple[int, int] | None:
+    """(spans, events) of a spool file as its writer named them, or None when it did not."""
+    m = _COUNTS.search(path.name)
+    return (int(m.group(1)), int(m.group(2))) if m else None

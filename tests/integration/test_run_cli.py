@@ -84,6 +84,9 @@ def test_multi_process_program_is_recorded_in_every_process(app: Path) -> None:
     joined = sql("SELECT countIf(NodeId IN (SELECT node_id FROM cpg_nodes)) AS j, count() AS n "
                  "FROM otel_traces", app, store)[0]
     assert joined["j"] == joined["n"]
+    stored = sql("SELECT count() AS spans, sum(length(Events.Name)) AS events FROM otel_traces", app, store)[0]
+    # what the run reports (counted by the writers of the spool files) is what the store holds
+    assert f"stored {stored['spans']} spans with {stored['events']} events" in proc.stderr
 
 
 def test_traces_and_sql_json_contract(app: Path) -> None:
