@@ -887,13 +887,14 @@ static inline void put_be64(Buf *b, uint64_t v) {
         b->data[b->len++] = (char)(v >> (8 * i));
 }
 
-/* KeyValue as Span.attributes (tag 9): key already encoded as field 1 (``key`` bytes). */
-static int put_kv_str(Buf *b, const char *key, Py_ssize_t klen, const char *val, Py_ssize_t vlen) {
+/* A KeyValue field with ``tag`` (Span.attributes 0x4a, Event.attributes 0x1a); ``key`` already
+ * encoded as KeyValue.key (field 1). */
+static int put_tagged_str(Buf *b, char tag, const char *key, Py_ssize_t klen, const char *val, Py_ssize_t vlen) {
     Py_ssize_t s = 1 + varint_len(vlen) + vlen;         /* AnyValue.string_value */
     Py_ssize_t kv = klen + 1 + varint_len(s) + s;      /* KeyValue */
     if (buf_reserve(b, 1 + varint_len(kv) + kv) < 0)
         return -1;
-    b->data[b->len++] = 0x4a;
+    b->data[b->len++] = tag;
     put_varint(b, kv);
     put_raw(b, key, klen);
     b->data[b->len++] = 0x12;
@@ -904,12 +905,12 @@ static int put_kv_str(Buf *b, const char *key, Py_ssize_t klen, const char *val,
     return 0;
 }
 
-static int put_kv_int(Buf *b, const char *key, Py_ssize_t klen, long long v) {
+static int put_tagged_int(Buf *b, char tag, const char *key, Py_ssize_t klen, long long v) {
     Py_ssize_t s = 1 + varint_len((uint64_t)v);
     Py_ssize_t kv = klen + 1 + varint_len(s) + s;
     if (buf_reserve(b, 1 + varint_len(kv) + kv) < 0)
         return -1;
-    b->data[b->len++] = 0x4a;
+    b->data[b->len++] = tag;
     put_varint(b, kv);
     put_raw(b, key, klen);
     b->data[b->len++] = 0x12;
@@ -917,6 +918,14 @@ static int put_kv_int(Buf *b, const char *key, Py_ssize_t klen, long long v) {
     b->data[b->len++] = 0x18;
     put_varint(b, (uint64_t)v);
     return 0;
+}
+
+static inline int put_kv_str(Buf *b, const char *key, Py_ssize_t klen, const char *val, Py_ssize_t vlen) {
+    return put_tagged_str(b, 0x4a, key, klen, val, vlen);
+}
+
+static inline int put_kv_int(Buf *b, const char *key, Py_ssize_t klen, long long v) {
+    return put_tagged_int(b, 0x4a, key, klen, v);
 }
 
 #define KEY(name, text) static const char name[] = text
@@ -927,6 +936,10 @@ KEY(K_RETURN, "\x0a\x16" "execscope.return.value");
 KEY(K_EXIT, "\x0a\x0e" "execscope.exit");
 KEY(K_CHILD, "\x0a\x12" "execscope.child_ns");
 KEY(K_DROPPED, "\x0a\x18" "execscope.dropped_events");
+KEY(K_NODE, "\x0a\x11" "execscope.node_id");
+KEY(K_LINE, "\x0a\x10" "code.line.number");
+KEY(K_VAR_NAME, "\x0a\x12" "execscope.var.name");
+KEY(K_VAR_VALUE, "\x0a\x13" "execscope.var.value");
 #define KLEN(k) ((Py_ssize_t)sizeof(k) - 1)
 
 static Py_ssize_t format_int(char *out, long long v) { /* decimal, as repr(int) */
@@ -1046,12 +1059,114 @@ static PyObject *head_of(PyObject *head, PyObject *info, PyObject *kind) {
 
 /* One span (without the outer tag) into ``b``; returns 1 when the frame needs the Python encoder. */
 typedef struct {
-    PyObject *fallback, *head, *render; /* borrowed from encode_spans' arguments */
+    PyObject *fallback, *head, *render, *secret; /* borrowed from encode_spans' arguments */
     PyObject *last_info, *last_entry;   /* the previous frame's head (entry held, info inside it) */
 } Encoders;
 
+static PyObject *g_secret_cache; /* {variable name: bool}, from the ``secret`` callable */
+
+static int is_secret(Encoders *enc, PyObject *name) {
+    if (g_secret_cache == NULL && (g_secret_cache = PyDict_New()) == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(g_secret_cache, name);
+    if (known != NULL)
+        return known == Py_True;
+    if (PyErr_Occurred())
+        return -1;
+    PyObject *r = PyObject_CallOneArg(enc->secret, name);
+    if (r == NULL)
+        return -1;
+    int secret = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (secret < 0 || (PyDict_GET_SIZE(g_secret_cache) < 65536 &&
+                       PyDict_SetItem(g_secret_cache, name, secret ? Py_True : Py_False) < 0))
+        return -1;
+    return secret;
+}
+
+/* A length-delimited field written in place: tag, 2 bytes kept for the length, then the body;
+ * end_field moves the body when its length takes another number of bytes. */
+static int begin_field(Buf *b, char tag, Py_ssize_t *at) {
+    if (buf_reserve(b, 3) < 0)
+        return -1;
+    *at = b->len;
+    b->data[b->len] = tag;
+    b->len += 3;
+    return 0;
+}
+
+static int end_field(Buf *b, Py_ssize_t at) {
+    Py_ssize_t body = at + 3, len = b->len - body, start = at + 1 + varint_len(len);
+    if (start != body) {
+        if (buf_reserve(b, start - body) < 0)
+            return -1;
+        memmove(b->data + start, b->data + body, len);
+    }
+    b->len = at + 1;
+    put_varint(b, len);
+    b->len = start + len;
+    return 0;
+}
+
+static const char *const EVENT_NAMES[] = {"execscope.line", "execscope.branch", "execscope.assign",
+                                          "execscope.yield", "execscope.resume"};
+
+/* Span.events (11) from the frame's (kind, node_id, time, seq, a, b) tuples, as otlp_wire's
+ * EventEncoder writes them; 1 when one of them needs the Python encoder. */
+static int encode_events(Buf *b, FrameObject *f, Encoders *enc) {
+    Py_ssize_t n = PyList_GET_SIZE(f->events);
+    char scratch[32];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ev = PyList_GET_ITEM(f->events, i);
+        if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) != 6)
+            return 1;
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(ev, 0));
+        PyObject *node = PyTuple_GET_ITEM(ev, 1), *a = PyTuple_GET_ITEM(ev, 4);
+        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 2)), seq = PyLong_AsLongLong(PyTuple_GET_ITEM(ev, 3));
+        if (PyErr_Occurred() || kind < 0 || kind > 4 || !PyUnicode_Check(node) || (kind == 0 && !PyLong_Check(a)) ||
+            (kind == 2 && !PyUnicode_Check(a))) {
+            PyErr_Clear();
+            return 1;
+        }
+        Py_ssize_t node_len, at;
+        const char *node_text = PyUnicode_AsUTF8AndSize(node, &node_len);
+        const char *name = EVENT_NAMES[kind];
+        Py_ssize_t name_len = (Py_ssize_t)strlen(name);
+        if (node_text == NULL || begin_field(b, 0x5a, &at) < 0 || buf_reserve(b, 11 + name_len) < 0)
+            return -1;
+        b->data[b->len++] = 0x09;
+        put_fixed64(b, (uint64_t)ts);
+        b->data[b->len++] = 0x12;
+        put_varint(b, name_len);
+        put_raw(b, name, name_len);
+        if (put_tagged_str(b, 0x1a, K_NODE, KLEN(K_NODE), node_text, node_len) < 0 ||
+            put_tagged_int(b, 0x1a, K_SEQ, KLEN(K_SEQ), seq) < 0)
+            return -1;
+        if (kind == 0 && put_tagged_int(b, 0x1a, K_LINE, KLEN(K_LINE), PyLong_AsLongLong(a)) < 0)
+            return -1;
+        if (kind == 2) {
+            Py_ssize_t var_len, value_len;
+            const char *var = PyUnicode_AsUTF8AndSize(a, &var_len), *value;
+            PyObject *hold;
+            int secret = var ? is_secret(enc, a) : -1;
+            if (secret < 0 || render_value(enc->render, a, secret, PyTuple_GET_ITEM(ev, 5), &hold, scratch, &value,
+                                           &value_len) < 0)
+                return -1;
+            int rc = put_tagged_str(b, 0x1a, K_VAR_NAME, KLEN(K_VAR_NAME), var, var_len);
+            if (rc == 0)
+                rc = put_tagged_str(b, 0x1a, K_VAR_VALUE, KLEN(K_VAR_VALUE), value, value_len);
+            Py_XDECREF(hold);
+            if (rc < 0)
+                return -1;
+        }
+        if (end_field(b, at) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
-    if ((f->events != NULL && f->events != Py_None && PyObject_IsTrue(f->events)) ||
+    if ((f->events != NULL && f->events != Py_None && (!PyList_Check(f->events) || enc->secret == NULL)) ||
         (f->error != NULL && f->error != Py_None) || f->info == NULL || !PyTuple_Check(f->info) ||
         f->kind == NULL || f->args == NULL || !PyTuple_Check(f->args))
         return 1;
@@ -1155,6 +1270,11 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
                 return -1;
         }
     }
+    if (f->events != NULL && f->events != Py_None) {
+        int rc = encode_events(b, f, enc);
+        if (rc != 0)
+            return rc;
+    }
     if (f->dropped_events) {
         if (buf_reserve(b, 11) < 0)
             return -1;
@@ -1173,11 +1293,12 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
  * of a function, cached here by the identity of ``info``; ``render(name, value) -> str`` renders a
  * value of a type this encoder does not render itself. */
 static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    if ((argc != 4 && argc != 6) || (argc == 6 && (!PyBytes_Check(argv[4]) || !PyBytes_Check(argv[5])))) {
-        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render[, resource, scope])");
+    if ((argc != 4 && argc != 6 && argc != 7) ||
+        (argc >= 6 && (!PyBytes_Check(argv[4]) || !PyBytes_Check(argv[5])))) {
+        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render[, resource, scope[, secret]])");
         return NULL;
     }
-    Encoders enc = {argv[1], argv[2], argv[3], NULL, NULL};
+    Encoders enc = {argv[1], argv[2], argv[3], argc == 7 ? argv[6] : NULL, NULL, NULL};
     PyObject *seq = PySequence_Fast(argv[0], "frames must be a sequence");
     if (seq == NULL)
         return NULL;
@@ -1237,7 +1358,7 @@ static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_
     Py_DECREF(seq);
     Py_XDECREF(enc.last_entry);
     PyObject *r;
-    if (argc == 6) { /* the whole ExportTraceServiceRequest, written once */
+    if (argc >= 6) { /* the whole ExportTraceServiceRequest, written once */
         Py_ssize_t res = PyBytes_GET_SIZE(argv[4]), scope = PyBytes_GET_SIZE(argv[5]);
         Py_ssize_t scope_spans = scope + out.len;
         Py_ssize_t resource_spans = 1 + varint_len(res) + res + 1 + varint_len(scope_spans) + scope_spans;

@@ -73,6 +73,10 @@ def _head(info: tuple, kind: str) -> bytes:
     return head
 
 
+def _is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
 def native_head(info: tuple, kind: str) -> tuple[bytes, bytes, tuple[bytes, ...], tuple[bool, ...]]:
     """What the native encoder needs of a function, computed once per ``info``: the span's name
     field, the shared attributes, each parameter's attribute key and whether it is a secret."""
@@ -133,6 +137,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
         resource_attrs["execscope.dropped_spans"] = dropped
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
         return NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame, native_head,
-                                   render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version))
+                                   render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version),
+                                   _is_secret)
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
                      [encode_frame(f) for f in frames])

@@ -37,6 +37,8 @@ def loop(n):
         yield i
 
 def driver():
+    api_key = "not to be seen"
+    box = [len(api_key), None]
     out = [f(v) for v in (0, -1, 2**63 - 1, 2**63, 2**300, 1.5, float("nan"), True, False, None, "",
                            "plain", "quo'te\\n\\u00e9", "x" * 300, b"by\\x00tes", 3j, [1, [2]], {"k": {1, 2}},
                            Box(), (1,))]
@@ -73,6 +75,19 @@ def test_native_encoding_is_byte_identical_to_the_python_encoder(fast) -> None: 
     python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
     assert native == python
     assert encode_request(frames, {"service.name": "svc"}, "1") == python  # the request written in C
+
+
+def test_native_event_encoding_is_byte_identical_too(fast) -> None:  # noqa: F811
+    module = load_rewritten(VALUES_APP, "statements", name="values_events", file="/src/values_events.py")
+    fast_capture.take_pending()
+    module.driver()
+    frames, _ = fast_capture.take_pending()
+    kinds = {ev[0] for f in frames for ev in (f.events or ())}
+    assert {fast_capture.EV_LINE, fast_capture.EV_BRANCH, fast_capture.EV_ASSIGN} <= kinds
+    resource = _resource_attrs({"service.name": "svc"})
+    python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
+    assert encode_request(frames, {"service.name": "svc"}, "1") == python
+    assert b"not to be seen" not in python and b"<redacted>" in python
 
 
 def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811
