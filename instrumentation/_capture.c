@@ -563,15 +563,16 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
         Py_INCREF(f->seq);
     } else {
         uint64_t hi = 0, lo = 0, parent = 0;
+        int keep = 1, by_parent = 0;
         if (otel != Py_None) {
             PyObject *p = PyObject_CallOneArg(g_parent_of, otel);
             if (p == NULL)
                 goto error;
-            if (p == Py_False) {
-                Py_DECREF(p);
-                goto nothing;
+            if (p == Py_False) { /* under an OTel span its sampler left out: so is all of this call */
+                keep = 0;
+                by_parent = 1;
             }
-            if (p != Py_None) {
+            if (p != Py_None && p != Py_False) {
                 FrameObject probe;
                 PyObject *tid = PyTuple_GET_ITEM(p, 0);
                 if (set_trace_id(&probe, tid) < 0) {
@@ -584,7 +585,7 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
             }
             Py_DECREF(p);
         }
-        int root = (hi | lo) == 0;
+        int root = (hi | lo) == 0 && !by_parent;
         if (root) {
             hi = random64();
             lo = random64();
@@ -597,7 +598,6 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
         f->trace_hi = hi;
         f->trace_lo = lo;
         f->parent_id = parent;
-        int keep = 1;
         if (root && state->root_sampler != NULL && state->root_sampler != Py_None) {
             PyObject *tid = frame_get_trace_id(f, NULL);
             PyObject *r = tid ? PyObject_CallOneArg(state->root_sampler, tid) : NULL;
@@ -620,7 +620,7 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
             f->anchor = otel;
             f->outer = top;
             otel = top = NULL;
-            state->sampled_out++;
+            state->sampled_out += !by_parent; /* traces this core left out (not the parent's) */
             if (current_frame() == NULL || set_frame((PyObject *)f, needs_context(info, kind)) < 0) {
                 Py_DECREF(f);
                 f = NULL;

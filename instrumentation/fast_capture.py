@@ -245,6 +245,18 @@ def _unrecorded(carrier: Any, top: Any, otel: Any, info: tuple) -> Any:
     return f
 
 
+def _skip(trace_id: int, otel: Any, top: Any, count: bool) -> _Skipped:
+    skipped = _Skipped()
+    skipped.foreign = True
+    skipped.anchor = otel
+    skipped.outer = top
+    skipped.trace_id = trace_id
+    skipped.span_id = 0
+    _state.sampled_out += count  # traces this core left out (not those its OTel parent did)
+    _set_current(skipped)
+    return skipped
+
+
 def _start(info: tuple, args: Any, kind: str) -> Any:
     top: Any = _get_current()
     otel = _otel_current()
@@ -262,8 +274,8 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
     else:
         ctx = otel.get_span_context() if otel is not None else None
         if ctx is not None and ctx.is_valid:
-            if not ctx.trace_flags.sampled:
-                return NO_FRAME
+            if not ctx.trace_flags.sampled:  # so is all of this call: skipped at once below it
+                return _skip(ctx.trace_id, otel, top, count=False)
             f = FastFrame()
             f.trace_id = ctx.trace_id
             f.parent_id = ctx.span_id
@@ -272,15 +284,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
             sampler = _state.root_sampler
             if not (sampler(trace_id) if sampler is not None
                     else _state.sample_all or trace_id & 0xFFFFFFFFFFFFFFFF < _state.sample_cut):
-                skipped = _Skipped()
-                skipped.foreign = True
-                skipped.anchor = otel
-                skipped.outer = top
-                skipped.trace_id = trace_id
-                skipped.span_id = 0
-                _state.sampled_out += 1
-                _set_current(skipped)
-                return skipped
+                return _skip(trace_id, otel, top, count=True)
             f = FastFrame()
             f.trace_id = trace_id
             f.parent_id = 0

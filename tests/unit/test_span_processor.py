@@ -39,6 +39,17 @@ async def task(k, rounds):
 '''
 
 
+GATE_PROBE = '''
+from execscope.instrumentation import runtime
+
+def inner():
+    return bool(runtime.GATE)
+
+def outer():
+    return inner()
+'''
+
+
 class Sink:
     def __init__(self) -> None:
         self.frames: list = []
@@ -144,9 +155,11 @@ def test_calls_under_an_application_span_join_its_trace(install) -> None:
 
 def test_calls_under_an_unsampled_application_span_are_not_recorded(install) -> None:
     processor, sink = install(TracerProvider(sampler=ALWAYS_OFF))
-    module = load_rewritten(REC, name="unsampled_app", file="/src/unsampled_app.py")
+    module = load_rewritten(REC + GATE_PROBE, name="unsampled_app", file="/src/unsampled_app.py")
     with TracerProvider(sampler=ALWAYS_OFF).get_tracer("app").start_as_current_span("request"):
         module.rec(2)
+        if fast_capture.CORE == "native":  # below the first call, the rest runs as written
+            assert module.outer() is False
     module.rec(2)  # a new trace: the provider's sampler (always off) leaves it out too
     processor.force_flush(5000)
     assert sink.frames == []
