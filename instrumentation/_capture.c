@@ -1430,6 +1430,25 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     Py_RETURN_NONE;
 }
 
+/* count_events(frames) -> int: the span events their encoding holds (events, and an exception) */
+static PyObject *count_events(PyObject *module, PyObject *frames) {
+    PyObject *seq = PySequence_Fast(frames, "frames must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    long long total = 0;
+    for (Py_ssize_t i = 0, n = PySequence_Fast_GET_SIZE(seq); i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!Frame_Check(item))
+            continue;
+        FrameObject *f = (FrameObject *)item;
+        if (f->events != NULL && PyList_Check(f->events))
+            total += PyList_GET_SIZE(f->events);
+        total += f->error != NULL && f->error != Py_None;
+    }
+    Py_DECREF(seq);
+    return PyLong_FromLongLong(total);
+}
+
 static PyObject *set_gate(PyObject *module, PyObject *mode) {
     long m = PyLong_AsLong(mode);
     if (m == -1 && PyErr_Occurred())
@@ -1460,6 +1479,7 @@ static PyMethodDef module_methods[] = {
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
+    {"count_events", (PyCFunction)count_events, METH_O, "count_events(frames) -> span events they encode to"},
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
     {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},

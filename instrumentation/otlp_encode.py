@@ -128,6 +128,13 @@ def encode_frame(f: FastFrame) -> bytes:
                   f.start, f.end, b"".join(parts), status_code, status_message)
 
 
+def count_events(frames: list[FastFrame]) -> int:
+    """How many span events ``frames`` encode to (their events, and an exception event each)."""
+    if NATIVE is not None:
+        return int(NATIVE.count_events(frames))
+    return sum(len(f.events) for f in frames if f.events) + sum(1 for f in frames if f.error is not None)
+
+
 def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], scope_version: str,
                    dropped: int = 0) -> bytes:
     """One serialized ExportTraceServiceRequest holding every frame; ``dropped`` (cumulative count of

@@ -137,6 +137,7 @@ def start_from_environment() -> bool:
             sent_nodes.add(key)
             return kafka.submit(key.encode(), module_document(nodes), 0, topic=kx.cpg_topic(topic))
     else:
+        from execscope.instrumentation.otlp_encode import count_events
         from execscope.instrumentation.spool import Spool
         from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
@@ -148,8 +149,8 @@ def start_from_environment() -> bool:
             attrs = _processor.resource_attributes()  # read per batch: right after a fork too
             for i in range(0, len(frames), SPOOL_BATCH_SPANS):
                 chunk = frames[i:i + SPOOL_BATCH_SPANS]
-                events = sum(len(f.events) for f in chunk if f.events) + sum(1 for f in chunk if f.error is not None)
-                if not spool.write_batch(_processor.encode(chunk, dropped, attrs), len(chunk), events):
+                payload = _processor.encode(chunk, dropped, attrs)
+                if not spool.write_batch(payload, len(chunk), count_events(chunk)):
                     raise OSError(f"cannot write to the spool {spool.path}")
 
     trace.set_tracer_provider(_provider)

@@ -76,16 +76,19 @@ def child(variant: str, depth: int, spool_dir: str) -> None:
         fib(depth)
         provider.shutdown()
         return
+    from execscope.instrumentation.otlp_encode import count_events
+    from execscope.instrumentation.process_bootstrap import SPOOL_BATCH_SPANS
     from execscope.instrumentation.span_processor import ExecscopeSpanProcessor
     from execscope.instrumentation.spool import Spool
 
     spool = Spool(spool_dir)
     provider = TracerProvider(sampler=TraceIdRatioBased(0.0 if variant == "execscope_sampled_out" else 1.0))
 
-    def sink(frames: list, dropped: int) -> None:
+    def sink(frames: list, dropped: int) -> None:  # as `execscope run`'s processes write the spool
         attrs = processor.resource_attributes()
-        for i in range(0, len(frames), 2048):
-            spool.write_batch(processor.encode(frames[i:i + 2048], dropped, attrs))
+        for i in range(0, len(frames), SPOOL_BATCH_SPANS):
+            chunk = frames[i:i + SPOOL_BATCH_SPANS]
+            spool.write_batch(processor.encode(chunk, dropped, attrs), len(chunk), count_events(chunk))
 
     processor = ExecscopeSpanProcessor.install(provider, sink)
     load_rewritten(FIB, "functions", name="fib_recorded").fib(depth)

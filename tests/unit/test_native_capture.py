@@ -10,7 +10,15 @@ from pathlib import Path
 
 from execscope.instrumentation import fast_capture
 from execscope.instrumentation import otlp_wire as w
-from execscope.instrumentation.otlp_encode import _resource_attrs, encode_frame, encode_request, native_head, render
+from execscope.instrumentation.otlp_encode import (
+    _resource_attrs,
+    count_events,
+    encode_frame,
+    encode_request,
+    native_head,
+    render,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import load_rewritten
 from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
@@ -88,6 +96,10 @@ def test_native_event_encoding_is_byte_identical_too(fast) -> None:  # noqa: F81
     python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
     assert encode_request(frames, {"service.name": "svc"}, "1") == python
     assert b"not to be seen" not in python and b"<redacted>" in python
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(python)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert count_events(frames) == sum(len(span.events) for span in spans)
 
 
 def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811
