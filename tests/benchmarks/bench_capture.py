@@ -6,7 +6,8 @@ Every variant runs recursive ``fib`` in its own process, twice: with a real dept
 (the same imports and set-up, one call). Its cost is the CPU time (user + sys of every thread, read
 by ``wait4``) of the first minus that of the second, so interpreter start-up is subtracted and
 everything the process does before it exits is counted: its capture, its span processor, its
-exporter, the final flush. The median of ``--repeat`` runs is reported, per call.
+exporter, the final flush. The variants take turns; the median of ``--repeat`` runs is reported,
+per call.
 
 * ``plain``: fib as written;
 * ``execscope``: fib rewritten at level ``functions``, every call kept, recorded by the
@@ -105,10 +106,14 @@ def cpu_of(variant: str, depth: int) -> float:
         return usage.ru_utime + usage.ru_stime
 
 
-def per_call_us(variant: str, repeat: int) -> float:
-    depth = DEPTHS[variant]
-    costs = [cpu_of(variant, depth) - cpu_of(variant, 0) for _ in range(repeat)]
-    return statistics.median(costs) / calls_of(depth) * 1e6
+def per_call_us(repeat: int) -> dict[str, float]:
+    """Median per-call cost of every variant; the variants take turns, so that a machine getting
+    faster or slower during the run weighs on all of them alike."""
+    costs: dict[str, list[float]] = {variant: [] for variant in DEPTHS}
+    for _ in range(repeat):
+        for variant, depth in DEPTHS.items():
+            costs[variant].append(cpu_of(variant, depth) - cpu_of(variant, 0))
+    return {variant: statistics.median(c) / calls_of(DEPTHS[variant]) * 1e6 for variant, c in costs.items()}
 
 
 # --- throughput of the processors on the same spans ---------------------------------------------
@@ -194,7 +199,7 @@ def main() -> None:
     args = ap.parse_args()
     from execscope.instrumentation import fast_capture
 
-    us = {variant: per_call_us(variant, args.repeat) for variant in DEPTHS}
+    us = per_call_us(args.repeat)
     throughput = processor_throughput()
     frames = throughput.pop("_frames")
     result = {
