@@ -237,6 +237,17 @@ class KafkaSource:
                 if idle_since is None:
                     idle_since = now
                 if exit_when_idle is not None and now - idle_since >= exit_when_idle:
+                    if (not any(tp.topic == self.topic for tp in self._assigned)
+                            and self.topic in consumer.topics()):
+                        # the group formed before this consumer saw the topic (created meanwhile):
+                        # idle only because nothing of it is assigned; a new consumer joins afresh
+                        self.stats.rejoins += 1
+                        consumer.close()
+                        self._assigned.clear()
+                        self._consumer = consumer = subscribe()
+                        unassigned_since = now
+                        idle_since = None
+                        continue
                     self._update_lag()
                     if not self.stats.lag or sum(self.stats.lag.values()) == 0:
                         break
