@@ -357,6 +357,17 @@ static PyObject *py_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
     return f;
 }
 
+/* Write the thread's cached current frame into the variable, so that a context copied now (an
+ * asyncio task or callback) starts under it. */
+static PyObject *py_sync_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    if (g_current == NULL)
+        Py_RETURN_NONE;
+    PyObject *top = current_frame();
+    if (top == NULL || (top != tl_value && set_frame(top, 1) < 0))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_set_current(PyObject *module, PyObject *frame) {
     if (g_current == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_capture is not configured");
@@ -1483,6 +1494,8 @@ static PyMethodDef module_methods[] = {
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
     {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},
+    {"sync_current", (PyCFunction)py_sync_current, METH_NOARGS,
+     "Write the cached current frame into runtime._current (before a context is copied)."},
     {NULL},
 };
 

@@ -507,7 +507,8 @@ def activate() -> None:
     _follow_tracemalloc()
     if NATIVE is not None:
         _configure_native()
-    runtime.use_core(HOOKS, runtime.GATE_SAMPLED, read_current=_get_current, write_current=_set_current)
+    runtime.use_core(HOOKS, runtime.GATE_SAMPLED, read_current=_get_current, write_current=_set_current,
+                     sync_current=None if NATIVE is None else NATIVE.sync_current)
 
 
 def _follow_tracemalloc() -> None:

@@ -147,26 +147,27 @@ def set_root_end_hook(hook: Any) -> None:
 def activate(recorder: Recorder, level: int) -> None:
     """Record through the SDK core into ``recorder`` (one OTel SDK span per call). Modules rewritten
     at a higher level than ``level`` still emit their finer events (the rewrite decides)."""
-    global _recorder, _read_current, _write_current
+    global _recorder, _read_current, _write_current, _sync_current
     globals().update(_SDK_HOOKS)
     _set_gate(GATE_ON)
-    _read_current, _write_current = _current.get, _current.set
+    _read_current, _write_current, _sync_current = _current.get, _current.set, _no_sync
     _recorder = recorder
     _follow_threads(True)
 
 
 def use_core(hooks: dict[str, Any], gate_mode: int = GATE_ON, read_current: Any = None,
-             write_current: Any = None) -> None:
+             write_current: Any = None, sync_current: Any = None) -> None:
     """Record through another capture core (e.g. :mod:`.fast_capture`): its functions replace the
     hooks that rewritten code calls through this module (``_execscope_rt.enter`` etc.),
     ``gate_mode`` sets :data:`GATE`, and ``read_current``/``write_current`` are what
     :func:`current_frame`/:func:`set_current_frame` use."""
-    global _read_current, _write_current
+    global _read_current, _write_current, _sync_current
     missing = set(HOOK_NAMES) - set(hooks)
     if missing:
         raise ValueError(f"capture core lacks {sorted(missing)}")
     _read_current = read_current or _current.get
     _write_current = write_current or _current.set
+    _sync_current = sync_current or _no_sync
     globals().update({name: hooks[name] for name in HOOK_NAMES})
     _set_gate(gate_mode)
     _follow_threads(True)
@@ -459,6 +460,19 @@ _write_current: Any = _current.set
 def set_current_frame(frame: Frame | None) -> None:
     """Make ``frame`` the current frame of this thread and context (thread_context's hand-over)."""
     _write_current(frame)
+
+
+def sync_current_frame() -> None:
+    """Before a context is copied (asyncio tasks and callbacks): make sure ``_current`` holds the
+    current frame, which a core may keep elsewhere for synchronous calls."""
+    _sync_current()
+
+
+def _no_sync() -> None:
+    return None
+
+
+_sync_current: Any = _no_sync
 
 
 HOOK_NAMES = ("enter", "enter_module", "ret", "fail", "leave", "suspend", "resumed", "branch", "arm", "line",

@@ -14,12 +14,16 @@ cannot be captured, the thread runs unchanged.
 
 from __future__ import annotations
 
+import contextvars
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from execscope.instrumentation.runtime import current_frame, set_current_frame
+from execscope.instrumentation.runtime import current_frame, set_current_frame, sync_current_frame
 
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None
@@ -80,21 +84,93 @@ def _submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **k
     return _original_submit(self, fn, *args, **kwargs)
 
 
+# Contexts copied for asyncio tasks and callbacks must see the current frame, which a core may keep
+# outside the ContextVar for synchronous calls: ``contextvars.copy_context`` (asyncio's Handle and
+# Runner use it) and ``BaseEventLoop.create_task`` (Task copies in C) write it there first.
+_original_copy: Callable[..., Any] | None = None
+_original_create_task: Callable[..., Any] | None = None
+
+
+def _copy_context() -> contextvars.Context:
+    assert _original_copy is not None
+    try:
+        sync_current_frame()
+    except Exception:
+        pass
+    return _original_copy()
+
+
+def _create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
+    assert _original_create_task is not None
+    try:
+        sync_current_frame()
+    except Exception:
+        pass
+    return _original_create_task(self, *args, **kwargs)
+
+
+def _patch_asyncio(base_events: Any) -> None:
+    global _original_create_task
+    if _original_create_task is None:
+        _original_create_task = base_events.BaseEventLoop.create_task
+        base_events.BaseEventLoop.create_task = _create_task
+
+
+class _AsyncioFinder(importlib.abc.MetaPathFinder):
+    """Patches ``asyncio.base_events`` once it is imported (after recording started)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "asyncio.base_events":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original_exec = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original_exec(module)
+            _patch_asyncio(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+_finder = _AsyncioFinder()
+
+
 def install() -> None:
-    global _original_start, _original_submit
+    global _original_start, _original_submit, _original_copy
     if _original_start is None:
         _original_start = threading.Thread.start
         threading.Thread.start = _start  # type: ignore[method-assign]
     if _original_submit is None:
         _original_submit = ThreadPoolExecutor.submit
         ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
+    if _original_copy is None:
+        _original_copy = contextvars.copy_context
+        contextvars.copy_context = _copy_context
+    base_events = sys.modules.get("asyncio.base_events")
+    if base_events is not None:
+        _patch_asyncio(base_events)
+    elif _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
 
 
 def uninstall() -> None:
-    global _original_start, _original_submit
+    global _original_start, _original_submit, _original_copy, _original_create_task
     if _original_start is not None:
         threading.Thread.start = _original_start  # type: ignore[method-assign]
         _original_start = None
     if _original_submit is not None:
         ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
         _original_submit = None
+    if _original_copy is not None:
+        contextvars.copy_context = _original_copy
+        _original_copy = None
+    base_events = sys.modules.get("asyncio.base_events")
+    if _original_create_task is not None and base_events is not None:
+        base_events.BaseEventLoop.create_task = _original_create_task
+        _original_create_task = None
+    if _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)

@@ -102,3 +102,50 @@ def test_asyncio_tasks_each_keep_their_own_causal_chain(fast) -> None:  # noqa: 
         mine = [s for s in steps if s.parent_id == t.span_id]
         assert sorted(s.args[0] for s in mine) == sorted([t.args[0], t.args[0] + 10])
     assert all(by_id[s.parent_id].info[1] == "async_app.task" for s in steps)
+
+
+def test_a_generator_driven_from_two_tasks_hands_each_its_chain_back(fast) -> None:  # noqa: F811
+    module = load_rewritten('''
+        import asyncio
+
+        def leaf(i):
+            return i
+
+        def gen():
+            for i in range(4):
+                yield leaf(i)
+
+        async def step(g):
+            await asyncio.sleep(0)
+            return next(g)
+
+        async def task(g):
+            a = await step(g)
+            b = await step(g)
+            return a + b
+
+        async def main():
+            g = gen()
+            return await asyncio.gather(task(g), task(g))
+
+        def run():
+            return asyncio.run(main())
+    ''', "functions", name="shared_gen_app", file="/src/shared_gen_app.py")
+    fast_capture.take_pending()
+    assert sorted(module.run()) == [0 + 2, 1 + 3]
+    frames, _ = fast_capture.take_pending()
+    by_id = {f.span_id: f for f in frames}
+    name = {f.span_id: f.info[1].rsplit(".", 1)[1] for f in frames}
+    runs = [f for f in frames if name[f.span_id] == "run"]
+    for f in frames:  # every call has its recorded caller as parent, in the caller's trace
+        if name[f.span_id] != "run":
+            assert f.parent_id in by_id and by_id[f.parent_id].trace_id == f.trace_id
+    for f in frames:
+        parent = name.get(f.parent_id)
+        if name[f.span_id] == "leaf":
+            assert parent == "gen"  # the generator's own frame while it runs
+        elif name[f.span_id] in ("task", "step"):
+            assert parent in ("main", "task")  # never the suspended generator's
+        elif name[f.span_id] == "gen":
+            assert parent == "step"  # started by whichever task pulled first
+    assert len(runs) == 1 and sum(name[f.span_id] == "leaf" for f in frames) == 4
