@@ -761,39 +761,31 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
         root = o->foreign;
     }
     /* Finished: the caller chain and the OTel anchor are no longer needed (and a chain dropped here
-     * never deepens the deallocation of buffered frames). */
-    Py_INCREF(frame);
-    PyObject *old_outer = f->outer, *old_anchor = f->anchor;
-    f->outer = f->anchor = NULL;
+     * never deepens the deallocation of buffered frames). The caller's reference keeps ``frame``. */
+    Py_CLEAR(f->outer);
+    Py_CLEAR(f->anchor);
     StateObject *state = g_state;
     if (PyList_GET_SIZE(state->pending) < state->max_pending) {
         if (PyList_Append(state->pending, frame) < 0)
-            goto error_finished;
+            goto error;
     } else {
         state->dropped++;
     }
     if (root) {
         PyObject *hook = PyObject_CallNoArgs(g_root_end);
         if (hook == NULL)
-            goto error_finished;
+            goto error;
         if (hook != Py_None) {
             PyObject *r = PyObject_CallNoArgs(hook);
             Py_XDECREF(r);
             if (r == NULL) {
                 Py_DECREF(hook);
-                goto error_finished;
+                goto error;
             }
         }
         Py_DECREF(hook);
     }
-    Py_XDECREF(old_outer);
-    Py_XDECREF(old_anchor);
-    Py_DECREF(frame);
     Py_RETURN_NONE;
-error_finished:
-    Py_XDECREF(old_outer);
-    Py_XDECREF(old_anchor);
-    Py_DECREF(frame);
 error:
     report_failure();
     Py_RETURN_NONE;

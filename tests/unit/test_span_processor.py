@@ -119,8 +119,12 @@ def test_the_providers_ratio_sampler_decides_new_traces(install, sampler) -> Non
 
 
 class EvenTraces(Sampler):
+    def __init__(self) -> None:
+        self.asked = 0
+
     def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
                       trace_state=None) -> SamplingResult:
+        self.asked += 1
         return SamplingResult(Decision.RECORD_AND_SAMPLE if trace_id % 2 == 0 else Decision.DROP)
 
     def get_description(self) -> str:
@@ -128,8 +132,9 @@ class EvenTraces(Sampler):
 
 
 def test_a_custom_sampler_is_asked_once_per_new_trace(install) -> None:
-    assert sampler_ratio(EvenTraces()) is None
-    processor, sink = install(TracerProvider(sampler=EvenTraces()))
+    sampler = EvenTraces()
+    assert sampler_ratio(sampler) is None
+    processor, sink = install(TracerProvider(sampler=sampler))
     module = load_rewritten(REC, name="custom_app", file="/src/custom_app.py")
     before = fast_capture._state.sampled_out
     for _ in range(200):
@@ -138,6 +143,7 @@ def test_a_custom_sampler_is_asked_once_per_new_trace(install) -> None:
     roots = [f for f in sink.frames if f.parent_id == 0]
     assert roots and all(f.trace_id % 2 == 0 for f in sink.frames)
     assert len(roots) + fast_capture._state.sampled_out - before == 200
+    assert sampler.asked == 200  # once per new trace, never for the calls inside one
 
 
 def test_calls_under_an_application_span_join_its_trace(install) -> None:
