@@ -23,14 +23,15 @@
 #include <time.h>
 #include <sys/random.h>
 
+#include "_repr.h"
+
 /* ---------------------------------------------------------------- configuration (set once) */
 static PyObject *g_current;      /* runtime._current (ContextVar) */
 static PyObject *g_otel_var;     /* OpenTelemetry's context ContextVar, or NULL */
 static PyObject *g_span_key;     /* key of the current span in an OTel Context */
 static PyObject *g_otel_current; /* fallback: callable() -> current OTel span or None */
 static PyObject *g_parent_of;    /* callable(span) -> None (no valid context) | False (not sampled) | (trace, span) */
-static PyObject *g_snapshot_args;/* callable(args) -> args with mutable values rendered */
-static PyObject *g_snapshot;     /* callable(value) -> Rendered */
+static PyObject *g_snapshot;     /* callable(value) -> Rendered: values C does not render (_repr.c) */
 static PyObject *g_failed;       /* callable(exc): counts a hook failure */
 static PyObject *g_root_end;     /* callable() -> runtime._on_root_end (may be None) */
 static PyObject *g_event;        /* callable(frame, kind, node_id): a yield/resume event (fast_capture._event) */
@@ -41,6 +42,7 @@ static PyObject *g_rendered_type;
 static PyObject *g_kind_call, *g_kind_module;
 static PyObject *g_head_cache;   /* dict: id(info) -> (info, name_field, head, arg_keys, secrets) */
 static Py_ssize_t g_max_chars = 256;
+static ReprLimits g_limits = {256, 8, 3}; /* values.DEFAULT_LIMITS */
 static struct StateObject *g_state;
 
 /* ---------------------------------------------------------------- ids and clocks */
@@ -411,6 +413,39 @@ static inline int is_immutable(PyObject *v) {
            t == &PyBool_Type || t == &PyBytes_Type || t == &PyComplex_Type;
 }
 
+/* fast_capture.snapshot: the value itself when immutable, else its bounded text as a Rendered
+ * str, made in C for builtin values (_repr.c) and by the Python renderer for the rest. */
+static PyObject *snapshot(PyObject *v) {
+    if (is_immutable(v))
+        return Py_NewRef(v);
+    PyObject *text = repr_bounded(v, &g_limits);
+    if (text == NULL)
+        return NULL;
+    if (text == Py_None) {
+        Py_DECREF(text);
+        return PyObject_CallOneArg(g_snapshot, v);
+    }
+    PyObject *out = PyObject_CallOneArg(g_rendered_type, text);
+    Py_DECREF(text);
+    return out;
+}
+
+static PyObject *snapshot_args(PyObject *args) {
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = snapshot(PyTuple_GET_ITEM(args, i));
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
 /* The current OpenTelemetry span (new reference; Py_None when there is none), NULL on error. */
 static PyObject *otel_current(void) {
     if (g_otel_var == NULL)
@@ -645,7 +680,7 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!is_immutable(PyTuple_GET_ITEM(args, i))) { /* recorded as they are now */
-            args = PyObject_CallOneArg(g_snapshot_args, args);
+            args = snapshot_args(args);
             if (args == NULL)
                 goto error;
             goto have_args;
@@ -722,10 +757,7 @@ static PyObject *hook_ret(PyObject *module, PyObject *const *argv, Py_ssize_t ar
     if (Py_TYPE(frame) == &FrameType) {
         FrameObject *f = (FrameObject *)frame;
         PyObject *kept;
-        if (is_immutable(value)) {
-            kept = value;
-            Py_INCREF(kept);
-        } else if ((kept = PyObject_CallOneArg(g_snapshot, value)) == NULL) {
+        if ((kept = snapshot(value)) == NULL) {
             report_failure();
             Py_INCREF(value);
             return value;
@@ -1009,7 +1041,11 @@ static int render_value(PyObject *render, PyObject *name, int secret, PyObject *
         PyErr_Clear();
         Py_DECREF(r);
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(render, name, value, NULL);
+    PyObject *r = repr_bounded(value, &g_limits);
+    if (r == Py_None) {
+        Py_DECREF(r);
+        r = PyObject_CallFunctionObjArgs(render, name, value, NULL);
+    }
     if (r == NULL)
         return -1;
     if (!PyUnicode_Check(r) || (*text = PyUnicode_AsUTF8AndSize(r, len)) == NULL) {
@@ -1394,16 +1430,16 @@ error:
 /* ---------------------------------------------------------------- module */
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", "current", "otel_var", "span_key", "otel_current", "parent_of",
-                             "snapshot_args", "snapshot", "failed", "root_end",
-                             "no_frame", "sequence", "rendered_type", "max_chars", "event", "ev_yield",
-                             "ev_resume", NULL};
-    PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap_args, *snap;
+                             "snapshot", "failed", "root_end",
+                             "no_frame", "sequence", "rendered_type", "max_chars", "max_items", "max_depth",
+                             "event", "ev_yield", "ev_resume", NULL};
+    PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap;
     PyObject *failed, *root_end, *no_frame, *sequence, *rendered, *event, *ev_yield, *ev_resume;
-    Py_ssize_t max_chars;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOOO!OnOOO", kwlist, &StateType, &state,
-                                     &current, &otel_var, &span_key, &otel_cur, &parent_of, &snap_args, &snap,
+    Py_ssize_t max_chars, max_items, max_depth;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOO!OnnnOOO", kwlist, &StateType, &state,
+                                     &current, &otel_var, &span_key, &otel_cur, &parent_of, &snap,
                                      &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
-                                     &max_chars, &event, &ev_yield, &ev_resume))
+                                     &max_chars, &max_items, &max_depth, &event, &ev_yield, &ev_resume))
         return NULL;
 #define SET(g, v) do { Py_XINCREF(v); Py_XSETREF(g, v); } while (0)
     SET(g_state, (StateObject *)state);
@@ -1416,7 +1452,6 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     SET(g_span_key, span_key);
     SET(g_otel_current, otel_cur);
     SET(g_parent_of, parent_of);
-    SET(g_snapshot_args, snap_args);
     SET(g_snapshot, snap);
     SET(g_failed, failed);
     SET(g_root_end, root_end);
@@ -1428,9 +1463,23 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     SET(g_ev_resume, ev_resume);
 #undef SET
     g_max_chars = max_chars;
+    g_limits = (ReprLimits){max_chars, max_items, max_depth};
     if (g_head_cache != NULL)
         PyDict_Clear(g_head_cache);
     Py_RETURN_NONE;
+}
+
+/* bounded_repr(value, max_chars, max_items, max_depth) -> str | None (see _repr.h) */
+static PyObject *bounded_repr(PyObject *module, PyObject *args) {
+    PyObject *value;
+    ReprLimits limits;
+    if (!PyArg_ParseTuple(args, "Onnn", &value, &limits.max_chars, &limits.max_items, &limits.max_depth))
+        return NULL;
+    if (limits.max_chars < 1 || limits.max_items < 0 || limits.max_depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "limits must be positive");
+        return NULL;
+    }
+    return repr_bounded(value, &limits);
 }
 
 /* count_events(frames) -> int: the span events their encoding holds (events, and an exception) */
@@ -1481,6 +1530,9 @@ static PyMethodDef module_methods[] = {
     {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
+    {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,
+     "bounded_repr(value, max_chars, max_items, max_depth) -> values.safe_repr's text, or None when the "
+     "value holds a type only the Python renderer handles."},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
     {"count_events", (PyCFunction)count_events, METH_O, "count_events(frames) -> span events they encode to"},
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
@@ -1497,6 +1549,8 @@ static struct PyModuleDef capture_module = {
 
 PyMODINIT_FUNC PyInit__capture(void) {
     reseed_rng();
+    if (repr_init() < 0)
+        return NULL;
     if (PyType_Ready(&SequenceType) < 0 || PyType_Ready(&StateType) < 0 || PyType_Ready(&FrameType) < 0 ||
         PyType_Ready(&GateType) < 0)
         return NULL;

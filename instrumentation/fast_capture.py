@@ -488,16 +488,13 @@ def _parent_of(span: Any) -> Any:
     return ctx.trace_id, ctx.span_id
 
 
-def _snapshot_args(args: tuple) -> tuple:
-    return tuple(map(snapshot, args))
-
-
 def _configure_native() -> None:
     NATIVE.configure(
         state=_state, current=_current, otel_var=_otel_context_var, span_key=_span_key,
-        otel_current=_otel_current, parent_of=_parent_of, snapshot_args=_snapshot_args, snapshot=snapshot,
+        otel_current=_otel_current, parent_of=_parent_of, snapshot=snapshot,
         failed=stats.failed, root_end=lambda: runtime._on_root_end, no_frame=NO_FRAME, sequence=SEQUENCE,
-        rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, event=_event, ev_yield=EV_YIELD,
+        rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, max_items=DEFAULT_LIMITS.max_items,
+        max_depth=DEFAULT_LIMITS.max_depth, event=_event, ev_yield=EV_YIELD,
         ev_resume=EV_RESUME)
 
 

@@ -160,8 +160,34 @@ def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget
     return f"{{{body}}}" if t is set else f"frozenset({{{body}}})"
 
 
+def _load_native_repr() -> Any:
+    """The C renderer of builtin values (same text, see ``_repr.c``), unless EXECSCOPE_NATIVE is off."""
+    if os.environ.get("EXECSCOPE_NATIVE", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from execscope.instrumentation._capture import bounded_repr
+    except ImportError:
+        return None
+    return bounded_repr
+
+
+_native_repr = _load_native_repr()
+
+
 def safe_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """A bounded representation of ``value`` that never raises; see the module docstring."""
+    if _native_repr is not None:
+        try:
+            text = _native_repr(value, limits.max_chars, limits.max_items, limits.max_depth)
+        except Exception:  # out of memory: the Python renderer says so its own way
+            text = None
+        if text is not None:
+            return text
+    return python_repr(value, limits)
+
+
+def python_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
+    """:func:`safe_repr` by the Python renderer alone (the reference of the C one)."""
     try:
         text = _render(value, limits, 0, _Budget(limits.max_chars), set())
     except Exception as exc:  # a C-level repr or len() may still fail on exotic objects

@@ -1,0 +1,110 @@
+"""The C renderer of builtin values gives exactly the Python renderer's text, or declines."""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Any
+
+import pytest
+
+from execscope.instrumentation import fast_capture, values
+from execscope.instrumentation.values import ReprLimits, python_repr
+
+native = pytest.importorskip("execscope.instrumentation._capture") if fast_capture.CORE == "native" else None
+pytestmark = pytest.mark.skipif(native is None, reason="the native core is turned off in this run")
+
+LIMITS = (values.DEFAULT_LIMITS, ReprLimits(max_chars=40, max_items=3, max_depth=2),
+          ReprLimits(max_chars=1, max_items=0, max_depth=0), ReprLimits(max_chars=5000, max_items=50, max_depth=6))
+
+
+def c_repr(value: object, limits: ReprLimits = values.DEFAULT_LIMITS) -> Any:
+    assert native is not None
+    return native.bounded_repr(value, limits.max_chars, limits.max_items, limits.max_depth)
+
+
+def random_value(rnd: random.Random, depth: int = 0) -> object:
+    if depth > 3 or rnd.random() < 0.4:
+        return rnd.choice([
+            None, True, False, rnd.randrange(-10**6, 10**6), rnd.choice([1, -1]) * 2 ** rnd.randrange(200, 2000),
+            rnd.random() * 1e10, complex(1.5, -2), float("nan"), "x'\"\n\\\u00e9\U0001f600" * rnd.randrange(0, 90),
+            "plain ascii" * rnd.randrange(0, 40), bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 400))),
+            bytearray(b"ab\x00'" * rnd.randrange(0, 90)), 0, -1, 2 ** 256 - 1, 2 ** 256,
+        ])
+    kind = rnd.randrange(6)
+    n = rnd.choice([0, 1, 2, 3, 8, 9, 12])
+    if kind == 0:
+        return [random_value(rnd, depth + 1) for _ in range(n)]
+    if kind == 1:
+        return tuple(random_value(rnd, depth + 1) for _ in range(n))
+    if kind == 2:
+        return {rnd.choice([rnd.randrange(100), f"k{rnd.randrange(100)}", (1, "two"), None]): random_value(rnd, depth + 1)
+                for _ in range(n)}
+    if kind == 3:
+        return {rnd.randrange(1000) for _ in range(n)}
+    if kind == 4:
+        return frozenset(f"s{rnd.randrange(1000)}" for _ in range(n))
+    return collections.deque(random_value(rnd, depth + 1) for _ in range(n))
+
+
+def test_same_text_as_the_python_renderer_on_random_builtin_values() -> None:
+    rnd = random.Random(20261125)
+    for _ in range(3000):
+        value = random_value(rnd)
+        for limits in LIMITS:
+            text = c_repr(value, limits)
+            assert text is not None, value  # builtin types only: never declined
+            assert text == python_repr(value, limits), (limits, value)
+            assert len(text) <= limits.max_chars
+
+
+@pytest.mark.parametrize("value", [
+    "", "'", '"', "'\"", "\\", "\x00\x7f\u0085", "é" * 300, b"", b"'\"", bytearray(), 10 ** 77, -(2 ** 300),
+    [], (), {}, set(), frozenset(), (1,), ((),), [[[[[1]]]]], {"k": {"k": {"k": {"k": 1}}}},
+    collections.deque(), collections.deque([[1, 2], (3,)], maxlen=5), list(range(100)), {i: str(i) for i in range(20)},
+])
+def test_edge_values(value: object) -> None:
+    for limits in LIMITS:
+        assert c_repr(value, limits) == python_repr(value, limits)
+
+
+def test_cycles_render_like_python() -> None:
+    a: list[Any] = [1]
+    a.append(a)
+    d: dict[str, Any] = {}
+    d["self"] = d
+    t = ([a], {"d": d})
+    for value in (a, d, t):
+        assert c_repr(value) == python_repr(value)
+    q: collections.deque[Any] = collections.deque([1])
+    q.append(q)  # unbounded by max_depth in the Python renderer: left to it
+    assert c_repr(q) is None
+    assert values.safe_repr(q) == python_repr(q)
+
+
+class Loud:
+    calls = 0
+
+    def __repr__(self) -> str:
+        Loud.calls += 1
+        raise RuntimeError("must not run")
+
+
+class Named(collections.namedtuple("Named", "a b")):
+    pass
+
+
+def test_other_types_are_declined_without_running_user_code() -> None:
+    for value in ([1, Loud()], {"k": Loud()}, (Loud(),), Named(1, 2), collections.OrderedDict(a=1),
+                  collections.Counter("aab"), object(), range(3), type):
+        assert c_repr(value) is None
+        assert values.safe_repr(value) == python_repr(value)
+    assert Loud.calls == 0
+    # past max_depth the inner value is only counted, so a Loud object there is never reached
+    assert c_repr([[[[Loud()]]]]) == "[[[<list of 1>]]]"
+
+
+def test_safe_repr_goes_through_the_c_renderer() -> None:
+    assert values._native_repr is native.bounded_repr  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        native.bounded_repr([], 0, 8, 3)  # type: ignore[union-attr]
