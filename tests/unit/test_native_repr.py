@@ -7,7 +7,6 @@ import random
 from typing import Any
 
 import pytest
-
 from execscope.instrumentation import fast_capture, values
 from execscope.instrumentation.values import ReprLimits, python_repr
 
@@ -38,8 +37,8 @@ def random_value(rnd: random.Random, depth: int = 0) -> object:
     if kind == 1:
         return tuple(random_value(rnd, depth + 1) for _ in range(n))
     if kind == 2:
-        return {rnd.choice([rnd.randrange(100), f"k{rnd.randrange(100)}", (1, "two"), None]): random_value(rnd, depth + 1)
-                for _ in range(n)}
+        keys = [rnd.choice([rnd.randrange(100), f"k{rnd.randrange(100)}", (1, "two"), None]) for _ in range(n)]
+        return {key: random_value(rnd, depth + 1) for key in keys}
     if kind == 3:
         return {rnd.randrange(1000) for _ in range(n)}
     if kind == 4:
