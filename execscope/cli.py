@@ -14,6 +14,9 @@ from execscope.output import print_rows
 from execscope.storage.store import DEFAULT_STORE, ENV_STORE, Store, StoreError, open_store
 
 LEVEL_CHOICE = click.Choice(["functions", "branches", "statements"])
+# Per trace and function, calls recorded before adaptive sampling starts: every call of ordinary
+# programs and tests, a bounded share of hot loops (which a 2-core machine cannot store at full rate).
+DEFAULT_ADAPTIVE = 1000
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                              show_default=True, help="Rows as an aligned table or one JSON array.")
 STORE_OPTION = click.option("--store", "store_dsn", envvar=ENV_STORE, default=None, metavar="DSN",
@@ -81,11 +84,11 @@ def main() -> None:
 @click.option("--max-events-per-s", "max_events_per_s", type=click.IntRange(min=0), default=0, show_default=True,
               help="Budget of statement/branch/assignment events per second and process (0: none); beyond it "
                    "events are dropped and counted on their span. Calls are always kept.")
-@click.option("--adaptive", "adaptive_budget", type=click.IntRange(min=0), default=0, show_default=True,
-              envvar="EXECSCOPE_ADAPTIVE",
-              help="Per-node adaptive sampling: each function's first N calls are recorded, then one in 2, 4, "
-                   "... (calls left out are counted exactly on their recorded caller). 0: record every call. "
-                   "Env: EXECSCOPE_ADAPTIVE.")
+@click.option("--adaptive", "adaptive_budget", type=click.IntRange(min=0), default=DEFAULT_ADAPTIVE,
+              show_default=True, envvar="EXECSCOPE_ADAPTIVE",
+              help="Per-node adaptive sampling: in each trace (a test, a request) each function's first N calls "
+                   "are recorded, then one in 2, 4, ... (calls left out are counted exactly, on their recorded "
+                   "caller or on an `execscope.unrecorded` span). 0: record every call. Env: EXECSCOPE_ADAPTIVE.")
 @click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
               help="spool: this process writes the store while the program runs. kafka: every process sends "
                    "OTLP to --kafka (store it with `execscope collect`).")

@@ -475,12 +475,28 @@ static PyObject *otel_current(void) {
  * Calls of a node (an info tuple) are all recorded until ``budget`` of them are; then one in 2,
  * one in 4, ... (the rate halves each time another ``budget`` are recorded, down to 1 in 2^20).
  * A call left out, and everything it calls, is counted instead: {node_id: calls} on the nearest
- * recorded caller, exported as its ``execscope.unrecorded.<node_id>`` attributes. Roots are never
- * left out this way (head sampling decides them), so every call is either a span or a count. */
+ * recorded caller, exported as its ``execscope.unrecorded.<node_id>`` attributes. A call made directly
+ * under an application's OTel span (a test, a request) has no recorded caller: it is counted on a
+ * tally, a span named by ``tally_info`` (``execscope.unrecorded``) under that OTel span, exported
+ * when calls move under another span and at every export. Roots are never left out this way (head
+ * sampling decides them), so every call is either a span or a count. */
 typedef struct {
     PyObject *info; /* held */
-    uint64_t calls, recorded;
+    uint64_t calls, recorded, gen;
 } NodeCount;
+
+/* Budgets restart with every application trace (one test of a pytest session, one request): a
+ * generation bumped whenever a call starts under an OTel span of another trace than the last one.
+ * Traces execscope starts itself (no OTel span current) share the process's budgets. */
+static uint64_t g_trace_gen = 1, g_last_hi, g_last_lo;
+
+static inline void note_trace(uint64_t hi, uint64_t lo) {
+    if (hi != g_last_hi || lo != g_last_lo) {
+        g_last_hi = hi;
+        g_last_lo = lo;
+        g_trace_gen++;
+    }
+}
 
 static NodeCount *g_nodes;
 static size_t g_nodes_cap, g_nodes_len;
@@ -521,6 +537,10 @@ static int adaptive_keep(PyObject *info, long long budget) {
     NodeCount *n = node_count(info);
     if (n == NULL)
         return -1;
+    if (n->gen != g_trace_gen) {
+        n->gen = g_trace_gen;
+        n->calls = n->recorded = 0;
+    }
     uint64_t call = n->calls++;
     int keep = 1;
     if (n->recorded >= (uint64_t)budget) {
@@ -544,6 +564,61 @@ static int count_unrecorded(FrameObject *carrier, PyObject *info) {
     int rc = PyDict_SetItem(carrier->unrecorded, node, count);
     Py_DECREF(count);
     return rc;
+}
+
+static PyObject *g_tally_info;   /* info tuple of tally spans */
+/* The last OTel span a call started under (held) and what parent_of said of it. */
+static PyObject *g_parent_span;
+static uint64_t g_parent_hi, g_parent_lo, g_parent_id;
+static int g_parent_unsampled;
+static FrameObject *g_tally;     /* counts the calls left out directly under g_tally_anchor */
+static PyObject *g_tally_anchor; /* that OTel span (held, so its identity is not reused) */
+
+/* Ends the tally and buffers it for export (dropped, with counting, when the buffer is full). */
+static int close_tally(void) {
+    FrameObject *t = g_tally;
+    if (t == NULL)
+        return 0;
+    g_tally = NULL;
+    Py_CLEAR(g_tally_anchor);
+    t->end = now_ns();
+    int rc = 0;
+    if ((t->seq1 = seq_next(t->seq)) < 0 && PyErr_Occurred())
+        rc = -1;
+    else if (PyList_GET_SIZE(g_state->pending) < g_state->max_pending)
+        rc = PyList_Append(g_state->pending, (PyObject *)t);
+    else
+        g_state->dropped++;
+    Py_DECREF(t);
+    return rc;
+}
+
+/* The tally of calls left out under OTel span ``otel`` of trace (hi, lo), span id ``parent``. Borrowed. */
+static FrameObject *tally_for(PyObject *otel, uint64_t hi, uint64_t lo, uint64_t parent) {
+    if (g_tally != NULL && g_tally_anchor == otel)
+        return g_tally;
+    if (close_tally() < 0 || g_tally_info == NULL)
+        return NULL;
+    FrameObject *t = PyObject_New(FrameObject, &FrameType);
+    if (t == NULL)
+        return NULL;
+    memset((char *)t + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
+    t->trace_hi = hi;
+    t->trace_lo = lo;
+    t->parent_id = parent;
+    t->span_id = random64() | 1;
+    t->seq = Py_NewRef(g_sequence);
+    t->info = Py_NewRef(g_tally_info);
+    t->kind = Py_NewRef(g_kind_call);
+    t->args = PyTuple_New(0);
+    t->start = now_ns();
+    if (t->args == NULL || (t->seq0 = seq_next(t->seq)) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    g_tally = t;
+    g_tally_anchor = Py_NewRef(otel);
+    return t;
 }
 
 /* An unrecorded call below ``top`` (owned reference, as ``otel``): counted on ``carrier``. */
@@ -611,25 +686,33 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
         uint64_t hi = 0, lo = 0, parent = 0;
         int keep = 1, by_parent = 0;
         if (otel != Py_None) {
-            PyObject *p = PyObject_CallOneArg(g_parent_of, otel);
-            if (p == NULL)
-                goto error;
-            if (p == Py_False) { /* under an OTel span its sampler left out: so is all of this call */
+            if (otel != g_parent_span) { /* a span's context never changes: asked once per span */
+                PyObject *p = PyObject_CallOneArg(g_parent_of, otel);
+                if (p == NULL)
+                    goto error;
+                g_parent_hi = g_parent_lo = g_parent_id = 0;
+                g_parent_unsampled = p == Py_False;
+                if (p != Py_None && p != Py_False) {
+                    FrameObject probe;
+                    if (set_trace_id(&probe, PyTuple_GET_ITEM(p, 0)) < 0) {
+                        Py_DECREF(p);
+                        goto error;
+                    }
+                    g_parent_hi = probe.trace_hi;
+                    g_parent_lo = probe.trace_lo;
+                    g_parent_id = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(p, 1));
+                }
+                Py_DECREF(p);
+                Py_INCREF(otel);
+                Py_XSETREF(g_parent_span, otel);
+            }
+            if (g_parent_unsampled) { /* under an OTel span its sampler left out: so is all of this call */
                 keep = 0;
                 by_parent = 1;
             }
-            if (p != Py_None && p != Py_False) {
-                FrameObject probe;
-                PyObject *tid = PyTuple_GET_ITEM(p, 0);
-                if (set_trace_id(&probe, tid) < 0) {
-                    Py_DECREF(p);
-                    goto error;
-                }
-                hi = probe.trace_hi;
-                lo = probe.trace_lo;
-                parent = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(p, 1));
-            }
-            Py_DECREF(p);
+            hi = g_parent_hi;
+            lo = g_parent_lo;
+            parent = g_parent_id;
         }
         int root = (hi | lo) == 0 && !by_parent;
         if (root) {
@@ -637,6 +720,19 @@ static PyObject *start(PyObject *info, PyObject *args, PyObject *kind) {
             lo = random64();
             if ((hi | lo) == 0)
                 lo = 1;
+        }
+        if (!root && !by_parent)
+            note_trace(hi, lo);
+        if (!root && !by_parent && state->adaptive > 0 && kind == g_kind_call) {
+            int kept = adaptive_keep(info, state->adaptive);
+            if (kept < 0)
+                goto error;
+            if (!kept) { /* directly under the application's span: counted on its tally */
+                FrameObject *t = tally_for(otel, hi, lo, parent);
+                if (t == NULL)
+                    goto error;
+                return start_unrecorded(t, top, otel, info, kind);
+            }
         }
         if ((f = PyObject_New(FrameObject, &FrameType)) == NULL)
             goto error;
@@ -754,7 +850,7 @@ static PyObject *hook_ret(PyObject *module, PyObject *const *argv, Py_ssize_t ar
     if (argc != 2)
         Py_RETURN_NONE;
     PyObject *frame = argv[0], *value = argv[1];
-    if (Py_TYPE(frame) == &FrameType) {
+    if (Py_TYPE(frame) == &FrameType && !((FrameObject *)frame)->foreign) { /* foreign: never exported */
         FrameObject *f = (FrameObject *)frame;
         PyObject *kept;
         if ((kept = snapshot(value)) == NULL) {
@@ -1432,14 +1528,15 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", "current", "otel_var", "span_key", "otel_current", "parent_of",
                              "snapshot", "failed", "root_end",
                              "no_frame", "sequence", "rendered_type", "max_chars", "max_items", "max_depth",
-                             "event", "ev_yield", "ev_resume", NULL};
+                             "event", "ev_yield", "ev_resume", "tally_info", NULL};
     PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap;
-    PyObject *failed, *root_end, *no_frame, *sequence, *rendered, *event, *ev_yield, *ev_resume;
+    PyObject *failed, *root_end, *no_frame, *sequence, *rendered, *event, *ev_yield, *ev_resume, *tally_info;
     Py_ssize_t max_chars, max_items, max_depth;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOO!OnnnOOO", kwlist, &StateType, &state,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOO!OnnnOOOO!", kwlist, &StateType, &state,
                                      &current, &otel_var, &span_key, &otel_cur, &parent_of, &snap,
                                      &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
-                                     &max_chars, &max_items, &max_depth, &event, &ev_yield, &ev_resume))
+                                     &max_chars, &max_items, &max_depth, &event, &ev_yield, &ev_resume,
+                                     &PyTuple_Type, &tally_info))
         return NULL;
 #define SET(g, v) do { Py_XINCREF(v); Py_XSETREF(g, v); } while (0)
     SET(g_state, (StateObject *)state);
@@ -1461,7 +1558,9 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     SET(g_event, event);
     SET(g_ev_yield, ev_yield);
     SET(g_ev_resume, ev_resume);
+    SET(g_tally_info, tally_info);
 #undef SET
+    Py_CLEAR(g_parent_span);
     g_max_chars = max_chars;
     g_limits = (ReprLimits){max_chars, max_items, max_depth};
     if (g_head_cache != NULL)
@@ -1516,6 +1615,15 @@ static PyObject *set_gate(PyObject *module, PyObject *mode) {
 
 static PyObject *reseed(PyObject *module, PyObject *Py_UNUSED(ignored)) {
     reseed_rng();
+    Py_CLEAR(g_tally); /* the parent's: exported by the parent */
+    Py_CLEAR(g_tally_anchor);
+    Py_CLEAR(g_parent_span);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_close_tally(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    if (g_state != NULL && close_tally() < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1533,7 +1641,9 @@ static PyMethodDef module_methods[] = {
     {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,
      "bounded_repr(value, max_chars, max_items, max_depth) -> values.safe_repr's text, or None when the "
      "value holds a type only the Python renderer handles."},
-    {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids (after fork)."},
+    {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids, and no tally of the parent's (after fork)."},
+    {"close_tally", (PyCFunction)py_close_tally, METH_NOARGS,
+     "End the tally of calls left out under an OTel span and buffer it (before the buffer is taken)."},
     {"count_events", (PyCFunction)count_events, METH_O, "count_events(frames) -> span events they encode to"},
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},

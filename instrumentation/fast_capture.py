@@ -208,25 +208,85 @@ def set_adaptive(budget: int) -> None:
     """Per-node adaptive sampling: every node (function) has its first ``budget`` calls recorded,
     then one in 2, one in 4, ... (the rate halves each time another ``budget`` are recorded, down
     to one in 2**20). A call left out, with all it calls, is counted on its nearest recorded caller
-    (``execscope.unrecorded.<node_id>`` attributes), so recorded spans plus those counts are every
-    call, exactly. Roots are decided by head sampling only. 0 records every call (the default)."""
+    (``execscope.unrecorded.<node_id>`` attributes), or, for a call made directly under an
+    application's OTel span, on a tally span under it (``execscope.unrecorded``), so recorded spans
+    plus those counts are every call, exactly. Budgets restart with every application trace (each
+    test of a pytest session, each request; traces execscope starts itself share the process's).
+    Roots are decided by head sampling only. 0 records every call."""
     if budget < 0:
         raise ValueError(f"adaptive sampling budget must be >= 0, got {budget}")
     _state.adaptive = int(budget)
 
 
-_node_counts: dict[int, list] = {}  # id(info) -> [info, calls, recorded] (the pure-Python core's)
+_node_counts: dict[int, list] = {}  # id(info) -> [info, calls, recorded, generation] (the pure-Python core's)
+_trace_gen = [1, 0]  # [generation, last trace started]: budgets restart with every new trace
+
+
+def _note_trace(trace_id: int) -> None:
+    if trace_id != _trace_gen[1]:
+        _trace_gen[1] = trace_id
+        _trace_gen[0] += 1
 
 
 def _adaptive_keep(info: tuple, budget: int) -> bool:
     entry = _node_counts.get(id(info))
     if entry is None or entry[0] is not info:
-        entry = _node_counts[id(info)] = [info, 0, 0]
+        entry = _node_counts[id(info)] = [info, 0, 0, 0]
+    if entry[3] != _trace_gen[0]:
+        entry[1:] = [0, 0, _trace_gen[0]]
     call, recorded = entry[1], entry[2]
     entry[1] = call + 1
     keep = recorded < budget or call & ((1 << min(20, 1 + (recorded - budget) // budget)) - 1) == 0
     entry[2] = recorded + keep
     return keep
+
+
+# A tally: the span counting the calls left out directly under an application's OTel span, which
+# have no recorded caller to be counted on (see set_adaptive). Its info names no node.
+TALLY_INFO = ("", "execscope.unrecorded", "", 0, "", ())
+_tally: list[Any] = [None, None]  # [tally frame, its OTel span] (the pure-Python core's)
+_tally_lock = threading.RLock()
+
+
+def _tally_for(otel: Any, ctx: Any) -> Any:
+    if _tally[0] is not None and _tally[1] is otel:
+        return _tally[0]
+    close_tally()
+    t = FastFrame()
+    t.trace_id, t.parent_id, t.span_id = ctx.trace_id, ctx.span_id, getrandbits(64) | 1
+    t.info, t.args, t.kind, t.seq, t.anchor, t.outer = TALLY_INFO, (), "call", SEQUENCE, None, None
+    t.seq0 = SEQUENCE.next()
+    t.start = _time_ns()
+    _tally[:] = [t, otel]
+    return t
+
+
+def close_tally() -> None:
+    """End the current tally and buffer it for export (call before taking the buffer)."""
+    if NATIVE is not None:
+        NATIVE.close_tally()
+        return
+    with _tally_lock:
+        t = _tally[0]
+        if t is None:
+            return
+        _tally[:] = [None, None]
+        t.end = _time_ns()
+        t.seq1 = t.seq.next()
+        state = _state
+        if len(state.pending) < state.max_pending:
+            state.pending.append(t)
+        else:
+            state.dropped += 1
+
+
+def _forget_tally() -> None:  # in a forked child: the parent exports its own tally
+    global _tally_lock
+    _tally[:] = [None, None]
+    _tally_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_tally)
 
 
 def _unrecorded(carrier: Any, top: Any, otel: Any, info: tuple) -> Any:
@@ -276,6 +336,10 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
         if ctx is not None and ctx.is_valid:
             if not ctx.trace_flags.sampled:  # so is all of this call: skipped at once below it
                 return _skip(ctx.trace_id, otel, top, count=False)
+            _note_trace(ctx.trace_id)
+            if _state.adaptive > 0 and kind == "call" and not _adaptive_keep(info, _state.adaptive):
+                with _tally_lock:  # counted on a tally that another thread may be closing
+                    return _unrecorded(_tally_for(otel, ctx), top, otel, info)
             f = FastFrame()
             f.trace_id = ctx.trace_id
             f.parent_id = ctx.span_id
@@ -327,7 +391,7 @@ def enter_module(info: tuple) -> Any:
 
 
 def ret(frame: Any, value: Any) -> Any:
-    if frame is not NO_FRAME:
+    if frame is not NO_FRAME and not frame.foreign:  # a foreign frame is never exported
         frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
         frame.has_ret = True
     return value
@@ -494,7 +558,7 @@ def _configure_native() -> None:
         otel_current=_otel_current, parent_of=_parent_of, snapshot=snapshot,
         failed=stats.failed, root_end=lambda: runtime._on_root_end, no_frame=NO_FRAME, sequence=SEQUENCE,
         rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, max_items=DEFAULT_LIMITS.max_items,
-        max_depth=DEFAULT_LIMITS.max_depth, event=_event, ev_yield=EV_YIELD,
+        max_depth=DEFAULT_LIMITS.max_depth, tally_info=TALLY_INFO, event=_event, ev_yield=EV_YIELD,
         ev_resume=EV_RESUME)
 
 
@@ -537,6 +601,7 @@ def _follow_tracemalloc() -> None:
 
 def take_pending() -> tuple[list[FastFrame], int]:
     """Swap out the finished frames (atomic under the GIL); returns them and the drop count."""
+    close_tally()
     state = _state
     frames, state.pending = state.pending, []
     state.events = 0
@@ -580,7 +645,8 @@ class CaptureWorker:
         while not self._stopped:
             self._wake.wait(self.interval_s)
             self._wake.clear()
-            self._drain()
+            if not _state.paused:  # while the program traces allocations, ours would count in them
+                self._drain()
 
     def _drain(self) -> bool:
         with self._lock:

@@ -4,8 +4,10 @@ A new thread starts with an empty context, so without this every call it makes w
 of its own, cut off from the call that started it. :func:`install` makes ``threading.Thread.start``
 and ``concurrent.futures.ThreadPoolExecutor.submit`` carry two values into the thread (or pool
 task): execscope's current call and the OpenTelemetry context, both as they were when the thread was
-started (the task submitted). Nothing else of the context moves, and nothing changes when no
-recorded call is running (the thread runs exactly as before). asyncio needs nothing: a task copies
+started (the task submitted), so its calls join that trace (under a test's or a request's span even
+when the code starting the thread is not recorded, as OpenTelemetry's threading instrumentation
+does). Nothing else of the context moves, and nothing changes when neither a recorded call nor a
+valid OTel span is current (the thread runs exactly as before). asyncio needs nothing: a task copies
 the context it is created in.
 
 Idempotent; :func:`uninstall` restores the originals. Never raises into the program: if the values
@@ -51,15 +53,18 @@ def _in_context(fn: Callable[..., Any], frame: Any, otel_context: Any) -> Callab
 
 
 def _capture() -> tuple[Any, Any] | None:
+    """(current call, OTel context) to carry into a new thread; None when there is neither a
+    recorded call nor a valid OTel span (a test's, a request's) to continue there."""
     frame = current_frame()
-    if frame is None:
-        return None
     try:
-        from opentelemetry import context
+        from opentelemetry import context, trace
 
-        return frame, context.get_current()
+        ctx = context.get_current()
+        if frame is None and not trace.get_current_span(ctx).get_span_context().is_valid:
+            return None
+        return frame, ctx
     except Exception:
-        return frame, None
+        return None if frame is None else (frame, None)
 
 
 def _start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:

@@ -106,7 +106,8 @@ def sql(query: str, cwd: Path, store: str) -> list[dict]:
 
 def record_to_kafka(app: Path, broker: Broker, topic: str, calls: int, pause: float = 0.0, fork: bool = False,
                     level: str = "functions") -> subprocess.CompletedProcess[str]:
-    return cli("run", "--exporter", "kafka", "--kafka", broker.bootstrap, "--topic", topic, "--include", "kapp.work",
+    return cli("run", "--adaptive", "0",
+               "--exporter", "kafka", "--kafka", broker.bootstrap, "--topic", topic, "--include", "kapp.work",
                "--level", level, "--", sys.executable, "-m", "kapp.main", str(calls), str(pause),
                "fork" if fork else "-", cwd=app)
 
@@ -138,7 +139,8 @@ ORDER BY name, node, attrs, events, event_attrs, parent
 
 def test_kafka_path_stores_exactly_what_the_embedded_path_stores(app: Path, kafka_broker: Broker, topic: str) -> None:
     embedded = f"chdb://{app / 'embedded'}"
-    cli("run", "--include", "kapp.work", "--level", "branches", "--store", embedded, "--", sys.executable, "-m",
+    cli("run", "--adaptive", "0",
+        "--include", "kapp.work", "--level", "branches", "--store", embedded, "--", sys.executable, "-m",
         "kapp.main", "40", "0", "fork", cwd=app)
     record_to_kafka(app, kafka_broker, topic, 40, fork=True, level="branches")
     via_kafka = f"chdb://{app / 'via-kafka'}"
@@ -235,7 +237,8 @@ def test_store_failing_for_a_while(app: Path, kafka_broker: Broker, topic: str) 
 def test_broker_restarted_while_the_program_records(app: Path, kafka_broker: Broker, topic: str) -> None:
     calls = 80
     recorder = subprocess.Popen(
-        [*EXECSCOPE, "run", "--exporter", "kafka", "--kafka", kafka_broker.bootstrap, "--topic", topic,
+        [*EXECSCOPE, "run", "--adaptive", "0",
+         "--exporter", "kafka", "--kafka", kafka_broker.bootstrap, "--topic", topic,
          "--include", "kapp.work", "--", sys.executable, "-m", "kapp.main", str(calls), "0.1", "-"],
         cwd=app, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(app)})
@@ -311,7 +314,8 @@ def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str
         {"name": "redact", "keys": ["user"]},
         {"name": "attribute_limits", "max_value_length": 50},
     ]}))
-    cli("run", "--exporter", "kafka", "--kafka", kafka_broker.bootstrap, "--topic", topic, "--include", "kapp.secret",
+    cli("run", "--adaptive", "0",
+        "--exporter", "kafka", "--kafka", kafka_broker.bootstrap, "--topic", topic, "--include", "kapp.secret",
         "--", sys.executable, "-m", "kapp.main", cwd=app)
     store = f"chdb://{app / 'db'}"
     collect(app, kafka_broker, topic, store, "--processors", str(config))

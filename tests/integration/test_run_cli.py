@@ -243,3 +243,44 @@ def test_a_locked_store_is_refused_before_the_program_runs(tmp_path: Path) -> No
     ok = cli("run", "--include", "nothing", "--store", store, "--", sys.executable, "-c",
              f"open({str(marker)!r}, 'w').write('x')", cwd=tmp_path)  # and runs once the owner is gone
     assert marker.exists() and "stored 0 spans" in ok.stderr
+
+
+COUNTED_SQL = ("SELECT sum(toUInt64(v)) AS n FROM otel_traces "
+               "ARRAY JOIN mapValues(mapFilter((k, v) -> k = 'execscope.unrecorded.hot:leaf', SpanAttributes)) AS v")
+
+
+def test_hot_functions_are_sampled_per_test_by_default_and_every_call_is_counted(tmp_path: Path) -> None:
+    (tmp_path / "hot.py").write_text("def leaf(i):\n    return i\n\n"
+                                     "def loop(n):\n    return sum(leaf(i) for i in range(n))\n")
+    (tmp_path / "test_hot.py").write_text(textwrap.dedent('''
+        import threading
+        import hot
+
+        def test_direct():  # called by the (unrecorded) test itself: counted on a tally span
+            assert sum(hot.leaf(i) for i in range(5000)) == sum(range(5000))
+
+        def test_nested():  # below a recorded call: counted on it
+            assert hot.loop(5000) == sum(range(5000))
+
+        def test_thread():  # a thread started under the test's span belongs to its trace
+            t = threading.Thread(target=lambda: [hot.leaf(i) for i in range(3000)])
+            t.start(); t.join()
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    cli("run", "--include", "hot", "--store", store, "--", sys.executable, "-m", "pytest", "-q", "-p",
+        "no:cacheprovider", "-p", "no:randomly", "test_hot.py", cwd=tmp_path)
+    spans = sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'hot.leaf'", tmp_path, store)[0]["n"]
+    counted = sql(COUNTED_SQL, tmp_path, store)[0]["n"]
+    assert spans + counted == 13000  # every call: a span or a count
+    # per test: the first 1000 calls of leaf, then one in 2 until 1000 more are kept, then one in 4
+    assert spans == 2500 + 2500 + 2000
+    per_test = sql("SELECT t.SpanName AS test, count() AS n FROM otel_traces AS s INNER JOIN otel_traces AS t "
+                   "ON t.TraceId = s.TraceId AND t.ParentSpanId = '' WHERE s.SpanName = 'hot.leaf' "
+                   "GROUP BY test ORDER BY test", tmp_path, store)
+    assert [row["test"].split("::")[-1] for row in per_test] == ["test_direct", "test_nested", "test_thread"]
+    assert all(row["n"] >= 1000 for row in per_test)  # the budget restarts with every test
+    store_all = f"chdb://{tmp_path / 'db_all'}"
+    cli("run", "--adaptive", "0", "--include", "hot", "--store", store_all, "--", sys.executable, "-m", "pytest",
+        "-q", "-p", "no:cacheprovider", "test_hot.py", cwd=tmp_path)
+    assert sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'hot.leaf'", tmp_path, store_all) == [
+        {"n": 13000}]

@@ -223,3 +223,42 @@ def test_above_the_buffer_kept_plus_dropped_is_every_call(install, monkeypatch) 
     assert processor.force_flush(10_000)
     assert len(sink.frames) == 500
     assert len(sink.frames) + sink.dropped - dropped_before == n
+
+
+def test_adaptive_sampling_under_application_spans_counts_on_a_tally_and_restarts_per_trace(install) -> None:
+    provider = TracerProvider()
+    processor, sink = install(provider)
+    tracer = provider.get_tracer("app")
+    module = load_rewritten(REC, name="tally_app", file="/src/tally_app.py")
+    fast_capture.set_adaptive(16)
+    try:
+        with tracer.start_as_current_span("test one") as one:
+            for _ in range(3000):  # called by code that is not recorded: no recorded caller
+                module.rec(0)
+            processor.force_flush(5000)  # a tally is exported at every flush, and a new one opened
+            for _ in range(1000):
+                module.rec(0)
+        with tracer.start_as_current_span("test two") as two:
+            for _ in range(500):
+                module.rec(1)
+    finally:
+        fast_capture.set_adaptive(0)
+    assert processor.force_flush(5000)
+    spans = {1: one.get_span_context(), 2: two.get_span_context()}
+    for key, calls in ((1, 4000), (2, 1000)):
+        ctx = spans[key]
+        mine = [f for f in sink.frames if f.trace_id == ctx.trace_id]
+        recorded = [f for f in mine if f.info[1] == "tally_app.rec"]
+        tallies = [f for f in mine if f.info[1] == "execscope.unrecorded"]
+        counted = sum(n for f in mine for n in (f.unrecorded or {}).values())
+        assert len(recorded) + counted == calls  # every call: a span or a count
+        assert 16 <= len(recorded) < calls // 4  # the budget restarted for the second trace
+        assert tallies and all(t.parent_id == ctx.span_id and t.end >= t.start for t in tallies)
+        top = [f for f in recorded if f.parent_id == ctx.span_id]
+        assert all(f.parent_id == ctx.span_id or f.parent_id in {t.span_id for t in top} for f in recorded)
+    assert len([f for f in sink.frames if f.info[1] == "execscope.unrecorded"
+                and f.trace_id == spans[1].trace_id]) == 2  # closed by the flush, then by the next trace
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(processor.encode(sink.frames))
+    names = {s.name for s in request.resource_spans[0].scope_spans[0].spans}
+    assert names == {"tally_app.rec", "execscope.unrecorded"}
