@@ -124,6 +124,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         run_to_kafka,
         script_command,
         spool_path_for,
+        unrecorded_since,
     )
 
     if not include:
@@ -164,7 +165,8 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     try:
         returncode, report = run_recorded(script_command(resolve_python(command), include), options,
                                           open_while_running, lambda store: build_chain(config, store), address)
-        click.echo(describe(report, opened[0], dropped_since(opened[0], report.started_ns)), err=True)
+        click.echo(describe(report, opened[0], dropped_since(opened[0], report.started_ns),
+                            unrecorded_since(opened[0], report.started_ns)), err=True)
     except FileNotFoundError:
         raise click.ClickException(f"command not found: {command[0]}") from None
     except (ConfigError, StoreError) as exc:

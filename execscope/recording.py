@@ -209,13 +209,31 @@ def dropped_since(store: Store, since_ns: int) -> int:
         return 0
 
 
-def describe(report: DrainReport, store: Store, dropped: int = 0) -> str:
+UNRECORDED_SQL = """
+SELECT sum(arraySum(arrayMap(v -> toUInt64OrZero(v),
+    mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.unrecorded.'), SpanAttributes)))))
+FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
+"""
+
+
+def unrecorded_since(store: Store, since_ns: int) -> int:
+    """Calls left out by adaptive sampling (counted on spans, not recorded) in a run's spans."""
+    try:
+        return int(store.query(UNRECORDED_SQL, {"since": since_ns}).rows[0][0] or 0)
+    except Exception:
+        return 0
+
+
+def describe(report: DrainReport, store: Store, dropped: int = 0, unrecorded: int = 0) -> str:
     parts = [f"execscope: stored {report.spans} spans with {report.events} events "
              f"({report.batches} batches) and {report.nodes} nodes of {report.modules} module versions "
              f"in {store.address}"]
+    if unrecorded:
+        parts.append(f"execscope: {unrecorded} more calls of hot functions were counted, not recorded (adaptive "
+                     "sampling; see SpanAttributes['execscope.unrecorded.<node_id>']; --adaptive 0 records every call)")
     if dropped:
-        parts.append(f"execscope: {dropped} calls were not kept (capture buffer full; the program ran faster "
-                     "than spans could be written): see ResourceAttributes['execscope.dropped_spans']")
+        parts.append(f"execscope: {dropped} calls were not kept (the capture buffer was full, or the program was "
+                     "tracing its own allocations with tracemalloc): see ResourceAttributes['execscope.dropped_spans']")
     if report.dead:
         parts.append(f"execscope: {report.dead} unreadable spool files set aside (see <spool>/dead)")
     for error in report.errors[:5]:

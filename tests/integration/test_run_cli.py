@@ -267,8 +267,9 @@ def test_hot_functions_are_sampled_per_test_by_default_and_every_call_is_counted
             t.start(); t.join()
     '''))
     store = f"chdb://{tmp_path / 'db'}"
-    cli("run", "--include", "hot", "--store", store, "--", sys.executable, "-m", "pytest", "-q", "-p",
-        "no:cacheprovider", "-p", "no:randomly", "test_hot.py", cwd=tmp_path)
+    out = cli("run", "--include", "hot", "--store", store, "--", sys.executable, "-m", "pytest", "-q", "-p",
+              "no:cacheprovider", "test_hot.py", cwd=tmp_path)
+    assert "6000 more calls of hot functions were counted, not recorded" in out.stderr
     spans = sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'hot.leaf'", tmp_path, store)[0]["n"]
     counted = sql(COUNTED_SQL, tmp_path, store)[0]["n"]
     assert spans + counted == 13000  # every call: a span or a count
