@@ -6,6 +6,7 @@ range), so a batch retried after a crash adds nothing to query results.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -42,73 +43,102 @@ class ClickHouseWriter:
     def write_module_cpg(self, cpg: ModuleCpg) -> int:
         """Insert one module version's whole CPG (edges, function facts, then nodes) unless stored.
         Returns the number of node rows written. Idempotent: replays are deduplicated by token."""
-        from execscope.instrumentation.cpg import EDGE_COLUMNS, FUNCTION_COLUMNS
-
-        nodes = cpg.nodes
-        version, module = nodes.code_version, nodes.module
-        key = f"{version}:{module}"
-        if key in self.known_versions():
-            return 0
-        if cpg.edges:
-            m = len(cpg.edges)
-            columns: list[list[Any]] = [[version] * m] + [[e[i] for e in cpg.edges] for i in range(5)]
-            self.store.insert_columns("cpg_edges", columns, ("code_version", *EDGE_COLUMNS),
-                                      dedup_token=f"cpg_edges-all-{version}-{module}")
-        if cpg.functions:
-            k = len(cpg.functions)
-            columns = [[f[i] for f in cpg.functions] for i in range(len(FUNCTION_COLUMNS))] + [[version] * k]
-            self.store.insert_columns("cpg_functions", columns, (*FUNCTION_COLUMNS, "code_version"),
-                                      dedup_token=f"cpg_functions-{version}-{module}")
-        if cpg.source:
-            self.store.insert_columns("cpg_sources", [[version], [module], [nodes.file], [cpg.source]],
-                                      ("code_version", "module", "file", "source"),
-                                      dedup_token=f"cpg_sources-{version}-{module}")
-        rows = nodes.nodes
-        n = len(rows)
-        columns = [[getattr(r, c) for r in rows] for c in NODE_COLUMNS]
-        columns += [[version] * n, [module] * n, [nodes.file] * n]
-        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
-                                  dedup_token=f"cpg_nodes-all-{version}-{module}")
-        self.known_versions().add(key)
-        return n
+        return self._write([_cpg_tables(cpg)])
 
     def write_module_nodes(self, doc: dict[str, Any]) -> int:
-        """Store one module version an import hook published: its whole CPG when the source on disk
-        is still that version (the usual case), else its node rows and AST edges only."""
-        version = doc["code_version"]
-        key = f"{version}:{doc['module']}"
-        if key in self.known_versions():
+        """Store one module version an import hook published (see :meth:`write_modules`)."""
+        return self.write_modules([doc])
+
+    def write_modules(self, docs: list[dict[str, Any]]) -> int:
+        """Store module versions import hooks published, each unless stored: its whole CPG when the
+        source on disk is still that version (the usual case), else its node rows and AST edges
+        only. One insert per table for all of them (an insert costs ~20 ms in the embedded engine
+        whatever its size). Returns the number of node rows written."""
+        tables: list[_ModuleRows] = []
+        for doc in docs:
+            key = f"{doc['code_version']}:{doc['module']}"
+            if key in self.known_versions() or any(t.key == key for t in tables):
+                continue
+            cpg = _analyse_published(doc)
+            tables.append(_cpg_tables(cpg) if cpg is not None else _published_tables(doc))
+        return self._write(tables)
+
+    def _write(self, modules: list[_ModuleRows]) -> int:
+        modules = [m for m in modules if m.key not in self.known_versions()]
+        if not modules:
             return 0
-        cpg = _analyse_published(doc)
-        if cpg is not None:
-            return self.write_module_cpg(cpg)
-        fields = doc["fields"]
-        index = {f: i for i, f in enumerate(fields)}
-        rows = doc["nodes"]
-        n = len(rows)
-        order: dict[str, int] = {}
-        src, dst, label = [], [], []
-        for r in rows:
-            parent = r[index["parent_id"]]
-            if parent:
-                src.append(parent)
-                dst.append(r[index["node_id"]])
-                label.append(str(order.setdefault(parent, 0)))
-                order[parent] += 1
-        if src:
-            m = len(src)
-            self.store.insert_columns(
-                "cpg_edges", [[version] * m, src, dst, ["AST"] * m, label, [{}] * m],
-                ("code_version", "src", "dst", "kind", "label", "properties"),
-                dedup_token=f"cpg_edges-ast-{version}-{doc['module']}")
-        # nodes last: a version counts as stored once its nodes are (edges are written first, so a
-        # crash in between leaves nothing half-known; a replay is deduplicated by the tokens)
-        columns: list[list[Any]] = [[r[index[c]] for r in rows] for c in NODE_COLUMNS]
-        columns += [[version] * n, [doc["module"]] * n, [doc["file"]] * n]
-        self.store.insert_columns("cpg_nodes", columns, (*NODE_COLUMNS, "code_version", "module", "file"),
-                                  dedup_token=f"cpg_nodes-{version}-{doc['module']}")
-        self.known_versions().add(key)
-        return n
+        keys = sorted(m.key for m in modules)
+        batch = keys[0] if len(keys) == 1 else hashlib.sha1("\n".join(keys).encode()).hexdigest()
+        # nodes last: a version counts as stored once its nodes are (the other tables are written
+        # first, so a crash in between leaves nothing half-known; a replay is deduplicated by token)
+        for table in ("cpg_edges", "cpg_functions", "cpg_sources", "cpg_nodes"):
+            parts = [m.tables[table] for m in modules if table in m.tables]
+            if not parts:
+                continue
+            names = parts[0][1]
+            columns = [[v for part in parts for v in part[0][i]] for i in range(len(names))]
+            if columns[0]:
+                self.store.insert_columns(table, columns, names, dedup_token=f"{table}-{batch}")
+        self.known_versions().update(keys)
+        return sum(m.nodes for m in modules)
+
+
+class _ModuleRows:
+    """One module version's rows: {table: (columns, column names)}."""
+
+    __slots__ = ("key", "nodes", "tables")
+
+    def __init__(self, key: str, nodes: int, tables: dict[str, tuple[list[list[Any]], tuple[str, ...]]]) -> None:
+        self.key, self.nodes, self.tables = key, nodes, tables
+
+
+def _cpg_tables(cpg: ModuleCpg) -> _ModuleRows:
+    from execscope.instrumentation.cpg import EDGE_COLUMNS, FUNCTION_COLUMNS
+
+    nodes = cpg.nodes
+    version, module = nodes.code_version, nodes.module
+    tables: dict[str, tuple[list[list[Any]], tuple[str, ...]]] = {}
+    m = len(cpg.edges)
+    tables["cpg_edges"] = ([[version] * m] + [[e[i] for e in cpg.edges] for i in range(5)],
+                           ("code_version", *EDGE_COLUMNS))
+    k = len(cpg.functions)
+    tables["cpg_functions"] = ([[f[i] for f in cpg.functions] for i in range(len(FUNCTION_COLUMNS))] + [[version] * k],
+                               (*FUNCTION_COLUMNS, "code_version"))
+    if cpg.source:
+        tables["cpg_sources"] = ([[version], [module], [nodes.file], [cpg.source]],
+                                 ("code_version", "module", "file", "source"))
+    rows = nodes.nodes
+    n = len(rows)
+    columns = [[getattr(r, c) for r in rows] for c in NODE_COLUMNS]
+    tables["cpg_nodes"] = (columns + [[version] * n, [module] * n, [nodes.file] * n],
+                           (*NODE_COLUMNS, "code_version", "module", "file"))
+    return _ModuleRows(f"{version}:{module}", n, tables)
+
+
+def _published_tables(doc: dict[str, Any]) -> _ModuleRows:
+    """Node rows and AST edges of a published module whose source changed since (no analysis)."""
+    version, module = doc["code_version"], doc["module"]
+    index = {f: i for i, f in enumerate(doc["fields"])}
+    rows = doc["nodes"]
+    n = len(rows)
+    order: dict[str, int] = {}
+    src, dst, label = [], [], []
+    for r in rows:
+        parent = r[index["parent_id"]]
+        if parent:
+            src.append(parent)
+            dst.append(r[index["node_id"]])
+            label.append(str(order.setdefault(parent, 0)))
+            order[parent] += 1
+    m = len(src)
+    tables: dict[str, tuple[list[list[Any]], tuple[str, ...]]] = {
+        "cpg_edges": ([[version] * m, src, dst, ["AST"] * m, label, [{}] * m],
+                      ("code_version", "src", "dst", "kind", "label", "properties")),
+        "cpg_nodes": ([[r[index[c]] for r in rows] for c in NODE_COLUMNS] + [[version] * n, [module] * n,
+                                                                            [doc["file"]] * n],
+                      (*NODE_COLUMNS, "code_version", "module", "file")),
+    }
+    return _ModuleRows(f"{version}:{module}", n, tables)
 
 
 def load_module_doc(data: bytes) -> dict[str, Any]:

@@ -105,17 +105,36 @@ class SpoolSource:
         return self.spool.path / "inflight"
 
     def _drain_nodes(self, report: DrainReport) -> None:
+        docs: list[tuple[Path, dict]] = []
         for path in self.spool.pending_nodes():
             try:
-                doc = load_module_doc(path.read_bytes())
-                report.nodes += self.writer.write_module_nodes(doc)
-                report.modules += 1
-            except StoreError as exc:
+                docs.append((path, load_module_doc(path.read_bytes())))
+            except OSError as exc:
                 report.errors.append(f"{path.name}: {exc}")
-                continue  # keep the file for the next drain
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
+            except ValueError as exc:
                 self._dead(path, f"bad node file: {exc}", report)
-                continue
+        if not docs:
+            return
+        try:  # all of them in one insert per table
+            report.nodes += self.writer.write_modules([doc for _, doc in docs])
+        except StoreError as exc:
+            report.errors.append(f"{len(docs)} node files: {exc}")
+            return  # kept for the next drain
+        except (ValueError, KeyError, IndexError, TypeError):
+            for path, doc in docs:  # one of them is malformed: find it
+                try:
+                    report.nodes += self.writer.write_module_nodes(doc)
+                except StoreError as exc:
+                    report.errors.append(f"{path.name}: {exc}")
+                    continue
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    self._dead(path, f"bad node file: {exc}", report)
+                    continue
+                report.modules += 1
+                _unlink(path)
+            return
+        report.modules += len(docs)
+        for path, _ in docs:
             _unlink(path)
 
     def _ingest_batch(self, batch: Path, report: DrainReport) -> None:

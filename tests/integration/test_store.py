@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -155,3 +156,21 @@ def test_one_file_imported_under_two_names_gets_nodes_under_both(tmp_path: Path)
         assert source_.drain().nodes == 3
         ids = {r[0] for r in store.query("SELECT node_id FROM cpg_nodes").rows}
         assert {"pkg.mod:f", "alias.mod:f"} <= ids
+
+
+def test_node_files_of_many_modules_are_stored_together_and_a_bad_one_is_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    for i in range(3):
+        spool.write_nodes(assign_node_ids(f"def f{i}():\n    return {i}\n", f"m{i}", f"/nowhere/m{i}.py"))
+    (spool.path / "cpg" / "0000000000000000-garbage.json").write_text("{not json")
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        report = SpoolSource(spool, store).drain()
+        assert (report.modules, report.dead) == (3, 1)
+        assert {r[0] for r in store.query("SELECT DISTINCT module FROM cpg_nodes").rows} == {"m0", "m1", "m2"}
+        (spool.path / "cpg" / "0000000000000001-shape.json").write_text(json.dumps(
+            {"module": "bad", "file": "/x.py", "code_version": "v", "fields": ["node_id"], "nodes": [[1]]}))
+        spool.write_nodes(assign_node_ids("def g():\n    return 0\n", "m3", "/nowhere/m3.py"))
+        report = SpoolSource(spool, store).drain()  # a malformed document: found by storing one by one
+        assert (report.modules, report.dead) == (1, 1)
+        assert "m3" in {r[0] for r in store.query("SELECT DISTINCT module FROM cpg_nodes").rows}
+        assert spool.pending_nodes() == []
