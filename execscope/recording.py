@@ -117,6 +117,7 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
     spool = Spool(spool_path_for(address if callable(store) else store.address))  # type: ignore[arg-type]
     started_ns = time.time_ns()
     proc = subprocess.Popen(list(command), env=child_environment(options, spool, command))
+    _yield_cpu_to_the_program()
     forwarded = _forward_signals(proc)
     drainer: _Drainer | None = None
     try:
@@ -153,6 +154,22 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
             break
         time.sleep(0.1)
     return returncode, total
+
+
+PARENT_NICENESS = 10
+
+
+def _yield_cpu_to_the_program() -> None:
+    """Lower the priority of this thread, and of the engine's and drainer's threads it starts from
+    now on (Linux: a thread's nice value is its own and threads inherit it), so that storing the
+    recording never takes a core the program could use; the program is started before this."""
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("EXECSCOPE_PARENT_NICE") == "0":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()) + PARENT_NICENESS))
+    except (OSError, AttributeError):
+        pass
 
 
 def run_to_kafka(command: Sequence[str], options: RunOptions) -> int:

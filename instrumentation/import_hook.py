@@ -6,7 +6,10 @@ libraries execscope itself runs on, and it is outside the standard library (unle
 ``stdlib=True``). Everything else is left to the normal import system, untouched.
 
 The rewritten code object is cached next to the normal bytecode, like pytest's assertion rewriting:
-``__pycache__/<name>.<tag>-execscope-<version>-<level>.pyc``, keyed by the source hash.
+``__pycache__/<name>.<tag>-execscope-<version>-<level>.pyc``, keyed by the source hash. When
+``PYTHONDONTWRITEBYTECODE`` asks for source trees to stay untouched, the cache lives in the user
+cache instead (``$XDG_CACHE_HOME/execscope/rewrite/``): rewriting costs several times a compile,
+paid again by every process otherwise.
 
 Errors: a module that cannot be parsed or rewritten is imported unmodified with
 one warning naming it. A module Python itself cannot compile raises exactly what it raised before.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -186,7 +190,7 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             source = importlib.util.decode_source(source_bytes)
             tree, nodes, _stats = rewrite_source(source, fullname, path, level, version)
             code = _compile(tree, path)
-            if self.config.cache and not sys.dont_write_bytecode:
+            if self.config.cache:
                 _write_cache(cache_path, key, code, nodes)
         self.state.instrumented[fullname] = version
         if self.node_sink is not None:
@@ -204,8 +208,12 @@ def _compile(tree: ast.Module, path: str) -> CodeType:
 def _cache_path(source_path: str, level: int) -> str:
     directory, filename = os.path.split(source_path)
     stem = filename.rsplit(".", 1)[0]
-    tag = sys.implementation.cache_tag
-    return os.path.join(directory, "__pycache__", f"{stem}.{tag}-execscope-{__version__}-L{level}.pyc")
+    name = f"{stem}.{sys.implementation.cache_tag}-execscope-{__version__}-L{level}.pyc"
+    if not sys.dont_write_bytecode:
+        return os.path.join(directory, "__pycache__", name)
+    where = hashlib.sha1(os.fsencode(directory)).hexdigest()[:16]
+    user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(user_cache, "execscope", "rewrite", f"{where}-{name}")
 
 
 def _cache_key(version: str, fullname: str, path: str) -> bytes:

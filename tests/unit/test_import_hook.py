@@ -74,6 +74,20 @@ def test_cache_is_written_and_reused(pkg: Path, monkeypatch: pytest.MonkeyPatch)
     assert finder.state.cache_hits == 1 and mod.double(2) == 4
 
 
+def test_without_bytecode_writing_the_cache_is_in_the_user_cache(pkg: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE: source trees untouched
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    finder = instrument(["hookpkg.core"], level="branches")
+    import hookpkg.core  # noqa: F401
+
+    assert not (pkg / "hookpkg" / "__pycache__").exists()
+    assert len(list((tmp_path / "user-cache" / "execscope" / "rewrite").glob("*-core.*-execscope-*-L2.pyc"))) == 1
+    del sys.modules["hookpkg.core"]
+    importlib.import_module("hookpkg.core")
+    assert finder.state.cache_hits == 1
+
+
 def test_never_execscope_dependencies_or_stdlib(tmp_path: Path) -> None:
     finder = InstrumentingFinder(HookConfig(include=["*"]))
     assert not finder.wants("execscope.instrumentation.runtime")
