@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import execscope
-from execscope.collector.processors import ProcessorChain
-from execscope.collector.spool_source import DrainReport, SpoolSource
 from execscope.instrumentation import process_bootstrap as pb
 from execscope.instrumentation.spool import Spool
 from execscope.storage.store import Store, StoreAddress
+
+if TYPE_CHECKING:  # loaded once the program runs (see run_recorded)
+    from execscope.collector.processors import ProcessorChain
+    from execscope.collector.spool_source import DrainReport, SpoolSource
 
 BOOTSTRAP_DIR = str(Path(execscope.__file__).resolve().parent / "bootstrap")
 DRAIN_INTERVAL_S = 0.5
@@ -85,6 +88,8 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
 
 class _Drainer(threading.Thread):
     def __init__(self, source: SpoolSource) -> None:
+        from execscope.collector.spool_source import DrainReport
+
         super().__init__(name="execscope-drain", daemon=True)
         self.source = source
         self.report = DrainReport()
@@ -120,6 +125,8 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
     _yield_cpu_to_the_program()
     forwarded = _forward_signals(proc)
     drainer: _Drainer | None = None
+    from execscope.collector.spool_source import SpoolSource  # now that the program is running
+
     try:
         if callable(store):
             try:

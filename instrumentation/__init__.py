@@ -15,14 +15,23 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from execscope.instrumentation import import_hook, runtime
-from execscope.instrumentation.import_hook import HookConfig, InstrumentingFinder, NodeSink
-from execscope.instrumentation.runtime import LEVELS
+if TYPE_CHECKING:
+    from execscope.instrumentation.import_hook import InstrumentingFinder, NodeSink
 
 __all__ = ["instrument", "uninstrument", "LEVELS"]
 _log = logging.getLogger("execscope")
+
+
+def __getattr__(name: str) -> Any:
+    # The rewriter and the runtime load on first use: processes that only need a submodule (the
+    # `execscope run` parent reads spool names and environment variables) start faster.
+    if name == "LEVELS":
+        from execscope.instrumentation.runtime import LEVELS
+
+        return LEVELS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: str = "functions",
@@ -33,6 +42,10 @@ def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: st
     Idempotent: a second call replaces the first configuration. Raises ``ValueError`` for an unknown
     ``level``. ``node_sink`` receives every rewritten module's node rows (e.g. a spool writer).
     """
+    from execscope.instrumentation import import_hook, runtime
+    from execscope.instrumentation.import_hook import HookConfig
+    from execscope.instrumentation.runtime import LEVELS
+
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
     if tracer_provider is None:
@@ -54,5 +67,7 @@ def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: st
 
 def uninstrument() -> None:
     """Stop rewriting new imports and stop recording. Idempotent."""
+    from execscope.instrumentation import import_hook, runtime
+
     import_hook.uninstall()
     runtime.deactivate()

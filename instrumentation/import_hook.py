@@ -35,7 +35,6 @@ from pathlib import Path
 from types import CodeType, ModuleType
 
 from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, code_version_of
-from execscope.instrumentation.rewriter import rewrite_source
 from execscope.instrumentation.spool import write_atomic
 
 from execscope import __version__
@@ -187,8 +186,10 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             nodes = ModuleNodes(module=fullname, file=path, code_version=version,
                                 nodes=[NodeInfo(*row) for row in rows])
         else:
+            from execscope.instrumentation import rewriter  # not needed on cache hits
+
             source = importlib.util.decode_source(source_bytes)
-            tree, nodes, _stats = rewrite_source(source, fullname, path, level, version)
+            tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version)
             code = _compile(tree, path)
             if self.config.cache:
                 _write_cache(cache_path, key, code, nodes)

@@ -203,8 +203,9 @@ def _flush_at_exit() -> None:
 
 def _flush_soon() -> None:
     # a multiprocessing worker may be terminated as soon as its task returns; a Kafka child's first
-    # flush also connects (metadata, producer id), which takes a few hundred ms on a busy machine
-    _flush(5.0 if _kafka is not None else 1.0)
+    # flush also connects (metadata, API versions, producer id): a few hundred ms, but seconds on a
+    # loaded machine (seen: both pool workers of a test losing their spans at 5 s)
+    _flush(15.0 if _kafka is not None else 1.0)
 
 
 def _flush_forked_multiprocessing_children() -> None:

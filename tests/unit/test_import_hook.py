@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from execscope.instrumentation import import_hook, instrument, uninstrument
+from execscope.instrumentation import instrument, rewriter, uninstrument
 from execscope.instrumentation.import_hook import ExecscopeWarning, HookConfig, InstrumentingFinder
 
 
@@ -103,7 +103,7 @@ def test_failed_rewrite_imports_unmodified_with_one_warning(pkg: Path, monkeypat
     def explode(*args, **kwargs):
         raise RuntimeError("rewrite failed")
 
-    monkeypatch.setattr(import_hook, "rewrite_source", explode)
+    monkeypatch.setattr(rewriter, "rewrite_source", explode)
     instrument(["hookpkg.core"], cache=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -114,7 +114,7 @@ def test_failed_rewrite_imports_unmodified_with_one_warning(pkg: Path, monkeypat
 
 
 def test_warning_never_raises_even_when_warnings_are_errors(pkg: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(import_hook, "rewrite_source", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(rewriter, "rewrite_source", lambda *a, **k: 1 / 0)
     instrument(["hookpkg.core"], cache=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
