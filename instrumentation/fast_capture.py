@@ -599,6 +599,16 @@ def _follow_tracemalloc() -> None:
     _state.paused = tracemalloc.is_tracing()
 
 
+def stop_new_calls() -> None:
+    """Record no call that starts from now on; calls under way still finish and are exported.
+
+    Called when the interpreter exits: threads still running then (daemon threads, say) would
+    otherwise fill the buffer as fast as the final flush empties it, and the flush would never end.
+    """
+    runtime._set_gate(runtime.GATE_OFF)
+    _state.paused = True  # the pure-Python core has no gate: its enter hooks check this
+
+
 def take_pending() -> tuple[list[FastFrame], int]:
     """Swap out the finished frames (atomic under the GIL); returns them and the drop count."""
     close_tally()
@@ -648,8 +658,10 @@ class CaptureWorker:
             if not _state.paused:  # while the program traces allocations, ours would count in them
                 self._drain()
 
-    def _drain(self) -> bool:
-        with self._lock:
+    def _drain(self, timeout_s: float = -1) -> bool:
+        if not self._lock.acquire(timeout=timeout_s):  # the worker's drain did not end in time
+            return False
+        try:
             frames, dropped = take_pending()
             if not frames:
                 return True
@@ -660,13 +672,14 @@ class CaptureWorker:
                 _state.dropped += len(frames)
                 stats.failed(exc)
                 return False
+        finally:
+            self._lock.release()
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        ok = self._drain()
-        while _state.pending and time.monotonic() < deadline:
-            ok = self._drain() and ok
-        return ok and not _state.pending
+        """Export every frame finished before this call. Frames other threads finish meanwhile are
+        left for the next drain: a thread that keeps calling recorded functions (a daemon thread at
+        interpreter exit, say) must not keep the flush chasing it."""
+        return self._drain(max(0.0, timeout_s))
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         if self._stopped:

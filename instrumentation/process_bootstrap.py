@@ -187,6 +187,10 @@ def _flush(timeout_s: float = 5.0) -> None:
 
 
 def _flush_at_exit() -> None:
+    if _processor is not None:  # what the program's threads still call while it exits is not kept
+        from execscope.instrumentation import fast_capture
+
+        fast_capture.stop_new_calls()
     timeout = 5.0
     if _kafka is not None:
         try:

@@ -285,3 +285,30 @@ def test_hot_functions_are_sampled_per_test_by_default_and_every_call_is_counted
         "-q", "-p", "no:cacheprovider", "test_hot.py", cwd=tmp_path)
     assert sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'hot.leaf'", tmp_path, store_all) == [
         {"n": 13000}]
+
+
+def test_exit_with_a_thread_still_recording_is_bounded_and_keeps_what_was_flushed(tmp_path: Path) -> None:
+    # The interpreter shuts down while a daemon thread calls recorded functions as fast as it can:
+    # the final flush must not chase it forever (timeout = hang) and the exit code is the program's.
+    (tmp_path / "busy.py").write_text(textwrap.dedent('''
+        import sys, threading, time
+        def work(i):
+            return i * 2
+        def spin():
+            i = 0
+            while True:
+                work(i)
+                i += 1
+        def main():
+            threading.Thread(target=spin, daemon=True).start()
+            time.sleep(0.5)
+            return 7
+        sys.exit(main())
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    proc = cli("run", "--include", "busy", "--adaptive", "0", "--store", store, "--", sys.executable, "busy.py",
+               cwd=tmp_path, check=False, timeout=60, env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 7, proc.stderr
+    rows = sql("SELECT SpanName, count() AS n FROM otel_traces GROUP BY SpanName ORDER BY SpanName", tmp_path, store)
+    names = {r["SpanName"]: r["n"] for r in rows}
+    assert names.get("busy.main") == 1 and names.get("busy.work", 0) > 100, rows
