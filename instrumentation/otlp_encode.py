@@ -25,12 +25,11 @@ from execscope.instrumentation.fast_capture import (
 )
 from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION, format_stack
 from execscope.instrumentation.values import DEFAULT_LIMITS, REDACTED, SECRET_NAME, ReprLimits, capture
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 _EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
                 EV_YIELD: "execscope.yield", EV_RESUME: "execscope.resume"}
-_INTERNAL = Span.SpanKind.SPAN_KIND_INTERNAL
-_ERROR = Status.StatusCode.STATUS_CODE_ERROR
+_INTERNAL = 1  # Span.SpanKind.SPAN_KIND_INTERNAL (opentelemetry-proto; not imported: start-up)
+_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 
 
 def render(name: str, value: Any, limits: ReprLimits = DEFAULT_LIMITS) -> str:

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Sequence
 
 from execscope.instrumentation.spool import Spool
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -30,6 +29,10 @@ class SpoolSpanExporter(SpanExporter):
         if self._shutdown or not spans:
             return SpanExportResult.SUCCESS if not spans else SpanExportResult.FAILURE
         try:
+            # loaded on the first export: most recorded programs make no SDK spans of their own,
+            # and opentelemetry-proto costs every recording process ~20 ms to import
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
             payload = encode_spans(spans).SerializeToString()
         except Exception:
             self.failed_spans += len(spans)
