@@ -308,9 +308,17 @@ static PyTypeObject FrameType = {
  * nearest such frame instead of the helper. tl_frame is held by the variable or by a running
  * call's local; the other pointers are compared, never dereferenced. */
 static uint64_t g_epoch = 1;
-static _Thread_local PyThreadState *tl_ts;
-static _Thread_local uint64_t tl_id, tl_ver, tl_epoch;
-static _Thread_local PyObject *tl_value, *tl_frame;
+/* initial-exec: read at a fixed offset from the thread pointer, not through __tls_get_addr (these
+ * 48 bytes fit glibc's static TLS surplus kept for dlopen'ed modules; if they ever did not, the
+ * import fails and the pure-Python core runs, with the reason logged) */
+#if defined(__GNUC__) && defined(__ELF__)
+#define TLS_FAST __attribute__((tls_model("initial-exec")))
+#else
+#define TLS_FAST
+#endif
+static _Thread_local PyThreadState *tl_ts TLS_FAST;
+static _Thread_local uint64_t tl_id TLS_FAST, tl_ver TLS_FAST, tl_epoch TLS_FAST;
+static _Thread_local PyObject *tl_value TLS_FAST, *tl_frame TLS_FAST;
 
 static inline void cache_thread(PyThreadState *ts, PyObject *value) {
     tl_ts = ts;
@@ -320,9 +328,13 @@ static inline void cache_thread(PyThreadState *ts, PyObject *value) {
     tl_value = value;
 }
 
+static inline int cache_valid(PyThreadState *ts) {
+    return ts == tl_ts && ts->id == tl_id && ts->context_ver == tl_ver && tl_epoch == g_epoch;
+}
+
 static PyObject *current_frame(void) { /* borrowed; NULL on error */
     PyThreadState *ts = PyThreadState_Get();
-    if (ts == tl_ts && ts->id == tl_id && ts->context_ver == tl_ver && tl_epoch == g_epoch)
+    if (cache_valid(ts))
         return tl_frame;
     PyObject *v = NULL;
     if (PyContextVar_Get(g_current, Py_None, &v) < 0)
@@ -386,7 +398,8 @@ static int g_gate_mode; /* 0: nothing records; 1: every call is offered to the c
 static int gate_bool(PyObject *self) {
     if (g_gate_mode != 2 || g_current == NULL)
         return g_gate_mode != 0;
-    PyObject *top = current_frame();
+    /* every call of a sampled-out trace comes here: the cache hit is inlined */
+    PyObject *top = cache_valid(PyThreadState_Get()) ? tl_frame : current_frame();
     if (top == NULL) {
         PyErr_Clear();
         return 1;
