@@ -16,7 +16,21 @@
  * failure is handed to the ``failed`` callback and the call is not recorded) and never block.
  */
 #define PY_SSIZE_T_CLEAN
+#include <patchlevel.h>
+/* On CPython 3.11 the running thread state is read with one load, as CPython itself does
+ * (_PyThreadState_GET, an internal header), instead of a call into libpython: the gate does it at
+ * every call of a sampled-out trace. Other versions, or EXECSCOPE_NO_INTERNAL, use the public call. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(EXECSCOPE_NO_INTERNAL)
+#define Py_BUILD_CORE_MODULE 1
+#define EXECSCOPE_FAST_TSTATE 1
+#endif
 #include <Python.h>
+#ifdef EXECSCOPE_FAST_TSTATE
+#include "internal/pycore_pystate.h"
+#define FAST_TSTATE() _PyThreadState_GET()
+#else
+#define FAST_TSTATE() PyThreadState_Get()
+#endif
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
@@ -333,7 +347,7 @@ static inline int cache_valid(PyThreadState *ts) {
 }
 
 static PyObject *current_frame(void) { /* borrowed; NULL on error */
-    PyThreadState *ts = PyThreadState_Get();
+    PyThreadState *ts = FAST_TSTATE();
     if (cache_valid(ts))
         return tl_frame;
     PyObject *v = NULL;
@@ -399,7 +413,7 @@ static int gate_bool(PyObject *self) {
     if (g_gate_mode != 2 || g_current == NULL)
         return g_gate_mode != 0;
     /* every call of a sampled-out trace comes here: the cache hit is inlined */
-    PyObject *top = cache_valid(PyThreadState_Get()) ? tl_frame : current_frame();
+    PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
     if (top == NULL) {
         PyErr_Clear();
         return 1;
