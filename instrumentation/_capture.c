@@ -319,8 +319,10 @@ static PyTypeObject FrameType = {
  * another context while running: module bodies, ``async def`` frames (their info tuple carries a
  * true 7th item) and resumed generators while the variable holds them. A context copied while a
  * synchronous call runs (a task created by a plain helper function) therefore starts under the
- * nearest such frame instead of the helper. tl_frame is held by the variable or by a running
- * call's local; the other pointers are compared, never dereferenced. */
+ * nearest such frame instead of the helper. tl_frame holds a reference: a call whose ``leave`` never
+ * ran (CPython raises RecursionError when it calls a C function too deep, before the function runs)
+ * must not leave a freed frame current; the other pointers are compared, never dereferenced. A
+ * thread that ends keeps its last reference (usually None). */
 static uint64_t g_epoch = 1;
 /* initial-exec: read at a fixed offset from the thread pointer, not through __tls_get_addr (these
  * 48 bytes fit glibc's static TLS surplus kept for dlopen'ed modules; if they ever did not, the
@@ -353,9 +355,10 @@ static PyObject *current_frame(void) { /* borrowed; NULL on error */
     PyObject *v = NULL;
     if (PyContextVar_Get(g_current, Py_None, &v) < 0)
         return NULL;
-    Py_DECREF(v); /* held by the context */
     cache_thread(ts, v);
-    tl_frame = v;
+    PyObject *old = tl_frame;
+    tl_frame = v; /* our reference; the context holds another, so v outlives the release below */
+    Py_XDECREF(old);
     return v;
 }
 
@@ -369,7 +372,10 @@ static int set_frame(PyObject *value, int real) {
         Py_DECREF(token);
         cache_thread(PyThreadState_Get(), value);
     }
+    PyObject *old = tl_frame;
+    Py_INCREF(value);
     tl_frame = value;
+    Py_XDECREF(old);
     return 0;
 }
 
@@ -652,16 +658,20 @@ static FrameObject *tally_for(PyObject *otel, uint64_t hi, uint64_t lo, uint64_t
 static PyObject *start_unrecorded(FrameObject *carrier, PyObject *top, PyObject *otel, PyObject *info,
                                   PyObject *kind) {
     FrameObject *f = NULL;
-    if (count_unrecorded(carrier, info) < 0 || (f = PyObject_New(FrameObject, &FrameType)) == NULL)
+    /* ``carrier`` may be borrowed (the tally): allocating below can run Python code (finalizers of a
+     * collection), other threads with it, and the capture worker may close the tally and free it */
+    Py_INCREF(carrier);
+    if (count_unrecorded(carrier, info) < 0 || (f = PyObject_New(FrameObject, &FrameType)) == NULL) {
+        Py_DECREF(carrier);
         goto error;
+    }
     memset((char *)f + sizeof(PyObject), 0, sizeof(FrameObject) - sizeof(PyObject));
     f->counting = f->foreign = 1;
     Py_INCREF(info);
     f->info = info;
     f->trace_hi = carrier->trace_hi;
     f->trace_lo = carrier->trace_lo;
-    Py_INCREF(carrier);
-    f->counted_in = (PyObject *)carrier;
+    f->counted_in = (PyObject *)carrier; /* our reference */
     f->anchor = otel;
     f->outer = top;
     if (current_frame() == NULL || set_frame((PyObject *)f, needs_context(info, kind)) < 0) {

@@ -269,10 +269,12 @@ def _limits() -> ReprLimits:
 
 
 def _not_an_error(exc: BaseException) -> bool:
-    if isinstance(exc, GeneratorExit):
+    t = type(exc)  # not isinstance: that may ask the object for its __class__ (program code)
+    if issubclass(t, GeneratorExit):
         return True
-    if isinstance(exc, SystemExit):
-        return exc.code is None or exc.code == 0
+    if issubclass(t, SystemExit):
+        code = SystemExit.code.__get__(exc)  # type: ignore[attr-defined]
+        return code is None or code == 0
     return False
 
 
@@ -286,7 +288,7 @@ def exception_entries(exc: BaseException, caller: Any) -> tuple[int, tuple[tuple
     inwards as (file, line, function), the innermost ``_STACK_LIMIT`` kept. Cheap: no source lines
     are read here (see :func:`format_stack`)."""
     line = caller.f_lineno
-    tb = exc.__traceback__
+    tb = BaseException.__traceback__.__get__(exc)  # not exc.__traceback__: no program code runs
     while tb is not None and tb.tb_frame is not caller:
         tb = tb.tb_next
     entries = []

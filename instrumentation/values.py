@@ -45,6 +45,13 @@ _C_REPR_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.M
                  else types.WrapperDescriptorType)
 
 
+# Values are examined through their type only: ``isinstance`` falls back to ``value.__class__`` and
+# ``value.args`` runs the object's own ``__getattribute__``, which a program may have hooked (tracing
+# proxies, lazy objects): rendering a value must never run the program's code.
+_EXC_ARGS = BaseException.args.__get__  # type: ignore[attr-defined]
+_MODULE_GETATTR = types.ModuleType.__getattribute__
+
+
 def _type_name(t: type) -> str:
     module = getattr(t, "__module__", "") or ""
     qualname = getattr(t, "__qualname__", t.__name__)
@@ -88,8 +95,8 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
             return _render_container(value, t, limits, depth, budget, seen)
         finally:
             seen.discard(id(value))
-    if isinstance(value, _CONTAINERS):  # subclasses: namedtuple, OrderedDict, Counter, user types
-        base: Any = next(b for b in _CONTAINERS if isinstance(value, b))
+    if issubclass(t, _CONTAINERS):  # subclasses: namedtuple, OrderedDict, Counter, user types
+        base: Any = next(b for b in _CONTAINERS if issubclass(t, b))
         if depth >= limits.max_depth or id(value) in seen:
             return f"<{_type_name(t)} of {base.__len__(value)}>"
         seen.add(id(value))
@@ -105,14 +112,14 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
             seen.discard(id(value))
     if t is collections.deque:
         return f"deque({_render_container(list(value), list, limits, depth, budget, seen)})"
-    if isinstance(value, type):
+    if issubclass(t, type):
         return f"<class '{_type_name(value)}'>"
-    if isinstance(value, (types.FunctionType, types.MethodType)):
+    if issubclass(t, (types.FunctionType, types.MethodType)):
         return f"<function {getattr(value, '__qualname__', '?')}>"
-    if isinstance(value, types.ModuleType):
-        return f"<module '{value.__name__}'>"
-    if isinstance(value, BaseException):
-        return f"{_type_name(t)}({_render(value.args, limits, depth + 1, budget, seen)[1:-1].rstrip(',')})"
+    if issubclass(t, types.ModuleType):
+        return f"<module '{_MODULE_GETATTR(value, '__name__')}'>"
+    if issubclass(t, BaseException):
+        return f"{_type_name(t)}({_render(_EXC_ARGS(value), limits, depth + 1, budget, seen)[1:-1].rstrip(',')})"
     r = getattr(t, "__repr__", None)
     if limits.user_repr or (isinstance(r, _C_REPR_TYPES) and r is not object.__repr__
                             and not hasattr(t, "__iter__")):
@@ -211,7 +218,7 @@ def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -
     """The message of an exception without running user ``__str__`` code unless allowed."""
     try:
         if limits.user_repr or type(exc).__str__ is BaseException.__str__ or type(exc).__module__ == "builtins":
-            args = exc.args
+            args = _EXC_ARGS(exc)
             if len(args) == 1 and type(args[0]) is str:
                 msg = args[0]
             elif not args:
@@ -221,7 +228,7 @@ def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -
             else:
                 msg = safe_repr(args[0] if len(args) == 1 else args, limits)
         else:
-            msg = safe_repr(exc.args, limits)
+            msg = safe_repr(_EXC_ARGS(exc), limits)
         return msg if len(msg) <= limits.max_chars * 4 else msg[: limits.max_chars * 4] + "…"
     except Exception:
         return "<message unavailable>"

@@ -137,3 +137,41 @@ def test_the_pure_python_core_passes_the_same_capture_tests() -> None:
     probe = subprocess.run([sys.executable, "-c", "from execscope.instrumentation import fast_capture as f; "
                             "print(f.CORE, '|', f.CORE_REASON)"], env=env, capture_output=True, text=True)
     assert probe.stdout.strip() == "python | turned off by EXECSCOPE_NATIVE"
+
+
+RECURSION_SCRIPT = '''
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+from execscope.instrumentation import fast_capture
+from tests.conftest import load_rewritten
+
+fast_capture.activate()
+module = load_rewritten("""
+def dive(n):
+    return dive(n + 1)
+
+def leaf(x):
+    return [x]
+
+def after(n):
+    return [leaf(i) for i in range(n)]
+""", "functions", name="deep")
+for _ in range(20):
+    try:
+        module.dive(0)  # RecursionError: CPython refuses a hook call before it runs, leave included
+    except RecursionError:
+        pass
+    gc.collect()
+    module.after(50)    # allocations reuse whatever the frames of dive left behind
+    fast_capture.take_pending()
+print("ok")
+'''
+
+
+def test_a_recursion_limit_inside_recorded_calls_leaves_no_freed_frame_current() -> None:
+    # The thread's current-frame cache once kept a borrowed pointer to a frame whose leave() never
+    # ran: the next call wrote through it into freed memory (seen on boltons' wrap_trace tests).
+    # PYTHONMALLOC=debug turns such a write into a certain abort.
+    proc = subprocess.run([sys.executable, "-c", RECURSION_SCRIPT, str(ROOT)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONMALLOC": "debug"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -5,9 +5,17 @@ from __future__ import annotations
 import collections
 import datetime
 import decimal
+import sys
 import time
 
-from execscope.instrumentation.values import REDACTED, ReprLimits, capture, exception_message, safe_repr
+from execscope.instrumentation.values import (
+    REDACTED,
+    ReprLimits,
+    capture,
+    exception_message,
+    python_repr,
+    safe_repr,
+)
 
 
 class RaisingRepr:
@@ -93,3 +101,57 @@ def test_exception_messages_do_not_run_user_str() -> None:
     assert exception_message(ValueError("plain")) == "plain"
     assert "RaisingRepr object" in exception_message(KeyError(RaisingRepr()))
     assert exception_message(Custom("a")) == "('a',)"
+
+
+class _Touched:
+    count = 0
+
+
+class HookedProxy:
+    """A tracing proxy: every attribute read (``__class__`` included) runs program code."""
+
+    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+        _Touched.count += 1
+        return object.__getattribute__(self, name)
+
+
+class HookedDict(dict):
+    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+        _Touched.count += 1
+        return dict.__getattribute__(self, name)
+
+
+class HookedError(Exception):
+    def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+        _Touched.count += 1
+        return Exception.__getattribute__(self, name)
+
+
+def test_rendering_never_reads_the_values_own_attributes() -> None:
+    # isinstance() asks an object of another type for its __class__, and exc.args goes through the
+    # object's __getattribute__: both would run the program's hooks (boltons' wrap_trace recursed)
+    import types
+
+    from execscope.instrumentation.runtime import _not_an_error, exception_entries
+
+    class HookedModule(types.ModuleType):
+        def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+            _Touched.count += 1
+            return types.ModuleType.__getattribute__(self, name)
+
+    _Touched.count = 0
+    values = [HookedProxy(), HookedDict(a=1), HookedError("boom", 2), HookedModule("hooked"),
+              [HookedProxy(), (HookedDict(),)], {"k": HookedError()}]
+    texts = [safe_repr(v) for v in values]
+    assert [python_repr(v) for v in values] == texts  # the Python renderer (C renders builtins)
+    try:
+        raise HookedError("raised")
+    except HookedError as exc:
+        message = exception_message(exc)
+        assert _not_an_error(exc) is False
+        line, entries = exception_entries(exc, sys._getframe())
+    assert _Touched.count == 0
+    assert texts[1] == "HookedDict({'a': 1})"
+    assert texts[2] == "tests.unit.test_values.HookedError('boom', 2)"
+    assert texts[3] == "<module 'hooked'>" and "HookedProxy object at 0x" in texts[0]
+    assert message == "raised" and entries and line > 0
