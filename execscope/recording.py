@@ -147,6 +147,7 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
             drainer.join()
         _restore_signals(forwarded)
     total.add(drainer.report)
+    _say_backlog(spool)
     deadline = time.monotonic() + 30
     while True:  # children may still be flushing their last batches
         try:
@@ -161,6 +162,27 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
             break
         time.sleep(0.1)
     return returncode, total
+
+
+BACKLOG_NOTICE_BATCHES = 8
+
+
+def _say_backlog(spool: Spool) -> None:
+    """Say so when the program has ended with much still to store (a statement-level recording of a
+    busy program can outrun the engine): storing it can take a while, and silence looks like a hang."""
+    from execscope.instrumentation.spool import batch_counts
+
+    pending = spool.pending_batches()
+    if len(pending) < BACKLOG_NOTICE_BATCHES:
+        return
+    spans = events = 0
+    for path in pending:
+        counts = batch_counts(path)
+        if counts is not None:
+            spans, events = spans + counts[0], events + counts[1]
+    sys.stderr.write(f"execscope: the program has ended; storing what it recorded faster than it could be "
+                     f"stored: {len(pending)} batches, {spans} spans, {events} events...\n")
+    sys.stderr.flush()
 
 
 PARENT_NICENESS = 10

@@ -312,3 +312,18 @@ def test_exit_with_a_thread_still_recording_is_bounded_and_keeps_what_was_flushe
     rows = sql("SELECT SpanName, count() AS n FROM otel_traces GROUP BY SpanName ORDER BY SpanName", tmp_path, store)
     names = {r["SpanName"]: r["n"] for r in rows}
     assert names.get("busy.main") == 1 and names.get("busy.work", 0) > 100, rows
+
+
+def test_a_backlog_left_when_the_program_ends_is_announced(tmp_path: Path, capsys) -> None:
+    from execscope.instrumentation.spool import Spool
+    from execscope.recording import BACKLOG_NOTICE_BATCHES, _say_backlog
+
+    spool = Spool(tmp_path / "spool")
+    for _ in range(BACKLOG_NOTICE_BATCHES - 1):
+        spool.write_batch(b"", 2048, 10)
+    _say_backlog(spool)
+    assert capsys.readouterr().err == ""  # a few batches: stored at once, nothing to say
+    spool.write_batch(b"", 100, 1)
+    _say_backlog(spool)
+    err = capsys.readouterr().err
+    assert f"{BACKLOG_NOTICE_BATCHES} batches, {2048 * 7 + 100} spans, 71 events" in err
