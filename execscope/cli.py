@@ -89,6 +89,10 @@ def main() -> None:
               help="Per-node adaptive sampling: in each trace (a test, a request) each function's first N calls "
                    "are recorded, then one in 2, 4, ... (calls left out are counted exactly, on their recorded "
                    "caller or on an `execscope.unrecorded` span). 0: record every call. Env: EXECSCOPE_ADAPTIVE.")
+@click.option("--max-spool-mb", "max_spool_mb", type=click.FloatRange(min=0), default=1024, show_default=True,
+              envvar="EXECSCOPE_MAX_SPOOL_MB",
+              help="When the program records faster than it can be stored, at most this much waits in the spool; "
+                   "further batches are dropped and counted (0: no limit). Env: EXECSCOPE_MAX_SPOOL_MB.")
 @click.option("--exporter", type=click.Choice(["spool", "kafka"]), default="spool", show_default=True,
               help="spool: this process writes the store while the program runs. kafka: every process sends "
                    "OTLP to --kafka (store it with `execscope collect`).")
@@ -98,7 +102,8 @@ def main() -> None:
 @PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
-        sample_ratio: float, max_events_per_s: int, adaptive_budget: int, exporter: str, kafka_bootstrap: str,
+        sample_ratio: float, max_events_per_s: int, adaptive_budget: int, max_spool_mb: float, exporter: str,
+        kafka_bootstrap: str,
         topic: str, processors_file: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
@@ -161,7 +166,8 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         return opened[0]
 
     options = RunOptions(include=include, exclude=exclude, level=level, service=service, sample=sample_ratio,
-                         max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
+                         max_events_per_s=max_events_per_s, adaptive=adaptive_budget,
+                         max_spool_mb=max_spool_mb)
     try:
         returncode, report = run_recorded(script_command(resolve_python(command), include), options,
                                           open_while_running, lambda store: build_chain(config, store), address)

@@ -46,6 +46,7 @@ class RunOptions:
     sample: float = 1.0       # head sampling ratio of new traces
     max_events_per_s: int = 0  # event budget (0: none)
     adaptive: int = 0          # per-node adaptive sampling budget (0: every call)
+    max_spool_mb: float = pb.MAX_SPOOL_MB  # waiting in the spool beyond this: dropped, counted (0: none)
 
 
 def spool_path_for(address: StoreAddress) -> Path:
@@ -81,6 +82,7 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
         env[pb.ENV_ADAPTIVE] = str(options.adaptive)
     else:
         env.pop(pb.ENV_ADAPTIVE, None)
+    env[pb.ENV_MAX_SPOOL_MB] = repr(options.max_spool_mb)
     env[pb.ENV_SERVICE] = options.service or Path(command[0]).name
     env["PYTHONPATH"] = os.pathsep.join(p for p in (BOOTSTRAP_DIR, env.get("PYTHONPATH", "")) if p)
     return env
@@ -278,8 +280,9 @@ def describe(report: DrainReport, store: Store, dropped: int = 0, unrecorded: in
         parts.append(f"execscope: {unrecorded} more calls of hot functions were counted, not recorded (adaptive "
                      "sampling; see SpanAttributes['execscope.unrecorded.<node_id>']; --adaptive 0 records every call)")
     if dropped:
-        parts.append(f"execscope: {dropped} calls were not kept (the capture buffer was full, or the program was "
-                     "tracing its own allocations with tracemalloc): see ResourceAttributes['execscope.dropped_spans']")
+        parts.append(f"execscope: {dropped} calls were not kept (the capture buffer was full, more than --max-spool-mb "
+                     "waited in the spool, or the program was tracing its own allocations with tracemalloc): see "
+                     "ResourceAttributes['execscope.dropped_spans']")
     if report.dead:
         parts.append(f"execscope: {report.dead} unreadable spool files set aside (see <spool>/dead)")
     for error in report.errors[:5]:

@@ -18,6 +18,7 @@ environment:
 ``EXECSCOPE_ADAPTIVE`` per-node adaptive sampling budget (default 0: every call recorded)
 ``EXECSCOPE_SERVICE``  ``service.name`` of the resource
 ``EXECSCOPE_FLUSH_MS`` batch delay in milliseconds (bounds what a crash can lose; default 500)
+``EXECSCOPE_MAX_SPOOL_MB`` batches waiting to be stored beyond this are dropped and counted (default 1024; 0: none)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 from typing import Any
 
 ENV_SPOOL = "EXECSCOPE_SPOOL"
@@ -40,6 +42,8 @@ ENV_EXPORTER = "EXECSCOPE_EXPORTER"
 ENV_KAFKA = "EXECSCOPE_KAFKA"
 ENV_KAFKA_TOPIC = "EXECSCOPE_KAFKA_TOPIC"
 ENV_KAFKA_EXIT_FLUSH_S = "EXECSCOPE_KAFKA_EXIT_FLUSH_S"
+ENV_MAX_SPOOL_MB = "EXECSCOPE_MAX_SPOOL_MB"
+MAX_SPOOL_MB = 1024.0  # batches waiting in the spool beyond this are dropped and counted (0: no limit)
 KAFKA_EXIT_FLUSH_S = 15.0
 MAX_EVENTS_PER_SPAN = 65536
 
@@ -49,6 +53,7 @@ SPOOL_BATCH_SPANS = 2048  # per spool file; measured with bench_capture: 16384 c
 _provider: Any = None
 _processor: Any = None
 _kafka: Any = None
+_spool_writer: SpoolBatchWriter | None = None
 
 
 def split_globs(value: str | None) -> list[str]:
@@ -81,7 +86,7 @@ def start_from_environment() -> bool:
     batches to the spool (default) or to Kafka (``EXECSCOPE_EXPORTER=kafka``: one message per trace
     batch, see :mod:`.kafka_exporter`); spans the program makes itself through OpenTelemetry go
     through a global SDK TracerProvider to the same place."""
-    global _provider, _processor, _kafka
+    global _provider, _processor, _kafka, _spool_writer
     exporter_name = os.environ.get(ENV_EXPORTER) or "spool"
     spool_path = os.environ.get(ENV_SPOOL)
     bootstrap = os.environ.get(ENV_KAFKA)
@@ -137,21 +142,13 @@ def start_from_environment() -> bool:
             sent_nodes.add(key)
             return kafka.submit(key.encode(), module_document(nodes), 0, topic=kx.cpg_topic(topic))
     else:
-        from execscope.instrumentation.otlp_encode import count_events
         from execscope.instrumentation.spool import Spool
         from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
-        spool = Spool(str(spool_path))
+        spool = Spool(str(spool_path), max_bytes=_max_spool_bytes())
         _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms, sample)
         write_nodes = spool.write_nodes
-
-        def sink(frames: list, dropped: int) -> None:
-            attrs = _processor.resource_attributes()  # read per batch: right after a fork too
-            for i in range(0, len(frames), SPOOL_BATCH_SPANS):
-                chunk = frames[i:i + SPOOL_BATCH_SPANS]
-                payload = _processor.encode(chunk, dropped, attrs)
-                if not spool.write_batch(payload, len(chunk), count_events(chunk)):
-                    raise OSError(f"cannot write to the spool {spool.path}")
+        sink = _spool_writer = SpoolBatchWriter(spool, lambda: _processor)
 
     trace.set_tracer_provider(_provider)
     # the execscope span processor on the program's provider: its resource and sampler, our capture
@@ -163,6 +160,80 @@ def start_from_environment() -> bool:
         runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time
     atexit.register(_flush_at_exit)
     return True
+
+
+def _max_spool_bytes() -> int:
+    try:
+        mb = float(os.environ.get(ENV_MAX_SPOOL_MB) or MAX_SPOOL_MB)
+    except ValueError:
+        print(f"execscope: ignoring {ENV_MAX_SPOOL_MB}: not a number", file=sys.stderr)
+        mb = MAX_SPOOL_MB
+    return max(0, int(mb * (1 << 20)))
+
+
+class SpoolBatchWriter:
+    """The capture worker's sink on the embedded path: finished frames as OTLP batches of
+    ``SPOOL_BATCH_SPANS`` spans into the spool.
+
+    While the spool holds more than its ``max_bytes`` waiting to be stored (the program records
+    faster than the store owner stores), batches are dropped and counted like a full buffer's
+    frames (``execscope.dropped_spans`` on every later batch), so that the spool, and the time
+    storing it takes after the program ends, stay bounded. The newest batch left out is held back
+    (one batch of memory) until a newer one replaces it or the spool has room: :meth:`finish`, at
+    exit, writes it anyway, so that the final count reaches the store on a span of its own.
+    Thread-safe; raises ``OSError`` when the spool cannot be written (the worker counts the frames
+    as dropped).
+    """
+
+    def __init__(self, spool: Any, processor: Any) -> None:
+        self.spool = spool
+        self.processor = processor  # callable() -> the ExecscopeSpanProcessor (set after this)
+        self.dropped_here = 0
+        self._held: list | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:  # the parent's frames stay the parent's
+        self._held = None
+        self._lock = threading.Lock()
+
+    def _drop_held(self) -> int:
+        from execscope.instrumentation import fast_capture
+
+        held, self._held = self._held, None
+        if not held:
+            return 0
+        fast_capture._state.dropped += len(held)  # later batches carry it
+        self.dropped_here += len(held)
+        return len(held)
+
+    def __call__(self, frames: list, dropped: int, force: bool = False) -> None:
+        from execscope.instrumentation.otlp_encode import count_events
+
+        with self._lock:
+            processor = self.processor()
+            attrs = processor.resource_attributes()  # read per batch: right after a fork too
+            for i in range(0, len(frames), SPOOL_BATCH_SPANS):
+                chunk = frames[i:i + SPOOL_BATCH_SPANS]
+                dropped += self._drop_held()
+                if not force and self.spool.over_limit():
+                    self._held = chunk
+                    continue
+                payload = processor.encode(chunk, dropped, attrs)
+                if not self.spool.write_batch(payload, len(chunk), count_events(chunk)):
+                    raise OSError(f"cannot write to the spool {self.spool.path}")
+
+    def finish(self) -> None:
+        """Write the batch held back, whatever the spool holds (at exit). Never raises."""
+        from execscope.instrumentation import fast_capture
+
+        with self._lock:
+            held, self._held = self._held, None
+        if held:
+            try:
+                self(held, fast_capture._state.dropped, force=True)
+            except Exception:  # the spool is gone: nothing more can be said
+                fast_capture._state.dropped += len(held)
 
 
 def _trace_id_of(frame: Any) -> int:
@@ -198,6 +269,8 @@ def _flush_at_exit() -> None:
         except ValueError:
             timeout = KAFKA_EXIT_FLUSH_S
     _flush(timeout)
+    if _spool_writer is not None:
+        _spool_writer.finish()
     if _kafka is not None:
         from execscope.instrumentation.kafka_exporter import write_report
 

@@ -2,7 +2,7 @@
 
 Layout under the spool directory (one per store)::
 
-    traces/<time_ns>-<pid>-<n>.pb      one serialized ExportTraceServiceRequest per batch
+    traces/<time_ns>-<pid>-<n>[-s<spans>-e<events>].pb   one serialized ExportTraceServiceRequest per batch
     cpg/<code_version>-<module>.json   node rows of one module version, written once
     known_versions                     <code_version>:<module> pairs the store already holds (by the owner)
 
@@ -45,11 +45,43 @@ def write_atomic(directory: Path, name: str, data: bytes) -> bool:
 
 
 class Spool:
-    """A spool directory. Safe to use from many processes at once (names carry the pid)."""
+    """A spool directory. Safe to use from many processes at once (names carry the pid).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``max_bytes`` (0: no limit) bounds what writers leave waiting: :meth:`over_limit` says when the
+    batches not yet stored, by every process, exceed it (a directory scan, at most once per
+    ``check_interval_s``)."""
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int = 0, check_interval_s: float = 1.0) -> None:
         self.path = Path(path)
         self._known: frozenset[str] | None = None
+        self.max_bytes = max_bytes
+        self.check_interval_s = check_interval_s
+        self._checked_at = -1e18
+        self._over = False
+
+    def pending_bytes(self) -> int:
+        """Bytes of the batches waiting to be stored (a scan of the directory)."""
+        total = 0
+        try:
+            with os.scandir(self.traces_dir) as entries:
+                for entry in entries:
+                    if entry.name.endswith(".pb"):
+                        try:
+                            total += entry.stat().st_size
+                        except OSError:  # taken by the reader meanwhile
+                            pass
+        except OSError:
+            return 0
+        return total
+
+    def over_limit(self) -> bool:
+        if self.max_bytes <= 0:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at >= self.check_interval_s:
+            self._checked_at = now
+            self._over = self.pending_bytes() > self.max_bytes
+        return self._over
 
     @property
     def traces_dir(self) -> Path:

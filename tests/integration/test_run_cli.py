@@ -328,3 +328,25 @@ def test_a_backlog_left_when_the_program_ends_is_announced(tmp_path: Path, capsy
     _say_backlog(spool)
     err = capsys.readouterr().err
     assert f"{BACKLOG_NOTICE_BATCHES} batches, {2048 * 7 + 100} spans, 71 events" in err
+
+
+def test_a_full_spool_drops_whole_batches_and_stored_plus_dropped_is_every_call(tmp_path: Path) -> None:
+    # The store opens while the program runs (a second or more): meanwhile batches wait in the
+    # spool, beyond --max-spool-mb they are dropped, and the count reaches the store anyway.
+    (tmp_path / "flood.py").write_text(textwrap.dedent('''
+        import time
+        def f(i):
+            return i
+        for _ in range(30):
+            for i in range(2000):
+                f(i)
+            time.sleep(0.1)
+    '''))
+    store = f"chdb://{tmp_path / 'db'}"
+    proc = cli("run", "--include", "flood", "--adaptive", "0", "--max-spool-mb", "0.001", "--store", store, "--",
+               sys.executable, "flood.py", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    rows = sql("SELECT count() AS spans, max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped "
+               "FROM otel_traces", tmp_path, store)
+    assert rows[0]["dropped"] > 0, proc.stderr
+    assert rows[0]["spans"] + rows[0]["dropped"] == 60000
+    assert f"{rows[0]['dropped']} calls were not kept" in proc.stderr

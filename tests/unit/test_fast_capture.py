@@ -303,3 +303,53 @@ def test_adaptive_sampling_records_hot_nodes_less_and_counts_every_call(fast) ->
 def test_adaptive_budget_is_checked() -> None:
     with pytest.raises(ValueError):
         fast_capture.set_adaptive(-1)
+
+
+def test_a_full_spool_drops_batches_with_counting_and_exit_writes_the_count(fast, tmp_path, monkeypatch) -> None:
+    from execscope.instrumentation import process_bootstrap as pb
+    from execscope.instrumentation.spool import Spool
+
+    class Encoder:  # what the writer uses of the ExecscopeSpanProcessor (no worker of its own here)
+        def resource_attributes(self) -> dict:
+            return {"service.name": "svc"}
+
+        def encode(self, frames, dropped, attrs) -> bytes:  # type: ignore[no-untyped-def]
+            return encode_request(frames, attrs, "1.0", dropped)
+
+    monkeypatch.setattr(pb, "SPOOL_BATCH_SPANS", 10)
+    processor = Encoder()
+    spool = Spool(tmp_path, max_bytes=1, check_interval_s=0)  # one waiting batch is already too much
+    writer = pb.SpoolBatchWriter(spool, lambda: processor)
+    module = load_rewritten("def f(x):\n    return x\n", "functions", name="spooled")
+    fast_capture.take_pending()
+    before = fast_capture._state.dropped
+    for i in range(35):
+        module.f(i)
+    writer(*fast_capture.take_pending())  # 4 batches: the first written, 2 dropped, the newest held
+    assert len(spool.pending_batches()) == 1 and writer.dropped_here == 20
+    assert fast_capture._state.dropped - before == 20
+
+    writer.finish()  # at exit: the held batch is written whatever the spool holds, with the count
+    assert len(spool.pending_batches()) == 2 and writer.dropped_here == 20
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(spool.pending_batches()[-1].read_bytes())
+    resource = {kv.key: kv.value.int_value for kv in request.resource_spans[0].resource.attributes}
+    assert resource["execscope.dropped_spans"] == fast_capture._state.dropped
+    assert len(request.resource_spans[0].scope_spans[0].spans) == 5  # calls 30..34
+    writer.finish()  # nothing held: nothing written
+    assert len(spool.pending_batches()) == 2
+
+
+def test_spool_limit_is_read_from_waiting_batches_only(tmp_path) -> None:
+    from execscope.instrumentation.spool import Spool
+
+    spool = Spool(tmp_path, max_bytes=1000, check_interval_s=0)
+    assert not spool.over_limit()
+    spool.write_batch(b"x" * 600, 1, 0)
+    assert not spool.over_limit() and spool.pending_bytes() == 600
+    spool.write_batch(b"x" * 600, 1, 0)
+    assert spool.over_limit()
+    for path in spool.pending_batches():  # stored by the owner: room again
+        path.unlink()
+    assert not spool.over_limit()
+    assert not Spool(tmp_path, max_bytes=0).over_limit()  # no limit
