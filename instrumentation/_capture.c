@@ -20,9 +20,12 @@
 /* On CPython 3.11 the running thread state is read with one load, as CPython itself does
  * (_PyThreadState_GET, an internal header), instead of a call into libpython: the gate does it at
  * every call of a sampled-out trace. Other versions, or EXECSCOPE_NO_INTERNAL, use the public call. */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(EXECSCOPE_NO_INTERNAL)
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(EXECSCOPE_NO_INTERNAL) && \
+    defined(__has_include)
+#if __has_include(<internal/pycore_pystate.h>) /* some distributions leave the internal headers out */
 #define Py_BUILD_CORE_MODULE 1
 #define EXECSCOPE_FAST_TSTATE 1
+#endif
 #endif
 #include <Python.h>
 #ifdef EXECSCOPE_FAST_TSTATE
