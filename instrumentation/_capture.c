@@ -912,8 +912,18 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
     PyObject *top = current_frame();
     if (top == NULL)
         goto error;
+    int ends_top = top == frame;
+    if (!ends_top && Py_TYPE(top) == &FrameType) {
+        /* calls below this one whose leave() never ran (CPython raised RecursionError before the
+         * hook could): this call's end ends them, or every later call of the thread would nest there */
+        PyObject *p = ((FrameObject *)top)->outer;
+        for (int i = 0; i < 1024 && p != NULL && Py_TYPE(p) == &FrameType && !ends_top; i++) {
+            ends_top = p == frame;
+            p = ((FrameObject *)p)->outer;
+        }
+    }
     /* the variable is set back when it holds this frame (async frames, resumed generators) */
-    if (top == frame && set_frame(f->outer ? f->outer : Py_None, tl_value == frame) < 0)
+    if (ends_top && set_frame(f->outer ? f->outer : Py_None, tl_value == frame || tl_value == top) < 0)
         goto error;
     if (f->foreign)
         Py_RETURN_NONE;

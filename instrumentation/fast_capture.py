@@ -397,13 +397,27 @@ def ret(frame: Any, value: Any) -> Any:
     return value
 
 
+def _below(top: Any, frame: Any) -> bool:
+    """Whether ``frame`` is a caller of ``top``: calls whose leave() never ran (CPython raised
+    RecursionError before the hook could) end with ``frame``, or every later call would nest there."""
+    p = getattr(top, "outer", None)
+    for _ in range(1024):
+        if p is None:
+            return False
+        if p is frame:
+            return True
+        p = getattr(p, "outer", None)
+    return False
+
+
 def leave(frame: Any) -> None:
     # Same steps as runtime.leave (restore the context, skip foreign frames, root hook), kept inline
     # in each core: this is the hottest function after enter.
     if frame is NO_FRAME:
         return
     try:
-        if _get_current() is frame:
+        top = _get_current()
+        if top is frame or (top is not None and _below(top, frame)):
             _set_current(frame.outer)
         if frame.foreign:
             return

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from execscope.instrumentation import fast_capture
 from execscope.instrumentation import otlp_wire as w
 from execscope.instrumentation.otlp_encode import (
@@ -142,7 +143,7 @@ def test_the_pure_python_core_passes_the_same_capture_tests() -> None:
 RECURSION_SCRIPT = '''
 import gc, sys
 sys.path.insert(0, sys.argv[1])
-from execscope.instrumentation import fast_capture
+from execscope.instrumentation import fast_capture, runtime
 from tests.conftest import load_rewritten
 
 fast_capture.activate()
@@ -163,15 +164,21 @@ for _ in range(20):
         pass
     gc.collect()
     module.after(50)    # allocations reuse whatever the frames of dive left behind
-    fast_capture.take_pending()
+    frames, _ = fast_capture.take_pending()
+    # the calls whose leave() was skipped ended with their callers: a later call is a root again
+    after = [f for f in frames if f.info[0] == "deep:after"][-1]
+    assert after.outer is None and after.parent_id == 0, (after.outer, after.parent_id)
+    assert runtime.current_frame() is None
 print("ok")
 '''
 
 
-def test_a_recursion_limit_inside_recorded_calls_leaves_no_freed_frame_current() -> None:
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_recursion_limit_inside_recorded_calls_leaves_no_freed_frame_current(native: str) -> None:
     # The thread's current-frame cache once kept a borrowed pointer to a frame whose leave() never
     # ran: the next call wrote through it into freed memory (seen on boltons' wrap_trace tests).
-    # PYTHONMALLOC=debug turns such a write into a certain abort.
+    # PYTHONMALLOC=debug turns such a write into a certain abort. Both cores: later calls are roots.
     proc = subprocess.run([sys.executable, "-c", RECURSION_SCRIPT, str(ROOT)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONMALLOC": "debug"})
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONMALLOC": "debug", "EXECSCOPE_NATIVE": native})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
