@@ -596,7 +596,10 @@ def _follow_tracemalloc() -> None:
     start, stop = tracemalloc.start, tracemalloc.stop
 
     def traced_start(*args: Any, **kwargs: Any) -> Any:
-        _state.paused = True
+        _state.paused = True  # no new drain starts; one under way is waited for (bounded): what it
+        worker = _active_worker  # allocates would otherwise count in the program's measurement
+        if worker is not None:
+            worker.wait_idle(5.0)
         return start(*args, **kwargs)
 
     def traced_stop(*args: Any, **kwargs: Any) -> Any:
@@ -632,6 +635,9 @@ def take_pending() -> tuple[list[FastFrame], int]:
     return frames, state.dropped
 
 
+_active_worker: CaptureWorker | None = None  # the process's worker (see _follow_tracemalloc)
+
+
 class CaptureWorker:
     """Drains finished frames every ``interval_s`` into ``sink(frames, dropped)``; one per process.
 
@@ -648,6 +654,8 @@ class CaptureWorker:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._start_thread()
+        global _active_worker
+        _active_worker = self
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _start_thread(self) -> None:
@@ -688,6 +696,15 @@ class CaptureWorker:
                 return False
         finally:
             self._lock.release()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no drain is under way (False after ``timeout_s``, or when called from inside one)."""
+        if self._thread is threading.current_thread():
+            return False
+        if not self._lock.acquire(timeout=timeout_s):
+            return False
+        self._lock.release()
+        return True
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
         """Export every frame finished before this call. Frames other threads finish meanwhile are

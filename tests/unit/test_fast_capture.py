@@ -353,3 +353,37 @@ def test_spool_limit_is_read_from_waiting_batches_only(tmp_path) -> None:
         path.unlink()
     assert not spool.over_limit()
     assert not Spool(tmp_path, max_bytes=0).over_limit()  # no limit
+
+
+def test_tracing_allocations_waits_for_a_drain_under_way(fast, monkeypatch) -> None:
+    # more-itertools measures retained memory with tracemalloc: a drain that was encoding when the
+    # program started tracing counted its buffers in the program's figure (2 MB seen)
+    import threading
+    import time
+    import tracemalloc
+
+    kept: list[bytes] = []
+    in_sink = threading.Event()
+
+    def slow_sink(frames, dropped) -> None:  # type: ignore[no-untyped-def]
+        in_sink.set()
+        time.sleep(0.3)
+        kept.append(bytes(4 << 20))  # allocated late in the drain, as encoding buffers are
+
+    monkeypatch.setattr(fast_capture, "_active_worker", fast_capture._active_worker)  # restored after
+    worker = fast_capture.CaptureWorker(slow_sink, interval_s=60)
+    try:
+        module = load_rewritten("def f(x):\n    return x\n", "functions", name="drained")
+        module.f(1)
+        flusher = threading.Thread(target=worker.force_flush)
+        flusher.start()
+        assert in_sink.wait(5)
+        tracemalloc.start()  # must wait for the drain to end
+        try:
+            flusher.join()
+            retained = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert kept and retained < 1 << 20
+    finally:
+        worker.shutdown(1.0)
