@@ -145,7 +145,8 @@ def start_from_environment() -> bool:
         from execscope.instrumentation.spool import Spool
         from execscope.instrumentation.spool_exporter import SpoolSpanExporter
 
-        spool = Spool(str(spool_path), max_bytes=_max_spool_bytes())
+        # the spool is measured at most about once per batch delay (a directory scan)
+        spool = Spool(str(spool_path), max_bytes=_max_spool_bytes(), check_interval_s=flush_ms / 2000)
         _provider = make_tracer_provider(service, SpoolSpanExporter(spool), flush_ms, sample)
         write_nodes = spool.write_nodes
         sink = _spool_writer = SpoolBatchWriter(spool, lambda: _processor)

@@ -331,8 +331,8 @@ def test_a_backlog_left_when_the_program_ends_is_announced(tmp_path: Path, capsy
 
 
 def test_a_full_spool_drops_whole_batches_and_stored_plus_dropped_is_every_call(tmp_path: Path) -> None:
-    # The store opens while the program runs (a second or more): meanwhile batches wait in the
-    # spool, beyond --max-spool-mb they are dropped, and the count reaches the store anyway.
+    # Batches every 50 ms, stored every 0.5 s at best (and not before the store has opened): some
+    # wait in the spool, beyond --max-spool-mb they are dropped, and the count reaches the store.
     (tmp_path / "flood.py").write_text(textwrap.dedent('''
         import time
         def f(i):
@@ -344,7 +344,7 @@ def test_a_full_spool_drops_whole_batches_and_stored_plus_dropped_is_every_call(
     '''))
     store = f"chdb://{tmp_path / 'db'}"
     proc = cli("run", "--include", "flood", "--adaptive", "0", "--max-spool-mb", "0.001", "--store", store, "--",
-               sys.executable, "flood.py", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+               sys.executable, "flood.py", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "EXECSCOPE_FLUSH_MS": "50"})
     rows = sql("SELECT count() AS spans, max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped "
                "FROM otel_traces", tmp_path, store)
     assert rows[0]["dropped"] > 0, proc.stderr
