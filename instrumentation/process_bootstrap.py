@@ -180,8 +180,9 @@ class SpoolBatchWriter:
     faster than the store owner stores), batches are dropped and counted like a full buffer's
     frames (``execscope.dropped_spans`` on every later batch), so that the spool, and the time
     storing it takes after the program ends, stay bounded. The newest batch left out is held back
-    (one batch of memory) until a newer one replaces it or the spool has room: :meth:`finish`, at
-    exit, writes it anyway, so that the final count reaches the store on a span of its own.
+    (one batch of memory) until a newer one replaces it or the spool has room: :meth:`finish`,
+    called by every explicit flush (exit included), writes it anyway, so that the final count
+    reaches the store on a span of its own.
     Thread-safe; raises ``OSError`` when the spool cannot be written (the worker counts the frames
     as dropped).
     """
@@ -250,6 +251,8 @@ def _flush(timeout_s: float = 5.0) -> None:
     try:
         if _processor is not None:
             _processor.force_flush(int(timeout_s * 1000))
+        if _spool_writer is not None:  # a process may end any time after (forked workers): the
+            _spool_writer.finish()     # batch held back by a full spool goes now, with the count
         if _provider is not None:
             _provider.force_flush(int(timeout_s * 1000))
         if _kafka is not None:
@@ -270,8 +273,6 @@ def _flush_at_exit() -> None:
         except ValueError:
             timeout = KAFKA_EXIT_FLUSH_S
     _flush(timeout)
-    if _spool_writer is not None:
-        _spool_writer.finish()
     if _kafka is not None:
         from execscope.instrumentation.kafka_exporter import write_report
 
