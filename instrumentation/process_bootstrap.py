@@ -190,7 +190,6 @@ class SpoolBatchWriter:
     def __init__(self, spool: Any, processor: Any) -> None:
         self.spool = spool
         self.processor = processor  # callable() -> the ExecscopeSpanProcessor (set after this)
-        self.dropped_here = 0
         self._held: list | None = None
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork_in_child)
@@ -206,7 +205,6 @@ class SpoolBatchWriter:
         if not held:
             return 0
         fast_capture._state.dropped += len(held)  # later batches carry it
-        self.dropped_here += len(held)
         return len(held)
 
     def __call__(self, frames: list, dropped: int, force: bool = False) -> None:

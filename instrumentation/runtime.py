@@ -30,7 +30,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from execscope.instrumentation.values import DEFAULT_LIMITS, ReprLimits, capture, exception_message
+from execscope.instrumentation.values import (
+    DEFAULT_LIMITS,
+    EXC_TRACEBACK,
+    EXIT_CODE,
+    ReprLimits,
+    capture,
+    exception_message,
+)
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -268,17 +275,12 @@ def _limits() -> ReprLimits:
     return rec.limits if rec is not None else DEFAULT_LIMITS
 
 
-# the descriptors themselves: reading through them runs no __getattribute__ of the program's
-_EXIT_CODE: Any = vars(SystemExit)["code"].__get__
-_TRACEBACK: Any = vars(BaseException)["__traceback__"].__get__
-
-
 def _not_an_error(exc: BaseException) -> bool:
     t = type(exc)  # not isinstance: that may ask the object for its __class__ (program code)
     if issubclass(t, GeneratorExit):
         return True
     if issubclass(t, SystemExit):
-        code = _EXIT_CODE(exc)
+        code = EXIT_CODE(exc)
         return code is None or code == 0
     return False
 
@@ -293,7 +295,7 @@ def exception_entries(exc: BaseException, caller: Any) -> tuple[int, tuple[tuple
     inwards as (file, line, function), the innermost ``_STACK_LIMIT`` kept. Cheap: no source lines
     are read here (see :func:`format_stack`)."""
     line = caller.f_lineno
-    tb = _TRACEBACK(exc)  # not exc.__traceback__: no program code runs
+    tb = EXC_TRACEBACK(exc)  # not exc.__traceback__: no program code runs
     while tb is not None and tb.tb_frame is not caller:
         tb = tb.tb_next
     entries = []

@@ -47,8 +47,11 @@ _C_REPR_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.M
 
 # Values are examined through their type only: ``isinstance`` falls back to ``value.__class__`` and
 # ``value.args`` runs the object's own ``__getattribute__``, which a program may have hooked (tracing
-# proxies, lazy objects): rendering a value must never run the program's code.
-_EXC_ARGS = BaseException.args.__get__  # type: ignore[attr-defined]
+# proxies, lazy objects): rendering a value must never run the program's code. These read through
+# the builtin descriptors themselves (the runtime uses them for exceptions too).
+EXC_ARGS: Any = vars(BaseException)["args"].__get__
+EXC_TRACEBACK: Any = vars(BaseException)["__traceback__"].__get__
+EXIT_CODE: Any = vars(SystemExit)["code"].__get__
 _MODULE_GETATTR = types.ModuleType.__getattribute__
 
 
@@ -119,7 +122,7 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
     if issubclass(t, types.ModuleType):
         return f"<module '{_MODULE_GETATTR(value, '__name__')}'>"
     if issubclass(t, BaseException):
-        return f"{_type_name(t)}({_render(_EXC_ARGS(value), limits, depth + 1, budget, seen)[1:-1].rstrip(',')})"
+        return f"{_type_name(t)}({_render(EXC_ARGS(value), limits, depth + 1, budget, seen)[1:-1].rstrip(',')})"
     r = getattr(t, "__repr__", None)
     if limits.user_repr or (isinstance(r, _C_REPR_TYPES) and r is not object.__repr__
                             and not hasattr(t, "__iter__")):
@@ -218,7 +221,7 @@ def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -
     """The message of an exception without running user ``__str__`` code unless allowed."""
     try:
         if limits.user_repr or type(exc).__str__ is BaseException.__str__ or type(exc).__module__ == "builtins":
-            args = _EXC_ARGS(exc)
+            args = EXC_ARGS(exc)
             if len(args) == 1 and type(args[0]) is str:
                 msg = args[0]
             elif not args:
@@ -228,7 +231,7 @@ def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -
             else:
                 msg = safe_repr(args[0] if len(args) == 1 else args, limits)
         else:
-            msg = safe_repr(_EXC_ARGS(exc), limits)
+            msg = safe_repr(EXC_ARGS(exc), limits)
         return msg if len(msg) <= limits.max_chars * 4 else msg[: limits.max_chars * 4] + "…"
     except Exception:
         return "<message unavailable>"
