@@ -34,6 +34,15 @@
 #else
 #define FAST_TSTATE() PyThreadState_Get()
 #endif
+/* The interpreter frame of the Python code calling a hook: compared, never dereferenced (see
+ * hook_ret_current). A public field of the thread state on 3.11-3.12 (cframe) and 3.13+. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+#define CALLER_FRAME() ((void *)FAST_TSTATE()->cframe->current_frame)
+#elif PY_VERSION_HEX >= 0x030D0000
+#define CALLER_FRAME() ((void *)FAST_TSTATE()->current_frame)
+#else
+#define CALLER_FRAME() ((void *)PyEval_GetFrame())
+#endif
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
@@ -212,6 +221,7 @@ typedef struct FrameObject {
     PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
     PyObject *unrecorded; /* {node_id: calls} left out below this recorded call (adaptive sampling) */
     PyObject *counted_in; /* of an unrecorded call: the recorded frame that counts it */
+    void *pyframe;        /* the interpreter frame of the call (identity only; see hook_ret_current) */
     char has_ret, foreign, skip, counting;
 } FrameObject;
 
@@ -338,6 +348,7 @@ static uint64_t g_epoch = 1;
 static _Thread_local PyThreadState *tl_ts TLS_FAST;
 static _Thread_local uint64_t tl_id TLS_FAST, tl_ver TLS_FAST, tl_epoch TLS_FAST;
 static _Thread_local PyObject *tl_value TLS_FAST, *tl_frame TLS_FAST;
+static _Thread_local int tl_skip TLS_FAST; /* tl_frame is a sampled-out trace's root (read by the gate) */
 
 static inline void cache_thread(PyThreadState *ts, PyObject *value) {
     tl_ts = ts;
@@ -361,6 +372,7 @@ static PyObject *current_frame(void) { /* borrowed; NULL on error */
     cache_thread(ts, v);
     PyObject *old = tl_frame;
     tl_frame = v; /* our reference; the context holds another, so v outlives the release below */
+    tl_skip = Py_TYPE(v) == &FrameType && ((FrameObject *)v)->skip;
     Py_XDECREF(old);
     return v;
 }
@@ -378,6 +390,7 @@ static int set_frame(PyObject *value, int real) {
     PyObject *old = tl_frame;
     Py_INCREF(value);
     tl_frame = value;
+    tl_skip = Py_TYPE(value) == &FrameType && ((FrameObject *)value)->skip;
     Py_XDECREF(old);
     return 0;
 }
@@ -422,12 +435,13 @@ static int gate_bool(PyObject *self) {
     if (g_gate_mode != 2 || g_current == NULL)
         return g_gate_mode != 0;
     /* every call of a sampled-out trace comes here: the cache hit is inlined */
-    PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
-    if (top == NULL) {
+    if (cache_valid(FAST_TSTATE()))
+        return !tl_skip;
+    if (current_frame() == NULL) {
         PyErr_Clear();
         return 1;
     }
-    return !(Py_TYPE(top) == &FrameType && ((FrameObject *)top)->skip);
+    return !tl_skip;
 }
 
 static PyNumberMethods gate_as_number = {.nb_bool = gate_bool};
@@ -839,6 +853,7 @@ have_args:
     f->info = info;
     Py_INCREF(kind);
     f->kind = kind;
+    f->pyframe = CALLER_FRAME();
     f->seq0 = seq_next(f->seq);
     f->start = now_ns();
     if (f->seq0 < 0 && PyErr_Occurred())
@@ -968,6 +983,59 @@ error:
     report_failure();
     Py_RETURN_NONE;
 }
+
+/* ret_current(value) -> value: ``return value`` in a function rewritten in the ``with`` form, which
+ * keeps no variable for its frame. The value belongs to the current frame only when that frame was
+ * entered by the very interpreter frame returning now: when enter() recorded nothing (NO_FRAME:
+ * paused, a hook failure) the current frame is a caller's, which must not get this value. */
+static PyObject *hook_ret_current(PyObject *module, PyObject *value) {
+    if (g_current != NULL) {
+        PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
+        if (top == NULL) {
+            report_failure();
+        } else if (Py_TYPE(top) == &FrameType && !((FrameObject *)top)->foreign &&
+                   ((FrameObject *)top)->pyframe == CALLER_FRAME()) {
+            FrameObject *f = (FrameObject *)top;
+            PyObject *kept = snapshot(value);
+            if (kept == NULL) {
+                report_failure();
+            } else {
+                Py_XSETREF(f->ret, kept);
+                f->has_ret = 1;
+            }
+        }
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+static PyObject *g_fail; /* callable(frame, exc): the core's fail hook (fast_capture.fail) */
+
+/* ``with enter(...):`` — the frame is its own context manager: no variable holds it. */
+static PyObject *frame_enter(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    Py_RETURN_NONE;
+}
+
+/* __exit__(type, value, traceback): fail() when an exception leaves the call, then leave(). Never
+ * suppresses the exception; never raises (the hooks report their own failures). */
+static PyObject *frame_exit(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc >= 2 && argv[1] != Py_None && g_fail != NULL && !((FrameObject *)self)->foreign) {
+        PyObject *r = PyObject_CallFunctionObjArgs(g_fail, self, argv[1], NULL);
+        if (r == NULL)
+            report_failure();
+        Py_XDECREF(r);
+    }
+    PyObject *r = hook_leave(NULL, self);
+    Py_XDECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef frame_methods[] = {
+    {"__enter__", (PyCFunction)frame_enter, METH_NOARGS, "Nothing: enter() has already started the call."},
+    {"__exit__", (PyCFunction)(void (*)(void))frame_exit, METH_FASTCALL,
+     "fail(frame, exc) when an exception leaves the call, then leave(frame); returns None."},
+    {NULL},
+};
 
 /* suspend(frame, value[, node_id]) -> value: a generator is about to yield; its consumer's frame
  * becomes current again. resumed(frame, value[, node_id]) -> value: it resumed under whatever is
@@ -1578,15 +1646,16 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", "current", "otel_var", "span_key", "otel_current", "parent_of",
                              "snapshot", "failed", "root_end",
                              "no_frame", "sequence", "rendered_type", "max_chars", "max_items", "max_depth",
-                             "event", "ev_yield", "ev_resume", "tally_info", NULL};
+                             "event", "ev_yield", "ev_resume", "tally_info", "fail", NULL};
     PyObject *state, *current, *otel_var, *span_key, *otel_cur, *parent_of, *snap;
     PyObject *failed, *root_end, *no_frame, *sequence, *rendered, *event, *ev_yield, *ev_resume, *tally_info;
+    PyObject *fail;
     Py_ssize_t max_chars, max_items, max_depth;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOO!OnnnOOOO!", kwlist, &StateType, &state,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$O!OOOOOOOOOO!OnnnOOOO!O", kwlist, &StateType, &state,
                                      &current, &otel_var, &span_key, &otel_cur, &parent_of, &snap,
                                      &failed, &root_end, &no_frame, &SequenceType, &sequence, &rendered,
                                      &max_chars, &max_items, &max_depth, &event, &ev_yield, &ev_resume,
-                                     &PyTuple_Type, &tally_info))
+                                     &PyTuple_Type, &tally_info, &fail))
         return NULL;
 #define SET(g, v) do { Py_XINCREF(v); Py_XSETREF(g, v); } while (0)
     SET(g_state, (StateObject *)state);
@@ -1609,6 +1678,7 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     SET(g_ev_yield, ev_yield);
     SET(g_ev_resume, ev_resume);
     SET(g_tally_info, tally_info);
+    SET(g_fail, fail);
 #undef SET
     Py_CLEAR(g_parent_span);
     g_max_chars = max_chars;
@@ -1683,6 +1753,7 @@ static PyMethodDef module_methods[] = {
     {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL, "enter(info, args) -> frame"},
     {"enter_module", (PyCFunction)hook_enter_module, METH_O, "enter_module(info) -> frame"},
     {"ret", (PyCFunction)(void (*)(void))hook_ret, METH_FASTCALL, "ret(frame, value) -> value"},
+    {"ret_current", (PyCFunction)hook_ret_current, METH_O, "ret_current(value) -> value (the with form)"},
     {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
     {"suspend", (PyCFunction)(void (*)(void))hook_suspend, METH_FASTCALL, "suspend(frame, value[, node_id]) -> value"},
     {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
@@ -1711,6 +1782,7 @@ PyMODINIT_FUNC PyInit__capture(void) {
     reseed_rng();
     if (repr_init() < 0)
         return NULL;
+    FrameType.tp_methods = frame_methods; /* defined after the hooks they call */
     if (PyType_Ready(&SequenceType) < 0 || PyType_Ready(&StateType) < 0 || PyType_Ready(&FrameType) < 0 ||
         PyType_Ready(&GateType) < 0)
         return NULL;

@@ -67,7 +67,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events", "child_ns", "unrecorded", "counted_in")
+                 "dropped_events", "child_ns", "unrecorded", "counted_in", "pyframe")
 
     trace_id: int
     span_id: int
@@ -99,6 +99,16 @@ class FastFrame:
         self.exit: str | None = None
         self.unrecorded: dict[str, int] | None = None  # {node_id: calls left out below this one}
         self.counted_in: FastFrame | None = None
+        self.pyframe = 0  # id() of the Python frame that entered the call (see ret_current)
+
+    # ``with enter(...):`` (the rewrite's with form): the frame is its own context manager
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            _fail(self, exc, sys._getframe(1))
+        leave(self)
 
 
 class _Skipped(FastFrame):
@@ -363,6 +373,7 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
     f.args = args
     f.kind = kind
     f.outer = top
+    f.pyframe = id(sys._getframe(2))  # the code calling enter() (materialised for the call's life)
     f.seq0 = f.seq.next()
     f.start = _time_ns()
     _set_current(f)  # cores share the context variable
@@ -392,6 +403,16 @@ def enter_module(info: tuple) -> Any:
 
 def ret(frame: Any, value: Any) -> Any:
     if frame is not NO_FRAME and not frame.foreign:  # a foreign frame is never exported
+        frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
+        frame.has_ret = True
+    return value
+
+
+def ret_current(value: Any) -> Any:
+    # the with form's ``return``: this call's value only if the current frame is this call's (not a
+    # caller's, when enter() recorded nothing); the native core compares interpreter frames the same way
+    frame = _get_current()
+    if frame is not None and not frame.foreign and frame.pyframe == id(sys._getframe(1)):
         frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
         frame.has_ret = True
     return value
@@ -438,6 +459,11 @@ def leave(frame: Any) -> None:
 
 
 def fail(frame: Any, exc: BaseException) -> None:
+    _fail(frame, exc, sys._getframe(1))
+
+
+def _fail(frame: Any, exc: BaseException, caller: Any) -> None:
+    """``exc`` leaves the call of ``frame``, whose code runs in Python frame ``caller``."""
     if frame is NO_FRAME or frame.foreign:
         return
     try:
@@ -445,7 +471,7 @@ def fail(frame: Any, exc: BaseException) -> None:
         if runtime._not_an_error(exc):
             frame.exit = type_name
             return
-        line, entries = runtime.exception_entries(exc, sys._getframe(1))
+        line, entries = runtime.exception_entries(exc, caller)
         message = exception_message(exc, DEFAULT_LIMITS)
         # formatted (source lines read) by the encoder, off the program's thread
         frame.error = (type_name, message, entries, line, _time_ns(), frame.seq.next())
@@ -553,7 +579,7 @@ def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
 HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
 if NATIVE is not None:
     HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave,
-                 suspend=NATIVE.suspend, resumed=NATIVE.resumed)
+                 suspend=NATIVE.suspend, resumed=NATIVE.resumed, ret_current=NATIVE.ret_current)
 
 
 def _parent_of(span: Any) -> Any:
@@ -573,7 +599,7 @@ def _configure_native() -> None:
         failed=stats.failed, root_end=lambda: runtime._on_root_end, no_frame=NO_FRAME, sequence=SEQUENCE,
         rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, max_items=DEFAULT_LIMITS.max_items,
         max_depth=DEFAULT_LIMITS.max_depth, tally_info=TALLY_INFO, event=_event, ev_yield=EV_YIELD,
-        ev_resume=EV_RESUME)
+        ev_resume=EV_RESUME, fail=fail)
 
 
 def activate() -> None:

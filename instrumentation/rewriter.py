@@ -9,7 +9,10 @@ from the libcst parse (:mod:`.node_ids`) and are found again by position.
 What each level adds (each includes the previous):
 
 ``functions``  per def: ``enter`` (argument values) / ``ret`` (return value) / ``fail`` / ``leave``;
-               generator ``yield`` points hand the context back (``suspend`` / ``resumed``).
+               generator ``yield`` points hand the context back (``suspend`` / ``resumed``). A plain
+               function whose body needs the frame only to return is rewritten in the "with form",
+               ``with enter(...): ... return ret_current(value)``: no variable of ours in its frame
+               (CPython 3.11 clears every local at every call, recorded or not).
 ``branches``   module bodies get a frame; the arm taken of every if/elif/else, for/while body and
                ``else``, except handler, try ``else``/``finally``, match case, ``and``/``or``
                operand and conditional expression.
@@ -110,6 +113,35 @@ def _own_scope(body: list[ast.stmt]) -> Iterable[ast.AST]:
         yield node
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_ret(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "ret"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == RT
+            and bool(node.args) and isinstance(node.args[0], ast.Name) and node.args[0].id == FRAME)
+
+
+def _frame_only_returns(body: list[ast.stmt]) -> bool:
+    """Is the frame variable read only as ``ret``'s first argument (so the with form can drop it)?"""
+    names = rets = 0
+    for stmt in body:
+        for node in ast.walk(stmt):
+            names += isinstance(node, ast.Name) and node.id == FRAME
+            rets += _is_ret(node)
+    return names == rets
+
+
+class _ReturnsToCurrent(ast.NodeTransformer):
+    """``ret(frame, value)`` becomes ``ret_current(value)`` (the with form)."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if not _is_ret(node):
+            return node
+        call = _call("ret_current", *node.args[1:])
+        call.func = ast.copy_location(call.func, node)
+        call.func.value = ast.copy_location(call.func.value, node)  # type: ignore[attr-defined]
+        return ast.copy_location(call, node)
 
 
 class _DropDeclarations(ast.NodeTransformer):
@@ -451,6 +483,16 @@ class Rewriter(ast.NodeTransformer):
             test = ast.copy_location(ast.UnaryOp(op=ast.Not(), operand=ast.copy_location(gate, ref)), ref)
             unrecorded = ast.copy_location(ast.If(test=test, body=pristine, orelse=[]), ref)  # the original
             # statements keep their own positions
+            if isinstance(node, ast.FunctionDef) and _frame_only_returns(body):
+                body = [_ReturnsToCurrent().visit(stmt) for stmt in body]
+                _at(call, ref)
+                nothing: Any = _at(ast.Pass(), node)
+                guarded = ast.With(items=[ast.withitem(context_expr=call, optional_vars=None)],
+                                   body=body or [nothing])
+                for k in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+                    setattr(guarded, k, getattr(ref, k))
+                node.body = [*doc, *declared, unrecorded, guarded]
+                return node
             enter: Any = _at(ast.Assign(targets=[_name(FRAME, ast.Store())], value=call), ref)
             empty: Any = _at(ast.Pass(), node)
             node.body = [*doc, *declared, unrecorded, enter, self._wrap_try(body or [empty], ref)]

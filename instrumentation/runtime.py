@@ -7,6 +7,12 @@ Rewritten code imports this module as ``_execscope_rt`` and calls, per instrumen
     except BaseException as e: _execscope_rt.fail(frame, e); raise
     finally: _execscope_rt.leave(frame)
 
+or, for a plain function whose body needs no frame variable (the "with form": CPython clears every
+local of a frame at each call, so a variable costs even calls that are not recorded)::
+
+    with _execscope_rt.enter(INFO, (arg values...)):   # the frame's __exit__: fail (if raised) + leave
+        <body>                     # returns become ``return _execscope_rt.ret_current(value)``
+
 and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (statement executed),
 ``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator yield points).
 
@@ -99,7 +105,7 @@ except ImportError:
 class Frame:
     """One running instrumented call (or module body). Owned by the code that entered it."""
 
-    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign", "child_ns")
+    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign", "child_ns", "pyframe")
 
     def __init__(self, span: Span, outer: Frame | None, anchor: object, seq: _SeqCounter,
                  info: tuple, recording: bool) -> None:
@@ -111,6 +117,15 @@ class Frame:
         self.recording = recording
         self.foreign = False    # inherited through fork: the parent process owns (and ends) the span
         self.child_ns = 0       # time spent in recorded callees (self time = duration - child_ns)
+        self.pyframe = 0        # id() of the Python frame running the call (see ret_current)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            _fail(self, exc, sys._getframe(1))
+        _leave(self)
 
 
 class _NoFrame:
@@ -118,6 +133,12 @@ class _NoFrame:
 
     __slots__ = ()
     recording = False
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
 
 
 NO_FRAME: Any = _NoFrame()
@@ -219,6 +240,7 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     recording = span.is_recording()
     seq = SEQUENCE
     frame = Frame(span, parent, anchor, seq, info, recording)
+    frame.pyframe = id(sys._getframe(2))  # the code calling enter()/enter_module()
     if recording:
         span.set_attribute("execscope.seq", seq.next())
     _current.set(frame)
@@ -270,6 +292,19 @@ def ret(frame: Frame | Any, value: Any) -> Any:
     return value
 
 
+def ret_current(value: Any) -> Any:
+    """``return value`` in a function rewritten in the with form: recorded on the current frame only
+    when this Python frame entered it (when enter() recorded nothing, the current frame is a caller's)."""
+    if _recorder is not None:
+        frame = _current.get()
+        if frame is not None and frame.recording and frame.pyframe == id(sys._getframe(1)):
+            try:
+                frame.span.set_attribute("execscope.return.value", capture("", value, _limits()))
+            except Exception as exc:
+                stats.failed(exc)
+    return value
+
+
 def _limits() -> ReprLimits:
     rec = _recorder
     return rec.limits if rec is not None else DEFAULT_LIMITS
@@ -316,6 +351,10 @@ def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, mess
 
 def fail(frame: Frame | Any, exc: BaseException) -> None:
     """An exception is leaving the instrumented function (called from its handler, then re-raised)."""
+    _fail(frame, exc, sys._getframe(1))
+
+
+def _fail(frame: Frame | Any, exc: BaseException, caller: Any) -> None:
     if not frame.recording:
         return
     try:
@@ -325,7 +364,7 @@ def fail(frame: Frame | Any, exc: BaseException) -> None:
             span.set_attribute("execscope.exit", type_name)
             return
         message = exception_message(exc, _limits())
-        line, entries = exception_entries(exc, sys._getframe(1))
+        line, entries = exception_entries(exc, caller)
         stack = format_stack(entries, type_name, message)
         span.add_event("exception", {
             "exception.type": type_name, "exception.message": message,
@@ -341,6 +380,10 @@ def fail(frame: Frame | Any, exc: BaseException) -> None:
 
 def leave(frame: Frame | Any) -> None:
     """The instrumented function (or module body) finished, normally or not."""
+    _leave(frame)
+
+
+def _leave(frame: Frame | Any) -> None:
     if frame is NO_FRAME:
         return
     try:
@@ -484,6 +527,6 @@ def _no_sync() -> None:
 _sync_current: Any = _no_sync
 
 
-HOOK_NAMES = ("enter", "enter_module", "ret", "fail", "leave", "suspend", "resumed", "branch", "arm", "line",
-              "assign", "value")
+HOOK_NAMES = ("enter", "enter_module", "ret", "ret_current", "fail", "leave", "suspend", "resumed", "branch",
+              "arm", "line", "assign", "value")
 _SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

@@ -169,6 +169,44 @@ def measure():
     assert [f.info[1] for f in fast_capture.take_pending()[0]] == ["memtest.peek"]
 
 
+def test_a_return_value_goes_to_its_own_call_only(fast) -> None:
+    # The with form keeps no frame variable: ``ret_current`` finds the frame as the current one. A
+    # call that enter() did not record (paused here) must not hand its value to the current frame,
+    # its caller's, even when the caller is the same function (recursion).
+    module = load_rewritten('''
+import tracemalloc
+
+def rec(n):
+    if n:
+        tracemalloc.start()
+        try:
+            rec(0)
+        finally:
+            tracemalloc.stop()
+    else:
+        return "the unrecorded call's"
+
+def fails(n):
+    if n:
+        return n
+    raise ValueError(n)
+''', "functions", name="retcur", file="/src/retcur.py")
+    assert module.rec.__code__.co_varnames == ("n",)  # the with form: no variable of ours
+    fast_capture.take_pending()
+    assert module.rec(1) is None
+    assert module.rec(0) == "the unrecorded call's"
+    with pytest.raises(ValueError):
+        module.fails(0)
+    assert module.fails(7) == 7
+    frames, _ = fast_capture.take_pending()
+    assert [(f.info[1], f.args, f.has_ret, f.ret if f.has_ret else None) for f in frames] == [
+        ("retcur.rec", (1,), False, None), ("retcur.rec", (0,), True, "the unrecorded call's"),
+        ("retcur.fails", (0,), False, None), ("retcur.fails", (7,), True, 7)]
+    error = frames[2].error
+    assert error[0] == "ValueError" and error[3] == 17  # the line that raised, found through __exit__
+    assert runtime.current_frame() is None
+
+
 def test_callers_carry_the_time_spent_in_recorded_callees(fast) -> None:
     module = load_rewritten('''
         import time

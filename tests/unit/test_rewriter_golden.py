@@ -22,7 +22,9 @@ def f(a, *b, c=1, **d):
 '''
 
 
-def test_function_wrapped_with_enter_fail_leave_and_return_value() -> None:
+def test_plain_function_rewritten_in_the_with_form() -> None:
+    # the frame is needed only to return: no variable of ours in the function (CPython clears every
+    # local at every call, which would cost even unrecorded calls); the frame's __exit__ fails + leaves
     got = rewritten_text(FUNC, "functions")
     version = _version(FUNC)
     assert got == expect(f'''
@@ -33,15 +35,43 @@ def test_function_wrapped_with_enter_fail_leave_and_return_value() -> None:
             """doc"""
             if not _execscope_gate:
                 return a
-            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
+            with _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d)):
+                return _execscope_rt.ret_current(a)
+    ''')
+
+
+def test_function_needing_its_frame_wrapped_with_enter_fail_leave_and_return_value() -> None:
+    source = '''
+def f(a, b):
+    """doc"""
+    return a or b
+'''
+    import ast
+
+    from execscope.instrumentation.rewriter import rewrite_source
+
+    tree, _n, _s = rewrite_source(source, "m", "m.py", 2)
+    got = ast.unparse(next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)))
+    version = _version(source)
+    assert got == (expect(f'''
+        def f(a, b):
+            """doc"""
+            if not _execscope_gate:
+                return a or b
+            _execscope_frame = _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b')), (a, b))
             try:
-                return _execscope_rt.ret(_execscope_frame, a)
+                return _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', a) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', b))
             except BaseException as _execscope_exc:
                 _execscope_rt.fail(_execscope_frame, _execscope_exc)
                 raise
             finally:
                 _execscope_rt.leave(_execscope_frame)
-    ''')
+    '''))
+
+
+def test_async_functions_keep_their_frame_variable() -> None:
+    got = rewritten_text("async def f(a):\n    return a\n", "functions")
+    assert "return _execscope_rt.ret(_execscope_frame, a)" in got and "with _execscope_rt" not in got
 
 
 def _version(source: str) -> str:
@@ -51,7 +81,7 @@ def _version(source: str) -> str:
 
 
 def body_of(source: str, level: str, name: str = "f") -> str:
-    """The rewritten body of function ``name`` inside its enter/try/fail/leave wrapper."""
+    """The rewritten body of function ``name`` inside its enter/try/fail/leave (or with) wrapper."""
     import ast
 
     from execscope.instrumentation.rewriter import rewrite_source
@@ -62,7 +92,8 @@ def body_of(source: str, level: str, name: str = "f") -> str:
     func = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and n.name == name)
     wrapper = func.body[-1]
-    assert isinstance(wrapper, ast.Try) and wrapper.handlers[0].name == "_execscope_exc"
+    assert (isinstance(wrapper, ast.Try) and wrapper.handlers[0].name == "_execscope_exc") or (
+        isinstance(wrapper, ast.With) and ast.unparse(wrapper.items[0].context_expr).startswith("_execscope_rt.enter("))
     return "\n".join(ast.unparse(stmt) for stmt in wrapper.body)
 
 
@@ -192,7 +223,7 @@ def test_lambdas_and_comprehensions_are_left_alone() -> None:
             return [x for x in xs if x and 1], (lambda v: v if v else 0)
     ''', "branches")
     assert got == expect('''
-        return _execscope_rt.ret(_execscope_frame, ([x for x in xs if x and 1], lambda v: v if v else 0))
+        return _execscope_rt.ret_current(([x for x in xs if x and 1], lambda v: v if v else 0))
     ''')
 
 
