@@ -35,7 +35,7 @@
 #define FAST_TSTATE() PyThreadState_Get()
 #endif
 /* The interpreter frame of the Python code calling a hook: compared, never dereferenced (see
- * hook_ret_current). A public field of the thread state on 3.11-3.12 (cframe) and 3.13+. */
+ * own_frame). A public field of the thread state on 3.11-3.12 (cframe) and 3.13+. */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
 #define CALLER_FRAME() ((void *)FAST_TSTATE()->cframe->current_frame)
 #elif PY_VERSION_HEX >= 0x030D0000
@@ -221,7 +221,7 @@ typedef struct FrameObject {
     PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
     PyObject *unrecorded; /* {node_id: calls} left out below this recorded call (adaptive sampling) */
     PyObject *counted_in; /* of an unrecorded call: the recorded frame that counts it */
-    void *pyframe;        /* the interpreter frame of the call (identity only; see hook_ret_current) */
+    void *pyframe;        /* the interpreter frame that entered the call (identity only; see own_frame) */
     char has_ret, foreign, skip, counting;
 } FrameObject;
 
@@ -853,7 +853,6 @@ have_args:
     f->info = info;
     Py_INCREF(kind);
     f->kind = kind;
-    f->pyframe = CALLER_FRAME();
     f->seq0 = seq_next(f->seq);
     f->start = now_ns();
     if (f->seq0 < 0 && PyErr_Occurred())
@@ -882,7 +881,10 @@ static PyObject *hook_enter(PyObject *module, PyObject *const *argv, Py_ssize_t 
         Py_INCREF(g_no_frame);
         return g_no_frame;
     }
-    return start(argv[0], argv[1], g_kind_call);
+    PyObject *r = start(argv[0], argv[1], g_kind_call);
+    if (Py_TYPE(r) == &FrameType) /* found again by the *_current hooks of the no-variable form */
+        ((FrameObject *)r)->pyframe = CALLER_FRAME();
+    return r;
 }
 
 static PyObject *hook_enter_module(PyObject *module, PyObject *info) {
@@ -898,6 +900,8 @@ static PyObject *hook_enter_module(PyObject *module, PyObject *info) {
     }
     PyObject *r = start(info, empty, g_kind_module);
     Py_DECREF(empty);
+    if (Py_TYPE(r) == &FrameType)
+        ((FrameObject *)r)->pyframe = CALLER_FRAME();
     return r;
 }
 
@@ -984,25 +988,38 @@ error:
     Py_RETURN_NONE;
 }
 
-/* ret_current(value) -> value: ``return value`` in a function rewritten in the ``with`` form, which
- * keeps no variable for its frame. The value belongs to the current frame only when that frame was
- * entered by the very interpreter frame returning now: when enter() recorded nothing (NO_FRAME:
- * paused, a hook failure) the current frame is a caller's, which must not get this value. */
+/* The hooks of the no-variable form (see rewriter.py): ``enter(...)`` with its result dropped, then
+ * ``ret_current(value)``, ``fail_current()`` and ``leave_current()``, which find the call's frame as the
+ * one entered by the very interpreter frame calling them. That is the current frame, or one of its
+ * callers when calls below it never ran their leave (RecursionError before the hook); none at all
+ * when enter() recorded nothing for the call (paused, a hook failure): then the current frame is a
+ * caller's, which must not get this call's value, exception or end. Borrowed; NULL when none. */
+static FrameObject *own_frame(void) {
+    if (g_current == NULL)
+        return NULL;
+    PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
+    if (top == NULL) {
+        report_failure();
+        return NULL;
+    }
+    void *caller = CALLER_FRAME();
+    for (int i = 0; i < 1024 && top != NULL && Py_TYPE(top) == &FrameType; i++) {
+        if (((FrameObject *)top)->pyframe == caller)
+            return (FrameObject *)top;
+        top = ((FrameObject *)top)->outer;
+    }
+    return NULL;
+}
+
 static PyObject *hook_ret_current(PyObject *module, PyObject *value) {
-    if (g_current != NULL) {
-        PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
-        if (top == NULL) {
+    FrameObject *f = own_frame();
+    if (f != NULL && !f->foreign) {
+        PyObject *kept = snapshot(value);
+        if (kept == NULL) {
             report_failure();
-        } else if (Py_TYPE(top) == &FrameType && !((FrameObject *)top)->foreign &&
-                   ((FrameObject *)top)->pyframe == CALLER_FRAME()) {
-            FrameObject *f = (FrameObject *)top;
-            PyObject *kept = snapshot(value);
-            if (kept == NULL) {
-                report_failure();
-            } else {
-                Py_XSETREF(f->ret, kept);
-                f->has_ret = 1;
-            }
+        } else {
+            Py_XSETREF(f->ret, kept);
+            f->has_ret = 1;
         }
     }
     Py_INCREF(value);
@@ -1011,31 +1028,34 @@ static PyObject *hook_ret_current(PyObject *module, PyObject *value) {
 
 static PyObject *g_fail; /* callable(frame, exc): the core's fail hook (fast_capture.fail) */
 
-/* ``with enter(...):`` — the frame is its own context manager: no variable holds it. */
-static PyObject *frame_enter(PyObject *self, PyObject *Py_UNUSED(ignored)) {
-    Py_RETURN_NONE;
-}
-
-/* __exit__(type, value, traceback): fail() when an exception leaves the call, then leave(). Never
- * suppresses the exception; never raises (the hooks report their own failures). */
-static PyObject *frame_exit(PyObject *self, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc >= 2 && argv[1] != Py_None && g_fail != NULL && !((FrameObject *)self)->foreign) {
-        PyObject *r = PyObject_CallFunctionObjArgs(g_fail, self, argv[1], NULL);
-        if (r == NULL)
-            report_failure();
-        Py_XDECREF(r);
+/* fail_current(): in the ``except BaseException:`` handler, the exception being handled leaves the call */
+static PyObject *hook_fail_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    FrameObject *f = own_frame();
+    if (f != NULL && !f->foreign && g_fail != NULL) {
+        PyObject *exc = PyErr_GetHandledException();
+        if (exc != NULL && exc != Py_None) {
+            Py_INCREF(f); /* fail() runs Python code */
+            PyObject *r = PyObject_CallFunctionObjArgs(g_fail, (PyObject *)f, exc, NULL);
+            if (r == NULL)
+                report_failure();
+            Py_XDECREF(r);
+            Py_DECREF(f);
+        }
+        Py_XDECREF(exc);
     }
-    PyObject *r = hook_leave(NULL, self);
-    Py_XDECREF(r);
     Py_RETURN_NONE;
 }
 
-static PyMethodDef frame_methods[] = {
-    {"__enter__", (PyCFunction)frame_enter, METH_NOARGS, "Nothing: enter() has already started the call."},
-    {"__exit__", (PyCFunction)(void (*)(void))frame_exit, METH_FASTCALL,
-     "fail(frame, exc) when an exception leaves the call, then leave(frame); returns None."},
-    {NULL},
-};
+static PyObject *hook_leave_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    FrameObject *f = own_frame();
+    if (f != NULL) {
+        Py_INCREF(f); /* the thread's cache holds the only reference, and leave() moves it */
+        PyObject *r = hook_leave(NULL, (PyObject *)f);
+        Py_XDECREF(r);
+        Py_DECREF(f);
+    }
+    Py_RETURN_NONE;
+}
 
 /* suspend(frame, value[, node_id]) -> value: a generator is about to yield; its consumer's frame
  * becomes current again. resumed(frame, value[, node_id]) -> value: it resumed under whatever is
@@ -1753,7 +1773,9 @@ static PyMethodDef module_methods[] = {
     {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL, "enter(info, args) -> frame"},
     {"enter_module", (PyCFunction)hook_enter_module, METH_O, "enter_module(info) -> frame"},
     {"ret", (PyCFunction)(void (*)(void))hook_ret, METH_FASTCALL, "ret(frame, value) -> value"},
-    {"ret_current", (PyCFunction)hook_ret_current, METH_O, "ret_current(value) -> value (the with form)"},
+    {"ret_current", (PyCFunction)hook_ret_current, METH_O, "ret_current(value) -> value (no-variable form)"},
+    {"fail_current", (PyCFunction)hook_fail_current, METH_NOARGS, "fail_current() (no-variable form)"},
+    {"leave_current", (PyCFunction)hook_leave_current, METH_NOARGS, "leave_current() (no-variable form)"},
     {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
     {"suspend", (PyCFunction)(void (*)(void))hook_suspend, METH_FASTCALL, "suspend(frame, value[, node_id]) -> value"},
     {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
@@ -1782,7 +1804,6 @@ PyMODINIT_FUNC PyInit__capture(void) {
     reseed_rng();
     if (repr_init() < 0)
         return NULL;
-    FrameType.tp_methods = frame_methods; /* defined after the hooks they call */
     if (PyType_Ready(&SequenceType) < 0 || PyType_Ready(&StateType) < 0 || PyType_Ready(&FrameType) < 0 ||
         PyType_Ready(&GateType) < 0)
         return NULL;

@@ -99,16 +99,7 @@ class FastFrame:
         self.exit: str | None = None
         self.unrecorded: dict[str, int] | None = None  # {node_id: calls left out below this one}
         self.counted_in: FastFrame | None = None
-        self.pyframe = 0  # id() of the Python frame that entered the call (see ret_current)
-
-    # ``with enter(...):`` (the rewrite's with form): the frame is its own context manager
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None:
-            _fail(self, exc, sys._getframe(1))
-        leave(self)
+        self.pyframe = 0  # id() of the Python frame that entered the call (see _own_frame)
 
 
 class _Skipped(FastFrame):
@@ -373,7 +364,6 @@ def _start(info: tuple, args: Any, kind: str) -> Any:
     f.args = args
     f.kind = kind
     f.outer = top
-    f.pyframe = id(sys._getframe(2))  # the code calling enter() (materialised for the call's life)
     f.seq0 = f.seq.next()
     f.start = _time_ns()
     _set_current(f)  # cores share the context variable
@@ -385,7 +375,10 @@ def enter(info: tuple, args: tuple) -> Any:
         _state.dropped += 1
         return NO_FRAME
     try:
-        return _start(info, args, "call")
+        f = _start(info, args, "call")
+        if f is not NO_FRAME:  # the Python frame object lives as long as the call: its id is the call's
+            f.pyframe = id(sys._getframe(1))
+        return f
     except Exception as exc:
         stats.failed(exc)
         return NO_FRAME
@@ -395,7 +388,10 @@ def enter_module(info: tuple) -> Any:
     if _state.paused:
         return NO_FRAME
     try:
-        return _start(info, (), "module")
+        f = _start(info, (), "module")
+        if f is not NO_FRAME:
+            f.pyframe = id(sys._getframe(1))
+        return f
     except Exception as exc:
         stats.failed(exc)
         return NO_FRAME
@@ -408,14 +404,49 @@ def ret(frame: Any, value: Any) -> Any:
     return value
 
 
-def ret_current(value: Any) -> Any:
-    # the with form's ``return``: this call's value only if the current frame is this call's (not a
-    # caller's, when enter() recorded nothing); the native core compares interpreter frames the same way
+def _own_frame(caller: Any) -> Any:
+    """The frame that Python frame ``caller`` entered, for the hooks of the no-variable form: the
+    current frame, or a caller of it whose callees never ran leave(); None when enter() recorded nothing
+    for it (the current frame is then a caller's). As own_frame in _capture.c."""
     frame = _get_current()
-    if frame is not None and not frame.foreign and frame.pyframe == id(sys._getframe(1)):
-        frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
-        frame.has_ret = True
+    caller_id = id(caller)
+    for _ in range(1024):
+        if frame is None or frame.pyframe == caller_id:
+            return frame
+        frame = frame.outer
+    return None
+
+
+def ret_current(value: Any) -> Any:
+    try:
+        frame = _own_frame(sys._getframe(1))
+        if frame is not None and not frame.foreign:
+            frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
+            frame.has_ret = True
+    except Exception as exc:
+        stats.failed(exc)
     return value
+
+
+def fail_current() -> None:
+    caller = sys._getframe(1)
+    try:
+        frame = _own_frame(caller)
+    except Exception as exc:
+        stats.failed(exc)
+        return
+    if frame is not None:
+        _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
+
+
+def leave_current() -> None:
+    try:
+        frame = _own_frame(sys._getframe(1))
+    except Exception as exc:
+        stats.failed(exc)
+        return
+    if frame is not None:
+        leave(frame)
 
 
 def _below(top: Any, frame: Any) -> bool:
@@ -579,7 +610,8 @@ def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
 HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
 if NATIVE is not None:
     HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave,
-                 suspend=NATIVE.suspend, resumed=NATIVE.resumed, ret_current=NATIVE.ret_current)
+                 suspend=NATIVE.suspend, resumed=NATIVE.resumed, ret_current=NATIVE.ret_current,
+                 fail_current=NATIVE.fail_current, leave_current=NATIVE.leave_current)
 
 
 def _parent_of(span: Any) -> Any:

@@ -10,8 +10,8 @@ What each level adds (each includes the previous):
 
 ``functions``  per def: ``enter`` (argument values) / ``ret`` (return value) / ``fail`` / ``leave``;
                generator ``yield`` points hand the context back (``suspend`` / ``resumed``). A plain
-               function whose body needs the frame only to return is rewritten in the "with form",
-               ``with enter(...): ... return ret_current(value)``: no variable of ours in its frame
+               function whose body needs the frame only to return gets the "no-variable form":
+               ``enter(...)`` unassigned, ``ret_current`` / ``fail_current`` / ``leave_current``
                (CPython 3.11 clears every local at every call, recorded or not).
 ``branches``   module bodies get a frame; the arm taken of every if/elif/else, for/while body and
                ``else``, except handler, try ``else``/``finally``, match case, ``and``/``or``
@@ -122,7 +122,7 @@ def _is_ret(node: ast.AST) -> bool:
 
 
 def _frame_only_returns(body: list[ast.stmt]) -> bool:
-    """Is the frame variable read only as ``ret``'s first argument (so the with form can drop it)?"""
+    """Is the frame variable read only as ``ret``'s first argument (so the no-variable form can drop it)?"""
     names = rets = 0
     for stmt in body:
         for node in ast.walk(stmt):
@@ -132,7 +132,7 @@ def _frame_only_returns(body: list[ast.stmt]) -> bool:
 
 
 class _ReturnsToCurrent(ast.NodeTransformer):
-    """``ret(frame, value)`` becomes ``ret_current(value)`` (the with form)."""
+    """``ret(frame, value)`` becomes ``ret_current(value)`` (the no-variable form)."""
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
@@ -485,13 +485,10 @@ class Rewriter(ast.NodeTransformer):
             # statements keep their own positions
             if isinstance(node, ast.FunctionDef) and _frame_only_returns(body):
                 body = [_ReturnsToCurrent().visit(stmt) for stmt in body]
-                _at(call, ref)
+                start: Any = _at(ast.Expr(value=call), ref)
                 nothing: Any = _at(ast.Pass(), node)
-                guarded = ast.With(items=[ast.withitem(context_expr=call, optional_vars=None)],
-                                   body=body or [nothing])
-                for k in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
-                    setattr(guarded, k, getattr(ref, k))
-                node.body = [*doc, *declared, unrecorded, guarded]
+                wrapped = self._wrap_try_current(body or [nothing], ref)
+                node.body = [*doc, *declared, unrecorded, start, wrapped]
                 return node
             enter: Any = _at(ast.Assign(targets=[_name(FRAME, ast.Store())], value=call), ref)
             empty: Any = _at(ast.Pass(), node)
@@ -520,6 +517,18 @@ class Rewriter(ast.NodeTransformer):
         qualname = info.qualname.replace("@", "")  # duplicate-definition marker is for IDs only
         return (node_id, f"{self.nodes.module}.{qualname}", self.nodes.file, line,
                 self.nodes.code_version, tuple(params))
+
+    def _wrap_try_current(self, body: list[ast.stmt], ref: ast.AST) -> ast.stmt:
+        """The no-variable form's ``try: body except BaseException: fail_current(); raise finally: leave_current()``."""
+        handler = ast.ExceptHandler(type=_name("BaseException"), name=None,
+                                    body=[ast.Expr(value=_call("fail_current")), ast.Raise(exc=None, cause=None)])
+        final: list[ast.stmt] = [ast.Expr(value=_call("leave_current"))]
+        wrapper = ast.Try(body=body, handlers=[_at(handler, ref)], orelse=[], finalbody=final)  # type: ignore[list-item]
+        for stmt in (*handler.body, *final):
+            _at(stmt, ref)
+        for k in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+            setattr(wrapper, k, getattr(ref, k))
+        return wrapper
 
     def _wrap_try(self, body: list[ast.stmt], ref: ast.AST, *, release: bool = False) -> ast.stmt:
         handler = ast.ExceptHandler(

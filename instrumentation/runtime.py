@@ -7,11 +7,15 @@ Rewritten code imports this module as ``_execscope_rt`` and calls, per instrumen
     except BaseException as e: _execscope_rt.fail(frame, e); raise
     finally: _execscope_rt.leave(frame)
 
-or, for a plain function whose body needs no frame variable (the "with form": CPython clears every
-local of a frame at each call, so a variable costs even calls that are not recorded)::
+or, for a plain function whose body needs its frame only to return (the "no-variable form": CPython
+clears every local of a frame at each call, so a variable of ours costs even calls not recorded)::
 
-    with _execscope_rt.enter(INFO, (arg values...)):   # the frame's __exit__: fail (if raised) + leave
-        <body>                     # returns become ``return _execscope_rt.ret_current(value)``
+    _execscope_rt.enter(INFO, (arg values...))
+    try: <body>                    # returns become ``return _execscope_rt.ret_current(value)``
+    except BaseException: _execscope_rt.fail_current(); raise
+    finally: _execscope_rt.leave_current()
+
+where the ``*_current`` hooks find the call's frame as the one its own Python frame entered.
 
 and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (statement executed),
 ``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator yield points).
@@ -117,15 +121,7 @@ class Frame:
         self.recording = recording
         self.foreign = False    # inherited through fork: the parent process owns (and ends) the span
         self.child_ns = 0       # time spent in recorded callees (self time = duration - child_ns)
-        self.pyframe = 0        # id() of the Python frame running the call (see ret_current)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None:
-            _fail(self, exc, sys._getframe(1))
-        _leave(self)
+        self.pyframe = 0        # id() of the Python frame running the call (see _own_frame)
 
 
 class _NoFrame:
@@ -133,12 +129,6 @@ class _NoFrame:
 
     __slots__ = ()
     recording = False
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        return None
 
 
 NO_FRAME: Any = _NoFrame()
@@ -240,7 +230,7 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     recording = span.is_recording()
     seq = SEQUENCE
     frame = Frame(span, parent, anchor, seq, info, recording)
-    frame.pyframe = id(sys._getframe(2))  # the code calling enter()/enter_module()
+    frame.pyframe = id(sys._getframe(2))  # the code calling enter()/enter_module() (alive while it runs)
     if recording:
         span.set_attribute("execscope.seq", seq.next())
     _current.set(frame)
@@ -292,17 +282,52 @@ def ret(frame: Frame | Any, value: Any) -> Any:
     return value
 
 
+def _own_frame(caller: Any) -> Frame | None:
+    """The frame that Python frame ``caller`` entered (hooks of the no-variable form): the current one,
+    or a caller of it whose callees never ran leave(); None when enter() recorded nothing for it."""
+    frame = _read_current()
+    caller_id = id(caller)
+    for _ in range(1024):
+        if frame is None or getattr(frame, "pyframe", None) == caller_id:
+            return frame
+        frame = frame.outer
+    return None
+
+
 def ret_current(value: Any) -> Any:
-    """``return value`` in a function rewritten in the with form: recorded on the current frame only
-    when this Python frame entered it (when enter() recorded nothing, the current frame is a caller's)."""
+    """``return value`` in the no-variable form (see the module docstring); hands ``value`` back."""
     if _recorder is not None:
-        frame = _current.get()
-        if frame is not None and frame.recording and frame.pyframe == id(sys._getframe(1)):
-            try:
+        try:
+            frame = _own_frame(sys._getframe(1))
+            if frame is not None and frame.recording:
                 frame.span.set_attribute("execscope.return.value", capture("", value, _limits()))
-            except Exception as exc:
-                stats.failed(exc)
+        except Exception as exc:
+            stats.failed(exc)
     return value
+
+
+def fail_current() -> None:
+    """The exception being handled leaves the call (the no-variable form's ``except`` clause)."""
+    if _recorder is not None:
+        caller = sys._getframe(1)
+        try:
+            frame = _own_frame(caller)
+        except Exception as exc:
+            stats.failed(exc)
+            return
+        if frame is not None:
+            _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
+
+
+def leave_current() -> None:
+    """The call of the no-variable form finished, normally or not."""
+    try:
+        frame = _own_frame(sys._getframe(1))
+    except Exception as exc:
+        stats.failed(exc)
+        return
+    if frame is not None:
+        _leave(frame)
 
 
 def _limits() -> ReprLimits:
@@ -527,6 +552,6 @@ def _no_sync() -> None:
 _sync_current: Any = _no_sync
 
 
-HOOK_NAMES = ("enter", "enter_module", "ret", "ret_current", "fail", "leave", "suspend", "resumed", "branch",
-              "arm", "line", "assign", "value")
+HOOK_NAMES = ("enter", "enter_module", "ret", "ret_current", "fail", "fail_current", "leave", "leave_current",
+              "suspend", "resumed", "branch", "arm", "line", "assign", "value")
 _SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

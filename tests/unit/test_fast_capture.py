@@ -170,7 +170,7 @@ def measure():
 
 
 def test_a_return_value_goes_to_its_own_call_only(fast) -> None:
-    # The with form keeps no frame variable: ``ret_current`` finds the frame as the current one. A
+    # The no-variable form: ``ret_current`` finds the frame its own Python frame entered. A
     # call that enter() did not record (paused here) must not hand its value to the current frame,
     # its caller's, even when the caller is the same function (recursion).
     module = load_rewritten('''
@@ -191,7 +191,7 @@ def fails(n):
         return n
     raise ValueError(n)
 ''', "functions", name="retcur", file="/src/retcur.py")
-    assert module.rec.__code__.co_varnames == ("n",)  # the with form: no variable of ours
+    assert module.rec.__code__.co_varnames == ("n",)  # the no-variable form
     fast_capture.take_pending()
     assert module.rec(1) is None
     assert module.rec(0) == "the unrecorded call's"

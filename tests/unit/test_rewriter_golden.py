@@ -22,9 +22,9 @@ def f(a, *b, c=1, **d):
 '''
 
 
-def test_plain_function_rewritten_in_the_with_form() -> None:
+def test_plain_function_rewritten_in_the_no_variable_form() -> None:
     # the frame is needed only to return: no variable of ours in the function (CPython clears every
-    # local at every call, which would cost even unrecorded calls); the frame's __exit__ fails + leaves
+    # local at every call, which would cost even unrecorded calls); the *_current hooks find the frame
     got = rewritten_text(FUNC, "functions")
     version = _version(FUNC)
     assert got == expect(f'''
@@ -35,8 +35,14 @@ def test_plain_function_rewritten_in_the_with_form() -> None:
             """doc"""
             if not _execscope_gate:
                 return a
-            with _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d)):
+            _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
+            try:
                 return _execscope_rt.ret_current(a)
+            except BaseException:
+                _execscope_rt.fail_current()
+                raise
+            finally:
+                _execscope_rt.leave_current()
     ''')
 
 
@@ -71,7 +77,7 @@ def f(a, b):
 
 def test_async_functions_keep_their_frame_variable() -> None:
     got = rewritten_text("async def f(a):\n    return a\n", "functions")
-    assert "return _execscope_rt.ret(_execscope_frame, a)" in got and "with _execscope_rt" not in got
+    assert "return _execscope_rt.ret(_execscope_frame, a)" in got and "_current" not in got
 
 
 def _version(source: str) -> str:
@@ -81,7 +87,7 @@ def _version(source: str) -> str:
 
 
 def body_of(source: str, level: str, name: str = "f") -> str:
-    """The rewritten body of function ``name`` inside its enter/try/fail/leave (or with) wrapper."""
+    """The rewritten body of function ``name`` inside its enter/try/fail/leave wrapper."""
     import ast
 
     from execscope.instrumentation.rewriter import rewrite_source
@@ -92,8 +98,8 @@ def body_of(source: str, level: str, name: str = "f") -> str:
     func = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and n.name == name)
     wrapper = func.body[-1]
-    assert (isinstance(wrapper, ast.Try) and wrapper.handlers[0].name == "_execscope_exc") or (
-        isinstance(wrapper, ast.With) and ast.unparse(wrapper.items[0].context_expr).startswith("_execscope_rt.enter("))
+    assert isinstance(wrapper, ast.Try) and ast.unparse(wrapper.handlers[0].body[0]) in (
+        "_execscope_rt.fail(_execscope_frame, _execscope_exc)", "_execscope_rt.fail_current()")
     return "\n".join(ast.unparse(stmt) for stmt in wrapper.body)
 
 
