@@ -51,6 +51,15 @@
 
 #include "_repr.h"
 
+/* Thread-locals are initial-exec: read at a fixed offset from the thread pointer, not through
+ * __tls_get_addr (their ~90 bytes fit glibc's static TLS surplus kept for dlopen'ed modules; if
+ * they ever did not, the import fails and the pure-Python core runs, with the reason logged). */
+#if defined(__GNUC__) && defined(__ELF__)
+#define TLS_FAST __attribute__((tls_model("initial-exec")))
+#else
+#define TLS_FAST
+#endif
+
 /* ---------------------------------------------------------------- configuration (set once) */
 static PyObject *g_current;      /* runtime._current (ContextVar) */
 static PyObject *g_otel_var;     /* OpenTelemetry's context ContextVar, or NULL */
@@ -151,7 +160,8 @@ static inline long long seq_next(PyObject *seq) {
 /* ---------------------------------------------------------------- State */
 typedef struct StateObject {
     PyObject_HEAD
-    PyObject *pending;
+    PyObject *buffers;     /* every thread's buffer of finished frames (see thread_buffer) */
+    Py_ssize_t n_pending;  /* frames in them, all threads together */
     Py_ssize_t max_pending;
     long long dropped, sampled_out, events, max_events, rate, rate_window, rate_used, adaptive;
     unsigned long long sample_cut;
@@ -165,9 +175,10 @@ static int state_init(StateObject *self, PyObject *args, PyObject *kwds) {
     long long max_events;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "nL", kwlist, &max_pending, &max_events))
         return -1;
-    Py_XSETREF(self->pending, PyList_New(0));
-    if (self->pending == NULL)
+    Py_XSETREF(self->buffers, PyList_New(0));
+    if (self->buffers == NULL)
         return -1;
+    self->n_pending = 0;
     self->max_pending = max_pending;
     self->max_events = max_events;
     self->sample_all = 1;
@@ -175,13 +186,102 @@ static int state_init(StateObject *self, PyObject *args, PyObject *kwds) {
 }
 
 static void state_dealloc(StateObject *self) {
-    Py_XDECREF(self->pending);
+    Py_XDECREF(self->buffers);
     Py_XDECREF(self->root_sampler);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Per-thread buffers. A thread appends its finished frames to its own list, kept in its thread
+ * state's dict (CPython clears that dict when the thread ends) and listed in state->buffers for the
+ * worker; the hot path finds it through a thread-local pointer checked like the frame cache. A
+ * buffer only the registry still holds belongs to an ended thread: dropped once taken. The bound
+ * (max_pending) is on all buffers together. */
+static _Thread_local PyObject *tl_buf TLS_FAST; /* borrowed: the thread state's dict holds it */
+static _Thread_local PyThreadState *tl_buf_ts TLS_FAST;
+static _Thread_local uint64_t tl_buf_id TLS_FAST;
+static _Thread_local StateObject *tl_buf_state TLS_FAST;
+
+static PyObject *thread_buffer(StateObject *state) { /* borrowed; NULL with an exception */
+    PyThreadState *ts = FAST_TSTATE();
+    if (ts == tl_buf_ts && ts->id == tl_buf_id && state == tl_buf_state)
+        return tl_buf;
+    PyObject *dict = PyThreadState_GetDict();
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
+        return NULL;
+    }
+    PyObject *buf = PyDict_GetItemWithError(dict, (PyObject *)state);
+    if (buf == NULL) {
+        if (PyErr_Occurred() || (buf = PyList_New(0)) == NULL)
+            return NULL;
+        if (PyDict_SetItem(dict, (PyObject *)state, buf) < 0 || PyList_Append(state->buffers, buf) < 0) {
+            Py_DECREF(buf);
+            return NULL;
+        }
+        Py_DECREF(buf); /* the dict's and the registry's references remain */
+    }
+    tl_buf = buf;
+    tl_buf_ts = ts;
+    tl_buf_id = ts->id;
+    tl_buf_state = state;
+    return buf;
+}
+
+/* Buffer a finished frame for the worker, or count it dropped when the buffers are full. */
+static int buffer_frame(StateObject *state, PyObject *frame) {
+    if (state->n_pending >= state->max_pending) {
+        state->dropped++;
+        return 0;
+    }
+    PyObject *buf = thread_buffer(state);
+    if (buf == NULL || PyList_Append(buf, frame) < 0)
+        return -1;
+    state->n_pending++;
+    return 0;
+}
+
+/* take() -> list: every thread's finished frames (each thread's in the order they finished); the
+ * buffers are left empty. Atomic under the GIL: nothing here runs Python code. */
+static PyObject *state_take(StateObject *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *all = PyList_New(0);
+    if (all == NULL)
+        return NULL;
+    for (Py_ssize_t i = PyList_GET_SIZE(self->buffers) - 1; i >= 0; i--) {
+        PyObject *buf = PyList_GET_ITEM(self->buffers, i);
+        Py_ssize_t n = PyList_GET_SIZE(buf);
+        /* the frames move: they stay referenced by ``all``, so clearing frees none of them */
+        if (n && (PyList_SetSlice(all, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, buf) < 0 ||
+                  PyList_SetSlice(buf, 0, n, NULL) < 0)) {
+            Py_DECREF(all);
+            return NULL;
+        }
+        if (Py_REFCNT(buf) == 1 && PyList_SetSlice(self->buffers, i, i + 1, NULL) < 0) { /* thread ended */
+            Py_DECREF(all);
+            return NULL;
+        }
+    }
+    self->n_pending = 0;
+    return all;
+}
+
+/* clear(): drop every buffered frame (a forked child: its parent exports them). */
+static PyObject *state_clear_buffers(StateObject *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *taken = state_take(self, NULL);
+    if (taken == NULL)
+        return NULL;
+    Py_DECREF(taken);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef state_methods[] = {
+    {"take", (PyCFunction)state_take, METH_NOARGS, "take() -> every thread's finished frames (buffers emptied)"},
+    {"clear", (PyCFunction)state_clear_buffers, METH_NOARGS, "clear(): drop every buffered frame"},
+    {NULL},
+};
+
 static PyMemberDef state_members[] = {
-    {"pending", T_OBJECT_EX, offsetof(StateObject, pending), 0, "finished frames waiting for the worker"},
+    {"n_pending", T_PYSSIZET, offsetof(StateObject, n_pending), READONLY, "finished frames waiting, all threads"},
+    {"buffers", T_OBJECT, offsetof(StateObject, buffers), READONLY, "the threads' buffers (read-only view)"},
     {"max_pending", T_PYSSIZET, offsetof(StateObject, max_pending), 0, NULL},
     {"dropped", T_LONGLONG, offsetof(StateObject, dropped), 0, "frames lost to a full buffer"},
     {"sampled_out", T_LONGLONG, offsetof(StateObject, sampled_out), 0, "traces left out by head sampling"},
@@ -208,6 +308,7 @@ static PyTypeObject StateType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Process-wide buffer of finished frames, sampling and budgets.",
     .tp_members = state_members,
+    .tp_methods = state_methods,
     .tp_init = (initproc)state_init,
     .tp_dealloc = (destructor)state_dealloc,
     .tp_new = PyType_GenericNew,
@@ -337,14 +438,6 @@ static PyTypeObject FrameType = {
  * must not leave a freed frame current; the other pointers are compared, never dereferenced. A
  * thread that ends keeps its last reference (usually None). */
 static uint64_t g_epoch = 1;
-/* initial-exec: read at a fixed offset from the thread pointer, not through __tls_get_addr (these
- * 48 bytes fit glibc's static TLS surplus kept for dlopen'ed modules; if they ever did not, the
- * import fails and the pure-Python core runs, with the reason logged) */
-#if defined(__GNUC__) && defined(__ELF__)
-#define TLS_FAST __attribute__((tls_model("initial-exec")))
-#else
-#define TLS_FAST
-#endif
 static _Thread_local PyThreadState *tl_ts TLS_FAST;
 static _Thread_local uint64_t tl_id TLS_FAST, tl_ver TLS_FAST, tl_epoch TLS_FAST;
 static _Thread_local PyObject *tl_value TLS_FAST, *tl_frame TLS_FAST;
@@ -635,10 +728,8 @@ static int close_tally(void) {
     int rc = 0;
     if ((t->seq1 = seq_next(t->seq)) < 0 && PyErr_Occurred())
         rc = -1;
-    else if (PyList_GET_SIZE(g_state->pending) < g_state->max_pending)
-        rc = PyList_Append(g_state->pending, (PyObject *)t);
     else
-        g_state->dropped++;
+        rc = buffer_frame(g_state, (PyObject *)t);
     Py_DECREF(t);
     return rc;
 }
@@ -962,12 +1053,8 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
     Py_CLEAR(f->outer);
     Py_CLEAR(f->anchor);
     StateObject *state = g_state;
-    if (PyList_GET_SIZE(state->pending) < state->max_pending) {
-        if (PyList_Append(state->pending, frame) < 0)
-            goto error;
-    } else {
-        state->dropped++;
-    }
+    if (buffer_frame(state, frame) < 0)
+        goto error;
     if (root) {
         PyObject *hook = PyObject_CallNoArgs(g_root_end);
         if (hook == NULL)

@@ -120,9 +120,16 @@ class _Unrecorded(FastFrame):
 
 
 class _State:
-    """Process-wide buffer of finished frames; swapped out by the worker."""
+    """Per-thread buffers of finished frames, taken by the worker, and the sampling settings.
+
+    Each thread appends to its own list (a ``threading.local``, which CPython drops when the thread
+    ends), also listed in ``buffers`` for :meth:`take`; ``max_pending`` bounds them all together. As
+    the native State."""
 
     def __init__(self, max_pending: int, max_events: int) -> None:
+        self._local = threading.local()
+        self.buffers: list[list[FastFrame]] = []
+        self.n_pending = 0
         self.paused = False           # the program traces its own allocations (tracemalloc)
         self.sample_all = True        # head sampling keeps every new trace ...
         self.sample_cut = 0           # ... else those whose low 64 id bits are below this
@@ -137,6 +144,37 @@ class _State:
         self.rate = 0                 # budget in events per second (0: unlimited), see set_event_rate
         self.rate_window = 0          # start (ns) of the current one-second window
         self.rate_used = 0            # events kept in it
+
+    def buffer_frame(self, frame: FastFrame) -> None:
+        """Buffer a finished frame on this thread, or count it dropped when the buffers are full."""
+        if self.n_pending >= self.max_pending:
+            self.dropped += 1
+            return
+        try:
+            buf = self._local.buf
+        except AttributeError:
+            buf = self._local.buf = []
+            self.buffers.append(buf)
+        buf.append(frame)
+        self.n_pending += 1
+
+    def take(self) -> list[FastFrame]:
+        """Every thread's finished frames; the buffers are left empty (atomic under the GIL: no
+        Python code of the program runs here). The buffer of a thread that ended is dropped."""
+        frames: list[FastFrame] = []
+        buffers = self.buffers
+        for i in range(len(buffers) - 1, -1, -1):
+            buf = buffers[i]
+            frames += buf
+            buf.clear()
+            if sys.getrefcount(buf) <= 3:  # the registry, ``buf`` and the call's argument: no thread's
+                del buffers[i]
+        self.n_pending = 0
+        return frames
+
+    def clear(self) -> None:
+        """Drop every buffered frame (a forked child: its parent exports them)."""
+        self.take()
 
 
 def _load_native() -> tuple[Any, str]:
@@ -274,11 +312,7 @@ def close_tally() -> None:
         _tally[:] = [None, None]
         t.end = _time_ns()
         t.seq1 = t.seq.next()
-        state = _state
-        if len(state.pending) < state.max_pending:
-            state.pending.append(t)
-        else:
-            state.dropped += 1
+        _state.buffer_frame(t)
 
 
 def _forget_tally() -> None:  # in a forked child: the parent exports its own tally
@@ -478,11 +512,7 @@ def leave(frame: Any) -> None:
         outer = frame.outer
         if outer is not None and outer.span_id == frame.parent_id:  # the caller is the parent: its child time
             outer.child_ns += frame.end - frame.start
-        state = _state
-        if len(state.pending) < state.max_pending:
-            state.pending.append(frame)
-        else:
-            state.dropped += 1
+        _state.buffer_frame(frame)
         if runtime._on_root_end is not None and (frame.outer is None or frame.outer.foreign):
             runtime._on_root_end()
     except Exception as exc:
@@ -685,10 +715,10 @@ def stop_new_calls() -> None:
 
 
 def take_pending() -> tuple[list[FastFrame], int]:
-    """Swap out the finished frames (atomic under the GIL); returns them and the drop count."""
+    """Take every thread's finished frames (atomic under the GIL); returns them and the drop count."""
     close_tally()
     state = _state
-    frames, state.pending = state.pending, []
+    frames = state.take()
     state.events = 0
     return frames, state.dropped
 
@@ -721,7 +751,7 @@ class CaptureWorker:
         self._thread.start()
 
     def _after_fork_in_child(self) -> None:
-        _state.pending = []
+        _state.clear()
         _state.dropped = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -129,18 +129,48 @@ def test_fork_child_starts_with_an_empty_buffer(fast) -> None:
     module = load_rewritten("def f():\n    return 1\n", "functions", name="forky")
     fast_capture.take_pending()
     module.f()
-    assert len(fast_capture._state.pending) == 1
+    assert fast_capture._state.n_pending == 1
     worker = fast_capture.CaptureWorker(lambda frames, dropped: None, interval_s=60)
     try:
         pid = os.fork()
         if pid == 0:
-            os._exit(0 if not fast_capture._state.pending else 1)
+            state = fast_capture._state
+            os._exit(0 if state.n_pending == 0 and not any(state.buffers) else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert len(fast_capture._state.pending) == 1  # the parent keeps its own
+        assert fast_capture._state.n_pending == 1  # the parent keeps its own
     finally:
         worker.shutdown(1)
         worker.shutdown(1)  # idempotent
+
+
+def test_each_thread_buffers_its_own_frames_and_an_ended_threads_buffer_goes(fast) -> None:
+    import threading
+
+    module = load_rewritten("def f(i):\n    return i\n", "functions", name="perthread")
+    fast_capture.take_pending()
+    state = fast_capture._state
+    module.f(-1)
+    barrier = threading.Barrier(4)
+    seen: list[int] = []
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(100):
+            module.f(t * 1000 + i)
+        seen.append(len(state.buffers))  # every thread has its own by now
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert state.n_pending == 401 and max(seen) == 5
+    frames, _ = fast_capture.take_pending()
+    assert sorted(f.args[0] for f in frames) == [-1] + sorted(t * 1000 + i for t in range(4) for i in range(100))
+    assert state.n_pending == 0 and len(state.buffers) == 1  # the ended threads' buffers are gone
+    module.f(5)  # the main thread's buffer is still its own
+    assert [f.args for f in fast_capture.take_pending()[0]] == [(5,)]
 
 
 def test_recording_pauses_while_the_program_traces_its_allocations(fast) -> None:
