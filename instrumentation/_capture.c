@@ -4,12 +4,12 @@
  * It provides, with the same attribute names as the Python core so that the rest of fast_capture.py
  * works on either:
  *   Frame     one recorded call (the Python core's FastFrame), with C fields for ids and clocks;
- *   State     the process-wide buffer of finished frames and the sampling and budget settings;
+ *   State     the threads' buffers of finished frames and the sampling and budget settings;
  *   Sequence  the process-wide event sequence (``next()``), shared with the SDK core;
  *   Gate      an object whose truth value says whether a new call may be recorded: false while the
  *             current chain is a trace left out by head sampling, so rewritten code skips every hook
  *             of a sampled-out call after one truth test;
- *   enter / enter_module / ret / leave   the hot-path hooks;
+ *   enter / enter_module / ret / leave / ret_current / fail_current / leave_current   the hot-path hooks;
  *   encode_spans   OTLP protobuf encoding of finished frames (ScopeSpans.spans fields).
  *
  * Contract of the hooks: called with the GIL held on the program's thread; they never raise (a

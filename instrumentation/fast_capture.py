@@ -2,14 +2,14 @@
 
 Where :mod:`.runtime`'s SDK core makes one OpenTelemetry SDK span per call (~15-25 us), this core
 records a slotted :class:`FastFrame` per call (ids, nanosecond timestamps, the node's constant INFO
-tuple, argument values) and appends it to a process-wide list when the call ends. A worker thread
-(:class:`CaptureWorker`) swaps that list out every ``interval`` seconds and encodes the frames as
+tuple, argument values) and appends it to its thread's buffer when the call ends. A worker thread
+(:class:`CaptureWorker`) takes every thread's frames every ``interval`` seconds and encodes them as
 OTLP spans (:mod:`.otlp_encode`) for a sink (the spool, on the embedded path).
 
 Hot-path contract: called on the program's thread; never raises (failures counted); never blocks;
 immutable scalar values (int, float, str, bool, None, bytes) are kept by reference and rendered off
 the hot path, anything else is rendered at once (it may change later). At most ``max_pending``
-finished frames wait for the worker; beyond that frames are dropped and counted, and the count
+finished frames (all threads together) wait for the worker; beyond that frames are dropped and counted, and the count
 travels with every exported batch (resource attribute ``execscope.dropped_spans``).
 
 Parentage and causality are those of the SDK core: a call nests under the caller's execscope frame,
@@ -19,7 +19,7 @@ context back at each yield; a fork leaves the parent's frames to the parent.
 
 Native accelerator: when the C extension :mod:`._capture` loads (it is built by the package's own
 build; ``EXECSCOPE_NATIVE=0`` turns it off), its ``Frame``, ``State`` and the hot-path hooks
-(``enter``, ``enter_module``, ``ret``, ``leave``, ``suspend``, ``resumed``) replace the Python ones
+(``enter``, ``enter_module``, ``ret``, ``leave``, the ``*_current`` hooks, ``suspend``, ``resumed``) replace the Python ones
 below, with the same fields and behaviour, and :mod:`.otlp_encode` encodes frames in C. Otherwise
 this module's pure-Python core runs; :data:`CORE` and :data:`CORE_REASON` say which one and why.
 The native core keeps the current frame of a synchronous call in a per-thread cache instead of the

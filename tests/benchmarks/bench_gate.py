@@ -9,8 +9,9 @@ Every variant is recursive ``fib(depth)`` timed in the same process, taking turn
 * ``int_gate``: the same test on the int ``0`` (CPython calls ``PyObject_IsTrue``);
 * ``gate_off``: on execscope's native GATE with nothing recording (its ``nb_bool``, no lookup);
 * ``gate_sampled_out``: on the GATE inside a sampled-out trace (the per-thread current-frame lookup);
-* ``rewritten``: fib as the rewrite emits it (the gate plus ``_execscope_frame``/``_execscope_exc``
-  locals that CPython 3.11 clears on every call), inside a sampled-out trace;
+* ``gate_and_two_locals``: the same with two more locals in the recorded path (what the rewrite's
+  ``_execscope_frame``/``_execscope_exc`` used to cost: CPython 3.11 clears every local on every call);
+* ``rewritten``: fib as the rewrite emits it (the no-variable form), inside a sampled-out trace;
 * ``rewritten_with_local``: a fib with one local of its own, rewritten, against its own plain twin.
 
 ``bench_capture.py`` gives the issue's whole-process figure (``execscope_sampled_out_vs_plain``);
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
 GATED = "def fib(n):\n    if not G:\n        return n if n < 2 else fib(n - 1) + fib(n - 2)\n    return 0\n"
+TWO_LOCALS = ("def fib(n):\n    if not G:\n        return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+              "    a = b = n\n    return a + b\n")
 WITH_LOCAL = "def fib(n):\n    m = n - 1\n    return n if n < 2 else fib(m) + fib(n - 2)\n"
 
 
@@ -70,7 +73,9 @@ def main() -> None:
     # a provider whose sampler keeps no trace: every call below a root runs in a sampled-out trace
     processor = ExecscopeSpanProcessor.install(TracerProvider(sampler=TraceIdRatioBased(0.0)), lambda f, d: None)
     outer = load_rewritten("def outer(p):\n    return p()\n", "functions", name="outer").outer
-    in_trace = {"gate_sampled_out": gated("g_on", runtime.GATE),
+    two = load_plain(TWO_LOCALS, name="g_two")
+    two.G = runtime.GATE
+    in_trace = {"gate_sampled_out": gated("g_on", runtime.GATE), "gate_and_two_locals": two.fib,
                 "rewritten": load_rewritten(FIB, "functions", name="rewritten").fib}
     times = {name: best_of(outer, fn, args.depth, args.repeat) for name, fn in in_trace.items()}
     plain_s = best_of(lambda f: f(), plain, args.depth, args.repeat)
