@@ -21,8 +21,8 @@ Native accelerator: when the C extension :mod:`._capture` loads (it is built by 
 build; ``EXECSCOPE_NATIVE=0`` turns it off), its ``Frame``, ``State`` and the hot-path hooks
 (``enter``, ``enter_module``, ``ret``, ``leave``, the ``*_current`` hooks, ``suspend``,
 ``resumed``) replace the Python ones below, with the same fields and behaviour, and
-:mod:`.otlp_encode` encodes frames in C. Otherwise this module's pure-Python core runs; :data:`CORE` and :data:`CORE_REASON` say which one and why.
-The native core keeps the current frame of a synchronous call in a per-thread cache instead of the
+:mod:`.otlp_encode` encodes frames in C. Otherwise this module's pure-Python core runs;
+:data:`CORE` and :data:`CORE_REASON` say which one and why. The native core keeps the current frame of a synchronous call in a per-thread cache instead of the
 ContextVar (see ``_capture.c``); read and write it through ``runtime.current_frame`` /
 ``runtime.set_current_frame``.
 
