@@ -19,12 +19,12 @@ context back at each yield; a fork leaves the parent's frames to the parent.
 
 Native accelerator: when the C extension :mod:`._capture` loads (it is built by the package's own
 build; ``EXECSCOPE_NATIVE=0`` turns it off), its ``Frame``, ``State`` and the hot-path hooks
-(``enter``, ``enter_module``, ``ret``, ``leave``, the ``*_current`` hooks, ``suspend``,
-``resumed``) replace the Python ones below, with the same fields and behaviour, and
-:mod:`.otlp_encode` encodes frames in C. Otherwise this module's pure-Python core runs;
-:data:`CORE` and :data:`CORE_REASON` say which one and why. The native core keeps the current frame of a synchronous call in a per-thread cache instead of the
-ContextVar (see ``_capture.c``); read and write it through ``runtime.current_frame`` /
-``runtime.set_current_frame``.
+(``enter``, ``enter_module``, ``ret``, ``leave``, the ``*_current`` hooks, ``suspend``, ``resumed``)
+replace the Python ones below, with the same fields and behaviour, and :mod:`.otlp_encode` encodes
+frames in C. Otherwise this module's pure-Python core runs; :data:`CORE` and :data:`CORE_REASON` say
+which one and why. The native core keeps the current frame of a synchronous call in a per-thread
+cache instead of the ContextVar (see ``_capture.c``); read and write it through
+``runtime.current_frame`` / ``runtime.set_current_frame``.
 
 Sampling: head sampling per trace (:func:`set_sampling`, or the application's sampler through
 :mod:`.span_processor`), per-node adaptive sampling (:func:`set_adaptive`) and an event budget
