@@ -35,7 +35,7 @@
 #define FAST_TSTATE() PyThreadState_Get()
 #endif
 /* The interpreter frame of the Python code calling a hook: compared, never dereferenced (see
- * own_frame). A public field of the thread state on 3.11-3.12 (cframe) and 3.13+. */
+ * own_entry). A public field of the thread state on 3.11-3.12 (cframe) and 3.13+. */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
 #define CALLER_FRAME() ((void *)FAST_TSTATE()->cframe->current_frame)
 #elif PY_VERSION_HEX >= 0x030D0000
@@ -193,37 +193,26 @@ static void state_dealloc(StateObject *self) {
 
 /* Per-thread buffers. A thread appends its finished frames to its own list, kept in its thread
  * state's dict (CPython clears that dict when the thread ends) and listed in state->buffers for the
- * worker; the hot path finds it through a thread-local pointer checked like the frame cache. A
- * buffer only the registry still holds belongs to an ended thread: dropped once taken. The bound
- * (max_pending) is on all buffers together. */
-static _Thread_local PyObject *tl_buf TLS_FAST; /* borrowed: the thread state's dict holds it */
-static _Thread_local PyThreadState *tl_buf_ts TLS_FAST;
-static _Thread_local uint64_t tl_buf_id TLS_FAST;
-static _Thread_local StateObject *tl_buf_state TLS_FAST;
-
+ * worker. Looked up in the dict at every append (a pointer-keyed lookup): a cached pointer could
+ * outlive the list when finalizers run code after the dict was cleared. A buffer only the registry
+ * still holds belongs to an ended thread: dropped once taken. The bound (max_pending) is on all
+ * buffers together. */
 static PyObject *thread_buffer(StateObject *state) { /* borrowed; NULL with an exception */
-    PyThreadState *ts = FAST_TSTATE();
-    if (ts == tl_buf_ts && ts->id == tl_buf_id && state == tl_buf_state)
-        return tl_buf;
     PyObject *dict = PyThreadState_GetDict();
     if (dict == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
         return NULL;
     }
     PyObject *buf = PyDict_GetItemWithError(dict, (PyObject *)state);
-    if (buf == NULL) {
-        if (PyErr_Occurred() || (buf = PyList_New(0)) == NULL)
-            return NULL;
-        if (PyDict_SetItem(dict, (PyObject *)state, buf) < 0 || PyList_Append(state->buffers, buf) < 0) {
-            Py_DECREF(buf);
-            return NULL;
-        }
-        Py_DECREF(buf); /* the dict's and the registry's references remain */
+    if (buf != NULL || PyErr_Occurred())
+        return buf;
+    if ((buf = PyList_New(0)) == NULL)
+        return NULL;
+    if (PyDict_SetItem(dict, (PyObject *)state, buf) < 0 || PyList_Append(state->buffers, buf) < 0) {
+        Py_DECREF(buf);
+        return NULL;
     }
-    tl_buf = buf;
-    tl_buf_ts = ts;
-    tl_buf_id = ts->id;
-    tl_buf_state = state;
+    Py_DECREF(buf); /* the dict's and the registry's references remain */
     return buf;
 }
 
@@ -322,7 +311,7 @@ typedef struct FrameObject {
     PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
     PyObject *unrecorded; /* {node_id: calls} left out below this recorded call (adaptive sampling) */
     PyObject *counted_in; /* of an unrecorded call: the recorded frame that counts it */
-    void *pyframe;        /* the interpreter frame that entered the call (identity only; see own_frame) */
+    void *pyframe;        /* the interpreter frame that entered the call (identity only; see own_entry) */
     char has_ret, foreign, skip, counting;
 } FrameObject;
 
@@ -400,7 +389,8 @@ static PyMemberDef frame_members[] = {
     FM(info, T_OBJECT), FM(args, T_OBJECT), FM(ret, T_OBJECT), FM(events, T_OBJECT), FM(seq, T_OBJECT),
     FM(outer, T_OBJECT), FM(anchor, T_OBJECT), FM(error, T_OBJECT), FM(exit, T_OBJECT), FM(kind, T_OBJECT),
     FM(unrecorded, T_OBJECT), FM(counted_in, T_OBJECT),
-    FM(has_ret, T_BOOL), FM(foreign, T_BOOL), FM(skip, T_BOOL), FM(counting, T_BOOL),
+    FM(has_ret, T_BOOL), FM(foreign, T_BOOL), {"skip", T_BOOL, offsetof(FrameObject, skip), READONLY, NULL},
+    FM(counting, T_BOOL),
     {NULL},
 };
 
@@ -1075,32 +1065,54 @@ error:
     Py_RETURN_NONE;
 }
 
-/* The hooks of the no-variable form (see rewriter.py): ``enter(...)`` with its result dropped, then
- * ``ret_current(value)``, ``fail_current()`` and ``leave_current()``, which find the call's frame as the
- * one entered by the very interpreter frame calling them. That is the current frame, or one of its
- * callers when calls below it never ran their leave (RecursionError before the hook); none at all
- * when enter() recorded nothing for the call (paused, a hook failure): then the current frame is a
- * caller's, which must not get this call's value, exception or end. Borrowed; NULL when none. */
-static FrameObject *own_frame(void) {
-    if (g_current == NULL)
-        return NULL;
-    PyObject *top = cache_valid(FAST_TSTATE()) ? tl_frame : current_frame();
-    if (top == NULL) {
-        report_failure();
-        return NULL;
+/* The hooks of the no-variable form (see rewriter.py): ``enter_current(info, args)``, then
+ * ``ret_current(value)``, ``fail_current()`` and ``leave_current()``. The rewritten function keeps no
+ * variable for its frame, so the thread keeps it: a per-thread stack of the frames these calls
+ * entered, holding a reference each. The *_current hooks take the nearest entry entered by the very
+ * interpreter frame calling them (the top one, unless calls above it never ran leave_current:
+ * RecursionError before the hook); none when enter recorded nothing for the call (paused, a hook
+ * failure), whose value, exception and end then touch no caller's frame. The stack does not depend
+ * on the context: a ``Context.run`` or a core switch during the call loses nothing. */
+static _Thread_local PyObject **tl_stack TLS_FAST;
+static _Thread_local Py_ssize_t tl_depth TLS_FAST, tl_cap TLS_FAST;
+
+static PyObject *hook_enter_current(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    PyObject *r = hook_enter(module, argv, argc);
+    if (Py_TYPE(r) != &FrameType) {
+        Py_DECREF(r);
+        Py_RETURN_NONE;
     }
+    if (tl_depth == tl_cap) {
+        Py_ssize_t cap = tl_cap ? tl_cap * 2 : 64;
+        PyObject **grown = PyMem_RawRealloc(tl_stack, (size_t)cap * sizeof(PyObject *));
+        if (grown == NULL) { /* cannot keep it: the call ends here, and is still exported */
+            report_failure();
+            PyObject *done = hook_leave(NULL, r);
+            Py_XDECREF(done);
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+        tl_stack = grown;
+        tl_cap = cap;
+    }
+    tl_stack[tl_depth++] = r; /* the stack's reference */
+    Py_RETURN_NONE;
+}
+
+/* Index of the entry the calling interpreter frame entered, or -1. */
+static Py_ssize_t own_entry(void) {
     void *caller = CALLER_FRAME();
-    for (int i = 0; i < 1024 && top != NULL && Py_TYPE(top) == &FrameType; i++) {
-        if (((FrameObject *)top)->pyframe == caller)
-            return (FrameObject *)top;
-        top = ((FrameObject *)top)->outer;
-    }
-    return NULL;
+    for (Py_ssize_t i = tl_depth - 1; i >= 0 && i >= tl_depth - 1024; i--)
+        if (((FrameObject *)tl_stack[i])->pyframe == caller)
+            return i;
+    return -1;
 }
 
 static PyObject *hook_ret_current(PyObject *module, PyObject *value) {
-    FrameObject *f = own_frame();
-    if (f != NULL && !f->foreign) {
+    Py_ssize_t i = own_entry();
+    if (i >= 0 && !((FrameObject *)tl_stack[i])->foreign) {
+        FrameObject *f = (FrameObject *)tl_stack[i];
+        Py_INCREF(f); /* snapshot() may run Python code */
         PyObject *kept = snapshot(value);
         if (kept == NULL) {
             report_failure();
@@ -1108,6 +1120,7 @@ static PyObject *hook_ret_current(PyObject *module, PyObject *value) {
             Py_XSETREF(f->ret, kept);
             f->has_ret = 1;
         }
+        Py_DECREF(f);
     }
     Py_INCREF(value);
     return value;
@@ -1117,30 +1130,44 @@ static PyObject *g_fail; /* callable(frame, exc): the core's fail hook (fast_cap
 
 /* fail_current(): in the ``except BaseException:`` handler, the exception being handled leaves the call */
 static PyObject *hook_fail_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
-    FrameObject *f = own_frame();
-    if (f != NULL && !f->foreign && g_fail != NULL) {
-        PyObject *exc = PyErr_GetHandledException();
-        if (exc != NULL && exc != Py_None) {
-            Py_INCREF(f); /* fail() runs Python code */
-            PyObject *r = PyObject_CallFunctionObjArgs(g_fail, (PyObject *)f, exc, NULL);
-            if (r == NULL)
-                report_failure();
-            Py_XDECREF(r);
-            Py_DECREF(f);
-        }
-        Py_XDECREF(exc);
+    Py_ssize_t i = own_entry();
+    if (i < 0 || ((FrameObject *)tl_stack[i])->foreign || g_fail == NULL)
+        Py_RETURN_NONE;
+    PyObject *f = Py_NewRef(tl_stack[i]); /* fail() runs Python code */
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *exc = PyErr_GetHandledException();
+#else
+    PyObject *type = NULL, *exc = NULL, *tb = NULL;
+    PyErr_GetExcInfo(&type, &exc, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    if (exc != NULL && exc != Py_None) {
+        PyObject *r = PyObject_CallFunctionObjArgs(g_fail, f, exc, NULL);
+        if (r == NULL)
+            report_failure();
+        Py_XDECREF(r);
     }
+    Py_XDECREF(exc);
+    Py_DECREF(f);
     Py_RETURN_NONE;
 }
 
 static PyObject *hook_leave_current(PyObject *module, PyObject *Py_UNUSED(ignored)) {
-    FrameObject *f = own_frame();
-    if (f != NULL) {
-        Py_INCREF(f); /* the thread's cache holds the only reference, and leave() moves it */
-        PyObject *r = hook_leave(NULL, (PyObject *)f);
-        Py_XDECREF(r);
-        Py_DECREF(f);
+    Py_ssize_t i = own_entry();
+    if (i < 0)
+        Py_RETURN_NONE;
+    /* entries above it: calls whose leave_current never ran (leave() below ends them as current);
+     * popped one at a time, so code run by a release pushes and pops above a consistent stack */
+    while (tl_depth > i + 1) {
+        PyObject *stale = tl_stack[--tl_depth];
+        Py_DECREF(stale);
     }
+    PyObject *f = tl_stack[i]; /* the stack's reference, now ours */
+    tl_depth = i;
+    PyObject *r = hook_leave(NULL, f);
+    Py_XDECREF(r);
+    Py_DECREF(f);
     Py_RETURN_NONE;
 }
 
@@ -1860,6 +1887,8 @@ static PyMethodDef module_methods[] = {
     {"enter", (PyCFunction)(void (*)(void))hook_enter, METH_FASTCALL, "enter(info, args) -> frame"},
     {"enter_module", (PyCFunction)hook_enter_module, METH_O, "enter_module(info) -> frame"},
     {"ret", (PyCFunction)(void (*)(void))hook_ret, METH_FASTCALL, "ret(frame, value) -> value"},
+    {"enter_current", (PyCFunction)(void (*)(void))hook_enter_current, METH_FASTCALL,
+     "enter_current(info, args) -> None: enter, the frame kept by the thread (no-variable form)"},
     {"ret_current", (PyCFunction)hook_ret_current, METH_O, "ret_current(value) -> value (no-variable form)"},
     {"fail_current", (PyCFunction)hook_fail_current, METH_NOARGS, "fail_current() (no-variable form)"},
     {"leave_current", (PyCFunction)hook_leave_current, METH_NOARGS, "leave_current() (no-variable form)"},

@@ -38,6 +38,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +68,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events", "child_ns", "unrecorded", "counted_in", "pyframe")
+                 "dropped_events", "child_ns", "unrecorded", "counted_in")
 
     trace_id: int
     span_id: int
@@ -99,7 +100,6 @@ class FastFrame:
         self.exit: str | None = None
         self.unrecorded: dict[str, int] | None = None  # {node_id: calls left out below this one}
         self.counted_in: FastFrame | None = None
-        self.pyframe = 0  # id() of the Python frame that entered the call (see _own_frame)
 
 
 class _Skipped(FastFrame):
@@ -119,22 +119,27 @@ class _Unrecorded(FastFrame):
     counting = True
 
 
+class _Token:
+    """Lives exactly as long as one thread's buffer in :class:`_State` (weakly referenced)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _State:
     """Per-thread buffers of finished frames, taken by the worker, and the sampling settings.
 
-    Each thread appends to its own list (a ``threading.local``, which CPython drops when the thread
-    ends), also listed in ``buffers`` for :meth:`take`; ``max_pending`` bounds them all together. As
-    the native State."""
+    Each thread appends to its own list (in a ``threading.local``, dropped when the thread ends), also
+    listed in ``buffers`` for :meth:`take` with a weak reference to a token only that thread's local
+    holds; ``max_pending`` bounds them all together. As the native State."""
 
     def __init__(self, max_pending: int, max_events: int) -> None:
         self._local = threading.local()
-        self.buffers: list[list[FastFrame]] = []
+        self.buffers: list[tuple[list[FastFrame], Any]] = []  # (a thread's frames, weakref to its token)
         self.n_pending = 0
         self.paused = False           # the program traces its own allocations (tracemalloc)
         self.sample_all = True        # head sampling keeps every new trace ...
         self.sample_cut = 0           # ... else those whose low 64 id bits are below this
         self.root_sampler: Any = None  # or callable(trace_id) -> bool, instead of the two above
-        self.pending: list[FastFrame] = []
         self.max_pending = max_pending
         self.dropped = 0
         self.sampled_out = 0          # traces left out by head sampling
@@ -154,22 +159,26 @@ class _State:
             buf = self._local.buf
         except AttributeError:
             buf = self._local.buf = []
-            self.buffers.append(buf)
+            token = self._local.token = _Token()
+            self.buffers.append((buf, weakref.ref(token)))
         buf.append(frame)
         self.n_pending += 1
 
     def take(self) -> list[FastFrame]:
-        """Every thread's finished frames; the buffers are left empty (atomic under the GIL: no
-        Python code of the program runs here). The buffer of a thread that ended is dropped."""
+        """Every thread's finished frames, the buffers emptied of them. Another thread may append
+        meanwhile: each buffer gives up a slice and a deletion of what it held (one step each under
+        the GIL), so a frame appended in between stays for the next take. The buffer of a thread that
+        ended is dropped; the count is recomputed from what is left."""
         frames: list[FastFrame] = []
         buffers = self.buffers
         for i in range(len(buffers) - 1, -1, -1):
-            buf = buffers[i]
-            frames += buf
-            buf.clear()
-            if sys.getrefcount(buf) <= 3:  # the registry, ``buf`` and the call's argument: no thread's
+            buf, token = buffers[i]
+            n = len(buf)
+            frames += buf[:n]
+            del buf[:n]
+            if token() is None and not buf:  # its thread ended
                 del buffers[i]
-        self.n_pending = 0
+        self.n_pending = sum(len(buf) for buf, _t in buffers)
         return frames
 
     def clear(self) -> None:
@@ -409,10 +418,7 @@ def enter(info: tuple, args: tuple) -> Any:
         _state.dropped += 1
         return NO_FRAME
     try:
-        f = _start(info, args, "call")
-        if f is not NO_FRAME:  # the Python frame object lives as long as the call: its id is the call's
-            f.pyframe = id(sys._getframe(1))
-        return f
+        return _start(info, args, "call")
     except Exception as exc:
         stats.failed(exc)
         return NO_FRAME
@@ -422,10 +428,7 @@ def enter_module(info: tuple) -> Any:
     if _state.paused:
         return NO_FRAME
     try:
-        f = _start(info, (), "module")
-        if f is not NO_FRAME:
-            f.pyframe = id(sys._getframe(1))
-        return f
+        return _start(info, (), "module")
     except Exception as exc:
         stats.failed(exc)
         return NO_FRAME
@@ -438,25 +441,45 @@ def ret(frame: Any, value: Any) -> Any:
     return value
 
 
-def _own_frame(caller: Any) -> Any:
-    """The frame that Python frame ``caller`` entered, for the hooks of the no-variable form: the
-    current frame, or a caller of it whose callees never ran leave(); None when enter() recorded nothing
-    for it (the current frame is then a caller's). As own_frame in _capture.c."""
-    frame = _get_current()
-    caller_id = id(caller)
-    for _ in range(1024):
-        if frame is None or frame.pyframe == caller_id:
-            return frame
-        frame = frame.outer
-    return None
+_thread_stacks = threading.local()
+
+
+def _stack() -> list[tuple[Any, Any]]:
+    try:
+        return _thread_stacks.s
+    except AttributeError:
+        stack: list[tuple[Any, Any]] = []
+        _thread_stacks.s = stack
+        return stack
+
+
+def enter_current(info: tuple, args: tuple) -> None:
+    """``enter`` for the no-variable form: the thread keeps the frame, with the Python frame that
+    entered it, for the other ``*_current`` hooks (as in _capture.c)."""
+    caller = sys._getframe(1)
+    frame = enter(info, args)
+    if frame is not NO_FRAME:
+        _stack().append((frame, caller))
+
+
+def _own_entry(stack: list[tuple[Any, Any]], caller: Any) -> int:
+    """Index of the nearest entry Python frame ``caller`` entered (the top one, unless calls above it
+    never ran leave_current); -1 when enter recorded nothing for the call."""
+    for i in range(len(stack) - 1, max(-1, len(stack) - 1025), -1):
+        if stack[i][1] is caller:
+            return i
+    return -1
 
 
 def ret_current(value: Any) -> Any:
     try:
-        frame = _own_frame(sys._getframe(1))
-        if frame is not None and not frame.foreign:
-            frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
-            frame.has_ret = True
+        stack = _stack()
+        i = _own_entry(stack, sys._getframe(1))
+        if i >= 0:
+            frame = stack[i][0]
+            if not frame.foreign:
+                frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
+                frame.has_ret = True
     except Exception as exc:
         stats.failed(exc)
     return value
@@ -465,22 +488,27 @@ def ret_current(value: Any) -> Any:
 def fail_current() -> None:
     caller = sys._getframe(1)
     try:
-        frame = _own_frame(caller)
+        stack = _stack()
+        i = _own_entry(stack, caller)
     except Exception as exc:
         stats.failed(exc)
         return
-    if frame is not None:
-        _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
+    if i >= 0:
+        _fail(stack[i][0], sys.exc_info()[1], caller)  # type: ignore[arg-type]
 
 
 def leave_current() -> None:
     try:
-        frame = _own_frame(sys._getframe(1))
+        stack = _stack()
+        i = _own_entry(stack, sys._getframe(1))
+        if i < 0:
+            return
+        frame = stack[i][0]
+        del stack[i:]
     except Exception as exc:
         stats.failed(exc)
         return
-    if frame is not None:
-        leave(frame)
+    leave(frame)
 
 
 def _below(top: Any, frame: Any) -> bool:
@@ -640,7 +668,8 @@ def value(frame: Any, node_id: str, name: str, val: Any) -> Any:
 HOOKS = {name: globals()[name] for name in runtime.HOOK_NAMES}
 if NATIVE is not None:
     HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave,
-                 suspend=NATIVE.suspend, resumed=NATIVE.resumed, ret_current=NATIVE.ret_current,
+                 suspend=NATIVE.suspend, resumed=NATIVE.resumed, enter_current=NATIVE.enter_current,
+                 ret_current=NATIVE.ret_current,
                  fail_current=NATIVE.fail_current, leave_current=NATIVE.leave_current)
 
 

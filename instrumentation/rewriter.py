@@ -11,8 +11,8 @@ What each level adds (each includes the previous):
 ``functions``  per def: ``enter`` (argument values) / ``ret`` (return value) / ``fail`` / ``leave``;
                generator ``yield`` points hand the context back (``suspend`` / ``resumed``). A plain
                function whose body needs the frame only to return gets the "no-variable form":
-               ``enter(...)`` unassigned, ``ret_current`` / ``fail_current`` / ``leave_current``
-               (CPython 3.11 clears every local at every call, recorded or not).
+               ``enter_current`` / ``ret_current`` / ``fail_current`` / ``leave_current``, the frame
+               kept by the thread (CPython 3.11 clears every local at every call, recorded or not).
 ``branches``   module bodies get a frame; the arm taken of every if/elif/else, for/while body and
                ``else``, except handler, try ``else``/``finally``, match case, ``and``/``or``
                operand and conditional expression.
@@ -485,6 +485,7 @@ class Rewriter(ast.NodeTransformer):
             # statements keep their own positions
             if isinstance(node, ast.FunctionDef) and _frame_only_returns(body):
                 body = [_ReturnsToCurrent().visit(stmt) for stmt in body]
+                call.func.attr = "enter_current"  # type: ignore[attr-defined]
                 start: Any = _at(ast.Expr(value=call), ref)
                 nothing: Any = _at(ast.Pass(), node)
                 wrapped = self._wrap_try_current(body or [nothing], ref)

@@ -10,12 +10,13 @@ Rewritten code imports this module as ``_execscope_rt`` and calls, per instrumen
 or, for a plain function whose body needs its frame only to return (the "no-variable form": CPython
 clears every local of a frame at each call, so a variable of ours costs even calls not recorded)::
 
-    _execscope_rt.enter(INFO, (arg values...))
+    _execscope_rt.enter_current(INFO, (arg values...))
     try: <body>                    # returns become ``return _execscope_rt.ret_current(value)``
     except BaseException: _execscope_rt.fail_current(); raise
     finally: _execscope_rt.leave_current()
 
-where the ``*_current`` hooks find the call's frame as the one its own Python frame entered.
+where the thread keeps the frame (a per-thread stack) and the ``*_current`` hooks take the entry
+their own Python frame entered.
 
 and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (statement executed),
 ``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator yield points).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -109,7 +111,7 @@ except ImportError:
 class Frame:
     """One running instrumented call (or module body). Owned by the code that entered it."""
 
-    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign", "child_ns", "pyframe")
+    __slots__ = ("span", "outer", "anchor", "seq", "info", "recording", "foreign", "child_ns")
 
     def __init__(self, span: Span, outer: Frame | None, anchor: object, seq: _SeqCounter,
                  info: tuple, recording: bool) -> None:
@@ -121,7 +123,6 @@ class Frame:
         self.recording = recording
         self.foreign = False    # inherited through fork: the parent process owns (and ends) the span
         self.child_ns = 0       # time spent in recorded callees (self time = duration - child_ns)
-        self.pyframe = 0        # id() of the Python frame running the call (see _own_frame)
 
 
 class _NoFrame:
@@ -230,7 +231,6 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     recording = span.is_recording()
     seq = SEQUENCE
     frame = Frame(span, parent, anchor, seq, info, recording)
-    frame.pyframe = id(sys._getframe(2))  # the code calling enter()/enter_module() (alive while it runs)
     if recording:
         span.set_attribute("execscope.seq", seq.next())
     _current.set(frame)
@@ -255,6 +255,9 @@ def enter(info: tuple, args: tuple) -> Frame | Any:
     except Exception as exc:
         stats.failed(exc)
         return NO_FRAME
+
+
+_sdk_enter = enter  # this core's, whichever core the module's ``enter`` is bound to
 
 
 def enter_module(info: tuple) -> Frame | Any:
@@ -282,52 +285,74 @@ def ret(frame: Frame | Any, value: Any) -> Any:
     return value
 
 
-def _own_frame(caller: Any) -> Frame | None:
-    """The frame that Python frame ``caller`` entered (hooks of the no-variable form): the current one,
-    or a caller of it whose callees never ran leave(); None when enter() recorded nothing for it."""
-    frame = _read_current()
-    caller_id = id(caller)
-    for _ in range(1024):
-        if frame is None or getattr(frame, "pyframe", None) == caller_id:
-            return frame
-        frame = frame.outer
-    return None
+_thread_stacks = threading.local()
+
+
+def _stack() -> list[tuple[Any, Any]]:
+    try:
+        return _thread_stacks.s
+    except AttributeError:
+        stack: list[tuple[Any, Any]] = []
+        _thread_stacks.s = stack
+        return stack
+
+
+def enter_current(info: tuple, args: tuple) -> None:
+    """``enter`` for the no-variable form (see the module docstring): the thread keeps the frame,
+    with the Python frame that entered it, for the other ``*_current`` hooks."""
+    caller = sys._getframe(1)
+    frame = _sdk_enter(info, args)
+    if frame is not NO_FRAME:
+        _stack().append((frame, caller))
+
+
+def _own_entry(stack: list[tuple[Any, Any]], caller: Any) -> int:
+    """Index of the nearest entry Python frame ``caller`` entered (the top one, unless calls above it
+    never ran leave_current); -1 when enter recorded nothing for the call."""
+    for i in range(len(stack) - 1, max(-1, len(stack) - 1025), -1):
+        if stack[i][1] is caller:
+            return i
+    return -1
 
 
 def ret_current(value: Any) -> Any:
-    """``return value`` in the no-variable form (see the module docstring); hands ``value`` back."""
-    if _recorder is not None:
-        try:
-            frame = _own_frame(sys._getframe(1))
-            if frame is not None and frame.recording:
-                frame.span.set_attribute("execscope.return.value", capture("", value, _limits()))
-        except Exception as exc:
-            stats.failed(exc)
+    """``return value`` in the no-variable form; hands ``value`` back."""
+    try:
+        stack = _stack()
+        i = _own_entry(stack, sys._getframe(1))
+        if i >= 0 and stack[i][0].recording:
+            stack[i][0].span.set_attribute("execscope.return.value", capture("", value, _limits()))
+    except Exception as exc:
+        stats.failed(exc)
     return value
 
 
 def fail_current() -> None:
     """The exception being handled leaves the call (the no-variable form's ``except`` clause)."""
-    if _recorder is not None:
-        caller = sys._getframe(1)
-        try:
-            frame = _own_frame(caller)
-        except Exception as exc:
-            stats.failed(exc)
-            return
-        if frame is not None:
-            _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
+    caller = sys._getframe(1)
+    try:
+        stack = _stack()
+        i = _own_entry(stack, caller)
+    except Exception as exc:
+        stats.failed(exc)
+        return
+    if i >= 0:
+        _fail(stack[i][0], sys.exc_info()[1], caller)  # type: ignore[arg-type]
 
 
 def leave_current() -> None:
     """The call of the no-variable form finished, normally or not."""
     try:
-        frame = _own_frame(sys._getframe(1))
+        stack = _stack()
+        i = _own_entry(stack, sys._getframe(1))
+        if i < 0:
+            return
+        frame = stack[i][0]
+        del stack[i:]
     except Exception as exc:
         stats.failed(exc)
         return
-    if frame is not None:
-        _leave(frame)
+    _leave(frame)
 
 
 def _limits() -> ReprLimits:
@@ -552,6 +577,6 @@ def _no_sync() -> None:
 _sync_current: Any = _no_sync
 
 
-HOOK_NAMES = ("enter", "enter_module", "ret", "ret_current", "fail", "fail_current", "leave", "leave_current",
-              "suspend", "resumed", "branch", "arm", "line", "assign", "value")
+HOOK_NAMES = ("enter", "enter_current", "enter_module", "ret", "ret_current", "fail", "fail_current", "leave",
+              "leave_current", "suspend", "resumed", "branch", "arm", "line", "assign", "value")
 _SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

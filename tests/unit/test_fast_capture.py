@@ -135,7 +135,7 @@ def test_fork_child_starts_with_an_empty_buffer(fast) -> None:
         pid = os.fork()
         if pid == 0:
             state = fast_capture._state
-            os._exit(0 if state.n_pending == 0 and not any(state.buffers) else 1)
+            os._exit(0 if state.n_pending == 0 and not fast_capture.take_pending()[0] else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert fast_capture._state.n_pending == 1  # the parent keeps its own
@@ -235,6 +235,71 @@ def fails(n):
     error = frames[2].error
     assert error[0] == "ValueError" and error[3] == 17  # the line that raised, found through __exit__
     assert runtime.current_frame() is None
+
+
+def test_a_call_survives_context_switches_and_the_exit_stop_while_it_runs(fast) -> None:
+    # The no-variable form's frame is kept by the thread, not found through the (context-dependent)
+    # current frame: running code in another context, or the exit flush stopping new calls, while it
+    # runs must not lose it (seen in review: both calls vanished, uncounted, from the native core).
+    module = load_rewritten('''
+import contextvars
+from execscope.instrumentation import fast_capture
+
+def inner():
+    return 2
+
+def f(x):
+    contextvars.Context().run(inner)
+    return x + 1
+
+def g(x):
+    fast_capture.stop_new_calls()
+    return x + 1
+''', "functions", name="ctxswitch", file="/src/ctxswitch.py")
+    fast_capture.take_pending()
+    assert module.f(1) == 2
+    state = fast_capture._state
+    try:
+        assert module.g(1) == 2
+    finally:
+        state.paused = False
+        runtime._set_gate(runtime.GATE_SAMPLED)
+    frames, _ = fast_capture.take_pending()
+    got = {(fr.info[1], fr.args, fr.ret) for fr in frames if fr.info[1] != "ctxswitch.inner"}
+    assert got == {("ctxswitch.f", (1,), 2), ("ctxswitch.g", (1,), 2)}
+    assert runtime.current_frame() is None
+
+
+def test_a_thread_continuing_a_sampled_out_trace_records_nothing(fast) -> None:
+    # The root is sampled out and returns while the thread it started still runs: the thread's
+    # calls belong to the left-out trace (they once matched the dead root's frame and became roots).
+    module = load_rewritten('''
+import threading
+go = threading.Event()
+
+def h(i):
+    return i
+
+def body():
+    go.wait()
+    for i in range(20):
+        h(i)
+
+def f():
+    t = threading.Thread(target=body)
+    t.start()
+    return t
+''', "functions", name="skipthread", file="/src/skipthread.py")
+    fast_capture.take_pending()
+    decisions = iter([False])
+    fast_capture.set_root_sampler(lambda _trace_id: next(decisions, True))
+    try:
+        t = module.f()
+        module.go.set()
+        t.join()
+    finally:
+        fast_capture.set_root_sampler(None)
+    assert fast_capture.take_pending()[0] == []
 
 
 def test_callers_carry_the_time_spent_in_recorded_callees(fast) -> None:

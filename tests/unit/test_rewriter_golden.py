@@ -35,7 +35,7 @@ def test_plain_function_rewritten_in_the_no_variable_form() -> None:
             """doc"""
             if not _execscope_gate:
                 return a
-            _execscope_rt.enter(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
+            _execscope_rt.enter_current(('m:f', 'm.f', 'm.py', 2, '{version}', ('a', 'b', 'c', 'd')), (a, b, c, d))
             try:
                 return _execscope_rt.ret_current(a)
             except BaseException:
