@@ -169,3 +169,41 @@ def test_one_file_under_two_names_gets_ids_under_each(pkg: Path, monkeypatch: py
         assert node_ids == {"hookpkg.core:double", "core:double"}
     finally:
         sys.modules.pop("core", None)
+
+
+FORMS = '''
+import asyncio
+
+def leaf(a, b=1):
+    if a:
+        return a or b
+    raise ValueError(a)
+
+def outer(xs):
+    def inner(x):
+        return x
+    return [inner(x) for x in xs]
+
+def gen(n):
+    got = yield n
+    yield from range(got or 0)
+
+async def coro(x):
+    await asyncio.sleep(0)
+    return x
+'''
+
+
+def test_the_cache_magic_names_the_rewritten_form() -> None:
+    # Cached rewrites are trusted by their magic: a rewritten form that changes while the magic does
+    # not makes old caches call hooks the runtime no longer pairs (seen: an interim form's cache left
+    # every frame open and lost the calls). Changing the form means bumping _CACHE_MAGIC and this.
+    import ast
+    import hashlib
+
+    from execscope.instrumentation import import_hook
+
+    text = "\n".join(ast.unparse(rewriter.rewrite_source(FORMS, "m", "m.py", level, code_version="v")[0])
+                     for level in (1, 2, 3))
+    assert (import_hook._CACHE_MAGIC, hashlib.sha256(text.encode()).hexdigest()[:16]) == (
+        b"ESCOPE6\n", "e5df208ab1a725f3")
