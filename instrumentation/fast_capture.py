@@ -794,13 +794,18 @@ class CaptureWorker:
         while not self._stopped:
             self._wake.wait(self.interval_s)
             self._wake.clear()
-            if not _state.paused:  # while the program traces allocations, ours would count in them
-                self._drain()
+            self._drain(periodic=True)
 
-    def _drain(self, timeout_s: float = -1) -> bool:
+    def _drain(self, timeout_s: float = -1, periodic: bool = False) -> bool:
         if not self._lock.acquire(timeout=timeout_s):  # the worker's drain did not end in time
             return False
         try:
+            # While the program traces allocations, ours would count in them. Checked under the lock:
+            # tracemalloc.start() sets ``paused`` and then waits for the lock (wait_idle), so a drain
+            # either ends before tracing starts or sees the flag (checked before taking the lock, a
+            # drain could start just after wait_idle returned: more-itertools saw 362 KB, once).
+            if periodic and _state.paused:
+                return True
             frames, dropped = take_pending()
             if not frames:
                 return True
