@@ -441,74 +441,35 @@ def ret(frame: Any, value: Any) -> Any:
     return value
 
 
-_thread_stacks = threading.local()
-
-
-def _stack() -> list[tuple[Any, Any]]:
-    try:
-        return _thread_stacks.s
-    except AttributeError:
-        stack: list[tuple[Any, Any]] = []
-        _thread_stacks.s = stack
-        return stack
-
-
 def enter_current(info: tuple, args: tuple) -> None:
-    """``enter`` for the no-variable form: the thread keeps the frame, with the Python frame that
-    entered it, for the other ``*_current`` hooks (as in _capture.c)."""
-    caller = sys._getframe(1)
+    """``enter`` for the no-variable form: the thread keeps the frame (runtime.push_entered)."""
     frame = enter(info, args)
     if frame is not NO_FRAME:
-        _stack().append((frame, caller))
-
-
-def _own_entry(stack: list[tuple[Any, Any]], caller: Any) -> int:
-    """Index of the nearest entry Python frame ``caller`` entered (the top one, unless calls above it
-    never ran leave_current); -1 when enter recorded nothing for the call."""
-    for i in range(len(stack) - 1, max(-1, len(stack) - 1025), -1):
-        if stack[i][1] is caller:
-            return i
-    return -1
+        runtime.push_entered(frame, sys._getframe(1))
 
 
 def ret_current(value: Any) -> Any:
-    try:
-        stack = _stack()
-        i = _own_entry(stack, sys._getframe(1))
-        if i >= 0:
-            frame = stack[i][0]
-            if not frame.foreign:
-                frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
-                frame.has_ret = True
-    except Exception as exc:
-        stats.failed(exc)
+    frame = runtime.entered_by(sys._getframe(1))
+    if frame is not None and not frame.foreign:
+        try:
+            frame.ret = value if type(value) in IMMUTABLE else snapshot(value)
+            frame.has_ret = True
+        except Exception as exc:
+            stats.failed(exc)
     return value
 
 
 def fail_current() -> None:
     caller = sys._getframe(1)
-    try:
-        stack = _stack()
-        i = _own_entry(stack, caller)
-    except Exception as exc:
-        stats.failed(exc)
-        return
-    if i >= 0:
-        _fail(stack[i][0], sys.exc_info()[1], caller)  # type: ignore[arg-type]
+    frame = runtime.entered_by(caller)
+    if frame is not None:
+        _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
 
 
 def leave_current() -> None:
-    try:
-        stack = _stack()
-        i = _own_entry(stack, sys._getframe(1))
-        if i < 0:
-            return
-        frame = stack[i][0]
-        del stack[i:]
-    except Exception as exc:
-        stats.failed(exc)
-        return
-    leave(frame)
+    frame = runtime.pop_entered(sys._getframe(1))
+    if frame is not None:
+        leave(frame)
 
 
 def _below(top: Any, frame: Any) -> bool:

@@ -285,74 +285,86 @@ def ret(frame: Frame | Any, value: Any) -> Any:
     return value
 
 
-_thread_stacks = threading.local()
+class _EnteredStacks(threading.local):
+    def __init__(self) -> None:
+        self.entries: list[tuple[Any, Any]] = []  # (frame, Python frame that entered it), innermost last
 
 
-def _stack() -> list[tuple[Any, Any]]:
-    try:
-        return _thread_stacks.s
-    except AttributeError:
-        stack: list[tuple[Any, Any]] = []
-        _thread_stacks.s = stack
-        return stack
+_entered = _EnteredStacks()
 
 
-def enter_current(info: tuple, args: tuple) -> None:
-    """``enter`` for the no-variable form (see the module docstring): the thread keeps the frame,
-    with the Python frame that entered it, for the other ``*_current`` hooks."""
-    caller = sys._getframe(1)
-    frame = _sdk_enter(info, args)
-    if frame is not NO_FRAME:
-        _stack().append((frame, caller))
+def push_entered(frame: Any, caller: Any) -> None:
+    """The thread keeps ``frame``, entered by Python frame ``caller`` in the no-variable form (both
+    Python cores; the native one keeps its own stack in C, same rules)."""
+    _entered.entries.append((frame, caller))
 
 
-def _own_entry(stack: list[tuple[Any, Any]], caller: Any) -> int:
-    """Index of the nearest entry Python frame ``caller`` entered (the top one, unless calls above it
-    never ran leave_current); -1 when enter recorded nothing for the call."""
-    for i in range(len(stack) - 1, max(-1, len(stack) - 1025), -1):
-        if stack[i][1] is caller:
+def _entered_index(entries: list[tuple[Any, Any]], caller: Any) -> int:
+    # the nearest entry ``caller`` entered: the top one, unless calls above it never ran
+    # leave_current (RecursionError before the hook); -1 when enter recorded nothing for the call
+    for i in range(len(entries) - 1, max(-1, len(entries) - 1025), -1):
+        if entries[i][1] is caller:
             return i
     return -1
 
 
-def ret_current(value: Any) -> Any:
-    """``return value`` in the no-variable form; hands ``value`` back."""
+def entered_by(caller: Any) -> Any:
+    """The frame Python frame ``caller`` entered (no-variable form), or None. Never raises."""
     try:
-        stack = _stack()
-        i = _own_entry(stack, sys._getframe(1))
-        if i >= 0 and stack[i][0].recording:
-            stack[i][0].span.set_attribute("execscope.return.value", capture("", value, _limits()))
+        entries = _entered.entries
+        i = _entered_index(entries, caller)
+        return entries[i][0] if i >= 0 else None
     except Exception as exc:
         stats.failed(exc)
+        return None
+
+
+def pop_entered(caller: Any) -> Any:
+    """Like :func:`entered_by`, and forgets it with every entry above it. Never raises."""
+    try:
+        entries = _entered.entries
+        i = _entered_index(entries, caller)
+        if i < 0:
+            return None
+        frame = entries[i][0]
+        del entries[i:]
+        return frame
+    except Exception as exc:
+        stats.failed(exc)
+        return None
+
+
+def enter_current(info: tuple, args: tuple) -> None:
+    """``enter`` for the no-variable form (see the module docstring): the thread keeps the frame."""
+    frame = _sdk_enter(info, args)
+    if frame is not NO_FRAME:
+        push_entered(frame, sys._getframe(1))
+
+
+def ret_current(value: Any) -> Any:
+    """``return value`` in the no-variable form; hands ``value`` back."""
+    frame = entered_by(sys._getframe(1))
+    if frame is not None and frame.recording:
+        try:
+            frame.span.set_attribute("execscope.return.value", capture("", value, _limits()))
+        except Exception as exc:
+            stats.failed(exc)
     return value
 
 
 def fail_current() -> None:
     """The exception being handled leaves the call (the no-variable form's ``except`` clause)."""
     caller = sys._getframe(1)
-    try:
-        stack = _stack()
-        i = _own_entry(stack, caller)
-    except Exception as exc:
-        stats.failed(exc)
-        return
-    if i >= 0:
-        _fail(stack[i][0], sys.exc_info()[1], caller)  # type: ignore[arg-type]
+    frame = entered_by(caller)
+    if frame is not None:
+        _fail(frame, sys.exc_info()[1], caller)  # type: ignore[arg-type]
 
 
 def leave_current() -> None:
     """The call of the no-variable form finished, normally or not."""
-    try:
-        stack = _stack()
-        i = _own_entry(stack, sys._getframe(1))
-        if i < 0:
-            return
-        frame = stack[i][0]
-        del stack[i:]
-    except Exception as exc:
-        stats.failed(exc)
-        return
-    _leave(frame)
+    frame = pop_entered(sys._getframe(1))
+    if frame is not None:
+        _leave(frame)
 
 
 def _limits() -> ReprLimits:
