@@ -14,7 +14,7 @@ from execscope.collector.otlp_decode import TRACE_COLUMNS
 from execscope.storage.store import Store
 
 if TYPE_CHECKING:
-    from execscope.instrumentation.cpg import ModuleCpg
+    from execscope.instrumentation.analysis.cpg import ModuleCpg
 
 NODE_COLUMNS = ("node_id", "kind", "qualname", "name", "line", "col", "end_line", "end_col", "parent_id", "code")
 
@@ -93,7 +93,7 @@ class _ModuleRows:
 
 
 def _cpg_tables(cpg: ModuleCpg) -> _ModuleRows:
-    from execscope.instrumentation.cpg import EDGE_COLUMNS, FUNCTION_COLUMNS
+    from execscope.instrumentation.analysis.cpg import EDGE_COLUMNS, FUNCTION_COLUMNS
 
     nodes = cpg.nodes
     version, module = nodes.code_version, nodes.module

@@ -15,7 +15,7 @@ from execscope.collector import native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.otlp_decode import DecodeError, decode_columns
 from execscope.collector.processors import ProcessorChain, SpanBatch
-from execscope.instrumentation.spool import Spool, batch_counts
+from execscope.instrumentation.export.spool import Spool, batch_counts
 from execscope.storage.store import Store, StoreError
 
 

@@ -83,8 +83,8 @@ def python_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 def analyse_file(path: str, module: str, known: frozenset[str] | set[str] = frozenset()) -> FileResult:
     """Analyse one file (runs in a worker). Never raises: failures come back as ``status='error'``."""
-    from execscope.instrumentation.cpg import build_module_cpg
-    from execscope.instrumentation.node_ids import code_version_of
+    from execscope.instrumentation.analysis.cpg import build_module_cpg
+    from execscope.instrumentation.nodes.node_ids import code_version_of
 
     try:
         size = os.path.getsize(path)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import execscope
 from execscope.instrumentation import process_bootstrap as pb
-from execscope.instrumentation.spool import Spool
+from execscope.instrumentation.export.spool import Spool
 from execscope.storage.store import Store, StoreAddress
 
 if TYPE_CHECKING:  # loaded once the program runs (see run_recorded)
@@ -172,7 +172,7 @@ BACKLOG_NOTICE_BATCHES = 8
 def _say_backlog(spool: Spool) -> None:
     """Say so when the program has ended with much still to store (a statement-level recording of a
     busy program can outrun the engine): storing it can take a while, and silence looks like a hang."""
-    from execscope.instrumentation.spool import batch_counts
+    from execscope.instrumentation.export.spool import batch_counts
 
     pending = spool.pending_batches()
     if len(pending) < BACKLOG_NOTICE_BATCHES:
@@ -317,9 +317,9 @@ def resolve_python(command: Sequence[str]) -> list[str]:
 
 def script_command(command: Sequence[str], include: Sequence[str]) -> list[str]:
     """``python [flags] app.py args`` with ``app`` (or ``__main__``) included: run the script through
-    :mod:`execscope.instrumentation.main_script`, since a script run directly is never imported and
+    :mod:`execscope.instrumentation.rewrite.main_script`, since a script run directly is never imported and
     so never passes the import hook. Any other command is returned as is."""
-    from execscope.instrumentation.import_hook import matches
+    from execscope.instrumentation.rewrite.import_hook import matches
 
     cmd = list(command)
     if not cmd or not Path(cmd[0]).name.startswith("python"):
@@ -332,4 +332,4 @@ def script_command(command: Sequence[str], include: Sequence[str]) -> list[str]:
     stem = Path(cmd[i]).stem
     if not (matches(stem, include) or matches("__main__", include)):
         return cmd
-    return [*cmd[:i], "-m", "execscope.instrumentation.main_script", *cmd[i:]]
+    return [*cmd[:i], "-m", "execscope.instrumentation.rewrite.main_script", *cmd[i:]]

@@ -1,4 +1,16 @@
-"""Rewrite + capture: node IDs, the import hook, the runtime and the exporters.
+"""The compile-time and capture side of execscope, one subpackage (wing) per concern.
+
+* :mod:`.nodes`: parse and node IDs;
+* :mod:`.rewrite`: the rewrite, the import hook, scripts run as ``__main__``;
+* :mod:`.capture`: the runtime rewritten code calls, the capture cores, safe values, threads, the
+  span processor;
+* :mod:`.export`: OTLP encoding, the spool, the Kafka exporter;
+* :mod:`.analysis`: CFG, CDG, SSA data flow, calls, metrics, CPG rows.
+
+At this top level: :func:`instrument` / :func:`uninstrument`, the process bootstrap that
+``execscope run`` starts in every process (:mod:`.process_bootstrap`) and the OpenTelemetry
+instrumentor (:mod:`.otel_instrumentor`), which wire the wings together. This package never imports
+the collector, the store, the queries or the dashboards.
 
 Public API::
 
@@ -18,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from execscope.instrumentation.import_hook import InstrumentingFinder, NodeSink
+    from execscope.instrumentation.rewrite.import_hook import InstrumentingFinder, NodeSink
 
 __all__ = ["instrument", "uninstrument", "LEVELS"]
 _log = logging.getLogger("execscope")
@@ -28,7 +40,7 @@ def __getattr__(name: str) -> Any:
     # The rewriter and the runtime load on first use: processes that only need a submodule (the
     # `execscope run` parent reads spool names and environment variables) start faster.
     if name == "LEVELS":
-        from execscope.instrumentation.runtime import LEVELS
+        from execscope.instrumentation.capture.runtime import LEVELS
 
         return LEVELS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -42,9 +54,10 @@ def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: st
     Idempotent: a second call replaces the first configuration. Raises ``ValueError`` for an unknown
     ``level``. ``node_sink`` receives every rewritten module's node rows (e.g. a spool writer).
     """
-    from execscope.instrumentation import import_hook, runtime
-    from execscope.instrumentation.import_hook import HookConfig
-    from execscope.instrumentation.runtime import LEVELS
+    from execscope.instrumentation.capture import runtime
+    from execscope.instrumentation.capture.runtime import LEVELS
+    from execscope.instrumentation.rewrite import import_hook
+    from execscope.instrumentation.rewrite.import_hook import HookConfig
 
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
@@ -67,7 +80,8 @@ def instrument(include: Sequence[str], *, exclude: Sequence[str] = (), level: st
 
 def uninstrument() -> None:
     """Stop rewriting new imports and stop recording. Idempotent."""
-    from execscope.instrumentation import import_hook, runtime
+    from execscope.instrumentation.capture import runtime
+    from execscope.instrumentation.rewrite import import_hook
 
     import_hook.uninstall()
     runtime.deactivate()

@@ -18,6 +18,8 @@ import os
 from collections.abc import Collection
 from typing import Any
 
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
 from execscope.instrumentation import instrument, uninstrument
 from execscope.instrumentation.process_bootstrap import (
     ENV_EXCLUDE,
@@ -26,7 +28,6 @@ from execscope.instrumentation.process_bootstrap import (
     ENV_SPOOL,
     split_globs,
 )
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 _log = logging.getLogger("execscope")
 
@@ -50,7 +51,7 @@ class ExecscopeInstrumentor(BaseInstrumentor):
         node_sink = None
         spool_path = kwargs.get("spool") or os.environ.get(ENV_SPOOL)
         if spool_path:
-            from execscope.instrumentation.spool import Spool
+            from execscope.instrumentation.export.spool import Spool
 
             node_sink = Spool(spool_path).write_nodes
         instrument(include, exclude=list(kwargs.get("exclude") or split_globs(os.environ.get(ENV_EXCLUDE))),

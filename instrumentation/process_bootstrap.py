@@ -63,11 +63,12 @@ def split_globs(value: str | None) -> list[str]:
 def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500, sample: float = 1.0) -> Any:
     """A TracerProvider that keeps statement-level event volumes, samples new traces at ``sample``
     (parent-based) and batches into ``exporter``."""
-    from execscope.instrumentation.ids import PrivateIdGenerator
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from execscope.instrumentation.capture.ids import PrivateIdGenerator
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": service}), id_generator=PrivateIdGenerator(),
@@ -95,10 +96,13 @@ def start_from_environment() -> bool:
         return False
     if exporter_name == "kafka" and not bootstrap or exporter_name != "kafka" and not spool_path:
         return False
-    from execscope.instrumentation import fast_capture, import_hook, runtime
-    from execscope.instrumentation.import_hook import HookConfig
-    from execscope.instrumentation.span_processor import ExecscopeSpanProcessor
     from opentelemetry import trace
+
+    from execscope.instrumentation.capture import fast_capture, runtime
+    from execscope.instrumentation.capture.span_processor import ExecscopeSpanProcessor
+    from execscope.instrumentation.export.otlp_encode import encode_request
+    from execscope.instrumentation.rewrite import import_hook
+    from execscope.instrumentation.rewrite.import_hook import HookConfig
 
     service = os.environ.get(ENV_SERVICE) or "execscope"
     flush_ms = int(os.environ.get(ENV_FLUSH_MS) or 500)
@@ -119,8 +123,8 @@ def start_from_environment() -> bool:
     sink: Any
     write_nodes: Any
     if exporter_name == "kafka":
-        from execscope.instrumentation import kafka_exporter as kx
-        from execscope.instrumentation.spool import module_document
+        from execscope.instrumentation.export import kafka_exporter as kx
+        from execscope.instrumentation.export.spool import module_document
 
         topic = os.environ.get(ENV_KAFKA_TOPIC) or kx.DEFAULT_TOPIC
         kafka = _kafka = kx.KafkaSink(str(bootstrap), topic)
@@ -142,8 +146,8 @@ def start_from_environment() -> bool:
             sent_nodes.add(key)
             return kafka.submit(key.encode(), module_document(nodes), 0, topic=kx.cpg_topic(topic))
     else:
-        from execscope.instrumentation.spool import Spool
-        from execscope.instrumentation.spool_exporter import SpoolSpanExporter
+        from execscope.instrumentation.export.spool import Spool
+        from execscope.instrumentation.export.spool_exporter import SpoolSpanExporter
 
         # the spool is measured at most about once per batch delay (a directory scan)
         spool = Spool(str(spool_path), max_bytes=_max_spool_bytes(), check_interval_s=flush_ms / 2000)
@@ -153,7 +157,7 @@ def start_from_environment() -> bool:
 
     trace.set_tracer_provider(_provider)
     # the execscope span processor on the program's provider: its resource and sampler, our capture
-    _processor = ExecscopeSpanProcessor.install(_provider, sink, flush_ms / 1000)
+    _processor = ExecscopeSpanProcessor.install(_provider, sink, encode_request, flush_ms / 1000)
     import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),
                                    level=runtime.LEVELS.get(level, 1)), write_nodes)
     _flush_forked_multiprocessing_children()
@@ -199,7 +203,7 @@ class SpoolBatchWriter:
         self._lock = threading.Lock()
 
     def _drop_held(self) -> int:
-        from execscope.instrumentation import fast_capture
+        from execscope.instrumentation.capture import fast_capture
 
         held, self._held = self._held, None
         if not held:
@@ -208,7 +212,7 @@ class SpoolBatchWriter:
         return len(held)
 
     def __call__(self, frames: list, dropped: int, force: bool = False) -> None:
-        from execscope.instrumentation.otlp_encode import count_events
+        from execscope.instrumentation.export.otlp_encode import count_events
 
         with self._lock:
             processor = self.processor()
@@ -225,7 +229,7 @@ class SpoolBatchWriter:
 
     def finish(self) -> None:
         """Write the batch held back, whatever the spool holds (at exit). Never raises."""
-        from execscope.instrumentation import fast_capture
+        from execscope.instrumentation.capture import fast_capture
 
         with self._lock:
             held, self._held = self._held, None
@@ -261,7 +265,7 @@ def _flush(timeout_s: float = 5.0) -> None:
 
 def _flush_at_exit() -> None:
     if _processor is not None:  # what the program's threads still call while it exits is not kept
-        from execscope.instrumentation import fast_capture
+        from execscope.instrumentation.capture import fast_capture
 
         fast_capture.stop_new_calls()
     timeout = 5.0
@@ -272,7 +276,7 @@ def _flush_at_exit() -> None:
             timeout = KAFKA_EXIT_FLUSH_S
     _flush(timeout)
     if _kafka is not None:
-        from execscope.instrumentation.kafka_exporter import write_report
+        from execscope.instrumentation.export.kafka_exporter import write_report
 
         _kafka.shutdown(1.0)
         write_report(_kafka)
@@ -286,7 +290,7 @@ def _flush_soon() -> None:
 
 
 def _flush_forked_multiprocessing_children() -> None:
-    from execscope.instrumentation import runtime
+    from execscope.instrumentation.capture import runtime
 
     # A forked multiprocessing child ends with os._exit(), skipping atexit; its finalizers still run.
     # Process._bootstrap clears finalizers after the fork, then runs the after-fork callbacks, so the

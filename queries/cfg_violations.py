@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from execscope.instrumentation.cfg_check import ScopeGraph, scope_graphs
+from execscope.instrumentation.analysis.cfg_check import ScopeGraph, scope_graphs
 from execscope.storage.store import QueryResult, Store
 
 COLUMNS = ("code_version", "scope", "src", "dst", "level", "count", "example_trace", "reason")

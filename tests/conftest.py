@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from execscope.instrumentation import runtime
-from execscope.instrumentation.ids import PrivateIdGenerator
-from execscope.instrumentation.rewriter import rewrite_source
-from execscope.instrumentation.runtime import LEVELS
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from execscope.instrumentation.capture import runtime
+from execscope.instrumentation.capture.ids import PrivateIdGenerator
+from execscope.instrumentation.capture.runtime import LEVELS
+from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

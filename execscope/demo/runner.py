@@ -72,12 +72,12 @@ def run_demo(store_dsn: str | None, level: str = "statements") -> int:
         shutil.rmtree(target)
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(DEMO_SOURCE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    dsn = store_dsn or f"chdb://{(Path('.execscope') / 'demo-db').resolve()}"
-    try:
-        store = open_store(dsn)
+    try:  # the store every other command reads by default, so a newcomer's next step shows the demo
+        store = open_store(store_dsn)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     service = f"shopdemo-{int(time.time())}"
+    store_flag = f" --store {store.address}" if store_dsn else ""
     try:
         click.secho("$ execscope run --include 'shopdemo*' --level statements -- python -m shopdemo",
                     bold=True, err=True)
@@ -119,8 +119,10 @@ def run_demo(store_dsn: str | None, level: str = "statements") -> int:
                 "\ndiscount a second time for VIPs, so a VIP of 9 years pays 23 cents. The recording shows"
                 "\n`discount` going 0.15 -> 0.55 and `total` being cut twice, with the line of each write.")
             click.echo(f"\nStep through that order forwards and backwards, with every variable:"
-                       f"\n  execscope cinema {trace_id} --store {store.address}")
-        click.echo(f"\nAsk more with:  execscope sql \"SELECT ... FROM otel_traces\" --store {store.address}")
+                       f"\n  execscope cinema {trace_id}{store_flag}")
+        click.echo(f"\nNext: every recorded trace:  execscope traces{store_flag}"
+                   f"\n      the hottest functions:   execscope query hot-nodes{store_flag}"
+                   f"\n      any question in SQL:     execscope sql \"SELECT ... FROM otel_traces\"{store_flag}")
         click.echo(f"(demo finished in {time.monotonic() - started:.1f}s)")
     finally:
         store.close()

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import libcst as cst
-from execscope.instrumentation.cpg import build_module_cpg
-from execscope.instrumentation.node_ids import assign_node_ids, name_nodes
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from execscope.instrumentation.analysis.cpg import build_module_cpg
+from execscope.instrumentation.nodes.node_ids import assign_node_ids, name_nodes
 from execscope.project_analysis import analyse_file, module_name
 
 EVAL = ["/tmp/execscope-eval/src/toolz-1.2.0/toolz", "/tmp/execscope-eval/src/more_itertools-11.2.1/more_itertools"]

@@ -77,10 +77,10 @@ def child(variant: str, depth: int, spool_dir: str) -> None:
         fib(depth)
         provider.shutdown()
         return
-    from execscope.instrumentation.otlp_encode import count_events
+    from execscope.instrumentation.capture.span_processor import ExecscopeSpanProcessor
+    from execscope.instrumentation.export.otlp_encode import count_events, encode_request
+    from execscope.instrumentation.export.spool import Spool
     from execscope.instrumentation.process_bootstrap import SPOOL_BATCH_SPANS
-    from execscope.instrumentation.span_processor import ExecscopeSpanProcessor
-    from execscope.instrumentation.spool import Spool
 
     spool = Spool(spool_dir)
     provider = TracerProvider(sampler=TraceIdRatioBased(0.0 if variant == "execscope_sampled_out" else 1.0))
@@ -91,7 +91,7 @@ def child(variant: str, depth: int, spool_dir: str) -> None:
             chunk = frames[i:i + SPOOL_BATCH_SPANS]
             spool.write_batch(processor.encode(chunk, dropped, attrs), len(chunk), count_events(chunk))
 
-    processor = ExecscopeSpanProcessor.install(provider, sink)
+    processor = ExecscopeSpanProcessor.install(provider, sink, encode_request)
     load_rewritten(FIB, "functions", name="fib_recorded").fib(depth)
     processor.shutdown()
 
@@ -118,11 +118,11 @@ def per_call_us(repeat: int) -> dict[str, float]:
 
 # --- throughput of the processors on the same spans ---------------------------------------------
 def processor_throughput(n_target: int = 200_000) -> dict:
-    from execscope.instrumentation import fast_capture, runtime
-    from execscope.instrumentation.otlp_encode import encode_request
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+    from execscope.instrumentation.capture import fast_capture, runtime
+    from execscope.instrumentation.export.otlp_encode import encode_request
     from tests.conftest import load_rewritten
 
     fast_capture.take_pending()
@@ -169,8 +169,8 @@ def processor_throughput(n_target: int = 200_000) -> dict:
 
 def ingest_throughput(frames: list) -> dict:
     from execscope.collector.spool_source import SpoolSource
-    from execscope.instrumentation.otlp_encode import encode_request
-    from execscope.instrumentation.spool import Spool
+    from execscope.instrumentation.export.otlp_encode import encode_request
+    from execscope.instrumentation.export.spool import Spool
     from execscope.storage import open_store
 
     out = {}
@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-ingest", action="store_true", help="skip the ingestion figures")
     args = ap.parse_args()
-    from execscope.instrumentation import fast_capture
+    from execscope.instrumentation.capture import fast_capture
 
     us = per_call_us(args.repeat)
     throughput = processor_throughput()

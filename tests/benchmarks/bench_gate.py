@@ -52,11 +52,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
 
-    from execscope.instrumentation import fast_capture, runtime
-    from execscope.instrumentation.span_processor import ExecscopeSpanProcessor
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
+    from execscope.instrumentation.capture import fast_capture, runtime
+    from execscope.instrumentation.capture.span_processor import ExecscopeSpanProcessor
+    from execscope.instrumentation.export.otlp_encode import encode_request
     from tests.conftest import load_plain, load_rewritten
 
     def gated(name: str, gate: Any) -> Any:
@@ -71,7 +72,8 @@ def main() -> None:
     off = {name: best_of(lambda f: f(), fn, args.depth, args.repeat) for name, fn in direct.items()}
 
     # a provider whose sampler keeps no trace: every call below a root runs in a sampled-out trace
-    processor = ExecscopeSpanProcessor.install(TracerProvider(sampler=TraceIdRatioBased(0.0)), lambda f, d: None)
+    processor = ExecscopeSpanProcessor.install(TracerProvider(sampler=TraceIdRatioBased(0.0)), lambda f, d: None,
+                                               encode_request)
     outer = load_rewritten("def outer(p):\n    return p()\n", "functions", name="outer").outer
     two = load_plain(TWO_LOCALS, name="g_two")
     two.G = runtime.GATE

@@ -32,11 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from execscope.collector.kafka_source import KafkaSource  # noqa: E402
-from execscope.instrumentation import fast_capture  # noqa: E402
-from execscope.instrumentation.kafka_exporter import KafkaSink, group_by_trace, trace_key  # noqa: E402
-from execscope.instrumentation.otlp_encode import encode_request  # noqa: E402
+from execscope.instrumentation.capture import fast_capture  # noqa: E402
+from execscope.instrumentation.export.kafka_exporter import KafkaSink, group_by_trace, trace_key  # noqa: E402
+from execscope.instrumentation.export.otlp_encode import encode_request  # noqa: E402
 from execscope.storage import open_store  # noqa: E402
-
 from tests.conftest import load_rewritten  # noqa: E402
 
 FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"

@@ -7,11 +7,10 @@ import textwrap
 from pathlib import Path
 
 from execscope.collector.clickhouse_writer import ClickHouseWriter
+from execscope.project_analysis import analyse_project
 from execscope.queries.cfg_violations import cfg_violations
 from execscope.queries.graph import load_function_graph
 from execscope.storage.store import open_store
-
-from execscope.project_analysis import analyse_project
 from tests.integration.test_run_cli import cli, sql
 
 APP = textwrap.dedent('''

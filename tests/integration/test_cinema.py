@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from execscope.queries.cinema import open_cinema, public
 from execscope.queries.named import QueryParameterError, run_named
 from execscope.storage.store import open_store
-
 from tests.integration.test_run_cli import EXECSCOPE, cli
 
 APP = """\

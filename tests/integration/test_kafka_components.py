@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from execscope.collector.kafka_source import KafkaSource
-from execscope.instrumentation.kafka_exporter import KafkaSink, KafkaSpanExporter
-from execscope.storage import open_store
 from kafka import KafkaConsumer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,6 +17,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from execscope.collector.kafka_source import KafkaSource
+from execscope.instrumentation.export.kafka_exporter import KafkaSink, KafkaSpanExporter
+from execscope.storage import open_store
 from tests.integration.kafka_broker import KAFKA_SH, Broker
 
 pytestmark = pytest.mark.xdist_group("kafka")

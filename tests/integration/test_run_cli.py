@@ -315,8 +315,7 @@ def test_exit_with_a_thread_still_recording_is_bounded_and_keeps_what_was_flushe
 
 
 def test_a_backlog_left_when_the_program_ends_is_announced(tmp_path: Path, capsys) -> None:
-    from execscope.instrumentation.spool import Spool
-
+    from execscope.instrumentation.export.spool import Spool
     from execscope.recording import BACKLOG_NOTICE_BATCHES, _say_backlog
 
     spool = Spool(tmp_path / "spool")

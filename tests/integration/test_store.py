@@ -9,15 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from execscope.collector.spool_source import DrainReport, SpoolSource
-from execscope.instrumentation.node_ids import assign_node_ids
-from execscope.instrumentation.spool import Spool
-from execscope.instrumentation.spool_exporter import SpoolSpanExporter
-from execscope.storage import StoreError, StoreLockedError, StoreVersionError, open_store
-from execscope.storage.migrations import VERSION_TABLE, latest_version
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from execscope.collector.spool_source import DrainReport, SpoolSource
+from execscope.instrumentation.export.spool import Spool
+from execscope.instrumentation.export.spool_exporter import SpoolSpanExporter
+from execscope.instrumentation.nodes.node_ids import assign_node_ids
+from execscope.storage import StoreError, StoreLockedError, StoreVersionError, open_store
+from execscope.storage.migrations import VERSION_TABLE, latest_version
 
 
 def test_migrations_record_the_schema_version(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import sys
 import textwrap
 
 import pytest
-from execscope.instrumentation.cfg import build_cfgs
-from execscope.instrumentation.node_ids import assign_node_ids
+
+from execscope.instrumentation.analysis.cfg import build_cfgs
+from execscope.instrumentation.nodes.node_ids import assign_node_ids
 
 
 def short(node_id: str) -> str:

@@ -9,12 +9,13 @@ import textwrap
 import types
 
 import pytest
-from execscope.instrumentation import fast_capture, runtime
-from execscope.instrumentation.cfg import Cfg, build_cfgs
-from execscope.instrumentation.cfg_check import Violation, check_sequence, scope_graphs
-from execscope.instrumentation.fast_capture import EV_BRANCH, EV_LINE
-from execscope.instrumentation.rewriter import rewrite_source
-from execscope.instrumentation.runtime import LEVELS
+
+from execscope.instrumentation.analysis.cfg import Cfg, build_cfgs
+from execscope.instrumentation.analysis.cfg_check import Violation, check_sequence, scope_graphs
+from execscope.instrumentation.capture import fast_capture, runtime
+from execscope.instrumentation.capture.fast_capture import EV_BRANCH, EV_LINE
+from execscope.instrumentation.capture.runtime import LEVELS
+from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
 PROGRAM = textwrap.dedent('''
     import contextlib, threading

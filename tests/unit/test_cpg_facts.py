@@ -8,8 +8,9 @@ import os
 import textwrap
 
 import pytest
-from execscope.instrumentation.cpg import FUNCTION_COLUMNS, build_module_cpg
-from execscope.instrumentation.metrics import cyclomatic
+
+from execscope.instrumentation.analysis.cpg import FUNCTION_COLUMNS, build_module_cpg
+from execscope.instrumentation.analysis.metrics import cyclomatic
 
 
 def short(n: str) -> str:

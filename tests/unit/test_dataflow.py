@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from execscope.instrumentation.cpg import build_module_cpg
+from execscope.instrumentation.analysis.cpg import build_module_cpg
 
 
 def flow(source: str, kinds: tuple[str, ...] = ("REACHING_DEF",), full: bool = False) -> list[str]:

@@ -10,8 +10,8 @@ import asyncio
 import traceback
 
 import pytest
-from execscope.instrumentation import fast_capture, runtime
 
+from execscope.instrumentation.capture import fast_capture, runtime
 from tests.conftest import captured_stdout, load_plain, load_rewritten
 
 CASES: dict[str, str] = {

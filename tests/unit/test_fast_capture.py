@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from execscope.collector.otlp_decode import any_value_to_str
-from execscope.instrumentation import fast_capture, runtime
-from execscope.instrumentation.otlp_encode import encode_request
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from execscope.collector.otlp_decode import any_value_to_str
+from execscope.instrumentation.capture import fast_capture, runtime
+from execscope.instrumentation.export.otlp_encode import encode_request
 from tests.conftest import load_rewritten
 from tests.unit.test_runtime_spans import APP
 
@@ -243,7 +243,7 @@ def test_a_call_survives_context_switches_and_the_exit_stop_while_it_runs(fast) 
     # runs must not lose it (seen in review: both calls vanished, uncounted, from the native core).
     module = load_rewritten('''
 import contextvars
-from execscope.instrumentation import fast_capture
+from execscope.instrumentation.capture import fast_capture
 
 def inner():
     return 2
@@ -440,7 +440,7 @@ def test_adaptive_budget_is_checked() -> None:
 
 def test_a_full_spool_drops_batches_with_counting_and_exit_writes_the_count(fast, tmp_path, monkeypatch) -> None:
     from execscope.instrumentation import process_bootstrap as pb
-    from execscope.instrumentation.spool import Spool
+    from execscope.instrumentation.export.spool import Spool
 
     class Encoder:  # what the writer uses of the ExecscopeSpanProcessor (no worker of its own here)
         def resource_attributes(self) -> dict:
@@ -473,7 +473,7 @@ def test_a_full_spool_drops_batches_with_counting_and_exit_writes_the_count(fast
 
 
 def test_spool_limit_is_read_from_waiting_batches_only(tmp_path) -> None:
-    from execscope.instrumentation.spool import Spool
+    from execscope.instrumentation.export.spool import Spool
 
     spool = Spool(tmp_path, max_bytes=1000, check_interval_s=0)
     assert not spool.over_limit()

@@ -10,8 +10,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-from execscope.instrumentation import instrument, rewriter, uninstrument
-from execscope.instrumentation.import_hook import ExecscopeWarning, HookConfig, InstrumentingFinder
+
+from execscope.instrumentation import instrument, uninstrument
+from execscope.instrumentation.rewrite import rewriter
+from execscope.instrumentation.rewrite.import_hook import ExecscopeWarning, HookConfig, InstrumentingFinder
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def test_without_bytecode_writing_the_cache_is_in_the_user_cache(pkg: Path, tmp_
 
 def test_never_execscope_dependencies_or_stdlib(tmp_path: Path) -> None:
     finder = InstrumentingFinder(HookConfig(include=["*"]))
-    assert not finder.wants("execscope.instrumentation.runtime")
+    assert not finder.wants("execscope.instrumentation.capture.runtime")
     assert not finder.wants("opentelemetry.trace")
     import json
 
@@ -201,9 +203,9 @@ def test_the_cache_magic_names_the_rewritten_form() -> None:
     import ast
     import hashlib
 
-    from execscope.instrumentation import import_hook
+    from execscope.instrumentation.rewrite import import_hook
 
     text = "\n".join(ast.unparse(rewriter.rewrite_source(FORMS, "m", "m.py", level, code_version="v")[0])
                      for level in (1, 2, 3))
     assert (import_hook._CACHE_MAGIC, hashlib.sha256(text.encode()).hexdigest()[:16]) == (
-        b"ESCOPE6\n", "e5df208ab1a725f3")
+        b"ESCOPE7\n", "eb8abe45f78dea0d")

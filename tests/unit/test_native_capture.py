@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from execscope.instrumentation import fast_capture
-from execscope.instrumentation import otlp_wire as w
-from execscope.instrumentation.otlp_encode import (
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from execscope.instrumentation.capture import fast_capture
+from execscope.instrumentation.export import otlp_wire as w
+from execscope.instrumentation.export.otlp_encode import (
     _resource_attrs,
     count_events,
     encode_frame,
@@ -19,8 +21,6 @@ from execscope.instrumentation.otlp_encode import (
     native_head,
     render,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from tests.conftest import load_rewritten
 from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
 
@@ -105,7 +105,7 @@ def test_native_event_encoding_is_byte_identical_too(fast) -> None:  # noqa: F81
 
 def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811
     module = load_rewritten('''
-        from execscope.instrumentation import runtime
+        from execscope.instrumentation.capture import runtime
 
         def inner():
             return bool(runtime.GATE)
@@ -135,7 +135,7 @@ def test_the_pure_python_core_passes_the_same_capture_tests() -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
-    probe = subprocess.run([sys.executable, "-c", "from execscope.instrumentation import fast_capture as f; "
+    probe = subprocess.run([sys.executable, "-c", "from execscope.instrumentation.capture import fast_capture as f; "
                             "print(f.CORE, '|', f.CORE_REASON)"], env=env, capture_output=True, text=True)
     assert probe.stdout.strip() == "python | turned off by EXECSCOPE_NATIVE"
 
@@ -143,7 +143,7 @@ def test_the_pure_python_core_passes_the_same_capture_tests() -> None:
 RECURSION_SCRIPT = '''
 import gc, sys
 sys.path.insert(0, sys.argv[1])
-from execscope.instrumentation import fast_capture, runtime
+from execscope.instrumentation.capture import fast_capture, runtime
 from tests.conftest import load_rewritten
 
 fast_capture.activate()

@@ -7,10 +7,11 @@ import random
 from typing import Any
 
 import pytest
-from execscope.instrumentation import fast_capture, values
-from execscope.instrumentation.values import ReprLimits, python_repr
 
-native = pytest.importorskip("execscope.instrumentation._capture") if fast_capture.CORE == "native" else None
+from execscope.instrumentation.capture import fast_capture, values
+from execscope.instrumentation.capture.values import ReprLimits, python_repr
+
+native = pytest.importorskip("execscope.instrumentation.capture._capture") if fast_capture.CORE == "native" else None
 pytestmark = pytest.mark.skipif(native is None, reason="the native core is turned off in this run")
 
 LIMITS = (values.DEFAULT_LIMITS, ReprLimits(max_chars=40, max_items=3, max_depth=2),

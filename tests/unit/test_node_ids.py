@@ -8,8 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from execscope.instrumentation.node_ids import AST_KINDS, AstPositions, assign_node_ids, code_version_of
-from execscope.instrumentation.rewriter import rewrite_source
+
+from execscope.instrumentation.nodes.node_ids import AST_KINDS, AstPositions, assign_node_ids, code_version_of
+from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
 SAMPLE = textwrap.dedent('''
     """Module doc."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import libcst
 import pytest
-from execscope.instrumentation.node_ids import ModuleNodes, assign_node_ids
-from execscope.instrumentation.node_ids_ast import assign_node_ids_ast
+
+from execscope.instrumentation.nodes.node_ids import ModuleNodes, assign_node_ids
+from execscope.instrumentation.nodes.node_ids_ast import assign_node_ids_ast
 
 EVAL_TREES = (Path("/tmp/execscope-eval/src/toolz-1.2.0/toolz"),
               Path("/tmp/execscope-eval/src/more_itertools-11.2.1/more_itertools"))

@@ -6,6 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from execscope.collector.otlp_decode import decode_columns
 from execscope.collector.processors import (
     AttributeLimitsProcessor,
@@ -16,10 +21,6 @@ from execscope.collector.processors import (
     discover,
     load_config,
 )
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def decoded_batch() -> SpanBatch:

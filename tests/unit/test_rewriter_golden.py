@@ -11,7 +11,7 @@ def expect(text: str) -> str:
     return textwrap.dedent(text).strip()
 
 
-WRAP_HEAD = "from execscope.instrumentation import runtime as _execscope_rt"
+WRAP_HEAD = "from execscope.instrumentation.capture import runtime as _execscope_rt"
 GATE_HEAD = "_execscope_gate = _execscope_rt.GATE"
 
 
@@ -54,7 +54,7 @@ def f(a, b):
 '''
     import ast
 
-    from execscope.instrumentation.rewriter import rewrite_source
+    from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
     tree, _n, _s = rewrite_source(source, "m", "m.py", 2)
     got = ast.unparse(next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)))
@@ -81,7 +81,7 @@ def test_async_functions_keep_their_frame_variable() -> None:
 
 
 def _version(source: str) -> str:
-    from execscope.instrumentation.node_ids import code_version_of
+    from execscope.instrumentation.nodes.node_ids import code_version_of
 
     return code_version_of(textwrap.dedent(source))
 
@@ -90,7 +90,7 @@ def body_of(source: str, level: str, name: str = "f") -> str:
     """The rewritten body of function ``name`` inside its enter/try/fail/leave wrapper."""
     import ast
 
-    from execscope.instrumentation.rewriter import rewrite_source
+    from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
     tree, _n, stats = rewrite_source(textwrap.dedent(source), "m", "m.py", {"functions": 1, "branches": 2,
                                                                            "statements": 3}[level])
@@ -236,7 +236,7 @@ def test_lambdas_and_comprehensions_are_left_alone() -> None:
 def test_original_positions_survive() -> None:
     import ast
 
-    from execscope.instrumentation.rewriter import rewrite_source
+    from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
     source = "def f(a):\n    x = a\n\n    if x:\n        return x\n"
     tree, _n, _s = rewrite_source(source, "m", "m.py", 3)

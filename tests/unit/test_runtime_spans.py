@@ -73,7 +73,7 @@ def test_parentage_and_exception_events(recorder) -> None:
 def test_nested_under_the_current_otel_span(recorder) -> None:
     mod = load_rewritten(APP, "functions", name="app")
     tracer = trace.get_tracer("test")
-    from execscope.instrumentation import runtime
+    from execscope.instrumentation.capture import runtime
 
     outer_tracer = runtime.active_recorder().tracer
     with outer_tracer.start_as_current_span("http request") as request_span:
@@ -121,7 +121,7 @@ def test_sequence_numbers_are_per_trace_and_increasing_across_spans(recorder) ->
 
 def test_sequence_keeps_increasing_across_chains_of_one_trace(recorder) -> None:
     """Two calls in a row under one OTel span (two chains of one trace) never reuse a number."""
-    from execscope.instrumentation import runtime
+    from execscope.instrumentation.capture import runtime
 
     mod = load_rewritten(APP, "statements", name="app")
     with runtime.active_recorder().tracer.start_as_current_span("request"):
@@ -177,7 +177,7 @@ def test_threads_start_their_own_chains(recorder) -> None:
 
 
 def test_nothing_recorded_when_inactive() -> None:
-    from execscope.instrumentation import runtime
+    from execscope.instrumentation.capture import runtime
 
     mod = load_rewritten(APP, "statements", name="app")
     assert runtime.active_recorder() is None

@@ -8,8 +8,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from execscope.instrumentation import fast_capture, runtime
-from execscope.instrumentation.span_processor import ExecscopeSpanProcessor, sampler_ratio
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,6 +20,9 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from execscope.instrumentation.capture import fast_capture, runtime
+from execscope.instrumentation.capture.span_processor import ExecscopeSpanProcessor, sampler_ratio
+from execscope.instrumentation.export.otlp_encode import encode_request
 from tests.conftest import load_rewritten
 
 REC = '''
@@ -40,7 +41,7 @@ async def task(k, rounds):
 
 
 GATE_PROBE = '''
-from execscope.instrumentation import runtime
+from execscope.instrumentation.capture import runtime
 
 def inner():
     return bool(runtime.GATE)
@@ -69,7 +70,7 @@ def install() -> Iterator:
     def make(provider: TracerProvider, interval_s: float = 60.0) -> tuple[ExecscopeSpanProcessor, Sink]:
         fast_capture.take_pending()
         sink = Sink()
-        processor = ExecscopeSpanProcessor.install(provider, sink, interval_s)
+        processor = ExecscopeSpanProcessor.install(provider, sink, encode_request, interval_s)
         made.append(processor)
         return processor, sink
 

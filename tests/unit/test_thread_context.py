@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from execscope.instrumentation import fast_capture, runtime, thread_context
-
+from execscope.instrumentation.capture import fast_capture, runtime, thread_context
 from tests.conftest import load_rewritten
 from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
 

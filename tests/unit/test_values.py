@@ -8,7 +8,7 @@ import decimal
 import sys
 import time
 
-from execscope.instrumentation.values import (
+from execscope.instrumentation.capture.values import (
     REDACTED,
     ReprLimits,
     capture,
@@ -132,7 +132,7 @@ def test_rendering_never_reads_the_values_own_attributes() -> None:
     # object's __getattribute__: both would run the program's hooks (boltons' wrap_trace recursed)
     import types
 
-    from execscope.instrumentation.runtime import _not_an_error, exception_entries
+    from execscope.instrumentation.capture.runtime import _not_an_error, exception_entries
 
     class HookedModule(types.ModuleType):
         def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from execscope.instrumentation.node_ids import IdResolver, ModuleNodes
+from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes
 
 Pred = tuple[str, str]
 """A pending edge source: (node ID, label of the edge that will leave it)."""

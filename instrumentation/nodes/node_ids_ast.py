@@ -36,7 +36,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from execscope.instrumentation.node_ids import (
+from execscope.instrumentation.nodes.node_ids import (
     CODE_LIMIT,
     ModuleNodes,
     NodeInfo,

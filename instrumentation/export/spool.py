@@ -20,7 +20,7 @@ import re
 import time
 from pathlib import Path
 
-from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo
+from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo
 
 TRACES = "traces"
 CPG = "cpg"

@@ -31,14 +31,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from execscope.instrumentation.node_ids import IdResolver, ModuleNodes, NodeInfo
-from execscope.instrumentation.runtime import BRANCHES, FUNCTIONS, STATEMENTS
+from execscope.instrumentation.capture.runtime import BRANCHES, FUNCTIONS, STATEMENTS
+from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes, NodeInfo
 
 RT = "_execscope_rt"
 FRAME = "_execscope_frame"
 EXC = "_execscope_exc"
 GATE = "_execscope_gate"
-RUNTIME_MODULE = "execscope.instrumentation"
+RUNTIME_MODULE = "execscope.instrumentation.capture"
 
 
 @dataclass
@@ -556,7 +556,7 @@ def rewrite(tree: ast.Module, nodes: ModuleNodes, source: str, level: int = FUNC
 def rewrite_source(source: str, module: str, file: str, level: int = FUNCTIONS,
                    code_version: str | None = None) -> tuple[ast.Module, ModuleNodes, RewriteStats]:
     """Parse (once), name and rewrite one module; raises SyntaxError as is."""
-    from execscope.instrumentation.node_ids import name_nodes
+    from execscope.instrumentation.nodes.node_ids import name_nodes
 
     tree = ast.parse(source, filename=file or "<unknown>")
     nodes = name_nodes(source, module, file, code_version, tree=tree)  # before the rewrite mutates the tree

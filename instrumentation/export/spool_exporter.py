@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from execscope.instrumentation.spool import Spool
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from execscope.instrumentation.export.spool import Spool
 
 
 class SpoolSpanExporter(SpanExporter):

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from execscope.instrumentation import otlp_wire as w
-from execscope.instrumentation.fast_capture import (
+from execscope.instrumentation.capture.fast_capture import (
     EV_ASSIGN,
     EV_BRANCH,
     EV_LINE,
@@ -23,8 +22,9 @@ from execscope.instrumentation.fast_capture import (
     FastFrame,
     Rendered,
 )
-from execscope.instrumentation.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION, format_stack
-from execscope.instrumentation.values import DEFAULT_LIMITS, REDACTED, SECRET_NAME, ReprLimits, capture
+from execscope.instrumentation.capture.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION, format_stack
+from execscope.instrumentation.capture.values import DEFAULT_LIMITS, REDACTED, SECRET_NAME, ReprLimits, capture
+from execscope.instrumentation.export import otlp_wire as w
 
 _EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
                 EV_YIELD: "execscope.yield", EV_RESUME: "execscope.resume"}

@@ -15,7 +15,7 @@ wants from a CDG. Code reached only by an exception (a handler) has no controlle
 
 from __future__ import annotations
 
-from execscope.instrumentation.cfg import Cfg
+from execscope.instrumentation.analysis.cfg import Cfg
 
 
 def post_dominators(cfg: Cfg) -> dict[str, str]:

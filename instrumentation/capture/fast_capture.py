@@ -42,10 +42,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from execscope.instrumentation import runtime
-from execscope.instrumentation.ids import PROCESS_IDS
-from execscope.instrumentation.runtime import NO_FRAME, SEQUENCE, _current, stats
-from execscope.instrumentation.values import DEFAULT_LIMITS, exception_message, safe_repr
+from execscope.instrumentation.capture import runtime
+from execscope.instrumentation.capture.ids import PROCESS_IDS
+from execscope.instrumentation.capture.runtime import NO_FRAME, SEQUENCE, _current, stats
+from execscope.instrumentation.capture.values import DEFAULT_LIMITS, exception_message, safe_repr
 
 _time_ns = time.time_ns
 getrandbits = PROCESS_IDS.getrandbits  # never the global ``random`` (see .ids)
@@ -190,7 +190,7 @@ def _load_native() -> tuple[Any, str]:
     if os.environ.get("EXECSCOPE_NATIVE", "1").lower() in ("0", "false", "no", "off"):
         return None, "turned off by EXECSCOPE_NATIVE"
     try:
-        from execscope.instrumentation import _capture
+        from execscope.instrumentation.capture import _capture
     except ImportError as exc:  # not built (no C compiler at install time) or built for another Python
         return None, f"native accelerator unavailable: {exc}"
     return _capture, "native accelerator loaded"

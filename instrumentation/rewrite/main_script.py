@@ -16,7 +16,7 @@ import types
 
 
 def run_script(path: str, argv: list[str]) -> None:
-    from execscope.instrumentation import import_hook
+    from execscope.instrumentation.rewrite import import_hook
 
     with open(path, "rb") as f:
         source_bytes = f.read()
@@ -42,5 +42,5 @@ def run_script(path: str, argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: python -m execscope.instrumentation.main_script SCRIPT [ARGS...]")
+        sys.exit("usage: python -m execscope.instrumentation.rewrite.main_script SCRIPT [ARGS...]")
     run_script(sys.argv[1], sys.argv[2:])

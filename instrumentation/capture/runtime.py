@@ -42,7 +42,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from execscope.instrumentation.values import (
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
     EXC_TRACEBACK,
     EXIT_CODE,
@@ -50,8 +53,6 @@ from execscope.instrumentation.values import (
     capture,
     exception_message,
 )
-from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
 
 FUNCTIONS, BRANCHES, STATEMENTS = 1, 2, 3
 LEVELS = {"functions": FUNCTIONS, "branches": BRANCHES, "statements": STATEMENTS}
@@ -101,7 +102,7 @@ class _SeqCounter:
 # the trace run one after another under the same OTel span. Across processes, order by timestamp.
 SEQUENCE: Any
 try:  # the native accelerator's counter when built (one C increment); the same contract
-    from execscope.instrumentation._capture import Sequence as _NativeSequence
+    from execscope.instrumentation.capture._capture import Sequence as _NativeSequence
 
     SEQUENCE = _NativeSequence()
 except ImportError:
@@ -143,8 +144,8 @@ NO_FRAME. With the native accelerator it is one permanent C object whose truth f
 false while nothing records, true under the SDK core, and under the fast core false while the
 current chain belongs to a trace that head sampling left out. Without it, always True."""
 try:
-    from execscope.instrumentation._capture import GATE  # type: ignore[no-redef]
-    from execscope.instrumentation._capture import set_gate as _set_gate
+    from execscope.instrumentation.capture._capture import GATE  # type: ignore[no-redef]
+    from execscope.instrumentation.capture._capture import set_gate as _set_gate
 except ImportError:
     GATE = True
 
@@ -204,7 +205,7 @@ def deactivate() -> None:
 def _follow_threads(on: bool) -> None:
     """Threads and pool tasks started inside a recorded call record as its children (see
     :mod:`.thread_context`)."""
-    from execscope.instrumentation import thread_context
+    from execscope.instrumentation.capture import thread_context
 
     (thread_context.install if on else thread_context.uninstall)()
 

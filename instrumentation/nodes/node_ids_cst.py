@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import libcst as cst
-from execscope.instrumentation.node_ids import (
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from execscope.instrumentation.nodes.node_ids import (
     CODE_LIMIT,
     ModuleNodes,
     NodeInfo,
@@ -18,7 +20,6 @@ from execscope.instrumentation.node_ids import (
     module_id,
     split_lines,
 )
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 _SMALL_STATEMENTS: dict[type, str] = {
     cst.Assign: "assign",

@@ -28,7 +28,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from execscope.instrumentation.cfg import Cfg
+from execscope.instrumentation.analysis.cfg import Cfg
 
 Key = tuple[str, str]  # (namespace, variable)
 

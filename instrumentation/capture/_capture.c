@@ -138,7 +138,7 @@ static PyMethodDef sequence_methods[] = {
 
 static PyTypeObject SequenceType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "execscope.instrumentation._capture.Sequence",
+    .tp_name = "execscope.instrumentation.capture._capture.Sequence",
     .tp_basicsize = sizeof(SequenceObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A strictly increasing counter; next() is atomic under the GIL.",
@@ -292,7 +292,7 @@ static PyMemberDef state_members[] = {
 
 static PyTypeObject StateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "execscope.instrumentation._capture.State",
+    .tp_name = "execscope.instrumentation.capture._capture.State",
     .tp_basicsize = sizeof(StateObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Process-wide buffer of finished frames, sampling and budgets.",
@@ -396,7 +396,7 @@ static PyMemberDef frame_members[] = {
 
 static PyTypeObject FrameType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "execscope.instrumentation._capture.Frame",
+    .tp_name = "execscope.instrumentation.capture._capture.Frame",
     .tp_basicsize = sizeof(FrameObject),
     /* Not collected by the cyclic GC: a frame refers to its caller chain, its OTel anchor and
      * immutable or already rendered values, never back to itself; leave() drops the chain. Keeping
@@ -531,7 +531,7 @@ static PyNumberMethods gate_as_number = {.nb_bool = gate_bool};
 
 static PyTypeObject GateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "execscope.instrumentation._capture.Gate",
+    .tp_name = "execscope.instrumentation.capture._capture.Gate",
     .tp_basicsize = sizeof(PyObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "False while the current chain belongs to a trace left out by head sampling.",

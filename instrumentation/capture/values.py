@@ -175,7 +175,7 @@ def _load_native_repr() -> Any:
     if os.environ.get("EXECSCOPE_NATIVE", "1").lower() in ("0", "false", "no", "off"):
         return None
     try:
-        from execscope.instrumentation._capture import bounded_repr
+        from execscope.instrumentation.capture._capture import bounded_repr
     except ImportError:
         return None
     return bounded_repr

@@ -34,17 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
 
-from execscope.instrumentation.node_ids import ModuleNodes, NodeInfo, code_version_of
-from execscope.instrumentation.spool import write_atomic
-
 from execscope import __version__
+from execscope.instrumentation.export.spool import write_atomic
+from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code_version_of
 
 NEVER_INSTRUMENT = (
     "execscope", "opentelemetry", "libcst", "clickhouse_connect", "chdb", "kafka", "google.protobuf",
     "click", "jinja2", "markupsafe", "typing_extensions", "importlib_metadata", "zipp", "wrapt",
     "deprecated", "_pytest", "pytest", "pluggy", "execnet", "xdist",
 )
-_CACHE_MAGIC = b"ESCOPE6\n"  # bumped whenever the rewritten form changes
+_CACHE_MAGIC = b"ESCOPE7\n"  # bumped whenever the rewritten form changes
 
 
 class ExecscopeWarning(UserWarning):
@@ -186,7 +185,7 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             nodes = ModuleNodes(module=fullname, file=path, code_version=version,
                                 nodes=[NodeInfo(*row) for row in rows])
         else:
-            from execscope.instrumentation import rewriter  # not needed on cache hits
+            from execscope.instrumentation.rewrite import rewriter  # not needed on cache hits
 
             source = importlib.util.decode_source(source_bytes)
             tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version)

@@ -5,8 +5,10 @@ on the application's :class:`~opentelemetry.sdk.trace.TracerProvider` next to it
 It owns the fast capture core (:mod:`.fast_capture`): rewritten code records compact frames on the
 program's threads; the processor's worker thread takes them in bulk every ``interval_s`` and hands
 them to ``sink(frames, dropped)``, which encodes them (:meth:`encode`, one
-``ExportTraceServiceRequest`` carrying the provider's resource) and writes them where they go (the
-spool of the embedded default, Kafka).
+``ExportTraceServiceRequest`` carrying the provider's resource, through the ``encoder`` the processor
+is given: :func:`execscope.instrumentation.export.otlp_encode.encode_request`) and writes them where
+they go (the spool of the embedded default, Kafka). The capture wing never imports the export wing:
+whoever builds the processor passes both in.
 
 What it takes from the provider: the resource of every exported span, and the sampler's decision
 for every new trace (a call with no sampled OpenTelemetry span around it): ``TraceIdRatioBased``,
@@ -27,7 +29,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from execscope.instrumentation import fast_capture, runtime
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -35,8 +36,12 @@ from opentelemetry.sdk.trace import sampling as otel_sampling
 from opentelemetry.trace import SpanKind
 
 from execscope import __version__
+from execscope.instrumentation.capture import fast_capture, runtime
 
 FrameSink = Callable[[list, int], None]
+FrameEncoder = Callable[[list, Mapping[str, Any], str, int], bytes]
+"""``encoder(frames, resource_attributes, sdk_version, dropped)`` -> one serialized
+``ExportTraceServiceRequest``."""
 
 
 def sampler_ratio(sampler: Any) -> float | None:
@@ -67,8 +72,9 @@ class ExecscopeSpanProcessor(SpanProcessor):
     loses that batch, counted as dropped. Creating the processor starts recording.
     """
 
-    def __init__(self, sink: FrameSink, *, resource: Resource | None = None, sampler: Any = None,
-                 interval_s: float = 0.5) -> None:
+    def __init__(self, sink: FrameSink, encoder: FrameEncoder, *, resource: Resource | None = None,
+                 sampler: Any = None, interval_s: float = 0.5) -> None:
+        self._encoder = encoder
         self.resource = resource if resource is not None else Resource.create({})
         ratio = sampler_ratio(sampler) if sampler is not None else 1.0
         if ratio is not None:
@@ -80,9 +86,10 @@ class ExecscopeSpanProcessor(SpanProcessor):
         fast_capture.activate()
 
     @classmethod
-    def install(cls, provider: TracerProvider, sink: FrameSink, interval_s: float = 0.5) -> ExecscopeSpanProcessor:
+    def install(cls, provider: TracerProvider, sink: FrameSink, encoder: FrameEncoder,
+                interval_s: float = 0.5) -> ExecscopeSpanProcessor:
         """A processor with ``provider``'s resource and sampler, registered on it."""
-        processor = cls(sink, resource=provider.resource, sampler=provider.sampler, interval_s=interval_s)
+        processor = cls(sink, encoder, resource=provider.resource, sampler=provider.sampler, interval_s=interval_s)
         provider.add_span_processor(processor)
         return processor
 
@@ -94,9 +101,7 @@ class ExecscopeSpanProcessor(SpanProcessor):
 
     def encode(self, frames: list, dropped: int = 0, resource: Mapping[str, Any] | None = None) -> bytes:
         """One serialized ``ExportTraceServiceRequest`` holding ``frames``."""
-        from execscope.instrumentation.otlp_encode import encode_request
-
-        return encode_request(frames, resource if resource is not None else self.resource_attributes(),
+        return self._encoder(frames, resource if resource is not None else self.resource_attributes(),
                               __version__, dropped)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

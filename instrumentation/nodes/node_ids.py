@@ -103,7 +103,7 @@ def split_lines(source: str) -> list[str]:
 def assign_node_ids(source: str, module: str, file: str = "", code_version: str | None = None) -> ModuleNodes:
     """The reference naming from a libcst parse (:mod:`.node_ids_cst`; libcst is imported only when
     this is called). Raises ``libcst.ParserSyntaxError`` for source libcst cannot parse."""
-    from execscope.instrumentation.node_ids_cst import assign_node_ids as reference
+    from execscope.instrumentation.nodes.node_ids_cst import assign_node_ids as reference
 
     return reference(source, module, file, code_version)
 
@@ -112,7 +112,7 @@ def name_nodes(source: str, module: str, file: str = "", code_version: str | Non
                tree: ast.Module | None = None) -> ModuleNodes:
     """Node rows of one module from its :mod:`ast` ``tree`` (parsed here if not given); equal to
     :func:`assign_node_ids`. Raises SyntaxError for source Python cannot parse."""
-    from execscope.instrumentation.node_ids_ast import assign_node_ids_ast
+    from execscope.instrumentation.nodes.node_ids_ast import assign_node_ids_ast
 
     if tree is None:
         tree = ast.parse(source, filename=file or "<unknown>")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from execscope.instrumentation.runtime import current_frame, set_current_frame, sync_current_frame
+from execscope.instrumentation.capture.runtime import current_frame, set_current_frame, sync_current_frame
 
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None

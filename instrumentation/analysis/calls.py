@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from execscope.instrumentation.node_ids import ModuleNodes
+from execscope.instrumentation.nodes.node_ids import ModuleNodes
 
 
 @dataclass(slots=True)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from execscope.instrumentation.calls import static_calls
-from execscope.instrumentation.cdg import control_dependences
-from execscope.instrumentation.cfg import Cfg, build_cfgs_with
-from execscope.instrumentation.dataflow import ScopeFlow, analyse
-from execscope.instrumentation.metrics import function_facts
-from execscope.instrumentation.node_ids import IdResolver, ModuleNodes, NodeInfo, name_nodes
+from execscope.instrumentation.analysis.calls import static_calls
+from execscope.instrumentation.analysis.cdg import control_dependences
+from execscope.instrumentation.analysis.cfg import Cfg, build_cfgs_with
+from execscope.instrumentation.analysis.dataflow import ScopeFlow, analyse
+from execscope.instrumentation.analysis.metrics import function_facts
+from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes, NodeInfo, name_nodes
 
 EDGE_COLUMNS = ("src", "dst", "kind", "label", "properties")
 FUNCTION_COLUMNS = ("node_id", "module", "qualname", "file", "line", "end_line", "cyclomatic", "nesting_depth",
