@@ -235,6 +235,7 @@ def test_store_failing_for_a_while(app: Path, kafka_broker: Broker, topic: str) 
 
 
 def test_broker_restarted_while_the_program_records(app: Path, kafka_broker: Broker, topic: str) -> None:
+    kafka_broker.require_restartable()
     calls = 80
     recorder = subprocess.Popen(
         [*EXECSCOPE, "run", "--adaptive", "0",
