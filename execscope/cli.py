@@ -149,11 +149,13 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
                    f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
         sys.exit(exit_code_of(returncode))
     from execscope.collector.processors import ConfigError, build_chain, load_config
-    from execscope.storage.store import lock_store, resolve_address
+    from execscope.storage.store import lock_store, require_embedded_engine, resolve_address
 
     try:
         config = load_config(processors_file)
         address = resolve_address(store_dsn)
+        if address.kind == "chdb":
+            require_embedded_engine()  # no chDB for this Python: said before the program starts
         lock_fd = lock_store(store_dsn)  # a locked store is refused before the program starts
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None

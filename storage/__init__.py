@@ -2,15 +2,19 @@
 
 from execscope.storage.store import (
     DEFAULT_STORE,
+    EmbeddedEngineUnavailable,
     QueryResult,
     Store,
     StoreError,
     StoreLockedError,
     StoreVersionError,
+    embedded_engine_problem,
     lock_store,
     open_store,
+    require_embedded_engine,
     resolve_address,
 )
 
-__all__ = ["DEFAULT_STORE", "QueryResult", "Store", "StoreError", "StoreLockedError", "StoreVersionError",
-           "lock_store", "open_store", "resolve_address"]
+__all__ = ["DEFAULT_STORE", "EmbeddedEngineUnavailable", "QueryResult", "Store", "StoreError", "StoreLockedError",
+           "StoreVersionError", "embedded_engine_problem", "lock_store", "open_store", "require_embedded_engine",
+           "resolve_address"]

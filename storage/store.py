@@ -8,6 +8,12 @@ Addresses (``--store`` / ``EXECSCOPE_STORE``):
   :class:`StoreLockedError` naming the holder instead of the engine's opaque error.
 * ``http(s)://user:pass@host:8123/db``: a ClickHouse server through clickhouse-connect.
 
+The embedded engine is chDB, built for CPython up to 3.14 (:data:`CHDB_NEWEST_PYTHON`). Where it
+cannot load (not installed, or no build for this Python: on 3.15 its loader ends the process instead
+of raising), :func:`embedded_engine_problem` says so in one sentence naming what works instead (a
+server store, or the Kafka exporter), and nothing imports chDB. Recording needs no store in the
+recorded process, so ``execscope run --exporter kafka`` and the instrumentation work without chDB.
+
 Query, insert and command are separate calls. Parameters are always bound by the server
 (``{name:Type}`` placeholders), never formatted into SQL. Not thread-safe: one user at a time.
 """
@@ -16,7 +22,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib.util
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +34,10 @@ from urllib.parse import urlparse
 
 DEFAULT_STORE = "./.execscope/db"
 ENV_STORE = "EXECSCOPE_STORE"
+# The newest Python that chDB (the embedded engine) has a build for. On a newer one, chDB is tried in
+# a child process before this one imports it: without a build for the running Python, chDB's
+# loader prints a pybind11 message and exits the process, which no except clause can catch.
+CHDB_NEWEST_PYTHON = (3, 14)
 
 
 class StoreError(RuntimeError):
@@ -37,6 +50,57 @@ class StoreLockedError(StoreError):
 
 class StoreVersionError(StoreError):
     pass
+
+
+class EmbeddedEngineUnavailable(StoreError):
+    """The embedded engine (chDB) cannot load in this interpreter; the message says what works."""
+
+
+_ALTERNATIVES = ("a ClickHouse server store (--store http://user:pass@host:8123/db) or recording to Kafka "
+                 "(execscope run --exporter kafka --kafka HOST:PORT, then `execscope collect` into a store)")
+_engine_problem: list[str | None] = []  # the answer of embedded_engine_problem, once known
+
+
+def embedded_engine_problem() -> str | None:
+    """Why the embedded store (chdb://) cannot be used by this interpreter, in one sentence that
+    names what works instead; None when it can. Never imports chDB into this process; answered once
+    per process (on a Python newer than :data:`CHDB_NEWEST_PYTHON`, by importing chDB in a child)."""
+    if not _engine_problem:
+        _engine_problem.append(_find_engine_problem())
+    return _engine_problem[0]
+
+
+def _find_engine_problem() -> str | None:
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    newest = ".".join(map(str, CHDB_NEWEST_PYTHON))
+    too_new = sys.version_info[:2] > CHDB_NEWEST_PYTHON
+    no_build = (f"the embedded store (chdb://) needs Python <= {newest} (chDB has no build for Python {version}); "
+                f"on Python {version} use {_ALTERNATIVES}")
+    try:
+        spec = importlib.util.find_spec("chdb")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        if too_new:
+            return no_build
+        return ("the embedded store (chdb://) needs the chdb package, which is not installed "
+                f"(pip install 'chdb>=3.0,<5'); without it use {_ALTERNATIVES}")
+    if too_new:
+        try:
+            probe = subprocess.run([sys.executable, "-c", "import chdb"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired):
+            return no_build
+        if probe.returncode != 0:
+            return no_build
+    return None
+
+
+def require_embedded_engine() -> None:
+    """Raise :class:`EmbeddedEngineUnavailable` when the embedded store cannot be used here."""
+    problem = embedded_engine_problem()
+    if problem:
+        raise EmbeddedEngineUnavailable(problem)
 
 
 @dataclass(frozen=True)
@@ -206,6 +270,12 @@ def open_store(dsn: str | None = None, *, migrate: bool = True, lock_fd: int | N
             raise
         raise StoreError("clickhouse-connect is not installed: pip install clickhouse-connect") from exc
     if address.kind == "chdb":
+        try:
+            require_embedded_engine()  # before anything imports chDB
+        except EmbeddedEngineUnavailable:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
         if lock_fd is None:
             lock_fd = _lock(Path(address.path))
         try:

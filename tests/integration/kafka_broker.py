@@ -3,12 +3,23 @@
 Every Kafka test module marks itself ``pytest.mark.xdist_group("kafka")`` (pytest runs with
 ``--dist loadgroup``), so one xdist worker runs them all and only that worker starts the broker.
 The tests are skipped, with the reason shown, only when ``java`` or ``mvn`` is missing.
+
+An external broker: ``EXECSCOPE_TEST_KAFKA=HOST:PORT`` names a running broker to use instead (its
+owner starts and stops it; tests/infra/pythons.sh runs the suite in a chroot that way, the broker on
+the host). The tests that stop and restart the broker need a way to ask its owner:
+``EXECSCOPE_TEST_KAFKA_CONTROL=DIR``, a directory where a request file ``NAME.req`` holding ``stop``,
+``start`` or ``status`` is answered by the owner running ``tests/infra/kafka.sh ACTION`` on its
+broker and writing ``NAME.out``, ``NAME.err`` and, last, ``NAME.rc`` (the exit code). Without it those
+tests are skipped, saying why.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,16 +29,54 @@ import pytest
 
 KAFKA_SH = Path(__file__).resolve().parents[1] / "infra" / "kafka.sh"
 START_TIMEOUT_S = 900  # the first run fetches the jars from Maven Central
+ENV_EXTERNAL = "EXECSCOPE_TEST_KAFKA"
+ENV_CONTROL = "EXECSCOPE_TEST_KAFKA_CONTROL"
 
 
 @dataclass
 class Broker:
+    """The session's broker: started here in ``directory``, or external (``directory`` None), then
+    stopped and started through its owner's ``control`` directory when there is one."""
+
     bootstrap: str
-    directory: Path
+    directory: Path | None = None
+    control: Path | None = None
+
+    @property
+    def restartable(self) -> bool:
+        return self.directory is not None or self.control is not None
+
+    def require_restartable(self) -> None:
+        """Skip the calling test when this broker cannot be stopped and started from here."""
+        if not self.restartable:
+            pytest.skip(f"the broker at {self.bootstrap} is external ({ENV_EXTERNAL}) and no {ENV_CONTROL} "
+                        "lets a test stop and restart it")
+
+    def _run(self, action: str) -> subprocess.CompletedProcess[str]:
+        if self.directory is not None:
+            return subprocess.run(["bash", str(KAFKA_SH), action, str(self.directory)], capture_output=True,
+                                  text=True, timeout=START_TIMEOUT_S)
+        if self.control is None:
+            raise RuntimeError(f"the broker at {self.bootstrap} is external ({ENV_EXTERNAL}): cannot {action} it "
+                               f"without {ENV_CONTROL}")
+        name = self.control / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        request = name.with_suffix(".req")
+        request.with_suffix(".tmp").write_text(action)
+        request.with_suffix(".tmp").rename(request)  # the owner never reads half a request
+        rc_file = name.with_suffix(".rc")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not rc_file.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer to {action} in {self.control} within {START_TIMEOUT_S} s")
+            time.sleep(0.05)
+        result = subprocess.CompletedProcess([action], int(rc_file.read_text()),
+                                             name.with_suffix(".out").read_text(), name.with_suffix(".err").read_text())
+        for suffix in (".rc", ".out", ".err"):
+            name.with_suffix(suffix).unlink(missing_ok=True)
+        return result
 
     def _call(self, action: str) -> str:
-        proc = subprocess.run(["bash", str(KAFKA_SH), action, str(self.directory)], capture_output=True, text=True,
-                              timeout=START_TIMEOUT_S)
+        proc = self._run(action)
         if proc.returncode != 0:
             raise RuntimeError(f"kafka.sh {action} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc.stdout
@@ -39,9 +88,20 @@ class Broker:
         out = self._call("start")
         assert f"bootstrap={self.bootstrap}" in out, out  # same port and data after a restart
 
+    def status(self) -> str:
+        """kafka.sh status's output (``bootstrap=HOST:PORT``), or "" when it is not running."""
+        proc = self._run("status")
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
     def running(self) -> bool:
-        proc = subprocess.run(["bash", str(KAFKA_SH), "status", str(self.directory)], capture_output=True, text=True)
-        return proc.returncode == 0
+        if self.restartable:
+            return bool(self.status())
+        host, _, port = self.bootstrap.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=5):
+                return True
+        except OSError:
+            return False
 
 
 def missing_tools() -> list[str]:
@@ -59,8 +119,25 @@ def start_broker(directory: Path) -> Broker:
     return Broker(line.split("=", 1)[1], directory)
 
 
+def external_broker() -> Broker | None:
+    """The broker named by EXECSCOPE_TEST_KAFKA (and its EXECSCOPE_TEST_KAFKA_CONTROL), if any."""
+    bootstrap = os.environ.get(ENV_EXTERNAL, "").strip()
+    if not bootstrap:
+        return None
+    control = os.environ.get(ENV_CONTROL, "").strip()
+    if control and not Path(control).is_dir():
+        raise RuntimeError(f"{ENV_CONTROL}={control} is not a directory")
+    return Broker(bootstrap, control=Path(control) if control else None)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    external = external_broker()
+    if external is not None:
+        if not external.running():
+            raise RuntimeError(f"no broker answers at {ENV_EXTERNAL}={external.bootstrap}")
+        yield external  # its owner stops it
+        return
     missing = missing_tools()
     if missing:
         pytest.skip(f"Kafka integration tests need {' and '.join(missing)} on PATH (a real broker is started "

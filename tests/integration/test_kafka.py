@@ -238,6 +238,7 @@ def test_store_failing_for_a_while(app: Path, kafka_broker: Broker, topic: str) 
 
 
 def test_broker_restarted_while_the_program_records(app: Path, kafka_broker: Broker, topic: str) -> None:
+    kafka_broker.require_restartable()
     calls = 80
     go = app / "broker-is-back"  # the program ends only once the broker answers again: on a loaded
     # machine a restart can outlast the exit flush's bounded wait, which is not what this test checks
