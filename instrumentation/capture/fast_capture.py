@@ -15,7 +15,9 @@ travels with every exported batch (resource attribute ``execscope.dropped_spans`
 Parentage and causality are those of the SDK core: a call nests under the caller's execscope frame,
 or under the current OTel span (whose trace id, span id and sampled flag it takes) when the caller is
 not instrumented; the frame lives in a ContextVar (one chain per asyncio task); generators hand the
-context back at each yield; a fork leaves the parent's frames to the parent.
+context back at each yield; a fork leaves the parent's frames to the parent. The OpenTelemetry API
+sees the innermost recorded call as the current span (its trace id, span id and sampled flag:
+:mod:`.otel_context`, at no cost to the hooks), so the application's own spans nest under it.
 
 Native accelerator: when the C extension :mod:`._capture` loads (it is built by the package's own
 build; ``EXECSCOPE_NATIVE=0`` turns it off), its ``Frame``, ``State`` and the hot-path hooks

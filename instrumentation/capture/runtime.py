@@ -24,7 +24,8 @@ and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (sta
 Contract: every function here is called on the program's own thread, never raises (failures are
 counted in :data:`stats`), never blocks, and does nothing but return when no recorder is active.
 A call becomes an OpenTelemetry span from the active recorder's tracer, nested under the caller's
-execscope span, or under whatever OTel span is current when the caller is not instrumented. Finer
+execscope span, or under whatever OTel span is current when the caller is not instrumented; while it
+runs, OpenTelemetry sees it as the current span (:mod:`.otel_context`), under either core. Finer
 events become span events carrying ``execscope.node_id`` and ``execscope.seq`` (see SEQUENCE).
 
 Causality: the current frame lives in a :class:`contextvars.ContextVar`, so every asyncio task has
@@ -44,7 +45,9 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 
+from execscope.instrumentation.capture.otel_context import stored_context as _stored_context
 from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
     EXC_TRACEBACK,
@@ -118,7 +121,7 @@ class Frame:
                  info: tuple, recording: bool) -> None:
         self.span = span
         self.outer = outer      # the frame current before this one (restored on leave / yield)
-        self.anchor = anchor    # the OTel span that was current when this chain started
+        self.anchor = anchor    # the OTel span that was current when this chain started (None: none)
         self.seq = seq
         self.info = info
         self.recording = recording
@@ -204,10 +207,14 @@ def deactivate() -> None:
 
 def _follow_threads(on: bool) -> None:
     """Threads and pool tasks started inside a recorded call record as its children (see
-    :mod:`.thread_context`)."""
-    from execscope.instrumentation.capture import thread_context
+    :mod:`.thread_context`); while recording, OpenTelemetry sees the current recorded call as the
+    current span (see :mod:`.otel_context`; it stays installed: contexts attached meanwhile carry
+    its tokens)."""
+    from execscope.instrumentation.capture import otel_context, thread_context
 
     (thread_context.install if on else thread_context.uninstall)()
+    if on:
+        otel_context.install()
 
 
 def active_recorder() -> Recorder | None:
@@ -219,15 +226,16 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     if rec is None:
         return NO_FRAME
     top = _current.get()
-    current = trace.get_current_span()
+    stored = _stored_context()  # as attached: not the recorded call otel_context shows
+    current = stored.get(_SPAN_KEY)
     if top is not None and top.anchor is current:
         parent: Frame | None = top
-        span = rec.tracer.start_span(info[I_NAME], context=trace.set_span_in_context(top.span),
+        span = rec.tracer.start_span(info[I_NAME], context=trace.set_span_in_context(top.span, stored),
                                      attributes=attributes)
         anchor = top.anchor
     else:
         parent = top
-        span = rec.tracer.start_span(info[I_NAME], attributes=attributes)
+        span = rec.tracer.start_span(info[I_NAME], context=stored, attributes=attributes)
         anchor = current
     recording = span.is_recording()
     seq = SEQUENCE

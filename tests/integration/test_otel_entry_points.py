@@ -50,3 +50,15 @@ def test_disabled_by_otel_python_disabled_instrumentations(tmp_path: Path) -> No
     proc = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, "-c", "import oiapp"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "oiapp.work" not in proc.stdout
+
+
+def test_otel_python_context_selects_the_execscope_runtime_context(tmp_path: Path) -> None:
+    # the opentelemetry_context entry point: the recorded call is current from the very first import
+    code = ("from opentelemetry import context; rc = context._RUNTIME_CONTEXT; "
+            "t = context.attach(context.set_value('k', 1)); v = context.get_value('k'); context.detach(t); "
+            "print(type(rc).__module__, type(rc).__name__, v, context.get_value('k'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OTEL_PYTHON_CONTEXT": "execscope"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["execscope.instrumentation.capture.otel_context", "ExecscopeRuntimeContext",
+                                   "1", "None"]
