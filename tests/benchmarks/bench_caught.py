@@ -19,6 +19,8 @@ Times are the thread's CPU time (``time.thread_time``): on a shared machine, wal
 measures the neighbours.
 ``raise_nothing`` is after/before for calls that raise nothing (the claim: 1.0 within noise);
 ``caught`` is after/before for calls that raise and catch (the price of recording the exception).
+``*_opcodes``: the bytecode instructions ``div`` itself executes per call (``sys.settrace`` opcode
+events), a figure no neighbour can disturb: equal before and after for calls that raise nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +80,26 @@ def module(level: str, before: bool, name: str) -> Any:
     return mod
 
 
+def opcodes(mod: Any, b: int) -> int:
+    """Bytecode instructions ``div`` itself executes in one recorded call (load-independent)."""
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if frame.f_code is mod.div.__code__:
+            frame.f_trace_opcodes = True
+            count += event == "opcode"
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        mod.div(7, b)
+    finally:
+        sys.settrace(None)
+    return count
+
+
 def child(calls: int, repeat: int) -> dict[str, Any]:
     from execscope.instrumentation.capture import fast_capture, runtime
 
@@ -98,6 +120,8 @@ def child(calls: int, repeat: int) -> dict[str, Any]:
                     for (v, b), t in best.items()}
         out[level] = {
             **per_call,
+            **{f"{v}_{'raise_nothing' if b else 'caught'}_opcodes": opcodes(mod, b)
+               for (v, b), mod in variants.items()},
             "raise_nothing": round(best[("after", 3)] / best[("before", 3)], 3),
             "caught": round(best[("after", 0)] / best[("before", 0)], 3),
         }
