@@ -353,9 +353,9 @@ class Cinema:
             return None
         if forward:
             end = span.return_key
-            if end is None:
-                found = self.find(index, True, span=span.span_id, kind="exception")
-                return None if found is None else min(found + 1, self.total - 1)
+            if end is None:  # the call failed: no return frame; the first frame past its end (its own
+                # exception frames, caught ones included, all come before)
+                return min(self.position_of((span.t1, span.s1, 1) if self.multi else span.s1), self.total - 1)
             return min(self.position_of(end) + 1, self.total - 1)
         start = self.position_of(span.call_key)
         return max(start - 1, 0)

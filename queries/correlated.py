@@ -109,7 +109,10 @@ ORDER BY count DESC, node_id
 
 
 def exceptions(store: Store, trace: str = "") -> QueryResult:
-    """Exceptions raised out of functions (type, line) and caught by handlers, with up to 3 traces each."""
+    """Exceptions raised (type, line) and caught by handlers, with up to 3 traces each. A ``raised`` row's
+    node is the function an exception left, or the statement that raised one its own frame caught
+    (``exception.escaped`` false: the handler's ``caught`` hook recorded it); ``caught`` rows are the
+    handlers that ran."""
     return store.query(EXCEPTIONS_SQL, parameters={"trace": trace})
 
 

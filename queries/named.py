@@ -74,8 +74,9 @@ QUERIES: dict[str, NamedQuery] = {
         NamedQuery("slow-paths", "Paths through a function (arms taken per call) ranked by p95 latency.",
                    _correlated("slow_paths"),
                    (Param("function", str, "", "node ID (pkg.mod:f) or qualified name (pkg.mod.f)"), _LIMIT)),
-        NamedQuery("exceptions", "Exceptions raised out of functions and caught by handlers, per node, "
-                   "with example traces.", _correlated("exceptions"), (_TRACE,)),
+        NamedQuery("exceptions", "Exceptions raised (out of functions, or at a statement whose own "
+                   "frame caught them) and caught by handlers, per node, with example traces.",
+                   _correlated("exceptions"), (_TRACE,)),
         NamedQuery("coverage", "Per function: CFG nodes and edges executed vs not.", _correlated("coverage"),
                    (Param("function", str, "", "one function's node ID"),
                     Param("module", str, "", "only functions of this module"),

@@ -598,6 +598,24 @@ def branch(frame: Any, node_id: str) -> None:
             stats.failed(exc)
 
 
+def caught(frame: Any, node_id: str, points: tuple = ()) -> None:
+    """runtime.caught: the exception an except handler caught (when raised in its frame), then its
+    arm. Both this core and the native one record it here (an EV_EXCEPTION event, formatted off the
+    program's thread); only a handler that runs calls this."""
+    if frame is not NO_FRAME and not frame.foreign:
+        try:
+            found = runtime.caught_exception(sys._getframe(1), points, node_id)
+            if found is not None:
+                exc, type_name, line, node, entries = found
+                _event(frame, EV_EXCEPTION, node, line, (type_name, exception_message(exc, DEFAULT_LIMITS), entries))
+        except Exception as exc:
+            stats.failed(exc)
+        try:
+            _event(frame, EV_BRANCH, node_id)
+        except Exception as exc:
+            stats.failed(exc)
+
+
 def arm(frame: Any, node_id: str, value: Any) -> Any:
     if frame is not NO_FRAME and not frame.foreign:
         try:

@@ -18,8 +18,10 @@ clears every local of a frame at each call, so a variable of ours costs even cal
 where the thread keeps the frame (a per-thread stack) and the ``*_current`` hooks take the entry
 their own Python frame entered.
 
-and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``line`` (statement executed),
-``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator yield points).
+and, depending on the level, ``branch`` / ``arm`` (which arm ran), ``caught`` (an except handler's
+arm, after the exception it caught when that was raised in the handler's own frame), ``line``
+(statement executed), ``assign`` / ``value`` (value written), ``suspend`` / ``resumed`` (generator
+yield points).
 
 Contract: every function here is called on the program's own thread, never raises (failures are
 counted in :data:`stats`), never blocks, and does nothing but return when no recorder is active.
@@ -50,6 +52,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from execscope.instrumentation.capture.otel_context import stored_context as _stored_context
 from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
+    EXC_GROUP,
+    EXC_GROUP_EXCEPTIONS,
     EXC_TRACEBACK,
     EXIT_CODE,
     ReprLimits,
@@ -400,18 +404,121 @@ def exception_entries(exc: BaseException, caller: Any) -> tuple[int, tuple[tuple
     """The line where ``exc`` passed through ``caller``'s frame, and the traceback entries from there
     inwards as (file, line, function), the innermost ``_STACK_LIMIT`` kept. Cheap: no source lines
     are read here (see :func:`format_stack`)."""
-    line = caller.f_lineno
     tb = EXC_TRACEBACK(exc)  # not exc.__traceback__: no program code runs
     while tb is not None and tb.tb_frame is not caller:
         tb = tb.tb_next
+    if tb is None:
+        return caller.f_lineno, ()
+    return tb.tb_lineno, _entries_from(tb)
+
+
+def _entries_from(tb: Any) -> tuple[tuple[str, int, str], ...]:
     entries = []
-    if tb is not None:
-        line = tb.tb_lineno
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            entries.append((code.co_filename, tb.tb_lineno, code.co_name))
-            tb = tb.tb_next
-    return line, tuple(entries[-_STACK_LIMIT:])
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        entries.append((code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    return tuple(entries[-_STACK_LIMIT:])
+
+
+# --- exceptions caught where they were raised (``caught``) ------------------------------------
+_RT_NAME = "_execscope_rt"  # the name rewritten code gives this module (rewriter.RT)
+_FAIL_NAMES = ("fail", "fail_current")
+
+
+def _entry_of(exc: BaseException, caller: Any, depth: int = 0) -> Any:
+    """The traceback entry of Python frame ``caller`` in ``exc``'s traceback (the latest raise there),
+    or None. The group an ``except*`` clause receives for an exception raised bare has no traceback
+    of its own: its members' are searched."""
+    tb = EXC_TRACEBACK(exc)
+    while tb is not None:
+        if tb.tb_frame is caller:
+            return tb
+        tb = tb.tb_next
+    if EXC_GROUP is not None and depth < 4 and issubclass(type(exc), EXC_GROUP):
+        for member in EXC_GROUP_EXCEPTIONS(exc)[:16]:
+            found = _entry_of(member, caller, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _left_a_recorded_call(tb: Any, caller: Any) -> bool:
+    """Did the exception come out of a call of rewritten code below ``caller`` (whose own ``fail``
+    recorded it on that call's span)? Told from the code alone: a recorded function's or module's
+    code names this runtime and a ``fail`` hook; a class body, lambda or comprehension does not."""
+    tb = tb.tb_next
+    for _ in range(1024):
+        if tb is None:
+            return False
+        frame = tb.tb_frame
+        if frame is not caller:
+            names = frame.f_code.co_names
+            if _RT_NAME in names and (_FAIL_NAMES[0] in names or _FAIL_NAMES[1] in names):
+                return True
+        tb = tb.tb_next
+    return False
+
+
+def _position(tb: Any) -> tuple[int, int] | None:
+    """(line, UTF-8 column) of the instruction where ``tb``'s frame raised, or None."""
+    positions = getattr(tb.tb_frame.f_code, "co_positions", None)
+    if positions is None or tb.tb_lasti < 0:
+        return None
+    found = next(itertools.islice(positions(), tb.tb_lasti // 2, None), None)
+    if found is None or found[0] is None or found[2] is None:
+        return None
+    return found[0], found[2]
+
+
+def raise_point_node(points: tuple, line: int, tb: Any) -> str | None:
+    """The innermost statement of ``points`` (see rewriter._raise_points) holding ``line``: the one
+    starting last. When several start on that one's line (``if x: y = 1 // 0``, ``a; b``), the
+    column the interpreter recorded for the raising instruction decides."""
+    best: Any = None
+    same_line = 0  # points holding ``line`` that start on best's line
+    for point in points:
+        start = point[0]
+        if start <= line <= point[2]:
+            if best is None or start > best[0] or (start == best[0] and point[1] > best[1]):
+                same_line = same_line + 1 if best is not None and start == best[0] else 1
+                best = point
+            elif start == best[0]:
+                same_line += 1
+    if best is None:
+        return None
+    if same_line > 1:
+        where = _position(tb)
+        if where is not None:
+            inner = [p for p in points if p[0] <= line <= p[2] and p[:2] <= where <= p[2:4]]
+            if inner:
+                best = max(inner, key=_point_start)
+    return best[4]
+
+
+def _point_start(point: tuple) -> tuple:
+    return point[:2]
+
+
+def caught_exception(caller: Any, points: tuple, handler: str
+                     ) -> tuple[BaseException, str, int, str, tuple[tuple[str, int, str], ...]] | None:
+    """The exception a handler running in Python frame ``caller`` has just caught, when it is to be
+    recorded there: (exception, type name, line, node ID, traceback entries from ``caller`` inwards).
+    None when there is none, when it is not an error (GeneratorExit, SystemExit(0): as ``fail``), or
+    when it came out of a recorded call (that call's span has it). The node is the innermost
+    statement of ``points`` holding the line it was raised at (the handler's own ID if none does)."""
+    exc = sys.exc_info()[1]
+    if exc is None or _not_an_error(exc):
+        return None
+    tb = _entry_of(exc, caller)
+    if tb is None:
+        return exc, exception_type_name(exc), caller.f_lineno, handler, ()
+    if _left_a_recorded_call(tb, caller):
+        return None
+    line = tb.tb_lineno
+    if line is None or line < 1:  # an instruction without a line (rare): where the frame is now
+        line = caller.f_lineno
+    return exc, exception_type_name(exc), line, raise_point_node(points, line, tb) or handler, _entries_from(tb)
 
 
 def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
@@ -520,6 +627,29 @@ def branch(frame: Frame | Any, node_id: str) -> None:
             stats.failed(exc)
 
 
+def caught(frame: Frame | Any, node_id: str, points: tuple = ()) -> None:
+    """Except handler ``node_id`` starts (its arm). First, the exception it caught, as an ``exception``
+    event (``exception.escaped`` false) at the statement that raised it, when that was raised in this
+    handler's own frame or by code not recorded (see :func:`caught_exception`). Only a handler that
+    runs calls this: calls that raise nothing pay nothing."""
+    if frame.recording:
+        try:
+            found = caught_exception(sys._getframe(1), points, node_id)
+            if found is not None:
+                exc, type_name, line, node, entries = found
+                message = exception_message(exc, _limits())
+                _event(frame, "exception", node, {
+                    "exception.type": type_name, "exception.message": message,
+                    "exception.stacktrace": format_stack(entries, type_name, message),
+                    "exception.escaped": False, "code.line.number": line})
+        except Exception as exc:
+            stats.failed(exc)
+        try:
+            _event(frame, "execscope.branch", node_id, {})
+        except Exception as exc:
+            stats.failed(exc)
+
+
 def arm(frame: Frame | Any, node_id: str, value: Any) -> Any:
     """An operand of ``and``/``or`` or an arm of ``x if c else y`` was evaluated; returns it."""
     if frame.recording:
@@ -599,5 +729,5 @@ _sync_current: Any = _no_sync
 
 
 HOOK_NAMES = ("enter", "enter_current", "enter_module", "ret", "ret_current", "fail", "fail_current", "leave",
-              "leave_current", "suspend", "resumed", "branch", "arm", "line", "assign", "value")
+              "leave_current", "suspend", "resumed", "branch", "caught", "arm", "line", "assign", "value")
 _SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

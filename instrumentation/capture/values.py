@@ -12,6 +12,7 @@ Names matching :data:`SECRET_NAME` (passwords, tokens, keys, ...) are redacted b
 
 from __future__ import annotations
 
+import builtins
 import collections
 import os
 import re
@@ -52,6 +53,9 @@ _C_REPR_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.M
 EXC_ARGS: Any = vars(BaseException)["args"].__get__
 EXC_TRACEBACK: Any = vars(BaseException)["__traceback__"].__get__
 EXIT_CODE: Any = vars(SystemExit)["code"].__get__
+EXC_GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)  # 3.11+
+EXC_GROUP_MESSAGE: Any = vars(EXC_GROUP)["message"].__get__ if EXC_GROUP is not None else None
+EXC_GROUP_EXCEPTIONS: Any = vars(EXC_GROUP)["exceptions"].__get__ if EXC_GROUP is not None else None
 _MODULE_GETATTR = types.ModuleType.__getattribute__
 
 
@@ -220,7 +224,11 @@ def capture(name: str, value: object, limits: ReprLimits = DEFAULT_LIMITS) -> st
 def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """The message of an exception without running user ``__str__`` code unless allowed."""
     try:
-        if limits.user_repr or type(exc).__str__ is BaseException.__str__ or type(exc).__module__ == "builtins":
+        if EXC_GROUP is not None and issubclass(type(exc), EXC_GROUP) and type(exc).__str__ is EXC_GROUP.__str__:
+            # what str() of a group says, "message (2 sub-exceptions)", read without running it
+            n = len(EXC_GROUP_EXCEPTIONS(exc))
+            msg = f"{EXC_GROUP_MESSAGE(exc)} ({n} sub-exception{'' if n == 1 else 's'})"
+        elif limits.user_repr or type(exc).__str__ is BaseException.__str__ or type(exc).__module__ == "builtins":
             args = EXC_ARGS(exc)
             if len(args) == 1 and type(args[0]) is str:
                 msg = args[0]

@@ -3,8 +3,9 @@
 Produces exactly the attributes and events the SDK core produces (see :mod:`.runtime`): semantic
 ``code.*`` attributes, ``execscope.node_id`` / ``code_version`` / ``kind`` / ``seq`` / ``seq.end``,
 ``execscope.arg.<name>`` and ``execscope.return.value`` (bounded, secrets redacted by name), span
-events ``execscope.line`` / ``branch`` / ``assign`` / ``yield`` / ``resume`` and the semantic
-``exception`` event with ERROR status. Built with opentelemetry-proto's generated classes.
+events ``execscope.line`` / ``branch`` / ``assign`` / ``yield`` / ``resume``, the semantic
+``exception`` event of an exception caught in its frame (``exception.escaped`` false) and that of
+one leaving the call (escaped, with ERROR status). Built with opentelemetry-proto's generated classes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from execscope.instrumentation.capture.fast_capture import (
     EV_ASSIGN,
     EV_BRANCH,
+    EV_EXCEPTION,
     EV_LINE,
     EV_RESUME,
     EV_YIELD,
@@ -107,6 +109,13 @@ def encode_frame(f: FastFrame) -> bytes:
             elif kind == EV_ASSIGN:
                 parts.append(event(ts, "execscope.assign", node_id, seq, None,
                                    ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b))))
+            elif kind == EV_EXCEPTION:  # caught in its frame (fast_capture.caught); the native encoder hands
+                type_name, message, entries = b  # frames holding one to this function
+                parts.append(w.event(ts, "exception", b"".join((
+                    ev_str("exception.type", type_name), ev_str("exception.message", message),
+                    ev_str("exception.stacktrace", format_stack(entries, type_name, message)),
+                    w.ev_bool("exception.escaped", False), w.ev_int("code.line.number", a),
+                    w.ev_int("execscope.seq", seq), ev_str("execscope.node_id", node_id)))))
             else:
                 parts.append(event(ts, names[kind], node_id, seq))
     status_code, status_message = 0, ""

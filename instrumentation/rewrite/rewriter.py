@@ -285,14 +285,15 @@ class Rewriter(ast.NodeTransformer):
 
     def _try(self, node: ast.AST) -> ast.AST:
         owner = self._id(node) if self.level >= BRANCHES and self._probing() else None
+        points = self._raise_points(node.body) if owner is not None and node.handlers else ()  # type: ignore[attr-defined]
         node.body = self._block(node.body)  # type: ignore[attr-defined]
         for handler in node.handlers:  # type: ignore[attr-defined]
             handler.type = self.visit(handler.type) if handler.type is not None else None
             prefix: list[ast.stmt] = []
             if self.level >= BRANCHES and self._probing():
                 hid = self._id(handler)
-                if hid is not None:
-                    prefix.append(self._probe(handler.body[0], "branch", _const(hid)))
+                if hid is not None:  # the handler's arm, after the exception it caught (see runtime.caught)
+                    prefix.append(self._probe(handler.body[0], "caught", _const(hid), _const(points)))
                     if handler.name and self.level >= STATEMENTS:
                         prefix.append(self._probe(handler.body[0], "assign", _const(hid),
                                                   _const(handler.name), _name(handler.name)))
@@ -304,6 +305,32 @@ class Rewriter(ast.NodeTransformer):
             node.finalbody = self._block(node.finalbody,  # type: ignore[attr-defined]
                                          prefix=self._arm_probe(owner, "finally", node.finalbody[0]))  # type: ignore[attr-defined]
         return node
+
+    def _raise_points(self, body: list[ast.stmt]) -> tuple[tuple[int, int, int, int, str], ...]:
+        """Where an exception caught by a handler of this ``try`` can have been raised in the frame:
+        (line, column, end line, end column, node ID) of every statement of the body, nested blocks
+        included, nested definitions' and classes' bodies not (their own frames). Columns are UTF-8
+        byte offsets, as the interpreter's positions are; a decorated definition starts at its first
+        decorator. A tuple of constants: one constant of the code object, nothing at run time."""
+        points: list[tuple[int, int, int, int, str]] = []
+        stack: list[ast.stmt] = list(reversed(body))
+        while stack:
+            stmt = stack.pop()
+            node_id = self._id(stmt)
+            start: Any = stmt
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                start = stmt.decorator_list[0] if stmt.decorator_list else stmt
+            if node_id is not None:
+                points.append((start.lineno, start.col_offset, stmt.end_lineno or stmt.lineno,
+                               stmt.end_col_offset or 0, node_id))
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            inner: list[ast.stmt] = []
+            for fname in ("body", "handlers", "orelse", "finalbody", "cases"):
+                for child in getattr(stmt, fname, None) or ():
+                    inner.extend(child.body if isinstance(child, (ast.ExceptHandler, ast.match_case)) else [child])
+            stack.extend(reversed(inner))
+        return tuple(points)
 
     visit_Try = _try
     if hasattr(ast, "TryStar"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from execscope.queries.cinema import open_cinema, public
+from execscope.queries.cinema import open_cinema, public, transcript_line
 from execscope.queries.named import QueryParameterError, run_named
 from execscope.storage.store import open_store
 from tests.integration.test_run_cli import EXECSCOPE, cli
@@ -116,6 +116,7 @@ EXPECTED = [
     ["line", "risky", 13, 2, {"x": "-2"}],
     ["branch", "risky", 14, 2, {"x": "-2"}],
     ["line", "risky", 14, 2, {"x": "-2"}],
+    ["exception", "risky", 14, 2, {"x": "-2"}],  # raised and caught in risky: recorded before its handler
     ["branch", "risky", 16, 2, {"x": "-2"}],
     ["line", "risky", 17, 2, {"x": "-2"}],
     ["assign", "risky", 17, 2, {"x": "-2", "y": "-1"}],
@@ -193,7 +194,9 @@ def test_frames_equal_what_the_program_did(recorded: tuple[Path, str, str]) -> N
             {k: _thread_object(v) for k, v in f["locals"].items()}] for f in frames[11:]]
     assert got == EXPECTED
     assert frames[16]["source"] == "    r = n * fact(n - 1)"
-    assert frames[73]["exception"] == "KeyError: k"  # the recorder keeps KeyError's key, not its repr
+    assert frames[74]["exception"] == "KeyError: k"  # the recorder keeps KeyError's key, not its repr
+    assert frames[49]["exception"] == "ValueError: neg" and frames[49]["node_id"] == "cinema_app:risky:raise#0"
+    assert frames[49]["source"].strip() == 'raise ValueError("neg")'
     assert all(set(public(f)) >= {"seq", "timestamp", "node_id", "kind", "function", "file", "line", "source",
                                    "depth", "locals"} for f in frames)
 
@@ -211,12 +214,13 @@ def test_navigation(recorded) -> None:
     _root, store, trace = recorded
     with open_store(store) as s:
         film = open_cinema(s, trace, window=10)
-        assert film.find(0, kind="exception") == 73
-        assert film.find(80, False, kind="exception") == 73
+        assert film.find(0, kind="exception") == 49   # raised and caught in risky(-2)
+        assert film.find(49, kind="exception") == 74  # raised in boom, caught by main
+        assert film.find(80, False, kind="exception") == 74
         assert film.find(0, var="r") == 26 and film.find(27, var="r") == 29
         assert film.find(40, False, var="r") == 29
-        assert film.find(0, line=24) == 60            # first execution of `n -= 1`
-        assert film.find(0, text="caught") == 75
+        assert film.find(0, line=24) == 61            # first execution of `n -= 1`
+        assert film.find(0, text="caught") == 76
         assert film.step_over(16) == 29               # over the recursive call: fact(3) writes r = 6
         assert film.step_out(14) == 32                # out of fact(3): main's `a = 6`
         assert film.step_out(14, forward=False) == 12  # back out: the line that called fact(3)
@@ -273,7 +277,8 @@ def test_named_queries_on_the_recording(recorded) -> None:
     with open_store(store) as s:
         exc = run_named(s, "exceptions", {"trace": trace}).dicts()
         raised = [e for e in exc if e["what"] == "raised"]
-        assert [(e["node_id"], e["type"], e["line"]) for e in raised] == [("cinema_app:boom", "KeyError", 29)]
+        assert [(e["node_id"], e["type"], e["line"]) for e in raised] == [
+            ("cinema_app:boom", "KeyError", 29), ("cinema_app:risky:raise#0", "ValueError", 14)]
         caught = sorted(e["node_id"] for e in exc if e["what"] == "caught")
         assert caught == ["cinema_app:main:except#0", "cinema_app:risky:except#0"]
         hot = {r["node_id"]: r for r in run_named(s, "hot-nodes", {"limit": "50"}).dicts()}
@@ -333,15 +338,18 @@ def test_interactive_cinema_through_tmux(recorded) -> None:
         keys("Left")                     # step back
         shown = wait_for("frame 28/")
         assert "return 2" in shown and "n = 2" in shown and "r = 2" in shown
-        keys("e")                        # next exception
-        shown = wait_for("frame 73/")
+        keys("e")                        # next exception: raised and caught in risky(-2)
+        shown = wait_for("frame 49/")
+        assert "raised ValueError: neg" in shown and '▶             raise ValueError("neg")' in shown
+        keys("e")
+        shown = wait_for("frame 74/")
         assert "raised KeyError" in shown and "▶     raise KeyError" in shown
         keys("U")                        # back out of boom: the line that called it
-        wait_for("frame 69/")
+        wait_for("frame 70/")
         keys("w")
         wait_for("next write of variable")
         keys("e", "Enter")
-        shown = wait_for("frame 76/")
+        shown = wait_for("frame 77/")
         assert "e = 'caught'" in shown
         keys("q")
         deadline = time.monotonic() + 20
@@ -351,6 +359,87 @@ def test_interactive_cinema_through_tmux(recorded) -> None:
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         time.sleep(0.5)
+
+
+CAUGHT_APP = """\
+def average(values):
+    total = 0
+    for v in values:
+        total += v
+    try:
+        total = total // len(values)
+    except ZeroDivisionError:
+        total = -1
+    return total
+
+
+def strict(values):
+    try:
+        return 1 // len(values)
+    except ZeroDivisionError:
+        raise ValueError("empty") from None
+
+
+if __name__ == "__main__":
+    print(average([4, 2]), average([]))
+    try:
+        strict([])
+    except ValueError:
+        print("strict")
+"""
+
+
+@pytest.mark.parametrize("level", ["branches", "statements"])
+def test_an_exception_caught_where_it_was_raised_is_a_frame_before_its_handler(tmp_path: Path, level: str) -> None:
+    (tmp_path / "exc_app.py").write_text(CAUGHT_APP)
+    store = f"chdb://{tmp_path / 'db'}"
+    run = cli("run", "--include", "exc_app", "--level", level, "--store", store, "--", "python", "exc_app.py",
+              cwd=tmp_path)
+    assert run.stdout.split() == ["3", "-1", "strict"]
+    traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=tmp_path).stdout)
+    (trace,) = [t["trace_id"] for t in traces if t["root"] == "exc_app"]
+    with open_store(store) as s:
+        film = open_cinema(s, trace)
+        frames = list(film.frames())
+        calls = [f for f in frames if f["kind"] == "call" and f["function"] == "exc_app.average"]
+        assert [c["locals"] for c in calls] == [{"values": "[4, 2]"}, {"values": "[]"}]
+        at = film.find(0, kind="exception")  # the cinema's `e`: the first exception of the recording
+        assert at is not None and frames[at]["seq"] == at and at > calls[1]["seq"]
+        exc, handler = frames[at], frames[at + 1]
+        assert (exc["kind"], exc["function"], exc["line"], exc["exception"]) == (
+            "exception", "exc_app.average", 6, "ZeroDivisionError: integer division or modulo by zero")
+        assert exc["node_id"] == "exc_app:average:assign#1" and exc["source"] == "        total = total // len(values)"
+        assert exc["locals"] == ({"values": "[]", "total": "0"} if level == "statements" else {"values": "[]"})
+        assert (handler["kind"], handler["node_id"], handler["line"]) == ("branch", "exc_app:average:except#0", 7)
+        assert transcript_line(exc).endswith("raise ZeroDivisionError: integer division or modulo by zero")
+        if level == "statements":  # the raising line ran, then the exception, then the handler
+            assert [(f["kind"], f["line"]) for f in frames[at - 1:at + 5]] == [
+                ("line", 6), ("exception", 6), ("branch", 7), ("line", 8), ("assign", 8), ("line", 9)]
+        assert film.step_out(calls[1]["seq"]) == calls[1]["seq"] + len(
+            [f for f in frames[calls[1]["seq"]:] if f["span_id"] == calls[1]["span_id"]])  # past its return
+        # strict(): caught (ZeroDivisionError), then another exception leaves the call (ValueError); the
+        # module's handler catching that from a recorded call adds nothing: the call's span has it
+        (strict,) = [f for f in frames if f["kind"] == "call" and f["function"] == "exc_app.strict"]
+        caught, escaped = film.find(at, kind="exception"), film.find(film.find(at, kind="exception"), kind="exception")
+        assert (frames[caught]["exception"], frames[caught]["line"], frames[caught]["span_id"]) == (
+            "ZeroDivisionError: integer division or modulo by zero", 14, strict["span_id"])
+        assert (frames[caught + 1]["kind"], frames[caught + 1]["node_id"]) == ("branch", "exc_app:strict:except#0")
+        assert (frames[escaped]["exception"], frames[escaped]["line"], frames[escaped]["node_id"]) == (
+            "ValueError: empty", 16, "exc_app:strict")
+        assert film.find(escaped, kind="exception") is None
+        assert film.find(len(frames) - 1, False, kind="exception") == escaped
+        assert film.step_out(strict["seq"]) == escaped + 1  # out of the failed call: past its last exception
+        assert frames[escaped + 1]["node_id"] == "exc_app:<module>:except#0"
+        rows = run_named(s, "exceptions", {"trace": trace}).dicts()
+    assert sorted((r["what"], r["node_id"], r["type"], r["line"], r["count"]) for r in rows) == [
+        ("caught", "exc_app:<module>:except#0", "except ValueError:", 23, 1),
+        ("caught", "exc_app:average:except#0", "except ZeroDivisionError:", 7, 1),
+        ("caught", "exc_app:strict:except#0", "except ZeroDivisionError:", 15, 1),
+        ("raised", "exc_app:average:assign#1", "ZeroDivisionError", 6, 1),
+        ("raised", "exc_app:strict", "ValueError", 16, 1),
+        ("raised", "exc_app:strict:return#0", "ZeroDivisionError", 14, 1)]
+    raised = next(r for r in rows if r["node_id"] == "exc_app:average:assign#1")
+    assert raised["example_message"] == "integer division or modulo by zero" and raised["traces"] == [trace]
 
 
 def test_query_builder_joins_cpg_facts_with_executions(recorded) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -10,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from execscope.collector.otlp_decode import any_value_to_str
 from execscope.instrumentation.capture import fast_capture, runtime
 from execscope.instrumentation.export.otlp_encode import encode_request
-from tests.conftest import load_rewritten
+from tests.conftest import load_plain, load_rewritten
 from tests.unit.test_runtime_spans import APP
 
 VOLATILE = ("execscope.seq", "execscope.seq.end", "exception.stacktrace", "execscope.child_ns")
@@ -80,6 +81,218 @@ def test_same_spans_as_the_sdk_core(level: str, recorder) -> None:
         assert span.trace_id == spans[0].trace_id
         if span.name != "app.top":
             assert span.parent_span_id in by_id
+
+
+CAUGHT_APP = '''
+import contextlib
+
+try:
+    import not_a_module_of_this_test
+except ImportError:
+    HAVE_IT = False
+
+
+class Opaque:
+    def __repr__(self):
+        raise RuntimeError("never called")
+
+
+def divide(total):
+    try:
+        total = total // 0
+    except ZeroDivisionError:
+        total = -1
+    return total
+
+
+def callee():
+    raise KeyError("from a recorded call")
+
+
+def kinds(lib):
+    out = []
+    try:
+        int("x1")
+    except ValueError as e:
+        out.append(1)
+    try:
+        callee()
+    except KeyError:
+        out.append(2)
+    try:
+        lib.parse("x2")
+    except ValueError:
+        out.append(3)
+    try:
+        if out: out.append(1 // 0)
+    except:
+        out.append(4)
+    try:
+        raise ExceptionGroup("g", [ValueError("a"), TypeError("b")])
+    except* ValueError:
+        out.append(5)
+    except* TypeError:
+        out.append(6)
+    try:
+        raise OSError("bare")
+    except* OSError:
+        out.append(7)
+    with contextlib.suppress(KeyError):
+        {}["suppressed"]
+    try:
+        raise LookupError(Opaque(), "s" * 300)
+    except LookupError:
+        out.append(8)
+    for i in range(2):
+        try:
+            [][i]
+        except IndexError:
+            out.append(9)
+    return out
+
+
+def reraised():
+    try:
+        try:
+            {}["k"]
+        except KeyError:
+            raise
+    except KeyError:
+        pass
+    try:
+        return 1 // 0
+    except ZeroDivisionError:
+        raise
+
+
+def klass():
+    class K:
+        try:
+            v = 1 // 0
+        except ZeroDivisionError:
+            v = 0
+    return K.v
+
+
+def gen():
+    try:
+        yield 1
+    except GeneratorExit:
+        raise
+
+
+def main(lib):
+    try:
+        reraised()
+    except ZeroDivisionError:
+        pass
+    g = gen()
+    next(g)
+    g.close()
+    return divide(7), kinds(lib), klass()
+'''
+CAUGHT_LIB = '''
+def parse(text):
+    return int(text)
+'''
+
+# (function, node, line, type, message, escaped) of every exception event, in recording order
+CAUGHT = [
+    ("caught_app", "<module>:import#1", 5, "ModuleNotFoundError", "No module named 'not_a_module_of_this_test'",
+     False),
+    # a bare ``raise`` from a nested handler of the same frame: the outer handler records it again
+    ("reraised", "reraised:expr#0", 72, "KeyError", "k", False),
+    ("reraised", "reraised:expr#0", 72, "KeyError", "k", False),
+    ("reraised", "reraised:return#0", 78, "ZeroDivisionError", "integer division or modulo by zero", False),
+    ("reraised", "reraised", 78, "ZeroDivisionError", "integer division or modulo by zero", True),  # leaves
+    # main's handler catching it from reraised() records nothing more: reraised's span has it
+    ("divide", "divide:assign#0", 17, "ZeroDivisionError", "integer division or modulo by zero", False),
+    ("kinds", "kinds:expr#0", 30, "ValueError", "invalid literal for int() with base 10: 'x1'", False),
+    ("callee", "callee", 24, "KeyError", "from a recorded call", True),  # and not again in kinds
+    ("kinds", "kinds:expr#4", 38, "ValueError", "invalid literal for int() with base 10: 'x2'", False),
+    ("kinds", "kinds:expr#6", 42, "ZeroDivisionError", "integer division or modulo by zero", False),  # not the if
+    ("kinds", "kinds:raise#0", 46, "ExceptionGroup", "g (1 sub-exception)", False),  # each except* clause
+    ("kinds", "kinds:raise#0", 46, "ExceptionGroup", "g (1 sub-exception)", False),
+    ("kinds", "kinds:raise#1", 52, "ExceptionGroup", " (1 sub-exception)", False),  # wrapped: its member's line
+    # contextlib.suppress: no handler of the frame runs, nothing is recorded
+    ("kinds", "kinds:raise#2", 58, "LookupError", "(<caught_app.Opaque object at 0x>, 's…", False),  # safe values
+    ("kinds", "kinds:expr#13", 63, "IndexError", "list index out of range", False),
+    ("kinds", "kinds:expr#13", 63, "IndexError", "list index out of range", False),
+    ("klass", "klass.<locals>.K:assign#0", 86, "ZeroDivisionError", "integer division or modulo by zero", False),
+    # GeneratorExit caught in gen: not an error (as when it leaves a call), the handler's arm only
+]
+
+
+def _stable(message: str) -> str:
+    assert len(message) <= 256  # bounded: DEFAULT_LIMITS.max_chars
+    return re.sub(r"'s+…", "'s…", re.sub(r" at 0x[0-9a-f]+", " at 0x", message))
+
+
+def _without_addresses(shape: list) -> list:
+    def clean(attrs: dict) -> dict:
+        return {k: re.sub(r" at 0x[0-9a-f]+", " at 0x", v) for k, v in attrs.items()}
+
+    return [(name, clean(attrs), [(n, clean(a)) for n, a in events], status) for name, attrs, events, status in shape]
+
+
+def _caught_events(request: ExportTraceServiceRequest) -> list[tuple]:
+    found = []
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        events = sorted(([e.name, {kv.key: kv.value for kv in e.attributes}] for e in span.events),
+                        key=lambda e: e[1]["execscope.seq"].int_value)
+        for i, (name, a) in enumerate(events):
+            if name != "exception":
+                continue
+            escaped = a["exception.escaped"].bool_value
+            found.append((a["execscope.seq"].int_value, span.name.rsplit(".", 1)[-1],
+                          a["execscope.node_id"].string_value.split(":", 1)[1], a["code.line.number"].int_value,
+                          a["exception.type"].string_value,
+                          _stable(a["exception.message"].string_value), escaped))
+            stack = a["exception.stacktrace"].string_value
+            assert stack.startswith("Traceback (most recent call last):\n")
+            assert stack.endswith(f"{found[-1][4]}: {a['exception.message'].string_value}")
+            if not escaped:  # the handler's arm comes next, in sequence
+                nxt_name, nxt = events[i + 1]
+                assert nxt_name == "execscope.branch" and ":except#" in nxt["execscope.node_id"].string_value
+                assert nxt["execscope.seq"].int_value == a["execscope.seq"].int_value + 1
+    return [f[1:] for f in sorted(found)]
+
+
+@pytest.mark.parametrize("level", ["branches", "statements"])
+def test_an_exception_caught_in_its_own_frame_is_recorded_value_by_value(level: str, recorder) -> None:
+    lib = load_plain(CAUGHT_LIB, name="caught_lib", file="/src/caught_lib.py")
+    recorder.clear()
+    sdk_result = load_rewritten(CAUGHT_APP, level, name="caught_app", file="/src/caught_app.py").main(lib)
+    sdk = _shape_from_sdk(recorder.get_finished_spans())
+    runtime.deactivate()
+    fast_capture.take_pending()
+    fast_capture.activate()
+    errors = runtime.stats.errors
+    try:
+        result = load_rewritten(CAUGHT_APP, level, name="caught_app", file="/src/caught_app.py").main(lib)
+        frames, _ = fast_capture.take_pending()
+    finally:
+        runtime.deactivate()
+    assert result == sdk_result == (-1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 9], 0)
+    assert runtime.stats.errors == errors
+    request = _exported(frames)
+    assert _caught_events(request) == CAUGHT
+    assert _without_addresses(_shape_from_otlp(request)) == _without_addresses(sdk)  # as the SDK core records
+    stacks = {any_value_to_str(kv.value) for span in request.resource_spans[0].scope_spans[0].spans
+              for e in span.events for kv in e.attributes if kv.key == "exception.stacktrace"}
+    assert ('Traceback (most recent call last):\n  File "/src/caught_app.py", line 38, in kinds\n'
+            '  File "/src/caught_lib.py", line 3, in parse\n'
+            "ValueError: invalid literal for int() with base 10: 'x2'") in stacks  # from its frame inwards
+
+
+def test_calls_that_raise_nothing_record_no_exception(fast) -> None:
+    safe = load_rewritten("def f(x):\n    try:\n        x = 1 // x\n    except ZeroDivisionError:\n"
+                          "        x = 0\n    return x\n", "statements", name="safe_div")
+    fast_capture.take_pending()
+    assert safe.f(4) == 0 and safe.f(0) == 0
+    frames, _ = fast_capture.take_pending()
+    kinds = [[ev[0] for ev in f.events] for f in frames]
+    assert fast_capture.EV_EXCEPTION not in kinds[0] and kinds[1].count(fast_capture.EV_EXCEPTION) == 1
 
 
 def test_buffer_is_bounded_and_drops_are_counted(fast, monkeypatch) -> None:

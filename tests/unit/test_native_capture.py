@@ -21,8 +21,8 @@ from execscope.instrumentation.export.otlp_encode import (
     native_head,
     render,
 )
-from tests.conftest import load_rewritten
-from tests.unit.test_fast_capture import fast  # noqa: F401  (fixture)
+from tests.conftest import load_plain, load_rewritten
+from tests.unit.test_fast_capture import CAUGHT_APP, CAUGHT_LIB, fast  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +101,22 @@ def test_native_event_encoding_is_byte_identical_too(fast) -> None:  # noqa: F81
     request.ParseFromString(python)
     spans = request.resource_spans[0].scope_spans[0].spans
     assert count_events(frames) == sum(len(span.events) for span in spans)
+
+
+def test_frames_with_exceptions_caught_in_their_frame_encode_the_same_too(fast) -> None:  # noqa: F811
+    # the native encoder hands a frame holding one (EV_EXCEPTION) to the Python encoder, whole
+    lib = load_plain(CAUGHT_LIB, name="caught_lib")
+    module = load_rewritten(CAUGHT_APP, "statements", name="caught_native", file="/src/caught_native.py")
+    fast_capture.take_pending()
+    module.main(lib)
+    frames, _ = fast_capture.take_pending()
+    assert sum(ev[0] == fast_capture.EV_EXCEPTION for f in frames for ev in (f.events or ())) == 14
+    resource = _resource_attrs({"service.name": "svc"})
+    python = w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
+    assert encode_request(frames, {"service.name": "svc"}, "1") == python
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(python)
+    assert count_events(frames) == sum(len(span.events) for span in request.resource_spans[0].scope_spans[0].spans)
 
 
 def test_sampled_out_calls_see_a_false_gate_and_record_nothing(fast) -> None:  # noqa: F811

@@ -172,7 +172,7 @@ def test_branches_loops_try_match_and_short_circuit() -> None:
         try:
             pass
         except E:
-            _execscope_rt.branch(_execscope_frame, 'm:f:except#0')
+            _execscope_rt.caught(_execscope_frame, 'm:f:except#0', ((10, 8, 10, 12, 'm:f:pass#2'),))
             pass
         else:
             _execscope_rt.branch(_execscope_frame, 'm:f:try#0.else')
@@ -183,6 +183,67 @@ def test_branches_loops_try_match_and_short_circuit() -> None:
                 pass
         return _execscope_rt.ret(_execscope_frame, _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op0', _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op0', xs) and _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#1.op1', x)) or _execscope_rt.arm(_execscope_frame, 'm:f:bool_op#0.op1', None))
     ''')
+
+
+def test_handlers_record_what_they_caught_with_where_the_try_body_can_raise() -> None:
+    # ``caught`` replaces the handler's ``branch``: the exception first (when raised in this frame),
+    # then the arm. Its constant: every statement of the try body, nested blocks included, as
+    # (line, col, end line, end col, node ID); a nested definition is one statement (its decorators
+    # included), its body runs in another frame; a statement's else/finally/handlers count (an inner
+    # handler's raise reaches the outer one), the outer try's own else does not.
+    got = body_of('''
+        def f(xs):
+            try:
+                for x in xs:
+                    if x: y = 1 // x
+                try:
+                    g()
+                except:
+                    raise
+                finally:
+                    h()
+                @deco
+                def inner():
+                    return 1 // 0
+            except (ValueError, ZeroDivisionError) as e:
+                pass
+            else:
+                k()
+    ''', "branches")
+    points = ("((4, 8, 5, 28, 'm:f:for#0'), (5, 12, 5, 28, 'm:f:if#0'), (5, 18, 5, 28, 'm:f:assign#0'), "
+              "(6, 8, 11, 15, 'm:f:try#1'), (7, 12, 7, 15, 'm:f:expr#0'), (9, 12, 9, 17, 'm:f:raise#0'), "
+              "(11, 12, 11, 15, 'm:f:expr#1'), (12, 9, 14, 25, 'm:f.<locals>.inner'))")
+    assert f"_execscope_rt.caught(_execscope_frame, 'm:f:except#1', {points})" in got
+    assert "_execscope_rt.caught(_execscope_frame, 'm:f:except#0', ((7, 12, 7, 15, 'm:f:expr#0'),))" in got
+    assert "branch(_execscope_frame, 'm:f:except" not in got
+    star = body_of('''
+        def f():
+            try:
+                g()
+            except* TypeError:
+                pass
+    ''', "statements")
+    assert star == expect('''
+        _execscope_rt.line(_execscope_frame, 'm:f:try#0', 3)
+        try:
+            _execscope_rt.line(_execscope_frame, 'm:f:expr#0', 4)
+            g()
+        except* TypeError:
+            _execscope_rt.caught(_execscope_frame, 'm:f:except#0', ((4, 8, 4, 11, 'm:f:expr#0'),))
+            _execscope_rt.line(_execscope_frame, 'm:f:pass#0', 6)
+            pass
+    ''')
+    from execscope.instrumentation.capture import runtime
+    from execscope.instrumentation.rewrite import rewriter
+
+    assert runtime._RT_NAME == rewriter.RT  # how the runtime tells a recorded call's code in a traceback
+    assert "caught" not in rewritten_text('''
+        def f():
+            try:
+                g()
+            except E:
+                pass
+    ''', "functions")
 
 
 def test_statements_lines_and_assigned_values() -> None:

@@ -202,3 +202,24 @@ def test_sdk_core_callers_carry_the_time_spent_in_recorded_callees(recorder) -> 
     top = spans["sdk_childtime.top"]
     assert "execscope.child_ns" not in leaves[0].attributes
     assert top.attributes["execscope.child_ns"] == sum(s.end_time - s.start_time for s in leaves)
+
+
+def test_a_caught_exception_names_the_innermost_statement_that_raised(recorder) -> None:
+    # the line comes from the traceback; of the statements holding it the innermost (starting last);
+    # several starting on that line: the column of the raising instruction decides
+    mod = load_rewritten('''
+def f(x, y, z):
+    try:
+        a = 1; b = 1 // x
+        if 1 // y: c = 1 // (y - 1)
+        d = (1 +
+             1 // z)
+    except ZeroDivisionError:
+        return a
+''', "branches", name="points")
+    for x, y, z in ((0, 1, 1), (1, 0, 1), (1, 1, 1), (1, 2, 0)):
+        mod.f(x, y, z)
+    events = [e for s in recorder.get_finished_spans() for e in s.events if e.name == "exception"]
+    assert [(e.attributes["execscope.node_id"], e.attributes["code.line.number"]) for e in events] == [
+        ("points:f:assign#1", 4), ("points:f:if#0", 5), ("points:f:assign#2", 5), ("points:f:assign#3", 7)]
+    assert all(e.attributes["exception.escaped"] is False for e in events)
