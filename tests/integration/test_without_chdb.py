@@ -16,10 +16,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from execscope.storage.store import CHDB_NEWEST_PYTHON
 from kafka import KafkaConsumer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from execscope.storage.store import CHDB_NEWEST_PYTHON
 from tests.integration.kafka_broker import Broker
 
 EXECSCOPE = [sys.executable, "-m", "execscope"]
