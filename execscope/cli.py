@@ -422,6 +422,27 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn
 
 @main.command()
 @STORE_OPTION
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=None,
+              help="Serve on TCP 127.0.0.1:PORT (0: any free port, printed on stderr) instead of stdio.")
+def dap(store_dsn: str | None, port: int | None) -> None:
+    """A Debug Adapter Protocol server over recordings (stdio by default): step forwards and
+    backwards, breakpoints and watchpoints both ways, in VS Code, Neovim or any DAP client.
+
+    \b
+        execscope dap                 # launch with {"trace": "latest"} or {"program": "app.py"}
+        execscope dap --port 4711
+    """
+    from execscope.dap.session import serve_stdio, serve_tcp
+
+    if port is None:
+        serve_stdio(store_dsn)
+    else:
+        serve_tcp(port, store_dsn, announce=lambda p: click.echo(f"execscope dap: listening on 127.0.0.1:{p}",
+                                                                 err=True))
+
+
+@main.command()
+@STORE_OPTION
 @click.option("--level", type=LEVEL_CHOICE, default="statements", show_default=True)
 def demo(store_dsn: str | None, level: str) -> None:
     """Record the bundled shop example (it has a bug) and show how to find it."""

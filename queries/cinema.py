@@ -265,6 +265,20 @@ class Cinema:
                 yield f
                 i += 1
 
+    # --- the span table (read by the debugger model in breakpoints.py) ---------------------------
+    def calls(self) -> dict[str, _Span]:
+        """Every recorded call of the trace by span id (ids, parent, keys, depth, failed flag); the
+        details (function, file, arguments) are filled by :meth:`load_calls`."""
+        return self._index.spans
+
+    def load_calls(self, spans: list[_Span]) -> None:
+        """Read the details of these calls (function, file, line, arguments, return value)."""
+        self._details(spans)
+
+    def position_at(self, ts: int, seq: int) -> int:
+        """Position of the frame recorded at (timestamp ns, sequence number)."""
+        return self.position_of(self._key(ts, seq))
+
     # --- navigation ------------------------------------------------------------------------------
     def position_of(self, key: Key) -> int:
         return bisect.bisect_left(self._index.keys, key)
