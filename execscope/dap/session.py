@@ -129,20 +129,28 @@ class DapSession:
         dsn = args.get("store") or self.store_dsn
         if args.get("program"):
             self._record(args, dsn)
+        if self.store is not None:  # a launch after a failed one
+            self.store.close()
+            self.store = None
         try:
-            self.store = open_store(dsn)
+            store = open_store(dsn)
         except StoreError as exc:
             raise RequestError(f"cannot open the store: {exc}") from None
-        trace = str(args.get("trace") or "latest")
-        if trace == "latest":
-            rows = list_traces(self.store, 1).rows
-            if not rows:
-                raise RequestError(f"the store {self.store.address} holds no traces")
-            trace = rows[0][0]
         try:
-            cinema = open_cinema(self.store, trace, window=int(args.get("window", 256)))
+            trace = str(args.get("trace") or "latest")
+            if trace == "latest":
+                rows = list_traces(store, 1).rows
+                if not rows:
+                    raise RequestError(f"the store {store.address} holds no traces")
+                trace = rows[0][0]
+            cinema = open_cinema(store, trace, window=int(args.get("window", 256)))
         except TraceNotFound as exc:
+            store.close()
             raise RequestError(str(exc)) from None
+        except BaseException:
+            store.close()
+            raise
+        self.store = store
         self.runtime = ReplayRuntime(cinema)
         self.stop_on_entry = bool(args.get("stopOnEntry", False))
         self.rt.exception_breakpoint = self.rt.matcher.exceptions(self._pending_exceptions) \
@@ -176,6 +184,9 @@ class DapSession:
 
     def on_disconnect(self, args: dict[str, Any]) -> dict[str, Any]:
         self._done = True
+        if self.store is not None:  # release an embedded store before answering
+            self.store.close()
+            self.store = None
         return {}
 
     def on_terminate(self, args: dict[str, Any]) -> Any:
