@@ -28,6 +28,7 @@ Threading: like the Cinema it reads, not thread-safe.
 
 from __future__ import annotations
 
+import ast
 import bisect
 import os
 import re
@@ -37,6 +38,15 @@ from typing import Any
 
 from execscope.queries.cinema import Cinema
 from execscope.queries.safe_eval import EvalError, compile_expression, evaluate
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return None if inner is None else f"{inner}.{node.attr}"
+    return None
 
 THREAD_SQL = """
 SELECT c.SpanId, c.ParentSpanId, c.ResourceAttributes['process.pid'], c.Seq, c.SeqEnd, e.Seq
@@ -53,7 +63,7 @@ FILES_SQL = """
 SELECT DISTINCT SpanAttributes['code.file.path'] FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''
 """
 LINE_HITS_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp) FROM execscope_events
+SELECT Seq, toUnixTimestamp64Nano(Timestamp), SpanId FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND LineNumber = {line:UInt32}
   AND SpanId IN (SELECT SpanId FROM otel_traces WHERE TraceId = {trace:String}
                  AND SpanAttributes['code.file.path'] = {file:String})
@@ -118,6 +128,20 @@ SELECT SeqEnd, toUnixTimestamp64Nano(Timestamp) + Duration FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND StatusCode != 'STATUS_CODE_ERROR'
   AND SpanAttributes['execscope.return.value'] IN {values:Array(String)}
 """
+VALUES_AT_SQL = """
+SELECT l.idx, l.var, r.VarValue
+FROM (SELECT tupleElement(c, 1) AS idx, tupleElement(c, 2) AS span, tupleElement(c, 3) AS seq,
+             arrayJoin({vars:Array(String)}) AS var
+      FROM (SELECT arrayJoin(arrayZip({idx:Array(UInt32)}, {spans:Array(String)}, {seqs:Array(UInt64)})) AS c)) AS l
+ASOF INNER JOIN (SELECT SpanId, VarName, Seq, VarValue FROM execscope_events
+                 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign'
+                   AND SpanId IN {spans:Array(String)} AND VarName IN {vars:Array(String)}) AS r
+ON r.SpanId = l.span AND r.VarName = l.var AND r.Seq <= l.seq
+"""
+"""The last value each of ``vars`` had in each candidate's call at the candidate (a batch of a
+conditional breakpoint's hits): conditions are decided without loading cinema windows."""
+CONDITION_BATCH = 512
+
 EXCEPTION_SQL = """
 SELECT Seq, toUnixTimestamp64Nano(Timestamp), SpanId, EventName FROM execscope_events
 WHERE TraceId = {trace:String} AND (EventName = 'exception'
@@ -213,11 +237,19 @@ class Breakpoint:
     log_message: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    spans: list[str] | None = None
+    """Per position, the call it belongs to and its sequence number (when known, conditions are
+    decided in batches from the store instead of from cinema frames)."""
+    seqs: list[int] | None = None
     _compiled: Any = None
+    _names: tuple[str, ...] = ()
+    _verdicts: dict[int, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.condition:
             self._compiled = compile_expression(self.condition)  # raises EvalError early
+            self._names = tuple(sorted({n.id for n in ast.walk(self._compiled) if isinstance(n, ast.Name)}
+                                       | {d for n in ast.walk(self._compiled) if (d := _dotted(n)) is not None}))
         if self.hit_condition:
             _hit_predicate(self.hit_condition)
 
@@ -292,8 +324,11 @@ class Breakpoints:
         file = self.resolve_file(path)
         rows = [] if file is None else self.cinema.store.query(
             LINE_HITS_SQL, parameters=self._params(line=line, file=file)).rows
-        return self._make("line", self._positions(rows), condition, hit_condition, log_message,
-                          f"{file or path}:{line}", file=file, line=line)
+        hits = sorted((self.cinema.position_at(int(ts), int(seq)), span, int(seq)) for seq, ts, span in rows)
+        bp = self._make("line", [h[0] for h in hits], condition, hit_condition, log_message,
+                        f"{file or path}:{line}", file=file, line=line)
+        bp.spans, bp.seqs = [h[1] for h in hits], [h[2] for h in hits]
+        return bp
 
     def _make(self, kind: str, positions: list[int], condition: str | None, hit_condition: str | None,
               log_message: str | None, description: str, **extra: Any) -> Breakpoint:
@@ -325,8 +360,10 @@ class Breakpoints:
                 "'flow FUNC.VAR [-> LINE]', 'flow SRC_NODE -> DST_NODE' or 'watch FUNC.VAR'")
         spans = self._spans_named(text)
         calls = self.cinema.calls()
-        positions = sorted(self.cinema.position_of(calls[s].call_key) for s, _, _ in spans if s in calls)
-        return self._make("function", positions, condition, hit_condition, None, text)
+        hits = sorted((self.cinema.position_of(calls[s].call_key), s) for s, _, _ in spans if s in calls)
+        bp = self._make("function", [h[0] for h in hits], condition, hit_condition, None, text)
+        bp.spans = [h[1] for h in hits]
+        return bp
 
     def _spans_named(self, name: str) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in self.cinema.store.query(
@@ -481,11 +518,39 @@ class Breakpoints:
         upto = bisect.bisect_right(bp.positions, position)
         if bp.condition is None:
             return upto
-        return sum(1 for p in bp.positions[:upto] if bp.test(self.cinema.frame(p)["locals"]))
+        return sum(1 for p in bp.positions[:upto] if self.condition_holds(bp, p, True))
 
-    def stops(self, bp: Breakpoint, position: int) -> bool:
+    def condition_holds(self, bp: Breakpoint, position: int, forward: bool = True) -> bool:
+        """``bp``'s condition at one of its positions; decided for a batch of its hits at once when the
+        breakpoint knows their calls, else on the cinema frame."""
+        if bp.condition is None:
+            return True
+        verdict = bp._verdicts.get(position)
+        if verdict is not None:
+            return verdict
+        if bp.spans is None:
+            return bp.test(self.cinema.frame(position)["locals"])
+        i = bisect.bisect_left(bp.positions, position)
+        lo, hi = (i, min(len(bp.positions), i + CONDITION_BATCH)) if forward else (
+            max(0, i - CONDITION_BATCH + 1), i + 1)
+        batch = [j for j in range(lo, hi) if bp.positions[j] not in bp._verdicts]
+        calls = self.cinema.calls()
+        spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
+        self.cinema.load_calls(spans)
+        names: dict[int, dict[str, str]] = {j: dict(calls[bp.spans[j]].args) if bp.spans[j] in calls else {}
+                                            for j in batch}
+        if bp.seqs is not None and bp._names:
+            for j, var, value in self.cinema.store.query(VALUES_AT_SQL, parameters=self._params(
+                    idx=batch, spans=[bp.spans[j] for j in batch], seqs=[bp.seqs[j] for j in batch],
+                    vars=list(bp._names))).rows:
+                names[j][var] = value
+        for j in batch:
+            bp._verdicts[bp.positions[j]] = bp.test(names[j])
+        return bp._verdicts.get(position, True)
+
+    def stops(self, bp: Breakpoint, position: int, forward: bool = True) -> bool:
         """Whether ``bp`` stops at ``position`` (one of its positions): condition, then hit condition."""
-        if not bp.test(self.cinema.frame(position)["locals"]):
+        if not self.condition_holds(bp, position, forward):
             return False
         if bp.hit_condition:
             return bool(_hit_predicate(bp.hit_condition)(self.hit_count(bp, position)))
@@ -510,7 +575,7 @@ class Breakpoints:
                     continue
                 cursors[bp.id] += 1 if forward else -1
                 tried += 1
-                if self.stops(bp, best):
+                if self.stops(bp, best, forward):
                     if bp.log_message is not None:
                         if on_log is not None and forward:
                             on_log(bp, best)

@@ -494,6 +494,16 @@ class Cinema:
         local, _ = self._state_before(live, (ts, seq + 1, 0))
         return [(s.depth, s.function, s.span_id, local[s.span_id]) for s in live]
 
+    def call_stack(self, index: int) -> list[tuple[_Span, dict[str, str], int]]:
+        """Like :meth:`stack_at`, with each call's details loaded and the last line it ran up to frame
+        ``index`` (0 when none): one query for every live call."""
+        key = self._index.keys[index]
+        ts, seq, _ = self._parts(key)
+        live = self._alive(key, inclusive=True)
+        self._details(live)
+        local, last_line = self._state_before(live, (ts, seq + 1, 0))
+        return [(s, local[s.span_id], last_line.get(s.span_id, 0)) for s in live]
+
     def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}
         for row in rows:

@@ -65,22 +65,16 @@ class ReplayRuntime:
         here = self.frame()
         current = self.thread_of()
         wanted = self.threads.get(thread_id) if thread_id is not None else current
-        live = self.cinema.stack_at(self.position)
-        calls = self.cinema.calls()
-        mine = [(span_id, local) for _, _, span_id, local in live
-                if wanted is None or self.threads.of_span(span_id) is wanted]
+        live = self.cinema.call_stack(self.position)
+        mine = [entry for entry in live if wanted is None or self.threads.of_span(entry[0].span_id) is wanted]
         out: list[StackEntry] = []
-        for span_id, local in reversed(mine):
-            span = calls[span_id]
-            self.cinema.load_calls([span])
-            if span_id == here["span_id"]:
-                out.append(StackEntry(span_id, span.function, span.file, here["line"], self.position,
+        for span, local, line in reversed(mine):
+            if span.span_id == here["span_id"]:
+                out.append(StackEntry(span.span_id, span.function, span.file, here["line"], self.position,
                                       span.code_version, dict(here["locals"]) | self._extra(here)))
-                continue
-            at = self.cinema.find(self.position, False, span=span_id, kind="line")
-            line = self.cinema.frame(at)["line"] if at is not None else span.line
-            out.append(StackEntry(span_id, span.function, span.file, line, at if at is not None else
-                                  self.cinema.position_of(span.call_key), span.code_version, local))
+            else:
+                out.append(StackEntry(span.span_id, span.function, span.file, line or span.line, self.position,
+                                      span.code_version, local))
         return out
 
     @staticmethod
