@@ -584,3 +584,39 @@ class Breakpoints:
             if stopping:
                 return best, stopping
         return None
+
+
+def parse_spec(matcher: Breakpoints, spec: str, condition: str | None = None) -> Breakpoint:
+    """A breakpoint from one text: ``FILE:LINE`` (a line breakpoint) or the function breakpoint syntax
+    (``NAME``, ``call NAME in KIND``, ``raise in KIND``, ``flow ...``, ``watch FUNC.VAR``)."""
+    file, sep, line = spec.strip().rpartition(":")
+    if sep and line.isdigit() and file and " " not in file:
+        return matcher.line(file, int(line), condition)
+    return matcher.function(spec, condition)
+
+
+def breakpoint_hits(store: Any, trace: str, spec: str, condition: str = "", limit: int = 1000) -> Any:
+    """``execscope query breakpoint-hits``: every position where a breakpoint stops, in order, with the
+    frame's function, line and variables."""
+    import json
+
+    from execscope.queries.cinema import open_cinema
+    from execscope.storage.store import QueryResult
+
+    if not trace or not spec:
+        raise ValueError("give -p trace=T and -p spec=SPEC")
+    cinema = open_cinema(store, trace)
+    matcher = Breakpoints(cinema, Threads(cinema))
+    try:
+        bp = parse_spec(matcher, spec, condition or None)
+    except (BreakpointError, EvalError) as exc:
+        raise ValueError(str(exc)) from None
+    rows: list[tuple[Any, ...]] = []
+    for position in bp.positions:
+        if len(rows) >= limit:
+            break
+        if matcher.stops(bp, position):
+            frame = cinema.frame(position)
+            rows.append((position, frame["kind"], frame["function"], frame["line"], frame["source"].strip(),
+                         json.dumps(frame["locals"], ensure_ascii=False)))
+    return QueryResult(["position", "kind", "function", "line", "source", "locals"], rows)

@@ -109,3 +109,39 @@ def test_dap_over_tcp_answers_a_malformed_message_and_goes_on(recorded: dict[str
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_breakpoints_as_query_names_and_in_the_terminal_cinema(recorded: dict[str, str]) -> None:
+    import asyncio
+
+    from execscope.cinema_tui import CinemaApp
+    from execscope.queries.cinema import open_cinema
+    from execscope.storage.store import open_store
+
+    work = Path(recorded["WORK"])
+    out = cli("query", "breakpoint-hits", "--store", recorded["STORE"], "-p", f"trace={recorded['TRACE']}",
+              "-p", "spec=call Cart.total in loop", "--format", "json", cwd=work).stdout
+    calls = json.loads(out)
+    assert [(c["kind"], c["function"], c["line"]) for c in calls] == [("call", "shopfx.Cart.total", 14)] * 2
+    assert [json.loads(c["locals"])["self"] for c in calls][0] != json.loads(calls[1]["locals"])["self"]
+    hits = json.loads(cli("query", "breakpoint-hits", "--store", recorded["STORE"], "-p", f"trace={recorded['TRACE']}",
+                          "-p", "spec=shopfx.py:17", "-p", "condition=p > 10", "--format", "json", cwd=work).stdout)
+    assert [(json.loads(h["locals"])["p"], json.loads(h["locals"])["t"]) for h in hits] == [("20", "10"), ("30", "30")]
+    bad = cli("query", "breakpoint-hits", "--store", recorded["STORE"], "-p", f"trace={recorded['TRACE']}",
+              "-p", "spec=call Cart.total in nowhere", cwd=work, check=False)
+    assert bad.returncode != 0 and "unknown construct 'nowhere'" in bad.stderr
+
+    async def drive() -> list[int]:
+        with open_store(recorded["STORE"]) as store:
+            app = CinemaApp(open_cinema(store, recorded["TRACE"]), 0)
+            seen = []
+            async with app.run_test() as pilot:
+                await pilot.press("b")
+                await pilot.press(*"shopfx.py:17 if p > 10", "enter")
+                for key in ("c", "c", "C"):
+                    await pilot.press(key)
+                    seen.append(app.index)
+            return seen
+
+    seen = asyncio.run(drive())
+    assert seen == [hits[0]["position"], hits[1]["position"], hits[0]["position"]]
