@@ -49,15 +49,26 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 THREAD_SQL = """
-SELECT c.SpanId, c.ParentSpanId, c.ResourceAttributes['process.pid'], c.Seq, c.SeqEnd, e.Seq
-FROM (SELECT SpanId, ParentSpanId, ResourceAttributes, Seq, SeqEnd FROM otel_traces
-      WHERE TraceId = {trace:String} AND NodeId != '') AS c
-ASOF LEFT JOIN (SELECT SpanId, Seq FROM execscope_events WHERE TraceId = {trace:String}) AS e
-ON e.SpanId = c.ParentSpanId AND e.Seq > c.Seq
-SETTINGS join_use_nulls = 0
+SELECT SpanId, ParentSpanId, ResourceAttributes['process.pid'] FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != ''
 """
-"""Per call: its parent, process, interval and the parent's first event after the call started.
-A parent that records an event while the call is alive runs on another thread: the call starts one."""
+CONCURRENT_SQL = """
+SELECT span FROM (
+    SELECT span, k, sum(k = 0) OVER (PARTITION BY parent ORDER BY seq, k
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS before
+    FROM (SELECT SpanId AS parent, '' AS span, Seq AS seq, 0 AS k FROM execscope_events
+          WHERE TraceId = {trace:String}
+          UNION ALL
+          SELECT ParentSpanId, SpanId, Seq, 1 FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''
+          UNION ALL
+          SELECT ParentSpanId, SpanId, SeqEnd, 2 FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''))
+WHERE k > 0
+GROUP BY span
+HAVING max(if(k = 2, before, 0)) > max(if(k = 1, before, 0))
+"""
+"""Calls during which their parent recorded an event (counted per parent in sequence order: the
+parent's events before the call's end exceed those before its start): the parent kept running, so
+the call runs on another thread."""
 
 FILES_SQL = """
 SELECT DISTINCT SpanAttributes['code.file.path'] FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''
@@ -177,15 +188,15 @@ class Threads:
         roots: list[tuple[int, str, str, str]] = []
         pids: dict[str, str] = {}
         rows = cinema.store.query(THREAD_SQL, parameters={"trace": cinema.trace_id}).rows
-        for span_id, parent, pid, _s0, _s1, _next in rows:
+        concurrent = {r[0] for r in cinema.store.query(CONCURRENT_SQL, parameters={"trace": cinema.trace_id}).rows}
+        for span_id, parent, pid in rows:
             pids[span_id] = pid
             parent_of[span_id] = parent
         calls = cinema.calls()
-        for span_id, parent, pid, s0, s1, next_parent_event in rows:
-            concurrent = bool(next_parent_event) and s0 < next_parent_event < s1
-            if parent not in pids or pids[parent] != pid or concurrent:
+        for span_id, parent, pid in rows:
+            if parent not in pids or pids[parent] != pid or span_id in concurrent:
                 span = calls.get(span_id)
-                roots.append((span.call_key if span is not None else s0, span_id, pid, parent))
+                roots.append((span.call_key if span is not None else 0, span_id, pid, parent))
         roots.sort(key=lambda r: r[0])
         self.by_root: dict[str, Thread] = {}
         self.threads: list[Thread] = []

@@ -49,3 +49,28 @@ def test_session_answers_bad_input_and_goes_on() -> None:
     assert replies[1]["body"] == CAPABILITIES
     assert "unknown request 'frobnicate'" in replies[2]["message"]
     assert "launch first" in replies[3]["message"]
+
+
+def test_vscode_manifest_starts_execscope_dap_with_the_launch_attributes_the_session_reads() -> None:
+    import inspect
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from execscope.dap import session
+
+    root = Path(__file__).resolve().parents[2]
+    manifest = json.loads((root / "dashboards" / "vscode" / "package.json").read_text())
+    debugger = manifest["contributes"]["debuggers"][0]
+    assert debugger["type"] == "execscope"
+    # VS Code runs: runtime, runtimeArgs, <extension dir>/program, args
+    command = [sys.executable, "-m", "execscope", *debugger["runtimeArgs"],
+               str(root / "dashboards" / "vscode" / debugger["program"])]
+    assert debugger["runtime"] == "execscope"
+    done = subprocess.run(command, input=frame({"seq": 1, "type": "request", "command": "initialize"}),
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert read_all(done.stdout)[0]["body"]["supportsStepBack"] is True
+    source = inspect.getsource(session.DapSession.on_launch) + inspect.getsource(session.DapSession._record)
+    for name in debugger["configurationAttributes"]["launch"]["properties"]:
+        assert f'"{name}"' in source, f"launch attribute {name} is not read by the session"
