@@ -85,9 +85,10 @@ class ReplayRuntime:
             return {"(exception)": repr(frame.get("exception", ""))}
         return {}
 
-    def evaluate(self, expression: str, names: dict[str, str] | None = None) -> str:
-        """``expression`` on recorded values (raises EvalError)."""
-        return render(evaluate(expression, self.frame()["locals"] if names is None else names))
+    def evaluate(self, expression: str, names: dict[str, str] | None = None) -> tuple[str, Any]:
+        """``expression`` on recorded values: (as shown, the value). Raises EvalError."""
+        value = evaluate(expression, self.frame()["locals"] if names is None else names)
+        return render(value), value
 
     # --- moving -------------------------------------------------------------------------------------
     def _scan(self, start: int, forward: bool, thread: Thread | None, kinds: tuple[str, ...] = STOP_KINDS
@@ -110,9 +111,25 @@ class ReplayRuntime:
         self.position = max(0, min(target, self.cinema.total - 1))
         return Stop(self.position, reason)
 
+    def _near(self, forward: bool, span_id: str) -> int | None:
+        """The nearest line frame of call ``span_id`` within the loaded window and the next one (no
+        query when the window is cached); None when it is further away or there is none nearby."""
+        window = self.cinema.window
+        step = 1 if forward else -1
+        edge = ((self.position // window + 2) * window if forward else (self.position // window - 1) * window - 1)
+        i = self.position + step
+        while 0 <= i < self.cinema.total and (i < edge if forward else i > edge):
+            f = self.cinema.frame(i)
+            if f["span_id"] == span_id and f["kind"] == "line":
+                return i
+            i += step
+        return None
+
     def step_over(self, forward: bool = True) -> Stop:
         span = self.frame()["span_id"]
-        found = self.cinema.find(self.position, forward, span=span, kind="line")
+        found = self._near(forward, span)
+        if found is None:
+            found = self.cinema.find(self.position, forward, span=span, kind="line")
         if found is None:
             out = self.cinema.step_out(self.position, forward)
             if out is None:
@@ -163,6 +180,11 @@ class ReplayRuntime:
         first = self.cinema.find(call, True, span=span_id, kind="line")
         return self._move(first if first is not None else call, "restart")
 
-    def line_executions(self, file: str, line: int, limit: int = 1000) -> list[int]:
-        """Positions of every execution of ``file:line`` (goto targets)."""
-        return self.matcher.line(file, line).positions[:limit]
+    def line_executions(self, file: str, line: int, limit: int = 1000) -> list[tuple[int, str]]:
+        """(position, function) of every execution of ``file:line`` (goto targets), first ``limit``."""
+        bp = self.matcher.line(file, line)
+        calls = self.cinema.calls()
+        spans = [calls[s] for s in (bp.spans or [])[:limit] if s in calls]
+        self.cinema.load_calls(spans)
+        names = {s.span_id: s.function for s in spans}
+        return [(p, names.get(s, "")) for p, s in zip(bp.positions[:limit], bp.spans or [""] * limit)]

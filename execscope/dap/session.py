@@ -123,7 +123,7 @@ class DapSession:
 
     def on_launch(self, args: dict[str, Any]) -> Any:
         from execscope.queries.cinema import TraceNotFound, open_cinema
-        from execscope.queries.traces import list_traces
+        from execscope.queries.traces import latest_trace
         from execscope.storage.store import StoreError, open_store
 
         dsn = args.get("store") or self.store_dsn
@@ -139,10 +139,10 @@ class DapSession:
         try:
             trace = str(args.get("trace") or "latest")
             if trace == "latest":
-                rows = list_traces(store, 1).rows
-                if not rows:
+                latest = latest_trace(store)
+                if latest is None:
                     raise RequestError(f"the store {store.address} holds no traces")
-                trace = rows[0][0]
+                trace = latest
             cinema = open_cinema(store, trace, window=int(args.get("window", 256)))
         except TraceNotFound as exc:
             store.close()
@@ -298,9 +298,8 @@ class DapSession:
         path = (args.get("source") or {}).get("path") or ""
         line = int(args.get("line", 0))
         targets = []
-        for n, position in enumerate(self.rt.line_executions(path, line), start=1):
-            frame = self.rt.frame(position)
-            targets.append({"id": position + 1, "label": f"#{n} {frame['function']} line {line} (frame {position})",
+        for n, (position, function) in enumerate(self.rt.line_executions(path, line), start=1):
+            targets.append({"id": position + 1, "label": f"#{n} {function} line {line} (frame {position})",
                             "line": line})
         return {"targets": targets}
 
@@ -396,8 +395,8 @@ class DapSession:
         entry = self._frames.get(int(args.get("frameId", 0) or 0))
         names = entry.variables if entry is not None else self.rt.frame()["locals"]
         expression = str(args.get("expression", ""))
-        value = parse_value(self.rt.evaluate(expression, names))
-        result = self._variable(expression, self.rt.evaluate(expression, names), value)
+        text, value = self.rt.evaluate(expression, names)
+        result = self._variable(expression, text, value)
         return {"result": result["value"], "type": result["type"], "variablesReference": result["variablesReference"]}
 
     def on_exceptionInfo(self, args: dict[str, Any]) -> dict[str, Any]:
