@@ -113,15 +113,19 @@ class ReplayRuntime:
 
     def _near(self, forward: bool, span_id: str) -> int | None:
         """The nearest line frame of call ``span_id`` within the loaded window and the next one (no
-        query when the window is cached); None when it is further away or there is none nearby."""
+        query when the window is cached); -1 when the call begins (ends) first, so it has none; None
+        when the answer is further away."""
         window = self.cinema.window
         step = 1 if forward else -1
         edge = ((self.position // window + 2) * window if forward else (self.position // window - 1) * window - 1)
         i = self.position + step
         while 0 <= i < self.cinema.total and (i < edge if forward else i > edge):
             f = self.cinema.frame(i)
-            if f["span_id"] == span_id and f["kind"] == "line":
-                return i
+            if f["span_id"] == span_id:
+                if f["kind"] == "line":
+                    return i
+                if f["kind"] == ("return" if forward else "call"):
+                    return -1
             i += step
         return None
 
@@ -130,6 +134,8 @@ class ReplayRuntime:
         found = self._near(forward, span)
         if found is None:
             found = self.cinema.find(self.position, forward, span=span, kind="line")
+        elif found < 0:
+            found = None
         if found is None:
             out = self.cinema.step_out(self.position, forward)
             if out is None:

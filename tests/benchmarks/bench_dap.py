@@ -45,7 +45,7 @@ PROGRAM = textwrap.dedent('''
         import sys
         print(main(int(sys.argv[1])))
 ''')
-FRAMES_PER_ITERATION = 12  # main: line, branch, 2 assigns; step: call, line, branch, line, assign, line, return
+FRAMES_PER_ITERATION = 11  # main: branch, assign i, line, assign state; step: call, 3 lines, branch, assign, return
 
 
 class Client:
@@ -126,7 +126,6 @@ def main() -> None:
     timed("initialize", "initialize", {"adapterID": "execscope"})
     timed("launch", "launch", {"trace": "latest"})
     timed("configurationDone", "configurationDone", {}, stop=True)
-    frames = client.request("evaluate", {"expression": "1"})[0]  # warm
     targets = timed("gotoTargets", "gotoTargets", {"source": {"path": app}, "line": 3})[0]["body"]["targets"]
     rng = random.Random(7)
     for n in range(args.samples):
@@ -151,13 +150,19 @@ def main() -> None:
         timed("continue (condition)" if n % 2 == 0 else "reverseContinue (condition)",
               "continue" if n % 2 == 0 else "reverseContinue", {"threadId": 1}, stop=True)
     client.request("setBreakpoints", {"source": {"path": app}, "breakpoints": []})
-    frames = client.request("evaluate", {"expression": "1"})
-    del frames
     client.request("disconnect")
+    client.thread.join(timeout=60)
+    from execscope.queries.cinema import open_cinema
+    from execscope.queries.traces import latest_trace
+    from execscope.storage.store import open_store
+
+    with open_store(store_dsn) as store:
+        trace_frames = open_cinema(store, latest_trace(store) or "").total
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({
-        "cores": os.cpu_count(), "frames_requested": args.frames, "loop_executions": len(targets),
+        "cores": os.cpu_count(), "frames_requested": args.frames, "trace_frames": trace_frames,
+        "loop_executions": len(targets),
         "build_seconds": round(build_s, 1), "samples": args.samples,
         "latency_ms": {kind: {"p50": percentile(s, 0.5), "p99": percentile(s, 0.99), "n": len(s)}
                        for kind, s in times.items()},
