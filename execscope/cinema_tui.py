@@ -7,7 +7,8 @@ loads windows on demand, so a long trace opens as fast as a short one.
 Keys: ``→``/``n`` step, ``←``/``p`` step back, ``o``/``O`` step over forwards/backwards, ``u``/``U``
 step out forwards/backwards, ``e``/``E`` next/previous exception, ``w``/``W`` next/previous write of
 a variable, ``l`` jump to a line, ``g`` go to a frame number, ``/``/``?`` search forwards/backwards,
-``Home``/``End`` first/last frame, ``q`` quit.
+``b`` set a breakpoint (line, function, structural, data-flow or watch, with ``if CONDITION``), ``c``/``C``
+continue to the next/previous breakpoint stop, ``Home``/``End`` first/last frame, ``q`` quit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from execscope.queries.cinema import Cinema
 _PROMPTS = {
     "write": "next write of variable:", "write_back": "previous write of variable:", "line": "go to line:",
     "goto": "go to frame:", "search": "search forwards:", "search_back": "search backwards:",
+    "break": "breakpoint (FILE:LINE, NAME, call NAME in loop, flow FUNC.VAR, watch FUNC.VAR) [if CONDITION]:",
 }
 
 
@@ -45,6 +47,8 @@ class CinemaApp(App[None]):
         Binding("u", "out(True)", "out"), Binding("U", "out(False)", "out back"),
         Binding("e", "exception(True)", "exception"), Binding("E", "exception(False)", "exc back", show=False),
         Binding("w", "ask('write')", "write of"), Binding("W", "ask('write_back')", "write back", show=False),
+        Binding("b", "ask('break')", "break"), Binding("c", "run(True)", "continue"),
+        Binding("C", "run(False)", "continue back", show=False),
         Binding("l", "ask('line')", "line"), Binding("g", "ask('goto')", "frame"),
         Binding("slash", "ask('search')", "search"), Binding("question_mark", "ask('search_back')", "search back",
                                                               show=False),
@@ -57,6 +61,8 @@ class CinemaApp(App[None]):
         self.cinema = cinema
         self.index = max(0, min(at, cinema.total - 1))
         self._asking: str | None = None
+        self._breakpoints: list[Any] = []
+        self._matcher: Any = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="where")
@@ -142,6 +148,29 @@ class CinemaApp(App[None]):
     def action_exception(self, forward: bool) -> None:
         self._go(self.cinema.find(self.index, forward, kind="exception"), "exception")
 
+    def action_run(self, forward: bool) -> None:
+        """Continue forwards (backwards) to the next stop of any breakpoint set with ``b``."""
+        if not self._breakpoints:
+            self.show("no breakpoints: set one with b")
+            return
+        found = self._matcher.next_stop(self._breakpoints, self.index, forward)
+        self._go(None if found is None else found[0], "breakpoint hit " + ("ahead" if forward else "behind"))
+
+    def _set_breakpoint(self, value: str) -> None:
+        from execscope.queries.breakpoints import BreakpointError, Breakpoints, Threads, parse_spec
+        from execscope.queries.safe_eval import EvalError
+
+        spec, _, condition = value.partition(" if ")
+        if self._matcher is None:
+            self._matcher = Breakpoints(self.cinema, Threads(self.cinema))
+        try:
+            bp = parse_spec(self._matcher, spec, condition.strip() or None)
+        except (BreakpointError, EvalError) as exc:
+            self.show(str(exc))
+            return
+        self._breakpoints.append(bp)
+        self.show(f"breakpoint {bp.id}: {bp.description} ({len(bp.positions)} executions); c / C to run to it")
+
     def action_ask(self, what: str) -> None:
         self._asking = what
         prompt = self.query_one("#prompt", Input)
@@ -167,6 +196,9 @@ class CinemaApp(App[None]):
             "search": lambda: self.cinema.find(self.index, True, text=value),
             "search_back": lambda: self.cinema.find(self.index, False, text=value),
         }
+        if what == "break":
+            self._set_breakpoint(value)
+            return
         if what in ("line", "goto"):
             if not value.isdigit():
                 self.show(f"not a number: {value}")

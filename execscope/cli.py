@@ -349,6 +349,7 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
       value-history    every value of -p var=x, in order, and where
       call-graph       runtime vs static call edges
       cfg-violations   observed transitions the CFG lacks (empty: sound)
+      breakpoint-hits  where -p spec=FILE:LINE|NAME|'call NAME in loop'|'flow F.V'|'watch F.V' stops in -p trace=T
     \b
         execscope query hot-nodes -p limit=10
         execscope query cfg-violations --format json
@@ -420,6 +421,29 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
+
+
+@main.command()
+@STORE_OPTION
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=None,
+              help="Serve on TCP 127.0.0.1:PORT (0: any free port, printed on stderr) instead of stdio.")
+@click.option("--manifest", default=None, hidden=True, metavar="PATH",
+              help="The editor extension's manifest (VS Code passes the adapter 'program' path; unused).")
+def dap(store_dsn: str | None, port: int | None, manifest: str | None) -> None:
+    """A Debug Adapter Protocol server over recordings (stdio by default): step forwards and
+    backwards, breakpoints and watchpoints both ways, in VS Code, Neovim or any DAP client.
+
+    \b
+        execscope dap                 # launch with {"trace": "latest"} or {"program": "app.py"}
+        execscope dap --port 4711
+    """
+    from execscope.dap.session import serve_stdio, serve_tcp
+
+    if port is None:
+        serve_stdio(store_dsn)
+    else:
+        serve_tcp(port, store_dsn, announce=lambda p: click.echo(f"execscope dap: listening on 127.0.0.1:{p}",
+                                                                 err=True))
 
 
 @main.command()

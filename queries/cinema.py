@@ -265,6 +265,20 @@ class Cinema:
                 yield f
                 i += 1
 
+    # --- the span table (read by the debugger model in breakpoints.py) ---------------------------
+    def calls(self) -> dict[str, _Span]:
+        """Every recorded call of the trace by span id (ids, parent, keys, depth, failed flag); the
+        details (function, file, arguments) are filled by :meth:`load_calls`."""
+        return self._index.spans
+
+    def load_calls(self, spans: list[_Span]) -> None:
+        """Read the details of these calls (function, file, line, arguments, return value)."""
+        self._details(spans)
+
+    def position_at(self, ts: int, seq: int) -> int:
+        """Position of the frame recorded at (timestamp ns, sequence number)."""
+        return self.position_of(self._key(ts, seq))
+
     # --- navigation ------------------------------------------------------------------------------
     def position_of(self, key: Key) -> int:
         return bisect.bisect_left(self._index.keys, key)
@@ -479,6 +493,16 @@ class Cinema:
         self._details(live)
         local, _ = self._state_before(live, (ts, seq + 1, 0))
         return [(s.depth, s.function, s.span_id, local[s.span_id]) for s in live]
+
+    def call_stack(self, index: int) -> list[tuple[_Span, dict[str, str], int]]:
+        """Like :meth:`stack_at`, with each call's details loaded and the last line it ran up to frame
+        ``index`` (0 when none): one query for every live call."""
+        key = self._index.keys[index]
+        ts, seq, _ = self._parts(key)
+        live = self._alive(key, inclusive=True)
+        self._details(live)
+        local, last_line = self._state_before(live, (ts, seq + 1, 0))
+        return [(s, local[s.span_id], last_line.get(s.span_id, 0)) for s in live]
 
     def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}

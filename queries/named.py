@@ -42,6 +42,12 @@ def _cfg_violations(store: Store, trace: str) -> QueryResult:
     return cfg_violations(store, trace)
 
 
+def _breakpoint_hits(store: Store, **kwargs: Any) -> QueryResult:
+    from execscope.queries.breakpoints import breakpoint_hits
+
+    return breakpoint_hits(store, **kwargs)
+
+
 def _bool(value: str) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -91,6 +97,12 @@ QUERIES: dict[str, NamedQuery] = {
                     Param("limit", int, 10000, "at most this many rows"))),
         NamedQuery("cfg-violations", "Observed transitions inside one call that the static CFG lacks "
                    "(empty: the CFG explains the recording).", _cfg_violations, (_TRACE,)),
+        NamedQuery("breakpoint-hits", "Where a breakpoint stops in one trace (FILE:LINE, NAME, 'call NAME in KIND', "
+                   "'raise in KIND', 'flow FUNC.VAR [-> LINE]', 'watch FUNC.VAR'), with the variables there.",
+                   _breakpoint_hits,
+                   (Param("trace", str, "", "trace id (hex)"), Param("spec", str, "", "the breakpoint"),
+                    Param("condition", str, "", "a condition on recorded values"), Param("limit", int, 1000,
+                                                                                          "at most this many hits"))),
         NamedQuery("call-graph", "Runtime call edges next to the static ones: both, static only, dynamic only.",
                    _correlated("call_graph"),
                    (Param("module", str, "", "only callers in this module"),

@@ -35,3 +35,10 @@ def list_traces(store: Store, limit: int = 20) -> QueryResult:
     if limit < 0:
         raise ValueError("limit must be >= 0")
     return store.query(TRACES_SQL, parameters={"limit": limit})
+
+
+def latest_trace(store: Store) -> str | None:
+    """The id of the trace that ended last (from the small trace-id table), or None when empty."""
+    rows = store.query("SELECT TraceId FROM otel_traces_trace_id_ts GROUP BY TraceId ORDER BY max(End) DESC "
+                       "LIMIT 1").rows
+    return rows[0][0] if rows else None
