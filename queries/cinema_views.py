@@ -91,10 +91,10 @@ lined AS (
 ONE_TRACE = "SELECT {trace:String}"
 
 POSITIONS = """positions AS (
-    SELECT TraceId, kind, k0, k1, toUInt64(row_number() OVER (PARTITION BY TraceId ORDER BY k0, k1, k2) - 1) AS seq
-    FROM keys
+    SELECT *, toUInt64(row_number() OVER (PARTITION BY TraceId ORDER BY k0, k1, k2) - 1) AS seq FROM keys
 )"""
-"""Frame positions from the keys alone (no span details, depths or lines)."""
+"""Frame positions from the keys alone (no span details, depths or source lines): what navigation,
+the variables and the stack need."""
 
 SOURCE_LINE = ("if(line > 0, arrayElement(splitByChar('\\n', coalesce(src.source, '')), toInt64(line)), '') AS source")
 SOURCES = ("LEFT JOIN (SELECT code_version, any(source) AS source FROM cpg_sources GROUP BY code_version) AS src "
@@ -109,7 +109,7 @@ WHAT = """multiIf(kind = 'assign', concat(var, ' = ', value), kind = 'return', c
 FRAMES_AROUND = SqlTemplate(f"""
 WITH RECURSIVE {frames_ctes(ONE_TRACE)}
 SELECT seq, if(seq = {{seq:UInt64}}, '▶', '') AS here, kind, function, line, {SOURCE_LINE}, {WHAT} AS what,
-       var, value, depth, lined.node_id AS node_id, span_id, ts AS timestamp, TraceId AS trace_id
+       var, value, depth, lined.node_id AS node_id, function_node, span_id, ts AS timestamp, TraceId AS trace_id
 FROM lined {SOURCES}
 WHERE seq BETWEEN toUInt64(greatest(toInt64({{seq:UInt64}}) - {{before:UInt32}}, 0))
               AND {{seq:UInt64}} + {{after:UInt32}}
@@ -120,79 +120,155 @@ SETTINGS join_use_nulls = 1
 source, what it did (value written, returned or raised)."""
 
 # Positions a viewer's keys lead to from ``seq`` (the terminal viewer's rules: Cinema.step_over,
-# step_out, find(kind='exception')); NULL where there is none.
+# step_out, find(kind='exception')); NULL where there is none. The trace's frames are read once, as
+# arrays (a scalar subquery: ClickHouse evaluates a CTE again wherever it is used).
 NAVIGATION = SqlTemplate(f"""
 WITH RECURSIVE {frames_ctes(ONE_TRACE)},
-here AS (SELECT seq, span_id, k0, k1 FROM lined WHERE seq = least({{seq:UInt64}}, (SELECT max(seq) FROM lined))),
-span_frames AS (SELECT seq, kind FROM lined WHERE span_id = (SELECT span_id FROM here)),
-bounds AS (
-    SELECT (SELECT max(seq) FROM lined) AS last, (SELECT seq FROM here) AS p,
-           (SELECT minOrNull(seq) FROM span_frames WHERE kind = 'call') AS call_pos,
-           (SELECT minOrNull(seq) FROM span_frames WHERE kind = 'return') AS return_pos,
-           (SELECT minOrNull(seq) FROM span_frames WHERE seq > p) AS next_in_call,
-           (SELECT maxOrNull(seq) FROM span_frames WHERE seq < p) AS prev_in_call,
-           (SELECT minOrNull(seq) FROM span_frames WHERE kind = 'exception' AND seq > p) AS raised_here,
-           (SELECT minOrNull(seq) FROM lined WHERE kind = 'exception' AND seq > p) AS next_exc,
-           (SELECT maxOrNull(seq) FROM lined WHERE kind = 'exception' AND seq < p) AS prev_exc
+{POSITIONS},
+(SELECT (groupArray(seq), groupArray(kind), groupArray(span_id)) FROM positions) AS f
+SELECT p AS position, last, if(p > 0, p - 1, NULL) AS back, if(p < last, p + 1, NULL) AS forward,
+       if(NOT empty(returned), least(arrayMin(returned) + 1, last),
+          if(NOT empty(raised), least(arrayMin(raised) + 1, last), NULL)) AS out,
+       if(NOT empty(called), greatest(toInt64(arrayMin(called)) - 1, 0), NULL) AS out_back,
+       if(NOT empty(later), arrayMin(later), out) AS over,
+       if(NOT empty(earlier), arrayMax(earlier), out_back) AS over_back,
+       if(NOT empty(exc_after), arrayMin(exc_after), NULL) AS next_exception,
+       if(NOT empty(exc_before), arrayMax(exc_before), NULL) AS prev_exception
+FROM (
+    SELECT f.1 AS seqs, f.2 AS kinds, f.3 AS spans, toUInt64(length(seqs) - 1) AS last,
+           least({{seq:UInt64}}, last) AS p, spans[indexOf(seqs, p)] AS here_span,
+           arrayFilter((s, sp) -> sp = here_span AND s > p, seqs, spans) AS later,
+           arrayFilter((s, sp) -> sp = here_span AND s < p, seqs, spans) AS earlier,
+           arrayFilter((s, sp, k) -> sp = here_span AND k = 'call', seqs, spans, kinds) AS called,
+           arrayFilter((s, sp, k) -> sp = here_span AND k = 'return', seqs, spans, kinds) AS returned,
+           arrayFilter((s, sp, k) -> sp = here_span AND k = 'exception' AND s > p, seqs, spans, kinds) AS raised,
+           arrayFilter((s, k) -> k = 'exception' AND s > p, seqs, kinds) AS exc_after,
+           arrayFilter((s, k) -> k = 'exception' AND s < p, seqs, kinds) AS exc_before
 )
-SELECT p AS position, last,
-       if(p > 0, p - 1, NULL) AS back, if(p < last, p + 1, NULL) AS forward,
-       if(return_pos IS NOT NULL, least(return_pos + 1, last),
-          if(raised_here IS NOT NULL, least(raised_here + 1, last), NULL)) AS out,
-       if(call_pos IS NOT NULL, greatest(toInt64(call_pos) - 1, 0), NULL) AS out_back,
-       coalesce(next_in_call, out) AS over, coalesce(prev_in_call, out_back) AS over_back,
-       next_exc AS next_exception, prev_exc AS prev_exception
-FROM bounds
 """)
 """One row: ``position``, ``last`` and where each key goes (``back``, ``forward``, ``over``,
 ``over_back``, ``out``, ``out_back``, ``next_exception``, ``prev_exception``)."""
 
 # Calls alive at a position: started at or before it and not returned before it (a call that
-# raised is alive until its end in time or sequence, as in Cinema._alive).
+# raised is alive until its end in time or sequence, as in Cinema._alive); for each, what it wrote up
+# to that position and the last line it reached.
 _ALIVE = """
-here AS (SELECT seq, k0, k1 FROM lined WHERE seq = {seq:UInt64}),
-ends AS (SELECT span_id, minIf(seq, kind = 'call') AS call_pos, minIf(seq, kind = 'return') AS return_pos,
-                countIf(kind = 'return') > 0 AS returned
-         FROM lined WHERE kind IN ('call', 'return') GROUP BY span_id),
+(SELECT (seq, k0, k1) FROM positions WHERE seq = {seq:UInt64}) AS here,
+per_span AS (
+    SELECT span_id, minIf(seq, kind = 'call') AS call_pos, minIf(seq, kind = 'return') AS return_pos,
+           countIf(kind = 'return') > 0 AS returned,
+           argMaxIf(line_raw, seq, kind IN ('line', 'call') AND line_raw > 0 AND seq <= here.1) AS line,
+           arraySort(w -> w.4, groupArrayIf((node_id, var, value, seq), kind = 'assign' AND seq <= here.1)) AS writes
+    FROM positions WHERE span_id IN (SELECT span_id FROM sp) GROUP BY span_id
+),
 alive AS (
     SELECT sp.span_id AS span_id, sp.function AS function, sp.node_id AS node_id, sp.args AS args,
-           d.depth AS depth, e.call_pos AS call_pos
+           sp.code_version AS code_version, d.depth AS depth, ps.call_pos AS call_pos, ps.line AS line,
+           ps.writes AS writes
     FROM sp INNER JOIN multi AS m ON m.TraceId = sp.TraceId
     INNER JOIN depths AS d ON d.span_id = sp.span_id
-    INNER JOIN ends AS e ON e.span_id = sp.span_id
-    WHERE e.call_pos <= (SELECT seq FROM here)
-      AND if(e.returned, e.return_pos >= (SELECT seq FROM here),
-             if(m.multi = 1, sp.t1 >= (SELECT k0 FROM here), sp.s1 >= (SELECT k1 FROM here)))
+    INNER JOIN per_span AS ps ON ps.span_id = sp.span_id
+    WHERE ps.call_pos <= here.1
+      AND if(ps.returned, ps.return_pos >= here.1, if(m.multi = 1, sp.t1 >= here.2, sp.s1 >= here.3))
 )"""
 
 # A class body running inline in a function binds class attributes: shown as Class.name
-# (cinema.variable_label).
-_LABEL = """if(length(splitByChar(':', w.node_id)) < 3 OR splitByChar(':', w.node_id)[2] = ''
-              OR splitByChar(':', w.node_id)[2] = substring(a.node_id, position(a.node_id, ':') + 1),
-              w.var, concat(arrayElement(splitByChar('.', splitByChar(':', w.node_id)[2]), -1), '.', w.var))"""
+# (cinema.variable_label); w is (target node id, name, value, position).
+_LABEL = """w -> if(length(splitByChar(':', w.1)) < 3 OR splitByChar(':', w.1)[2] = ''
+                   OR splitByChar(':', w.1)[2] = substring(node_id, position(node_id, ':') + 1),
+                   w.2, concat(arrayElement(splitByChar('.', splitByChar(':', w.1)[2]), -1), '.', w.2))"""
 
 STATE_AT = SqlTemplate(f"""
 WITH RECURSIVE {frames_ctes(ONE_TRACE)},
-{_ALIVE},
-written AS (
-    SELECT a.span_id AS span_id, {_LABEL} AS variable, argMax(w.value, w.seq) AS value
-    FROM lined AS w INNER JOIN alive AS a ON a.span_id = w.span_id
-    WHERE w.kind = 'assign' AND w.seq <= (SELECT seq FROM here)
-    GROUP BY span_id, variable
-),
-given AS (SELECT span_id, k AS variable, args[k] AS value FROM alive ARRAY JOIN mapKeys(args) AS k),
-vars AS (
-    SELECT span_id, variable, argMax(value, pri) AS value FROM (
-        SELECT span_id, variable, value, 0 AS pri FROM given
-        UNION ALL SELECT span_id, variable, value, 1 AS pri FROM written)
-    GROUP BY span_id, variable
+{POSITIONS},
+{_ALIVE}
+SELECT depth, function, span_id, tupleElement(nv, 1) AS variable, tupleElement(nv, 2) AS value
+FROM (
+    SELECT depth, function, span_id,
+           arrayReverse(arrayMap({_LABEL}, writes)) AS labels, arrayReverse(arrayMap(w -> w.3, writes)) AS values,
+           arrayFilter((l, i) -> indexOf(labels, l) = i, labels, arrayEnumerate(labels)) AS written,
+           arrayMap(l -> values[indexOf(labels, l)], written) AS written_values,
+           arrayFilter(k -> NOT has(written, k), mapKeys(args)) AS given,
+           arrayConcat(arrayZip(written, written_values), arrayMap(k -> (k, args[k]), given)) AS all_vars,
+           if(empty(all_vars), [('', '')], all_vars) AS vars
+    FROM alive
 )
-SELECT a.depth AS depth, a.function AS function, a.span_id AS span_id,
-       coalesce(v.variable, '') AS variable, coalesce(v.value, '') AS value
-FROM alive AS a LEFT JOIN vars AS v ON v.span_id = a.span_id
+ARRAY JOIN vars AS nv
 ORDER BY depth, span_id, variable
-SETTINGS join_use_nulls = 1
 """)
 """Variables of every call alive at position ``seq`` (outermost first): the arguments, then the
 last value written up to and including that frame; a live call without variables is one row with
 an empty ``variable``."""
+
+STACK_AT = SqlTemplate(f"""
+WITH RECURSIVE {frames_ctes(ONE_TRACE)},
+{POSITIONS},
+{_ALIVE}
+SELECT a.depth AS depth, a.function AS function, a.line AS line,
+       if(a.line > 0, arrayElement(splitByChar('\\n', coalesce(src.source, '')), toInt64(a.line)), '') AS source,
+       a.call_pos AS seq, a.span_id AS span_id
+FROM alive AS a
+LEFT JOIN (SELECT code_version, any(source) AS source FROM cpg_sources GROUP BY code_version) AS src
+    ON src.code_version = a.code_version
+ORDER BY depth DESC
+SETTINGS join_use_nulls = 1
+""")
+"""The call stack at position ``seq``, innermost first: each live call's function, the line it is
+at and that line's text, and ``seq``, the position of the call."""
+
+
+def line_heat(prefix: str, target: str, where: str) -> str:
+    """Statement: every line of one function's source with how often it ran in spans of that
+    function matching ``where`` (a condition on columns ``otel_traces`` and ``execscope_events``
+    share), ``here`` marking one line. ``target``: SQL of one row (function node id, code version,
+    line to mark), read once as a scalar; ``prefix``: ``WITH`` and CTEs it needs, ending in a comma."""
+    return f"""
+{prefix}
+({target}) AS fn,
+span_range AS (SELECT any(line) AS first, any(end_line) AS last FROM cpg_nodes
+               WHERE node_id = fn.1 AND code_version = fn.2),
+text AS (SELECT splitByChar('\\n', any(source)) AS lines FROM cpg_sources WHERE code_version = fn.2),
+hits AS (
+    SELECT LineNumber AS line, count() AS executions FROM execscope_events
+    WHERE EventName = 'execscope.line' AND {where}
+      AND (TraceId, SpanId) IN (SELECT TraceId, SpanId FROM otel_traces
+                                WHERE NodeId = fn.1 AND CodeVersion = fn.2 AND {where})
+    GROUP BY line
+)
+SELECT ls.l AS line, if(ls.l = fn.3, '▶', '') AS here, arrayElement((SELECT lines FROM text), ls.l) AS code,
+       coalesce(h.executions, 0) AS executions
+FROM (SELECT arrayJoin(range(toUInt32(first), toUInt32(last) + 1)) AS l FROM span_range) AS ls
+LEFT JOIN hits AS h ON h.line = ls.l
+WHERE ls.l > 0
+ORDER BY line
+SETTINGS join_use_nulls = 1
+"""
+
+
+SOURCE_AT = SqlTemplate(line_heat(
+    f"WITH RECURSIVE {frames_ctes(ONE_TRACE)},",
+    "SELECT (function_node, code_version, line) FROM lined WHERE seq = {seq:UInt64}", "TraceId = {trace:String}"))
+"""The source of the function running at position ``seq`` (the line there marked ``▶``), with how
+often each line ran in this trace."""
+
+TRACE_SPANS = SqlTemplate("""
+SELECT TraceId AS traceID, SpanId AS spanID, ParentSpanId AS parentSpanID, ServiceName AS serviceName,
+       SpanName AS operationName, multiply(toUnixTimestamp64Nano(Timestamp), 0.000001) AS startTime,
+       multiply(Duration, 0.000001) AS duration,
+       arrayMap(key -> map('key', key, 'value', SpanAttributes[key]), mapKeys(SpanAttributes)) AS tags,
+       arrayMap(key -> map('key', key, 'value', ResourceAttributes[key]), mapKeys(ResourceAttributes)) AS serviceTags,
+       if(StatusCode IN ('Error', 'STATUS_CODE_ERROR'), 2, 0) AS statusCode, StatusMessage AS statusMessage,
+       SpanKind AS kind,
+       arrayMap((name, timestamp, attributes) -> tuple(name, toString(toUnixTimestamp64Milli(timestamp)),
+                    arrayMap(key -> map('key', key, 'value', attributes[key]), mapKeys(attributes)))
+                    ::Tuple(name String, timestamp String, fields Array(Map(String, String))),
+                arraySlice(Events.Name, 1, {max_logs:UInt32}), arraySlice(Events.Timestamp, 1, {max_logs:UInt32}),
+                arraySlice(Events.Attributes, 1, {max_logs:UInt32})) AS logs
+FROM otel_traces
+WHERE TraceId = {trace:String}
+ORDER BY Timestamp
+LIMIT 10000
+""", {"max_logs": 1000})
+"""One trace for Grafana's trace view (the columns the ClickHouse plugin's trace queries give it),
+statement, branch, assignment and exception events as each span's logs (at most ``max_logs``).
+Needs only the OpenTelemetry Collector exporter's columns."""

@@ -31,10 +31,10 @@ WITH calls AS (
 SELECT calls.NodeId AS node_id, n.kind AS kind, n.qualname AS qualname, n.file AS file, n.line AS line,
        n.code AS code, calls.executions AS executions, round(calls.total_ns / 1e6, 3) AS total_ms,
        round(greatest(calls.total_ns - calls.child_ns, 0) / 1e6, 3) AS self_ms,
-       round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version
+       round(calls.p95_ns / 1e6, 3) AS p95_ms, calls.CodeVersion AS code_version, n.module AS module
 FROM calls
 LEFT JOIN (SELECT node_id, code_version, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file,
-                  any(line) AS line, any(code) AS code FROM cpg_nodes
+                  any(line) AS line, any(code) AS code, any(module) AS module FROM cpg_nodes
            WHERE node_id IN (SELECT NodeId FROM calls) GROUP BY node_id, code_version) AS n
     ON n.node_id = calls.NodeId AND n.code_version = calls.CodeVersion
 ORDER BY total_ms DESC
@@ -42,7 +42,8 @@ ORDER BY total_ms DESC
 
 HOT_STATEMENTS = SqlTemplate("""
 SELECT e.NodeId AS node_id, any(n.kind) AS kind, any(n.qualname) AS qualname, any(n.file) AS file,
-       any(n.line) AS line, any(n.code) AS code, count() AS executions
+       any(n.line) AS line, any(n.code) AS code, count() AS executions,
+       arrayStringConcat(arraySlice(splitByChar(':', e.NodeId), 1, 2), ':') AS function
 FROM execscope_events AS e
 LEFT JOIN (SELECT node_id, any(kind) AS kind, any(qualname) AS qualname, any(file) AS file, any(line) AS line,
                   any(code) AS code FROM cpg_nodes GROUP BY node_id) AS n ON n.node_id = e.NodeId

@@ -19,6 +19,7 @@ dashboards' rendering on the real engine after expanding the macros the way the 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,35 @@ def _macro_args(sql: str, open_paren: int) -> tuple[list[str], int]:
     raise TemplateError(f"unbalanced macro arguments at {sql[open_paren - 20:open_paren + 40]!r}")
 
 
+def _conditional_names(sql: str) -> set[str]:
+    return set(re.findall(r"\$__conditionalAll\(.*?,\s*\$\{?(\w+)\}?\s*\)", sql, flags=re.S))
+
+
+def _conditional_all(sql: str, keep: Callable[[str], bool | None]) -> str:
+    """Resolve ``$__conditionalAll(condition, $name)`` as the plugin does (from the last occurrence
+    back): the condition when ``keep(name)``, ``1=1`` when not, the macro untouched when None."""
+    out = sql
+    search_end = len(out)
+    while (at := out.rfind("$__conditionalAll(", 0, search_end)) >= 0:
+        args, end = _macro_args(out, at + len("$__conditionalAll"))
+        var = _VAR.match(args[1]) if len(args) == 2 else None
+        if var is None:
+            raise TemplateError(f"$__conditionalAll needs (condition, $variable): {args}")
+        decision = keep(var.group(1))
+        if decision is not None:
+            out = out[:at] + (args[0] if decision else "1=1") + out[end:]
+        search_end = at
+    return out
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _grafana_value(name: str, ch_type: str) -> str:
     value = f"${{{name}:sqlstring}}"
     if ch_type == "String":
@@ -88,12 +118,20 @@ class SqlTemplate:
         """Placeholder name -> ClickHouse type."""
         return {m.group(1): m.group(2) for m in PLACEHOLDER.finditer(self.sql)}
 
-    def for_grafana(self, fixed: dict[str, str] | None = None) -> str:
-        """The statement as a dashboard target's ``rawSql``: placeholders become Grafana variables
-        (or the SQL expressions in ``fixed``, e.g. a constant limit); macros stay for the plugin."""
-        fixed = fixed or {}
-        return PLACEHOLDER.sub(lambda m: fixed.get(m.group(1)) or _grafana_value(m.group(1), m.group(2)),
-                               self.sql).strip()
+    def for_grafana(self, constants: dict[str, Any] | None = None) -> str:
+        """The statement as a dashboard target's ``rawSql``: placeholders become Grafana variables,
+        except those given in ``constants`` (a value, written as a literal; ``""`` also makes a
+        ``$__conditionalAll`` on that name pass); macros stay for Grafana and the plugin."""
+        constants = constants or {}
+        sql = _conditional_all(self.sql, lambda name: None if name not in constants else constants[name] != "")
+
+        def value(m: re.Match[str]) -> str:
+            name, ch_type = m.group(1), m.group(2)
+            if name in constants:
+                return _literal(constants[name])
+            return _grafana_value(name, ch_type)
+
+        return PLACEHOLDER.sub(value, sql).strip()
 
     def for_store(self, values: dict[str, Any] | None = None, time_range: tuple[int, int] = ALL_TIME,
                   interval_s: int = 60) -> tuple[str, dict[str, Any]]:
@@ -105,16 +143,10 @@ class SqlTemplate:
         if missing:
             raise TemplateError(f"no value for {', '.join(missing)}")
         sql = self.sql
-        # $__conditionalAll first, innermost last (as the plugin does: from the last occurrence)
-        while (at := sql.rfind("$__conditionalAll(")) >= 0:
-            args, end = _macro_args(sql, at + len("$__conditionalAll"))
-            var = _VAR.match(args[1]) if len(args) == 2 else None
-            if var is None:
-                raise TemplateError(f"$__conditionalAll needs (condition, $variable): {args}")
-            value = given.get(var.group(1))
-            if var.group(1) not in given:
-                raise TemplateError(f"$__conditionalAll on unknown variable {var.group(1)!r}")
-            sql = sql[:at] + ("1=1" if value in ("", None) else args[0]) + sql[end:]
+        for name in _conditional_names(sql):
+            if name not in given:
+                raise TemplateError(f"$__conditionalAll on unknown variable {name!r}")
+        sql = _conditional_all(sql, lambda name: given[name] not in ("", None))
         frm, to = "toDateTime({__from:Int64})", "toDateTime({__to:Int64})"
 
         def expand(m: re.Match[str]) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from execscope.queries.dialect import SqlTemplate
 from execscope.storage.store import QueryResult, Store
 
 # The newest traces are picked from the small otel_traces_trace_id_ts table first (second
-# resolution, so a few more than asked), and only their spans are read.
-TRACES_SQL = """
-WITH recent AS (SELECT TraceId FROM otel_traces_trace_id_ts GROUP BY TraceId
+# resolution, so a few more than asked), and only their spans are read. The Execution Cinema
+# dashboard's trace picker runs the same statement over its time range.
+TRACES = SqlTemplate("""
+WITH recent AS (SELECT TraceId FROM otel_traces_trace_id_ts WHERE $__timeFilter(Start) GROUP BY TraceId
                 ORDER BY max(End) DESC LIMIT {limit:UInt32} * 4 + 16),
      spans AS (SELECT TraceId, SpanId, ParentSpanId, SpanName, Timestamp, Duration, StatusCode, ServiceName
                FROM otel_traces WHERE TraceId IN recent),
@@ -26,7 +28,7 @@ FROM spans AS s INNER JOIN ids ON ids.TraceId = s.TraceId
 GROUP BY s.TraceId
 ORDER BY start DESC
 LIMIT {limit:UInt32}
-"""
+""")
 
 
 def list_traces(store: Store, limit: int = 20) -> QueryResult:
@@ -34,4 +36,4 @@ def list_traces(store: Store, limit: int = 20) -> QueryResult:
     ``duration_ms`` and ``service``. The root is the span without a recorded parent."""
     if limit < 0:
         raise ValueError("limit must be >= 0")
-    return store.query(TRACES_SQL, parameters={"limit": limit})
+    return TRACES.run(store, {"limit": limit})
