@@ -2,9 +2,10 @@
 
 The page embeds the frames :class:`~execscope.queries.cinema.Cinema` produces around one position
 (at most ``max_frames``; the page says which frames it holds and how many it left out), the source
-of every module version they run in, and for each call in the window the positions where it is
-alive; its script steps through them with the terminal viewer's keys. Nothing is fetched: styles,
-script and data are inline (template ``templates/html_cinema.html.j2``).
+of every module version they run in, for each call in the window the positions where it is alive,
+and the code of each node (what a search looks in); its script steps through them with the
+terminal viewer's keys. Nothing is fetched: styles, script and data are inline (template
+``templates/html_cinema.html.j2``).
 
 Variables shown at a frame are its function's, as in the terminal viewer; a variable's values are
 the bounded, redacted representations the recorder stored.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execscope.queries.cinema import Cinema, public
+from execscope.queries.cinema_views import node_codes
 
 DEFAULT_MAX_FRAMES = 5000
 _FRAME_KEYS = ("seq", "kind", "function", "file", "line", "depth", "span_id", "node_id", "var", "value", "exception")
@@ -76,8 +78,9 @@ def page_data(film: Cinema, at: int, max_frames: int = DEFAULT_MAX_FRAMES) -> di
         elif f["kind"] == "exception" and span in calls:
             raised[span] = f["depth"]
         frames.append(frame)
+    codes = node_codes(film.store, sorted({f["node_id"] for f in frames if f["kind"] not in ("call", "return")}))
     return {"trace": film.trace_id, "total": film.total, "first": first, "at": at,
-            "frames": frames, "states": states, "sources": sources, "calls": calls}
+            "frames": frames, "states": states, "sources": sources, "calls": calls, "codes": codes}
 
 
 def render(film: Cinema, at: int = 0, max_frames: int = DEFAULT_MAX_FRAMES) -> Page:

@@ -15,6 +15,7 @@ and ``{seq:UInt64}``; a dashboard turns them into its ``$trace`` and ``$seq`` va
 from __future__ import annotations
 
 from execscope.queries.dialect import SqlTemplate
+from execscope.storage.store import Store
 
 EVENT_KINDS = ("execscope.line", "execscope.branch", "execscope.assign", "exception")
 
@@ -272,3 +273,17 @@ LIMIT 10000
 """One trace for Grafana's trace view (the columns the ClickHouse plugin's trace queries give it),
 statement, branch, assignment and exception events as each span's logs (at most ``max_logs``).
 Needs only the OpenTelemetry Collector exporter's columns."""
+
+
+NODE_CODES = SqlTemplate("""
+SELECT node_id, any(code) FROM cpg_nodes WHERE node_id IN {ids:Array(String)} GROUP BY node_id
+""")
+
+
+def node_codes(store: Store, node_ids: list[str]) -> dict[str, str]:
+    """Source text of each node (its first line, as the CPG stores it): what Cinema.find(text=...)
+    searches besides values and variable names."""
+    out: dict[str, str] = {}
+    for start in range(0, len(node_ids), 5000):
+        out.update(NODE_CODES.run(store, {"ids": node_ids[start:start + 5000]}).rows)
+    return out
