@@ -316,6 +316,9 @@ PIPELINE_HEALTH = Dashboard(
               "Spans inserted per second.", transformations=_series("collector")),
         Panel("Batch sizes", "timeseries", (Query(q.COLLECTOR_BATCHES),), (0, 14, 12, 8),
               "Spans per insert: smallest, mean, largest."),
+        Panel("Errors and dead letters", "timeseries", (Query(q.COLLECTOR_ERRORS),), (0, 22, 24, 8),
+              "Failed inserts retried, poison messages sent to the dead letter topic, batches replayed after a "
+              "restart (counted since each collector started)."),
         Panel("Left out by recording", "timeseries", (Query(q.DROPS),), (12, 14, 12, 8),
               "Calls not kept (buffers full), statement events over the budget, calls counted by adaptive "
               "sampling instead of recorded."),

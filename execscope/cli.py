@@ -401,7 +401,7 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, html_file
     store = _open(store_dsn)
     try:
         try:
-            film = open_cinema(store, trace_id, window=256 if fmt == "tui" else 4096)
+            film = open_cinema(store, trace_id, window=256 if fmt == "tui" and html_file is None else 4096)
         except TraceNotFound as exc:
             raise click.ClickException(str(exc)) from None
         if at >= film.total:

@@ -1,12 +1,13 @@
 """The cinema as SQL: frames, navigation, variables, call stack and source of one position of a
 trace, for the front doors that cannot hold a :class:`~execscope.queries.cinema.Cinema` in memory
-(the Grafana dashboards) and for ``execscope query state-at``.
+(the Grafana dashboards).
 
 Positions are the cinema's: frames (calls, statements, branch arms, writes, returns, exceptions)
 ordered by the recording's sequence numbers within one process, by (timestamp, sequence, return
 flag) when the trace spans several processes; ``seq`` is the 0-based position in that order, the
 same number ``execscope cinema --at`` and the HTML page use. A test checks these views against the
-in-memory cinema frame by frame.
+in-memory cinema (frames, step over/out, exceptions) and ``execscope query state-at`` position by
+position.
 
 Every statement is a :class:`~execscope.queries.dialect.SqlTemplate`: the store binds ``{trace:String}``
 and ``{seq:UInt64}``; a dashboard turns them into its ``$trace`` and ``$seq`` variables.

@@ -182,6 +182,19 @@ GROUP BY time ORDER BY time
 """, {"collector": ""})
 """Batch sizes (spans per insert) over time."""
 
+COLLECTOR_ERRORS = SqlTemplate(f"""
+SELECT time, sum(errors) AS store_errors, sum(dead) AS dead_letters, sum(replayed) AS replayed_batches
+FROM (
+    SELECT $__timeInterval(Timestamp) AS time, Collector, max(StoreErrors) AS errors, max(DeadLetters) AS dead,
+           max(ReplayedBatches) AS replayed
+    {_STATS}
+    GROUP BY time, Collector
+)
+GROUP BY time ORDER BY time
+""", {"collector": ""})
+"""Store errors retried, messages sent to the dead letter topic and batches replayed after a
+restart, over time (each collector counts from its start)."""
+
 COLLECTOR_LATEST = SqlTemplate(f"""
 SELECT Collector AS collector, argMax(Timestamp, Timestamp) AS time, argMax(Spans, Timestamp) AS spans,
        argMax(Messages, Timestamp) AS messages, argMax(Batches, Timestamp) AS batches,
