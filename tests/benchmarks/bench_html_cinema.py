@@ -38,7 +38,7 @@ PROGRAM = textwrap.dedent('''
     if __name__ == "__main__":
         print(main(int(sys.argv[1])))
 ''')
-FRAMES_PER_ITERATION = 12  # main: line, branch, assign i, assign state; step: call, line, branch, line, ...
+FRAMES_PER_ITERATION = 8  # measured: ~5.8 statement events per iteration plus a call and a return
 
 
 def execscope(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
