@@ -177,7 +177,7 @@ def test_a_page_of_a_long_trace_says_what_it_left_out(recorded_app: Recording, b
         header = viewer.page.inner_text("#omitted")
         assert (f"frames {first}–{stop - 1} of {film.total}" in header
                 and f"{first} before and {film.total - stop} after left out" in header), header
-        assert viewer.page.locator("#list tr").count() == 20
+        assert viewer.page.locator("#list .fr").count() == 20
         viewer.press("End", "ArrowRight")
         assert f"frame {stop} is not on this page" in viewer.status and f"--at {stop}" in viewer.status
         check_at(viewer, film, stop - 1)
