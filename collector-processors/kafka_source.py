@@ -27,6 +27,7 @@ statement per batch) unless the chain has processors, which need Python-decoded 
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import tempfile
@@ -45,6 +46,7 @@ from execscope.storage.store import Store, StoreError
 
 DEFAULT_TOPIC = "otlp_spans"
 DEFAULT_GROUP = "execscope-collector"
+STATS_TABLE = "execscope_collector_stats"
 PLAN_PREFIX = "execscope-plan:"
 REJOIN_AFTER_S = 30.0
 ENV_FAULT = "EXECSCOPE_COLLECT_FAULT"  # test hook: "kill-after-insert:N" (SIGKILL before the Nth commit)
@@ -160,6 +162,8 @@ class KafkaSource:
         self._work = Path(tempfile.mkdtemp(prefix="execscope-collect-", dir=work_dir or shm))
         self._fault_kill_after = _parse_fault(os.environ.get(ENV_FAULT, ""))
         self._inserts = 0
+        self.name = instance_id or f"execscope-collector-{os.getpid()}"
+        self._stats_mark = (time.monotonic(), 0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -227,10 +231,12 @@ class KafkaSource:
                     self._buffer_bytes[tp] += sum(len(r.value or b"") for r in records)
                     self.stats.messages += len(records)
                 self._flush_ready(force=not polled)
-                if on_tick is not None and now - last_tick >= tick_s:
+                if now - last_tick >= tick_s:
                     last_tick = now
                     self._update_lag()
-                    on_tick(self.stats)
+                    self._store_stats()
+                    if on_tick is not None:
+                        on_tick(self.stats)
                 if polled or any(self._buffers.values()) or not self._assigned:
                     idle_since = None
                     continue
@@ -254,6 +260,7 @@ class KafkaSource:
                     idle_since = None
         finally:
             self._update_lag()
+            self._store_stats()
             self._close()
         return self.stats
 
@@ -271,6 +278,28 @@ class KafkaSource:
             self._work.rmdir()
         except OSError:
             pass
+
+    def _store_stats(self) -> None:
+        """One row of ``execscope_collector_stats`` (the Pipeline Health dashboard reads it); a failing
+        store only sets ``last_error``: the next tick writes again."""
+        st = self.stats
+        now = time.monotonic()
+        since, spans_then = self._stats_mark
+        rate = (st.spans - spans_then) / max(now - since, 1e-3)
+        self._stats_mark = (now, st.spans)
+        row = {"Timestamp": datetime.datetime.now(datetime.timezone.utc), "Collector": self.name,
+               "Topic": self.topic, "Messages": st.messages, "Spans": st.spans, "Batches": st.batches,
+               "Nodes": st.nodes, "DeadLetters": st.dead_letters, "StoreErrors": st.store_errors,
+               "ReplayedBatches": st.replayed_batches, "Rejoins": st.rejoins,
+               "AssignedPartitions": st.assigned_partitions, "BatchSpansMin": st.batch_spans_min,
+               "BatchSpansMax": st.batch_spans_max,
+               "BatchSpansMean": st.spans / st.batches if st.batches else 0.0, "RowsPerS": round(rate, 1),
+               "InsertSeconds": st.insert_seconds, "TotalLag": sum(st.lag.values()), "Lag": dict(st.lag),
+               "LastError": st.last_error}
+        try:
+            self.store.insert_columns(STATS_TABLE, [[v] for v in row.values()], list(row))
+        except StoreError as exc:
+            st.last_error = f"stats: {exc}"[:500]
 
     def _update_lag(self) -> None:
         self.stats.assigned_partitions = len(self._assigned)

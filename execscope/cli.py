@@ -380,14 +380,20 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
 @click.option("--at", "at", type=click.IntRange(min=0), default=0, show_default=True,
               help="Start at this frame (0-based position in the trace).")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="text/json: at most this many frames.")
+@click.option("--html", "html_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write one self-contained HTML page (the viewer's keys in a browser) instead.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="--html: embed at most this many frames around --at (the page says what it left out).")
 @STORE_OPTION
-def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn: str | None) -> None:
+def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, html_file: str | None, max_frames: int,
+           store_dsn: str | None) -> None:
     """Step through a recorded trace: source with the current line, the variables, calls and returns.
 
     \b
         execscope traces                      # pick a trace id
         execscope cinema 4bf92f3577b34da6a3ce929d0e0e4736
         execscope cinema 4bf92f... --format json --at 100 --count 50
+        execscope cinema 4bf92f... --html cinema.html --at 100
     """
     import json as _json
 
@@ -398,13 +404,21 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn
     store = _open(store_dsn)
     try:
         try:
-            film = open_cinema(store, trace_id, window=256 if fmt == "tui" else 4096)
+            film = open_cinema(store, trace_id, window=256 if fmt == "tui" and html_file is None else 4096)
         except TraceNotFound as exc:
             raise click.ClickException(str(exc)) from None
         if at >= film.total:
             raise click.BadParameter(f"the trace has {film.total} frames (0..{film.total - 1})", param_hint="--at")
         stop = film.total if count is None else at + count
-        if fmt == "tui":
+        if html_file is not None:
+            from execscope.dashboards.html_cinema import render
+
+            page = render(film, at, max_frames)
+            with open(html_file, "w", encoding="utf-8") as fh:
+                fh.write(page.html)
+            click.echo(f"execscope: wrote {html_file}: frames {page.first}..{page.first + page.frames - 1} of "
+                       f"{page.total} (open it in a browser; keys as in the terminal viewer)", err=True)
+        elif fmt == "tui":
             from execscope.cinema_tui import run_cinema
 
             run_cinema(film, at)
@@ -454,6 +468,34 @@ def demo(store_dsn: str | None, level: str) -> None:
     from execscope.demo.runner import run_demo
 
     sys.exit(run_demo(store_dsn, level))
+
+
+@main.group()
+def dashboards() -> None:
+    """Grafana dashboards over the store (ClickHouse datasource plugin)."""
+
+
+@dashboards.command("export")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Writes DIR/dashboards/*.json and DIR/provisioning/{datasources,dashboards}/execscope.yaml.")
+@click.option("--datasource-uid", default="execscope-clickhouse", show_default=True, metavar="UID",
+              help="uid of the ClickHouse datasource: the provisioned one, and the dashboards' initial choice.")
+def dashboards_export(out_dir: str, datasource_uid: str) -> None:
+    """Write the six Grafana dashboards (Execution Cinema, Code Heatmap, Call Graph, Exceptions,
+    Coverage, Pipeline Health) and provisioning files for a Grafana with the ClickHouse plugin.
+
+    \b
+        execscope dashboards export --out ./grafana
+        GF_PATHS_PROVISIONING=./grafana/provisioning EXECSCOPE_CH_HOST=127.0.0.1 ... grafana server
+    """
+    from pathlib import Path
+
+    from execscope.dashboards.grafana import export
+
+    dashboards_written, files = export(Path(out_dir), datasource_uid)
+    click.echo(f"execscope: wrote {len(dashboards_written)} dashboards to {Path(out_dir) / 'dashboards'} and "
+               f"{len(files)} provisioning files to {Path(out_dir) / 'provisioning'} (datasource uid "
+               f"{datasource_uid}; its address comes from EXECSCOPE_CH_HOST/PORT/USER/PASSWORD/DATABASE)", err=True)
 
 
 @main.group()

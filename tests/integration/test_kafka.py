@@ -304,6 +304,11 @@ def test_poison_messages_go_to_the_dead_letter_topic(app: Path, kafka_broker: Br
     n = expected_spans(30)
     assert stats["spans"] == n
     assert counts(app, store)[:2] == (n, n)
+    # what --stats printed is also stored over time for the Pipeline Health dashboard
+    stored = sql("SELECT Spans AS spans, DeadLetters AS dead, TotalLag AS lag, (SELECT count() FROM "
+                 "execscope_collector_stats) AS rows FROM execscope_collector_stats "
+                 "ORDER BY Timestamp DESC, Spans DESC LIMIT 1", app, store)
+    assert stored == [{"spans": n, "dead": 13, "lag": 0, "rows": stored[0]["rows"]}] and stored[0]["rows"] >= 1
 
 
 def test_processor_chain_from_a_file(app: Path, kafka_broker: Broker, topic: str) -> None:
