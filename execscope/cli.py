@@ -36,11 +36,11 @@ def _open(store_dsn: str | None) -> Store:
         raise click.ClickException(str(exc)) from None
 
 
-def _chain(processors_file: str | None, store: Store) -> Any:
+def _chain(processors_file: str | None, store: Store, default_redact: bool = False) -> Any:
     from execscope.collector.processors import ConfigError, build_chain, load_config
 
     try:
-        return build_chain(load_config(processors_file), store)
+        return build_chain(load_config(processors_file), store, default_redact=default_redact)
     except ConfigError as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
@@ -135,6 +135,10 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     if not include:
         raise click.UsageError("give at least one --include GLOB naming the modules to record, "
                                "e.g. --include 'myapp' --include 'myapp.*'")
+    if processors_file:  # its redact entry extends the secrets policy of capture too
+        from execscope.instrumentation.capture.redaction import ENV_CONFIG
+
+        os.environ[ENV_CONFIG] = os.path.abspath(processors_file)
     if exporter == "kafka":
         if not kafka_bootstrap:
             raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
@@ -223,7 +227,7 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
                             format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     store = _open(store_dsn)
     try:
-        chain = _chain(processors_file, store)
+        chain = _chain(processors_file, store, default_redact=True)  # spans of other SDKs are redacted too
         source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
                              instance_id=instance_id)
         previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -66,6 +66,9 @@ ENV_RULE_PREFIX = "EXECSCOPE_REDACT_RULE_"
 ENV_CONFIG = "EXECSCOPE_REDACT_CONFIG"
 
 
+VAR_NAME, VAR_VALUE = "execscope.var.name", "execscope.var.value"
+
+
 def marker(kind: str) -> str:
     return f"<redacted:{kind}>"
 
@@ -220,13 +223,18 @@ class Policy:
     extra_names: tuple[str, ...] = ()
     patterns: bool = True
     disabled: frozenset[str] = frozenset()
+    base_names: str = DEFAULT_NAMES
+    name_patterns: tuple[str, ...] = ()
     _name_re: re.Pattern[str] = field(init=False, repr=False)
     _names: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
     _compiled: list[_Compiled] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        names = DEFAULT_NAMES + "".join("|" + re.escape(n.strip().lower()) for n in self.extra_names if n.strip())
-        self._name_re = re.compile(f"(?i)({names})")
+        alternatives = ([self.base_names] if self.base_names else []) + [
+            re.escape(n.strip().lower()) for n in self.extra_names if n.strip()] + list(self.name_patterns)
+        # no name at all: a pattern that never matches
+        self.name_regex = f"(?i)({'|'.join(alternatives)})" if alternatives else r"(?!x)x"
+        self._name_re = re.compile(self.name_regex)
         active = [r for r in self.rules if r.kind not in self.disabled]
         self.active: tuple[Rule, ...] = tuple(active) if self.patterns else ()
         self.triggers: tuple[str, ...] = tuple(dict.fromkeys(t.lower() for r in self.active for t in r.triggers))
@@ -318,12 +326,14 @@ class Policy:
         return self.redact_text(value)
 
     def redact_attributes(self, attrs: Mapping[str, str]) -> Mapping[str, str]:
-        """:meth:`redact_value` of every item; ``attrs`` itself when nothing changes."""
+        """:meth:`redact_value` of every item; ``attrs`` itself when nothing changes. The value of an
+        assignment event (``execscope.var.value``) goes by its variable's name."""
         out: dict[str, str] | None = None
+        var = attrs.get(VAR_NAME)
         for k, v in attrs.items():
             if type(v) is not str:
                 continue
-            new = self.redact_value(k, v)
+            new = self.redact_value(var if k == VAR_VALUE and var else k, v)
             if new is not v and new != v:
                 if out is None:
                     out = dict(attrs)
