@@ -66,7 +66,20 @@ ENV_RULE_PREFIX = "EXECSCOPE_REDACT_RULE_"
 ENV_CONFIG = "EXECSCOPE_REDACT_CONFIG"
 
 
-VAR_NAME, VAR_VALUE = "execscope.var.name", "execscope.var.value"
+VAR_NAME, VAR_VALUE, ARG_PREFIX = "execscope.var.name", "execscope.var.value", "execscope.arg."
+
+
+def attribute_name(key: str, attrs: Mapping[str, Any]) -> str:
+    """The name an attribute's value goes by for name redaction: an argument's parameter name
+    (``execscope.arg.<name>``), an assignment's variable (``execscope.var.value``), none for
+    execscope's other own keys (node ids, counts, ...), else the key itself (other SDKs' attributes)."""
+    if key.startswith("execscope."):
+        if key.startswith(ARG_PREFIX):
+            return key[len(ARG_PREFIX):]
+        if key == VAR_VALUE:
+            return str(attrs.get(VAR_NAME) or "")
+        return ""
+    return key
 
 
 def marker(kind: str) -> str:
@@ -189,7 +202,7 @@ CHECKS: dict[str, Callable[[str], bool]] = {"luhn": card_number_ok, "basic": _ba
 # -- the policy -----------------------------------------------------------------------------------
 
 class _Compiled:
-    __slots__ = ("rule", "pattern", "check", "replace")
+    __slots__ = ("rule", "pattern", "check", "replace", "replace_lines")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -198,21 +211,23 @@ class _Compiled:
         mark = marker(rule.kind)
         groups, check = rule.groups, self.check
 
-        def replace(m: re.Match[str]) -> str:
+        def replace(m: re.Match[str], keep_lines: bool = False) -> str:
+            whole = m.group(0)
             for name in groups:
                 start = m.start(name)
                 if start >= 0:
-                    if check is not None and not check(m.group(name)):
-                        return m.group(0)
+                    hidden = m.group(name)
+                    if check is not None and not check(hidden):
+                        return whole
                     s = m.start()
-                    return m.group(0)[: start - s] + mark + m.group(0)[m.end(name) - s:]
-            if groups:
-                return m.group(0)
-            if check is not None and not check(m.group(0)):
-                return m.group(0)
-            return mark
+                    tail = "\n" * hidden.count("\n") if keep_lines else ""
+                    return whole[: start - s] + mark + tail + whole[m.end(name) - s:]
+            if groups or (check is not None and not check(whole)):
+                return whole
+            return mark + ("\n" * whole.count("\n") if keep_lines else "")
 
         self.replace = replace
+        self.replace_lines = lambda m: replace(m, True)
 
 
 @dataclass
@@ -233,7 +248,7 @@ class Policy:
         alternatives = ([self.base_names] if self.base_names else []) + [
             re.escape(n.strip().lower()) for n in self.extra_names if n.strip()] + list(self.name_patterns)
         # no name at all: a pattern that never matches
-        self.name_regex = f"(?i)({'|'.join(alternatives)})" if alternatives else r"(?!x)x"
+        self.name_regex = f"(?i)({'|'.join(alternatives)})" if alternatives else r"[^\s\S]"
         self._name_re = re.compile(self.name_regex)
         active = [r for r in self.rules if r.kind not in self.disabled]
         self.active: tuple[Rule, ...] = tuple(active) if self.patterns else ()
@@ -297,10 +312,23 @@ class Policy:
                 text, low = new, new.lower()
         return text
 
+    def redact_source(self, text: str) -> str:
+        """:meth:`redact_text` keeping the number of lines (a redacted PEM key leaves its line breaks),
+        for source text whose lines are addressed by number."""
+        if not self.active or not self.scan(text):
+            return text
+        low = text.lower()
+        for c in self._rules():
+            if _may_apply(c.rule, text, low):
+                new = c.pattern.sub(c.replace_lines, text)
+                if new != text:
+                    text, low = new, new.lower()
+        return text
+
     def redact_bytes(self, data: bytes) -> bytes:
         text = data.decode("latin-1")
         red = self.redact_text(text)
-        return data if red is text else red.encode("latin-1", "replace")
+        return bytes(data) if red is text else red.encode("latin-1", "replace")
 
     def findings(self, text: str) -> list[str]:
         """The kinds of secret ``text`` holds (one entry per occurrence); [] when clean."""
@@ -326,14 +354,13 @@ class Policy:
         return self.redact_text(value)
 
     def redact_attributes(self, attrs: Mapping[str, str]) -> Mapping[str, str]:
-        """:meth:`redact_value` of every item; ``attrs`` itself when nothing changes. The value of an
-        assignment event (``execscope.var.value``) goes by its variable's name."""
+        """:meth:`redact_value` of every item, by :func:`attribute_name`; ``attrs`` itself when
+        nothing changes."""
         out: dict[str, str] | None = None
-        var = attrs.get(VAR_NAME)
         for k, v in attrs.items():
             if type(v) is not str:
                 continue
-            new = self.redact_value(var if k == VAR_VALUE and var else k, v)
+            new = self.redact_value(attribute_name(k, attrs), v)
             if new is not v and new != v:
                 if out is None:
                     out = dict(attrs)

@@ -139,7 +139,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
                    dropped: int = 0) -> bytes:
     """One serialized ExportTraceServiceRequest holding every frame; ``dropped`` (cumulative count of
     frames lost to a full buffer) rides on the resource as ``execscope.dropped_spans``."""
-    resource_attrs = dict(resource)
+    resource_attrs: dict[str, Any] = dict(values.policy().redact_attributes(resource))  # OTEL_RESOURCE_ATTRIBUTES
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
