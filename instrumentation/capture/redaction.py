@@ -206,7 +206,7 @@ class _Compiled:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.pattern = re.compile(rule.regex, re.DOTALL)
+        self.pattern = re.compile(rule.regex, re.DOTALL | re.ASCII)  # \b and \w: ASCII (secrets are)
         self.check = CHECKS.get(rule.check)
         mark = marker(rule.kind)
         groups, check = rule.groups, self.check
