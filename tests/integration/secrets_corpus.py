@@ -7,13 +7,16 @@ would hide the value by name), except ``login``'s, which shows name redaction.
 Positions, one function each (their node ids tell the position): ``take_arg`` (argument),
 ``hold_local`` (local variable), ``nested`` (a dict inside a dict), ``Holder.__init__`` (object
 attribute), ``listed`` (list element), ``give`` (return value), ``fail`` (exception message, stack
-trace, status), ``fetch`` (inside a URL), ``send`` (an HTTP header, by a name that is no secret's).
+trace, status), ``fetch`` (inside a URL), ``send`` (an HTTP header, by a name that is no secret's);
+and ``other_sdk`` makes an OpenTelemetry span of its own (as an HTTP client instrumentation would),
+with the secret in its name, an attribute and its status.
 """
 
 from __future__ import annotations
 
 import sys
 
+from opentelemetry import trace
 from secrets_corpus_data import VALUES
 
 POSITIONS = ("take_arg", "hold_local", "nested", "Holder.__init__", "listed", "give", "fail", "fetch", "send")
@@ -57,6 +60,13 @@ def send(headers):
     return len(headers)
 
 
+def other_sdk(value):
+    tracer = trace.get_tracer("corpus.http.client")
+    with tracer.start_as_current_span("GET https://svc.example.com/hook?v=" + value,
+                                      attributes={"http.url": "https://svc.example.com/hook?v=" + value}) as span:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "refused " + value))
+
+
 def login(user, password):  # by name: always redacted, patterns or not
     return {"user": user, "password": password, "Authorization": "Bearer " + password}
 
@@ -75,6 +85,7 @@ def run_one(label):
         pass
     fetch("https://svc.example.com/hook?v=" + value)
     send([("X-Debug", value), ("Accept", "*/*")])
+    other_sdk(value)
     return label
 
 
