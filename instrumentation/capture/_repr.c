@@ -48,9 +48,11 @@ typedef struct {
     Py_ssize_t min_len, slack;
     PyObject *name_check, *redact_text, *redact_bytes; /* the policy's callables (None: names only) */
     PyObject *names;                                   /* {name: bool} cache of name_check */
-    PyObject *trigger_store;                           /* tuple of bytes holding the triggers */
-    const char *trig[MAX_TRIGGERS];
+    PyObject *trigger_store;                           /* tuple of bytes holding triggers and needs */
+    const char *trig[MAX_TRIGGERS];                    /* lower-cased unless case-sensitive */
     Py_ssize_t trig_len[MAX_TRIGGERS];
+    char trig_cs[MAX_TRIGGERS];                        /* holds an upper-case letter: matched exactly */
+    const char *needs[MAX_TRIGGERS];                   /* "" or characters one of which the text holds */
     int ntrig;
     unsigned char cls[128];
     unsigned char pair[128][16]; /* bit (a, b): some trigger starts with lower-case a, b */
@@ -62,20 +64,28 @@ static Redaction g_red = {.min_len = PY_SSIZE_T_MAX, .slack = 256};
 
 int repr_patterns_on(void) { return g_red.enabled; }
 
-/* 1 when a trigger starts at s[i] (case-insensitive, ASCII) */
+/* 1 when a trigger starts at s[i] (case-insensitive unless the trigger is case-sensitive, ASCII)
+ * and the text holds one of the characters its rule needs */
 #define MATCH_AT(T)                                                                                      \
+    static int has_any_##T(const T *s, Py_ssize_t n, const char *chars) {                                \
+        for (Py_ssize_t i = 0; i < n; i++)                                                               \
+            if (s[i] < 128 && s[i] != 0 && strchr(chars, (int)s[i]) != NULL)                             \
+                return 1;                                                                                \
+        return 0;                                                                                        \
+    }                                                                                                    \
     static int match_at_##T(const T *s, Py_ssize_t i, Py_ssize_t n) {                                    \
         for (int k = 0; k < g_red.ntrig; k++) {                                                          \
             Py_ssize_t len = g_red.trig_len[k], j = 0;                                                   \
             if (len > n - i)                                                                             \
                 continue;                                                                                \
             const char *t = g_red.trig[k];                                                               \
+            int cs = g_red.trig_cs[k];                                                                   \
             for (; j < len; j++) {                                                                       \
                 Py_UCS4 c = s[i + j];                                                                    \
-                if (c >= 128 || (char)LOWER(c) != t[j])                                                  \
+                if (c >= 128 || (char)(cs ? c : LOWER(c)) != t[j])                                       \
                     break;                                                                               \
             }                                                                                            \
-            if (j == len)                                                                                \
+            if (j == len && (!g_red.needs[k][0] || has_any_##T(s, n, g_red.needs[k])))                   \
                 return 1;                                                                                \
         }                                                                                                \
         return 0;                                                                                        \
@@ -92,8 +102,11 @@ int repr_patterns_on(void) { return g_red.enabled; }
             Py_UCS4 c = s[i];                                                                            \
             unsigned cl = c < 128 ? g_red.cls[c] : 0;                                                    \
             if (cl & CL_DIGIT) {                                                                         \
-                if (digits == 0)                                                                         \
+                /* a card starts a run, or a group after a space: restart where one may begin */     \
+                if (digits == 0 || (!sep_ok && !brand)) {                                                \
+                    digits = 0;                                                                          \
                     brand = c >= '2' && c <= '6';                                                        \
+                }                                                                                        \
                 if (++digits >= 13 && brand && g_red.card)                                               \
                     return 1;                                                                            \
                 sep_ok = 1;                                                                              \
@@ -188,37 +201,33 @@ static int secret_name(PyObject *name) {
 }
 
 PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"name_check", "redact_text", "redact_bytes", "enabled", "triggers", "card",
+    static char *kwlist[] = {"name_check", "redact_text", "redact_bytes", "enabled", "triggers", "needs", "card",
                              "b64run", "always", "min_len", "slack", NULL};
-    PyObject *name_check, *redact_text, *redact_bytes, *triggers;
+    PyObject *name_check, *redact_text, *redact_bytes, *triggers, *needs;
     int enabled, card, b64run, always;
     Py_ssize_t min_len, slack;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOpO!pppnn", kwlist, &name_check, &redact_text, &redact_bytes,
-                                     &enabled, &PyTuple_Type, &triggers, &card, &b64run, &always, &min_len, &slack))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOpO!O!pppnn", kwlist, &name_check, &redact_text, &redact_bytes,
+                                     &enabled, &PyTuple_Type, &triggers, &PyTuple_Type, &needs, &card, &b64run,
+                                     &always, &min_len, &slack))
         return NULL;
     Py_ssize_t nt = PyTuple_GET_SIZE(triggers);
-    if (nt > MAX_TRIGGERS) {
-        PyErr_Format(PyExc_ValueError, "at most %d triggers", MAX_TRIGGERS);
+    if (nt > MAX_TRIGGERS || PyTuple_GET_SIZE(needs) != nt) {
+        PyErr_Format(PyExc_ValueError, "at most %d triggers, each with its needs", MAX_TRIGGERS);
         return NULL;
     }
-    PyObject *store = PyTuple_New(nt);
+    PyObject *store = PyTuple_New(2 * nt); /* trigger i at i, its needs at nt + i */
     if (store == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < nt; i++) {
-        PyObject *t = PyTuple_GET_ITEM(triggers, i);
+    for (Py_ssize_t i = 0; i < 2 * nt; i++) {
+        PyObject *t = PyTuple_GET_ITEM(i < nt ? triggers : needs, i < nt ? i : i - nt);
         PyObject *b = PyUnicode_Check(t) ? PyUnicode_AsASCIIString(t) : NULL;
-        if (b == NULL) {
+        if (b == NULL || (i < nt && PyBytes_GET_SIZE(b) == 0) || strlen(PyBytes_AS_STRING(b)) != (size_t)PyBytes_GET_SIZE(b)) {
+            Py_XDECREF(b);
             Py_DECREF(store);
             if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
                 PyErr_Clear();
-                PyErr_SetString(PyExc_ValueError, "triggers are non-empty ASCII str");
+                PyErr_SetString(PyExc_ValueError, "triggers are non-empty ASCII str, needs ASCII str");
             }
-            return NULL;
-        }
-        if (PyBytes_GET_SIZE(b) == 0) {
-            Py_DECREF(b);
-            Py_DECREF(store);
-            PyErr_SetString(PyExc_ValueError, "triggers are non-empty ASCII str");
             return NULL;
         }
         PyTuple_SET_ITEM(store, i, b);
@@ -250,15 +259,21 @@ PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds) {
         PyObject *b = PyTuple_GET_ITEM(store, i);
         char *t = PyBytes_AS_STRING(b);
         Py_ssize_t len = PyBytes_GET_SIZE(b);
+        int cs = 0;
         for (Py_ssize_t j = 0; j < len; j++)
-            t[j] = (char)LOWER((unsigned char)t[j]); /* the bytes are ours: lower-cased in place */
+            cs |= t[j] >= 'A' && t[j] <= 'Z';
+        if (!cs)
+            for (Py_ssize_t j = 0; j < len; j++)
+                t[j] = (char)LOWER((unsigned char)t[j]);
         g_red.trig[i] = t;
         g_red.trig_len[i] = len;
-        unsigned a = (unsigned char)t[0] & 127;
+        g_red.trig_cs[i] = (char)cs;
+        g_red.needs[i] = PyBytes_AS_STRING(PyTuple_GET_ITEM(store, nt + i));
+        unsigned a = LOWER((unsigned char)t[0]) & 127; /* looked up lower-cased (a superset) */
         if (len == 1) {
             memset(g_red.pair[a], 0xff, sizeof g_red.pair[a]);
         } else {
-            unsigned b2 = (unsigned char)t[1] & 127;
+            unsigned b2 = LOWER((unsigned char)t[1]) & 127;
             g_red.pair[a][b2 >> 3] |= (unsigned char)(1u << (b2 & 7));
         }
     }

@@ -22,8 +22,10 @@ int repr_init(void);
  * value) pair, as <redacted>, and hands a str/bytes leaf (its first max_chars + slack characters)
  * or a 13+ digit int to the policy's redact callable only when the scan below finds a trigger. */
 
-/* set_redaction(name_check, redact_text, redact_bytes, enabled, triggers, card, b64run, always,
- * min_len, slack) -> None: the policy's callables and scanner data (Policy.scanner_data). */
+/* set_redaction(name_check, redact_text, redact_bytes, enabled, triggers, needs, card, b64run, always,
+ * min_len, slack) -> None: the policy's callables and scanner data (Policy.scanner_data): a trigger
+ * holding an upper-case letter is matched exactly, others case-insensitively; needs[i] ("" for
+ * none): characters one of which the text must hold for trigger i to count. */
 PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds);
 
 /* may_hold_secret(text: str | bytes) -> bool: the scan (a trigger, a card-digit run, a 40-char

@@ -96,9 +96,11 @@ class Rule:
     """One value pattern. ``regex`` finds it; only the named ``groups`` that matched are replaced
     (none: the whole match); ``check`` validates a match (``luhn``, ``basic``, ``mixed``) so that
     look-alikes stay; the scan hands the text to ``regex`` only when it holds one of ``triggers``
-    (lower-case literals, matched case-insensitively) or, for ``detector`` rules, a run the scanner
-    counts (``digits``: 13 card digits, single spaces/dashes between groups; ``b64run``: exactly 40
-    base64 characters). A rule with neither runs its regex on every text of ``min_len`` or more."""
+    (literals: all lower-case ones match case-insensitively, others exactly) and, when ``needs`` is
+    set, one of its characters too (every match of ``regex`` must hold one), or, for ``detector``
+    rules, a run the scanner counts (``digits``: 13 card digits, the first 2-6, single spaces/dashes
+    between groups; ``b64run``: exactly 40 base64 characters). A rule with neither runs its regex on
+    every text of ``min_len`` or more."""
 
     kind: str
     regex: str
@@ -107,9 +109,11 @@ class Rule:
     groups: tuple[str, ...] = ()
     check: str = ""
     min_len: int = 8
+    needs: str = ""
 
 
 _NOT_MARK = r"(?!<redacted)"
+_SPACE = " \t\n\r\f\v"  # what \s matches in ASCII
 _KV_TAIL = (r"[\w.-]*[\"']?(?:\s*[=:]\s*" + _NOT_MARK + r"(?:\"(?P<dq>[^\"]+)\"|'(?P<sq>[^']+)')"
             r"|=" + _NOT_MARK + r"(?P<bare>[^\s;,&'\"<>()\[\]{}]+))")
 """After a secret-looking key: ``=value`` (connection strings, query strings), or ``= 'value'`` /
@@ -118,16 +122,17 @@ _KV_TAIL = (r"[\w.-]*[\"']?(?:\s*[=:]\s*" + _NOT_MARK + r"(?:\"(?P<dq>[^\"]+)\"|
 RULES: tuple[Rule, ...] = (
     Rule("private-key", r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
          r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)", ("-----begin",), min_len=27),
-    Rule("jwt", r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?", ("eyj",), min_len=20),
+    Rule("jwt", r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?", ("eyJ",), min_len=20,
+         needs="."),
     Rule("bearer", r"(?i)\bbearer\s+" + _NOT_MARK + r"(?P<v>[A-Za-z0-9\-._~+/]{8,}=*)", ("bearer",),
-         groups=("v",), min_len=15),
+         groups=("v",), min_len=15, needs=_SPACE),
     Rule("basic-auth", r"(?i)\bbasic\s+(?P<v>[A-Za-z0-9+/]{6,}={0,2})(?![\w+/=])", ("basic",), groups=("v",),
-         check="basic", min_len=12),
+         check="basic", min_len=12, needs=_SPACE),
     Rule("password", r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:" + _NOT_MARK + r"(?P<v>[^@\s/'\"]+)@",
-         ("://",), groups=("v",), min_len=8),
+         ("://",), groups=("v",), min_len=8, needs="@"),
     Rule("authorization", r"(?i)(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?" + _NOT_MARK
          + r"(?!bearer\s|basic\s)(?P<v>[^\s,;'\"<>]+(?: [^\s,;'\"<>]+)?)", ("authorization",), groups=("v",),
-         min_len=16),
+         min_len=16, needs=":="),
     Rule("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})",
          ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), min_len=34),
     Rule("gitlab-token", r"\bgl(?:pat|dt|rt|ptt|soat|cbt|ft|imt|oas)-[A-Za-z0-9_-]{20,}",
@@ -138,16 +143,16 @@ RULES: tuple[Rule, ...] = (
     Rule("stripe-key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|\bwhsec_[A-Za-z0-9]{20,}",
          ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"), min_len=18),
     Rule("openai-key", r"(?<![\w-])sk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", ("sk-",), min_len=23),
-    Rule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])", ("aiza",), min_len=39),
+    Rule("google-api-key", r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])", ("AIza",), min_len=39),
     Rule("aws-key", r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])",
-         ("akia", "asia", "abia", "acca", "agpa", "aida", "aroa", "aipa", "anpa", "anva", "apka"), min_len=20),
+         ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA"), min_len=20),
     Rule("aws-secret", r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", detector="b64run", check="mixed",
          min_len=40),
     Rule("card-number", r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])", detector="digits", check="luhn", min_len=13),
     Rule("password", r"(?i)(?<![\w.-])[\w.-]*(?:password|passwd|pwd)" + _KV_TAIL, ("pass", "pwd"),
-         groups=("dq", "sq", "bare"), min_len=5),
+         groups=("dq", "sq", "bare"), min_len=5, needs="=:"),
     Rule("secret", r"(?i)(?<![\w.-])[\w.-]*(?:secret|api[_-]?key|apikey|token)" + _KV_TAIL,
-         ("secret", "api_key", "api-key", "apikey", "token"), groups=("dq", "sq", "bare"), min_len=8),
+         ("secret", "api_key", "api-key", "apikey", "token"), groups=("dq", "sq", "bare"), min_len=8, needs="=:"),
 )
 """The built-in value rules, applied in this order (earlier ones hide what later ones would find)."""
 
@@ -252,7 +257,13 @@ class Policy:
         self._name_re = re.compile(self.name_regex)
         active = [r for r in self.rules if r.kind not in self.disabled]
         self.active: tuple[Rule, ...] = tuple(active) if self.patterns else ()
-        self.triggers: tuple[str, ...] = tuple(dict.fromkeys(t.lower() for r in self.active for t in r.triggers))
+        pairs = dict.fromkeys((t, r.needs) for r in self.active for t in r.triggers)
+        self.triggers: tuple[str, ...] = tuple(t for t, _n in pairs)
+        self.trigger_needs: tuple[str, ...] = tuple(n for _t, n in pairs)
+        self._groups = _trigger_groups(tuple(pairs))
+        self._gate_set = frozenset(c for g, _e, _f in self._groups for c in g)
+        self._ungated = any(not g for g, _e, _f in self._groups)
+        self._gated = [(tuple(sorted(g)), _buckets(exact, folded)) for g, exact, folded in self._groups]
         self.card = any(r.detector == "digits" for r in self.active)
         self.b64run = any(r.detector == "b64run" for r in self.active)
         self.always = any(not r.triggers and not r.detector for r in self.active)
@@ -283,12 +294,30 @@ class Policy:
             return True
         if self.b64run and n >= 40 and _b64_run40(text):
             return True
-        if not self.triggers:
+        # a trigger can be there only if one of its gate's characters is: C-speed str/set methods
+        if n < 32 and not self._ungated and self._gate_set.isdisjoint(text):  # short: one pass over it
             return False
-        low = text.lower()
-        for t in self.triggers:
-            if t in low:
-                return True
+        low = None
+        for gate, buckets in self._gated:
+            if gate:
+                for c in gate:
+                    if c in text:
+                        break
+                else:
+                    continue
+            for head, exact, triggers in buckets:  # triggers by their first two characters
+                if exact:
+                    if head in text:
+                        for t in triggers:
+                            if t in text:
+                                return True
+                else:
+                    if low is None:
+                        low = text.lower()
+                    if head in low:
+                        for t in triggers:
+                            if t in low:
+                                return True
         return False
 
     def redact_text(self, text: str) -> str:
@@ -369,20 +398,22 @@ class Policy:
 
     def scanner_data(self) -> dict[str, Any]:
         """What the C scanner needs (see ``_repr.c``): the triggers and detectors of this policy."""
-        return {"enabled": bool(self.active), "triggers": self.triggers, "card": self.card,
+        return {"enabled": bool(self.active), "triggers": self.triggers, "needs": self.trigger_needs,
+                "card": self.card,
                 "b64run": self.b64run, "always": self.always,
                 "min_len": self.min_len if self.active else 1 << 30}
 
 
-_CARD_RUN = re.compile(r"\d(?:[ -]?\d){12}")
+_CARD_RUN = re.compile(r"(?<![0-9])[2-6](?:[ -]?[0-9]){12}")
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/])")
-_DIGITS = "0123456789"
 
 
 def _card_run(text: str) -> bool:
-    # 13 digits at least before the regex: counted with C-speed str.count
+    # 13 digits, the first 2-6: counted with C-speed str methods before the regex looks for the run
+    if not ("4" in text or "5" in text or "3" in text or "2" in text or "6" in text):
+        return False
     count = 0
-    for d in _DIGITS:
+    for d in "0123456789":
         count += text.count(d)
         if count >= 13:
             return _CARD_RUN.search(text) is not None
@@ -390,14 +421,46 @@ def _card_run(text: str) -> bool:
 
 
 def _b64_run40(text: str) -> bool:
+    if " " in text and max(map(len, text.split())) < 40:  # words too short to hold a 40-char run
+        return False
     return _B64_RUN.search(text) is not None
+
+
+def _case_sensitive(trigger: str) -> bool:
+    return trigger != trigger.lower()
+
+
+_RARE = "_-@/.:="  # characters few texts hold: a trigger holding one is looked for only where one is
+
+
+def _trigger_groups(pairs: tuple[tuple[str, str], ...]
+                    ) -> tuple[tuple[frozenset[str], tuple[str, ...], tuple[str, ...]], ...]:
+    """Triggers grouped by their gate: the characters one of which a text must hold for the trigger
+    to count (its rule's ``needs``, else a rare character of the trigger, else a case-sensitive
+    trigger's first character; "" for none). (gate, exact triggers, case-insensitive ones)."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for t, needs in pairs:
+        gate = needs or next((c for c in _RARE if c in t), "") or (t[0] if _case_sensitive(t) else "")
+        exact, folded = groups.setdefault(gate, ([], []))
+        (exact if _case_sensitive(t) else folded).append(t)
+    return tuple((frozenset(g), tuple(e), tuple(f)) for g, (e, f) in sorted(groups.items(), key=lambda kv: kv[0] == ""))
+
+
+def _buckets(exact: tuple[str, ...], folded: tuple[str, ...]) -> list[tuple[str, bool, tuple[str, ...]]]:
+    out: dict[tuple[str, bool], list[str]] = {}
+    for triggers, cs in ((exact, True), (folded, False)):
+        for t in triggers:
+            out.setdefault((t[:2], cs), []).append(t)
+    return [(head, cs, tuple(ts)) for (head, cs), ts in out.items()]
 
 
 def _may_apply(rule: Rule, text: str, low: str) -> bool:
     if len(text) < rule.min_len:
         return False
+    if rule.needs and not any(c in text for c in rule.needs):
+        return False
     if rule.triggers:
-        return any(t in low for t in rule.triggers)
+        return any((t in text) if _case_sensitive(t) else (t in low) for t in rule.triggers)
     if rule.detector == "digits":
         return _card_run(text)
     if rule.detector == "b64run":

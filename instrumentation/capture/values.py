@@ -251,8 +251,8 @@ def use_policy(policy: Policy) -> Policy:
     if native is not None:
         data = policy.scanner_data()
         native.set_redaction(policy.is_secret_name, policy.redact_text, policy.redact_bytes, data["enabled"],
-                             data["triggers"], data["card"], data["b64run"], data["always"], data["min_len"],
-                             SCAN_SLACK)
+                             data["triggers"], data["needs"], data["card"], data["b64run"], data["always"],
+                             data["min_len"], SCAN_SLACK)
         policy.scan = native.may_hold_secret  # the same scan, in C
     return previous
 

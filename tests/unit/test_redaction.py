@@ -131,6 +131,8 @@ def _random_texts(n: int) -> Iterator[str]:
     rng = random.Random(20)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_=:/@.+'\"\néλ"
     secrets = [v[0] for v in CORPUS.values()]
+    yield from ["1 4111 1111 1111 1111", "12-4111111111111111", "7 1 4111-1111-1111-1111 x", "ts=1733390000000000000",
+                "url https://u:p@h/x", "https://example.com/a@b", "Bearer\tabcdefghijkl", "token:'abc'"]
     for i in range(n):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 120)))
         if i % 3 == 0:
