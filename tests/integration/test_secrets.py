@@ -225,3 +225,29 @@ def test_with_patterns_off_redact_check_finds_every_position_and_scrub_cleans_it
     assert sql("SELECT count() AS n, uniqExact(SpanId) AS u FROM otel_traces", app, scrubbed)[0] == \
         {"n": before, "u": before}
     assert sql("SELECT count() AS n FROM execscope_events", app, scrubbed)[0]["n"] == events
+
+
+@pytest.mark.xdist_group("secrets-off")
+def test_a_secret_written_in_the_source_is_found_in_the_cpg_and_scrubbed_keeping_lines(tmp_path: Path) -> None:
+    # the values recorded are redacted at capture; the CPG keeps the source text, key and all
+    key = "AKIA" + "Q5TESTKEY7EXAMPLE"[:16]
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    source = (f"KEY = {key!r}\nPEM = '''{pem}'''\n\n\ndef use(k):\n    return len(k)\n\n\nuse(KEY)\nuse(PEM)\n")
+    (tmp_path / "hardcoded.py").write_text(source)
+    store = f"chdb://{tmp_path / 'db'}"
+    cli("run", "--include", "hardcoded", "--level", "statements", "--store", store, "--",
+        sys.executable, "hardcoded.py", cwd=tmp_path)
+    values = sql("SELECT SpanAttributes['execscope.arg.k'] AS v FROM otel_traces WHERE SpanName = 'hardcoded.use'",
+                 tmp_path, store)
+    assert sorted(v["v"] for v in values) == ["'<redacted:aws-key>'", "'<redacted:private-key>'"]
+    code, findings = redact_check(tmp_path, store)
+    assert code == 1 and {(f["table"], f["column"], f["kind"]) for f in findings} >= {
+        ("cpg_sources", "source", "aws-key"), ("cpg_sources", "source", "private-key"),
+        ("cpg_nodes", "code", "aws-key")}
+    report = json.loads(cli("storage", "scrub", "--store", store, "--format", "json", cwd=tmp_path).stdout)
+    assert {(r["table"], r["column"]) for r in report} >= {("cpg_sources", "source"), ("cpg_nodes", "code")}
+    assert redact_check(tmp_path, store) == (0, [])
+    stored = sql("SELECT source FROM cpg_sources", tmp_path, store)[0]["source"]
+    assert key not in stored and "MIIEvQ" not in stored
+    assert stored.count("\n") == source.count("\n")  # lines keep their numbers (the cinema shows them)
+    assert stored.splitlines()[4:] == source.splitlines()[4:]
