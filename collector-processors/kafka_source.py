@@ -22,7 +22,9 @@ Delivery contract (at-least-once from Kafka, exactly-once in query results):
   batch's offsets are committed; the rest of its batch is inserted as usual.
 
 On the embedded engine a batch is parsed by the engine itself (length-delimited protobuf, one
-statement per batch) unless the chain has processors, which need Python-decoded columns.
+statement per batch) unless the chain has processors, which need Python-decoded columns; a batch
+every processor lets through (``ProcessorChain.native_ok_for`` its spans' instrumentation scopes:
+the default ``redact`` of ``execscope collect`` trusts execscope's own) keeps the fast path.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ class KafkaSource:
         self.writer = ClickHouseWriter(store)
         self.stats = CollectStats()
         self.metrics = _Metrics(meter_provider, self.stats)
-        self.native = store.address.kind == "chdb" and self.chain.native_ok
+        self.native_capable = store.address.kind == "chdb"  # the engine can parse OTLP itself
+        self.native = self.native_capable and self.chain.native_ok
         self.consumer_config = dict(consumer_config or {})
         if instance_id:  # static membership: a restarted collector takes its partitions back at once
             self.consumer_config["group_instance_id"] = instance_id
@@ -430,8 +433,9 @@ class KafkaSource:
     def _write_spans(self, tp: Any, records: list[Any], token: str) -> bool:
         good: list[bytes] = []
         spans = 0
+        scopes: set[str] = set()
         for r in records:
-            reason, n = validate(r.value)
+            reason, n = validate(r.value, scopes)
             if reason:
                 self._dead_letter(r, reason)
             else:
@@ -442,7 +446,7 @@ class KafkaSource:
             self.stats.record_batch(0)
             return True
         started = time.monotonic()
-        ok = self._retry(lambda: self._insert(good, token, tp))
+        ok = self._retry(lambda: self._insert(good, token, tp, scopes))
         self.stats.insert_seconds += time.monotonic() - started
         if ok:
             self.stats.record_batch(spans)
@@ -451,8 +455,8 @@ class KafkaSource:
             self.metrics.batch_size.record(spans)
         return ok
 
-    def _insert(self, payloads: list[bytes], token: str, tp: Any) -> None:
-        if self.native:
+    def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None) -> None:
+        if self.native or (self.native_capable and scopes and self.chain.native_ok_for(scopes)):
             path = self._work / f"{tp.partition}.bin"
             path.write_bytes(native_ingest.frame(payloads))
             try:
@@ -489,8 +493,9 @@ class KafkaSource:
             self._dlq.flush(timeout=60)
 
 
-def validate(payload: bytes | None) -> tuple[str, int]:
-    """('', span count) for a well-formed ExportTraceServiceRequest; (reason, 0) for a poison one."""
+def validate(payload: bytes | None, scopes: set[str] | None = None) -> tuple[str, int]:
+    """('', span count) for a well-formed ExportTraceServiceRequest; (reason, 0) for a poison one.
+    The instrumentation scope names of its spans are added to ``scopes`` when given."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     if payload is None:
@@ -503,6 +508,8 @@ def validate(payload: bytes | None) -> tuple[str, int]:
     n = 0
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:
+            if scopes is not None and scope_spans.spans:
+                scopes.add(scope_spans.scope.name)
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     return "wrong schema: a span without a 16-byte trace id and 8-byte span id", 0

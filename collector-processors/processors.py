@@ -9,7 +9,8 @@ A chain is configured in a file (TOML or JSON; the format follows the extension)
 
     [[processors]]
     name = "redact"          # an entry point name in the group ``execscope.processors``
-    keys = ["password", "token", "secret", "authorization"]
+    keys = ["ssn"]           # added to the secrets policy's names (password, token, api_key, ...)
+    rules = [{kind = "acme-token", regex = "acme_[0-9a-f]{32}"}]
 
     [[processors]]
     name = "attribute_limits"
@@ -20,7 +21,9 @@ Decoding (OTLP protobuf to ``otel_traces`` columns, :mod:`.otlp_decode`) and bat
 given on each decoded batch. Processors are found through the entry point group
 ``execscope.processors`` (execscope's own are registered there too); ``EXECSCOPE_DISABLED_PROCESSORS``
 (comma-separated names) turns named ones off. A chain without processors lets the embedded engine
-parse OTLP itself (the fast path); any processor means decoding in Python.
+parse OTLP itself (the fast path); any processor means decoding in Python, except for Kafka batches
+every processor lets through (``native_ok_for``: the default ``redact`` of ``execscope collect``
+lets execscope's own spans through, redacted when captured).
 
 Both sources use the chain: ``execscope collect`` (Kafka) and the spool drain of ``execscope run``.
 """
@@ -93,6 +96,11 @@ class ProcessorChain:
         """True when nothing needs Python-decoded columns (the engine may parse OTLP itself)."""
         return not self.processors
 
+    def native_ok_for(self, scopes: set[str]) -> bool:
+        """True when a batch whose spans come from instrumentation ``scopes`` needs no processor (each
+        processor says so through its own ``native_ok_for``, e.g. a redaction that trusts them)."""
+        return all(getattr(p, "native_ok_for", lambda _s: False)(scopes) for p in self.processors)
+
     def process(self, batch: SpanBatch) -> SpanBatch:
         for processor in self.processors:
             batch = processor.process(batch)
@@ -108,54 +116,76 @@ class ProcessorChain:
 
 # -- built-in processors -------------------------------------------------------------------------
 
-REDACTED = "[REDACTED]"
-DEFAULT_SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie",
-                       "private_key", "credential")
-
-
 class RedactProcessor:
-    """Replaces the value of every span, event and resource attribute whose key matches one of
-    ``keys`` (case-insensitive substrings, added to :data:`DEFAULT_SECRET_KEYS` unless
-    ``defaults = false``) or ``patterns`` (regexes over the key) by ``[REDACTED]``;
-    ``value_patterns`` (regexes) redact matching parts of any value."""
+    """The secrets policy of capture (:mod:`execscope.instrumentation.capture.redaction`) applied to
+    decoded spans, so that spans other SDKs recorded (through Kafka, or the stock collector's Kafka
+    exporter) keep the store's promise too: span, event, link and resource attribute values (by key
+    name, ``<redacted>``, and by value pattern, ``<redacted:KIND>``), span names and status messages.
+
+    Options (the ``redact`` entry of a processors file; the same entry, handed to the recorded
+    program by ``execscope run --processors FILE``, extends capture's policy too):
+    ``keys`` more secret names (case-insensitive substrings) added to the policy's, which
+    ``defaults = false`` leaves out; ``patterns`` regexes over the key; ``rules`` more value rules
+    (tables of ``kind``, ``regex``, optional ``triggers``); ``value_patterns`` regexes hidden as
+    ``<redacted:custom>``; ``disable`` kinds left alone; ``scan_values = false`` turns value patterns
+    off; ``trust_scopes`` instrumentation scopes whose spans are left as they are (captured redacted by
+    the same policy: ``execscope collect`` adds this processor with ``["execscope"]`` when the chain
+    has none, so execscope's own batches keep the engine's fast path). The collector's
+    ``EXECSCOPE_REDACT_*`` environment applies as in capture."""
 
     name = "redact"
 
     def __init__(self, keys: Sequence[str] = (), patterns: Sequence[str] = (),
-                 value_patterns: Sequence[str] = (), defaults: bool = True) -> None:
-        keys = [*(DEFAULT_SECRET_KEYS if defaults else ()), *keys]
-        parts = [re.escape(k) for k in keys] + list(patterns)
-        self._key = re.compile("|".join(parts), re.IGNORECASE) if parts else None
-        self._value = re.compile("|".join(value_patterns)) if value_patterns else None
-        self._key_cache: dict[str, bool] = {}
+                 value_patterns: Sequence[str] = (), defaults: bool = True, rules: Sequence[Mapping[str, Any]] = (),
+                 disable: Sequence[str] = (), scan_values: bool = True, trust_scopes: Sequence[str] = ()) -> None:
+        from execscope.instrumentation.capture import redaction
 
-    def _secret(self, key: str) -> bool:
-        hit = self._key_cache.get(key)
-        if hit is None:
-            hit = bool(self._key and self._key.search(key))
-            if len(self._key_cache) < 100_000:
-                self._key_cache[key] = hit
-        return hit
+        try:
+            extra = redaction.options_from_redact_entry({"rules": list(rules), "value_patterns": list(value_patterns)})
+            for p in patterns:
+                re.compile(p)
+        except (re.error, KeyError, TypeError) as exc:
+            raise ConfigError(f"redact: {exc}") from exc
+        base = redaction.policy_from(names=[str(k) for k in keys], rules=extra["rules"],
+                                     disable=[str(k) for k in disable], patterns=None if scan_values else False)
+        self.policy = redaction.Policy(base.rules, base.extra_names, base.patterns, base.disabled,
+                                       redaction.DEFAULT_NAMES if defaults else "", tuple(patterns))
+        self.trust_scopes = frozenset(str(s) for s in trust_scopes)
+        self._resources: dict[int, Any] = {}
 
-    def _map(self, attrs: dict[str, str]) -> dict[str, str]:
-        out = None
-        for k, v in attrs.items():
-            new = REDACTED if self._secret(k) and v != REDACTED else v
-            if self._value is not None and new is v:
-                new = self._value.sub(REDACTED, v)
-            if new is not v and new != v:
-                if out is None:
-                    out = dict(attrs)
-                out[k] = new
-        return attrs if out is None else out
+    def native_ok_for(self, scopes: set[str]) -> bool:
+        """True when every span of a batch comes from a trusted scope (nothing to do here)."""
+        return bool(scopes) and scopes <= self.trust_scopes
+
+    def _attrs(self, attrs: dict[str, str]) -> dict[str, str]:
+        return self.policy.redact_attributes(attrs)  # type: ignore[return-value]
 
     def process(self, batch: SpanBatch) -> SpanBatch:
-        for name in ("SpanAttributes", "ResourceAttributes"):
-            col = batch.column(name)
-            col[:] = [self._map(a) for a in col]
-        for name in ("Events.Attributes", "Links.Attributes"):
-            col = batch.column(name)
-            col[:] = [[self._map(a) for a in per_span] if per_span else per_span for per_span in col]
+        policy = self.policy
+        redact = policy.redact_text
+        resources: dict[int, Any] = {}
+        scopes = batch.column("ScopeName")
+        names, status = batch.column("SpanName"), batch.column("StatusMessage")
+        span_attrs, res_attrs = batch.column("SpanAttributes"), batch.column("ResourceAttributes")
+        ev_attrs, link_attrs = batch.column("Events.Attributes"), batch.column("Links.Attributes")
+        trusted = self.trust_scopes
+        for i in range(len(names)):
+            res = res_attrs[i]  # one resource is shared by many spans: redacted once
+            key = id(res)
+            done = resources.get(key)
+            if done is None or done[0] is not res:
+                done = resources[key] = (res, self._attrs(res))
+            res_attrs[i] = done[1]
+            if scopes[i] in trusted:
+                continue
+            names[i] = redact(names[i])
+            if status[i]:
+                status[i] = redact(status[i])
+            span_attrs[i] = self._attrs(span_attrs[i])
+            if ev_attrs[i]:
+                ev_attrs[i] = [self._attrs(a) for a in ev_attrs[i]]
+            if link_attrs[i]:
+                link_attrs[i] = [self._attrs(a) for a in link_attrs[i]]
         return batch
 
     def shutdown(self) -> None:
@@ -293,8 +323,11 @@ def load_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     return doc
 
 
-def build_chain(config: Mapping[str, Any] | None = None, store: Any = None) -> ProcessorChain:
-    """A chain from a parsed configuration (see the module doc); raises ConfigError."""
+def build_chain(config: Mapping[str, Any] | None = None, store: Any = None,
+                default_redact: bool = False) -> ProcessorChain:
+    """A chain from a parsed configuration (see the module doc); raises ConfigError. With
+    ``default_redact`` (``execscope collect``), a chain without a ``redact`` processor gets one first,
+    trusting execscope's own spans (see :class:`RedactProcessor`), unless ``redact`` is disabled."""
     config = config or {}
     unknown = set(config) - {"processors", "batch"}
     if unknown:
@@ -320,4 +353,6 @@ def build_chain(config: Mapping[str, Any] | None = None, store: Any = None) -> P
         if store is not None and hasattr(processor, "bind_store"):
             processor.bind_store(store)
         processors.append(processor)
+    if default_redact and "redact" in factories and not any(getattr(p, "name", "") == "redact" for p in processors):
+        processors.insert(0, factories["redact"](trust_scopes=["execscope"]))
     return ProcessorChain(processors, batch)

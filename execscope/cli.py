@@ -36,11 +36,11 @@ def _open(store_dsn: str | None) -> Store:
         raise click.ClickException(str(exc)) from None
 
 
-def _chain(processors_file: str | None, store: Store) -> Any:
+def _chain(processors_file: str | None, store: Store, default_redact: bool = False) -> Any:
     from execscope.collector.processors import ConfigError, build_chain, load_config
 
     try:
-        return build_chain(load_config(processors_file), store)
+        return build_chain(load_config(processors_file), store, default_redact=default_redact)
     except ConfigError as exc:
         store.close()
         raise click.ClickException(str(exc)) from None
@@ -135,6 +135,10 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     if not include:
         raise click.UsageError("give at least one --include GLOB naming the modules to record, "
                                "e.g. --include 'myapp' --include 'myapp.*'")
+    if processors_file:  # its redact entry extends the secrets policy of capture too
+        from execscope.instrumentation.capture.redaction import ENV_CONFIG
+
+        os.environ[ENV_CONFIG] = os.path.abspath(processors_file)
     if exporter == "kafka":
         if not kafka_bootstrap:
             raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
@@ -225,7 +229,7 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
                             format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
     store = _open(store_dsn)
     try:
-        chain = _chain(processors_file, store)
+        chain = _chain(processors_file, store, default_redact=True)  # spans of other SDKs are redacted too
         source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
                              instance_id=instance_id)
         previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -470,6 +474,48 @@ def demo(store_dsn: str | None, level: str) -> None:
     sys.exit(run_demo(store_dsn, level))
 
 
+def _check_policy() -> Any:
+    """The secrets policy of this environment (EXECSCOPE_REDACT_*), value patterns always on: what a
+    store is checked and scrubbed against."""
+    from execscope.instrumentation.capture.redaction import policy_from
+
+    errors: list[str] = []
+    policy = policy_from(patterns=True, errors=errors)
+    for problem in errors:
+        click.echo(f"execscope: redaction setting ignored: {problem}", err=True)
+    return policy
+
+
+@main.command("redact-check")
+@FORMAT_OPTION
+@STORE_OPTION
+def redact_check(fmt: str, store_dsn: str | None) -> None:
+    """Scan the store for secrets the redaction policy would hide (keys, tokens, passwords in URLs and
+    connection strings, card numbers, values under secret names, ...) and report where they are:
+    table, column, map key, node, kind and count. Exits 1 when anything is found, 0 when the store
+    is clean. `execscope storage scrub` rewrites what it finds.
+
+    \b
+        execscope redact-check
+        execscope redact-check --store chdb:///srv/recordings/db --format json
+    """
+    from execscope.storage.secrets import FINDING_COLUMNS, check_store
+
+    policy = _check_policy()
+    store = _open(store_dsn)
+    try:
+        findings = check_store(store, policy)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    print_rows(FINDING_COLUMNS, [f.row() for f in findings], fmt)
+    total = sum(f.count for f in findings)
+    click.echo(f"execscope: {total} secret(s) found in {store.address}" if total
+               else f"execscope: no secrets found in {store.address}", err=True)
+    sys.exit(1 if findings else 0)
+
+
 @main.group()
 def dashboards() -> None:
     """Grafana dashboards over the store (ClickHouse datasource plugin)."""
@@ -500,7 +546,38 @@ def dashboards_export(out_dir: str, datasource_uid: str) -> None:
 
 @main.group()
 def storage() -> None:
-    """Manage the store's schema."""
+    """Manage the store: schema, secrets."""
+
+
+@storage.command("scrub")
+@click.option("--dry-run", is_flag=True, help="Say what would be rewritten; change nothing.")
+@FORMAT_OPTION
+@STORE_OPTION
+def storage_scrub(dry_run: bool, fmt: str, store_dsn: str | None) -> None:
+    """Rewrite, in place, every stored value the redaction policy would have hidden (a store recorded
+    before the policy, or with value patterns off): ALTER TABLE ... UPDATE (span names, which are part
+    of the sorting key, by inserting the spans again). Prints what was rewritten per table and column;
+    then `execscope redact-check` proves the store clean. Stop recording into the store first.
+
+    \b
+        execscope storage scrub --dry-run
+        execscope storage scrub && execscope redact-check
+    """
+    from execscope.storage.secrets import SCRUB_COLUMNS, scrub_store
+
+    policy = _check_policy()
+    store = _open(store_dsn)
+    try:
+        report = scrub_store(store, policy, dry_run=dry_run)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    print_rows(SCRUB_COLUMNS, report.rows(), fmt)
+    n = sum(report.updated.values()) + sum(report.reinserted.values())
+    verb = "would rewrite" if dry_run else "rewrote"
+    click.echo(f"execscope: {verb} {n} value(s) in {store.address}" +
+               (f"; {len(report.left)} left (see rows)" if report.left else ""), err=True)
 
 
 @storage.command("migrate")

@@ -1364,7 +1364,8 @@ static int render_value(PyObject *render, PyObject *name, int secret, PyObject *
         if (!overflow && !(v == -1 && PyErr_Occurred())) {
             *len = format_int(scratch, v);
             *text = scratch;
-            if (*len <= g_max_chars)
+            /* 13 digits or more may be a card number: the renderer asks the policy */
+            if (*len <= g_max_chars && (*len < 13 || !repr_patterns_on()))
                 return 0;
         }
         PyErr_Clear();
@@ -1378,7 +1379,9 @@ static int render_value(PyObject *render, PyObject *name, int secret, PyObject *
         *len = value == Py_True ? 4 : 5;
         if (*len <= g_max_chars)
             return 0;
-    } else if ((t == &PyUnicode_Type && PyUnicode_GET_LENGTH(value) <= g_max_chars) || t == &PyFloat_Type) {
+    } else if ((t == &PyUnicode_Type && PyUnicode_GET_LENGTH(value) <= g_max_chars && !repr_may_hold(value)) ||
+               t == &PyFloat_Type) { /* a str that may hold a secret goes to the renderer (its error, if
+                                      * any, is the renderer's too) */
         PyObject *r = PyObject_Repr(value);
         if (r == NULL)
             return -1;
@@ -1835,6 +1838,19 @@ static PyObject *bounded_repr(PyObject *module, PyObject *args) {
     return repr_bounded(value, &limits);
 }
 
+/* set_redaction(...): the policy for the renderer (see _repr.h); the encoder's caches of secret
+ * names are dropped with the previous policy. */
+static PyObject *set_redaction(PyObject *module, PyObject *args, PyObject *kwds) {
+    PyObject *r = repr_set_redaction(module, args, kwds);
+    if (r != NULL) {
+        if (g_secret_cache != NULL)
+            PyDict_Clear(g_secret_cache);
+        if (g_head_cache != NULL)
+            PyDict_Clear(g_head_cache);
+    }
+    return r;
+}
+
 /* count_events(frames) -> int: the span events their encoding holds (events, and an exception) */
 static PyObject *count_events(PyObject *module, PyObject *frames) {
     PyObject *seq = PySequence_Fast(frames, "frames must be a sequence");
@@ -1900,6 +1916,11 @@ static PyMethodDef module_methods[] = {
     {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,
      "bounded_repr(value, max_chars, max_items, max_depth) -> values.safe_repr's text, or None when the "
      "value holds a type only the Python renderer handles."},
+    {"set_redaction", (PyCFunction)(void (*)(void))set_redaction, METH_VARARGS | METH_KEYWORDS,
+     "set_redaction(name_check, redact_text, redact_bytes, enabled, triggers, needs, card, b64run, always, "
+     "min_len, slack): the secrets policy of the renderer (redaction.Policy)."},
+    {"may_hold_secret", (PyCFunction)repr_may_hold_secret, METH_O,
+     "may_hold_secret(text) -> bool: whether the policy's scan finds a trigger in a str or bytes."},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids, and no tally of the parent's (after fork)."},
     {"close_tally", (PyCFunction)py_close_tally, METH_NOARGS,
      "End the tally of calls left out under an OTel span and buffer it (before the buffer is taken)."},

@@ -17,4 +17,25 @@ PyObject *repr_bounded(PyObject *value, const ReprLimits *limits);
 /* Must be called once (module init): looks up collections.deque. */
 int repr_init(void);
 
+/* Redaction (redaction.py is the policy; these are its hot-path half). While a policy is set, the
+ * renderer shows the value under a secret-looking dict key, or the second item of a (secret-name,
+ * value) pair, as <redacted>, and hands a str/bytes leaf (its first max_chars + slack characters)
+ * or a 13+ digit int to the policy's redact callable only when the scan below finds a trigger. */
+
+/* set_redaction(name_check, redact_text, redact_bytes, enabled, triggers, needs, card, b64run, always,
+ * min_len, slack) -> None: the policy's callables and scanner data (Policy.scanner_data): a trigger
+ * holding an upper-case letter is matched exactly, others case-insensitively; needs[i] ("" for
+ * none): characters one of which the text must hold for trigger i to count. */
+PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds);
+
+/* may_hold_secret(text: str | bytes) -> bool: the scan (a trigger, a card-digit run, a 40-char
+ * base64 run); False while value patterns are off. */
+PyObject *repr_may_hold_secret(PyObject *module, PyObject *text);
+
+/* 1 when a str / bytes object may hold a secret (the scan), 0 when not, -1 on error. */
+int repr_may_hold(PyObject *text);
+
+/* Whether value patterns are on (a str leaf may change). */
+int repr_patterns_on(void);
+
 #endif

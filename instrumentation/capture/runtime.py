@@ -59,6 +59,7 @@ from execscope.instrumentation.capture.values import (
     ReprLimits,
     capture,
     exception_message,
+    redact_text,
 )
 
 FUNCTIONS, BRANCHES, STATEMENTS = 1, 2, 3
@@ -524,7 +525,8 @@ def caught_exception(caller: Any, points: tuple, handler: str
 def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
     """``exception.stacktrace`` in Python's own traceback format."""
     summary = traceback.StackSummary.from_list([(f, n, fn, None) for f, n, fn in entries])
-    return "Traceback (most recent call last):\n" + "".join(summary.format()) + f"{type_name}: {message}"
+    # source lines are read here: a secret written in the source is hidden like one in a value
+    return redact_text("Traceback (most recent call last):\n" + "".join(summary.format()) + f"{type_name}: {message}")
 
 
 def fail(frame: Frame | Any, exc: BaseException) -> None:

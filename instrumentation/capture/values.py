@@ -7,7 +7,12 @@ shown as ``<module.Type object at 0x...>`` unless their type's ``__repr__`` is i
 (datetime, Decimal, ...), or unless user reprs are explicitly allowed (``EXECSCOPE_USER_REPR=1``),
 in which case a raising ``__repr__`` is caught and shown as ``<Type: repr raised ValueError>``.
 
-Names matching :data:`SECRET_NAME` (passwords, tokens, keys, ...) are redacted by :func:`capture`.
+Secrets (see :mod:`.redaction`, the policy): a value whose name looks like a secret is
+``<redacted>`` (:func:`capture`), and so is, at every depth the renderer walks, a dict value under
+such a key, a namedtuple or namespace field of such a name and the value of a ``(name, value)``
+pair; text holding a known secret format (keys, tokens, URL passwords, card numbers, ...) has that
+part replaced by ``<redacted:KIND>``: str and bytes leaves, large ints, reprs of other types,
+exception messages. The C renderer applies the same policy (:func:`use_policy` hands it over).
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-SECRET_NAME = re.compile(
-    r"(?i)(pass(wd|word)?|secret|token|api[_-]?key|apikey|auth|credential|private[_-]?key|cookie|session[_-]?id"
-    r"|signature|bearer)")
-REDACTED = "<redacted>"
+from execscope.instrumentation.capture import redaction
+from execscope.instrumentation.capture.redaction import REDACTED, SCAN_SLACK, Policy
+
+SECRET_NAME = re.compile(f"(?i)({redaction.DEFAULT_NAMES})")  # the built-in names (the policy may add more)
+_policy: Policy = redaction.POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ EXC_GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)  # 3.11+
 EXC_GROUP_MESSAGE: Any = vars(EXC_GROUP)["message"].__get__ if EXC_GROUP is not None else None
 EXC_GROUP_EXCEPTIONS: Any = vars(EXC_GROUP)["exceptions"].__get__ if EXC_GROUP is not None else None
 _MODULE_GETATTR = types.ModuleType.__getattribute__
+_NS_DICT: Any = lambda ns: object.__getattribute__(ns, "__dict__")  # noqa: E731  (the type's own slot)
 
 
 def _type_name(t: type) -> str:
@@ -76,22 +83,52 @@ class _Budget:
         self.left = left
 
 
+def _render_text(value: Any, limits: ReprLimits) -> str:
+    """A str / bytes / bytearray leaf: its first ``max_chars + SCAN_SLACK`` characters through the
+    policy when its scan finds a trigger (see redaction), then cut to ``max_chars``."""
+    cap = limits.max_chars
+    n = len(value)
+    policy = _policy
+    if policy.active and n >= policy.min_len:
+        bound = cap + SCAN_SLACK
+        head = value[:bound]
+        if type(value) is str:
+            red: Any = policy.redact_text(head) if policy.scan(head) else head
+        else:
+            red = policy.redact_bytes(head) if policy.scan(head.decode("latin-1")) else head
+            if type(value) is bytearray:
+                red = bytearray(red)
+        if red is not head:
+            if n > bound or len(red) > cap:
+                return repr(red[:cap]) + "…"
+            return repr(red)
+    if n > cap:
+        return repr(value[:cap]) + "…"
+    return repr(value)
+
+
+def _field(name: Any, value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: set[int]) -> str:
+    """The value of a dict key / field ``name`` one level down: ``<redacted>`` when the name is a secret's."""
+    if type(name) is str and _policy.is_secret_name(name):
+        return REDACTED
+    return _render(value, limits, depth + 1, budget, seen)
+
+
 def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: set[int]) -> str:
     t = type(value)
     if t is str:
-        s = value
-        if len(s) > limits.max_chars:
-            return repr(s[: limits.max_chars]) + "…"
-        return repr(s)
+        return _render_text(value, limits)
     if t is int:
-        if value.bit_length() > 256:
-            return f"<int of {value.bit_length()} bits>"
+        bits = value.bit_length()
+        if bits > 256:
+            return f"<int of {bits} bits>"
+        if bits >= 40 and _policy.active:  # 13 digits or more: a card number?
+            return _policy.redact_text(repr(value))
         return repr(value)
     if t in _SCALARS:
         return repr(value)
     if t is bytes or t is bytearray:
-        b = value[: limits.max_chars]
-        return repr(b) + ("…" if len(value) > limits.max_chars else "")
+        return _render_text(value, limits)
     if t in (list, tuple, set, frozenset, dict):
         if id(value) in seen:
             return "[...]" if t is list else "{...}" if t in (dict, set) else "(...)"
@@ -111,10 +148,21 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
             fields = getattr(t, "_fields", None)
             as_tuple: Any = tuple
             if base is tuple and isinstance(fields, tuple) and len(fields) == as_tuple.__len__(value):
-                inner = ", ".join(f"{f}={_render(v, limits, depth + 1, budget, seen)}"
+                inner = ", ".join(f"{f}={_field(f, v, limits, depth, budget, seen)}"
                                   for f, v in zip(fields[: limits.max_items], as_tuple.__iter__(value)))
                 return f"{t.__name__}({inner})"
             return f"{t.__name__}({_render_container(value, base, limits, depth, budget, seen)})"
+        finally:
+            seen.discard(id(value))
+    if t is types.SimpleNamespace:  # rendered by type: its fields, names redacted like dict keys
+        if depth >= limits.max_depth or id(value) in seen:
+            return "namespace(...)"
+        seen.add(id(value))
+        try:
+            fields = dict.items(_NS_DICT(value))
+            inner = ", ".join(f"{k}={_field(k, v, limits, depth, budget, seen)}"
+                              for k, v in list(fields)[: limits.max_items])
+            return f"namespace({inner})"
         finally:
             seen.discard(id(value))
     if t is collections.deque:
@@ -136,6 +184,8 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
             return f"<{_type_name(t)}: repr raised {type(exc).__name__}>"
         if not isinstance(text, str):
             return _opaque(value)
+        if _policy.active:  # text we did not make: scanned whole (what is stored is cut anyway)
+            text = _policy.redact_text(str.__str__(text)[: limits.max_chars + SCAN_SLACK])
         return text
     return _opaque(value)
 
@@ -144,19 +194,26 @@ def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget
                       seen: set[int]) -> str:
     parts: list[str] = []
     n = t.__len__(value)
+    secret = _policy.is_secret_name
     if t is dict:
         items = iter(dict.items(value))
         for _ in range(min(n, limits.max_items)):
             k, v = next(items)
-            parts.append(f"{_render(k, limits, depth + 1, budget, seen)}: "
-                         f"{_render(v, limits, depth + 1, budget, seen)}")
+            key = _render(k, limits, depth + 1, budget, seen)
+            parts.append(f"{key}: {_field(k, v, limits, depth, budget, seen)}")
             budget.left -= len(parts[-1])
             if budget.left <= 0:
                 break
     else:
         it = t.__iter__(value)
-        for _ in range(min(n, limits.max_items)):
-            parts.append(_render(next(it), limits, depth + 1, budget, seen))
+        # a (name, value) pair whose name looks like a secret: headers as a list of tuples
+        pair = t is tuple and n == 2 and type(tuple.__getitem__(value, 0)) is str
+        for i in range(min(n, limits.max_items)):
+            item = next(it)
+            if pair and i == 1 and secret(tuple.__getitem__(value, 0)):
+                parts.append(REDACTED)
+            else:
+                parts.append(_render(item, limits, depth + 1, budget, seen))
             budget.left -= len(parts[-1])
             if budget.left <= 0:
                 break
@@ -188,6 +245,38 @@ def _load_native_repr() -> Any:
 _native_repr = _load_native_repr()
 
 
+def use_policy(policy: Policy) -> Policy:
+    """Make ``policy`` the one every value is rendered with (both renderers); returns the previous one.
+    The process starts with :data:`redaction.POLICY` (from its environment)."""
+    global _policy
+    previous = _policy
+    _policy = redaction.POLICY = policy
+    native = _native_module()
+    if native is not None:
+        data = policy.scanner_data()
+        native.set_redaction(policy.is_secret_name, policy.redact_text, policy.redact_bytes, data["enabled"],
+                             data["triggers"], data["needs"], data["card"], data["b64run"], data["always"],
+                             data["min_len"], SCAN_SLACK)
+        policy.scan = native.may_hold_secret  # the same scan, in C
+    return previous
+
+
+def _native_module() -> Any:
+    if _native_repr is None:
+        return None
+    from execscope.instrumentation.capture import _capture
+
+    return _capture
+
+
+def policy() -> Policy:
+    """The policy values are rendered with (see :func:`use_policy`)."""
+    return _policy
+
+
+use_policy(_policy)
+
+
 def safe_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """A bounded representation of ``value`` that never raises; see the module docstring."""
     if _native_repr is not None:
@@ -216,9 +305,17 @@ def python_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
 
 def capture(name: str, value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """``safe_repr`` of a named value, redacted when the name looks like a secret."""
-    if SECRET_NAME.search(name):
+    if name and _policy.is_secret_name(name):
         return REDACTED
     return safe_repr(value, limits)
+
+
+def redact_text(text: str, limit: int | None = None) -> str:
+    """Free text (a message, a stack trace, a status) through the value patterns; the first ``limit``
+    characters (+ the scan slack) are kept when given."""
+    if limit is not None and len(text) > limit + SCAN_SLACK:
+        text = text[: limit + SCAN_SLACK]
+    return _policy.redact_text(text)
 
 
 def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -> str:
@@ -240,6 +337,9 @@ def exception_message(exc: BaseException, limits: ReprLimits = DEFAULT_LIMITS) -
                 msg = safe_repr(args[0] if len(args) == 1 else args, limits)
         else:
             msg = safe_repr(EXC_ARGS(exc), limits)
-        return msg if len(msg) <= limits.max_chars * 4 else msg[: limits.max_chars * 4] + "…"
+        cap = limits.max_chars * 4
+        long = len(msg) > cap + SCAN_SLACK
+        msg = redact_text(msg, cap)  # a URL or key in the message (str() of a user exception included)
+        return msg if len(msg) <= cap and not long else msg[:cap] + "…"
     except Exception:
         return "<message unavailable>"

@@ -43,6 +43,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from execscope.instrumentation.export.otlp_encode import redact_sdk_request
+
 DEFAULT_TOPIC = "otlp_spans"
 DEFAULT_MAX_QUEUE_BYTES = 64 << 20
 MAX_INFLIGHT_BYTES = 32 << 20
@@ -331,7 +333,7 @@ class KafkaSpanExporter(SpanExporter):
         ok = True
         for trace_id, group in group_by_trace(spans, lambda s: s.context.trace_id).items():
             try:
-                payload = encode_spans(group).SerializeToString()
+                payload = redact_sdk_request(encode_spans(group)).SerializeToString()
             except Exception:
                 self.sink.dropped_spans += len(group)
                 ok = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from execscope.instrumentation.capture import values
 from execscope.instrumentation.capture.fast_capture import (
     EV_ASSIGN,
     EV_BRANCH,
@@ -25,7 +26,7 @@ from execscope.instrumentation.capture.fast_capture import (
     Rendered,
 )
 from execscope.instrumentation.capture.runtime import I_FILE, I_LINE, I_NAME, I_NODE, I_PARAMS, I_VERSION, format_stack
-from execscope.instrumentation.capture.values import DEFAULT_LIMITS, REDACTED, SECRET_NAME, ReprLimits, capture
+from execscope.instrumentation.capture.values import DEFAULT_LIMITS, REDACTED, ReprLimits, capture
 from execscope.instrumentation.export import otlp_wire as w
 
 _EVENT_NAMES = {EV_LINE: "execscope.line", EV_BRANCH: "execscope.branch", EV_ASSIGN: "execscope.assign",
@@ -36,8 +37,8 @@ _ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 
 def render(name: str, value: Any, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """What :func:`values.capture` gives, for a value kept raw or already rendered on the hot path."""
-    if type(value) is Rendered:
-        return REDACTED if name and SECRET_NAME.search(name) else str.__str__(value)
+    if type(value) is Rendered:  # rendered (and its text redacted) when captured
+        return REDACTED if name and values.policy().is_secret_name(name) else str.__str__(value)
     return capture(name, value, limits)
 
 
@@ -75,7 +76,7 @@ def _head(info: tuple, kind: str) -> bytes:
 
 
 def _is_secret(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
+    return values.policy().is_secret_name(name)
 
 
 def native_head(info: tuple, kind: str) -> tuple[bytes, bytes, tuple[bytes, ...], tuple[bool, ...]]:
@@ -84,7 +85,7 @@ def native_head(info: tuple, kind: str) -> tuple[bytes, bytes, tuple[bytes, ...]
     params = info[I_PARAMS] if len(info) > I_PARAMS else ()
     return (w.ld(b"\x2a", w._utf8(info[I_NAME])), _head(info, kind),
             tuple(w._key("execscope.arg." + name) for name in params),
-            tuple(bool(SECRET_NAME.search(name)) for name in params))
+            tuple(_is_secret(name) for name in params))
 
 
 def encode_frame(f: FastFrame) -> bytes:
@@ -147,7 +148,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
                    dropped: int = 0) -> bytes:
     """One serialized ExportTraceServiceRequest holding every frame; ``dropped`` (cumulative count of
     frames lost to a full buffer) rides on the resource as ``execscope.dropped_spans``."""
-    resource_attrs = dict(resource)
+    resource_attrs: dict[str, Any] = dict(values.policy().redact_attributes(resource))  # OTEL_RESOURCE_ATTRIBUTES
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
@@ -156,3 +157,52 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
                                    _is_secret)
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
                      [encode_frame(f) for f in frames])
+
+
+TRUSTED_SCOPES = frozenset({"execscope"})
+"""Spans of these instrumentation scopes were redacted when captured (by the same policy)."""
+
+
+def _redact_any(policy: Any, key: str, value: Any) -> None:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        new = policy.redact_value(key, value.string_value)
+        if new != value.string_value:
+            value.string_value = new
+    elif kind == "array_value":
+        for item in value.array_value.values:
+            _redact_any(policy, key, item)
+    elif kind == "kvlist_value":
+        _redact_kvs(policy, value.kvlist_value.values)
+
+
+def _redact_kvs(policy: Any, kvs: Any) -> None:
+    for kv in kvs:
+        _redact_any(policy, kv.key, kv.value)
+
+
+def redact_sdk_request(request: Any, trusted: frozenset[str] = TRUSTED_SCOPES) -> Any:
+    """Apply the secrets policy, in place, to an ``ExportTraceServiceRequest`` of SDK spans (the
+    program's own OpenTelemetry instrumentations, exported next to execscope's): attribute values
+    (by key name and by pattern, at any depth), span names, event names, status messages and the
+    resource. Spans of ``trusted`` scopes are left alone (captured redacted). Returns ``request``."""
+    policy = values.policy()
+    for resource_spans in request.resource_spans:
+        _redact_kvs(policy, resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            if scope_spans.scope.name in trusted:
+                continue
+            for span in scope_spans.spans:
+                red = policy.redact_text(span.name)
+                if red != span.name:
+                    span.name = red
+                _redact_kvs(policy, span.attributes)
+                for event in span.events:
+                    _redact_kvs(policy, event.attributes)
+                for link in span.links:
+                    _redact_kvs(policy, link.attributes)
+                if span.status.message:
+                    red = policy.redact_text(span.status.message)
+                    if red != span.status.message:
+                        span.status.message = red
+    return request

@@ -34,7 +34,9 @@ class SpoolSpanExporter(SpanExporter):
             # and opentelemetry-proto costs every recording process ~20 ms to import
             from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-            payload = encode_spans(spans).SerializeToString()
+            from execscope.instrumentation.export.otlp_encode import redact_sdk_request
+
+            payload = redact_sdk_request(encode_spans(spans)).SerializeToString()
         except Exception:
             self.failed_spans += len(spans)
             return SpanExportResult.FAILURE

@@ -38,9 +38,9 @@ def decoded_batch() -> SpanBatch:
 def test_redact_by_key_and_value_pattern() -> None:
     batch = RedactProcessor(value_patterns=[r"AKIA\d+"]).process(decoded_batch())
     attrs = batch.column("SpanAttributes")[0]
-    assert attrs["user.password"] == "[REDACTED]" and attrs["plain"] == "ok"
-    assert attrs["msg"] == "key=[REDACTED] end"
-    assert batch.column("Events.Attributes")[0][0] == {"auth_token": "[REDACTED]", "size": "3"}
+    assert attrs["user.password"] == "<redacted>" and attrs["plain"] == "ok"
+    assert attrs["msg"] == "key=<redacted:custom> end"
+    assert batch.column("Events.Attributes")[0][0] == {"auth_token": "<redacted>", "size": "3"}
 
 
 def test_attribute_limits_bound_values_and_counts() -> None:
@@ -58,7 +58,7 @@ def test_chain_from_toml_runs_processors_in_order(tmp_path: Path) -> None:
     chain = build_chain(load_config(path))
     assert chain.batch.max_messages == 9 and not chain.native_ok
     attrs = chain.process(decoded_batch()).column("SpanAttributes")[0]
-    assert attrs["note"] == "[REDACTED]" and attrs["plain"] == "ok" and attrs["user.password"] == "[REDACTED]"
+    assert attrs["note"] == "<redacted>" and attrs["plain"] == "ok" and attrs["user.password"] == "<redacted>"
     assert build_chain({}).native_ok  # no processors: the engine may parse OTLP itself
 
 
