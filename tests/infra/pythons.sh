@@ -20,13 +20,13 @@
 # (/opt/execscope/venv-X.Y) and are reinstalled only when pyproject.toml or a C source changed, or a
 # compiled extension went missing; pip's cache stays in the root.
 #
-# Each run copies the host's resolver config, CA bundle and certificates, and pip configuration
-# (config files, PIP_* variables and the local paths they name) into the root, mounts /proc, /dev,
-# /dev/pts and /dev/shm, and bind-mounts this checkout at /src/execscope; everything is unmounted on
-# exit. The chroot shares the host's network, so the Kafka tests use a broker started here on the
-# host (tests/infra/kafka.sh, when java and mvn are present) through EXECSCOPE_TEST_KAFKA; the tests
-# that stop and restart it ask this script to, through the directory named by
-# EXECSCOPE_TEST_KAFKA_CONTROL (see tests/integration/kafka_broker.py).
+# Each run copies the host's resolver config, CA bundle and certificates, apt fetch settings and pip
+# configuration (config files, PIP_* variables and the local paths they name) into the root, mounts
+# /proc, binds /dev, /dev/pts, /dev/shm and (read-only) /sys with its cgroup mounts, and binds this
+# checkout at /src/execscope; everything is unmounted on exit. The chroot shares the host's network,
+# so the Kafka tests use a broker started here on the host (tests/infra/kafka.sh, when java and mvn
+# are present) through EXECSCOPE_TEST_KAFKA; the tests that stop and restart it ask this script to,
+# through the directory named by EXECSCOPE_TEST_KAFKA_CONTROL (see tests/integration/kafka_broker.py).
 set -euo pipefail
 
 HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
@@ -196,6 +196,12 @@ mount_root() {
     mount_in /dev --bind /dev
     mount_in /dev/pts --bind /dev/pts
     [ -d /dev/shm ] && mount_in /dev/shm --bind /dev/shm
+    # /sys and what is mounted under it (the cgroup files chDB sizes itself by), read-only, one by one
+    local target
+    for target in $(awk '$2 == "/sys" || index($2, "/sys/") == 1 { print $2 }' /proc/mounts); do
+        mount_in "$target" --bind "$target"
+        mount -o remount,bind,ro "$ROOT$target" 2>/dev/null || true
+    done
     mount_in "$SRC" --bind "$REPO"
     carry_host_config
 }
@@ -297,13 +303,14 @@ start_broker() {
 }
 
 control_loop() {  # serves NAME.req (stop|start|status) with NAME.out, NAME.err and, last, NAME.rc
-    local dir="$ROOT$CONTROL" req name action rc
+    local dir="$ROOT$CONTROL" req name action rc t0
     while [ -d "$dir" ]; do
         for req in "$dir"/*.req; do
             [ -f "$req" ] || continue
             name="${req%.req}"
             action="$(cat "$req")"
             rm -f "$req"
+            t0=$SECONDS
             case "$action" in
                 stop | start | status)
                     rc=0
@@ -311,6 +318,7 @@ control_loop() {  # serves NAME.req (stop|start|status) with NAME.out, NAME.err 
                     ;;
                 *) echo "unknown request $action" >"$name.err"; : >"$name.out"; rc=2 ;;
             esac
+            [ "$action" = status ] || log "broker $action for a test: exit $rc in $((SECONDS - t0)) s"
             echo "$rc" >"$name.rc.tmp"
             mv "$name.rc.tmp" "$name.rc"
         done
@@ -326,6 +334,7 @@ stop_broker() {
     fi
     if [ -n "$KAFKA_DIR" ]; then
         bash "$HERE/kafka.sh" stop "$KAFKA_DIR" || log "stopping the broker in $KAFKA_DIR failed"
+        cp "$KAFKA_DIR/broker.log" "$ROOT.logs/broker.log" 2>/dev/null || true
         rm -rf "$KAFKA_DIR"
         KAFKA_DIR=""
     fi

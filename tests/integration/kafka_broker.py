@@ -11,18 +11,26 @@ the host). The tests that stop and restart the broker need a way to ask its owne
 ``start`` or ``status`` is answered by the owner running ``tests/infra/kafka.sh ACTION`` on its
 broker and writing ``NAME.out``, ``NAME.err`` and, last, ``NAME.rc`` (the exit code). Without it those
 tests are skipped, saying why.
+
+Several xdist workers may share a broker (an external one; or any, whenever the group above does not
+hold: with pytest 9.2 and pytest-xdist 3.8, ``--dist loadgroup`` no longer groups, pytest-xdist
+issue 1386, and each worker then starts a broker of its own). So each test holds a shared lock on the
+broker (a file lock named after its address), and a test that stops it first takes the lock
+exclusively (:meth:`Broker.claim_for_restart`): no other test uses the broker while it is down.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -41,16 +49,25 @@ class Broker:
     bootstrap: str
     directory: Path | None = None
     control: Path | None = None
+    _lock_fd: int | None = field(default=None, repr=False)  # the running test's lock on the broker
 
     @property
     def restartable(self) -> bool:
         return self.directory is not None or self.control is not None
 
-    def require_restartable(self) -> None:
-        """Skip the calling test when this broker cannot be stopped and started from here."""
+    @property
+    def lock_path(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"execscope-kafka-{self.bootstrap.replace(':', '-')}.lock"
+
+    def claim_for_restart(self) -> None:
+        """For a test that stops and restarts the broker: skip it when that cannot be done from here;
+        else wait until no other test (of another xdist worker) uses the broker, and keep it for the
+        rest of this test."""
         if not self.restartable:
             pytest.skip(f"the broker at {self.bootstrap} is external ({ENV_EXTERNAL}) and no {ENV_CONTROL} "
                         "lets a test stop and restart it")
+        assert self._lock_fd is not None, "use the kafka_broker fixture"
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # from this test's shared lock
 
     def _run(self, action: str) -> subprocess.CompletedProcess[str]:
         if self.directory is not None:
@@ -87,6 +104,29 @@ class Broker:
     def start(self) -> None:
         out = self._call("start")
         assert f"bootstrap={self.bootstrap}" in out, out  # same port and data after a restart
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until a new topic takes a message. A (re)started broker accepts connections (and
+        kafka.sh start returns) before it leads partitions; on a loaded machine that takes seconds, and
+        a test would meanwhile see NotLeaderForPartition and read an empty topic."""
+        from kafka import KafkaProducer
+
+        topic = f"ready-{uuid.uuid4().hex[:10]}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                producer = KafkaProducer(bootstrap_servers=self.bootstrap, max_block_ms=10_000)
+                try:
+                    producer.send(topic, b"ready").get(timeout=30)
+                    return
+                finally:
+                    producer.close(timeout=5)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the broker at {self.bootstrap} did not take a message within "
+                                       f"{timeout_s} s after its restart: {exc!r}") from exc
+                time.sleep(0.5)
 
     def status(self) -> str:
         """kafka.sh status's output (``bootstrap=HOST:PORT``), or "" when it is not running."""
@@ -130,12 +170,27 @@ def external_broker() -> Broker | None:
     return Broker(bootstrap, control=Path(control) if control else None)
 
 
+@pytest.fixture
+def kafka_broker(kafka_session_broker: Broker) -> Iterator[Broker]:
+    """The session's broker, shared with other tests (and workers) until this test claims it."""
+    broker = kafka_session_broker
+    fd = os.open(broker.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        broker._lock_fd = fd
+        yield broker
+    finally:
+        broker._lock_fd = None
+        os.close(fd)
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     external = external_broker()
     if external is not None:
         if not external.running():
             raise RuntimeError(f"no broker answers at {ENV_EXTERNAL}={external.bootstrap}")
+        external.wait_ready()
         yield external  # its owner stops it
         return
     missing = missing_tools()
@@ -144,6 +199,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
                     "from Maven Central jars by tests/infra/kafka.sh)")
     broker = start_broker(tmp_path_factory.mktemp("kafka"))
     try:
+        broker.wait_ready()  # a fresh broker, too, answers before it leads new partitions
         yield broker
     finally:
         broker.stop()
