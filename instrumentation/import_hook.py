@@ -44,7 +44,7 @@ NEVER_INSTRUMENT = (
     "click", "jinja2", "markupsafe", "typing_extensions", "importlib_metadata", "zipp", "wrapt",
     "deprecated", "_pytest", "pytest", "pluggy", "execnet", "xdist",
 )
-_CACHE_MAGIC = b"ESCOPE6\n"  # bumped whenever the rewritten form changes
+_CACHE_MAGIC = b"ESCOPE7\n"  # bumped whenever the rewritten form changes
 
 
 class ExecscopeWarning(UserWarning):

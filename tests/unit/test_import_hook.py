@@ -191,6 +191,10 @@ def gen(n):
 async def coro(x):
     await asyncio.sleep(0)
     return x
+
+def scopes(xs, k: int | None = None) -> bool or None:
+    z: xs or k = 1
+    return [x for x in (xs or [k])], (lambda v=(k or 0): v)
 '''
 
 
@@ -206,4 +210,4 @@ def test_the_cache_magic_names_the_rewritten_form() -> None:
     text = "\n".join(ast.unparse(rewriter.rewrite_source(FORMS, "m", "m.py", level, code_version="v")[0])
                      for level in (1, 2, 3))
     assert (import_hook._CACHE_MAGIC, hashlib.sha256(text.encode()).hexdigest()[:16]) == (
-        b"ESCOPE6\n", "e5df208ab1a725f3")
+        b"ESCOPE7\n", "c0ac8ac99500643b")
