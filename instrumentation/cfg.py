@@ -20,7 +20,15 @@ edge (checked against recordings by ``execscope query cfg-violations``). In part
   block; a ``finally`` block is one set of nodes, so its end continues to every place any of the
   reasons that entered it (normal, exception, return, break, continue) would go (labelled so);
 * class bodies run inline in the scope that defines them (their statements report to that frame), so
-  they are part of that scope's CFG; function bodies, lambdas and comprehensions are their own CFGs.
+  they are part of that scope's CFG; function bodies, lambdas and comprehensions are their own CFGs,
+  but what they evaluate in the defining scope (decorators, defaults, a comprehension's first
+  iterable) is part of the defining scope's flow, and the rewriter probes it there;
+* parts of an expression that run conditionally are branches even without an arm of their own: a
+  comparison chain stops at its first false comparison, an ``assert``'s message runs only when the
+  test failed (and ``python -O`` runs neither), an ``except`` clause's type is evaluated only when an
+  exception reaches it (before the handler is chosen), a ``for`` target is stored at each iteration;
+* annotations and ``type`` aliases are not part of the flow (not evaluated in a function body,
+  strings under ``from __future__ import annotations``, deferred on 3.14): nothing is probed there.
 
 Edge labels: ``''`` (sequential), ``true``/``false`` (conditions, loop iterate/exhausted,
 short-circuit), ``case N``, ``exception``, ``return``, ``break``, ``continue``.
