@@ -20,7 +20,15 @@ edge (checked against recordings by ``execscope query cfg-violations``). In part
   block; a ``finally`` block is one set of nodes, so its end continues to every place any of the
   reasons that entered it (normal, exception, return, break, continue) would go (labelled so);
 * class bodies run inline in the scope that defines them (their statements report to that frame), so
-  they are part of that scope's CFG; function bodies, lambdas and comprehensions are their own CFGs.
+  they are part of that scope's CFG; function bodies, lambdas and comprehensions are their own CFGs,
+  but what they evaluate in the defining scope (decorators, defaults, a comprehension's first
+  iterable) is part of the defining scope's flow, and the rewriter probes it there;
+* parts of an expression that run conditionally are branches even without an arm of their own: a
+  comparison chain stops at its first false comparison, an ``assert``'s message runs only when the
+  test failed (and ``python -O`` runs neither), an ``except`` clause's type is evaluated only when an
+  exception reaches it (before the handler is chosen), a ``for`` target is stored at each iteration;
+* annotations and ``type`` aliases are not part of the flow (not evaluated in a function body,
+  strings under ``from __future__ import annotations``, deferred on 3.14): nothing is probed there.
 
 Edge labels: ``''`` (sequential), ``true``/``false`` (conditions, loop iterate/exhausted,
 short-circuit), ``case N``, ``exception``, ``return``, ``break``, ``continue``.
@@ -37,6 +45,8 @@ from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes
 Pred = tuple[str, str]
 """A pending edge source: (node ID, label of the edge that will leave it)."""
 
+_RAISING = "<raising>"
+"""Placeholder source while building an ``except`` type expression (replaced by each raising node)."""
 _NO_RAISE = (ast.Pass, ast.Break, ast.Continue, ast.Global, ast.Nonlocal)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
@@ -81,11 +91,23 @@ class Cfg:
 
 # --- the context stack: what encloses the node being built -------------------------------------
 @dataclass(slots=True)
-class _Try:
-    """Inside a try body: exceptions go to the handlers first."""
+class _Handler:
+    """An ``except`` clause as an exception meets it: its type expression is evaluated first."""
 
-    handlers: list[str]
-    catch_all: bool
+    arm: str
+    catches_all: bool
+    test: list[tuple[str, str]] | None = None
+    """Where an exception arriving here goes first when the type expression has arms: (arm, label).
+    From the type's last arms the flow goes on by itself (to this handler, or past it)."""
+    test_may_pass: bool = False
+    """The type expression also has a path without arms (the exception goes straight on)."""
+
+
+@dataclass(slots=True)
+class _Try:
+    """Inside a try body: exceptions go to the handlers first, in order."""
+
+    handlers: list[_Handler]
 
 
 @dataclass(slots=True)
@@ -151,9 +173,7 @@ class _Builder:
     def raise_from(self, src: str, label: str = "exception") -> None:
         for frame in reversed(self.stack):
             if isinstance(frame, _Try):
-                for handler in frame.handlers:
-                    self.edge(src, handler, label)
-                if frame.catch_all:
+                if self._to_handlers(src, frame.handlers, label):
                     return
             elif isinstance(frame, _With):
                 frame.after.append((src, label))
@@ -162,6 +182,22 @@ class _Builder:
                 frame.reasons.add("exception")
                 return
         self.edge(src, self.cfg.exit, label)
+
+    def _to_handlers(self, src: str, handlers: list[_Handler], label: str) -> bool:
+        """Edges from ``src`` (raising) into ``handlers`` tried in order; True when no exception gets
+        past them from here (a catch-all)."""
+        for h in handlers:
+            if h.test is not None:
+                for dst, _ in h.test:
+                    self.edge(src, dst, label)
+                if not h.test_may_pass:
+                    # from the type's arms the flow goes on by itself; evaluating the type may also
+                    # raise before its first arm, and that exception leaves this ``try``
+                    return False
+            self.edge(src, h.arm, label)
+            if h.catches_all:
+                return True
+        return False
 
     def jump(self, preds: list[Pred], kind: str, start: int | None = None) -> None:
         """Route ``return``/``break``/``continue`` from ``preds`` outwards through ``finally`` arms.
@@ -202,6 +238,8 @@ class _Builder:
         if isinstance(e, _COMPREHENSIONS):
             self._queue(e, "comprehension")
             return self.expr(e.generators[0].iter, preds)  # the only part evaluated out here
+        if isinstance(e, ast.Compare):
+            return self._compare(e, preds)
         for child in _evaluation_order(e):
             preds = self.expr(child, preds)
         return preds
@@ -227,6 +265,16 @@ class _Builder:
                 out.append((arm, stop))
                 preds = [(arm, go_on)]
         return out
+
+    def _compare(self, e: ast.Compare, preds: list[Pred]) -> list[Pred]:
+        """``a < b < c`` stops at the first false comparison: ``c`` is evaluated only if ``a < b``."""
+        preds = self.expr(e.left, preds)
+        skipped: list[Pred] = []
+        for i, comparator in enumerate(e.comparators):
+            if i:
+                skipped += preds
+            preds = self.expr(comparator, preds)
+        return list(dict.fromkeys(preds + skipped))
 
     def _if_exp(self, e: ast.IfExp, preds: list[Pred]) -> list[Pred]:
         owner = self.resolve(e)
@@ -290,6 +338,13 @@ class _Builder:
             self.raise_from(src)
         return []
 
+    def _s_Assert(self, s: ast.Assert, preds: list[Pred]) -> list[Pred]:
+        head = self._head(s, preds)
+        tested = self.expr(s.test, head)
+        self.expr(s.msg, tested)  # only when the test failed; then AssertionError (its arms raise)
+        # python -O drops the assertion: its test may not run at all
+        return list(dict.fromkeys(head + tested))
+
     def _s_Break(self, s: ast.Break | ast.Continue, preds: list[Pred]) -> list[Pred]:
         self.jump(self._head(s, preds, raises=False), "break" if isinstance(s, ast.Break) else "continue")
         return []
@@ -316,14 +371,22 @@ class _Builder:
         heads = self.expr(s.test if isinstance(s, ast.While) else s.iter, preds)
         loop = _Loop()
         body_arm = f"{owner}.body" if owner is not None else None
+
+        def iterate(preds: list[Pred]) -> list[Pred]:
+            """From the loop's head into the body: a ``for`` stores its target first (``x[i or j]``)."""
+            if isinstance(s, ast.While):
+                return preds
+            return self.expr(s.target, preds)
+
         self.stack.append(loop)
+        into = iterate([(p, lab or "true") for p, lab in heads])
         if body_arm is not None:
             self.node(body_arm)
             self.cfg.ast_of[body_arm] = s
-            self.connect([(p, lab or "true") for p, lab in heads], body_arm)
+            self.connect(into, body_arm)
             body_preds: list[Pred] = [(body_arm, "")]
         else:
-            body_preds = [(p, lab or "true") for p, lab in heads]
+            body_preds = into
         end = self.block(s.body, body_preds)
         self.stack.pop()
         back = end + loop.continues
@@ -331,7 +394,8 @@ class _Builder:
         # building the test again from the back edges adds only those edges: nodes and edges are sets
         back_heads = self.expr(s.test, back) if isinstance(s, ast.While) else back
         if body_arm is not None:
-            self.connect([(p, lab if lab in ("true", "false") else "true") for p, lab in back_heads], body_arm)
+            again = iterate([(p, lab if lab in ("true", "false") else "true") for p, lab in back_heads])
+            self.connect(again, body_arm)
         exhausted = [(p, "false") for p, _ in heads + back_heads]
         if s.orelse:
             if owner is not None:
@@ -365,8 +429,28 @@ class _Builder:
         final = _Final(f"{owner}.finally") if s.finalbody and owner is not None else None
         if final is not None:
             self.stack.append(final)
-        catch_all = any(_catches_everything(h) for h in s.handlers)
-        self.stack.append(_Try([h for h in handler_ids if h is not None], catch_all))
+        handlers: list[_Handler] = []
+        tests: list[tuple[int, list[Pred]]] = []  # (index in handlers, last preds of its type expression)
+        for h, hid in zip(s.handlers, handler_ids):
+            if hid is None:
+                continue
+            handler = _Handler(hid, _catches_everything(h))
+            if h.type is not None:  # evaluated only when an exception gets here, before matching
+                exits = self.expr(h.type, [(_RAISING, "exception")])
+                entry = [(dst, lab) for (src, dst, lab) in self.cfg.edges if src == _RAISING]
+                if entry:
+                    for src, dst, lab in [e for e in self.cfg.edges if e[0] == _RAISING]:
+                        del self.cfg.edges[(src, dst, lab)]
+                    handler.test = entry
+                    handler.test_may_pass = any(p == _RAISING for p, _ in exits)
+                    tests.append((len(handlers), [(p, lab) for p, lab in exits if p != _RAISING]))
+            handlers.append(handler)
+        for i, exits in tests:  # from the type's arms: this handler, or the next ones, or further out
+            for src, _ in exits:
+                self.edge(src, handlers[i].arm, "exception")
+                if not self._to_handlers(src, handlers[i + 1:], "exception"):
+                    self.raise_from(src)
+        self.stack.append(_Try(handlers))
         end = self.block(s.body, preds)
         self.stack.pop()
         if s.orelse:
@@ -502,6 +586,8 @@ def _statement_expressions(s: ast.stmt) -> Iterator[ast.AST]:
     elif isinstance(s, ast.AugAssign):
         yield s.target
         yield s.value
+    elif type(s).__name__ == "TypeAlias":
+        return  # ``type X = ...`` (3.12+): the value is evaluated lazily, in a scope of its own
     else:
         for child in ast.iter_child_nodes(s):
             if not isinstance(child, (ast.stmt, ast.expr_context)):

@@ -43,7 +43,7 @@ NEVER_INSTRUMENT = (
     "click", "jinja2", "markupsafe", "typing_extensions", "importlib_metadata", "zipp", "wrapt",
     "deprecated", "_pytest", "pytest", "pluggy", "execnet", "xdist",
 )
-_CACHE_MAGIC = b"ESCOPE8\n"  # bumped whenever the rewritten form changes
+_CACHE_MAGIC = b"ESCOPE9\n"  # bumped whenever the rewritten form changes
 
 
 class ExecscopeWarning(UserWarning):

@@ -19,8 +19,9 @@ What each level adds (each includes the previous):
 ``statements`` every statement executed (``line``) and every value written to a name, attribute or
                subscript (``assign`` / ``value``).
 
-Expression-level probes are not placed inside lambdas, comprehensions or class bodies' own scopes
-that cannot see the frame variable.
+Expression-level probes are not placed inside lambdas and comprehensions (their own scopes, which
+report to no frame); what of them runs in the enclosing scope (a lambda's defaults, a comprehension's
+first iterable) is probed like any other expression there.
 """
 
 from __future__ import annotations
@@ -410,7 +411,12 @@ class Rewriter(ast.NodeTransformer):
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
-        self._expressions(node)
+        # The annotation is never probed: inside a function it is not evaluated, under
+        # ``from __future__ import annotations`` (and 3.14's deferred annotations) it becomes text or
+        # a function evaluated later, where a probe would be a stray call naming a finished frame.
+        node.target = self.visit(node.target)
+        if node.value is not None:
+            node.value = self.visit(node.value)
         if (self.level >= STATEMENTS and self._probing() and node.value is not None
                 and isinstance(node.target, (ast.Attribute, ast.Subscript))):
             node.value = self._store_value(node.target, node.value)
@@ -438,6 +444,9 @@ class Rewriter(ast.NodeTransformer):
                 self.stats.probes += 2
         return node
 
+    def visit_TypeAlias(self, node: ast.AST) -> ast.AST:
+        return node  # ``type X = ...`` (3.12+): evaluated lazily in a scope of its own, like an annotation
+
     def _yield(self, node: ast.Yield | ast.YieldFrom) -> ast.AST:
         """Yield points hand the context back to the consumer; from ``branches`` on they are also
         recorded (an event at every suspension and resumption, naming the yield node)."""
@@ -451,11 +460,22 @@ class Rewriter(ast.NodeTransformer):
 
     visit_Yield = visit_YieldFrom = _yield
 
-    def _opaque_scope(self, node: ast.AST) -> ast.AST:
-        # Lambdas and comprehensions are their own scopes: leave their insides alone.
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        # A lambda is its own scope (its body is left alone), but its defaults run out here.
+        self._defaults(node.args)
         return node
 
-    visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _opaque_scope
+    def _defaults(self, args: ast.arguments) -> None:
+        args.defaults = [self.visit(d) for d in args.defaults]
+        args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) -> ast.AST:
+        # A comprehension is its own scope (left alone), but its first iterable runs out here.
+        first = node.generators[0]
+        first.iter = self.visit(first.iter)
+        return node
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
 
     # --- definitions ---------------------------------------------------------------------------
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
@@ -470,9 +490,7 @@ class Rewriter(ast.NodeTransformer):
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
         node.decorator_list = [self.visit(d) for d in node.decorator_list]
-        node.args = self.visit(node.args)
-        if node.returns is not None:
-            node.returns = self.visit(node.returns)
+        self._defaults(node.args)  # annotations are left alone: see visit_AnnAssign
         node_id = self._id(node)
         if node_id is not None and _reads_own_locals(node):
             self.stats.skipped.append(f"{node.name}: calls locals()/vars(), which would show the frame variable")

@@ -167,6 +167,34 @@ class K:
     a = 1
     def m(self): pass
 ''',
+"compare_chain_stops_at_the_first_false": '''
+def f(a, b, c, d):
+    x = a < b < (c or d)
+''',
+"assert_message_only_when_failing": '''
+def f(a, b, c):
+    assert a, b or c
+    g()
+''',
+"except_type_is_evaluated_when_an_exception_arrives": '''
+def f(a):
+    try:
+        g()
+    except (E if a else F):
+        h()
+    except G:
+        k()
+''',
+"for_target_stored_before_each_iteration": '''
+def f(d, xs, a, b):
+    for d[a or b] in xs:
+        g()
+''',
+"lambda_default_and_first_iterable_run_here": '''
+def f(a, b, xs):
+    h = lambda v=(a or b): v
+    return [x for x in (xs or [])]
+''',
 }
 
 EXPECTED = {
@@ -412,6 +440,80 @@ EXPECTED = {
         "K.m -> <module>.exit [exception]",
         "assign#0 -> <module>.exit [exception]",
         "assign#0 -> K.m",
+    ],
+    "compare_chain_stops_at_the_first_false": [
+        "assign#0 -> bool_op#0.op0",
+        "assign#0 -> f.exit",  # a < b was false: (c or d) never runs
+        "assign#0 -> f.exit [exception]",
+        "bool_op#0.op0 -> bool_op#0.op1 [false]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op0 -> f.exit [true]",
+        "bool_op#0.op1 -> f.exit",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "f.entry -> assign#0",
+    ],
+    "assert_message_only_when_failing": [
+        "assert#0 -> bool_op#0.op0",  # a was false: the message, then AssertionError
+        "assert#0 -> expr#0",  # a was true (or python -O dropped the assert)
+        "assert#0 -> f.exit [exception]",
+        "bool_op#0.op0 -> bool_op#0.op1 [false]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",
+        "f.entry -> assert#0",
+    ],
+    "except_type_is_evaluated_when_an_exception_arrives": [
+        "except#0 -> expr#1",
+        "except#1 -> expr#2",
+        "expr#0 -> f.exit",
+        "expr#0 -> f.exit [exception]",  # (also: evaluating the type raised before its arm)
+        "expr#0 -> if_exp#0.false [exception]",  # the type is evaluated before the handler is chosen
+        "expr#0 -> if_exp#0.true [exception]",
+        "expr#1 -> f.exit",
+        "expr#1 -> f.exit [exception]",
+        "expr#2 -> f.exit",
+        "expr#2 -> f.exit [exception]",
+        "f.entry -> try#0",
+        "if_exp#0.false -> except#0 [exception]",
+        "if_exp#0.false -> except#1 [exception]",  # did not match: the next handler
+        "if_exp#0.false -> f.exit [exception]",
+        "if_exp#0.true -> except#0 [exception]",
+        "if_exp#0.true -> except#1 [exception]",
+        "if_exp#0.true -> f.exit [exception]",
+        "try#0 -> expr#0",
+    ],
+    "for_target_stored_before_each_iteration": [
+        "bool_op#0.op0 -> bool_op#0.op1 [false]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op0 -> for#0.body [true]",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "bool_op#0.op1 -> for#0.body",
+        "expr#0 -> bool_op#0.op0 [true]",  # the next item is stored into d[a or b] before the body
+        "expr#0 -> f.exit [exception]",
+        "expr#0 -> f.exit [false]",
+        "f.entry -> for#0",
+        "for#0 -> bool_op#0.op0 [true]",
+        "for#0 -> f.exit [exception]",
+        "for#0 -> f.exit [false]",
+        "for#0.body -> expr#0",
+    ],
+    "lambda_default_and_first_iterable_run_here": [
+        "assign#0 -> bool_op#0.op0",  # the default runs here, in f's frame
+        "assign#0 -> f.exit [exception]",
+        "bool_op#0.op0 -> bool_op#0.op1 [false]",
+        "bool_op#0.op0 -> f.exit [exception]",
+        "bool_op#0.op0 -> return#0 [true]",
+        "bool_op#0.op1 -> f.exit [exception]",
+        "bool_op#0.op1 -> return#0",
+        "bool_op#1.op0 -> bool_op#1.op1 [false]",
+        "bool_op#1.op0 -> f.exit [exception]",
+        "bool_op#1.op0 -> f.exit [return]",
+        "bool_op#1.op1 -> f.exit [exception]",
+        "bool_op#1.op1 -> f.exit [return]",
+        "f.entry -> assign#0",
+        "return#0 -> bool_op#1.op0",  # the first iterable runs here too
+        "return#0 -> f.exit [exception]",
     ],
 }
 

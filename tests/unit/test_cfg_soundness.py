@@ -119,22 +119,22 @@ PROGRAM = textwrap.dedent('''
 ''')
 
 
-def record(level: str) -> tuple[list[Cfg], list]:
-    tree, nodes, stats = rewrite_source(PROGRAM, "soundness_app", "/v/soundness_app.py", LEVELS[level])
+def record(level: str, program: str = PROGRAM, name: str = "soundness_app") -> tuple[list[Cfg], list]:
+    tree, nodes, stats = rewrite_source(program, name, f"/v/{name}.py", LEVELS[level])
     assert stats.unmatched == []
-    cfgs = build_cfgs(ast.parse(PROGRAM), nodes, PROGRAM)
+    cfgs = build_cfgs(ast.parse(program), nodes, program)
     fast_capture.take_pending()
     fast_capture.activate()
-    module = types.ModuleType("soundness_app")
-    module.__file__ = "/v/soundness_app.py"
-    sys.modules["soundness_app"] = module
+    module = types.ModuleType(name)
+    module.__file__ = f"/v/{name}.py"
+    sys.modules[name] = module
     try:
         exec(compile(tree, module.__file__, "exec"), module.__dict__)
         module.main()
         frames, dropped = fast_capture.take_pending()
     finally:
         runtime.deactivate()
-        sys.modules.pop("soundness_app", None)
+        sys.modules.pop(name, None)
     assert dropped == 0
     return cfgs, frames
 
@@ -172,3 +172,174 @@ def test_a_cfg_missing_an_observed_edge_is_reported(level: str) -> None:
     found, _ = violations(cfgs, frames)
     assert found and all(v.scope == "soundness_app:loops" for v in found)
     assert any(v.dst == "soundness_app:loops:except#0" for v in found)
+
+
+# The two shapes of issue 13, as recorded on a real suite before the fix. Each time the CFG was right
+# about what runs; the runtime did not report what the CFG expected in between (or skipped it):
+# 1. an arm reached right before the BoolOp in the conditional expression's test: the CFG expected
+#    the arms of a lambda's default and of a comprehension's first iterable (they run in this frame;
+#    the rewriter left them unprobed with the rest of the lambda/comprehension), and of the last
+#    operand of a comparison chain (which runs only when the comparison before it was true);
+# 2. in a for body, if/elif (multi-line)/else, then `if` after the loop: same, from the else arm's
+#    comprehension and the first arm's comparison chain.
+SHAPES = textwrap.dedent('''
+    from urllib.parse import quote, unquote
+
+    class Url:
+        def __init__(self, d, e, port):
+            if d.get('safe'):
+                self.quote = lambda s, safe=(d['safe'] or '/'): quote(s, safe)
+            else:
+                try:
+                    self.port = int(port)
+                except (TypeError, ValueError):
+                    self.hosts = [h.strip() for h in (d.get('hosts') or ['localhost'])]
+                else:
+                    self.valid = 0 < self.port < (d.get('max') or 65536)
+            self.user = (unquote(d['user']) if '%' in (d['user'] or e) else d['user'] or e)
+
+    def kinds(lines, quotes, limit, strict):
+        out = []
+        for line in lines:
+            if not line:
+                out.append(0 < len(out) < (limit or 10))
+            elif (line[0] in quotes and line[-1] in quotes
+                  and len(line) > 1):
+                out.append('quoted')
+            else:
+                out.append(''.join(c for c in (line.strip() or '?')))
+        if strict:
+            out.append('strict')
+        return out
+
+    def main():
+        for d, e, port in [({'user': 'a%20b', 'max': 10}, 'z', '80'), ({'user': ''}, 'q%41', 'x'),
+                           ({'user': 'u', 'safe': ':'}, '', 0), ({'user': '', 'hosts': ['h ']}, 'w', None),
+                           ({'user': 'v'}, '', '-1')]:
+            Url(d, e, port)
+        kinds(['', '"a"', 'b'], '"', 0, True)
+        kinds(['"a"', ''], '"', 3, False)
+        kinds(['b'], '"', 0, False)
+        kinds(['b', '  '], '"', 0, True)
+        kinds([''], '"', 0, True)
+''')
+
+
+@pytest.mark.parametrize("level", ["branches", "statements"])
+def test_issue_shapes_are_explained(level: str) -> None:
+    cfgs, frames = record(level, SHAPES, "shapes_app")
+    found, _ = violations(cfgs, frames)
+    assert found == []
+    seen = set()
+    for frame in frames:
+        arms = [e[1].split(":", 1)[-1] for e in (frame.events or ()) if e[0] == EV_BRANCH]
+        seen |= set(zip(arms, arms[1:]))
+    if level == "branches":
+        # still observed, now CFG paths: the comparison chain stopped before its `or`
+        assert ("Url.__init__:try#0.else", "Url.__init__:bool_op#3.op0") in seen  # #3: in the test
+        assert ("kinds:if#0.true", "kinds:if#2.true") in seen
+        # now reported in between: the lambda's default, the comprehensions' first iterables
+        assert {("Url.__init__:if#0.true", "Url.__init__:bool_op#0.op0"),
+                ("Url.__init__:except#0", "Url.__init__:bool_op#1.op0"),
+                ("kinds:if#1.false", "kinds:bool_op#2.op0")} <= seen
+
+
+# Every construct that branches inside an expression, nested in the others and in statements' heads:
+# what is evaluated conditionally (and/or, x if c else y, a comparison chain's later operands, an
+# assert's message, an except clause's type), what runs in this frame although it belongs to a nested
+# scope (lambda defaults, a comprehension's first iterable), for targets, walrus, while tests.
+EXPRESSIONS = textwrap.dedent('''
+    import contextlib
+
+    class Stop(Exception):
+        pass
+
+    def r(v, boom=False):
+        if boom:
+            raise Stop(v)
+        return v
+
+    def exprs(a, b, c, d):
+        t = (a or b) if (c and (d or a)) else (b if a else c) and d
+        t = a < (b or c) < (d if a else b) < (c and 5)
+        t = [x for x in (a and range(3) or [b]) if x or c]
+        t = (lambda v=(a and b), *, w=(c or d): v or w)()
+        if (n := (a or b)) and (c
+                                or d):
+            t = n
+        elif (a and
+              b and c):
+            t = 1
+        else:
+            t = sum([y for y in range((2 if d else 1)) if y])
+        while t and (a or t < 3) and t < 4:
+            t += 1 if b else 2
+        box = [0, 0]
+        for box[(a or 0) % 2] in range(b or 2):
+            t = box
+        try:
+            assert a or b, (c and "m") or "n"
+        except AssertionError:
+            t = 0
+        try:
+            r(a, boom=not b)
+        except (Stop if (c or d) else KeyError) as exc:
+            t = exc
+        except (a and KeyError or Stop):
+            t = 2
+        with contextlib.suppress(Stop if a else KeyError):
+            r(b, boom=c and not d)
+        return t
+
+    def main():
+        for a in (0, 1, 2):
+            for b in (0, 1):
+                for c in (0, 1):
+                    for d in (0, 1):
+                        try:
+                            exprs(a, b, c, d)
+                        except Stop:
+                            pass
+''')
+
+
+@pytest.mark.parametrize("level", ["branches", "statements"])
+def test_nested_expression_branches_are_explained(level: str) -> None:
+    cfgs, frames = record(level, EXPRESSIONS, "expressions_app")
+    found, pairs = violations(cfgs, frames)
+    assert pairs > 500
+    assert found == []
+
+
+def _probed_arms(tree: ast.AST) -> set[str]:
+    return {n.args[1].value for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("arm", "branch")
+            and isinstance(n.func.value, ast.Name) and n.func.value.id == "_execscope_rt"}
+
+
+@pytest.mark.parametrize("program", ["PROGRAM", "SHAPES", "EXPRESSIONS", "stdlib"])
+def test_the_cfg_expects_exactly_the_arms_the_rewriter_probes(program: str) -> None:
+    # the two halves agree statically: an arm in a function's or module's CFG that no probe reports
+    # (or a probe no CFG expects) is a violation waiting for the input that takes it
+    from execscope.instrumentation.rewriter import _reads_own_locals
+
+    if program == "stdlib":
+        import argparse
+        import dataclasses
+        import inspect
+        import typing
+        sources = [open(m.__file__, encoding="utf-8").read() for m in (argparse, dataclasses, inspect, typing)]
+    else:
+        sources = [globals()[program]]
+    for source in sources:
+        tree, nodes, _stats = rewrite_source(source, "m", "m.py", LEVELS["branches"])
+        expected: set[str] = set()
+        for cfg in build_cfgs(ast.parse(source), nodes, source):
+            if cfg.kind not in ("function", "module"):
+                continue  # lambdas and comprehensions report to no frame
+            if isinstance(cfg.source_ast, (ast.FunctionDef, ast.AsyncFunctionDef)) and _reads_own_locals(
+                    cfg.source_ast):
+                continue  # left unrecorded on purpose
+            expected |= {n for n, kind in cfg.kinds.items() if kind == "arm"}
+            expected |= {n for n in cfg.nodes if n.rsplit(":", 1)[-1].startswith("except#")}
+        assert _probed_arms(tree) == expected

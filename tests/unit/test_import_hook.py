@@ -199,6 +199,10 @@ def safe(x):
         return 1 // x
     except ZeroDivisionError:
         return 0
+
+def scopes(xs, k: int | None = None) -> bool or None:
+    z: xs or k = 1
+    return [x for x in (xs or [k])], (lambda v=(k or 0): v)
 '''
 
 
@@ -214,4 +218,4 @@ def test_the_cache_magic_names_the_rewritten_form() -> None:
     text = "\n".join(ast.unparse(rewriter.rewrite_source(FORMS, "m", "m.py", level, code_version="v")[0])
                      for level in (1, 2, 3))
     assert (import_hook._CACHE_MAGIC, hashlib.sha256(text.encode()).hexdigest()[:16]) == (
-        b"ESCOPE8\n", "8d061f151c6bb8b0")
+        b"ESCOPE9\n", "623ce77b0afc1351")
