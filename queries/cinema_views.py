@@ -122,30 +122,29 @@ SETTINGS join_use_nulls = 1
 source, what it did (value written, returned or raised)."""
 
 # Positions a viewer's keys lead to from ``seq`` (the terminal viewer's rules: Cinema.step_over,
-# step_out, find(kind='exception')); NULL where there is none. The trace's frames are read once, as
-# arrays (a scalar subquery: ClickHouse evaluates a CTE again wherever it is used).
+# step_out, find(kind='exception')); NULL where there is none. One aggregate over the positions,
+# given the frame there (a scalar: ClickHouse evaluates a CTE again wherever it is used).
 NAVIGATION = SqlTemplate(f"""
 WITH RECURSIVE {frames_ctes(ONE_TRACE)},
 {POSITIONS},
-(SELECT (groupArray(seq), groupArray(kind), groupArray(span_id)) FROM positions) AS f
+(SELECT tuple(seq, span_id) FROM positions
+ WHERE seq = least({{seq:UInt64}}, (SELECT toUInt64(count() - 1) FROM positions))) AS here
 SELECT p AS position, last, if(p > 0, p - 1, NULL) AS back, if(p < last, p + 1, NULL) AS forward,
-       if(NOT empty(returned), least(arrayMin(returned) + 1, last),
-          if(NOT empty(raised), least(arrayMin(raised) + 1, last), NULL)) AS out,
-       if(NOT empty(called), greatest(toInt64(arrayMin(called)) - 1, 0), NULL) AS out_back,
-       if(NOT empty(later), arrayMin(later), out) AS over,
-       if(NOT empty(earlier), arrayMax(earlier), out_back) AS over_back,
-       if(NOT empty(exc_after), arrayMin(exc_after), NULL) AS next_exception,
-       if(NOT empty(exc_before), arrayMax(exc_before), NULL) AS prev_exception
+       if(returned IS NOT NULL, least(returned + 1, last),
+          if(raised IS NOT NULL, least(raised + 1, last), NULL)) AS out,
+       if(called IS NOT NULL, greatest(toInt64(called) - 1, 0), NULL) AS out_back,
+       coalesce(later, out) AS over, coalesce(earlier, out_back) AS over_back,
+       exc_after AS next_exception, exc_before AS prev_exception
 FROM (
-    SELECT f.1 AS seqs, f.2 AS kinds, f.3 AS spans, toUInt64(length(seqs) - 1) AS last,
-           least({{seq:UInt64}}, last) AS p, spans[indexOf(seqs, p)] AS here_span,
-           arrayFilter((s, sp) -> sp = here_span AND s > p, seqs, spans) AS later,
-           arrayFilter((s, sp) -> sp = here_span AND s < p, seqs, spans) AS earlier,
-           arrayFilter((s, sp, k) -> sp = here_span AND k = 'call', seqs, spans, kinds) AS called,
-           arrayFilter((s, sp, k) -> sp = here_span AND k = 'return', seqs, spans, kinds) AS returned,
-           arrayFilter((s, sp, k) -> sp = here_span AND k = 'exception' AND s > p, seqs, spans, kinds) AS raised,
-           arrayFilter((s, k) -> k = 'exception' AND s > p, seqs, kinds) AS exc_after,
-           arrayFilter((s, k) -> k = 'exception' AND s < p, seqs, kinds) AS exc_before
+    SELECT here.1 AS p, max(seq) AS last,
+           minIfOrNull(seq, span_id = here.2 AND seq > p) AS later,
+           maxIfOrNull(seq, span_id = here.2 AND seq < p) AS earlier,
+           minIfOrNull(seq, span_id = here.2 AND kind = 'call') AS called,
+           minIfOrNull(seq, span_id = here.2 AND kind = 'return') AS returned,
+           minIfOrNull(seq, span_id = here.2 AND kind = 'exception' AND seq > p) AS raised,
+           minIfOrNull(seq, kind = 'exception' AND seq > p) AS exc_after,
+           maxIfOrNull(seq, kind = 'exception' AND seq < p) AS exc_before
+    FROM positions
 )
 """)
 """One row: ``position``, ``last`` and where each key goes (``back``, ``forward``, ``over``,
