@@ -250,6 +250,7 @@ def use_policy(policy: Policy) -> Policy:
     The process starts with :data:`redaction.POLICY` (from its environment)."""
     global _policy
     previous = _policy
+    previous.scan = previous._python_scan  # the C scan holds the new policy's data from now on
     _policy = redaction.POLICY = policy
     native = _native_module()
     if native is not None:
