@@ -458,16 +458,16 @@ class _Builder:
                 end = self.enter(end, f"{owner}.else", raises=False, kind="arm")
             end = self.block(s.orelse, end)
         star = type(s).__name__ == "TryStar"
-        for i, (handler, hid) in enumerate(zip(s.handlers, handler_ids)):
+        for i, (clause, hid) in enumerate(zip(s.handlers, handler_ids)):
             if hid is None:
                 continue
             self.node(hid)
-            self.cfg.ast_of[hid] = handler
+            self.cfg.ast_of[hid] = clause
             first = len(self.cfg.nodes)
-            h_end = self.block(handler.body, [(hid, "")])
-            if handler.name:
+            h_end = self.block(clause.body, [(hid, "")])
+            if clause.name:
                 inside = frozenset((hid, *self.cfg.nodes[first:]))
-                self.cfg.handler_regions.append((inside, (self.ns, handler.name)))
+                self.cfg.handler_regions.append((inside, (self.ns, clause.name)))
             end = end + h_end
             if star:  # except*: later handlers run for the rest of the group, which may stay unhandled
                 for later in handler_ids[i + 1:]:
