@@ -423,6 +423,116 @@ def cinema(trace_id: str, fmt: str | None, at: int, count: int | None, store_dsn
 
 
 @main.command()
+@click.argument("trace_id")
+@click.option("--at", "at", type=click.IntRange(min=0), default=None, metavar="FRAME",
+              help="Explain this frame of the cinema (a write, return, exception, statement or call) instead "
+                   "of the failure.")
+@click.option("--var", default=None, metavar="NAME", help="With --at: explain this variable as seen at FRAME.")
+@click.option("--exception", "on_exception", is_flag=True,
+              help="Explain the exception the trace failed with (the default without --at).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=16, show_default=True,
+              help="At most this many steps; what is not followed is listed.")
+@click.option("--provider", envvar="EXECSCOPE_LLM_PROVIDER", default="offline", show_default=True,
+              type=click.Choice(["offline", "openai", "anthropic", "gemini", "ollama"]),
+              help="offline: the chain alone. Otherwise the chain, the source and the data flow also go to this "
+                   "model, whose explanation and fix are streamed after the chain. Env: EXECSCOPE_LLM_PROVIDER.")
+@click.option("--model", envvar="EXECSCOPE_LLM_MODEL", default=None, help="Model name. Env: EXECSCOPE_LLM_MODEL.")
+@click.option("--base-url", envvar="EXECSCOPE_LLM_BASE_URL", default=None,
+              help="API base URL (e.g. http://127.0.0.1:11434/v1 for Ollama's OpenAI API). "
+                   "Env: EXECSCOPE_LLM_BASE_URL. Keys come from the environment only (see README).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@STORE_OPTION
+def explain(trace_id: str, at: int | None, var: str | None, on_exception: bool, max_steps: int, provider: str,
+            model: str | None, base_url: str | None, fmt: str, store_dsn: str | None) -> None:
+    """Explain a failure (or a value) of a recorded trace: the chain of recorded values that produced
+    it, walked backwards along the data flow, with file:line and values; with --provider, a model's
+    explanation and suggested fix too. The chain always prints, even when the model cannot be reached.
+
+    \b
+        execscope explain 4bf92f3577b34da6a3ce929d0e0e4736
+        execscope explain 4bf92f... --at 120 --var total
+        OPENAI_API_KEY=... execscope explain 4bf92f... --provider openai --model gpt-4.1-mini
+    """
+    import json as _json
+
+    from execscope.queries.llm import SYSTEM_PROMPT, ProviderError, build_context, make_provider
+    from execscope.queries.why import ChainError, why
+
+    if on_exception and at is not None:
+        raise click.UsageError("give --exception or --at, not both")
+    if var is not None and at is None:
+        raise click.UsageError("--var needs --at FRAME")
+    failed = ""
+    store = _open(store_dsn)
+    try:
+        chain = why(store, trace_id, at=at, var=var, max_steps=max_steps)
+        try:
+            llm = make_provider(provider, model, base_url)
+        except ProviderError as exc:  # the chain still prints
+            llm, failed = None, str(exc)
+        context = build_context(store, chain) if llm is not None else ""
+    except ChainError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    answer: list[str] = []
+    if fmt == "text":
+        click.echo(chain.text(), nl=False)
+    if llm is not None:
+        if fmt == "text":
+            click.echo(f"\n{llm.name} ({llm.model}):")
+        try:
+            for piece in llm.stream(SYSTEM_PROMPT, context):
+                answer.append(piece)
+                if fmt == "text":
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        except ProviderError as exc:
+            failed = str(exc)
+        if fmt == "text" and answer:
+            click.echo("")
+    if fmt == "json":
+        doc = chain.as_dict()
+        if provider != "offline":
+            doc["provider"] = provider
+            doc["answer"] = "".join(answer)
+            doc["error"] = failed
+        click.echo(_json.dumps(doc, default=str))
+    if failed:
+        click.echo(f"execscope: {failed} (the chain above needs no model)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@STORE_OPTION
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
+              help="stdio: for an agent that starts this command; http: streamable HTTP at http://HOST:PORT/mcp.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="http: the port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="http: the address to listen on.")
+@click.option("--idle-close", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
+              help="Close the store after this long without a question, so `execscope run` can record into it.")
+def mcp(store_dsn: str | None, transport: str, port: int, host: str, idle_close: float) -> None:
+    """Serve the recordings to coding agents over the Model Context Protocol: read-only tools
+    (list_traces, find_failures, frames, state_at, value_history, why, hot_paths, coverage,
+    function_graph, source, sql), every answer bounded.
+
+    \b
+        execscope mcp                                  # stdio, e.g. in an agent's MCP server list
+        execscope mcp --transport http --port 8765     # http://127.0.0.1:8765/mcp
+    """
+    from execscope.mcp_server import serve
+    from execscope.storage.store import resolve_address
+
+    try:
+        resolve_address(store_dsn)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    serve(store_dsn, transport, port=port, host=host, idle_close=idle_close)
+
+
+@main.command()
 @STORE_OPTION
 @click.option("--level", type=LEVEL_CHOICE, default="statements", show_default=True)
 def demo(store_dsn: str | None, level: str) -> None:

@@ -109,6 +109,9 @@ class Step:
     seq: int = -1
     """The recording's sequence number of the event (``execscope_events.Seq``), -1 when none."""
     span_id: str = ""
+    scope: str = ""
+    """Node id of the function the step happened in; ``code_version`` is its module's version."""
+    code_version: str = ""
     frame: int | None = None
     """Cinema position of the event (``execscope cinema TRACE --at FRAME``), when known."""
 
@@ -307,7 +310,7 @@ def _reads(parts: list[ast.AST], recorded_calls: set[str]) -> _Reads:
 
 def _is_literal(node: ast.AST) -> bool:
     try:
-        ast.literal_eval(node)  # type: ignore[arg-type]
+        ast.literal_eval(node)
         return True
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
@@ -376,7 +379,7 @@ class _Walk:
                         "SELECT DISTINCT src, dst, label, properties['via'] FROM cpg_edges "
                         "WHERE code_version = {v:String} AND kind = 'REACHING_DEF'", parameters={"v": version}).rows:
                     uses.setdefault(dst, {}).setdefault(label, []).append((src, via))
-                module = _Module(nodes, uses, statements, source.splitlines(), source)  # type: ignore[arg-type]
+                module = _Module(nodes, uses, statements, source.splitlines(), source)
         self._modules[version] = module
         return module
 
@@ -449,6 +452,8 @@ class _Walk:
             fields.setdefault("function", span.function)
             fields.setdefault("file", span.file)
             fields.setdefault("span_id", span.span_id)
+            fields.setdefault("scope", span.node_id)
+            fields.setdefault("code_version", span.version)
             if fields.get("seq", -1) >= 0 and "frame" not in fields:
                 fields["frame"] = self.frame_of(span, fields["seq"], fields.pop("ts", 0))
         fields.pop("ts", None)
@@ -718,7 +723,8 @@ class _Walk:
             was = f" (it was {before})" if before is not None else ""
             text = f"`{var}` became {value} at {where}{extra} by `{_short(code, CODE_CHARS)}`{was}"
         elif len(matched) == 1 and isinstance(value_node, ast.Call) and _call_name(value_node) in matched[0].names:
-            text = f"`{var}` became {value} at {where}{extra} from `{_short(self.segment(span, value_node), CODE_CHARS)}`"
+            shown = _short(self.segment(span, value_node), CODE_CHARS)
+            text = f"`{var}` became {value} at {where}{extra} from `{shown}`"
         else:
             text = f"`{var}` became {value} at {where}{extra}: `{_short(code, CODE_CHARS)}`"
         leaf = stmt is not None and not matched and not reads.names and not reads.chains and (
@@ -1031,8 +1037,8 @@ def why(store: Store, trace_id: str, *, at: int | None = None, var: str | None =
     if at is None:
         if var is not None:
             raise ChainError("--var needs --at FRAME (the point where the variable is seen)")
-        span, ev = _exception_start(walk)
-        walk.explain_exception(span, ev)
+        failing, raised = _exception_start(walk)
+        walk.explain_exception(failing, raised)
         return walk.chain
     try:
         film = walk.film()
@@ -1041,9 +1047,10 @@ def why(store: Store, trace_id: str, *, at: int | None = None, var: str | None =
     if not 0 <= at < film.total:
         raise ChainError(f"frame {at} is outside the trace (0..{film.total - 1})")
     frame = film.frame(at)
-    span = walk.spans.get(frame["span_id"])
-    if span is None:
+    found = walk.spans.get(frame["span_id"])
+    if found is None:
         raise ChainError(f"frame {at} belongs to no recorded call")
+    span = found
     key = frame["_key"]
     seq = key[1] if isinstance(key, tuple) else key
     where = f"{walk.where(span, frame['line'])}" if frame["line"] else span.short
@@ -1056,10 +1063,10 @@ def why(store: Store, trace_id: str, *, at: int | None = None, var: str | None =
         return walk.chain
     kind = frame["kind"]
     if kind == "exception":
-        ev = next((e for e in walk.events(span) if e.seq == seq), None)
-        if ev is None:
+        event = next((e for e in walk.events(span) if e.seq == seq), None)
+        if event is None:
             raise ChainError(f"frame {at}: exception event not found")
-        walk.explain_exception(span, ev)
+        walk.explain_exception(span, event)
     elif kind == "assign":
         walk.chain.subject = f"Why `{frame['var']}` became {frame['value']} at frame {at} ({where})"
         ev = next(e for e in walk.events(span) if e.seq == seq)

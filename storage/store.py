@@ -187,6 +187,21 @@ class Store:
         except Exception as exc:
             raise StoreError(_engine_message(exc)) from exc
 
+    def read_only(self, settings: dict[str, Any] | None = None) -> Store:
+        """A second session on this store in which the engine refuses every write, DDL statement and
+        setting change (ClickHouse ``readonly = 1``, set for the whole session after ``settings``, so
+        limits given there, such as ``max_result_rows``, cannot be lifted by a query either). For
+        statements from elsewhere (an agent's SQL). Close it before this store."""
+        import clickhouse_connect
+
+        fixed = {**(settings or {}), "readonly": 1}  # last: once read-only, nothing else may be set
+        dsn = f"chdb://{self.address.path}" if self.address.kind == "chdb" else self.address.url
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, settings=fixed)
+        except Exception as exc:
+            raise StoreError(f"cannot open a read-only session on {self.address}: {_engine_message(exc)}") from exc
+        return Store(self.address, client, None)
+
     def close(self) -> None:
         if self._closed:
             return
