@@ -247,8 +247,8 @@ def _header(stmt: ast.stmt) -> list[ast.AST]:
         return [stmt.iter]
     if isinstance(stmt, (ast.With, ast.AsyncWith)):
         return [item.context_expr for item in stmt.items]
-    if isinstance(stmt, ast.Assign):
-        return [stmt.value, *[t for t in stmt.targets if not isinstance(t, ast.Name)]]
+    if isinstance(stmt, ast.Assign):  # the object written into (``obj.x = v``) is not an input of ``v``
+        return [stmt.value]
     if isinstance(stmt, ast.AugAssign):  # ``x += d`` reads x
         target = stmt.target
         read = ast.Name(id=target.id, ctx=ast.Load()) if isinstance(target, ast.Name) else target
@@ -561,7 +561,8 @@ class _Walk:
             if self.explain_chain_read(span, chain_text, stmt_ev.seq, depth):
                 covered.add(root)
         for child in matched:
-            self.explain_return(child, depth)
+            if not child.short.endswith(".__init__"):  # a constructor's value is the object, not None
+                self.explain_return(child, depth)
         module = self.module(span.version)
         edges = module.uses.get(stmt_ev.node_id, {}) if module is not None else {}
         ranked: list[tuple[int, int, str, str]] = []
@@ -896,7 +897,8 @@ class _Walk:
         for chain_text in reads.chains:
             self.explain_chain_read(parent, chain_text, span.s0, depth + 1)
         for child in self.match_calls(inner, reads.calls):
-            self.explain_return(child, depth + 1)
+            if not child.short.endswith(".__init__"):
+                self.explain_return(child, depth + 1)
         for name in reads.names:
             if self.is_code_name(parent, name, site_ev):
                 continue
