@@ -4,7 +4,7 @@ code expects a fraction (0.20); price_line hands it to add_tax, and check refuse
 TAX_TABLE = {"food": "7", "books": "7", "default": "20"}
 
 
-def tax_rate(category):
+def tax_rate(category, token="tok-live-9f8e7d6c"):  # a secret in the source: never sent to a model
     percent = TAX_TABLE.get(category, TAX_TABLE["default"])
     return int(percent)
 
