@@ -82,7 +82,11 @@ def parse_time(text: str, now: _dt.datetime | None = None) -> _dt.datetime | Non
     if m:
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
         return now - _dt.timedelta(seconds=float(m.group(1)) * unit)
-    value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    try:
+        value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: give an ISO 8601 time (2026-12-05T10:00) or an age "
+                         "(15m, 2h, 3d)") from None
     if value.tzinfo is not None:
         value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     return value
@@ -268,7 +272,7 @@ def why(store: Store, trace: str, at: int | None = None, var: str | None = None,
     answer["text"] = chain.text()
     answer["left_out"] = (f"{len(chain.left_out)} inputs not followed (raise max_steps): " + "; ".join(
         chain.left_out[:10])) if chain.left_out else ""
-    return {k: _cell(v) if k != "steps" else v for k, v in answer.items()}
+    return answer  # bounded by max_steps; each sentence and value was bounded when the chain was made
 
 
 def hot_paths(store: Store, function: str = "", limit: int = 20) -> dict[str, Any]:

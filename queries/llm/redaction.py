@@ -3,9 +3,10 @@
 For now it applies the recorder's own rule (``execscope.instrumentation.capture.values``: a value
 whose name looks like a secret — ``password``, ``token``, ``api_key``, ... — becomes ``<redacted>``)
 to text (the chain, the source slice and the graph): ``NAME = value``, ``NAME: value``,
-``'NAME': value``, ``NAME=value`` and the chain's ```NAME` = value`` and ```NAME` became value``. Values were already redacted by name when they were recorded; this also
-covers secrets written in source code. When the recorder's full secrets policy (names and value
-patterns) lands, this function is the single place to point at it.
+``'NAME': value``, ``NAME=value`` and the chain's ```NAME` = value`` and ```NAME` became value``.
+Values were already redacted by name when they were recorded; this also covers secrets written in
+source code. When the recorder's full secrets policy (names and value patterns, branch ``secrets``)
+lands, this function is the single place to point at it.
 """
 
 from __future__ import annotations
