@@ -119,7 +119,9 @@ def run_demo(store_dsn: str | None, level: str = "statements") -> int:
                 "\ndiscount a second time for VIPs, so a VIP of 9 years pays 23 cents. The recording shows"
                 "\n`discount` going 0.15 -> 0.55 and `total` being cut twice, with the line of each write.")
             click.echo(f"\nStep through that order forwards and backwards, with every variable:"
-                       f"\n  execscope cinema {trace_id}{store_flag}")
+                       f"\n  execscope cinema {trace_id}{store_flag}"
+                       f"\nOr have the chain of values that led to the failure traced for you:"
+                       f"\n  execscope explain {trace_id}{store_flag}")
         click.echo(f"\nNext: every recorded trace:  execscope traces{store_flag}"
                    f"\n      the hottest functions:   execscope query hot-nodes{store_flag}"
                    f"\n      any question in SQL:     execscope sql \"SELECT ... FROM otel_traces\"{store_flag}")

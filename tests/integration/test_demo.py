@@ -34,3 +34,8 @@ def test_demo_finds_the_bug_in_under_a_minute(tmp_path: Path) -> None:
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert cinema.returncode == 0, cinema.stderr
     assert "discount += 0.40" in cinema.stdout
+    assert f"execscope explain {trace_id}" in out
+    explain = subprocess.run([sys.executable, "-m", "execscope", "explain", trace_id], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert explain.returncode == 0, explain.stderr
+    assert "`discount` became 0.55 at pricing.py:23 by `discount += 0.40` (it was 0.15)" in explain.stdout
