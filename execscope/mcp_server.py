@@ -91,7 +91,7 @@ def build_server(dsn: str | None = None, idle_close: float | None = 10.0,
     from execscope.queries import agent
 
     store = holder or StoreHolder(dsn, idle_close)
-    server = MCPServer("execscope", instructions=INSTRUCTIONS, version=__version__)
+    server = MCPServer("execscope", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def call(fn: Callable[[Store], dict[str, Any]]) -> dict[str, Any]:
         try:

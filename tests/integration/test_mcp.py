@@ -6,7 +6,10 @@ through two calls); a write through ``sql`` is refused by the engine."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -250,3 +253,34 @@ def test_stdio_subprocess_through_the_sdk_client(recorded: tuple[Path, str, str]
     started = time.monotonic()
     anyio.run(main)
     assert time.monotonic() - started < 120
+
+
+def test_streamable_http_transport(recorded: tuple[Path, str, str]) -> None:
+    root, store, trace = recorded
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "execscope", "mcp", "--transport", "http", "--port", str(port),
+                             "--store", store], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+
+        async def main() -> Any:
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                failures = await client.call_tool("find_failures", {"trace": trace})
+                return names, failures.structured_content
+
+        names, failures = anyio.run(main)
+        assert names == TOOLS
+        assert [(f["function"], f["line"]) for f in failures["failures"]] == [("tax_app.check", 23)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
