@@ -44,6 +44,10 @@ _STOP_EXCEPTIONS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit", "StopIte
 _MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update",
                        "setdefault", "popitem", "add", "discard", "difference_update", "intersection_update",
                        "symmetric_difference_update", "__setitem__", "__delitem__", "__setattr__"})
+_STATEMENT_KINDS = frozenset({"assign", "ann_assign", "aug_assign", "expr", "return", "raise", "assert", "pass",
+                              "break", "continue", "del", "global", "nonlocal", "import", "import_from", "if", "for",
+                              "while", "try", "with", "match", "type_alias"})
+"""``cpg_nodes.kind`` of statements (a target or an arm can share a statement's position)."""
 _THREAD_STARTS = re.compile(r"\.(start|submit|map|run_in_executor|apply_async|map_async|call_soon\w*)\(")
 
 SPANS_SQL = """
@@ -123,6 +127,8 @@ class Chain:
     steps: list[Step] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     """What the walk did not follow (budget, limits), one line each."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader should know about the recording the chain was read from."""
 
     def lines(self) -> list[str]:
         """The chain as numbered sentences, indented by depth (what ``execscope explain`` prints)."""
@@ -133,6 +139,7 @@ class Chain:
         if self.left_out:
             out.append(f"Not followed ({len(self.left_out)}):")
             out.extend(f"  - {item}" for item in self.left_out)
+        out.extend(f"Note: {note}" for note in self.notes)
         return out
 
     def text(self) -> str:
@@ -140,7 +147,7 @@ class Chain:
 
     def as_dict(self) -> dict[str, Any]:
         return {"trace_id": self.trace_id, "subject": self.subject, "steps": [asdict(s) for s in self.steps],
-                "left_out": list(self.left_out)}
+                "left_out": list(self.left_out), "notes": list(self.notes)}
 
 
 # --- the recording, as the walk needs it ------------------------------------------------------------
@@ -328,6 +335,8 @@ class _Walk:
         self._modules: dict[str, _Module | None] = {}
         self._seen: set[tuple[Any, ...]] = set()
         self._film: Any = None
+        self._noted_level = False
+        self._trace_writes: bool | None = None
         self._load_spans()
 
     # --- loading -----------------------------------------------------------------------------------
@@ -438,6 +447,25 @@ class _Walk:
             return found
         return self.line_before(span, write.seq)
 
+    def statement_at(self, span: _Span, line: int) -> str:
+        """The node id of the (outermost) statement of ``span``'s function starting at ``line``."""
+        module = self.module(span.version)
+        if module is None or not line:
+            return ""
+        found = sorted((info[3], node_id) for node_id, info in module.nodes.items()
+                       if info[2] == line and node_id.startswith(span.node_id + ":")
+                       and (info[2], info[3]) in module.statements and info[0] in _STATEMENT_KINDS)
+        return found[0][1] if found else ""
+
+    def unrecorded(self, node_id: str, seq: int, ts: int = 0) -> _Event:
+        """A statement the recording has no line event for (recorded below ``--level statements``),
+        placed at ``seq``: the walk reads its code and data flow instead of its events."""
+        if not self._noted_level:
+            self._noted_level = True
+            self.chain.notes.append("parts of this trace were recorded without statements: values between calls "
+                                    "are read from the code (`execscope run --level statements` records every write)")
+        return _Event(seq, "execscope.line", node_id, 0, "", "", "", "", ts)
+
     def where(self, span: _Span, line: int) -> str:
         return f"{os.path.basename(span.file) or span.file}:{line}"
 
@@ -494,6 +522,9 @@ class _Walk:
                 break
             span, ev = origin
         stmt_ev = self.line_before(span, ev.seq)
+        if stmt_ev is None:  # recorded without statements: the statement at the exception's line
+            node_id = self.statement_at(span, ev.line)
+            stmt_ev = self.unrecorded(node_id, span.s0) if node_id else None
         stmt, line, code = self.statement(span, stmt_ev.node_id) if stmt_ev else (None, ev.line, "")
         line = line or ev.line
         kind = ev.exc_type.rsplit(".", 1)[-1]
@@ -505,12 +536,14 @@ class _Walk:
         if stmt_ev is None:
             return
         if isinstance(stmt, ast.Raise):
-            if self.explain_conditions(span, stmt_ev, 1):
+            if self.explain_conditions(span, stmt_ev, 1, until=ev.seq):
                 return
         self.explain_statement(span, stmt_ev, ev.seq, 1)
 
-    def explain_conditions(self, span: _Span, stmt_ev: _Event, depth: int) -> bool:
-        """The enclosing ``if``/``while`` tests that led to a statement, with the arm taken."""
+    def explain_conditions(self, span: _Span, stmt_ev: _Event, depth: int, until: int | None = None) -> bool:
+        """The enclosing ``if``/``while`` tests that led to a statement (that ran before ``until``, by
+        default the statement's own event), with the arm taken."""
+        until = stmt_ev.seq if until is None else until
         module = self.module(span.version)
         if module is None:
             return False
@@ -525,12 +558,16 @@ class _Walk:
             if info[0] in ("if", "while"):
                 arm, cond_ev = "", None
                 for ev in self.events(span):
-                    if ev.seq >= stmt_ev.seq:
+                    if ev.seq >= until:
                         break
                     if ev.name == "execscope.branch" and ev.node_id.startswith(parent + "."):
                         arm = ev.node_id[len(parent) + 1:]
                     if ev.name == "execscope.line" and ev.node_id == parent:
                         cond_ev = ev
+                if cond_ev is None and arm:  # recorded at --level branches: the arm, not the line
+                    cond_ev = next(ev for ev in reversed(self.events(span)) if ev.seq < until
+                                   and ev.name == "execscope.branch" and ev.node_id.startswith(parent + "."))
+                    cond_ev = self.unrecorded(parent, cond_ev.seq, cond_ev.ts)
                 if cond_ev is not None:
                     _stmt, line, code = self.statement(span, parent)
                     outcome = {"true": "true", "false": "false", "body": "true"}.get(arm, arm or "taken")
@@ -580,7 +617,7 @@ class _Walk:
                 1 if via != "global" and name in span.args else 2)
             ranked.append((rank, i, name, via))
         for _rank, _i, name, via in sorted(ranked):
-            self.explain_name(span, name, stmt_ev.seq, depth, via=via)
+            self.explain_name(span, name, stmt_ev.seq, depth, via=via, use_node=stmt_ev.node_id)
 
     def is_code(self, span: _Span, node_id: str) -> bool:
         module = self.module(span.version)
@@ -609,8 +646,13 @@ class _Walk:
         return found
 
     def explain_name(self, span: _Span, name: str, before: int, depth: int, via: str = "",
-                     observed: str | None = None, observed_where: str = "") -> None:
+                     observed: str | None = None, observed_where: str = "", use_node: str = "") -> None:
         write = None if via == "global" else self.last_write(span, name, before)
+        if write is None and via != "global" and use_node and not self.recorded_writes(span):
+            definition = self.static_definition(span, name, use_node)
+            if definition:
+                self.explain_unrecorded_write(span, name, definition, before, depth)
+                return
         if write is None and via != "global" and name in span.args:
             self.check_mutation(span, name, span.s0, span.args[name], before, observed, observed_where, depth)
             self.explain_argument(span, name, depth)
@@ -621,14 +663,66 @@ class _Walk:
                 key = ("unknown", span.span_id, name)
                 if key not in self._seen:
                     self._seen.add(key)
+                    why_not = ("set before recording started, or by code that was not recorded" if self.trace_writes()
+                               else "writes were not recorded: `execscope run --level statements` records them")
                     self.add(depth, "origin", f"`{name}` was not written in the recording before this point "
-                             "(set before recording started, or by code that was not recorded)", span, var=name)
+                             f"({why_not})", span, var=name)
                 return
             wspan, write = found
             self.explain_write(wspan, write, depth, elsewhere_from=span)
             return
         self.check_mutation(span, name, write.seq, write.value, before, observed, observed_where, depth)
         self.explain_write(span, write, depth)
+
+    def trace_writes(self) -> bool:
+        """Whether the trace recorded any write (it was recorded at ``--level statements``)."""
+        if self._trace_writes is None:
+            self._trace_writes = bool(self.store.query(
+                "SELECT count() FROM (SELECT 1 FROM execscope_events WHERE TraceId = {trace:String} "
+                "AND EventName = 'execscope.assign' LIMIT 1)", parameters={"trace": self.trace}).rows[0][0])
+        return self._trace_writes
+
+    def recorded_writes(self, span: _Span) -> bool:
+        return any(ev.name == "execscope.assign" for ev in self.events(span))
+
+    def static_definition(self, span: _Span, name: str, use_node: str) -> str:
+        """The statement that defines ``name`` for ``use_node`` when the data flow names exactly one
+        (a local assignment, not a parameter): '' otherwise."""
+        module = self.module(span.version)
+        if module is None:
+            return ""
+        defs = {src for src, via in module.uses.get(use_node, {}).get(name, ()) if via == "local"}
+        if len(defs) != 1:
+            return ""
+        info = module.nodes.get(next(iter(defs)))
+        if info is None or info[0] != "target":
+            return ""
+        return info[4]
+
+    def explain_unrecorded_write(self, span: _Span, name: str, stmt_node: str, before: int, depth: int) -> None:
+        key = ("static", span.span_id, stmt_node, name)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        stmt, line, code = self.statement(span, stmt_node)
+        calls = [c for c in self.children.get(span.span_id, ()) if c.s0 < before]
+        reads = _reads(_header(stmt), {n for c in calls for n in c.names}) if stmt is not None else _Reads()
+        latest: dict[str, _Span] = {}
+        for child in sorted(self.match_calls(calls, reads.calls), key=lambda c: c.s0):
+            latest[child.short] = child
+        matched = list(latest.values())
+        value_node = getattr(stmt, "value", None)
+        if len(matched) == 1 and isinstance(value_node, ast.Call) and _call_name(value_node) in matched[0].names:
+            shown = _short(self.segment(span, value_node), CODE_CHARS)
+            returned = _short(matched[0].returned, VALUE_CHARS) or "None"
+            text = (f"`{name}` was set at {self.where(span, line)} from `{shown}` "
+                    f"({matched[0].short} returned {returned})")
+        else:
+            text = f"`{name}` was set at {self.where(span, line)}: `{_short(code, CODE_CHARS)}` (value not recorded)"
+        if not self.add(depth, "write", text, span, line=line, code=code, var=name):
+            return
+        start = max((c.s0 for c in matched), default=span.s0) - 1
+        self.explain_statement(span, self.unrecorded(stmt_node, start), before, depth + 1)
 
     def write_elsewhere(self, span: _Span, names: list[str], attr: str, before: int
                         ) -> tuple[_Span, _Event] | None:
@@ -821,6 +915,9 @@ class _Walk:
         self._seen.add(key)
         events = self.events(span)
         stmt_ev = next((ev for ev in reversed(events) if ev.name == "execscope.line"), None)
+        if stmt_ev is None:  # recorded without statements: the function's only return statement, if one
+            node_id = self.only_return(span)
+            stmt_ev = self.unrecorded(node_id, span.s0) if node_id else None
         returned = _short(span.returned, VALUE_CHARS) or "None"
         if stmt_ev is None:
             self.add(depth, "return", f"{span.short} returned {returned}", span, value=span.returned)
@@ -832,13 +929,46 @@ class _Walk:
             return
         self.explain_statement(span, stmt_ev, span.s1 or 2**63, depth + 1)
 
+    def only_return(self, span: _Span) -> str:
+        module = self.module(span.version)
+        info = module.nodes.get(span.node_id) if module is not None else None
+        if module is None or info is None:
+            return ""
+        func = module.statements.get((info[2], info[3]))
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return ""
+        returns: list[ast.Return] = []
+        todo: list[ast.AST] = list(func.body)
+        while todo:
+            node = todo.pop()
+            if isinstance(node, ast.Return):
+                returns.append(node)
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                todo.extend(ast.iter_child_nodes(node))
+        if len(returns) != 1:
+            return ""
+        return self.statement_at(span, returns[0].lineno)
+
     def call_site(self, span: _Span) -> tuple[_Span, _Event, ast.stmt | None, ast.Call | None] | None:
         parent = self.spans.get(span.parent)
         if parent is None:
             return None
         site = self.line_before(parent, span.s0)
-        if site is None:
-            return None
+        if site is None:  # recorded without statements: the one statement of the caller naming the callee
+            module = self.module(parent.version)
+            if module is None:
+                return None
+            def names_callee(stmt: ast.stmt) -> bool:
+                return any(isinstance(c, ast.Call) and _call_name(c) in span.names
+                           for part in _header(stmt) for c in ast.walk(part))
+
+            sites = sorted({node_id for node_id, info in module.nodes.items()
+                            if node_id.startswith(parent.node_id + ":") and info[0] in _STATEMENT_KINDS
+                            and (info[2], info[3]) in module.statements
+                            and names_callee(module.statements[(info[2], info[3])])})
+            if len(sites) != 1:
+                return None
+            site = self.unrecorded(sites[0], parent.s0)
         stmt, _line, _code = self.statement(parent, site.node_id)
         if stmt is None:
             return parent, site, None, None
@@ -904,7 +1034,7 @@ class _Walk:
                 continue
             observed = span.args.get(param) if isinstance(expr, ast.Name) else None
             self.explain_name(parent, name, span.s0, depth + 1, observed=observed,
-                              observed_where=f"passed to {span.short} at {where}")
+                              observed_where=f"passed to {span.short} at {where}", use_node=site_ev.node_id)
 
     def is_code_name(self, span: _Span, name: str, site_ev: _Event) -> bool:
         module = self.module(span.version)

@@ -82,6 +82,49 @@ Why trace TRACE failed: ZeroDivisionError: integer division or modulo by zero
 5.   `items` = [0, 1, 2, 3, 4, 5, 6, 7, …32 more] was passed to batches by main at batch_app.py:29 as `list(range(40))`: `return batches(list(range(40)))`
 """
 
+# The same program recorded at the default level (calls only) and with branches: the values between
+# calls are read from the code and its data flow, and the chain still reaches the planted cause.
+TAX_FUNCTIONS = """\
+Why trace TRACE failed: ValueError: total 262.5 is over the card limit
+ 1. ValueError raised at tax_app.py:23 in check: `raise ValueError(f"total {total} is over the card limit")`
+ 2.   `total` = 262.5 was passed to check by main at tax_app.py:30: `return check(total)`
+ 3.     `total` was set at tax_app.py:29 from `price_line(12.5, rate)` (price_line returned 262.5)
+ 4.       price_line returned 262.5 at tax_app.py:18: `return add_tax(amount, rate)`
+ 5.         add_tax returned 262.5 at tax_app.py:14: `return amount + tax`
+ 6.           `amount` = 12.5 was passed to add_tax by price_line at tax_app.py:18: `return add_tax(amount, rate)`
+ 7.             `amount` = 12.5 was passed to price_line by main at tax_app.py:29 as the constant `12.5`: `total = price_line(12.5, rate)`
+ 8.           `tax` was set at tax_app.py:13: `tax = amount * rate` (value not recorded)
+ 9.             `rate` = 20 was passed to add_tax by price_line at tax_app.py:18: `return add_tax(amount, rate)`
+10.               `rate` = 20 was passed to price_line by main at tax_app.py:29: `total = price_line(12.5, rate)`
+11.                 `rate` was set at tax_app.py:28 from `tax_rate("toys")` (tax_rate returned 20)
+12.                   tax_rate returned 20 at tax_app.py:9: `return int(percent)`
+13.                     `percent` was set at tax_app.py:8: `percent = TAX_TABLE.get(category, TAX_TABLE["default"])` (value not recorded)
+14.                       `category` = 'toys' was passed to tax_rate by main at tax_app.py:28 as the constant `"toys"`: `rate = tax_rate("toys")`
+15.                       `TAX_TABLE` was not written in the recording before this point (writes were not recorded: `execscope run --level statements` records them)
+Note: parts of this trace were recorded without statements: values between calls are read from the code (`execscope run --level statements` records every write)
+"""
+
+TAX_BRANCHES = """\
+Why trace TRACE failed: ValueError: total 262.5 is over the card limit
+ 1. ValueError raised at tax_app.py:23 in check: `raise ValueError(f"total {total} is over the card limit")`
+ 2.   reached because `if total > 100:` at tax_app.py:22 was true
+ 3.     `total` = 262.5 was passed to check by main at tax_app.py:30: `return check(total)`
+ 4.       `total` was set at tax_app.py:29 from `price_line(12.5, rate)` (price_line returned 262.5)
+ 5.         price_line returned 262.5 at tax_app.py:18: `return add_tax(amount, rate)`
+ 6.           add_tax returned 262.5 at tax_app.py:14: `return amount + tax`
+ 7.             `amount` = 12.5 was passed to add_tax by price_line at tax_app.py:18: `return add_tax(amount, rate)`
+ 8.               `amount` = 12.5 was passed to price_line by main at tax_app.py:29 as the constant `12.5`: `total = price_line(12.5, rate)`
+ 9.             `tax` was set at tax_app.py:13: `tax = amount * rate` (value not recorded)
+10.               `rate` = 20 was passed to add_tax by price_line at tax_app.py:18: `return add_tax(amount, rate)`
+11.                 `rate` = 20 was passed to price_line by main at tax_app.py:29: `total = price_line(12.5, rate)`
+12.                   `rate` was set at tax_app.py:28 from `tax_rate("toys")` (tax_rate returned 20)
+13.                     tax_rate returned 20 at tax_app.py:9: `return int(percent)`
+14.                       `percent` was set at tax_app.py:8: `percent = TAX_TABLE.get(category, TAX_TABLE["default"])` (value not recorded)
+15.                         `category` = 'toys' was passed to tax_rate by main at tax_app.py:28 as the constant `"toys"`: `rate = tax_rate("toys")`
+16.                         `TAX_TABLE` was not written in the recording before this point (writes were not recorded: `execscope run --level statements` records them)
+Note: parts of this trace were recorded without statements: values between calls are read from the code (`execscope run --level statements` records every write)
+"""
+
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, str]]:
@@ -218,3 +261,15 @@ def test_an_unreachable_model_or_a_missing_key_is_one_line(recorded: tuple[Path,
     assert out.returncode == 1 and out.stdout.startswith(BATCH.replace("TRACE", ids["batch"]))
     assert out.stderr.splitlines() == ["execscope: anthropic: no API key: set ANTHROPIC_API_KEY (or "
                                        "EXECSCOPE_LLM_API_KEY) (the chain above needs no model)"]
+
+
+@pytest.mark.parametrize(("level", "expected"), [("functions", TAX_FUNCTIONS), ("branches", TAX_BRANCHES)])
+def test_a_recording_without_statements_still_leads_to_the_cause(tmp_path: Path, level: str, expected: str) -> None:
+    shutil.copy(APPS / "tax_app.py", tmp_path / "tax_app.py")
+    store = f"chdb://{tmp_path / 'db'}"
+    run = cli("run", "--include", "tax_app", "--level", level, "--store", store, "--", "python", "tax_app.py",
+              cwd=tmp_path, check=False)
+    assert run.returncode == 1, run.stderr
+    (trace,) = json.loads(cli("traces", "--store", store, "--format", "json", cwd=tmp_path).stdout)
+    out = cli("explain", trace["trace_id"], "--store", store, cwd=tmp_path).stdout
+    assert out.splitlines() == expected.replace("TRACE", trace["trace_id"]).splitlines()
