@@ -185,8 +185,24 @@ class _Positions:
                 film = self.films[trace] = open_cinema(self.store, trace)
             except LookupError:
                 return None
-        pos = film.position_of((ts_ns, seq, 0) if film.multi else seq)
-        return int(pos) if pos < film.total else None
+        if not film.multi:
+            pos = film.position_of(seq)
+            return int(pos) if pos < film.total else None
+        # several processes: keys are (timestamp ns, seq, return flag); ts_ns may be cut to microseconds
+        pos, keys = film.position_of((ts_ns, seq, 0)), film._index.keys
+        for i in range(pos, min(pos + 64, film.total)):
+            if keys[i][1] == seq and ts_ns <= keys[i][0] < ts_ns + 1000 and keys[i][2] == 0:
+                return i
+        return None
+
+
+def _ns(ts: Any) -> int:
+    """Nanoseconds since the epoch of a naive UTC datetime from the store (microsecond precision: only
+    used to place an event of a trace spanning several processes)."""
+    if not isinstance(ts, _dt.datetime):
+        return 0
+    delta = ts.replace(tzinfo=_dt.timezone.utc) - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def find_failures(store: Store, trace: str = "", include_caught: bool = True, limit: int = 20) -> dict[str, Any]:
@@ -199,9 +215,7 @@ def find_failures(store: Store, trace: str = "", include_caught: bool = True, li
     rows = _rows(result.column_names, result.rows)[: limit + 1]
     positions = _Positions(store)
     for row in rows[:limit]:
-        ts = row["timestamp"]
-        ts_ns = int(ts.replace(tzinfo=_dt.timezone.utc).timestamp() * 1e9) if hasattr(ts, "replace") else 0
-        row["frame"] = positions.of(row["trace_id"], row["seq"], ts_ns)
+        row["frame"] = positions.of(row["trace_id"], row["seq"], _ns(row["timestamp"]))
     answer = bounded("failures", rows, limit, hint="raise limit or give a trace")
     if positions.skipped:
         answer["left_out"] = "; ".join(x for x in (answer["left_out"], f"frame positions of {positions.skipped} "
@@ -252,13 +266,18 @@ def state_at(store: Store, trace: str, at: int) -> dict[str, Any]:
 
 
 def value_history(store: Store, var: str, trace: str = "", function: str = "", limit: int = 100) -> dict[str, Any]:
-    """Every value ``var`` took (in one trace / function when given), in order: trace_id, seq,
-    timestamp, function, line, variable, value, node_id."""
+    """Every value ``var`` took (in one trace / function when given), in order: trace_id, seq (the
+    recording's sequence number), timestamp, function, line, variable, value, node_id, and ``frame``,
+    the cinema position of the write."""
     from execscope.queries.correlated import value_history as _history
 
     limit = max(1, min(limit, MAX_ROWS))
     result = _history(store, var=var, trace=trace, function=function, limit=limit + 1)
-    return bounded("values", _rows(result.column_names, result.rows), limit, hint="raise limit or give a trace")
+    rows = _rows(result.column_names, result.rows)
+    positions = _Positions(store)
+    for row in rows[:limit]:
+        row["frame"] = positions.of(row["trace_id"], row["seq"], _ns(row["timestamp"]))
+    return bounded("values", rows, limit, hint="raise limit or give a trace")
 
 
 def why(store: Store, trace: str, at: int | None = None, var: str | None = None, max_steps: int = 16

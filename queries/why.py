@@ -77,7 +77,7 @@ WRITES_ELSEWHERE_SQL = """
 SELECT SpanId, Seq, VarName, VarValue, NodeId
 FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND Seq < {before:UInt64}
-  AND SpanId IN {spans:Array(String)}
+  AND ({all:UInt8} OR SpanId IN {spans:Array(String)})
   AND (VarName IN {names:Array(String)} OR ({attr:String} != '' AND endsWith(VarName, {attr:String})))
 ORDER BY Seq DESC
 LIMIT 64
@@ -257,8 +257,7 @@ def _header(stmt: ast.stmt) -> list[ast.AST]:
     if isinstance(stmt, ast.Assign):  # the object written into (``obj.x = v``) is not an input of ``v``
         return [stmt.value]
     if isinstance(stmt, ast.AugAssign):  # ``x += d`` reads x
-        target = stmt.target
-        read = ast.Name(id=target.id, ctx=ast.Load()) if isinstance(target, ast.Name) else target
+        read = ast.parse(ast.unparse(stmt.target), mode="eval").body  # the target as a load
         return [read, stmt.value]
     if isinstance(stmt, ast.AnnAssign):
         return [stmt.value] if stmt.value is not None else []
@@ -726,9 +725,11 @@ class _Walk:
 
     def write_elsewhere(self, span: _Span, names: list[str], attr: str, before: int
                         ) -> tuple[_Span, _Event] | None:
-        same = [s.span_id for s in self.spans.values() if s.process == span.process]
+        single = len({s.process for s in self.spans.values()}) == 1  # one process: no list of its calls needed
+        same = [] if single else [s.span_id for s in self.spans.values() if s.process == span.process]
         rows = self.store.query(WRITES_ELSEWHERE_SQL, parameters={
-            "trace": self.trace, "before": before, "spans": same, "names": names, "attr": attr}).rows
+            "trace": self.trace, "before": before, "all": int(single), "spans": same, "names": names,
+            "attr": attr}).rows
         wanted = {_normal(n) for n in names}
         for span_id, seq, var, _value, _node in rows:  # exact target text first, then the attribute
             if _normal(var) in wanted:
