@@ -26,9 +26,9 @@ looked up in the process of the reading call.
 from __future__ import annotations
 
 import ast
+import bisect
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ DEFAULT_MAX_STEPS = 16
 MAX_SPAN_EVENTS = 200_000
 """Events read per call; a call with more is searched over its latest ones (said in ``left_out``)."""
 MAX_SPANS = 500_000
+MAX_CALLS_SEARCHED = 1000
+"""Calls a value was handed to that are searched for in-place changes, per call."""
 CODE_CHARS = 90
 VALUE_CHARS = 120
 _STOP_EXCEPTIONS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit", "StopIteration", "StopAsyncIteration")
@@ -55,7 +57,7 @@ SELECT SpanId, ParentSpanId, NodeId, CodeVersion, SpanAttributes['code.function.
        SpanAttributes['code.file.path'], mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes),
        SpanAttributes['execscope.return.value'], Seq, SeqEnd, StatusCode = 'STATUS_CODE_ERROR',
        concat(ResourceAttributes['service.instance.id'], '/', ResourceAttributes['process.pid']),
-       toUInt64(toUnixTimestamp64Nano(Timestamp))
+       toUInt64(toUnixTimestamp64Nano(Timestamp)), toUInt64OrZero(SpanAttributes['execscope.dropped_events'])
 FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 ORDER BY Seq
@@ -166,6 +168,8 @@ class _Span:
     failed: bool
     process: str
     t0: int
+    dropped: int
+    """Events the recorder left out of this call (its per-call limit or an events budget)."""
 
     @property
     def short(self) -> str:
@@ -193,6 +197,54 @@ class _Event:
     exc_type: str
     exc_message: str
     ts: int
+
+
+class _Timeline:
+    """One call's events, indexed: by sequence number, line events, writes per variable, and line and
+    branch events per statement (lookups are bisections: a loop of a million iterations stays cheap)."""
+
+    def __init__(self, events: list[_Event]) -> None:
+        self.events = events
+        self.seqs = [ev.seq for ev in events]
+        self.lines: list[_Event] = [ev for ev in events if ev.name == "execscope.line"]
+        self.line_seqs = [ev.seq for ev in self.lines]
+        self.writes: dict[str, list[_Event]] = {}
+        self.at_statement: dict[str, list[_Event]] = {}
+        for ev in events:
+            if ev.name == "execscope.assign":
+                self.writes.setdefault(ev.var, []).append(ev)
+            elif ev.name == "execscope.line":
+                self.at_statement.setdefault(ev.node_id, []).append(ev)
+            elif ev.name == "execscope.branch":
+                self.at_statement.setdefault(ev.node_id.rsplit(".", 1)[0], []).append(ev)
+        self.write_seqs = {var: [ev.seq for ev in evs] for var, evs in self.writes.items()}
+        self.statement_seqs = {node: [ev.seq for ev in evs] for node, evs in self.at_statement.items()}
+
+    def line_before(self, seq: int) -> _Event | None:
+        i = bisect.bisect_left(self.line_seqs, seq)
+        return self.lines[i - 1] if i else None
+
+    def last_write(self, var: str, before: int) -> _Event | None:
+        seqs = self.write_seqs.get(var)
+        if not seqs:
+            return None
+        i = bisect.bisect_left(seqs, before)
+        return self.writes[var][i - 1] if i else None
+
+    def last_at(self, statement: str, before: int) -> _Event | None:
+        seqs = self.statement_seqs.get(statement)
+        if not seqs:
+            return None
+        i = bisect.bisect_left(seqs, before)
+        return self.at_statement[statement][i - 1] if i else None
+
+    def next_seq(self, seq: int) -> int | None:
+        i = bisect.bisect_right(self.seqs, seq)
+        return self.seqs[i] if i < len(self.seqs) else None
+
+    def at(self, seq: int) -> _Event | None:
+        i = bisect.bisect_left(self.seqs, seq)
+        return self.events[i] if i < len(self.seqs) and self.seqs[i] == seq else None
 
 
 @dataclass(slots=True)
@@ -274,7 +326,7 @@ def _header(stmt: ast.stmt) -> list[ast.AST]:
     return []
 
 
-def _reads(parts: list[ast.AST], recorded_calls: set[str]) -> _Reads:
+def _reads(parts: list[ast.AST], recorded_calls: set[str] | frozenset[str]) -> _Reads:
     """Reads of ``parts``; the arguments of calls to functions in ``recorded_calls`` are left out (they
     are followed through the callee's parameters instead)."""
     out = _Reads()
@@ -330,12 +382,13 @@ class _Walk:
         self.chain = Chain(trace_id, "")
         self.spans: dict[str, _Span] = {}
         self.children: dict[str, list[_Span]] = {}
-        self._events: dict[str, list[_Event]] = {}
+        self._timelines: dict[str, _Timeline] = {}
         self._modules: dict[str, _Module | None] = {}
         self._seen: set[tuple[Any, ...]] = set()
         self._film: Any = None
         self._noted_level = False
         self._trace_writes: bool | None = None
+        self._reads_cache: dict[tuple[str, str, frozenset[str]], _Reads] = {}
         self._load_spans()
 
     # --- loading -----------------------------------------------------------------------------------
@@ -344,25 +397,32 @@ class _Walk:
         if len(rows) >= MAX_SPANS:
             self.chain.left_out.append(f"the trace has more than {MAX_SPANS} calls: only the first were read")
         for (span_id, parent, node_id, version, function, file, args, returned, s0, s1, failed, process,
-             t0) in rows:
+             t0, dropped) in rows:
             span = _Span(span_id, parent, node_id, version, function, file,
                          {k[len("execscope.arg."):]: v for k, v in args.items()}, returned, s0, s1, bool(failed),
-                         process, t0)
+                         process, t0, dropped)
             self.spans[span_id] = span
         for span in self.spans.values():
             self.children.setdefault(span.parent, []).append(span)
 
-    def events(self, span: _Span) -> list[_Event]:
-        cached = self._events.get(span.span_id)
+    def timeline(self, span: _Span) -> _Timeline:
+        cached = self._timelines.get(span.span_id)
         if cached is None:
             rows = self.store.query(SPAN_EVENTS_SQL, parameters={
                 "trace": self.trace, "span": span.span_id, "upto": span.s1 or 2**63, "cap": MAX_SPAN_EVENTS}).rows
             if len(rows) >= MAX_SPAN_EVENTS:
                 self.chain.left_out.append(f"{span.short} recorded more than {MAX_SPAN_EVENTS} events: "
                                            "only its latest were searched")
-            cached = [_Event(*row) for row in reversed(rows)]
-            self._events[span.span_id] = cached
+            cached = _Timeline([_Event(*row) for row in reversed(rows)])
+            self._timelines[span.span_id] = cached
+            if span.dropped:
+                self.chain.notes.append(f"{span.short} ran {span.dropped} more statements/writes than were recorded "
+                                        "(the recorder's per-call limit or events budget): steps in it are the "
+                                        "latest recorded ones, not necessarily the last it made")
         return cached
+
+    def events(self, span: _Span) -> list[_Event]:
+        return self.timeline(span).events
 
     def module(self, version: str) -> _Module | None:
         if version in self._modules:
@@ -433,13 +493,7 @@ class _Walk:
         module = self.module(span.version)
         info = module.nodes.get(write.node_id) if module is not None else None
         stmt_node = info[4] if info is not None and info[0] == "target" else ""
-        found = None
-        for ev in self.events(span):
-            if ev.seq >= write.seq:
-                break
-            if stmt_node and ev.name in ("execscope.line", "execscope.branch") and (
-                    ev.node_id == stmt_node or ev.node_id.startswith(stmt_node + ".")):
-                found = ev
+        found = self.timeline(span).last_at(stmt_node, write.seq) if stmt_node else None
         if found is not None:
             if found.name != "execscope.line":  # a loop's branch: name the loop statement itself
                 found = _Event(found.seq, "execscope.line", stmt_node, found.line, "", "", "", "", found.ts)
@@ -456,10 +510,10 @@ class _Walk:
                        and (info[2], info[3]) in module.statements and info[0] in _STATEMENT_KINDS)
         return found[0][1] if found else ""
 
-    def unrecorded(self, node_id: str, seq: int, ts: int = 0) -> _Event:
+    def unrecorded(self, node_id: str, seq: int, ts: int = 0, note: bool = True) -> _Event:
         """A statement the recording has no line event for (recorded below ``--level statements``),
         placed at ``seq``: the walk reads its code and data flow instead of its events."""
-        if not self._noted_level:
+        if note and not self._noted_level:
             self._noted_level = True
             self.chain.notes.append("parts of this trace were recorded without statements: values between calls "
                                     "are read from the code (`execscope run --level statements` records every write)")
@@ -488,19 +542,11 @@ class _Walk:
         return True
 
     def line_before(self, span: _Span, seq: int) -> _Event | None:
-        found = None
-        for ev in self.events(span):
-            if ev.seq >= seq:
-                break
-            if ev.name == "execscope.line":
-                found = ev
-        return found
+        return self.timeline(span).line_before(seq)
 
     def next_event_seq(self, span: _Span, seq: int) -> int:
-        for ev in self.events(span):
-            if ev.seq > seq:
-                return ev.seq
-        return span.s1 or 2**63
+        found = self.timeline(span).next_seq(seq)
+        return found if found is not None else (span.s1 or 2**63)
 
     def calls_between(self, span: _Span, lo: int, hi: int) -> list[_Span]:
         return sorted((c for c in self.children.get(span.span_id, ()) if lo < c.s0 < hi), key=lambda c: c.s0)
@@ -555,18 +601,19 @@ class _Walk:
             if info is None:
                 break
             if info[0] in ("if", "while"):
-                arm, cond_ev = "", None
-                for ev in self.events(span):
-                    if ev.seq >= until:
-                        break
-                    if ev.name == "execscope.branch" and ev.node_id.startswith(parent + "."):
-                        arm = ev.node_id[len(parent) + 1:]
-                    if ev.name == "execscope.line" and ev.node_id == parent:
+                timeline = self.timeline(span)
+                seen = timeline.at_statement.get(parent, [])
+                last = bisect.bisect_left(timeline.statement_seqs.get(parent, []), until)
+                arm, cond_ev, arm_ev = "", None, None
+                for ev in reversed(seen[max(0, last - 64):last]):  # the latest line and arm of the test
+                    if ev.name == "execscope.branch" and arm_ev is None:
+                        arm_ev, arm = ev, ev.node_id[len(parent) + 1:]
+                    elif ev.name == "execscope.line" and cond_ev is None:
                         cond_ev = ev
-                if cond_ev is None and arm:  # recorded at --level branches: the arm, not the line
-                    cond_ev = next(ev for ev in reversed(self.events(span)) if ev.seq < until
-                                   and ev.name == "execscope.branch" and ev.node_id.startswith(parent + "."))
-                    cond_ev = self.unrecorded(parent, cond_ev.seq, cond_ev.ts)
+                    if arm_ev is not None and cond_ev is not None:
+                        break
+                if cond_ev is None and arm_ev is not None:  # recorded at --level branches: the arm, no line
+                    cond_ev = self.unrecorded(parent, arm_ev.seq, arm_ev.ts)
                 if cond_ev is not None:
                     _stmt, line, code = self.statement(span, parent)
                     outcome = {"true": "true", "false": "false", "body": "true"}.get(arm, arm or "taken")
@@ -628,7 +675,7 @@ class _Walk:
         return info[0] == "function" and node_id != span.node_id
 
     def has_write(self, span: _Span, name: str, before: int) -> bool:
-        return any(ev.name == "execscope.assign" and ev.var == name and ev.seq < before for ev in self.events(span))
+        return self.timeline(span).last_write(name, before) is not None
 
     def match_calls(self, calls: list[_Span], syntax: list[ast.Call]) -> list[_Span]:
         """Recorded calls that the statement makes itself (by name), in order."""
@@ -636,13 +683,7 @@ class _Walk:
         return [child for child in calls if any(name in names for name in child.names)]
 
     def last_write(self, span: _Span, name: str, before: int) -> _Event | None:
-        found = None
-        for ev in self.events(span):
-            if ev.seq >= before:
-                break
-            if ev.name == "execscope.assign" and ev.var == name:
-                found = ev
-        return found
+        return self.timeline(span).last_write(name, before)
 
     def explain_name(self, span: _Span, name: str, before: int, depth: int, via: str = "",
                      observed: str | None = None, observed_where: str = "", use_node: str = "") -> None:
@@ -682,7 +723,7 @@ class _Walk:
         return self._trace_writes
 
     def recorded_writes(self, span: _Span) -> bool:
-        return any(ev.name == "execscope.assign" for ev in self.events(span))
+        return bool(self.timeline(span).writes)
 
     def static_definition(self, span: _Span, name: str, use_node: str) -> str:
         """The statement that defines ``name`` for ``use_node`` when the data flow names exactly one
@@ -744,10 +785,8 @@ class _Walk:
         wspan = self.spans.get(span_id)
         if wspan is None:
             return None
-        for ev in self.events(wspan):
-            if ev.seq == seq:
-                return wspan, ev
-        return None
+        ev = self.timeline(wspan).at(seq)
+        return (wspan, ev) if ev is not None else None
 
     def explain_chain_read(self, span: _Span, chain_text: str, before: int, depth: int) -> bool:
         """An attribute/subscript read (``settings.batch_size``) that another call wrote: True when found."""
@@ -833,6 +872,16 @@ class _Walk:
         if stmt_ev is not None and not leaf:
             self.explain_statement(span, stmt_ev, write.seq, depth + 1)
 
+    def reads_of(self, span: _Span, node_id: str, calls: list[_Span]) -> _Reads:
+        """What statement ``node_id`` reads, leaving out the arguments of the recorded ``calls`` (cached)."""
+        called = frozenset(n for c in calls for n in c.names)
+        key = (span.version, node_id, called)
+        found = self._reads_cache.get(key)
+        if found is None:
+            stmt, _line, _code = self.statement(span, node_id)
+            found = self._reads_cache[key] = _reads(_header(stmt), called) if stmt is not None else _Reads()
+        return found
+
     @staticmethod
     def updates_itself(stmt: ast.stmt | None, var: str, reads: _Reads) -> bool:
         """The statement computes ``var`` from its own value (``x += 1``, ``x = x - x * d``), not only by
@@ -857,8 +906,7 @@ class _Walk:
                 break
             stmt, _l, _c = self.statement(span, stmt_ev.node_id)
             calls = self.calls_between(span, stmt_ev.seq, current.seq)
-            if stmt is None or not self.updates_itself(stmt, current.var, _reads(
-                    _header(stmt), {n for c in calls for n in c.names})):
+            if stmt is None or not self.updates_itself(stmt, current.var, self.reads_of(span, stmt_ev.node_id, calls)):
                 break
             run.append((stmt_ev, current))
             current = self.last_write(span, write.var, current.seq)
@@ -904,7 +952,9 @@ class _Walk:
         if not self.add(depth, "updates", text, span, line=line, code=code, var=var, value=last.value, seq=last.seq,
                         ts=last.ts):
             return
-        for stmt_ev, write in run[-3:]:  # what changed it: the other inputs of the latest updates
+        # what changed it: the other inputs of the latest update (of the latest three when they differ)
+        latest = run[-1:] if len({s.node_id for s, _w in run[-3:]}) == 1 else run[-3:]
+        for stmt_ev, write in latest:
             self.explain_statement(span, stmt_ev, write.seq, depth + 1, skip=(var,))
         # and where the value it started from came from
         self.explain_name(span, var, first_stmt.seq, depth + 1)
@@ -914,11 +964,13 @@ class _Walk:
         if key in self._seen:
             return
         self._seen.add(key)
-        events = self.events(span)
-        stmt_ev = next((ev for ev in reversed(events) if ev.name == "execscope.line"), None)
-        if stmt_ev is None:  # recorded without statements: the function's only return statement, if one
+        lines = self.timeline(span).lines
+        stmt_ev = lines[-1] if lines and not span.dropped else None
+        if stmt_ev is None:  # its last statements not recorded: the function's only return statement, if one
             node_id = self.only_return(span)
-            stmt_ev = self.unrecorded(node_id, span.s0) if node_id else None
+            # after the latest recorded event when the recorder left some out, else from the call's start
+            after = lines[-1].seq if lines and span.dropped else span.s0
+            stmt_ev = self.unrecorded(node_id, after, note=not span.dropped) if node_id else None
         returned = _short(span.returned, VALUE_CHARS) or "None"
         if stmt_ev is None:
             self.add(depth, "return", f"{span.short} returned {returned}", span, value=span.returned)
@@ -1109,20 +1161,26 @@ class _Walk:
         """Writes through ``name`` (``name[i] = ...``, ``name.x = ...``) in ``span`` between two points,
         and in the calls ``name`` was handed to (up to 4 calls deep): (call, write event, how it got there)."""
         out: list[tuple[_Span, _Event, str]] = []
-        for ev in self.events(span):
-            if since < ev.seq < before and ev.name == "execscope.assign" and (
-                    ev.var.startswith(name + "[") or ev.var.startswith(name + ".")):
-                out.append((span, ev, ""))
-            elif since < ev.seq < before and ev.name == "execscope.line" and level > 0:
-                stmt, _l, _c = self.statement(span, ev.node_id)
-                if stmt is not None and any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
-                                            and c.func.attr in _MUTATORS and _root_name(c.func.value) == name
-                                            for c in ast.walk(stmt)):
-                    out.append((span, _Event(ev.seq, "execscope.assign", ev.node_id, ev.line, name, "", "", "", ev.ts),
-                                ""))
+        timeline = self.timeline(span)
+        found: list[_Event] = []
+        for var, writes in timeline.writes.items():  # name[i] = ..., name.x = ...
+            if var.startswith(name + "[") or var.startswith(name + "."):
+                seqs = timeline.write_seqs[var]
+                found += writes[bisect.bisect_right(seqs, since):bisect.bisect_left(seqs, before)]
+        for node_id, events in timeline.at_statement.items():  # name.append(...), name.sort(), ...
+            stmt, _l, _c = self.statement(span, node_id)
+            if stmt is None or not any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                                       and c.func.attr in _MUTATORS and _root_name(c.func.value) == name
+                                       for part in _header(stmt) for c in ast.walk(part)):
+                continue
+            seqs = timeline.statement_seqs[node_id]
+            found += [_Event(ev.seq, "execscope.assign", ev.node_id, ev.line, name, "", "", "", ev.ts)
+                      for ev in events[bisect.bisect_right(seqs, since):bisect.bisect_left(seqs, before)]
+                      if ev.name == "execscope.line"]
+        out += [(span, ev, "") for ev in sorted(found, key=lambda e: e.seq)]
         if level >= 4:
             return out
-        for child in self.calls_between(span, since, before):
+        for child in self.calls_between(span, since, before)[:MAX_CALLS_SEARCHED]:
             site = self.line_before(span, child.s0)
             if site is None:
                 continue
@@ -1222,8 +1280,3 @@ def why(store: Store, trace_id: str, *, at: int | None = None, var: str | None =
         walk.chain.left_out.append("nothing recorded feeds this point (constants only, or code not recorded)")
     return walk.chain
 
-
-def iter_sentences(chain: Chain) -> Iterator[str]:
-    """The chain's sentences without numbering or indentation (for tests and short displays)."""
-    for step in chain.steps:
-        yield step.text

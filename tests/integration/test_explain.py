@@ -6,6 +6,7 @@ vendor's wire format (the chain always prints; a refused key or an unreachable h
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -273,3 +274,44 @@ def test_a_recording_without_statements_still_leads_to_the_cause(tmp_path: Path,
     (trace,) = json.loads(cli("traces", "--store", store, "--format", "json", cwd=tmp_path).stdout)
     out = cli("explain", trace["trace_id"], "--store", store, cwd=tmp_path).stdout
     assert out.splitlines() == expected.replace("TRACE", trace["trace_id"]).splitlines()
+
+
+LOOP_APP = """\
+def accumulate(n):
+    total = 0
+    for i in range(n):
+        total += i % 7 - 3
+    return total
+
+
+def main():
+    total = accumulate(25000)
+    if total != 0:
+        raise ValueError(f"unbalanced: {total}")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_long_loop_is_one_step_and_a_call_over_the_event_limit_says_so(tmp_path: Path) -> None:
+    (tmp_path / "loop_app.py").write_text(LOOP_APP)
+    store = f"chdb://{tmp_path / 'db'}"
+    run = cli("run", "--include", "loop_app", "--level", "statements", "--store", store, "--", "python",
+              "loop_app.py", cwd=tmp_path, check=False)
+    assert run.returncode == 1, run.stderr
+    (trace,) = json.loads(cli("traces", "--store", store, "--format", "json", cwd=tmp_path).stdout)
+    out = cli("explain", trace["trace_id"], "--store", store, cwd=tmp_path).stdout.splitlines()
+    assert out[1:5] == [
+        "1. ValueError raised at loop_app.py:11 in main: `raise ValueError(f\"unbalanced: {total}\")`",
+        "2.   reached because `if total != 0:` at loop_app.py:10 was true",
+        "3.     `total` became -3 at loop_app.py:9 from `accumulate(25000)`",
+        "4.       accumulate returned -3 at loop_app.py:5: `return total`"]
+    assert re.fullmatch(r"5\.         `total` was updated \d+ times in accumulate: 0 → -3 at loop_app\.py:4, → -5 at "
+                        r"loop_app\.py:4, … \d+ more …, → -?\d+ at loop_app\.py:4, → -?\d+ at loop_app\.py:4, each by "
+                        r"`total \+= i % 7 - 3`", out[5]), out[5]
+    assert out[-1].startswith("Note: accumulate ran ") and out[-1].endswith(
+        "more statements/writes than were recorded (the recorder's per-call limit or events budget): steps in it "
+        "are the latest recorded ones, not necessarily the last it made")
+    assert len(out) < 14
