@@ -306,8 +306,8 @@ def test_a_long_loop_is_one_step_and_a_call_over_the_event_limit_says_so(tmp_pat
     assert out[1:5] == [
         "1. ValueError raised at loop_app.py:11 in main: `raise ValueError(f\"unbalanced: {total}\")`",
         "2.   reached because `if total != 0:` at loop_app.py:10 was true",
-        "3.     `total` became -3 at loop_app.py:9 from `accumulate(25000)`",
-        "4.       accumulate returned -3 at loop_app.py:5: `return total`"]
+        "3.     `total` became -6 at loop_app.py:9 from `accumulate(25000)`",  # 7 * 3571 + (-3 - 2 - 1)
+        "4.       accumulate returned -6 at loop_app.py:5: `return total`"]
     assert re.fullmatch(r"5\.         `total` was updated \d+ times in accumulate: 0 → -3 at loop_app\.py:4, → -5 at "
                         r"loop_app\.py:4, … \d+ more …, → -?\d+ at loop_app\.py:4, → -?\d+ at loop_app\.py:4, each by "
                         r"`total \+= i % 7 - 3`", out[5]), out[5]
