@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test pythons lint clean
 
 $(STAMP): pyproject.toml instrumentation/capture/_capture.c instrumentation/capture/_repr.c instrumentation/capture/_repr.h
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 tests
+
+# the same suite on CPython 3.13 and 3.14 in a cached Debian testing root (needs root; see README)
+pythons:
+	bash tests/infra/pythons.sh
 
 lint: setup
 	$(BIN)/ruff check execscope instrumentation collector-processors storage queries dashboards tests

@@ -134,7 +134,7 @@ def list_traces(store: Store, errors_only: bool = False, root: str = "", since: 
 FAILURES_SQL = """
 WITH ex AS (
     SELECT TraceId, SpanId, Seq, Timestamp, SpanName, LineNumber, Attributes['exception.type'] AS type,
-           Attributes['exception.message'] AS message
+           Attributes['exception.message'] AS message, Attributes['exception.escaped'] != 'false' AS escaped
     FROM execscope_events
     WHERE EventName = 'exception' AND ({trace:String} = '' OR TraceId = {trace:String})
 ),
@@ -145,13 +145,14 @@ passed_up AS (  -- the same exception seen again in the caller: not where it was
 ),
 raised AS (
     SELECT 'raised' AS what, ex.TraceId AS trace_id, ex.Seq AS seq, ex.Timestamp AS timestamp,
-           ex.SpanName AS function, ex.LineNumber AS line, ex.type AS type, ex.message AS message, ex.SpanId AS span_id
+           ex.SpanName AS function, ex.LineNumber AS line, ex.type AS type, ex.message AS message,
+           ex.escaped AS escaped, ex.SpanId AS span_id
     FROM ex LEFT ANTI JOIN passed_up AS u
         ON u.TraceId = ex.TraceId AND u.SpanId = ex.SpanId AND u.type = ex.type AND u.message = ex.message
 ),
 caught AS (
     SELECT 'caught' AS what, e.TraceId AS trace_id, e.Seq AS seq, e.Timestamp AS timestamp, e.SpanName AS function,
-           n.line AS line, n.code AS type, '' AS message, e.SpanId AS span_id
+           n.line AS line, n.code AS type, '' AS message, false AS escaped, e.SpanId AS span_id
     FROM execscope_events AS e
     INNER JOIN (SELECT node_id, any(code) AS code, any(line) AS line FROM cpg_nodes WHERE kind = 'except'
                 GROUP BY node_id) AS n ON n.node_id = e.NodeId
@@ -207,14 +208,16 @@ def _ns(ts: Any) -> int:
 
 def find_failures(store: Store, trace: str = "", include_caught: bool = True, limit: int = 20) -> dict[str, Any]:
     """Exceptions, newest first: where each was raised first (``what`` 'raised': type, message,
-    function, line) and the handlers that caught one (``what`` 'caught': the ``except`` clause as
-    ``type``), each with its trace and cinema position ``frame``."""
+    function, line; ``escaped`` false when the frame that raised it caught it) and the handlers that
+    caught one (``what`` 'caught': the ``except`` clause as ``type``), each with its trace and cinema
+    position ``frame``."""
     limit = max(1, min(limit, MAX_ROWS))
     result = store.query(FAILURES_SQL, parameters={"trace": trace.strip().lower(), "caught": int(include_caught),
                                                    "limit": limit})
     rows = _rows(result.column_names, result.rows)[: limit + 1]
     positions = _Positions(store)
     for row in rows[:limit]:
+        row["escaped"] = bool(row["escaped"])
         row["frame"] = positions.of(row["trace_id"], row["seq"], _ns(row["timestamp"]))
     answer = bounded("failures", rows, limit, hint="raise limit or give a trace")
     if positions.skipped:

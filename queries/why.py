@@ -65,7 +65,8 @@ LIMIT {cap:UInt32}
 """
 SPAN_EVENTS_SQL = """
 SELECT Seq, EventName, NodeId, LineNumber, VarName, VarValue, Attributes['exception.type'],
-       Attributes['exception.message'], toUInt64(toUnixTimestamp64Nano(Timestamp))
+       Attributes['exception.message'], toUInt64(toUnixTimestamp64Nano(Timestamp)),
+       Attributes['exception.escaped'] = 'false'
 FROM execscope_events
 WHERE TraceId = {trace:String} AND SpanId = {span:String}
   AND EventName IN ('execscope.line', 'execscope.branch', 'execscope.assign', 'exception')
@@ -84,12 +85,14 @@ WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND Seq < {bef
 ORDER BY Seq DESC
 LIMIT 64
 """
+# The failure of a trace: the last exception that left a call, else the last one caught where it was
+# raised (``exception.escaped`` false).
 LAST_EXCEPTION_SQL = """
 SELECT SpanId, Seq FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'exception'
   AND Attributes['exception.type'] NOT IN {stop:Array(String)}
   AND NOT endsWith(Attributes['exception.type'], '.SystemExit')
-ORDER BY Seq DESC
+ORDER BY Attributes['exception.escaped'] = 'false', Seq DESC
 LIMIT 1
 """
 
@@ -197,6 +200,8 @@ class _Event:
     exc_type: str
     exc_message: str
     ts: int
+    caught: bool = False
+    """An exception caught in the frame that raised it (``exception.escaped`` false)."""
 
 
 class _Timeline:
@@ -567,6 +572,8 @@ class _Walk:
                 break
             span, ev = origin
         stmt_ev = self.line_before(span, ev.seq)
+        if ev.caught and stmt_ev is not None and stmt_ev.node_id != ev.node_id:  # the statement that raised
+            stmt_ev = self.timeline(span).last_at(ev.node_id, ev.seq) or stmt_ev
         if stmt_ev is None:  # recorded without statements: the statement at the exception's line
             node_id = self.statement_at(span, ev.line)
             stmt_ev = self.unrecorded(node_id, span.s0) if node_id else None
@@ -574,9 +581,11 @@ class _Walk:
         line = line or ev.line
         kind = ev.exc_type.rsplit(".", 1)[-1]
         message = f": {_short(ev.exc_message, VALUE_CHARS)}" if ev.exc_message else ""
-        self.chain.subject = f"Why trace {self.trace} failed: {kind}{message}"
-        self.add(0, "exception", f"{kind} raised at {self.where(span, line)} in {span.short}: "
-                 f"`{_short(code, CODE_CHARS)}`", span, line=line, code=code,
+        self.chain.subject = (f"Why trace {self.trace} raised {kind} (caught in {span.short}){message}" if ev.caught
+                              else f"Why trace {self.trace} failed: {kind}{message}")
+        self.add(0, "exception", f"{kind} raised at {self.where(span, line)} in {span.short}"
+                 f"{' (and caught there)' if ev.caught else ''}: `{_short(code, CODE_CHARS)}`", span, line=line,
+                 code=code,
                  value=ev.exc_message, seq=ev.seq, ts=ev.ts)
         if stmt_ev is None:
             return

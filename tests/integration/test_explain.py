@@ -306,8 +306,8 @@ def test_a_long_loop_is_one_step_and_a_call_over_the_event_limit_says_so(tmp_pat
     assert out[1:5] == [
         "1. ValueError raised at loop_app.py:11 in main: `raise ValueError(f\"unbalanced: {total}\")`",
         "2.   reached because `if total != 0:` at loop_app.py:10 was true",
-        "3.     `total` became -3 at loop_app.py:9 from `accumulate(25000)`",
-        "4.       accumulate returned -3 at loop_app.py:5: `return total`"]
+        "3.     `total` became -6 at loop_app.py:9 from `accumulate(25000)`",  # 7 * 3571 + (-3 - 2 - 1)
+        "4.       accumulate returned -6 at loop_app.py:5: `return total`"]
     assert re.fullmatch(r"5\.         `total` was updated \d+ times in accumulate: 0 → -3 at loop_app\.py:4, → -5 at "
                         r"loop_app\.py:4, … \d+ more …, → -?\d+ at loop_app\.py:4, → -?\d+ at loop_app\.py:4, each by "
                         r"`total \+= i % 7 - 3`", out[5]), out[5]
@@ -315,3 +315,36 @@ def test_a_long_loop_is_one_step_and_a_call_over_the_event_limit_says_so(tmp_pat
         "more statements/writes than were recorded (the recorder's per-call limit or events budget): steps in it "
         "are the latest recorded ones, not necessarily the last it made")
     assert len(out) < 14
+
+
+CAUGHT_APP = """\
+def parse(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    return value
+
+
+def main():
+    return parse("12") + parse("x")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_an_exception_caught_where_it_was_raised(tmp_path: Path) -> None:
+    """A trace that did not fail: the exception its own frame caught is the one explained."""
+    (tmp_path / "caught_app.py").write_text(CAUGHT_APP)
+    store = f"chdb://{tmp_path / 'db'}"
+    cli("run", "--include", "caught_app", "--level", "statements", "--store", store, "--", "python", "caught_app.py",
+        cwd=tmp_path)
+    (trace,) = json.loads(cli("traces", "--store", store, "--format", "json", cwd=tmp_path).stdout)
+    out = cli("explain", trace["trace_id"], "--store", store, cwd=tmp_path).stdout
+    assert out.splitlines() == [
+        f"Why trace {trace['trace_id']} raised ValueError (caught in parse): invalid literal for int() with base 10: 'x'",
+        "1. ValueError raised at caught_app.py:3 in parse (and caught there): `value = int(text)`",
+        "2.   `text` = 'x' was passed to parse by main at caught_app.py:10 as the constant `\"x\"`: "
+        "`return parse(\"12\") + parse(\"x\")`"]
