@@ -202,7 +202,7 @@ async function main() {
     assert.strictEqual(s.event.body.reason, 'exception');
     assert.strictEqual(s.stack[0].name, 'shopfx.risky');
     let ex = await dc.exceptionInfoRequest({ threadId: 1 });
-    assert.strictEqual(ex.body.exceptionId, 'caught');
+    assert.strictEqual(ex.body.exceptionId, 'ValueError');  // recorded where its own frame caught it
     await dc.setExceptionBreakpointsRequest({ filters: ['uncaught'] });
     s = await act(dc, () => dc.continueRequest({ threadId: 1 }));
     assert.strictEqual(s.event.body.reason, 'exception');

@@ -139,9 +139,10 @@ def test_keys_step_through_the_recording(recorded_app: Recording, browser: Any, 
         assert viewer.variables == {"n": "3", "r": "6"}
         key("O", lambda p: film.step_over(p, False))
         key("u", film.step_out)
+        key("e", lambda p: film.find(p, kind="exception"))  # risky(-2)'s ValueError, caught in its own frame
+        assert "raised ValueError: neg" in viewer.status
         key("e", lambda p: film.find(p, kind="exception"))  # explode raises
         assert "raised RuntimeError: total too large: 42" in viewer.status
-        key("E", lambda p: film.find(p, False, kind="exception"))  # none before it
         key("e", lambda p: film.find(p, kind="exception"))  # the exception leaving main
         key("E", lambda p: film.find(p, False, kind="exception"))
         key("U", lambda p: film.step_out(p, False))  # back out of explode: main's line that called it

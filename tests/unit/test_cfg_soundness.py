@@ -321,7 +321,7 @@ def _probed_arms(tree: ast.AST) -> set[str]:
 def test_the_cfg_expects_exactly_the_arms_the_rewriter_probes(program: str) -> None:
     # the two halves agree statically: an arm in a function's or module's CFG that no probe reports
     # (or a probe no CFG expects) is a violation waiting for the input that takes it
-    from execscope.instrumentation.rewriter import _reads_own_locals
+    from execscope.instrumentation.rewrite.rewriter import _reads_own_locals
 
     if program == "stdlib":
         import argparse

@@ -311,7 +311,7 @@ def test_annotations_are_never_probed() -> None:
     # 3.14: a probe there would be a stray call naming a frame that may be gone (the CFG has no arms there)
     import ast
 
-    from execscope.instrumentation.rewriter import rewrite_source
+    from execscope.instrumentation.rewrite.rewriter import rewrite_source
 
     source = textwrap.dedent('''
         from __future__ import annotations
