@@ -315,7 +315,8 @@ def _probed_arms(tree: ast.AST) -> set[str]:
     # an except handler's arm is reported by its `caught` probe (which first records the exception)
     return {n.args[1].value for n in ast.walk(tree)
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-            and n.func.attr in ("arm", "branch", "caught") and isinstance(n.func.value, ast.Name) and n.func.value.id == "_execscope_rt"}
+            and n.func.attr in ("arm", "branch", "caught")
+            and isinstance(n.func.value, ast.Name) and n.func.value.id == "_execscope_rt"}
 
 
 @pytest.mark.parametrize("program", ["PROGRAM", "SHAPES", "EXPRESSIONS", "stdlib"])
