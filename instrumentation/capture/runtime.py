@@ -429,18 +429,19 @@ _FAIL_NAMES = ("fail", "fail_current")
 
 def _entry_of(exc: BaseException, caller: Any, depth: int = 0) -> Any:
     """The traceback entry of Python frame ``caller`` in ``exc``'s traceback (the latest raise there),
-    or None. The group an ``except*`` clause receives for an exception raised bare has no traceback
-    of its own: its members' are searched."""
-    tb = EXC_TRACEBACK(exc)
-    while tb is not None:
-        if tb.tb_frame is caller:
-            return tb
-        tb = tb.tb_next
+    or None. For a group, its members' entries come first: the group an ``except*`` clause receives
+    for an exception raised bare has no traceback of its own before 3.13, and from 3.13 on one at the
+    ``except*`` line, while the member's names the raise."""
     if EXC_GROUP is not None and depth < 4 and issubclass(type(exc), EXC_GROUP):
         for member in EXC_GROUP_EXCEPTIONS(exc)[:16]:
             found = _entry_of(member, caller, depth + 1)
             if found is not None:
                 return found
+    tb = EXC_TRACEBACK(exc)
+    while tb is not None:
+        if tb.tb_frame is caller:
+            return tb
+        tb = tb.tb_next
     return None
 
 
