@@ -257,9 +257,9 @@ class KafkaSource:
                         unassigned_since = now
                         idle_since = None
                         continue
-                    self._update_lag()
-                    if not self.stats.lag or sum(self.stats.lag.values()) == 0:
-                        break
+                    current = {f"{tp.topic}:{tp.partition}" for tp in self._assigned}
+                    if self._update_lag() and sum(self.stats.lag.get(k, 0) for k in current) == 0:
+                        break  # every assigned partition read to its end, just now
                     idle_since = None
         finally:
             self._update_lag()
@@ -304,18 +304,23 @@ class KafkaSource:
         except StoreError as exc:
             st.last_error = f"stats: {exc}"[:500]
 
-    def _update_lag(self) -> None:
+    def _update_lag(self) -> bool:
+        """Refresh ``stats.lag`` for the assigned partitions; True only when every assigned partition's
+        lag was read now (a failed or partial read says nothing about being caught up)."""
         self.stats.assigned_partitions = len(self._assigned)
         consumer = self._consumer
         if consumer is None or not self._assigned:
-            return
+            return False
         try:
-            ends = consumer.end_offsets(list(self._assigned))
+            assigned = list(self._assigned)
+            ends = consumer.end_offsets(assigned)
             for tp, end in ends.items():
                 position = consumer.position(tp)
                 self.stats.lag[f"{tp.topic}:{tp.partition}"] = max(0, int(end) - int(position))
+            return all(tp in ends for tp in assigned)
         except Exception as exc:
             self.stats.last_error = f"lag: {type(exc).__name__}: {exc}"
+            return False
 
     # -- batches ---------------------------------------------------------------------------------
 

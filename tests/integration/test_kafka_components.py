@@ -108,7 +108,7 @@ def test_collector_reports_its_own_metrics(kafka_broker: Broker, topic: str, tmp
             with tracer.start_as_current_span("child"):
                 pass
     provider.shutdown()
-    assert sink.force_flush(30)
+    assert sink.force_flush(30) and sink.sent_spans == 40, sink.last_error
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
     with open_store(f"chdb://{tmp_path / 'db'}") as store:
