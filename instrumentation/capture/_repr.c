@@ -42,6 +42,7 @@ int repr_init(void) {
 #define CL_DIGIT 1
 #define CL_SEP 2
 #define CL_B64 4
+#define CL_FIRST 8 /* some trigger starts with this character (either case) */
 
 typedef struct {
     int enabled, card, b64run, always;
@@ -56,6 +57,7 @@ typedef struct {
     int ntrig;
     unsigned char cls[128];
     unsigned char pair[128][16]; /* bit (a, b): some trigger starts with lower-case a, b */
+    unsigned short first_start[128], first_count[128]; /* the triggers (sorted) starting with lower-case a */
 } Redaction;
 
 static Redaction g_red = {.min_len = PY_SSIZE_T_MAX, .slack = 256};
@@ -74,7 +76,8 @@ int repr_patterns_on(void) { return g_red.enabled; }
         return 0;                                                                                        \
     }                                                                                                    \
     static int match_at_##T(const T *s, Py_ssize_t i, Py_ssize_t n) {                                    \
-        for (int k = 0; k < g_red.ntrig; k++) {                                                          \
+        unsigned a = LOWER(s[i]);                                                                        \
+        for (int k = g_red.first_start[a], end = k + g_red.first_count[a]; k < end; k++) {               \
             Py_ssize_t len = g_red.trig_len[k], j = 0;                                                   \
             if (len > n - i)                                                                             \
                 continue;                                                                                \
@@ -97,17 +100,19 @@ int repr_patterns_on(void) { return g_red.enabled; }
     MATCH_AT(T)                                                                                          \
     static int scan_##T(const T *s, Py_ssize_t n) {                                                      \
         int digits = 0, sep_ok = 0, brand = 0;                                                           \
+        const int card = g_red.card, b64run = g_red.b64run; /* locals: kept in registers */              \
+        const unsigned char *cls = g_red.cls;                                                            \
         Py_ssize_t b64 = 0;                                                                              \
         for (Py_ssize_t i = 0; i < n; i++) {                                                             \
             Py_UCS4 c = s[i];                                                                            \
-            unsigned cl = c < 128 ? g_red.cls[c] : 0;                                                    \
+            unsigned cl = c < 128 ? cls[c] : 0;                                                          \
             if (cl & CL_DIGIT) {                                                                         \
                 /* a card starts a run, or a group after a space: restart where one may begin */     \
                 if (digits == 0 || (!sep_ok && !brand)) {                                                \
                     digits = 0;                                                                          \
                     brand = c >= '2' && c <= '6';                                                        \
                 }                                                                                        \
-                if (++digits >= 13 && brand && g_red.card)                                               \
+                if (++digits >= 13 && brand && card)                                                     \
                     return 1;                                                                            \
                 sep_ok = 1;                                                                              \
             } else if ((cl & CL_SEP) && sep_ok) {                                                        \
@@ -118,11 +123,11 @@ int repr_patterns_on(void) { return g_red.enabled; }
             if (cl & CL_B64) {                                                                           \
                 b64++;                                                                                   \
             } else {                                                                                     \
-                if (b64 == 40 && g_red.b64run)                                                           \
+                if (b64 == 40 && b64run)                                                                 \
                     return 1;                                                                            \
                 b64 = 0;                                                                                 \
             }                                                                                            \
-            if (c < 128 && i + 1 < n) {                                                                  \
+            if ((cl & CL_FIRST) && i + 1 < n) {                                                          \
                 Py_UCS4 d = s[i + 1];                                                                    \
                 if (d < 128) {                                                                           \
                     unsigned a = LOWER(c), b = LOWER(d);                                                 \
@@ -131,7 +136,7 @@ int repr_patterns_on(void) { return g_red.enabled; }
                 }                                                                                        \
             }                                                                                            \
         }                                                                                                \
-        return b64 == 40 && g_red.b64run;                                                                \
+        return b64 == 40 && b64run;                                                                      \
     }
 
 SCAN(Py_UCS1)
@@ -255,7 +260,25 @@ PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds) {
             g_red.cls[c] |= CL_SEP;
     }
     g_red.ntrig = (int)nt;
-    for (Py_ssize_t i = 0; i < nt; i++) {
+    memset(g_red.first_start, 0, sizeof g_red.first_start);
+    memset(g_red.first_count, 0, sizeof g_red.first_count);
+    int order[MAX_TRIGGERS], filled = 0; /* triggers grouped by their lower-cased first character */
+    for (int a = 0; a < 128; a++) {
+        g_red.first_start[a] = (unsigned short)filled;
+        for (Py_ssize_t i = 0; i < nt; i++) {
+            const char *t = PyBytes_AS_STRING(PyTuple_GET_ITEM(store, i));
+            if ((LOWER((unsigned char)t[0]) & 127) == (unsigned)a)
+                order[filled++] = (int)i;
+        }
+        g_red.first_count[a] = (unsigned short)(filled - g_red.first_start[a]);
+        if (g_red.first_count[a]) {
+            g_red.cls[a] |= CL_FIRST;
+            if (a >= 'a' && a <= 'z')
+                g_red.cls[a - 32] |= CL_FIRST;
+        }
+    }
+    for (int slot = 0; slot < (int)nt; slot++) {
+        Py_ssize_t i = order[slot];
         PyObject *b = PyTuple_GET_ITEM(store, i);
         char *t = PyBytes_AS_STRING(b);
         Py_ssize_t len = PyBytes_GET_SIZE(b);
@@ -265,10 +288,10 @@ PyObject *repr_set_redaction(PyObject *module, PyObject *args, PyObject *kwds) {
         if (!cs)
             for (Py_ssize_t j = 0; j < len; j++)
                 t[j] = (char)LOWER((unsigned char)t[j]);
-        g_red.trig[i] = t;
-        g_red.trig_len[i] = len;
-        g_red.trig_cs[i] = (char)cs;
-        g_red.needs[i] = PyBytes_AS_STRING(PyTuple_GET_ITEM(store, nt + i));
+        g_red.trig[slot] = t;
+        g_red.trig_len[slot] = len;
+        g_red.trig_cs[slot] = (char)cs;
+        g_red.needs[slot] = PyBytes_AS_STRING(PyTuple_GET_ITEM(store, nt + i));
         unsigned a = LOWER((unsigned char)t[0]) & 127; /* looked up lower-cased (a superset) */
         if (len == 1) {
             memset(g_red.pair[a], 0xff, sizeof g_red.pair[a]);

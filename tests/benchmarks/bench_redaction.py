@@ -19,6 +19,13 @@ the extra CPU per recorded value. Workloads:
 * ``urls``: the same with one value a URL (``https://...``): the scan's ``://`` trigger fires and the
   URL-password rule runs its regex on it (the cost when a trigger is a false alarm).
 
+Whole-process figures drift with the machine's load (other processes share its caches and cores).
+So each core also runs an in-process A/B (``ab_<core>``): the same recorded calls, then the same
+frames encoded, with the default policy and with patterns off in turns (``--ab-rounds`` each, the
+fastest round of each kept), giving the policy's extra CPU per recorded call and per value with
+little noise; ``overhead_pct`` there is that extra cost over the whole-process cost per recorded
+call with patterns off.
+
 Also printed: the scan alone per value (C and Python) on the workload's values, and the number of
 cores (the figures are CPU time, not wall time: a loaded machine slows both sides alike).
 """
@@ -84,6 +91,43 @@ def child(calls: int, path: str, spool_dir: str) -> None:
     processor.shutdown()
 
 
+def ab_child(calls: int, rounds: int, path: str) -> None:
+    """In one process: record ``calls`` calls and encode their frames, default policy and patterns
+    off in turns; prints the fastest round of each (CPU seconds)."""
+    from execscope.instrumentation.capture import fast_capture, redaction, runtime, values
+    from execscope.instrumentation.export.otlp_encode import encode_request
+    from tests.conftest import load_rewritten
+
+    policies = {"default": values.policy(), "off": redaction.policy_from(patterns=False)}
+    fast_capture.take_pending()
+    fast_capture.activate()
+    handle = load_rewritten(WORK, "statements", name="bench_ab").handle
+    names = ["alice", "bob", "carol", "dave"]
+    best: dict[str, list[float]] = {f"{phase}_{p}": [] for phase in ("capture", "encode") for p in policies}
+    for _ in range(rounds):
+        for name, policy in policies.items():
+            values.use_policy(policy)
+            c0 = time.process_time()
+            for i in range(calls):
+                handle(i, names[i % 4], path, i * 3)
+            c1 = time.process_time()
+            frames, _ = fast_capture.take_pending()
+            for j in range(0, len(frames), 2048):
+                encode_request(frames[j:j + 2048], {"service.name": "bench"}, "bench")
+            c2 = time.process_time()
+            best[f"capture_{name}"].append(c1 - c0)
+            best[f"encode_{name}"].append(c2 - c1)
+    runtime.deactivate()
+    print(json.dumps({k: min(v) for k, v in best.items()}))
+
+
+def ab(core: str, calls: int, rounds: int, path: str) -> dict[str, float]:
+    env = {**os.environ, "EXECSCOPE_NATIVE": "1" if core == "native" else "0"}
+    out = subprocess.run([sys.executable, __file__, "--ab-child", str(calls), str(rounds), path], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def cpu_of(variant: str, calls: int, path: str) -> float:
     native, patterns = VARIANTS[variant]
     env = {**os.environ, "EXECSCOPE_NATIVE": native, "EXECSCOPE_REDACT_PATTERNS": patterns}
@@ -122,24 +166,41 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(int(sys.argv[2]), sys.argv[3], sys.argv[4])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--ab-child":
+        ab_child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--ab-rounds", type=int, default=15)
+    ap.add_argument("--ab-only", action="store_true", help="only the in-process A/B (quicker, steadier)")
     args = ap.parse_args()
     result: dict[str, object] = {"cores": os.cpu_count(), "calls": args.calls, "values_per_call": VALUES_PER_CALL,
                                  "repeat": args.repeat}
     for workload, path in WORKLOADS.items():
+        figures: dict[str, object] = {}
+        for core in ("native", "python"):
+            calls = args.calls // (1 if core == "native" else 4)
+            best = ab(core, calls, args.ab_rounds, path)
+            extra = (best["capture_default"] - best["capture_off"] + best["encode_default"] - best["encode_off"])
+            whole = (best["capture_off"] + best["encode_off"])
+            figures[f"ab_{core}_us_per_call_patterns_off"] = round(whole / calls * 1e6, 2)
+            figures[f"ab_{core}_extra_us_per_call"] = round(extra / calls * 1e6, 3)
+            figures[f"ab_{core}_ns_per_value"] = round(extra / calls / VALUES_PER_CALL * 1e9, 1)
+            figures[f"ab_{core}_overhead_pct"] = round(extra / whole * 100, 2)
+        result[workload] = figures
+        if args.ab_only:
+            continue
         costs: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for _ in range(args.repeat):
             for variant in VARIANTS:  # take turns: a machine getting slower weighs on all alike
                 costs[variant].append(cpu_of(variant, args.calls, path) - cpu_of(variant, 0, path))
         per_call = {v: statistics.median(c) / args.calls * 1e6 for v, c in costs.items()}
-        figures: dict[str, object] = {f"{v}_us_per_call": round(us, 2) for v, us in per_call.items()}
+        figures.update({f"{v}_us_per_call": round(us, 2) for v, us in per_call.items()})
         for core in ("native", "python"):
             on, off = per_call[f"{core}_default"], per_call[f"{core}_patterns_off"]
             figures[f"{core}_overhead_pct"] = round((on - off) / off * 100, 2)
             figures[f"{core}_ns_per_value"] = round((on - off) * 1000 / VALUES_PER_CALL, 1)
-        result[workload] = figures
     result.update(scan_ns())
     print(json.dumps(result, indent=1))
 
