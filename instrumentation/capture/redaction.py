@@ -269,6 +269,7 @@ class Policy:
         self.always = any(not r.triggers and not r.detector for r in self.active)
         self.min_len = min((r.min_len for r in self.active), default=1 << 30)
         self.scan: Callable[[str], bool] = self._python_scan
+        self._scan_cache: dict[str, bool] = {}
 
     # names ---------------------------------------------------------------------------------------
     def is_secret_name(self, name: str) -> bool:
@@ -284,10 +285,23 @@ class Policy:
     # values --------------------------------------------------------------------------------------
     def _python_scan(self, text: str) -> bool:
         """The prefilter: whether ``text`` may hold a secret (a trigger, a card-digit run, a 40-char
-        base64 run). Never a regex over the whole text unless a rule has no trigger."""
+        base64 run). Never a regex over the whole text unless a rule has no trigger. Short texts'
+        answers are kept (recorded values repeat: names, keys, labels), a bounded number of them."""
         n = len(text)
         if n < self.min_len:
             return False
+        if n <= 64:
+            known = self._scan_cache.get(text)
+            if known is None:
+                known = self._scan(text, n)
+                cache = self._scan_cache
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[text] = known
+            return known
+        return self._scan(text, n)
+
+    def _scan(self, text: str, n: int) -> bool:
         if self.always:
             return True
         if self.card and n >= 13 and _card_run(text):
@@ -410,14 +424,9 @@ _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/])")
 
 def _card_run(text: str) -> bool:
     # 13 digits, the first 2-6: counted with C-speed str methods before the regex looks for the run
-    if not ("4" in text or "5" in text or "3" in text or "2" in text or "6" in text):
+    if not any(map(text.__contains__, "23456")) or sum(map(text.count, "0123456789")) < 13:
         return False
-    count = 0
-    for d in "0123456789":
-        count += text.count(d)
-        if count >= 13:
-            return _CARD_RUN.search(text) is not None
-    return False
+    return _CARD_RUN.search(text) is not None
 
 
 def _b64_run40(text: str) -> bool:
