@@ -148,7 +148,8 @@ RULES: tuple[Rule, ...] = (
          ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA"), min_len=20),
     Rule("aws-secret", r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", detector="b64run", check="mixed",
          min_len=40),
-    Rule("card-number", r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])", detector="digits", check="luhn", min_len=13),
+    # a run of its own: not inside a hex id or a word (span ids, hashes, uuids hold digit runs)
+    Rule("card-number", r"(?<![\w-])\d(?:[ -]?\d){12,18}(?!\w)", detector="digits", check="luhn", min_len=13),
     Rule("password", r"(?i)(?<![\w.-])[\w.-]*(?:password|passwd|pwd)" + _KV_TAIL, ("pass", "pwd"),
          groups=("dq", "sq", "bare"), min_len=5, needs="=:"),
     Rule("secret", r"(?i)(?<![\w.-])[\w.-]*(?:secret|api[_-]?key|apikey|token)" + _KV_TAIL,
