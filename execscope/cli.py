@@ -524,15 +524,35 @@ def explain(trace_id: str, at: int | None, var: str | None, on_exception: bool, 
         sys.exit(1)
 
 
+TOKEN_OPTION = click.option(
+    "--token", default=None, metavar="TOKEN",
+    help="A secret every client must present (at least 16 characters); required to listen on a non-loopback "
+         "address. Env: EXECSCOPE_TOKEN.")
+
+
+def _server_token(token: str | None, host: str, server: str) -> str | None:
+    """The token of a server about to listen on ``host``, or a clear refusal (exit 2)."""
+    from execscope.serving import ServingError, check_bind, resolve_token
+
+    try:
+        resolved = resolve_token(token)
+        check_bind(host, resolved, server)
+    except ServingError as exc:
+        raise click.UsageError(str(exc)) from None
+    return resolved
+
+
 @main.command()
 @STORE_OPTION
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
               help="stdio: for an agent that starts this command; http: streamable HTTP at http://HOST:PORT/mcp.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="http: the port.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="http: the address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="http: the address to listen on (another than loopback needs --token).")
+@TOKEN_OPTION
 @click.option("--idle-close", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
               help="Close the store after this long without a question, so `execscope run` can record into it.")
-def mcp(store_dsn: str | None, transport: str, port: int, host: str, idle_close: float) -> None:
+def mcp(store_dsn: str | None, transport: str, port: int, host: str, token: str | None, idle_close: float) -> None:
     """Serve the recordings to coding agents over the Model Context Protocol: read-only tools
     (list_traces, find_failures, frames, state_at, value_history, why, hot_paths, coverage,
     function_graph, source, sql), every answer bounded.
@@ -540,38 +560,47 @@ def mcp(store_dsn: str | None, transport: str, port: int, host: str, idle_close:
     \b
         execscope mcp                                  # stdio, e.g. in an agent's MCP server list
         execscope mcp --transport http --port 8765     # http://127.0.0.1:8765/mcp
+        EXECSCOPE_TOKEN=... execscope mcp --transport http --host 0.0.0.0
+                                                       # clients send Authorization: Bearer <token>
     """
     from execscope.mcp_server import serve
     from execscope.storage.store import resolve_address
 
+    secret = _server_token(token, host, "mcp") if transport == "http" else None
     try:
         resolve_address(store_dsn)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    serve(store_dsn, transport, port=port, host=host, idle_close=idle_close)
+    serve(store_dsn, transport, port=port, host=host, idle_close=idle_close, token=secret)
 
 
 @main.command()
 @STORE_OPTION
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=None,
-              help="Serve on TCP 127.0.0.1:PORT (0: any free port, printed on stderr) instead of stdio.")
+              help="Serve on TCP HOST:PORT (0: any free port, printed on stderr) instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With --port: the address to listen on (another than loopback needs --token).")
+@TOKEN_OPTION
 @click.option("--manifest", default=None, hidden=True, metavar="PATH",
               help="The editor extension's manifest (VS Code passes the adapter 'program' path; unused).")
-def dap(store_dsn: str | None, port: int | None, manifest: str | None) -> None:
+def dap(store_dsn: str | None, port: int | None, host: str, token: str | None, manifest: str | None) -> None:
     """A Debug Adapter Protocol server over recordings (stdio by default): step forwards and
     backwards, breakpoints and watchpoints both ways, in VS Code, Neovim or any DAP client.
 
     \b
         execscope dap                 # launch with {"trace": "latest"} or {"program": "app.py"}
         execscope dap --port 4711
+        execscope dap --port 4711 --host 0.0.0.0 --token TOKEN
+                                      # each client puts "token": TOKEN in its launch arguments
     """
     from execscope.dap.session import serve_stdio, serve_tcp
 
     if port is None:
         serve_stdio(store_dsn)
     else:
-        serve_tcp(port, store_dsn, announce=lambda p: click.echo(f"execscope dap: listening on 127.0.0.1:{p}",
-                                                                 err=True))
+        secret = _server_token(token, host, "dap")
+        serve_tcp(port, store_dsn, host=host, token=secret,
+                  announce=lambda p: click.echo(f"execscope dap: listening on {host}:{p}", err=True))
 
 
 @main.command()

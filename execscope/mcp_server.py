@@ -196,13 +196,33 @@ def build_server(dsn: str | None = None, idle_close: float | None = 10.0,
 
 
 def serve(dsn: str | None, transport: str = "stdio", port: int = 8765, host: str = "127.0.0.1",
-          idle_close: float | None = 10.0) -> None:
-    """Run until the client goes away (stdio) or the process is stopped (http: streamable HTTP at /mcp)."""
+          idle_close: float | None = 10.0, token: str | None = None) -> None:
+    """Run until the client goes away (stdio) or the process is stopped (http: streamable HTTP at /mcp).
+    Over HTTP a non-loopback ``host`` needs ``token`` (:func:`execscope.serving.check_bind` raises
+    before anything listens); with a token every request must carry ``Authorization: Bearer <token>``
+    (401 otherwise)."""
+    from execscope.serving import check_bind
+
+    if transport != "stdio":
+        check_bind(host, token, "mcp")
     server = build_server(dsn, idle_close)
     try:
         if transport == "stdio":
             server.run("stdio")
-        else:
+        elif token is None:
             server.run("streamable-http", host=host, port=port)
+        else:
+            _serve_http_with_token(server, host, port, token)
     finally:
         server.holder.close()  # type: ignore[attr-defined]
+
+
+def _serve_http_with_token(server: Any, host: str, port: int, token: str) -> None:
+    """The SDK's streamable HTTP app behind :class:`~execscope.serving.ASGITokenMiddleware`, on uvicorn
+    (what the SDK's own ``run("streamable-http")`` uses)."""
+    import uvicorn
+
+    from execscope.serving import ASGITokenMiddleware, TokenGuard
+
+    app = ASGITokenMiddleware(server.streamable_http_app(host=host), TokenGuard(token))
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

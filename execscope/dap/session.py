@@ -16,6 +16,7 @@ from execscope.dap.protocol import Connection, ProtocolError
 from execscope.dap.runtime import ReplayRuntime, StackEntry, Stop
 from execscope.queries.breakpoints import Breakpoint, BreakpointError
 from execscope.queries.safe_eval import EvalError, Opaque, interpolate, parse_value
+from execscope.serving import DEFAULT_HOST, DapTokenGate, TokenGuard, check_bind
 
 CAPABILITIES: dict[str, Any] = {
     "supportsConfigurationDoneRequest": True,
@@ -41,8 +42,13 @@ class RequestError(Exception):
 
 
 class DapSession:
-    def __init__(self, reader: BinaryIO, writer: BinaryIO, store_dsn: str | None = None) -> None:
+    def __init__(self, reader: BinaryIO, writer: BinaryIO, store_dsn: str | None = None,
+                 token: str | None = None) -> None:
+        """One client's session. With ``token`` (a TCP server: see execscope/serving.py) only
+        ``initialize`` is answered until a ``launch``/``attach`` carries the token; a request without
+        it is refused and ends the connection."""
         self.conn = Connection(reader, writer)
+        self._gate = DapTokenGate(TokenGuard(token)) if token else None
         self.store_dsn = store_dsn
         self.store: Any = None
         self.runtime: ReplayRuntime | None = None
@@ -74,6 +80,12 @@ class DapSession:
         if request.get("type") != "request" or not isinstance(request.get("command"), str):
             self.conn.error(request, "not a DAP request (expected type 'request' and a command)")
             return
+        if self._gate is not None:
+            refusal = self._gate.admit(request)
+            if refusal is not None:
+                self.conn.error(request, str(refusal["message"]))
+                self._done = self._gate.closing
+                return
         command = request["command"]
         handler = getattr(self, "on_" + command, None)
         if handler is None:
@@ -126,6 +138,7 @@ class DapSession:
         from execscope.queries.traces import latest_trace
         from execscope.storage.store import StoreError, open_store
 
+        args.pop("token", None)  # a TCP server's token: already checked by the connection's gate
         dsn = args.get("store") or self.store_dsn
         if args.get("program"):
             self._record(args, dsn)
@@ -431,17 +444,19 @@ def serve_stdio(store_dsn: str | None = None) -> None:
     DapSession(sys.stdin.buffer, sys.stdout.buffer, store_dsn).serve()
 
 
-def serve_tcp(port: int, store_dsn: str | None = None, host: str = "127.0.0.1",
-              announce: Any = None) -> None:
-    """Serve clients one after another on ``host:port`` (loopback only)."""
+def serve_tcp(port: int, store_dsn: str | None = None, host: str = DEFAULT_HOST,
+              announce: Any = None, token: str | None = None) -> None:
+    """Serve clients one after another on ``host:port``. A non-loopback ``host`` needs ``token``
+    (:func:`execscope.serving.check_bind` raises :class:`~execscope.serving.ServingError` before
+    anything listens); with a token every connection must present it in its launch/attach."""
     import socket
 
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        raise ValueError("the DAP port binds to loopback only")
-    with socket.create_server((host, port)) as server:
+    check_bind(host, token, "dap")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, port), family=family) as server:
         if announce is not None:
             announce(server.getsockname()[1])
         while True:
             sock, _ = server.accept()
             with sock, sock.makefile("rb") as reader, sock.makefile("wb") as writer:
-                DapSession(reader, writer, store_dsn).serve()
+                DapSession(reader, writer, store_dsn, token).serve()

@@ -145,3 +145,91 @@ def test_breakpoints_as_query_names_and_in_the_terminal_cinema(recorded: dict[st
 
     seen = asyncio.run(drive())
     assert seen == [hits[0]["position"], hits[1]["position"], hits[0]["position"]]
+
+
+class _DapSocket:
+    """DAP framing over one TCP connection (what an editor sends to `execscope dap --port`)."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.stream = self.sock.makefile("rwb")
+        self.seq = 0
+
+    def request(self, command: str, **arguments: object) -> dict:
+        self.seq += 1
+        body = json.dumps({"seq": self.seq, "type": "request", "command": command, "arguments": arguments}).encode()
+        self.stream.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.stream.flush()
+        while True:
+            message = self.read()
+            assert message is not None, f"the server closed the connection instead of answering {command}"
+            if message.get("type") == "response":
+                return message
+
+    def read(self) -> dict | None:
+        length = 0
+        while True:
+            header = self.stream.readline()
+            if not header:
+                return None
+            if not header.strip():
+                break
+            length = int(header.split(b":")[1])
+        return json.loads(self.stream.read(length))
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
+def test_dap_refuses_a_non_loopback_port_without_a_token(recorded: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EXECSCOPE_TOKEN"}
+    done = subprocess.run([_execscope_script(), "dap", "--port", "0", "--host", "0.0.0.0", "--store",
+                           recorded["STORE"]], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "refusing to listen on 0.0.0.0 without a token" in done.stderr, done.stderr
+    short = subprocess.run([_execscope_script(), "dap", "--port", "0", "--host", "0.0.0.0", "--token", "short",
+                            "--store", recorded["STORE"]], capture_output=True, text=True, timeout=120, env=env)
+    assert short.returncode == 2 and "at least 16 characters" in short.stderr, short.stderr
+
+
+def test_dap_with_a_token_refuses_a_client_without_it(recorded: dict[str, str]) -> None:
+    token = "a-test-token-of-32-characters-xx"
+    proc = subprocess.Popen([_execscope_script(), "dap", "--port", "0", "--host", "0.0.0.0", "--store",
+                             recorded["STORE"]], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "EXECSCOPE_TOKEN": token})
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        assert "listening on 0.0.0.0:" in line, line
+        port = int(line.rsplit(":", 1)[1])
+        # no token: initialize is answered, launch is refused and the connection ends
+        client = _DapSocket(port)
+        assert client.request("initialize")["body"]["supportsStepBack"] is True
+        refused = client.request("launch", trace="latest")
+        assert refused["success"] is False and "unauthorized" in refused["message"]
+        assert client.read() is None
+        client.close()
+        # a wrong token, and a request before any launch: refused the same way
+        client = _DapSocket(port)
+        assert client.request("launch", trace="latest", token="x" * 32)["success"] is False
+        assert client.read() is None
+        client.close()
+        client = _DapSocket(port)
+        early = client.request("stackTrace", threadId=1)
+        assert early["success"] is False and "before an authenticated launch" in early["message"]
+        assert client.read() is None
+        client.close()
+        # the token in the launch arguments (a field of the editor's launch configuration)
+        client = _DapSocket(port)
+        client.request("initialize")
+        launched = client.request("launch", trace=recorded["TRACE"], token=token)
+        assert launched["success"] is True, launched
+        client.request("configurationDone")
+        frames = client.request("stackTrace", threadId=1)
+        assert frames["success"] is True and frames["body"]["stackFrames"], frames
+        assert client.request("disconnect")["success"] is True
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

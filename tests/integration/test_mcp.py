@@ -284,3 +284,54 @@ def test_streamable_http_transport(recorded: tuple[Path, str, str]) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_http_transport_refuses_a_non_loopback_address_without_a_token(recorded: tuple[Path, str, str]) -> None:
+    root, store, _trace = recorded
+    env = {k: v for k, v in os.environ.items() if k != "EXECSCOPE_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "execscope", "mcp", "--transport", "http", "--host", "0.0.0.0",
+                           "--store", store], cwd=root, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "refusing to listen on 0.0.0.0 without a token" in done.stderr, done.stderr
+
+
+def test_http_transport_with_a_token_refuses_a_client_without_it(recorded: tuple[Path, str, str]) -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    root, store, trace = recorded
+    token = "a-test-token-of-32-characters-xx"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "execscope", "mcp", "--transport", "http", "--host", "0.0.0.0",
+                             "--port", str(port), "--token", token, "--store", store], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                 "clientInfo": {"name": "t", "version": "0"}}}
+        headers = {"Accept": "application/json, text/event-stream"}
+        for sent in ({}, {"Authorization": "Bearer " + "x" * 32}, {"Authorization": token}):
+            answer = httpx2.post(url, json=initialize, headers={**headers, **sent}, timeout=30)
+            assert answer.status_code == 401 and "unauthorized" in answer.text, (sent, answer.status_code)
+
+        async def main() -> Any:
+            async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+                async with Client(streamable_http_client(url, http_client=http)) as client:
+                    failures = await client.call_tool("find_failures", {"trace": trace})
+                    return failures.structured_content
+
+        failures = anyio.run(main)
+        assert [(f["function"], f["line"]) for f in failures["failures"]] == [("tax_app.check", 23)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
