@@ -133,3 +133,21 @@ def test_redaction_of_the_context() -> None:
     assert redact_text(text) == ('API_KEY = <redacted>\nx = 5\n{"password": <redacted>, "user": "bob"}\n'
                                  "connect(token=<redacted>, host=h)\nif token == other:\n"
                                  "`session_id` = <redacted> was passed")
+
+
+def test_redaction_of_the_context_applies_the_secrets_policy() -> None:
+    from execscope.instrumentation.capture.redaction import policy_from
+
+    # value patterns, whatever the name: a URL password, a bearer header, an AWS key id, a card number
+    text = ("`dsn` = 'postgres://admin:S3cretPass@db/app'\n"
+            "headers became {'Authorization': 'Bearer abcdefghijklmnop1234'}\n"
+            "key_id = AKIAIOSFODNN7EXAMPLE\ncard = '4111 1111 1111 1111' at shop.py:3")
+    red = redact_text(text)
+    for secret in ("S3cretPass", "abcdefghijklmnop1234", "AKIAIOSFODNN7EXAMPLE", "4111 1111 1111 1111"):
+        assert secret not in red, (secret, red)
+    assert "postgres://admin:<redacted:password>@db/app" in red and "<redacted:aws-key>" in red
+    assert "at shop.py:3" in red
+    # names the environment adds (EXECSCOPE_REDACT_NAMES) count too, given the policy built from it
+    policy = policy_from({"EXECSCOPE_REDACT_NAMES": "ssn"}, patterns=True, errors=[])
+    assert redact_text("`ssn` = '078-05-1120'", policy) == "`ssn` = <redacted>"
+    assert redact_text("`ssn` = '078-05-1120'") == "`ssn` = '078-05-1120'"
