@@ -502,6 +502,9 @@ def _point_start(point: tuple) -> tuple:
     return point[:2]
 
 
+_last_caught: tuple = ((), (), (), (), (), ())  # see caught_exception: the last exception recorded as caught
+
+
 def caught_exception(caller: Any, points: tuple, handler: str
                      ) -> tuple[BaseException, str, int, str, tuple[tuple[str, int, str], ...]] | None:
     """The exception a handler running in Python frame ``caller`` has just caught, when it is to be
@@ -516,6 +519,17 @@ def caught_exception(caller: Any, points: tuple, handler: str
     if tb is None:
         return exc, exception_type_name(exc), caller.f_lineno, handler, ()
     if _left_a_recorded_call(tb, caller):
+        return None
+    global _last_caught
+    # A bare ``raise`` in a handler leaves the exception's traceback as it was (no new entry): when
+    # another handler of the same frame catches it, it is the exception already recorded. Told by
+    # identity without keeping a reference (that would keep the frames it holds alive): the same
+    # frame, exception, traceback entry, type and line, seen by a *different* handler (one handler
+    # catching "the same" again is a loop meeting a new exception at a reused address).
+    seen = (id(caller), id(exc), id(tb), type(exc), tb.tb_lineno)
+    last = _last_caught
+    _last_caught = (*seen, handler)
+    if last[:5] == seen and last[5] != handler:
         return None
     line = tb.tb_lineno
     if line is None or line < 1:  # an instruction without a line (rare): where the frame is now

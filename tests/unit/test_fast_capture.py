@@ -205,8 +205,7 @@ except ZeroDivisionError as _e:
 CAUGHT = [
     ("caught_app", "<module>:import#1", 5, "ModuleNotFoundError", "No module named 'not_a_module_of_this_test'",
      False),
-    # a bare ``raise`` from a nested handler of the same frame: the outer handler records it again
-    ("reraised", "reraised:expr#0", 72, "KeyError", "k", False),
+    # a bare ``raise`` from a nested handler of the same frame: the outer handler records it no more
     ("reraised", "reraised:expr#0", 72, "KeyError", "k", False),
     ("reraised", "reraised:return#0", 78, "ZeroDivisionError", INT_DIV_ZERO, False),
     ("reraised", "reraised", 78, "ZeroDivisionError", INT_DIV_ZERO, True),  # leaves
