@@ -63,16 +63,18 @@ Why trace TRACE failed: ValueError: total 262.5 is over the card limit
 16.                         `TAX_TABLE` became {'food': '7', 'books': '7', 'default': '20'} at tax_app.py:4, when module tax_app was imported: `TAX_TABLE = {"food": "7", "books": "7", "default": "20"}` (a constant in the code)
 """
 
+# the interpreter's own float sum (3.12 made sum() of floats compensated: 0.8000000000000002 before)
+MEAN = repr(sum([80 / 100, 90 / 100, 70 / 100]) / 3)
 SCORES = """\
 Why trace TRACE failed: ValueError: mean 0.80 is not a percentage
 1. ValueError raised at scores_app.py:25 in main: `raise ValueError(f"mean {mean:.2f} is not a percentage")`
 2.   reached because `if mean < 1:` at scores_app.py:24 was true
-3.     `mean` became 0.8000000000000002 at scores_app.py:23 from `average(scores)`
-4.       average returned 0.8000000000000002 at scores_app.py:17: `return sum(scores) / len(scores)`
+3.     `mean` became MEAN at scores_app.py:23 from `average(scores)`
+4.       average returned MEAN at scores_app.py:17: `return sum(scores) / len(scores)`
 5.         `scores` = [0.8, 0.9, 0.7] was passed to average by main at scores_app.py:23: `mean = average(scores)`
 6.           `scores` was [80, 90, 70] at scores_app.py:21 but [0.8, 0.9, 0.7] when passed to average at scores_app.py:23: changed in place by normalise (handed `scores` by summary at scores_app.py:12) with `values[i] = value / 100` at scores_app.py:7 (3 writes, the last 0.7)
 7.           `scores` became [80, 90, 70] at scores_app.py:21: `scores = [80, 90, 70]` (a constant in the code)
-"""
+""".replace("MEAN", MEAN)
 
 BATCH = """\
 Why trace TRACE failed: ZeroDivisionError: integer division or modulo by zero
