@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_run_cli import cli
+from tests.interpreter import INT_DIV_ZERO
 from tests.llm_loopback import ANSWER, Vendor
 
 APPS = Path(__file__).resolve().parent / "explain_apps"
@@ -77,13 +78,13 @@ Why trace TRACE failed: ValueError: mean 0.80 is not a percentage
 """.replace("MEAN", MEAN)
 
 BATCH = """\
-Why trace TRACE failed: ZeroDivisionError: integer division or modulo by zero
+Why trace TRACE failed: ZeroDivisionError: INT_DIV_ZERO
 1. ZeroDivisionError raised at batch_app.py:21 in batches: `count = len(items) // settings.batch_size`
 2.   `settings.batch_size` became 0 at batch_app.py:17, in another thread started by main at batch_app.py:27 (`worker.start()`): `settings.batch_size = size`
 3.     `size` became 0 at batch_app.py:16: `size = config.get("batch_size", 0)`
 4.       `config` = {'batch': 5} was passed to reload_settings when main started it at batch_app.py:27 (`worker.start()`, another thread)
 5.   `items` = [0, 1, 2, 3, 4, 5, 6, 7, …32 more] was passed to batches by main at batch_app.py:29 as `list(range(40))`: `return batches(list(range(40)))`
-"""
+""".replace("INT_DIV_ZERO", INT_DIV_ZERO)
 
 # The same program recorded at the default level (calls only) and with branches: the values between
 # calls are read from the code and its data flow, and the chain still reaches the planted cause.

@@ -12,6 +12,7 @@ from execscope.collector.otlp_decode import any_value_to_str
 from execscope.instrumentation.capture import fast_capture, runtime
 from execscope.instrumentation.export.otlp_encode import encode_request
 from tests.conftest import load_plain, load_rewritten
+from tests.interpreter import INT_DIV_ZERO
 from tests.unit.test_runtime_spans import APP
 
 VOLATILE = ("execscope.seq", "execscope.seq.end", "exception.stacktrace", "execscope.child_ns")
@@ -196,10 +197,6 @@ def parse(text):
     return int(text)
 '''
 
-try:  # the interpreter's own wording (3.14 says "division by zero")
-    _ = 1 // 0
-except ZeroDivisionError as _e:
-    INT_DIV_ZERO = str(_e)
 
 # (function, node, line, type, message, escaped) of every exception event, in recording order
 CAUGHT = [
