@@ -40,9 +40,13 @@ from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code
 
 NEVER_INSTRUMENT = (
     "execscope", "opentelemetry", "libcst", "clickhouse_connect", "chdb", "kafka", "google.protobuf",
-    "click", "jinja2", "markupsafe", "typing_extensions", "importlib_metadata", "zipp", "wrapt",
-    "deprecated", "_pytest", "pytest", "pluggy", "execnet", "xdist",
+    "typing_extensions", "importlib_metadata", "zipp", "wrapt", "deprecated",
+    "_pytest", "pytest", "pluggy", "execnet", "xdist",
 )
+"""What a recording process itself runs (execscope, the OTel SDK and exporters, the store clients, the
+pytest plugin's host): never rewritten, whatever ``--include`` says. Libraries only execscope's own
+commands use (click for the CLI, jinja2 and markupsafe for the HTML cinema) are not here: they never
+run in a recorded process on execscope's behalf, and their users record them like any package."""
 _CACHE_MAGIC = b"ESCOPE9\n"  # bumped whenever the rewritten form changes
 
 
