@@ -5,5 +5,6 @@ Owns: :mod:`.rewriter` (inserts runtime calls into a module's ``ast``, keeping e
 :mod:`.main_script` (a script run as ``__main__`` with its own code rewritten).
 
 May import: :mod:`..nodes`, the constants of :mod:`..capture.runtime` (levels) and the spool's atomic
-file write. Rewritten code itself imports only ``execscope.instrumentation.capture.runtime``.
+file write. Rewritten code imports nothing: it finds ``execscope.instrumentation.capture.runtime``
+as ``_execscope_rt`` in ``builtins`` (published there when the runtime is imported).
 """

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import CodeType, ModuleType
 
 from execscope import __version__
+from execscope.instrumentation.capture import runtime as _runtime  # noqa: F401  (publishes _execscope_rt)
 from execscope.instrumentation.export.spool import write_atomic
 from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code_version_of
 
@@ -47,7 +48,7 @@ NEVER_INSTRUMENT = (
 pytest plugin's host): never rewritten, whatever ``--include`` says. Libraries only execscope's own
 commands use (click for the CLI, jinja2 and markupsafe for the HTML cinema) are not here: they never
 run in a recorded process on execscope's behalf, and their users record them like any package."""
-_CACHE_MAGIC = b"ESCOPE9\n"  # bumped whenever the rewritten form changes
+_CACHE_MAGIC = b"ESCOPE10\n"  # bumped whenever the rewritten form changes
 
 
 class ExecscopeWarning(UserWarning):

@@ -32,14 +32,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from execscope.instrumentation.capture import runtime as _runtime
 from execscope.instrumentation.capture.runtime import BRANCHES, FUNCTIONS, STATEMENTS
 from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes, NodeInfo
 
-RT = "_execscope_rt"
+RT = _runtime.BUILTIN_NAME  # rewritten code finds the runtime by this name (published in builtins)
 FRAME = "_execscope_frame"
 EXC = "_execscope_exc"
 GATE = "_execscope_gate"
-RUNTIME_MODULE = "execscope.instrumentation.capture"
 
 
 @dataclass
@@ -203,8 +203,10 @@ class Rewriter(ast.NodeTransformer):
         ref = body[0] if body else (head[-1] if head else None)
         if ref is None:
             return tree
-        imp = _at(ast.ImportFrom(module=RUNTIME_MODULE, names=[ast.alias(name="runtime", asname=RT)], level=0),
-                  ref)
+        # ``_execscope_rt = _execscope_rt``: the runtime from builtins (it publishes itself there when
+        # imported, as the hook does before serving rewritten code), with no import statement a
+        # program could observe
+        imp = _at(ast.Assign(targets=[_name(RT, ast.Store())], value=_name(RT)), ref)
         gate = _at(ast.Assign(targets=[_name(GATE, ast.Store())], value=_rt_attr("GATE")), ref)
         prologue: list[ast.stmt] = [imp, gate]  # type: ignore[list-item]
         if module_frame and body:

@@ -57,6 +57,28 @@ def test_rewrites_included_modules_and_records(pkg: Path, recorder) -> None:
     assert "hookpkg.core.double" in spans
 
 
+def test_a_rewritten_module_runs_no_import_of_ours(pkg: Path, recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # click's own suite checks what importing click imports by replacing builtins.__import__
+    import builtins
+
+    seen: list[str] = []
+    real_import = builtins.__import__
+
+    def tracking_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
+        if globals and str(globals.get("__name__", "")).startswith("hookpkg"):
+            seen.append(name)
+        return real_import(name, globals, locals, fromlist, level)
+
+    instrument(["hookpkg", "hookpkg.*"], level="statements", tracer_provider=recorder.provider, cache=False)
+    monkeypatch.setattr(builtins, "__import__", tracking_import)
+    import hookpkg.core
+
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert hookpkg.core.double(4) == 8 and vars(hookpkg.core)["_execscope_rt"].__name__.endswith("capture.runtime")
+    assert "hookpkg.core.double" in [s.name for s in recorder.get_finished_spans()]
+    assert not [name for name in seen if "execscope" in name], seen
+
+
 def test_cache_is_written_and_reused(pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # PYTHONDONTWRITEBYTECODE is honoured
     finder = instrument(["hookpkg.core"], level="branches")
@@ -220,4 +242,4 @@ def test_the_cache_magic_names_the_rewritten_form() -> None:
     text = "\n".join(ast.unparse(rewriter.rewrite_source(FORMS, "m", "m.py", level, code_version="v")[0])
                      for level in (1, 2, 3))
     assert (import_hook._CACHE_MAGIC, hashlib.sha256(text.encode()).hexdigest()[:16]) == (
-        b"ESCOPE9\n", "623ce77b0afc1351")
+        b"ESCOPE10\n", "465778d945a71b81")

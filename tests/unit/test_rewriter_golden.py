@@ -11,7 +11,7 @@ def expect(text: str) -> str:
     return textwrap.dedent(text).strip()
 
 
-WRAP_HEAD = "from execscope.instrumentation.capture import runtime as _execscope_rt"
+WRAP_HEAD = "_execscope_rt = _execscope_rt"
 GATE_HEAD = "_execscope_gate = _execscope_rt.GATE"
 
 
