@@ -70,6 +70,27 @@ WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
   AND if({multi:UInt8}, toUnixTimestamp64Nano(Timestamp) BETWEEN {lo_ts:UInt64} AND {hi_ts:UInt64},
          Seq BETWEEN {lo:UInt64} AND {hi:UInt64})
 """
+# The same in one process (one sequence counter), with the state of the calls alive at the window's
+# start read in the same query: recent calls' writes and lines before it, older calls' last ones.
+WINDOW_STATE_SQL = """
+SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
+       if(EventName = 'exception', Attributes['exception.type'], VarName),
+       if(EventName = 'exception', Attributes['exception.message'], VarValue)
+FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
+  AND (Seq BETWEEN {lo:UInt64} AND {hi:UInt64}"""
+WINDOW_RECENT_SQL = """
+       OR (Seq >= {since:UInt64} AND Seq < {lo:UInt64} AND SpanId IN {recent:Array(String)}
+           AND EventName IN ('execscope.assign', 'execscope.line'))"""
+WINDOW_POINTS_SQL = """
+       OR (Seq IN {points:Array(UInt64)} AND SpanId IN {old:Array(String)})"""
+WRITES_INDEX_SQL = """
+SELECT SpanId, EventName, VarName, any(NodeId), arraySort(groupArray(Seq))
+FROM execscope_events
+WHERE TraceId = {trace:String} AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64} AND SpanId IN {spans:Array(String)}
+  AND EventName IN ('execscope.assign', 'execscope.line')
+GROUP BY SpanId, EventName, VarName, if(EventName = 'execscope.assign', splitByChar(':', NodeId)[2], '')
+"""
 # Where each alive call stood at a window's start: its last line and its variables' last values.
 STATE_BEFORE_SQL = """
 SELECT SpanId, EventName, VarName, argMax((VarValue, NodeId, LineNumber), (Timestamp, Seq))
@@ -174,7 +195,15 @@ class Cinema:
         self._node_lines: dict[tuple[str, str], int] = {}
         self._by_call: list[_Span] | None = None
         self._call_rank: dict[int, int] = {}
+        self._write_index: dict[str, dict[tuple[str, str, str], list[int]]] = {}
+        """Per older call: sequence numbers of its writes per variable and of its lines (_writes)."""
+        self._starts: dict[int, tuple[dict[str, dict[str, str]], dict[str, int]]] = {}
+        """Per cached window: variables and last line of the calls alive at its first frame."""
         self._index = self._load_index()
+        self._call_keys: list[Key] = []
+        self._block_end: list[Key] = []
+        self._end_of: dict[int, Key] = {}
+        self._alive_index()
 
     def _params(self, **extra: Any) -> dict[str, Any]:
         return {"trace": self.trace_id, "multi": self.multi, **extra}
@@ -223,12 +252,10 @@ class Cinema:
         """Read what frames show about these spans (function, file, arguments, return value)."""
         if not any(not s.loaded for s in spans):
             return
-        if self._by_call is None:
-            self._by_call = sorted(self._index.spans.values(), key=lambda sp: sp.call_key)
-            self._call_rank = {id(sp): i for i, sp in enumerate(self._by_call)}
+        by_call = self._calls_in_order()
         blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
         missing = [sp for b in sorted(blocks)
-                   for sp in self._by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
+                   for sp in by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
         for start in range(0, len(missing), 5000):
             chunk = {s.span_id: s for s in missing[start:start + 5000]}
             for span_id, node_id, version, function, file, line, args, ts, returned in self.store.query(
@@ -384,17 +411,22 @@ class Cinema:
         frames = self._build(keys, n * self.window) if keys else []
         self._windows[n] = frames
         if len(self._windows) > self._cached:
-            self._windows.popitem(last=False)
+            self._starts.pop(self._windows.popitem(last=False)[0], None)
         return frames
 
     def _build(self, keys: list[Key], first_index: int) -> list[dict[str, Any]]:
         lo, hi = self._parts(keys[0]), self._parts(keys[-1])
         events: dict[Key, tuple[Any, ...]] = {}
-        for row in self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
-                names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows:
-            events[self._key(row[3], row[2])] = row
         spans = self._index.spans
         live = self._alive(keys[0], inclusive=False)
+        before: list[tuple[Any, ...]] | None = None
+        if self.multi:
+            rows = self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
+                names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows
+        else:  # one query: the window, and what the calls alive at its start did before it
+            rows, before = self._window_and_state(live, lo[1], hi[1])
+        for row in rows:
+            events[self._key(row[3], row[2])] = row
         used = {id(s): s for s in live}
         for key in keys:
             entry = self._index.by_key.get(key)
@@ -405,7 +437,8 @@ class Cinema:
             if span_of is not None:
                 used[id(span_of)] = span_of
         self._details(list(used.values()))
-        local, last_line = self._state_before(live, lo)
+        local, last_line = self._state_before(live, lo) if before is None else self._state_from(live, before)
+        self._starts[first_index // self.window] = ({k: dict(v) for k, v in local.items()}, dict(last_line))
         self._load_node_lines(events.values())
         out: list[dict[str, Any]] = []
         for i, key in enumerate(keys):
@@ -460,13 +493,101 @@ class Cinema:
             out.append(frame)
         return out
 
+    ALIVE_BLOCK = 64
+    """Calls in call order are grouped in blocks of this many, each with the latest end among them:
+    finding the calls alive at a frame skips every block that ended before it."""
+
+    def _calls_in_order(self) -> list[_Span]:
+        if self._by_call is None:
+            self._by_call = sorted(self._index.spans.values(), key=lambda sp: sp.call_key)
+            self._call_rank = {id(sp): i for i, sp in enumerate(self._by_call)}
+        return self._by_call
+
+    def _end(self, s: _Span) -> Key:
+        """The key a call is alive up to (inclusive): its return, or for a failed call the end of its
+        time (several processes) or sequence range."""
+        if s.return_key is not None:
+            return s.return_key
+        return (s.t1, 1 << 64, 2) if self.multi else s.s1
+
+    def _alive_index(self) -> None:
+        by_call = self._calls_in_order()
+        self._call_keys = [s.call_key for s in by_call]
+        ends = [self._end(s) for s in by_call]
+        self._end_of = {id(s): e for s, e in zip(by_call, ends)}
+        b = self.ALIVE_BLOCK
+        self._block_end = [max(ends[i:i + b]) for i in range(0, len(ends), b)]
+
     def _alive(self, key: Key, inclusive: bool) -> list[_Span]:
         """Calls started before ``key`` (or at it) and not returned before it, in call order."""
-        ts, seq, _ = self._parts(key)
-        return sorted((s for s in self._index.spans.values()
-                       if (s.call_key <= key if inclusive else s.call_key < key)
-                       and (s.return_key >= key if s.return_key is not None else
-                            (s.t1 >= ts if self.multi else s.s1 >= seq))), key=lambda s: s.call_key)
+        by_call, end_of, b = self._calls_in_order(), self._end_of, self.ALIVE_BLOCK
+        n = (bisect.bisect_right if inclusive else bisect.bisect_left)(self._call_keys, key)
+        out: list[_Span] = []
+        for block, latest in enumerate(self._block_end[:(n + b - 1) // b]):
+            if latest >= key:
+                out.extend(s for s in by_call[block * b:min(n, (block + 1) * b)] if end_of[id(s)] >= key)
+        return out
+
+    RECENT = 2048
+    """A call that started at most this many sequence numbers before a window has its state read by
+    replaying its events up to the window; an older one through its write index."""
+
+    def _writes(self, spans: list[_Span]) -> None:
+        """Index the writes and lines of these calls (sequence numbers per variable, and of their
+        line events), once per call: its state before any point is then a few primary-key reads."""
+        todo = [s for s in spans if s.span_id not in self._write_index]
+        if not todo:
+            return
+        for s in todo:
+            self._write_index[s.span_id] = {}
+        for span_id, event, name, target, seqs in self.store.query(WRITES_INDEX_SQL, parameters=self._params(
+                spans=[s.span_id for s in todo], lo=min(s.s0 for s in todo), hi=max(s.s1 for s in todo))).rows:
+            self._write_index[span_id][(event, name, target)] = seqs
+
+    def _window_and_state(self, live: list[_Span], lo: int, hi: int
+                          ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """(events of sequence numbers lo..hi, the events giving the state of the live calls before
+        lo): the window read with, in the same query, the recent live calls' writes and lines before
+        it and the last write of each variable (and the last line) of the older ones."""
+        recent = [s for s in live if lo - s.s0 <= self.RECENT]
+        old = [s for s in live if lo - s.s0 > self.RECENT]
+        self._writes(old)
+        points: list[int] = []
+        for s in old:
+            for seqs in self._write_index[s.span_id].values():
+                i = bisect.bisect_left(seqs, lo) - 1
+                if i >= 0:
+                    points.append(seqs[i])
+        sql = WINDOW_STATE_SQL
+        params = self._params(names=list(_EVENT_NAMES), lo=lo, hi=hi)
+        if recent:
+            sql += WINDOW_RECENT_SQL
+            params.update(recent=[s.span_id for s in recent], since=min(s.s0 for s in recent))
+        if points:
+            sql += WINDOW_POINTS_SQL
+            params.update(old=[s.span_id for s in old], points=sorted(points))
+        window: list[tuple[Any, ...]] = []
+        before: list[tuple[Any, ...]] = []
+        for row in self.store.query(sql + ")", parameters=params).rows:
+            (window if row[2] >= lo else before).append(row)
+        before.sort(key=lambda r: r[2])
+        return window, before
+
+    def _state_from(self, live: list[_Span], rows: list[tuple[Any, ...]]
+                    ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+        """What :meth:`_state_before` gives, from the rows :meth:`_window_and_state` read before the
+        window (in sequence order)."""
+        local: dict[str, dict[str, str]] = {s.span_id: dict(s.args) for s in live}
+        last_line: dict[str, int] = {}
+        spans = self._index.spans
+        for event, span_id, _seq, _ts, _t, node_id, line, name, value in rows:
+            if span_id not in local:
+                continue
+            if event == "execscope.line":
+                last_line[span_id] = line
+            elif event == "execscope.assign":
+                local[span_id][variable_label(spans[span_id].node_id, node_id, name)] = value
+        return local, last_line
 
     def _state_before(self, live: list[_Span], before: tuple[int, int, int]
                       ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
@@ -501,8 +622,32 @@ class Cinema:
         ts, seq, _ = self._parts(key)
         live = self._alive(key, inclusive=True)
         self._details(live)
-        local, last_line = self._state_before(live, (ts, seq + 1, 0))
-        return [(s, local[s.span_id], last_line.get(s.span_id, 0)) for s in live]
+        replayed = self._replay(index)
+        local, last_line = replayed if replayed is not None else self._state_before(live, (ts, seq + 1, 0))
+        return [(s, local.get(s.span_id) or dict(s.args), last_line.get(s.span_id, 0)) for s in live]
+
+    def _replay(self, index: int) -> tuple[dict[str, dict[str, str]], dict[str, int]] | None:
+        """Variables and last line of every call up to frame ``index`` included, from its cached
+        window: the state at the window's start, then the window's frames (no query); None when the
+        window is not cached."""
+        n = index // self.window
+        frames, start = self._windows.get(n), self._starts.get(n)
+        if frames is None or start is None or len(frames) != len(self._index.keys[n * self.window:
+                                                                                   (n + 1) * self.window]):
+            return None
+        local = {k: dict(v) for k, v in start[0].items()}
+        last_line = dict(start[1])
+        spans = self._index.spans
+        for frame in frames[:index - n * self.window + 1]:
+            span_id, kind = frame["span_id"], frame["kind"]
+            if kind == "call":
+                span = spans.get(span_id)
+                local[span_id] = dict(span.args) if span is not None else {}
+            elif kind == "assign":
+                local.setdefault(span_id, {})[frame["var"]] = frame["value"]
+            elif kind == "line":
+                last_line[span_id] = frame["line"]
+        return local, last_line
 
     def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}
