@@ -151,6 +151,30 @@ ON r.SpanId = l.span AND r.VarName = l.var AND r.Seq <= l.seq
 """
 """The last value each of ``vars`` had in each candidate's call at the candidate (a batch of a
 conditional breakpoint's hits): conditions are decided without loading cinema windows."""
+LINE_VALUES_AT_SQL = """
+SELECT h.Seq, 0, a.var, a.value
+FROM (SELECT Seq, SpanId FROM execscope_events
+      WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND Seq IN {seqs:Array(UInt64)}) AS h
+INNER JOIN (SELECT SpanId, arrayJoin({vars:Array(String)}) AS var,
+                   SpanAttributes[concat('execscope.arg.', var)] AS value,
+                   mapContains(SpanAttributes, concat('execscope.arg.', var)) AS present
+            FROM otel_traces
+            WHERE TraceId = {trace:String} AND NodeId != '' AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64}) AS a
+ON a.SpanId = h.SpanId
+WHERE a.present
+UNION ALL
+SELECT l.Seq, 1, l.var, r.VarValue
+FROM (SELECT Seq, SpanId, arrayJoin({vars:Array(String)}) AS var FROM execscope_events
+      WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND Seq IN {seqs:Array(UInt64)}) AS l
+ASOF INNER JOIN (SELECT SpanId, VarName, Seq, VarValue FROM execscope_events
+                 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign'
+                   AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64} AND VarName IN {vars:Array(String)}) AS r
+ON r.SpanId = l.SpanId AND r.VarName = l.var AND r.Seq <= l.Seq
+"""
+"""The same for line hits in one process (one sequence counter), by sequence numbers only: each hit's
+call from its line event, the arguments named by the condition from the calls started in the batch's
+range (order 0) and the last writes before each hit (order 1, applied after): one query, no
+span details and no span id lists."""
 CONDITION_BATCH = 512
 
 EXCEPTION_SQL = """
@@ -546,6 +570,9 @@ class Breakpoints:
             max(0, i - CONDITION_BATCH + 1), i + 1)
         batch = [j for j in range(lo, hi) if bp.positions[j] not in bp._verdicts]
         calls = self.cinema.calls()
+        if bp.seqs is not None and not self.cinema.multi:
+            self._line_verdicts(bp, batch)
+            return bp._verdicts.get(position, True)
         spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
         self.cinema.load_calls(spans)
         names: dict[int, dict[str, str]] = {j: dict(calls[bp.spans[j]].args) if bp.spans[j] in calls else {}
@@ -558,6 +585,27 @@ class Breakpoints:
         for j in batch:
             bp._verdicts[bp.positions[j]] = bp.test(names[j])
         return bp._verdicts.get(position, True)
+
+    def _line_verdicts(self, bp: Breakpoint, batch: list[int]) -> None:
+        """Decide ``bp``'s condition at the hits ``batch`` (indexes into its positions) in one query."""
+        assert bp.seqs is not None and bp.spans is not None
+        names: dict[int, dict[str, str]] = {bp.seqs[j]: {} for j in batch}
+        if bp._names and batch:
+            calls = self.cinema.calls()
+            spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
+            seqs = [bp.seqs[j] for j in batch]
+            sql = LINE_VALUES_AT_SQL
+            if len(spans) == len(batch) and all(s.loaded for s in spans):  # arguments already read
+                sql = "SELECT * FROM (" + LINE_VALUES_AT_SQL.split("UNION ALL")[1] + ")"
+                for j, span in zip(batch, spans):
+                    names[bp.seqs[j]].update((k, v) for k, v in span.args.items() if k in bp._names)
+            rows = self.cinema.store.query(sql, parameters=self._params(
+                seqs=seqs, vars=list(bp._names), lo=min([s.s0 for s in spans] + seqs), hi=max(seqs))).rows
+            for seq, _order, var, value in sorted(rows, key=lambda r: r[1]):
+                if seq in names:
+                    names[seq][var] = value
+        for j in batch:
+            bp._verdicts[bp.positions[j]] = bp.test(names[bp.seqs[j]])
 
     def stops(self, bp: Breakpoint, position: int, forward: bool = True) -> bool:
         """Whether ``bp`` stops at ``position`` (one of its positions): condition, then hit condition."""

@@ -58,6 +58,8 @@ class ReplayRuntime:
         return self.cinema.frame(self.position if position is None else position)
 
     def thread_of(self, position: int | None = None) -> Thread | None:
+        if len(self.threads.threads) <= 1:  # one thread: no frame to read
+            return self.threads.threads[0] if self.threads.threads else None
         return self.threads.of_span(self.frame(position)["span_id"])
 
     def stack(self, thread_id: int | None = None) -> list[StackEntry]:
