@@ -607,6 +607,17 @@ class Breakpoints:
         for j in batch:
             bp._verdicts[bp.positions[j]] = bp.test(names[bp.seqs[j]])
 
+    def prepare(self, bp: Breakpoint, position: int) -> None:
+        """Decide ``bp``'s condition for the batches of its hits on either side of ``position`` now
+        (when it is set), so the first continue in either direction from here needs no query."""
+        if bp.condition is None or not bp.positions:
+            return
+        after = bisect.bisect_right(bp.positions, position)
+        if after < len(bp.positions):
+            self.condition_holds(bp, bp.positions[after], True)
+        if after > 0:
+            self.condition_holds(bp, bp.positions[after - 1], False)
+
     def stops(self, bp: Breakpoint, position: int, forward: bool = True) -> bool:
         """Whether ``bp`` stops at ``position`` (one of its positions): condition, then hit condition."""
         if not self.condition_holds(bp, position, forward):

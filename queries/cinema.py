@@ -544,6 +544,13 @@ class Cinema:
                 spans=[s.span_id for s in todo], lo=min(s.s0 for s in todo), hi=max(s.s1 for s in todo))).rows:
             self._write_index[span_id][(event, name, target)] = seqs
 
+    def index_long_calls(self, frames: int = 65_536) -> None:
+        """Index the writes of the calls spanning more than ``frames`` sequence numbers now (one
+        query), instead of on the first window inside each: a debugger calls this when it opens a
+        trace, so no step pays for it. Several processes: nothing to do (windows read the state)."""
+        if not self.multi:
+            self._writes([s for s in self._index.spans.values() if s.s1 - s.s0 > frames])
+
     def _window_and_state(self, live: list[_Span], lo: int, hi: int
                           ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """(events of sequence numbers lo..hi, the events giving the state of the live calls before

@@ -233,6 +233,7 @@ class DapSession:
             made.append(bp)
             out.append(self._describe(bp, int(spec["line"])))
         self.rt.line_breakpoints[path] = made
+        self.rt.prepare(made)
         return {"breakpoints": out}
 
     def on_setFunctionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +247,7 @@ class DapSession:
             made.append(bp)
             out.append(self._describe(bp))
         self.rt.function_breakpoints = made
+        self.rt.prepare(made)
         return {"breakpoints": out}
 
     def on_setExceptionBreakpoints(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +281,7 @@ class DapSession:
             made.append(bp)
             out.append(self._describe(bp))
         self.rt.data_breakpoints = made
+        self.rt.prepare(made)
         return {"breakpoints": out}
 
     # --- moving -------------------------------------------------------------------------------------
