@@ -75,7 +75,8 @@ WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
 WINDOW_STATE_SQL = """
 SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
        if(EventName = 'exception', Attributes['exception.type'], VarName),
-       if(EventName = 'exception', Attributes['exception.message'], VarValue)
+       if(EventName = 'exception', Attributes['exception.message'], VarValue),
+       '', '', CAST(map(), 'Map(LowCardinality(String), String)')
 FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
   AND (Seq BETWEEN {lo:UInt64} AND {hi:UInt64}"""
@@ -84,6 +85,20 @@ WINDOW_RECENT_SQL = """
            AND EventName IN ('execscope.assign', 'execscope.line'))"""
 WINDOW_POINTS_SQL = """
        OR (Seq IN {points:Array(UInt64)} AND SpanId IN {old:Array(String)})"""
+WINDOW_DETAILS_SQL = """
+UNION ALL
+SELECT '', SpanId, toUInt64(0), toInt64(0), Timestamp, NodeId, toUInt32OrZero(SpanAttributes['code.line.number']),
+       CodeVersion, SpanAttributes['execscope.return.value'], SpanAttributes['code.function.name'],
+       SpanAttributes['code.file.path'], mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes)
+FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
+  AND ({blocks})
+"""
+WINDOW_DETAILS_BLOCK = ("(Timestamp BETWEEN fromUnixTimestamp64Nano({{t0_{n}:Int64}}) "
+                        "AND fromUnixTimestamp64Nano({{t1_{n}:Int64}}) "
+                        "AND Seq BETWEEN {{s0_{n}:UInt64}} AND {{s1_{n}:UInt64}})")
+"""The details of a block of calls read with a window (rows with an empty EventName; the calls of a
+block started in this time and sequence range: the range prunes the table by its sort key)."""
 WRITES_INDEX_SQL = """
 SELECT SpanId, EventName, VarName, any(NodeId), arraySort(groupArray(Seq))
 FROM execscope_events
@@ -243,31 +258,40 @@ class Cinema:
         index.keys = keys
         return index
 
-    DETAIL_BLOCK = 1024
+    DETAIL_BLOCK = 256
     """Span details are read for blocks of this many spans (in call order) at once: reading a few
-    spans costs about as much as reading a thousand (the engine decodes whole granules), so one read
-    serves the windows around it and most steps need none."""
+    spans costs about as much as reading a few hundred (the engine decodes whole granules), so one
+    read serves the windows around it and most steps need none."""
 
     def _details(self, spans: list[_Span]) -> None:
         """Read what frames show about these spans (function, file, arguments, return value)."""
         if not any(not s.loaded for s in spans):
             return
-        by_call = self._calls_in_order()
-        blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
-        missing = [sp for b in sorted(blocks)
-                   for sp in by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
+        missing = self._missing_blocks(spans)
         for start in range(0, len(missing), 5000):
             chunk = {s.span_id: s for s in missing[start:start + 5000]}
-            for span_id, node_id, version, function, file, line, args, ts, returned in self.store.query(
-                    SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows:
-                span = chunk.get(span_id)
-                if span is not None:
-                    span.node_id, span.code_version, span.function, span.file, span.line = (
-                        node_id, version, function, file, line)
-                    span.args = {k[len("execscope.arg."):]: v for k, v in args.items()}
-                    span.start, span.returned, span.loaded = ts, returned, True
-            for span in chunk.values():
-                span.loaded = True
+            rows = self.store.query(SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows
+            self._set_details(chunk, rows)
+
+    def _missing_blocks(self, spans: list[_Span]) -> list[_Span]:
+        """The calls without details in the blocks holding these calls, in call order."""
+        by_call = self._calls_in_order()
+        blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
+        return [sp for b in sorted(blocks)
+                for sp in by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
+
+    @staticmethod
+    def _set_details(chunk: dict[str, _Span], rows: Any) -> None:
+        """Fill the calls of ``chunk`` from rows of SPAN_DETAILS_SQL's shape (others are ignored)."""
+        for span_id, node_id, version, function, file, line, args, ts, returned in rows:
+            span = chunk.get(span_id)
+            if span is not None:
+                span.node_id, span.code_version, span.function, span.file, span.line = (
+                    node_id, version, function, file, line)
+                span.args = {k[len("execscope.arg."):]: v for k, v in args.items()}
+                span.start, span.returned, span.loaded = ts, returned, True
+        for span in chunk.values():
+            span.loaded = True
 
     # --- size and random access ------------------------------------------------------------------
     @property
@@ -423,8 +447,10 @@ class Cinema:
         if self.multi:
             rows = self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
                 names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows
-        else:  # one query: the window, and what the calls alive at its start did before it
-            rows, before = self._window_and_state(live, lo[1], hi[1])
+        else:  # one query: the window, what the calls alive at its start did before it, and the
+            # details of the calls it shows (every event's call is alive at the start or starts in it)
+            shown = list(live) + [e[1] for e in map(self._index.by_key.get, keys) if e is not None]
+            rows, before = self._window_and_state(live, lo[1], hi[1], self._missing_blocks(shown))
         for row in rows:
             events[self._key(row[3], row[2])] = row
         used = {id(s): s for s in live}
@@ -551,7 +577,7 @@ class Cinema:
         if not self.multi:
             self._writes([s for s in self._index.spans.values() if s.s1 - s.s0 > frames])
 
-    def _window_and_state(self, live: list[_Span], lo: int, hi: int
+    def _window_and_state(self, live: list[_Span], lo: int, hi: int, missing: list[_Span] | None = None
                           ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """(events of sequence numbers lo..hi, the events giving the state of the live calls before
         lo): the window read with, in the same query, the recent live calls' writes and lines before
@@ -573,10 +599,26 @@ class Cinema:
         if points:
             sql += WINDOW_POINTS_SQL
             params.update(old=[s.span_id for s in old], points=sorted(points))
+        sql += ")"
+        if missing:
+            blocks: dict[int, list[_Span]] = {}
+            for span in missing:
+                blocks.setdefault(self._call_rank[id(span)] // self.DETAIL_BLOCK, []).append(span)
+            sql += WINDOW_DETAILS_SQL.replace("{blocks}", " OR ".join(
+                WINDOW_DETAILS_BLOCK.format(n=n) for n in range(len(blocks))))
+            for n, block in enumerate(blocks.values()):
+                params.update({f"t0_{n}": min(s.t0 for s in block), f"t1_{n}": max(s.t0 for s in block),
+                               f"s0_{n}": min(s.s0 for s in block), f"s1_{n}": max(s.s0 for s in block)})
         window: list[tuple[Any, ...]] = []
         before: list[tuple[Any, ...]] = []
-        for row in self.store.query(sql + ")", parameters=params).rows:
-            (window if row[2] >= lo else before).append(row)
+        details: list[tuple[Any, ...]] = []
+        for row in self.store.query(sql, parameters=params).rows:
+            if not row[0]:
+                details.append((row[1], row[5], row[7], row[9], row[10], row[6], row[11], row[4], row[8]))
+            else:
+                (window if row[2] >= lo else before).append(row[:9])
+        if missing:
+            self._set_details({s.span_id: s for s in missing}, details)
         before.sort(key=lambda r: r[2])
         return window, before
 
