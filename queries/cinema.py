@@ -229,14 +229,15 @@ class Cinema:
             self.store, SPAN_INDEX_SQL, {"trace": self.trace_id}, ("S16", "S16", "Q", "Q", "Q", "Q", "B"), 1)
         self.multi = 1 if pids[0] > 1 else 0
         multi = self.multi
-        for i, span_id in enumerate(ids):
-            span = _Span(span_id, parents[i], s0s[i], s1s[i], t0s[i], t1s[i], bool(failed[i]))
-            span.call_key = (t0s[i], s0s[i], 0) if multi else s0s[i]
-            index.by_key[span.call_key] = ("call", span)
-            if not span.failed:
-                span.return_key = (t1s[i], s1s[i], 1) if multi else s1s[i]
-                index.by_key[span.return_key] = ("return", span)
-            index.spans[span_id] = span
+        by_key, by_id = index.by_key, index.spans
+        for span_id, parent, s0, s1, t0, t1, bad in zip(ids, parents, s0s, s1s, t0s, t1s, failed):
+            span = _Span(span_id, parent, s0, s1, t0, t1, bad == 1)
+            span.call_key = key = (t0, s0, 0) if multi else s0
+            by_key[key] = ("call", span)
+            if not bad:
+                span.return_key = key = (t1, s1, 1) if multi else s1
+                by_key[key] = ("return", span)
+            by_id[span_id] = span
         spans = index.spans
         for span in spans.values():  # call depth: instrumented ancestors in this trace (memoised walk up)
             if span.depth >= 0:
