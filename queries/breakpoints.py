@@ -624,6 +624,8 @@ class Breakpoints:
             spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
             seqs = [bp.seqs[j] for j in batch]
             written = list(bp._names) if bp._written is None else bp._written
+            if self.cinema.details_in_memory():
+                self.cinema.load_calls(spans)
             parts = [WRITES_AT_SQL] if written else []
             if len(spans) == len(batch) and all(s.loaded for s in spans):  # arguments already read
                 for j, span in zip(batch, spans):

@@ -28,6 +28,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from execscope.storage.store import Store
@@ -60,6 +61,20 @@ SELECT SpanId, NodeId, CodeVersion, SpanAttributes['code.function.name'], SpanAt
        SpanAttributes['execscope.return.value']
 FROM otel_traces
 WHERE TraceId = {trace:String} AND SpanId IN {spans:Array(String)}
+"""
+# Every call's details at once, each column one string of NUL-separated values (split in C, no
+# per-value decoding; a value holding a NUL makes the counts differ and the blocks are read instead).
+SPAN_BULK_SQL = """
+SELECT count(), arrayStringConcat(groupArray(SpanId), '\\0'), arrayStringConcat(groupArray(NodeId), '\\0'),
+       arrayStringConcat(groupArray(CodeVersion), '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['code.function.name']), '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['code.file.path']), '\\0'),
+       arrayStringConcat(groupArray(toString(toUInt32OrZero(SpanAttributes['code.line.number']))), '\\0'),
+       arrayStringConcat(groupArray(toJSONString(mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes))),
+                         '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['execscope.return.value']), '\\0')
+FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 """
 WINDOW_EVENTS_SQL = """
 SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
@@ -210,6 +225,7 @@ class Cinema:
         self._node_lines: dict[tuple[str, str], int] = {}
         self._by_call: list[_Span] | None = None
         self._call_rank: dict[int, int] = {}
+        self._bulk: dict[str, tuple[str, ...]] | None = None
         self._write_index: dict[str, dict[tuple[str, str, str], list[int]]] = {}
         """Per older call: sequence numbers of its writes per variable and of its lines (_writes)."""
         self._starts: dict[int, tuple[dict[str, dict[str, str]], dict[str, int]]] = {}
@@ -274,8 +290,67 @@ class Cinema:
             rows = self.store.query(SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows
             self._set_details(chunk, rows)
 
+    BULK_CALLS = 1_000_000
+    """Traces with at most this many calls have every call's details read at once, when the first
+    are needed (a few strings per call, parsed per call when shown); larger ones in blocks."""
+
+    def _bulk_details(self) -> bool:
+        """Read every call's details as strings (once); False when the trace is too large or a value
+        cannot be split apart."""
+        if self._bulk is None:
+            self._bulk = {}
+            if len(self._index.spans) > self.BULK_CALLS:
+                return False
+            data = self.store.raw(SPAN_BULK_SQL, {"trace": self.trace_id}, fmt="RowBinary")
+            count = int.from_bytes(data[:8], "little")
+            pos, columns = 8, []
+            for _ in range(8):
+                shift = length = 0
+                while True:
+                    b = data[pos]
+                    pos += 1
+                    length |= (b & 0x7F) << shift
+                    shift += 7
+                    if b < 0x80:
+                        break
+                columns.append(data[pos:pos + length].decode("utf-8", errors="replace").split("\0") if count else [])
+                pos += length
+            if any(len(c) != count for c in columns):
+                return False
+            ids, *rest = columns
+            for c in range(5):  # node, version, function, file, line: one string object per distinct value
+                distinct: dict[str, str] = {}
+                rest[c] = [distinct.setdefault(v, v) for v in rest[c]]
+            self._bulk = {span_id: row for span_id, row in zip(ids, zip(*rest))}
+        return bool(self._bulk)
+
+    def details_in_memory(self) -> bool:
+        """Whether every call's details are at hand without a query (:meth:`load_calls` is cheap)."""
+        return self._bulk_details()
+
+    def _fill(self, spans: list[_Span]) -> list[_Span]:
+        """Fill the details of these calls from the bulk read; the calls it does not hold."""
+        import json
+
+        left = []
+        bulk = self._bulk or {}
+        for span in spans:
+            row = bulk.get(span.span_id)
+            if row is None:
+                left.append(span)
+                continue
+            node_id, version, function, file, line, args, returned = row
+            span.node_id, span.code_version, span.function, span.file, span.line = (
+                node_id, version, function, file, int(line))
+            span.args = {k[len("execscope.arg."):]: v for k, v in json.loads(args).items()}
+            span.start = _EPOCH + timedelta(microseconds=span.t0 // 1000)
+            span.returned, span.loaded = returned, True
+        return left
+
     def _missing_blocks(self, spans: list[_Span]) -> list[_Span]:
         """The calls without details in the blocks holding these calls, in call order."""
+        if self._bulk_details():
+            spans = self._fill([s for s in spans if not s.loaded])
         by_call = self._calls_in_order()
         blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
         return [sp for b in sorted(blocks)
@@ -737,6 +812,9 @@ class Cinema:
         if lines is None or not 0 < line <= len(lines):
             return ""
         return lines[line - 1]
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _iso(value: Any) -> str:
