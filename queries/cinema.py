@@ -290,9 +290,10 @@ class Cinema:
             rows = self.store.query(SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows
             self._set_details(chunk, rows)
 
-    BULK_CALLS = 1_000_000
+    BULK_CALLS = 250_000
     """Traces with at most this many calls have every call's details read at once, when the first
-    are needed (a few strings per call, parsed per call when shown); larger ones in blocks."""
+    are needed (a few strings per call, parsed per call when shown); larger ones in blocks. The read
+    peaks at about 1.3 KB per call (175 MB for the 130,002 calls of a 975,546-frame trace)."""
 
     def _bulk_details(self) -> bool:
         """Read every call's details as strings (once); False when the trace is too large or a value
