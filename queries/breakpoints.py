@@ -151,6 +151,43 @@ ON r.SpanId = l.span AND r.VarName = l.var AND r.Seq <= l.seq
 """
 """The last value each of ``vars`` had in each candidate's call at the candidate (a batch of a
 conditional breakpoint's hits): conditions are decided without loading cinema windows."""
+ARGS_AT_SQL = """
+SELECT h.Seq, 0, a.var, a.value
+FROM (SELECT Seq, SpanId FROM execscope_events
+      WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND Seq IN {seqs:Array(UInt64)}) AS h
+INNER JOIN (SELECT SpanId, arrayJoin({vars:Array(String)}) AS var,
+                   SpanAttributes[concat('execscope.arg.', var)] AS value,
+                   mapContains(SpanAttributes, concat('execscope.arg.', var)) AS present
+            FROM otel_traces
+            WHERE TraceId = {trace:String} AND NodeId != '' AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64}) AS a
+ON a.SpanId = h.SpanId
+WHERE a.present
+"""
+WRITES_AT_SQL = """
+SELECT l.Seq, 1, l.var, r.VarValue
+FROM (SELECT Seq, SpanId, arrayJoin({wvars:Array(String)}) AS var FROM execscope_events
+      WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND Seq IN {seqs:Array(UInt64)}) AS l
+ASOF INNER JOIN (SELECT SpanId, VarName, Seq, VarValue FROM execscope_events
+                 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign'
+                   AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64} AND VarName IN {wvars:Array(String)}) AS r
+ON r.SpanId = l.SpanId AND r.VarName = l.var AND r.Seq <= l.Seq
+"""
+WRITTEN_SQL = """
+SELECT DISTINCT VarName FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND VarName IN {vars:Array(String)}
+  AND SpanId IN (SELECT SpanId FROM otel_traces WHERE TraceId = {trace:String} AND NodeId IN (
+      SELECT NodeId FROM otel_traces WHERE TraceId = {trace:String} AND SpanId IN (
+          SELECT SpanId FROM execscope_events
+          WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND LineNumber = {line:UInt32}
+            AND SpanId IN (SELECT SpanId FROM otel_traces WHERE TraceId = {trace:String}
+                           AND SpanAttributes['code.file.path'] = {file:String}))))
+"""
+"""Which of a line breakpoint's condition names any call of a function executing that line ever
+writes: the others are decided from arguments alone."""
+"""The same for line hits in one process (one sequence counter), by sequence numbers only: each hit's
+call from its line event, the arguments named by the condition from the calls started in the batch's
+range (order 0) and the last writes before each hit (order 1, applied after; only of the variables
+WRITTEN_SQL found written in the line's functions at all): one query, no span id lists."""
 CONDITION_BATCH = 512
 
 EXCEPTION_SQL = """
@@ -255,6 +292,10 @@ class Breakpoint:
     _compiled: Any = None
     _names: tuple[str, ...] = ()
     _verdicts: dict[int, bool] = field(default_factory=dict)
+    _pending: dict[int, dict[str, str]] = field(default_factory=dict)
+    """Values read for positions whose condition is not evaluated yet (evaluated when first asked)."""
+    _written: list[str] | None = None
+    """Names of the condition some call of the breakpoint's file writes (None: not known)."""
 
     def __post_init__(self) -> None:
         if self.condition:
@@ -339,6 +380,9 @@ class Breakpoints:
         bp = self._make("line", [h[0] for h in hits], condition, hit_condition, log_message,
                         f"{file or path}:{line}", file=file, line=line)
         bp.spans, bp.seqs = [h[1] for h in hits], [h[2] for h in hits]
+        if bp._names and file is not None and hits and not self.cinema.multi:
+            bp._written = sorted(r[0] for r in self.cinema.store.query(WRITTEN_SQL, parameters=self._params(
+                vars=list(bp._names), file=file, line=line)).rows)
         return bp
 
     def _make(self, kind: str, positions: list[int], condition: str | None, hit_condition: str | None,
@@ -539,13 +583,23 @@ class Breakpoints:
         verdict = bp._verdicts.get(position)
         if verdict is not None:
             return verdict
+        pending = bp._pending.pop(position, None)
+        if pending is not None:
+            verdict = bp._verdicts[position] = bp.test(pending)
+            return verdict
         if bp.spans is None:
             return bp.test(self.cinema.frame(position)["locals"])
         i = bisect.bisect_left(bp.positions, position)
         lo, hi = (i, min(len(bp.positions), i + CONDITION_BATCH)) if forward else (
             max(0, i - CONDITION_BATCH + 1), i + 1)
-        batch = [j for j in range(lo, hi) if bp.positions[j] not in bp._verdicts]
+        batch = [j for j in range(lo, hi)
+                 if bp.positions[j] not in bp._verdicts and bp.positions[j] not in bp._pending]
         calls = self.cinema.calls()
+        if bp.seqs is not None and not self.cinema.multi:
+            self._line_values(bp, batch)
+            read = bp._pending.pop(position, None)
+            verdict = bp._verdicts[position] = bp.test(read) if read is not None else True
+            return verdict
         spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
         self.cinema.load_calls(spans)
         names: dict[int, dict[str, str]] = {j: dict(calls[bp.spans[j]].args) if bp.spans[j] in calls else {}
@@ -558,6 +612,47 @@ class Breakpoints:
         for j in batch:
             bp._verdicts[bp.positions[j]] = bp.test(names[j])
         return bp._verdicts.get(position, True)
+
+    def _line_values(self, bp: Breakpoint, batch: list[int]) -> None:
+        """Read the values ``bp``'s condition names at the hits ``batch`` (indexes into its positions)
+        in one query (none when the arguments are read and nothing named is ever written); each is
+        evaluated when its position is first asked about."""
+        assert bp.seqs is not None and bp.spans is not None
+        names: dict[int, dict[str, str]] = {bp.seqs[j]: {} for j in batch}
+        if bp._names and batch:
+            calls = self.cinema.calls()
+            spans = [calls[bp.spans[j]] for j in batch if bp.spans[j] in calls]
+            seqs = [bp.seqs[j] for j in batch]
+            written = list(bp._names) if bp._written is None else bp._written
+            if self.cinema.details_in_memory():
+                self.cinema.load_calls(spans)
+            parts = [WRITES_AT_SQL] if written else []
+            if len(spans) == len(batch) and all(s.loaded for s in spans):  # arguments already read
+                for j, span in zip(batch, spans):
+                    names[bp.seqs[j]].update((k, v) for k, v in span.args.items() if k in bp._names)
+            else:
+                parts.insert(0, ARGS_AT_SQL)
+            if parts:
+                rows = self.cinema.store.query("SELECT * FROM (" + "UNION ALL".join(parts) + ")",
+                                               parameters=self._params(
+                    seqs=seqs, vars=list(bp._names), wvars=written, lo=min([s.s0 for s in spans] + seqs),
+                    hi=max(seqs))).rows
+                for seq, _order, var, value in sorted(rows, key=lambda r: r[1]):
+                    if seq in names:
+                        names[seq][var] = value
+        for j in batch:
+            bp._pending[bp.positions[j]] = names[bp.seqs[j]]
+
+    def prepare(self, bp: Breakpoint, position: int) -> None:
+        """Decide ``bp``'s condition for the batches of its hits on either side of ``position`` now
+        (when it is set), so the first continue in either direction from here needs no query."""
+        if bp.condition is None or not bp.positions:
+            return
+        after = bisect.bisect_right(bp.positions, position)
+        if after < len(bp.positions):
+            self.condition_holds(bp, bp.positions[after], True)
+        if after > 0:
+            self.condition_holds(bp, bp.positions[after - 1], False)
 
     def stops(self, bp: Breakpoint, position: int, forward: bool = True) -> bool:
         """Whether ``bp`` stops at ``position`` (one of its positions): condition, then hit condition."""

@@ -28,6 +28,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from execscope.storage.store import Store
@@ -61,6 +62,20 @@ SELECT SpanId, NodeId, CodeVersion, SpanAttributes['code.function.name'], SpanAt
 FROM otel_traces
 WHERE TraceId = {trace:String} AND SpanId IN {spans:Array(String)}
 """
+# Every call's details at once, each column one string of NUL-separated values (split in C, no
+# per-value decoding; a value holding a NUL makes the counts differ and the blocks are read instead).
+SPAN_BULK_SQL = """
+SELECT count(), arrayStringConcat(groupArray(SpanId), '\\0'), arrayStringConcat(groupArray(NodeId), '\\0'),
+       arrayStringConcat(groupArray(CodeVersion), '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['code.function.name']), '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['code.file.path']), '\\0'),
+       arrayStringConcat(groupArray(toString(toUInt32OrZero(SpanAttributes['code.line.number']))), '\\0'),
+       arrayStringConcat(groupArray(toJSONString(mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes))),
+                         '\\0'),
+       arrayStringConcat(groupArray(SpanAttributes['execscope.return.value']), '\\0')
+FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
+"""
 WINDOW_EVENTS_SQL = """
 SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
        if(EventName = 'exception', Attributes['exception.type'], VarName),
@@ -69,6 +84,42 @@ FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
   AND if({multi:UInt8}, toUnixTimestamp64Nano(Timestamp) BETWEEN {lo_ts:UInt64} AND {hi_ts:UInt64},
          Seq BETWEEN {lo:UInt64} AND {hi:UInt64})
+"""
+# The same in one process (one sequence counter), with the state of the calls alive at the window's
+# start read in the same query: recent calls' writes and lines before it, older calls' last ones.
+WINDOW_STATE_SQL = """
+SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
+       if(EventName = 'exception', Attributes['exception.type'], VarName),
+       if(EventName = 'exception', Attributes['exception.message'], VarValue),
+       '', '', CAST(map(), 'Map(LowCardinality(String), String)')
+FROM execscope_events
+WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
+  AND (Seq BETWEEN {lo:UInt64} AND {hi:UInt64}"""
+WINDOW_RECENT_SQL = """
+       OR (Seq >= {since:UInt64} AND Seq < {lo:UInt64} AND SpanId IN {recent:Array(String)}
+           AND EventName IN ('execscope.assign', 'execscope.line'))"""
+WINDOW_POINTS_SQL = """
+       OR (Seq IN {points:Array(UInt64)} AND SpanId IN {old:Array(String)})"""
+WINDOW_DETAILS_SQL = """
+UNION ALL
+SELECT '', SpanId, toUInt64(0), toInt64(0), Timestamp, NodeId, toUInt32OrZero(SpanAttributes['code.line.number']),
+       CodeVersion, SpanAttributes['execscope.return.value'], SpanAttributes['code.function.name'],
+       SpanAttributes['code.file.path'], mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes)
+FROM otel_traces
+WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
+  AND ({blocks})
+"""
+WINDOW_DETAILS_BLOCK = ("(Timestamp BETWEEN fromUnixTimestamp64Nano({{t0_{n}:Int64}}) "
+                        "AND fromUnixTimestamp64Nano({{t1_{n}:Int64}}) "
+                        "AND Seq BETWEEN {{s0_{n}:UInt64}} AND {{s1_{n}:UInt64}})")
+"""The details of a block of calls read with a window (rows with an empty EventName; the calls of a
+block started in this time and sequence range: the range prunes the table by its sort key)."""
+WRITES_INDEX_SQL = """
+SELECT SpanId, EventName, VarName, any(NodeId), arraySort(groupArray(Seq))
+FROM execscope_events
+WHERE TraceId = {trace:String} AND Seq BETWEEN {lo:UInt64} AND {hi:UInt64} AND SpanId IN {spans:Array(String)}
+  AND EventName IN ('execscope.assign', 'execscope.line')
+GROUP BY SpanId, EventName, VarName, if(EventName = 'execscope.assign', splitByChar(':', NodeId)[2], '')
 """
 # Where each alive call stood at a window's start: its last line and its variables' last values.
 STATE_BEFORE_SQL = """
@@ -174,7 +225,16 @@ class Cinema:
         self._node_lines: dict[tuple[str, str], int] = {}
         self._by_call: list[_Span] | None = None
         self._call_rank: dict[int, int] = {}
+        self._bulk: dict[str, tuple[str, ...]] | None = None
+        self._write_index: dict[str, dict[tuple[str, str, str], list[int]]] = {}
+        """Per older call: sequence numbers of its writes per variable and of its lines (_writes)."""
+        self._starts: dict[int, tuple[dict[str, dict[str, str]], dict[str, int]]] = {}
+        """Per cached window: variables and last line of the calls alive at its first frame."""
         self._index = self._load_index()
+        self._call_keys: list[Key] = []
+        self._block_end: list[Key] = []
+        self._end_of: dict[int, Key] = {}
+        self._alive_index()
 
     def _params(self, **extra: Any) -> dict[str, Any]:
         return {"trace": self.trace_id, "multi": self.multi, **extra}
@@ -185,14 +245,15 @@ class Cinema:
             self.store, SPAN_INDEX_SQL, {"trace": self.trace_id}, ("S16", "S16", "Q", "Q", "Q", "Q", "B"), 1)
         self.multi = 1 if pids[0] > 1 else 0
         multi = self.multi
-        for i, span_id in enumerate(ids):
-            span = _Span(span_id, parents[i], s0s[i], s1s[i], t0s[i], t1s[i], bool(failed[i]))
-            span.call_key = (t0s[i], s0s[i], 0) if multi else s0s[i]
-            index.by_key[span.call_key] = ("call", span)
-            if not span.failed:
-                span.return_key = (t1s[i], s1s[i], 1) if multi else s1s[i]
-                index.by_key[span.return_key] = ("return", span)
-            index.spans[span_id] = span
+        by_key, by_id = index.by_key, index.spans
+        for span_id, parent, s0, s1, t0, t1, bad in zip(ids, parents, s0s, s1s, t0s, t1s, failed):
+            span = _Span(span_id, parent, s0, s1, t0, t1, bad == 1)
+            span.call_key = key = (t0, s0, 0) if multi else s0
+            by_key[key] = ("call", span)
+            if not bad:
+                span.return_key = key = (t1, s1, 1) if multi else s1
+                by_key[key] = ("return", span)
+            by_id[span_id] = span
         spans = index.spans
         for span in spans.values():  # call depth: instrumented ancestors in this trace (memoised walk up)
             if span.depth >= 0:
@@ -214,33 +275,100 @@ class Cinema:
         index.keys = keys
         return index
 
-    DETAIL_BLOCK = 1024
+    DETAIL_BLOCK = 256
     """Span details are read for blocks of this many spans (in call order) at once: reading a few
-    spans costs about as much as reading a thousand (the engine decodes whole granules), so one read
-    serves the windows around it and most steps need none."""
+    spans costs about as much as reading a few hundred (the engine decodes whole granules), so one
+    read serves the windows around it and most steps need none."""
 
     def _details(self, spans: list[_Span]) -> None:
         """Read what frames show about these spans (function, file, arguments, return value)."""
         if not any(not s.loaded for s in spans):
             return
-        if self._by_call is None:
-            self._by_call = sorted(self._index.spans.values(), key=lambda sp: sp.call_key)
-            self._call_rank = {id(sp): i for i, sp in enumerate(self._by_call)}
-        blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
-        missing = [sp for b in sorted(blocks)
-                   for sp in self._by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
+        missing = self._missing_blocks(spans)
         for start in range(0, len(missing), 5000):
             chunk = {s.span_id: s for s in missing[start:start + 5000]}
-            for span_id, node_id, version, function, file, line, args, ts, returned in self.store.query(
-                    SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows:
-                span = chunk.get(span_id)
-                if span is not None:
-                    span.node_id, span.code_version, span.function, span.file, span.line = (
-                        node_id, version, function, file, line)
-                    span.args = {k[len("execscope.arg."):]: v for k, v in args.items()}
-                    span.start, span.returned, span.loaded = ts, returned, True
-            for span in chunk.values():
-                span.loaded = True
+            rows = self.store.query(SPAN_DETAILS_SQL, parameters={"trace": self.trace_id, "spans": list(chunk)}).rows
+            self._set_details(chunk, rows)
+
+    BULK_CALLS = 250_000
+    """Traces with at most this many calls have every call's details read at once, when the first
+    are needed (a few strings per call, parsed per call when shown); larger ones in blocks. The read
+    peaks at about 1.3 KB per call (175 MB for the 130,002 calls of a 975,546-frame trace)."""
+
+    def _bulk_details(self) -> bool:
+        """Read every call's details as strings (once); False when the trace is too large or a value
+        cannot be split apart."""
+        if self._bulk is None:
+            self._bulk = {}
+            if len(self._index.spans) > self.BULK_CALLS:
+                return False
+            data = self.store.raw(SPAN_BULK_SQL, {"trace": self.trace_id}, fmt="RowBinary")
+            count = int.from_bytes(data[:8], "little")
+            pos, columns = 8, []
+            for _ in range(8):
+                shift = length = 0
+                while True:
+                    b = data[pos]
+                    pos += 1
+                    length |= (b & 0x7F) << shift
+                    shift += 7
+                    if b < 0x80:
+                        break
+                columns.append(data[pos:pos + length].decode("utf-8", errors="replace").split("\0") if count else [])
+                pos += length
+            if any(len(c) != count for c in columns):
+                return False
+            ids, *rest = columns
+            for c in range(5):  # node, version, function, file, line: one string object per distinct value
+                distinct: dict[str, str] = {}
+                rest[c] = [distinct.setdefault(v, v) for v in rest[c]]
+            self._bulk = {span_id: row for span_id, row in zip(ids, zip(*rest))}
+        return bool(self._bulk)
+
+    def details_in_memory(self) -> bool:
+        """Whether every call's details are at hand without a query (:meth:`load_calls` is cheap)."""
+        return self._bulk_details()
+
+    def _fill(self, spans: list[_Span]) -> list[_Span]:
+        """Fill the details of these calls from the bulk read; the calls it does not hold."""
+        import json
+
+        left = []
+        bulk = self._bulk or {}
+        for span in spans:
+            row = bulk.get(span.span_id)
+            if row is None:
+                left.append(span)
+                continue
+            node_id, version, function, file, line, args, returned = row
+            span.node_id, span.code_version, span.function, span.file, span.line = (
+                node_id, version, function, file, int(line))
+            span.args = {k[len("execscope.arg."):]: v for k, v in json.loads(args).items()}
+            span.start = _EPOCH + timedelta(microseconds=span.t0 // 1000)
+            span.returned, span.loaded = returned, True
+        return left
+
+    def _missing_blocks(self, spans: list[_Span]) -> list[_Span]:
+        """The calls without details in the blocks holding these calls, in call order."""
+        if self._bulk_details():
+            spans = self._fill([s for s in spans if not s.loaded])
+        by_call = self._calls_in_order()
+        blocks = {self._call_rank[id(sp)] // self.DETAIL_BLOCK for sp in spans if not sp.loaded}
+        return [sp for b in sorted(blocks)
+                for sp in by_call[b * self.DETAIL_BLOCK:(b + 1) * self.DETAIL_BLOCK] if not sp.loaded]
+
+    @staticmethod
+    def _set_details(chunk: dict[str, _Span], rows: Any) -> None:
+        """Fill the calls of ``chunk`` from rows of SPAN_DETAILS_SQL's shape (others are ignored)."""
+        for span_id, node_id, version, function, file, line, args, ts, returned in rows:
+            span = chunk.get(span_id)
+            if span is not None:
+                span.node_id, span.code_version, span.function, span.file, span.line = (
+                    node_id, version, function, file, line)
+                span.args = {k[len("execscope.arg."):]: v for k, v in args.items()}
+                span.start, span.returned, span.loaded = ts, returned, True
+        for span in chunk.values():
+            span.loaded = True
 
     # --- size and random access ------------------------------------------------------------------
     @property
@@ -384,17 +512,24 @@ class Cinema:
         frames = self._build(keys, n * self.window) if keys else []
         self._windows[n] = frames
         if len(self._windows) > self._cached:
-            self._windows.popitem(last=False)
+            self._starts.pop(self._windows.popitem(last=False)[0], None)
         return frames
 
     def _build(self, keys: list[Key], first_index: int) -> list[dict[str, Any]]:
         lo, hi = self._parts(keys[0]), self._parts(keys[-1])
         events: dict[Key, tuple[Any, ...]] = {}
-        for row in self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
-                names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows:
-            events[self._key(row[3], row[2])] = row
         spans = self._index.spans
         live = self._alive(keys[0], inclusive=False)
+        before: list[tuple[Any, ...]] | None = None
+        if self.multi:
+            rows = self.store.query(WINDOW_EVENTS_SQL, parameters=self._params(
+                names=list(_EVENT_NAMES), lo=lo[1], hi=hi[1], lo_ts=lo[0], hi_ts=hi[0])).rows
+        else:  # one query: the window, what the calls alive at its start did before it, and the
+            # details of the calls it shows (every event's call is alive at the start or starts in it)
+            shown = list(live) + [e[1] for e in map(self._index.by_key.get, keys) if e is not None]
+            rows, before = self._window_and_state(live, lo[1], hi[1], self._missing_blocks(shown))
+        for row in rows:
+            events[self._key(row[3], row[2])] = row
         used = {id(s): s for s in live}
         for key in keys:
             entry = self._index.by_key.get(key)
@@ -405,7 +540,8 @@ class Cinema:
             if span_of is not None:
                 used[id(span_of)] = span_of
         self._details(list(used.values()))
-        local, last_line = self._state_before(live, lo)
+        local, last_line = self._state_before(live, lo) if before is None else self._state_from(live, before)
+        self._starts[first_index // self.window] = ({k: dict(v) for k, v in local.items()}, dict(last_line))
         self._load_node_lines(events.values())
         out: list[dict[str, Any]] = []
         for i, key in enumerate(keys):
@@ -460,13 +596,124 @@ class Cinema:
             out.append(frame)
         return out
 
+    ALIVE_BLOCK = 64
+    """Calls in call order are grouped in blocks of this many, each with the latest end among them:
+    finding the calls alive at a frame skips every block that ended before it."""
+
+    def _calls_in_order(self) -> list[_Span]:
+        if self._by_call is None:
+            self._by_call = sorted(self._index.spans.values(), key=lambda sp: sp.call_key)
+            self._call_rank = {id(sp): i for i, sp in enumerate(self._by_call)}
+        return self._by_call
+
+    def _end(self, s: _Span) -> Key:
+        """The key a call is alive up to (inclusive): its return, or for a failed call the end of its
+        time (several processes) or sequence range."""
+        if s.return_key is not None:
+            return s.return_key
+        return (s.t1, 1 << 64, 2) if self.multi else s.s1
+
+    def _alive_index(self) -> None:
+        by_call = self._calls_in_order()
+        self._call_keys = [s.call_key for s in by_call]
+        ends = [self._end(s) for s in by_call]
+        self._end_of = {id(s): e for s, e in zip(by_call, ends)}
+        b = self.ALIVE_BLOCK
+        self._block_end = [max(ends[i:i + b]) for i in range(0, len(ends), b)]
+
     def _alive(self, key: Key, inclusive: bool) -> list[_Span]:
         """Calls started before ``key`` (or at it) and not returned before it, in call order."""
-        ts, seq, _ = self._parts(key)
-        return sorted((s for s in self._index.spans.values()
-                       if (s.call_key <= key if inclusive else s.call_key < key)
-                       and (s.return_key >= key if s.return_key is not None else
-                            (s.t1 >= ts if self.multi else s.s1 >= seq))), key=lambda s: s.call_key)
+        by_call, end_of, b = self._calls_in_order(), self._end_of, self.ALIVE_BLOCK
+        n = (bisect.bisect_right if inclusive else bisect.bisect_left)(self._call_keys, key)
+        out: list[_Span] = []
+        for block, latest in enumerate(self._block_end[:(n + b - 1) // b]):
+            if latest >= key:
+                out.extend(s for s in by_call[block * b:min(n, (block + 1) * b)] if end_of[id(s)] >= key)
+        return out
+
+    RECENT = 2048
+    """A call that started at most this many sequence numbers before a window has its state read by
+    replaying its events up to the window; an older one through its write index."""
+
+    def _writes(self, spans: list[_Span]) -> None:
+        """Index the writes and lines of these calls (sequence numbers per variable, and of their
+        line events), once per call: its state before any point is then a few primary-key reads."""
+        todo = [s for s in spans if s.span_id not in self._write_index]
+        if not todo:
+            return
+        for s in todo:
+            self._write_index[s.span_id] = {}
+        for span_id, event, name, target, seqs in self.store.query(WRITES_INDEX_SQL, parameters=self._params(
+                spans=[s.span_id for s in todo], lo=min(s.s0 for s in todo), hi=max(s.s1 for s in todo))).rows:
+            self._write_index[span_id][(event, name, target)] = seqs
+
+    def index_long_calls(self, frames: int = 65_536) -> None:
+        """Index the writes of the calls spanning more than ``frames`` sequence numbers now (one
+        query), instead of on the first window inside each: a debugger calls this when it opens a
+        trace, so no step pays for it. Several processes: nothing to do (windows read the state)."""
+        if not self.multi:
+            self._writes([s for s in self._index.spans.values() if s.s1 - s.s0 > frames])
+
+    def _window_and_state(self, live: list[_Span], lo: int, hi: int, missing: list[_Span] | None = None
+                          ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """(events of sequence numbers lo..hi, the events giving the state of the live calls before
+        lo): the window read with, in the same query, the recent live calls' writes and lines before
+        it and the last write of each variable (and the last line) of the older ones."""
+        recent = [s for s in live if lo - s.s0 <= self.RECENT]
+        old = [s for s in live if lo - s.s0 > self.RECENT]
+        self._writes(old)
+        points: list[int] = []
+        for s in old:
+            for seqs in self._write_index[s.span_id].values():
+                i = bisect.bisect_left(seqs, lo) - 1
+                if i >= 0:
+                    points.append(seqs[i])
+        sql = WINDOW_STATE_SQL
+        params = self._params(names=list(_EVENT_NAMES), lo=lo, hi=hi)
+        if recent:
+            sql += WINDOW_RECENT_SQL
+            params.update(recent=[s.span_id for s in recent], since=min(s.s0 for s in recent))
+        if points:
+            sql += WINDOW_POINTS_SQL
+            params.update(old=[s.span_id for s in old], points=sorted(points))
+        sql += ")"
+        if missing:
+            blocks: dict[int, list[_Span]] = {}
+            for span in missing:
+                blocks.setdefault(self._call_rank[id(span)] // self.DETAIL_BLOCK, []).append(span)
+            sql += WINDOW_DETAILS_SQL.replace("{blocks}", " OR ".join(
+                WINDOW_DETAILS_BLOCK.format(n=n) for n in range(len(blocks))))
+            for n, block in enumerate(blocks.values()):
+                params.update({f"t0_{n}": min(s.t0 for s in block), f"t1_{n}": max(s.t0 for s in block),
+                               f"s0_{n}": min(s.s0 for s in block), f"s1_{n}": max(s.s0 for s in block)})
+        window: list[tuple[Any, ...]] = []
+        before: list[tuple[Any, ...]] = []
+        details: list[tuple[Any, ...]] = []
+        for row in self.store.query(sql, parameters=params).rows:
+            if not row[0]:
+                details.append((row[1], row[5], row[7], row[9], row[10], row[6], row[11], row[4], row[8]))
+            else:
+                (window if row[2] >= lo else before).append(row[:9])
+        if missing:
+            self._set_details({s.span_id: s for s in missing}, details)
+        before.sort(key=lambda r: r[2])
+        return window, before
+
+    def _state_from(self, live: list[_Span], rows: list[tuple[Any, ...]]
+                    ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+        """What :meth:`_state_before` gives, from the rows :meth:`_window_and_state` read before the
+        window (in sequence order)."""
+        local: dict[str, dict[str, str]] = {s.span_id: dict(s.args) for s in live}
+        last_line: dict[str, int] = {}
+        spans = self._index.spans
+        for event, span_id, _seq, _ts, _t, node_id, line, name, value in rows:
+            if span_id not in local:
+                continue
+            if event == "execscope.line":
+                last_line[span_id] = line
+            elif event == "execscope.assign":
+                local[span_id][variable_label(spans[span_id].node_id, node_id, name)] = value
+        return local, last_line
 
     def _state_before(self, live: list[_Span], before: tuple[int, int, int]
                       ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
@@ -501,8 +748,32 @@ class Cinema:
         ts, seq, _ = self._parts(key)
         live = self._alive(key, inclusive=True)
         self._details(live)
-        local, last_line = self._state_before(live, (ts, seq + 1, 0))
-        return [(s, local[s.span_id], last_line.get(s.span_id, 0)) for s in live]
+        replayed = self._replay(index)
+        local, last_line = replayed if replayed is not None else self._state_before(live, (ts, seq + 1, 0))
+        return [(s, local.get(s.span_id) or dict(s.args), last_line.get(s.span_id, 0)) for s in live]
+
+    def _replay(self, index: int) -> tuple[dict[str, dict[str, str]], dict[str, int]] | None:
+        """Variables and last line of every call up to frame ``index`` included, from its cached
+        window: the state at the window's start, then the window's frames (no query); None when the
+        window is not cached."""
+        n = index // self.window
+        frames, start = self._windows.get(n), self._starts.get(n)
+        if frames is None or start is None or len(frames) != len(self._index.keys[n * self.window:
+                                                                                   (n + 1) * self.window]):
+            return None
+        local = {k: dict(v) for k, v in start[0].items()}
+        last_line = dict(start[1])
+        spans = self._index.spans
+        for frame in frames[:index - n * self.window + 1]:
+            span_id, kind = frame["span_id"], frame["kind"]
+            if kind == "call":
+                span = spans.get(span_id)
+                local[span_id] = dict(span.args) if span is not None else {}
+            elif kind == "assign":
+                local.setdefault(span_id, {})[frame["var"]] = frame["value"]
+            elif kind == "line":
+                last_line[span_id] = frame["line"]
+        return local, last_line
 
     def _load_node_lines(self, rows: Any) -> None:
         wanted: dict[str, set[str]] = {}
@@ -542,6 +813,9 @@ class Cinema:
         if lines is None or not 0 < line <= len(lines):
             return ""
         return lines[line - 1]
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _iso(value: Any) -> str:

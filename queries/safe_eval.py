@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,10 +56,15 @@ class Opaque:
         return hash(self.text)
 
 
+_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,99})")
+
+
 def parse_value(text: str) -> Any:
     """The value a recorded representation stands for: a literal when it parses as one, else Opaque."""
     if len(text) > 1_000_000:
         return Opaque(text)
+    if _INT.fullmatch(text):  # the common case, as literal_eval reads it, without parsing
+        return int(text)
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -52,12 +52,15 @@ class ReplayRuntime:
         self.function_breakpoints: list[Breakpoint] = []
         self.data_breakpoints: list[Breakpoint] = []
         self.exception_breakpoint: Breakpoint | None = None
+        cinema.index_long_calls()
 
     # --- where we are -------------------------------------------------------------------------------
     def frame(self, position: int | None = None) -> dict[str, Any]:
         return self.cinema.frame(self.position if position is None else position)
 
     def thread_of(self, position: int | None = None) -> Thread | None:
+        if len(self.threads.threads) <= 1:  # one thread: no frame to read
+            return self.threads.threads[0] if self.threads.threads else None
         return self.threads.of_span(self.frame(position)["span_id"])
 
     def stack(self, thread_id: int | None = None) -> list[StackEntry]:
@@ -159,6 +162,11 @@ class ReplayRuntime:
         if self.exception_breakpoint is not None:
             out.append(self.exception_breakpoint)
         return out
+
+    def prepare(self, breakpoints: list[Breakpoint]) -> None:
+        """Decide new breakpoints' conditions around the current position (when they are set)."""
+        for bp in breakpoints:
+            self.matcher.prepare(bp, self.position)
 
     def run(self, forward: bool = True, on_log: Any = None, start: int | None = None) -> Stop:
         """Continue (reverse-continue) to the nearest breakpoint that stops; at the recording's end

@@ -211,6 +211,50 @@ def test_small_windows_give_the_same_frames_and_step_back_across_boundaries(reco
     assert backwards[::-1] == whole
 
 
+def test_indexed_reads_give_what_the_plain_queries_give(recorded) -> None:
+    """The calls alive at a frame (blocked index), the stack replayed from a cached window, the state
+    of old calls through their write index, details read in bulk or in blocks: all equal the plain
+    per-frame answers (scan of every call, the state-before aggregate)."""
+    _root, store, trace = recorded
+    with open_store(store) as s:
+        plain = open_cinema(s, trace, window=7)
+        plain.BULK_CALLS = 0
+        film = open_cinema(s, trace, window=7)
+        film.RECENT = 3  # most live calls count as old: their state comes from the write index
+        film.index_long_calls(frames=5)
+        assert [public(film.frame(i)) for i in range(film.total)] == [public(plain.frame(i)) for i in range(film.total)]
+        for i in range(film.total):
+            key = film._index.keys[i]
+            ts, seq, _ = film._parts(key)
+            every = sorted((c for c in film.calls().values() if c.call_key <= key and (
+                c.return_key >= key if c.return_key is not None else
+                (c.t1 >= ts if film.multi else c.s1 >= seq))), key=lambda c: c.call_key)
+            assert [c.span_id for c in film._alive(key, inclusive=True)] == [c.span_id for c in every]
+            film.frame(i)
+            local, last_line = film._state_before(every, (ts, seq + 1, 0))
+            assert [(c.span_id, v, line) for c, v, line in film.call_stack(i)] == [
+                (c.span_id, local[c.span_id], last_line.get(c.span_id, 0)) for c in every]
+
+
+def test_conditions_decided_in_batches_are_the_conditions_on_the_frames(recorded) -> None:
+    """A line breakpoint's condition, decided from the store in batches (arguments, last writes, names
+    never written), is the condition evaluated on the frame's own variables at every hit."""
+    from execscope.queries.breakpoints import Breakpoints
+
+    root, store, trace = recorded
+    with open_store(store) as s:
+        film = open_cinema(s, trace)
+        matcher = Breakpoints(film)
+        cases = ((7, "n > 2"), (24, "n % 2 == 1"), (35, "s >= 1 or i == 0"), (35, "k == 3 and s > 0"), (15, "x > 1"))
+        for line, condition in cases:
+            bp = matcher.line(str(root / "cinema_app.py"), line, condition)
+            assert bp.positions
+            verdicts = [bp.test(film.frame(p)["locals"]) for p in bp.positions]
+            assert True in verdicts and (False in verdicts or condition == "x > 1"), condition
+            assert [matcher.condition_holds(bp, p) for p in bp.positions] == [
+                bp.test(film.frame(p)["locals"]) for p in bp.positions]
+
+
 def test_navigation(recorded) -> None:
     _root, store, trace = recorded
     with open_store(store) as s:
