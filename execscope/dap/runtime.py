@@ -194,11 +194,19 @@ class ReplayRuntime:
         first = self.cinema.find(call, True, span=span_id, kind="line")
         return self._move(first if first is not None else call, "restart")
 
-    def line_executions(self, file: str, line: int, limit: int = 1000) -> list[tuple[int, str]]:
-        """(position, function) of every execution of ``file:line`` (goto targets), first ``limit``."""
+    def line_executions(self, file: str, line: int, limit: int = 1000) -> list[tuple[int, int, str]]:
+        """(execution number from 1, position, function) of the executions of ``file:line`` (goto
+        targets): all of them up to ``limit``, else ``limit`` spread evenly from the first to the last,
+        so a line run 40,000 times still offers jumps across the whole trace."""
         bp = self.matcher.line(file, line)
+        count = len(bp.positions)
+        if count <= limit:
+            chosen = list(range(count))
+        else:
+            chosen = sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+        span_ids = bp.spans or []
         calls = self.cinema.calls()
-        spans = [calls[s] for s in (bp.spans or [])[:limit] if s in calls]
+        spans = [calls[span_ids[i]] for i in chosen if i < len(span_ids) and span_ids[i] in calls]
         self.cinema.load_calls(spans)
         names = {s.span_id: s.function for s in spans}
-        return [(p, names.get(s, "")) for p, s in zip(bp.positions[:limit], bp.spans or [""] * limit)]
+        return [(i + 1, bp.positions[i], names.get(span_ids[i], "") if i < len(span_ids) else "") for i in chosen]

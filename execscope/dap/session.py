@@ -327,7 +327,7 @@ class DapSession:
         path = (args.get("source") or {}).get("path") or ""
         line = int(args.get("line", 0))
         targets = []
-        for n, (position, function) in enumerate(self.rt.line_executions(path, line), start=1):
+        for n, position, function in self.rt.line_executions(path, line):
             targets.append({"id": position + 1, "label": f"#{n} {function} line {line} (frame {position})",
                             "line": line})
         return {"targets": targets}
