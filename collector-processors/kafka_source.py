@@ -159,6 +159,10 @@ class KafkaSource:
         self._plans: dict[Any, _Plan] = {}
         self._assigned: set[Any] = set()
         self._need_plan: set[Any] = set()
+        # first unstored offset of each partition revoked with records buffered: a rebalance that gives
+        # the partition back keeps the consumer's fetch position (kafka-python 3 preserves it), which is
+        # past those dropped records, so the listener seeks back there
+        self._resume_at: dict[Any, int] = {}
         self._consumer: Any = None
         self._dlq: Any = None
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -185,6 +189,9 @@ class KafkaSource:
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
                 for tp in revoked:  # nothing of an unflushed buffer was inserted: safe to drop
+                    buffered = source._buffers.get(tp)
+                    if buffered:
+                        source._resume_at[tp] = buffered[0].offset
                     source._drop_buffer(tp)
                     source._assigned.discard(tp)
 
@@ -193,6 +200,14 @@ class KafkaSource:
                     source._assigned.add(tp)
                     source._plans.pop(tp, None)
                     source._need_plan.add(tp)
+                    resume = source._resume_at.pop(tp, None)
+                    if resume is not None and source._consumer is not None:
+                        try:  # a local position change, allowed in a rebalance listener
+                            source._consumer.seek(tp, resume)
+                        except Exception as exc:
+                            source.stats.last_error = f"seek after rebalance: {type(exc).__name__}: {exc}"
+                # a partition not given back: its next owner starts from the committed offset
+                source._resume_at.clear()
 
         config: dict[str, Any] = {
             "group_id": self.group, "enable_auto_commit": False, "auto_offset_reset": "earliest",
