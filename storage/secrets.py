@@ -67,6 +67,12 @@ IDENTITY: dict[str, tuple[tuple[str, str], ...]] = {
 """The SQL expressions (and their types) that tell one row from another, per table ``storage scrub``
 can rewrite (evaluated on the row as stored, before the update)."""
 
+IDENTIFIER_COLUMNS = frozenset({"TraceId", "SpanId", "ParentSpanId", "Links.TraceId", "Links.SpanId",
+                                "code_version", "CodeVersion"})
+"""Columns of identifiers the tracer or the analysis made (hex trace, span and code-version ids), never
+a recorded value: not scanned. One hex id in about 18,000 is all digits, and a tenth of those pass the
+Luhn check: a store of a few million spans would otherwise report span ids as card numbers."""
+
 SOURCE_COLUMNS = {("cpg_sources", "source"), ("cpg_nodes", "code")}
 """Source text: redacted keeping its line count (lines are addressed by number)."""
 
@@ -111,7 +117,7 @@ def _kind_of(type_: str) -> str:
 
 def scannable_columns(store: Store) -> list[Column]:
     """Every column of the store's tables that holds text (materialized and alias columns left out:
-    derived from the others)."""
+    derived from the others; identifier columns left out: see :data:`IDENTIFIER_COLUMNS`)."""
     rows = store.query(
         "SELECT c.table, c.name, c.type, c.default_kind FROM system.columns AS c "
         "INNER JOIN system.tables AS t ON t.database = c.database AND t.name = c.table "
@@ -120,7 +126,7 @@ def scannable_columns(store: Store) -> list[Column]:
         parameters={"prefix": SCRUB_PREFIX}).rows
     out = []
     for table, name, type_, default_kind in rows:
-        if default_kind in ("MATERIALIZED", "ALIAS", "EPHEMERAL"):
+        if default_kind in ("MATERIALIZED", "ALIAS", "EPHEMERAL") or name in IDENTIFIER_COLUMNS:
             continue
         kind = _kind_of(type_)
         if kind:
