@@ -129,7 +129,7 @@ class CpgSpanSink:
         self.unsampled += 1
         if not self._warned:
             self._warned = True
-            _log.warning("execscope: the tracer provider's sampler left out the node rows of %s: spans of "
-                         "unsampled module versions will not join cpg_nodes (a parent-based sampler keeps "
-                         "them)", nodes.module)
+            _log.warning("execscope: the tracer provider did not record the node rows of %s (its sampler left "
+                         "them out, or it records nothing): spans of module versions whose rows were not sent "
+                         "will not join cpg_nodes (a parent-based sampler keeps them)", nodes.module)
         return False
