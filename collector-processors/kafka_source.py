@@ -76,6 +76,7 @@ class CollectStats:
     batches: int = 0
     nodes: int = 0
     cpg_errors: int = 0
+    last_cpg_error: str = ""
     dead_letters: int = 0
     store_errors: int = 0
     replayed_batches: int = 0
@@ -473,7 +474,8 @@ class KafkaSource:
                 documents.extend(carriers.documents)
                 for error in carriers.errors:
                     self.stats.cpg_errors += 1
-                    self.stats.last_error = f"{r.topic}:{r.partition}:{r.offset}: {error}"[:500]
+                    reason = f"{r.topic}:{r.partition}:{r.offset}: {error}"[:500]
+                    self.stats.last_error = self.stats.last_cpg_error = reason
                 found.discard(CARRIER_SCOPE)
                 n -= carriers.spans
                 value = carriers.rest

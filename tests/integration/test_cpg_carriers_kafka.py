@@ -60,7 +60,7 @@ def test_carriers_fill_the_cpg_tables_and_never_otel_traces(kafka_broker: Broker
     with open_store(f"chdb://{tmp_path / 'db'}") as store:
         stats = KafkaSource(kafka_broker.bootstrap, store, topic=topic, group=f"g-{topic}").run(exit_when_idle=1.0)
         assert (stats.messages, stats.spans, stats.cpg_errors, stats.dead_letters) == (3, 5, 1, 0)
-        assert "cut by an attribute length limit" in stats.last_error
+        assert "cut by an attribute length limit" in stats.last_cpg_error
         first = tuple(store.query(query).rows[0])
         spans, carriers, modules, nodes, functions, joined = first
         assert (spans, carriers, sorted(modules), nodes) == (5, 0, ["cmod_a", "cmod_b"], stats.nodes)
