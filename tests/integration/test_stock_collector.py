@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from tests.integration.kafka_broker import Broker
 from tests.integration.otelcol import Collector, free_port, wait_for
@@ -171,10 +171,13 @@ def test_stock_kafkareceiver_reads_execscopes_topic(app: Path, kafka_broker: Bro
     run([*EXECSCOPE, "run", "--adaptive", "0", "--exporter", "kafka", "--kafka", kafka_broker.bootstrap,
          "--topic", topic, "--include", "oapp.work", "--level", "branches", "--", sys.executable, "-m", "oapp.main",
          str(CALLS)], app)
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
-    messages = len(list(consumer))
-    consumer.close()
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    try:  # every message the exporter wrote (it waited for the broker's acknowledgements at exit)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends, starts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+        messages = sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        consumer.close()
     n = expected_spans(CALLS)
     assert messages > 1
 
