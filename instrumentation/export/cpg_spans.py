@@ -20,9 +20,12 @@ Carrier span contract (version 1):
 * ``execscope.cpg.size``: the document's length in bytes before compression (an attribute value cut
   by an SDK length limit is told from a whole one by it).
 
-A span is made for each module version once per process; it goes through the provider's sampler like
-any root span (the OpenTelemetry default, ``parentbased_always_on``, keeps it; a ratio sampler keeps
-it at that ratio, and a warning says so once).
+A span is made for each module version once per process, through the provider's sampler. The
+OpenTelemetry default (``parentbased_always_on``) keeps it as a root span; when the sampler leaves the
+root out (``parentbased_traceidratio``: node rows are needed by every sampled trace that runs the
+module, whichever traces were sampled), it is made again as the child of a remote sampled parent of a
+trace of its own, which every parent-based sampler keeps (its parent span id then names no exported
+span). A sampler that is not parent-based and leaves both out loses it: a warning says so once.
 """
 
 from __future__ import annotations
@@ -114,12 +117,11 @@ class CpgSpanSink:
             self._sent.add(key)
         try:
             from opentelemetry.context import Context
-            from opentelemetry.trace import SpanKind
 
-            span = self._tracer.start_span(SPAN_NAME, context=Context(), kind=SpanKind.INTERNAL,
-                                           attributes=carrier_attributes(nodes))
-            recording = span.is_recording()
-            span.end()
+            attributes = carrier_attributes(nodes)
+            recording = self._emit(attributes, Context())
+            if not recording:  # a ratio sampler left the root out: a sampled parent makes parent-based ones keep it
+                recording = self._emit(attributes, _sampled_parent())
         except Exception as exc:  # never into the program's import
             _log.warning("execscope: node rows of %s not sent as a span: %s", nodes.module, exc)
             return False
@@ -133,3 +135,24 @@ class CpgSpanSink:
                          "them out, or it records nothing): spans of module versions whose rows were not sent "
                          "will not join cpg_nodes (a parent-based sampler keeps them)", nodes.module)
         return False
+
+    def _emit(self, attributes: dict[str, str | int], context: Any) -> bool:
+        from opentelemetry.trace import SpanKind
+
+        span = self._tracer.start_span(SPAN_NAME, context=context, kind=SpanKind.INTERNAL, attributes=attributes)
+        recording = bool(span.is_recording())
+        span.end()
+        return recording
+
+
+def _sampled_parent() -> Any:
+    """A context whose span is a remote, sampled parent of a trace of its own (never exported: it only
+    carries the sampled flag, which parent-based samplers follow)."""
+    import random
+
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    rng = random.SystemRandom()
+    parent = SpanContext(trace_id=rng.getrandbits(128) or 1, span_id=rng.getrandbits(64) or 1, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return set_span_in_context(NonRecordingSpan(parent))

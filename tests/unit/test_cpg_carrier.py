@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
 from execscope.collector.cpg_carrier import take_carriers
 from execscope.instrumentation.export import cpg_spans
@@ -67,6 +67,18 @@ def test_an_unsampled_carrier_is_counted_and_never_raises(caplog: pytest.LogCapt
     assert sink(nodes()) is False and sink(nodes("capp.other")) is False
     assert sink.unsampled == 2 and not exporter.get_finished_spans()
     assert sum("did not record the node rows" in r.getMessage() for r in caplog.records) == 1  # warned once
+
+
+def test_a_ratio_sampler_that_leaves_the_root_out_keeps_the_carrier_as_a_sampled_child() -> None:
+    tp, exporter = provider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    sink = cpg_spans.CpgSpanSink(tp)
+    assert sink(nodes()) and sink.sent == 1 and sink.unsampled == 0
+    (carrier,) = exporter.get_finished_spans()
+    assert carrier.name == cpg_spans.SPAN_NAME and carrier.parent is not None and carrier.parent.is_remote
+    assert carrier.context.trace_id == carrier.parent.trace_id
+    with tp.get_tracer("app").start_as_current_span("left out"):  # the program's own roots: still sampled out
+        pass
+    assert len(exporter.get_finished_spans()) == 1
 
 
 def request_of(*groups) -> bytes:
