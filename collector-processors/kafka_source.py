@@ -3,7 +3,10 @@
 Reads the topic (value = serialized ``ExportTraceServiceRequest``: what execscope's exporter and the
 stock OpenTelemetry Collector's Kafka exporter with ``otlp_proto`` encoding write) and
 ``<topic>.cpg`` (node rows), and writes them through the processor chain (:mod:`.processors`) and
-the ClickHouse writer.
+the ClickHouse writer. Node rows that came inside the OTLP data (carrier spans of scope
+``execscope.cpg``, sent by the execscope instrumentor through any collector: :mod:`.cpg_carrier`)
+go to the CPG tables instead of ``otel_traces``; a carrier whose document is unreadable is counted
+in ``cpg_errors`` (the rest of its message is stored).
 
 Delivery contract (at-least-once from Kafka, exactly-once in query results):
 
@@ -42,6 +45,8 @@ from typing import Any
 
 from execscope.collector import native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
+from execscope.collector.cpg_carrier import SCOPE as CARRIER_SCOPE
+from execscope.collector.cpg_carrier import take_carriers
 from execscope.collector.otlp_decode import TRACE_COLUMNS, DecodeError, decode_columns
 from execscope.collector.processors import ProcessorChain, SpanBatch
 from execscope.storage.store import Store, StoreError
@@ -70,6 +75,8 @@ class CollectStats:
     spans: int = 0
     batches: int = 0
     nodes: int = 0
+    cpg_errors: int = 0
+    last_cpg_error: str = ""
     dead_letters: int = 0
     store_errors: int = 0
     replayed_batches: int = 0
@@ -92,7 +99,7 @@ class CollectStats:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return {
             "messages": self.messages, "spans": self.spans, "batches": self.batches, "nodes": self.nodes,
-            "dead_letters": self.dead_letters, "store_errors": self.store_errors,
+            "cpg_errors": self.cpg_errors, "dead_letters": self.dead_letters, "store_errors": self.store_errors,
             "replayed_batches": self.replayed_batches, "rejoins": self.rejoins,
             "assigned_partitions": self.assigned_partitions,
             "batch_spans": {"min": self.batch_spans_min, "max": self.batch_spans_max,
@@ -454,14 +461,35 @@ class KafkaSource:
         good: list[bytes] = []
         spans = 0
         scopes: set[str] = set()
+        documents: list[dict[str, Any]] = []
         for r in records:
-            reason, n = validate(r.value, scopes)
+            found: set[str] = set()
+            reason, n = validate(r.value, found)
             if reason:
                 self._dead_letter(r, reason)
-            else:
-                good.append(r.value)
+                continue
+            value = r.value
+            if CARRIER_SCOPE in found:  # node rows sent inside the OTLP data (cpg_carrier)
+                carriers = take_carriers(value)
+                documents.extend(carriers.documents)
+                for error in carriers.errors:
+                    self.stats.cpg_errors += 1
+                    reason = f"{r.topic}:{r.partition}:{r.offset}: {error}"[:500]
+                    self.stats.last_error = self.stats.last_cpg_error = reason
+                found.discard(CARRIER_SCOPE)
+                n -= carriers.spans
+                value = carriers.rest
+            scopes |= found
+            if n:
+                good.append(value)
                 spans += n
         self._flush_dlq()
+        if documents:  # before the spans (enrichment reads them); idempotent, so a replay adds nothing
+            def write_documents() -> None:
+                self.stats.nodes += self.writer.write_modules(documents)
+
+            if not self._retry(write_documents):
+                return False
         if not good or not spans:
             self.stats.record_batch(0)
             return True

@@ -250,6 +250,9 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
     click.echo(f"execscope: stored {stats.spans} spans ({stats.batches} batches, {stats.nodes} nodes) from "
                f"{kafka_bootstrap} topic {topic}; {stats.dead_letters} poison messages sent to {topic}.dlq; "
                f"{stats.store_errors} store errors retried", err=True)
+    if stats.cpg_errors:
+        click.echo(f"execscope: {stats.cpg_errors} node-row carrier spans could not be read (last: "
+                   f"{stats.last_cpg_error}); spans of those module versions do not join cpg_nodes", err=True)
     if show_stats:
         click.echo(json.dumps(stats.as_dict(), sort_keys=True))
 

@@ -27,6 +27,8 @@
 # so the Kafka tests use a broker started here on the host (tests/infra/kafka.sh, when java and mvn
 # are present) through EXECSCOPE_TEST_KAFKA; the tests that stop and restart it ask this script to,
 # through the directory named by EXECSCOPE_TEST_KAFKA_CONTROL (see tests/integration/kafka_broker.py).
+# The stock OpenTelemetry Collector (static, no cgo) is built on the host by tests/infra/otelcol.sh
+# (when go is there) and copied into the root, named by EXECSCOPE_TEST_OTELCOL.
 set -euo pipefail
 
 HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
@@ -302,6 +304,25 @@ start_broker() {
     ROOT_ENV+=("EXECSCOPE_TEST_KAFKA=$bootstrap" "EXECSCOPE_TEST_KAFKA_CONTROL=$CONTROL")
 }
 
+OTELCOL_IN_ROOT=/opt/execscope/otelcol  # the host's build of the stock collector, inside the root
+
+carry_otelcol() {  # the stock collector for the stock-collector tests: built on the host (no go in the root)
+    if ! command -v go >/dev/null; then
+        log "no go on the host: the stock OpenTelemetry Collector tests will skip"
+        return 0
+    fi
+    local binary
+    rm -f "$ROOT$OTELCOL_IN_ROOT"
+    if binary="$(bash "$HERE/otelcol.sh" build | tail -n 1)" && [ -x "$binary" ]; then
+        mkdir -p "$ROOT$(dirname "$OTELCOL_IN_ROOT")"
+        cp "$binary" "$ROOT$OTELCOL_IN_ROOT.tmp"
+        mv -f "$ROOT$OTELCOL_IN_ROOT.tmp" "$ROOT$OTELCOL_IN_ROOT"
+    else
+        log "tests/infra/otelcol.sh build failed: the stock OpenTelemetry Collector tests will fail"
+    fi
+    ROOT_ENV+=("EXECSCOPE_TEST_OTELCOL=$OTELCOL_IN_ROOT")  # missing after a failed build: the tests fail
+}
+
 control_loop() {  # serves NAME.req (stop|start|status) with NAME.out, NAME.err and, last, NAME.rc
     local dir="$ROOT$CONTROL" req name action rc t0
     while [ -d "$dir" ]; do
@@ -389,6 +410,7 @@ run_tests() {
     local started=$SECONDS
     prepare "${versions[@]}"
     start_broker
+    carry_otelcol
     local stamp logdir v rc failed=0 summaries=()
     stamp="$(install_stamp)"
     logdir="$ROOT.logs"  # the last run's (one run at a time: the lock)
@@ -423,6 +445,7 @@ run_exec() {
     [ $# -gt 0 ] || usage
     prepare "$v"
     start_broker
+    carry_otelcol
     in_root "$VENVS/in-venv.sh" "$v" "$(install_stamp)" "$@"
 }
 

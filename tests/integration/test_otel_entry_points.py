@@ -62,3 +62,25 @@ def test_otel_python_context_selects_the_execscope_runtime_context(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["execscope.instrumentation.capture.otel_context", "ExecscopeRuntimeContext",
                                    "1", "None"]
+
+
+def test_node_rows_travel_as_one_carrier_span_unless_turned_off(tmp_path: Path) -> None:
+    (tmp_path / "oiapp.py").write_text("def work():\n    return 1\nwork()\n")
+    env = {**os.environ, "EXECSCOPE_INCLUDE": "oiapp", "OTEL_TRACES_EXPORTER": "console",
+           "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "PYTHONPATH": str(tmp_path)}
+    names = []
+    for switch in ("", "0"):
+        proc = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, "-c", "import oiapp"],
+                              cwd=tmp_path, env={**env, "EXECSCOPE_CPG_SPANS": switch}, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        decoder, text, spans = json.JSONDecoder(), proc.stdout[proc.stdout.index("{"):], []
+        while text.strip():
+            obj, end = decoder.raw_decode(text)
+            spans.append(obj)
+            text = text[end:].lstrip()
+        names.append(sorted(s["name"] for s in spans))
+        carrier = [s for s in spans if s["name"] == "execscope.cpg"]
+        if carrier:
+            assert carrier[0]["attributes"]["execscope.cpg.module"] == "oiapp" and carrier[0]["parent_id"] is None
+    assert names == [["execscope.cpg", "oiapp.work"], ["oiapp.work"]]
