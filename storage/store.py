@@ -20,17 +20,19 @@ Query, insert and command are separate calls. Parameters are always bound by the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 DEFAULT_STORE = "./.execscope/db"
 ENV_STORE = "EXECSCOPE_STORE"
@@ -222,10 +224,45 @@ class Store:
         self.close()
 
 
+_SERVER_RESPONSE = "server response: "
+_FOR_URL = re.compile(r"\s*\(for url [^)]*\)\s*$")
+_VERSION = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
+
+
 def _engine_message(exc: Exception) -> str:
+    """The engine's own words, the same for both paths: ``Code: N. DB::Exception: ... (NAME)``.
+    clickhouse-connect wraps a server's answer ("Received ClickHouse exception, code: N, server
+    response: ... (version V) (for url ...)"); the wrapping and the version are dropped."""
     text = str(exc).strip()
+    at = text.find(_SERVER_RESPONSE)
+    if at >= 0 and "Code: " in text[at:]:
+        text = _FOR_URL.sub("", text[at + len(_SERVER_RESPONSE):])
     first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:2000]
+    return _VERSION.sub("", first)[:2000]
+
+
+_UNKNOWN_DATABASE = 81  # ClickHouse's error code
+
+
+def _server_client(url: str, create_database: bool) -> Any:
+    """A clickhouse-connect client for a server store; with ``create_database``, the DSN's database is
+    created first when the server does not have it (as the embedded store creates its directory)."""
+    import clickhouse_connect
+
+    try:
+        return clickhouse_connect.get_client(dsn=url)
+    except Exception as exc:
+        database = unquote(urlparse(url).path.lstrip("/").split("/")[0])
+        if not create_database or not database or getattr(exc, "code", None) != _UNKNOWN_DATABASE:
+            raise
+    bare = urlparse(url)._replace(path="").geturl()
+    with contextlib.closing(clickhouse_connect.get_client(dsn=bare)) as admin:
+        admin.command(f"CREATE DATABASE IF NOT EXISTS {_quote_identifier(database)}")
+    return clickhouse_connect.get_client(dsn=url)
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _lock(directory: Path) -> int:
@@ -300,7 +337,7 @@ def open_store(dsn: str | None = None, *, migrate: bool = True, lock_fd: int | N
             raise StoreError(f"cannot open embedded store {address}: {_engine_message(exc)}") from exc
     else:
         try:
-            client = clickhouse_connect.get_client(dsn=address.url)
+            client = _server_client(address.url, create_database=migrate)
         except Exception as exc:
             raise StoreError(f"cannot reach store {address}: {_engine_message(exc)}") from exc
     store = Store(address, client, lock_fd)
