@@ -534,6 +534,7 @@ def _flag(params: list[tuple[str, str]], name: str) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     server: ClickHouseHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, as clickhouse-connect's pool expects
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         if os.environ.get("EXECSCOPE_CH_HTTP_LOG"):

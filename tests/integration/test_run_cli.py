@@ -1,4 +1,4 @@
-"""`execscope run` end to end on real processes and the real embedded engine."""
+"""`execscope run` end to end on real processes and the real embedded engine (and a server store)."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_multi_process_program_is_recorded_in_every_process(app: Path) -> None:
     assert f"stored {stored['spans']} spans with {stored['events']} events" in proc.stderr
 
 
-def test_traces_and_sql_json_contract(app: Path) -> None:
-    store = f"chdb://{app / 'db'}"
+def test_traces_and_sql_json_contract(app: Path, new_store) -> None:
+    store = new_store("db")  # embedded, and a server store
     cli("run", "--include", "mp_app.work", "--store", store, "--", sys.executable, "-c",
         "from mp_app.work import child_job; child_job(3); child_job(2)", cwd=app, env={"PYTHONPATH": str(app)})
     traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=app).stdout)
