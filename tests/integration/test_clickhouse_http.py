@@ -10,6 +10,7 @@ import gzip
 import http.client
 import json
 import threading
+import time
 import uuid
 from urllib.parse import urlencode, urlsplit
 
@@ -109,8 +110,8 @@ def test_query_in_the_url_with_data_in_a_compressed_chunked_body(clickhouse_serv
     response.read()
     conn.close()
     # the query's start in the URL, its end in the body; a body with both the INSERT and its data
-    status, _, body = _request(clickhouse_server, {"database": database, "query": "SELECT s FROM t WHERE", "param_id": "1"},
-                               b"id = {id:UInt32}", headers={}, auth="params")
+    start = {"database": database, "query": "SELECT s FROM t WHERE", "param_id": "1"}
+    status, _, body = _request(clickhouse_server, start, b"id = {id:UInt32}", headers={}, auth="params")
     assert status == 200 and body == b"one\n"
     status, _, body = _request(clickhouse_server, {"database": database},
                                b"INSERT INTO t FORMAT JSONEachRow\n{\"id\": 3, \"s\": \"three\"}\n", auth="headers")
@@ -137,8 +138,8 @@ def test_errors_authentication_and_read_only_get_as_on_a_server(clickhouse_serve
     mixed = _request(clickhouse_server, {"user": "x"}, b"SELECT 1", auth="headers")
     assert mixed[0] == 403 and b"not allowed to use X-ClickHouse HTTP headers and authentication via parameters" in \
         mixed[2]
-    status, headers, body = _request(clickhouse_server, {"database": database, "query": "INSERT INTO t VALUES (9, 'x')"},
-                                     method="GET")
+    status, headers, body = _request(clickhouse_server, {"database": database,
+                                                         "query": "INSERT INTO t VALUES (9, 'x')"}, method="GET")
     assert status == 500 and headers["x-clickhouse-exception-code"] == "164"  # READONLY: a GET only reads
     status, _, body = _request(clickhouse_server, {}, b"", method="POST")
     assert status == 400 and b"Empty query" in body
@@ -158,9 +159,10 @@ def test_sessions_keep_their_settings_and_serve_one_query_at_a_time(clickhouse_s
         session = client.get_client_setting("session_id")
         for _attempt in range(3):  # a probe that takes the session first makes the slow query the refused one
             results: list[tuple[int, dict[str, str], bytes]] = []
-            slow = threading.Thread(target=lambda: results.append(_request(
+            slow = threading.Thread(target=lambda out=results: out.append(_request(
                 clickhouse_server, {"session_id": session}, b"SELECT sleepEachRow(0.1) FROM numbers(10)")))
             slow.start()
+            time.sleep(0.2 * (_attempt + 1))  # the slow query's head start
             probes = []
             while slow.is_alive() and 500 not in probes:
                 probe = _request(clickhouse_server, {"session_id": session}, b"SELECT 1")
@@ -171,7 +173,8 @@ def test_sessions_keep_their_settings_and_serve_one_query_at_a_time(clickhouse_s
         assert results[0][0] == 200 and probes[-1] == 500, (results, probes)
         assert probe[1]["x-clickhouse-exception-code"] == "373"  # SESSION_IS_LOCKED
         assert b"is locked by a concurrent client" in probe[2]
-        status, headers, _ = _request(clickhouse_server, {"session_id": "never-made", "session_check": "1"}, b"SELECT 1")
+        status, headers, _ = _request(clickhouse_server, {"session_id": "never-made", "session_check": "1"},
+                                      b"SELECT 1")
         assert headers["x-clickhouse-exception-code"] == "372"  # SESSION_NOT_FOUND
     finally:
         client.close()
