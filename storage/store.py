@@ -197,9 +197,11 @@ class Store:
         import clickhouse_connect
 
         fixed = {**(settings or {}), "readonly": 1}  # last: once read-only, nothing else may be set
-        dsn = f"chdb://{self.address.path}" if self.address.kind == "chdb" else self.address.url
         try:
-            client = clickhouse_connect.get_client(dsn=dsn, settings=fixed)
+            if self.address.kind == "chdb":
+                client = clickhouse_connect.get_client(dsn=f"chdb://{self.address.path}", settings=fixed)
+            else:
+                client = connect_server(self.address.url, settings=fixed)
         except Exception as exc:
             raise StoreError(f"cannot open a read-only session on {self.address}: {_engine_message(exc)}") from exc
         return Store(self.address, client, None)
@@ -247,18 +249,26 @@ _UNKNOWN_DATABASE = 81  # ClickHouse's error code
 def _server_client(url: str, create_database: bool) -> Any:
     """A clickhouse-connect client for a server store; with ``create_database``, the DSN's database is
     created first when the server does not have it (as the embedded store creates its directory)."""
-    import clickhouse_connect
-
     try:
-        return clickhouse_connect.get_client(dsn=url)
+        return connect_server(url)
     except Exception as exc:
         database = unquote(urlparse(url).path.lstrip("/").split("/")[0])
         if not create_database or not database or getattr(exc, "code", None) != _UNKNOWN_DATABASE:
             raise
     bare = urlparse(url)._replace(path="").geturl()
-    with contextlib.closing(clickhouse_connect.get_client(dsn=bare)) as admin:
+    with contextlib.closing(connect_server(bare)) as admin:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {_quote_identifier(database)}")
-    return clickhouse_connect.get_client(dsn=url)
+    return connect_server(url)
+
+
+def connect_server(url: str, settings: dict[str, Any] | None = None) -> Any:
+    """A clickhouse-connect client for a server address. The scheme decides TLS: clickhouse-connect
+    (1.12) takes host, port, user, password, database and options from a DSN but not its scheme, so an
+    ``https://`` address on a port other than 443/8443 would go out as plain HTTP."""
+    import clickhouse_connect
+
+    interface = "https" if url.startswith("https://") else "http"
+    return clickhouse_connect.get_client(dsn=url, interface=interface, settings=settings)
 
 
 def _quote_identifier(name: str) -> str:

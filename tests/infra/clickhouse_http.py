@@ -37,6 +37,8 @@ One engine per process (chDB's rule), so the server runs in a process of its own
 
     python tests/infra/clickhouse_http.py --path /tmp/chdb-server --port 8123 --password secret
     # prints: url=http://127.0.0.1:8123 (then serves until SIGTERM / Ctrl-C)
+    python tests/infra/clickhouse_http.py --path /tmp/chdb-server --tls-cert cert.pem --tls-key key.pem
+    # prints: url=https://127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import lzma
 import os
 import re
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -211,10 +214,10 @@ def decode_body(body: bytes, encoding: str) -> bytes:
 
 @dataclass
 class Session:
-    """An HTTP session's state: the settings its ``SET`` statements changed, its ``USE`` database."""
+    """An HTTP session's state: its ``SET`` and ``USE`` statements that succeeded, replayed in order on
+    the connection of each of its queries (before the URL's database and settings, which win)."""
 
-    settings: dict[str, str] = field(default_factory=dict)
-    database: str | None = None
+    statements: list[str] = field(default_factory=list)
     timeout_s: float = 60.0
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -277,18 +280,17 @@ class Engine:
                 except Exception as exc:
                     raise _engine_error(exc) from exc
 
-            db = database or (session.database if session else None)
-            if db:
-                run(f"USE {_quote_identifier(db)}")
-            applied: list[tuple[str, str]] = list(session.settings.items()) if session else []
+            for statement in session.statements if session else ():  # the session's SET and USE, in order
+                run(statement)
+            if database:
+                run(f"USE {_quote_identifier(database)}")
             # readonly last: the server checks all URL settings against the settings before them
-            applied += [kv for kv in settings if kv[0] != "readonly"] + [kv for kv in settings if kv[0] == "readonly"]
+            applied = [kv for kv in settings if kv[0] != "readonly"] + [kv for kv in settings if kv[0] == "readonly"]
             for key, value in applied:
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                     raise ClickHouseError(UNKNOWN_SETTING, f"Unknown setting '{key}'")
                 run(f"SET {key} = {_quote_string(value)}")
             text, path = self._statement(sql)
-            before = self._changed_settings(run) if session is not None and _STATE_STATEMENT_RE.match(text) else None
             try:
                 started = time.perf_counter_ns()
                 result = run(text, default_format, params)
@@ -296,11 +298,8 @@ class Engine:
             finally:
                 if path:
                     os.unlink(path)
-            if before is not None and session is not None:  # what SET / USE changed stays in the session
-                for key, value in self._changed_settings(run).items():
-                    if before.get(key) != value:
-                        session.settings[key] = value
-                session.database = run("SELECT currentDatabase()").bytes().decode().strip()
+            if session is not None and _STATE_STATEMENT_RE.match(text):  # it stays in the session
+                session.statements.append(text)
             body = result.bytes() or b""
             summary = _summary(result, elapsed, inserted=path is not None)
             fmt = self._output_format(text, default_format, path is not None)
@@ -334,11 +333,6 @@ class Engine:
         except UnicodeDecodeError as exc:
             os.unlink(path)
             raise ClickHouseError(SYNTAX_ERROR, "Syntax error: the query is not valid UTF-8") from exc
-
-    @staticmethod
-    def _changed_settings(run: Callable[..., Any]) -> dict[str, str]:
-        rows = run("SELECT name, value FROM system.settings WHERE changed", "JSONEachRow").bytes().splitlines()
-        return {row["name"]: row["value"] for row in map(json.loads, rows)}
 
     @staticmethod
     def _output_format(text: str, default_format: str, inserted: bool) -> str | None:
@@ -376,18 +370,30 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, path: str, host: str = "127.0.0.1", port: int = 0, users: dict[str, str] | None = None,
-                 display_name: str = "execscope-test-clickhouse") -> None:
+                 display_name: str = "execscope-test-clickhouse", tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve HTTPS with this server-side context (the server's ``https_port``)."""
         self.engine = Engine(path)
         self.users = dict(users) if users is not None else {"default": ""}
         self.display_name = display_name
         self.sessions: dict[str, Session] = {}
         self.sessions_lock = threading.Lock()
+        self.tls = tls
         super().__init__((host, port), _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:  # the handshake runs in the request's thread (do_handshake_on_connect)
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):  # a refused handshake is the client's
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def server_close(self) -> None:
         super().server_close()
@@ -604,10 +610,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--user", default="default")
     parser.add_argument("--password", default="", help="the user's password (default: none)")
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
         parser.error("this test server listens on loopback only")
-    server = ClickHouseHTTPServer(args.path, args.host, args.port, users={args.user: args.password})
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    server = ClickHouseHTTPServer(args.path, args.host, args.port, users={args.user: args.password}, tls=tls)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"url={server.url}", flush=True)
     try:

@@ -39,15 +39,17 @@ class ClickHouseServer:
     def dsn(self, database: str) -> str:
         from urllib.parse import quote
 
-        host = urlsplit(self.url).netloc
-        return f"http://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{host}/{database}"
+        url = urlsplit(self.url)
+        return f"{url.scheme}://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{url.netloc}/{database}"
 
 
-def start_server(directory: Path, user: str = USER, password: str = PASSWORD) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process on a free loopback port; returns it and its url (``url=`` on its stdout)."""
+def start_server(directory: Path, user: str = USER, password: str = PASSWORD,
+                 *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """Start a server process on a free loopback port; returns it and its url (``url=`` on its stdout).
+    ``extra``: more arguments of tests/infra/clickhouse_http.py (``--tls-cert``, ``--tls-key``)."""
     proc = subprocess.Popen([sys.executable, str(SERVER), "--path", str(directory / "data"), "--user", user,
-                             "--password", password], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                             "--password", password, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + START_TIMEOUT_S
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the server prints its url once the engine is up

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from execscope.instrumentation.export.spool_exporter import SpoolSpanExporter
 from execscope.instrumentation.nodes.node_ids import assign_node_ids
 from execscope.storage import StoreError, StoreLockedError, StoreVersionError, open_store
 from execscope.storage.migrations import VERSION_TABLE, latest_version
+from tests.integration.clickhouse_server import ClickHouseServer, start_server, stop_server
 
 
 def test_migrations_record_the_schema_version(new_store: Callable[[str], str]) -> None:
@@ -239,3 +241,40 @@ def test_server_errors_read_as_the_engine_writes_them(tmp_path: Path, clickhouse
     with pytest.raises(StoreError, match=r"cannot reach store http://execscope:\*\*\*@.*Code: 516\. DB::Exception: "
                                          r"execscope: Authentication failed"):
         open_store(wrong)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl (Debian's openssl package) makes the certificate")
+def test_a_server_store_over_tls_with_a_password(tmp_path: Path) -> None:
+    """``https://user:pass@host:port/db?ca_cert=FILE``: the store over TLS to a server whose certificate
+    the given CA signed; without it the certificate is refused, in one line."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    proc, url = start_server(tmp_path, "recorder", "pw 1", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        address = ClickHouseServer(url, "recorder", "pw 1").dsn("tls_db")
+        assert address.startswith("https://recorder:pw%201@127.0.0.1:")
+        with open_store(f"{address}?ca_cert={cert}") as store:
+            store.insert_columns(VERSION_TABLE, [[100], ["over tls"]], ["version", "name"])
+            assert store.query(f"SELECT name FROM {VERSION_TABLE} WHERE version = 100").rows == [("over tls",)]
+            assert str(store.address).startswith("https://recorder:***@")  # the password never printed
+        with pytest.raises(StoreError, match="cannot reach store https://recorder:\\*\\*\\*@.*CERTIFICATE_VERIFY_FAILED"):
+            open_store(address)
+    finally:
+        stop_server(proc)
+
+
+def test_a_read_only_session_refuses_writes_and_setting_changes(new_store: Callable[[str], str]) -> None:
+    """What the MCP `sql` tool relies on, on both kinds of store: the engine itself refuses."""
+    with open_store(new_store("db")) as store:
+        with store.read_only({"max_result_rows": 3}) as ro:
+            assert ro.query("SELECT number FROM numbers(3)").rows == [(0,), (1,), (2,)]
+            with pytest.raises(StoreError, match=r"^Code: 396\..*max rows: 3"):
+                ro.query("SELECT number FROM numbers(10)")
+            with pytest.raises(StoreError, match=r"^Code: 164\..*readonly mode"):
+                ro.command(f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (7007, 'x')")
+            for lift in ("SELECT number FROM numbers(10) SETTINGS max_result_rows = 100", "SET max_result_rows = 100"):
+                with pytest.raises(StoreError, match=r"^Code: 164\..*Cannot modify 'max_result_rows' setting"):
+                    ro.query(lift)
+        assert store.query(f"SELECT count() FROM {VERSION_TABLE} WHERE version = 7007").rows == [(0,)]
