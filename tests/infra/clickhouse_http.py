@@ -269,9 +269,11 @@ class Engine:
         except Exception:
             pass
 
-    def execute(self, sql: bytes, settings: list[tuple[str, str]], params: dict[str, str],
-                database: str | None, default_format: str, session: Session | None) -> tuple[bytes, str | None, dict]:
-        """Run one statement; returns (result bytes, output format or None, summary)."""
+    def execute(self, sql: bytes, settings: list[tuple[str, str]], params: dict[str, str], database: str | None,
+                default_format: str, session: Session | None,
+                read_only_method: bool = False) -> tuple[bytes, str | None, dict]:
+        """Run one statement; returns (result bytes, output format or None, summary). ``read_only_method``:
+        a GET, which runs with ``readonly = 2`` unless the session is read-only already (as on the server)."""
         conn = self._chdb.connect(self.dsn)
         try:
             def run(statement: str, fmt: str = "TabSeparated", query_params: dict[str, str] | None = None) -> Any:
@@ -284,6 +286,8 @@ class Engine:
                 run(statement)
             if database:
                 run(f"USE {_quote_identifier(database)}")
+            if read_only_method and run("SELECT getSetting('readonly')").bytes().strip() == b"0":
+                run("SET readonly = 2")
             # readonly last: the server checks all URL settings against the settings before them
             applied = [kv for kv in settings if kv[0] != "readonly"] + [kv for kv in settings if kv[0] == "readonly"]
             for key, value in applied:
@@ -450,13 +454,12 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
         if not sql.strip():
             raise ClickHouseError(SYNTAX_ERROR, "Empty query")
         settings = [(k, v) for k, v in params if k not in RESERVED_PARAMS and not k.startswith("param_") and k]
-        if request.method == "GET" and not any(k == "readonly" for k, _ in settings):
-            settings.append(("readonly", "2"))  # only read-only queries on GET, as on the server
         query_params = {k[len("param_"):]: v for k, v in params if k.startswith("param_")}
         database = request.headers.get("x-clickhouse-database") or _param(params, "database") or None
         default_format = (request.headers.get("x-clickhouse-format") or _param(params, "default_format")
                           or "TabSeparated")
-        body, fmt, summary = self.engine.execute(sql, settings, query_params, database, default_format, session)
+        body, fmt, summary = self.engine.execute(sql, settings, query_params, database, default_format, session,
+                                                 read_only_method=request.method == "GET")
         headers["X-ClickHouse-Summary"] = json.dumps(summary, separators=(",", ":"))
         headers["X-ClickHouse-Timezone"] = self.engine.timezone
         if fmt:
