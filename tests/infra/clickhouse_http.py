@@ -51,6 +51,7 @@ import json
 import lzma
 import os
 import re
+import shutil
 import signal
 import ssl
 import sys
@@ -268,6 +269,7 @@ class Engine:
             self._root.close()
         except Exception:
             pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def execute(self, sql: bytes, settings: list[tuple[str, str]], params: dict[str, str], database: str | None,
                 default_format: str, session: Session | None,
