@@ -6,7 +6,10 @@ Addresses (``--store`` / ``EXECSCOPE_STORE``):
   ``./.execscope/db``). One process owns a directory at a time; execscope takes an advisory lock
   (``<dir>/execscope.lock``, holding the owner's pid) before the engine does, so a second owner gets
   :class:`StoreLockedError` naming the holder instead of the engine's opaque error.
-* ``http(s)://user:pass@host:8123/db``: a ClickHouse server through clickhouse-connect.
+* ``http(s)://user:pass@host:8123/db[?option=value...]``: a ClickHouse server through clickhouse-connect
+  (``https`` is TLS on any port; query parameters are clickhouse-connect options such as ``ca_cert``).
+  No lock: a server has many users. The database is created when missing, and a server's errors are
+  reported in the engine's own words, as the embedded store reports them.
 
 The embedded engine is chDB, built for CPython up to 3.14 (:data:`CHDB_NEWEST_PYTHON`). Where it
 cannot load (not installed, or no build for this Python: on 3.15 its loader ends the process instead
