@@ -388,8 +388,8 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
-        if self.tls is not None:  # the handshake runs in the request's thread (do_handshake_on_connect)
-            sock = self.tls.wrap_socket(sock, server_side=True)
+        if self.tls is not None:  # the handshake runs on the first read, in the request's thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
