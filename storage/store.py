@@ -27,6 +27,7 @@ import contextlib
 import errno
 import fcntl
 import importlib.util
+import logging
 import os
 import re
 import subprocess
@@ -234,11 +235,21 @@ _FOR_URL = re.compile(r"\s*\(for url [^)]*\)\s*$")
 _VERSION = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
 
 
+# what urllib3 says when no answer came (clickhouse-connect wraps it in a long retry message)
+_TRANSPORT = (re.compile(r"\[SSL: [A-Z_]+\] ([^(']+)"), re.compile(r"\[Errno -?\d+\] ([^\"')]+)"),
+              re.compile(r"(Read timed out|timed out)"))
+
+
 def _engine_message(exc: Exception) -> str:
     """The engine's own words, the same for both paths: ``Code: N. DB::Exception: ... (NAME)``.
     clickhouse-connect wraps a server's answer ("Received ClickHouse exception, code: N, server
-    response: ... (version V) (for url ...)"); the wrapping and the version are dropped."""
+    response: ... (version V) (for url ...)"); the wrapping and the version are dropped. A server that
+    did not answer is said in a few words (``Connection refused``, ``certificate verify failed: ...``)."""
     text = str(exc).strip()
+    if "Code: " not in text and ("HTTPConnectionPool" in text or "HTTPSConnectionPool" in text):
+        for pattern in _TRANSPORT:
+            if found := pattern.search(text):
+                return found.group(1).strip().rstrip(".")
     at = text.find(_SERVER_RESPONSE)
     if at >= 0 and "Code: " in text[at:]:
         text = _FOR_URL.sub("", text[at + len(_SERVER_RESPONSE):])
@@ -262,6 +273,12 @@ def _server_client(url: str, create_database: bool) -> Any:
     with contextlib.closing(connect_server(bare)) as admin:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {_quote_identifier(database)}")
     return connect_server(url)
+
+
+# clickhouse-connect logs a warning before raising on a transport error; with no logging configured
+# Python would print it to stderr next to our one-line error. Our error says it: the library's
+# records still reach the handlers of an application that configures logging.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 
 
 def connect_server(url: str, settings: dict[str, Any] | None = None) -> Any:

@@ -245,6 +245,34 @@ def test_a_locked_store_is_refused_before_the_program_runs(tmp_path: Path) -> No
     assert marker.exists() and "stored 0 spans" in ok.stderr
 
 
+def test_a_server_store_away_keeps_the_recording_for_the_next_run(tmp_path: Path) -> None:
+    """The program runs while its server store cannot be reached, and says so in one line; the
+    recording waits in the spool and the next run on the same address stores it too."""
+    import socket
+
+    from tests.integration.clickhouse_server import PASSWORD, USER, ClickHouseServer, start_server, stop_server
+
+    (tmp_path / "greeter.py").write_text("def greet(name):\n    return 'hi ' + name\n\nprint(greet('ann'))\n")
+    with socket.socket() as s:  # a port nothing listens on (yet)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = ClickHouseServer(f"http://127.0.0.1:{port}", USER, PASSWORD).dsn("away")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # where a server store's spool waits
+    away = cli("run", "--include", "greeter", "--store", store, "--", sys.executable, "greeter.py", cwd=tmp_path,
+               check=False, env=env)
+    assert away.stdout == "hi ann\n" and away.returncode == 1  # the program ran; storing failed
+    assert away.stderr.startswith(f"Error: cannot reach store http://{USER}:***@127.0.0.1:{port}/away: "
+                                  "Connection refused (the recording stays in "), away.stderr
+    assert len(away.stderr.splitlines()) == 1 and PASSWORD not in away.stderr
+    proc, _ = start_server(tmp_path / "server", USER, PASSWORD, "--port", str(port))
+    try:
+        cli("run", "--include", "greeter", "--store", store, "--", sys.executable, "greeter.py", cwd=tmp_path, env=env)
+        assert sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'greeter.greet'", tmp_path, store) == [
+            {"n": 2}]  # the first run's call too
+    finally:
+        stop_server(proc)
+
+
 COUNTED_SQL = ("SELECT sum(toUInt64(v)) AS n FROM otel_traces "
                "ARRAY JOIN mapValues(mapFilter((k, v) -> k = 'execscope.unrecorded.hot:leaf', SpanAttributes)) AS v")
 
