@@ -182,8 +182,8 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     except FileNotFoundError:
         raise click.ClickException(f"command not found: {command[0]}") from None
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(f"{exc} (the recording stays in {spool_path_for(address)} for the next run)"
-                                   ) from None
+        waiting = getattr(exc, "spool_path", None) or spool_path_for(address)
+        raise click.ClickException(f"{exc} (the recording stays in {waiting} for the next run)") from None
     finally:
         if opened:
             opened[0].close()
