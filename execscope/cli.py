@@ -182,8 +182,8 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     except FileNotFoundError:
         raise click.ClickException(f"command not found: {command[0]}") from None
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(f"{exc} (the recording stays in {spool_path_for(address)} for the next run)"
-                                   ) from None
+        waiting = getattr(exc, "spool_path", None) or spool_path_for(address)
+        raise click.ClickException(f"{exc} (the recording stays in {waiting} for the next run)") from None
     finally:
         if opened:
             opened[0].close()
@@ -720,6 +720,31 @@ def storage_scrub(dry_run: bool, fmt: str, store_dsn: str | None) -> None:
     verb = "would rewrite" if dry_run else "rewrote"
     click.echo(f"execscope: {verb} {n} value(s) in {store.address}" +
                (f"; {len(report.left)} left (see rows)" if report.left else ""), err=True)
+
+
+@storage.command("ddl")
+@click.option("--cluster", default=None, metavar="NAME",
+              help="Print the schema for this ClickHouse cluster (remote_servers name): ReplicatedMergeTree tables "
+                   "and materialized views ON CLUSTER, Distributed tables over the tables sharded by trace.")
+def storage_ddl(cluster: str | None) -> None:
+    """Print the schema as SQL statements, generated from the numbered migrations (no store is opened).
+
+    \b
+        execscope storage ddl                         # one server: what `storage migrate` applies
+        execscope storage ddl --cluster prod > schema.sql
+        clickhouse client --multiquery < schema.sql   # on any node of the cluster
+
+    With --cluster, tables with a TraceId column are sharded by cityHash64(TraceId) (NAME_local on every
+    node, NAME a Distributed table over them); the others (code property graph, collector stats, schema
+    versions) are replicated to every node. The schema version is recorded, so execscope finds the
+    schema current on any node.
+    """
+    from execscope.storage.cluster import ClusterDdlError, cluster_ddl, render, single_node_ddl
+
+    try:
+        click.echo(render(cluster_ddl(cluster) if cluster else single_node_ddl()), nl=False)
+    except ClusterDdlError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @storage.command("migrate")

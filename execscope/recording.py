@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import execscope
 from execscope.instrumentation import process_bootstrap as pb
 from execscope.instrumentation.export.spool import Spool
-from execscope.storage.store import Store, StoreAddress
+from execscope.storage.store import Store, StoreAddress, StoreError
 
 if TYPE_CHECKING:  # loaded once the program runs (see run_recorded)
     from execscope.collector.processors import ProcessorChain
@@ -49,12 +49,69 @@ class RunOptions:
     max_spool_mb: float = pb.MAX_SPOOL_MB  # waiting in the spool beyond this: dropped, counted (0: none)
 
 
-def spool_path_for(address: StoreAddress) -> Path:
-    """Beside an embedded store (``<db>.spool``); under the user cache for a server store."""
+def spool_path_for(address: StoreAddress, slot: int = 0) -> Path:
+    """Beside an embedded store (``<db>.spool``); under the user cache for a server store, one
+    directory per `execscope run` running at once on that address (``slot``, see :func:`claim_spool`)."""
     if address.kind == "chdb":
         return Path(address.path + ".spool")
     digest = hashlib.sha1(str(address).encode()).hexdigest()[:12]
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / f"spool-{digest}"
+    name = f"spool-{digest}-{slot}" if slot else f"spool-{digest}"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / name
+
+
+SPOOL_SLOTS = 32
+
+
+def claim_spool(address: StoreAddress) -> tuple[Path, int | None]:
+    """The spool a run writes and drains, and the lock that keeps it the run's own (close it when
+    done; None for an embedded store, whose own lock covers its spool). A server store has no owner,
+    so runs on one machine at once on one address each take the first slot no other run holds
+    (``<spool>.lock``, an flock): none drains another's files, and each reports what it stored.
+    Raises StoreError when every slot is taken."""
+    if address.kind == "chdb":
+        return spool_path_for(address), None
+    import fcntl
+
+    for slot in range(SPOOL_SLOTS):
+        path = spool_path_for(address, slot)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"spool lock {path}.lock: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return path, fd
+    raise StoreError(f"{SPOOL_SLOTS} runs already record into {address} from this machine")
+
+
+def _adopt_leftovers(address: StoreAddress, own: Path, store: Store, chain: ProcessorChain | None) -> DrainReport:
+    """Store what runs that ended without storing everything left in the other slots of a server
+    store's spool (each slot taken only while no run holds it)."""
+    import fcntl
+
+    from execscope.collector.spool_source import DrainReport, SpoolSource
+
+    total = DrainReport()
+    for slot in range(SPOOL_SLOTS):
+        path = spool_path_for(address, slot)
+        if path == own or not path.is_dir():
+            continue
+        try:
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            total.add(SpoolSource(Spool(path), store, chain=chain).drain())
+        except OSError:
+            continue  # a run holds it
+        finally:
+            os.close(fd)
+    return total
 
 
 def child_environment(options: RunOptions, spool: Spool | None, command: Sequence[str]) -> dict[str, str]:
@@ -121,7 +178,22 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
         raise FileNotFoundError(command[0])
     if callable(store) and address is None:
         raise ValueError("a store opened while the program runs needs its address")
-    spool = Spool(spool_path_for(address if callable(store) else store.address))  # type: ignore[arg-type]
+    address = address if callable(store) else store.address
+    assert address is not None
+    path, lock = claim_spool(address)
+    try:
+        return _run_recorded(command, options, store, chain, address, Spool(path))
+    except StoreError as exc:
+        exc.spool_path = path  # type: ignore[attr-defined]  # where the recording waits for the next run
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _run_recorded(command: Sequence[str], options: RunOptions, store: Store | Callable[[], Store],
+                  chain: ProcessorChain | Callable[[Store], ProcessorChain | None] | None, address: StoreAddress,
+                  spool: Spool) -> tuple[int, DrainReport]:
     started_ns = time.time_ns()
     proc = subprocess.Popen(list(command), env=child_environment(options, spool, command))
     _yield_cpu_to_the_program()
@@ -163,6 +235,8 @@ def run_recorded(command: Sequence[str], options: RunOptions, store: Store | Cal
         if time.monotonic() > deadline or (report.errors and not report.spans and not report.nodes):
             break
         time.sleep(0.1)
+    if address.kind != "chdb":  # what runs that could not reach the server left in other slots
+        total.add(_adopt_leftovers(address, spool.path, source.store, source.chain))
     return returncode, total
 
 

@@ -6,7 +6,10 @@ Addresses (``--store`` / ``EXECSCOPE_STORE``):
   ``./.execscope/db``). One process owns a directory at a time; execscope takes an advisory lock
   (``<dir>/execscope.lock``, holding the owner's pid) before the engine does, so a second owner gets
   :class:`StoreLockedError` naming the holder instead of the engine's opaque error.
-* ``http(s)://user:pass@host:8123/db``: a ClickHouse server through clickhouse-connect.
+* ``http(s)://user:pass@host:8123/db[?option=value...]``: a ClickHouse server through clickhouse-connect
+  (``https`` is TLS on any port; query parameters are clickhouse-connect options such as ``ca_cert``).
+  No lock: a server has many users. The database is created when missing, and a server's errors are
+  reported in the engine's own words, as the embedded store reports them.
 
 The embedded engine is chDB, built for CPython up to 3.14 (:data:`CHDB_NEWEST_PYTHON`). Where it
 cannot load (not installed, or no build for this Python: on 3.15 its loader ends the process instead
@@ -20,17 +23,20 @@ Query, insert and command are separate calls. Parameters are always bound by the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import importlib.util
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 DEFAULT_STORE = "./.execscope/db"
 ENV_STORE = "EXECSCOPE_STORE"
@@ -195,9 +201,11 @@ class Store:
         import clickhouse_connect
 
         fixed = {**(settings or {}), "readonly": 1}  # last: once read-only, nothing else may be set
-        dsn = f"chdb://{self.address.path}" if self.address.kind == "chdb" else self.address.url
         try:
-            client = clickhouse_connect.get_client(dsn=dsn, settings=fixed)
+            if self.address.kind == "chdb":
+                client = clickhouse_connect.get_client(dsn=f"chdb://{self.address.path}", settings=fixed)
+            else:
+                client = connect_server(self.address.url, settings=fixed)
         except Exception as exc:
             raise StoreError(f"cannot open a read-only session on {self.address}: {_engine_message(exc)}") from exc
         return Store(self.address, client, None)
@@ -222,10 +230,69 @@ class Store:
         self.close()
 
 
+_SERVER_RESPONSE = "server response: "
+_FOR_URL = re.compile(r"\s*\(for url [^)]*\)\s*$")
+_VERSION = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
+
+
+# what urllib3 says when no answer came (clickhouse-connect wraps it in a long retry message)
+_TRANSPORT = (re.compile(r"\[SSL: [A-Z_]+\] ([^(']+)"), re.compile(r"\[Errno -?\d+\] ([^\"')]+)"),
+              re.compile(r"(Read timed out|timed out)"))
+
+
 def _engine_message(exc: Exception) -> str:
+    """The engine's own words, the same for both paths: ``Code: N. DB::Exception: ... (NAME)``.
+    clickhouse-connect wraps a server's answer ("Received ClickHouse exception, code: N, server
+    response: ... (version V) (for url ...)"); the wrapping and the version are dropped. A server that
+    did not answer is said in a few words (``Connection refused``, ``certificate verify failed: ...``)."""
     text = str(exc).strip()
+    if "Code: " not in text and ("HTTPConnectionPool" in text or "HTTPSConnectionPool" in text):
+        for pattern in _TRANSPORT:
+            if found := pattern.search(text):
+                return found.group(1).strip().rstrip(".")
+    at = text.find(_SERVER_RESPONSE)
+    if at >= 0 and "Code: " in text[at:]:
+        text = _FOR_URL.sub("", text[at + len(_SERVER_RESPONSE):])
     first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:2000]
+    return _VERSION.sub("", first)[:2000]
+
+
+_UNKNOWN_DATABASE = 81  # ClickHouse's error code
+
+
+def _server_client(url: str, create_database: bool) -> Any:
+    """A clickhouse-connect client for a server store; with ``create_database``, the DSN's database is
+    created first when the server does not have it (as the embedded store creates its directory)."""
+    try:
+        return connect_server(url)
+    except Exception as exc:
+        database = unquote(urlparse(url).path.lstrip("/").split("/")[0])
+        if not create_database or not database or getattr(exc, "code", None) != _UNKNOWN_DATABASE:
+            raise
+    bare = urlparse(url)._replace(path="").geturl()
+    with contextlib.closing(connect_server(bare)) as admin:
+        admin.command(f"CREATE DATABASE IF NOT EXISTS {_quote_identifier(database)}")
+    return connect_server(url)
+
+
+# clickhouse-connect logs a warning before raising on a transport error; with no logging configured
+# Python would print it to stderr next to our one-line error. Our error says it: the library's
+# records still reach the handlers of an application that configures logging.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+
+
+def connect_server(url: str, settings: dict[str, Any] | None = None) -> Any:
+    """A clickhouse-connect client for a server address. The scheme decides TLS: clickhouse-connect
+    (1.12) takes host, port, user, password, database and options from a DSN but not its scheme, so an
+    ``https://`` address on a port other than 443/8443 would go out as plain HTTP."""
+    import clickhouse_connect
+
+    interface = "https" if url.startswith("https://") else "http"
+    return clickhouse_connect.get_client(dsn=url, interface=interface, settings=settings)
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _lock(directory: Path) -> int:
@@ -300,7 +367,7 @@ def open_store(dsn: str | None = None, *, migrate: bool = True, lock_fd: int | N
             raise StoreError(f"cannot open embedded store {address}: {_engine_message(exc)}") from exc
     else:
         try:
-            client = clickhouse_connect.get_client(dsn=address.url)
+            client = _server_client(address.url, create_database=migrate)
         except Exception as exc:
             raise StoreError(f"cannot reach store {address}: {_engine_message(exc)}") from exc
     store = Store(address, client, lock_fd)

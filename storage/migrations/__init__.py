@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 VERSION_TABLE = "execscope_schema_migrations"
+VERSION_TABLE_COLUMNS = "version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ def latest_version() -> int:
 
 
 def current_version(store: Store) -> int:
-    store.command(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version UInt32, name String, "
-                  "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version")
+    store.command(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ({VERSION_TABLE_COLUMNS}) "
+                  "ENGINE = MergeTree ORDER BY version")
     rows = store.query(f"SELECT max(version) FROM {VERSION_TABLE}").rows
     return int(rows[0][0] or 0) if rows else 0
 

@@ -7,12 +7,13 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from execscope.queries.cinema import open_cinema, public, transcript_line
-from execscope.queries.named import QueryParameterError, run_named
+from execscope.queries.named import QUERIES, QueryParameterError, run_named
 from execscope.storage.store import open_store
 from tests.integration.test_run_cli import EXECSCOPE, cli
 from tests.interpreter import INT_DIV_ZERO
@@ -163,11 +164,15 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+@pytest.fixture(scope="module", params=["chdb", "http"])
+def recorded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """The program recorded by `execscope run` into an embedded store, and into a server store."""
     root = tmp_path_factory.mktemp("cinema")
     (root / "cinema_app.py").write_text(APP)
-    store = f"chdb://{root / 'db'}"
+    if request.param == "chdb":
+        store = f"chdb://{root / 'db'}"
+    else:
+        store = request.getfixturevalue("clickhouse_server").dsn(f"cinema_{uuid.uuid4().hex[:10]}")
     cli("run", "--include", "cinema_app", "--level", "statements", "--store", store, "--",
         "python", "cinema_app.py", cwd=root)
     traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=root).stdout)
@@ -344,6 +349,31 @@ def test_named_queries_on_the_recording(recorded) -> None:
             run_named(s, "hot-nodes", {"nope": "1"})
         with pytest.raises(QueryParameterError, match="needs function"):
             run_named(s, "slow-paths", {})
+
+
+def test_every_named_query_and_its_cli(recorded) -> None:
+    """Every named query answers on the recording (on both kinds of store: see ``recorded``), and
+    `execscope query` prints the same rows as the Python API."""
+    root, store, trace = recorded
+    params = {
+        "hot-nodes": {"limit": "50", "statements": "true"}, "slow-paths": {"function": "cinema_app.fact"},
+        "exceptions": {"trace": trace}, "coverage": {"function": "cinema_app:risky"},
+        "state-at": {"trace": trace, "at": "24"}, "value-history": {"var": "s", "trace": trace},
+        "cfg-violations": {"trace": trace}, "breakpoint-hits": {"trace": trace, "spec": "cinema_app.fact"},
+        "call-graph": {"module": "cinema_app", "limit": "5"},
+    }
+    assert set(params) == set(QUERIES)
+    with open_store(store) as s:
+        answers = {name: run_named(s, name, p).dicts() for name, p in params.items()}
+    assert answers["cfg-violations"] == []  # the static CFG explains every transition recorded
+    assert all(answers[name] for name in params if name != "cfg-violations"), answers
+    hits = [(h["position"], h["locals"]) for h in answers["breakpoint-hits"]]
+    assert hits == [(13, '{"n": "3"}'), (17, '{"n": "2"}'), (21, '{"n": "1"}')]
+    assert [(r["function"], r["value"]) for r in answers["value-history"]] == [("cinema_app.worker", "0")] * 2 + [
+        ("cinema_app.worker", "1"), ("cinema_app.worker", "3")]
+    args = [a for k, v in params["exceptions"].items() for a in ("-p", f"{k}={v}")]
+    printed = json.loads(cli("query", "exceptions", *args, "--store", store, "--format", "json", cwd=root).stdout)
+    assert printed == json.loads(json.dumps(answers["exceptions"], default=str))
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

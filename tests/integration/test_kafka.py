@@ -140,13 +140,16 @@ ORDER BY name, node, attrs, events, event_attrs, parent
 """
 
 
-def test_kafka_path_stores_exactly_what_the_embedded_path_stores(app: Path, kafka_broker: Broker, topic: str) -> None:
+def test_kafka_path_stores_exactly_what_the_embedded_path_stores(app: Path, kafka_broker: Broker, topic: str,
+                                                                 new_store) -> None:
+    """`execscope collect` into an embedded store and into a server store (``new_store``) stores what
+    `execscope run` stores in an embedded one."""
     embedded = f"chdb://{app / 'embedded'}"
     cli("run", "--adaptive", "0",
         "--include", "kapp.work", "--level", "branches", "--store", embedded, "--", sys.executable, "-m",
         "kapp.main", "40", "0", "fork", cwd=app)
     record_to_kafka(app, kafka_broker, topic, 40, fork=True, level="branches")
-    via_kafka = f"chdb://{app / 'via-kafka'}"
+    via_kafka = new_store("via-kafka")
     stats = json.loads(collect(app, kafka_broker, topic, via_kafka).stdout)
     n = expected_spans(40, fork=True, level="branches")
     assert stats["spans"] == n and stats["dead_letters"] == 0 and stats["total_lag"] == 0

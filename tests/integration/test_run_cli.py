@@ -1,4 +1,4 @@
-"""`execscope run` end to end on real processes and the real embedded engine."""
+"""`execscope run` end to end on real processes and the real embedded engine (and a server store)."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_multi_process_program_is_recorded_in_every_process(app: Path) -> None:
     assert f"stored {stored['spans']} spans with {stored['events']} events" in proc.stderr
 
 
-def test_traces_and_sql_json_contract(app: Path) -> None:
-    store = f"chdb://{app / 'db'}"
+def test_traces_and_sql_json_contract(app: Path, new_store) -> None:
+    store = new_store("db")  # embedded, and a server store
     cli("run", "--include", "mp_app.work", "--store", store, "--", sys.executable, "-c",
         "from mp_app.work import child_job; child_job(3); child_job(2)", cwd=app, env={"PYTHONPATH": str(app)})
     traces = json.loads(cli("traces", "--store", store, "--format", "json", cwd=app).stdout)
@@ -243,6 +243,42 @@ def test_a_locked_store_is_refused_before_the_program_runs(tmp_path: Path) -> No
     ok = cli("run", "--include", "nothing", "--store", store, "--", sys.executable, "-c",
              f"open({str(marker)!r}, 'w').write('x')", cwd=tmp_path)  # and runs once the owner is gone
     assert marker.exists() and "stored 0 spans" in ok.stderr
+
+
+def test_a_server_store_away_keeps_the_recording_for_the_next_run(tmp_path: Path, monkeypatch) -> None:
+    """The program runs while its server store cannot be reached, and says so in one line; the
+    recording waits in the run's own spool (another run on the address holds the first one) and a
+    later run on the address stores it too."""
+    import socket
+
+    from execscope.recording import claim_spool, spool_path_for
+    from execscope.storage import resolve_address
+    from tests.integration.clickhouse_server import PASSWORD, USER, ClickHouseServer, start_server, stop_server
+
+    (tmp_path / "greeter.py").write_text("def greet(name):\n    return 'hi ' + name\n\nprint(greet('ann'))\n")
+    with socket.socket() as s:  # a port nothing listens on (yet)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = ClickHouseServer(f"http://127.0.0.1:{port}", USER, PASSWORD).dsn("away")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where a server store's spools wait
+    first, held = claim_spool(resolve_address(store))  # another run on this machine, still running
+    assert first == spool_path_for(resolve_address(store)) and held is not None
+    try:
+        away = cli("run", "--include", "greeter", "--store", store, "--", sys.executable, "greeter.py", cwd=tmp_path,
+                   check=False)
+    finally:
+        os.close(held)
+    assert away.stdout == "hi ann\n" and away.returncode == 1  # the program ran; storing failed
+    assert away.stderr == (f"Error: cannot reach store http://{USER}:***@127.0.0.1:{port}/away: Connection refused "
+                           f"(the recording stays in {spool_path_for(resolve_address(store), 1)} for the next run)\n")
+    proc, _ = start_server(tmp_path / "server", USER, PASSWORD, "--port", str(port))
+    try:
+        again = cli("run", "--include", "greeter", "--store", store, "--", sys.executable, "greeter.py", cwd=tmp_path)
+        assert "stored 2 spans" in again.stderr  # its own, and the one the first run left in its spool
+        assert sql("SELECT count() AS n FROM otel_traces WHERE SpanName = 'greeter.greet'", tmp_path, store) == [
+            {"n": 2}]
+    finally:
+        stop_server(proc)
 
 
 COUNTED_SQL = ("SELECT sum(toUInt64(v)) AS n FROM otel_traces "

@@ -1,11 +1,15 @@
-"""The embedded store: schema versions, one owner at a time, idempotent ingestion, poison files."""
+"""The store, embedded (chdb://) and on a server (http://, the loopback ClickHouse HTTP interface):
+schema versions, one owner at a time (embedded), idempotent ingestion, poison files. Tests taking
+``new_store`` run once on each kind of address."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,23 +23,26 @@ from execscope.instrumentation.export.spool_exporter import SpoolSpanExporter
 from execscope.instrumentation.nodes.node_ids import assign_node_ids
 from execscope.storage import StoreError, StoreLockedError, StoreVersionError, open_store
 from execscope.storage.migrations import VERSION_TABLE, latest_version
+from tests.integration.clickhouse_server import ClickHouseServer, start_server, stop_server
 
 
-def test_migrations_record_the_schema_version(tmp_path: Path) -> None:
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+def test_migrations_record_the_schema_version(new_store: Callable[[str], str]) -> None:
+    address = new_store("db")
+    with open_store(address) as store:
         rows = store.query(f"SELECT version FROM {VERSION_TABLE} ORDER BY version").rows
         assert [r[0] for r in rows] == list(range(1, latest_version() + 1))
         tables = {r[0] for r in store.query("SHOW TABLES").rows}
         assert {"otel_traces", "otel_traces_trace_id_ts", "execscope_events", "cpg_nodes", "cpg_edges"} <= tables
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:  # reopening applies nothing twice
+    with open_store(address) as store:  # reopening applies nothing twice
         assert store.query(f"SELECT count() FROM {VERSION_TABLE}").rows[0][0] == latest_version()
 
 
-def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+def test_newer_schema_version_is_refused(new_store: Callable[[str], str]) -> None:
+    address = new_store("db")
+    with open_store(address) as store:
         store.insert_columns(VERSION_TABLE, [[999], ["from_the_future"]], ["version", "name"])
     with pytest.raises(StoreVersionError, match="schema version 999, newer"):
-        open_store(f"chdb://{tmp_path / 'db'}")
+        open_store(address)
 
 
 def test_second_owner_gets_a_clear_error(tmp_path: Path) -> None:
@@ -73,13 +80,13 @@ def _spool_with_spans(tmp_path: Path, n: int) -> Spool:
     return spool
 
 
-def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path) -> None:
+def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path, new_store: Callable[[str], str]) -> None:
     spool = _spool_with_spans(tmp_path, 3)
     batches = spool.pending_batches()
     assert len(batches) == 3
     (spool.traces_dir / "00000000000000000000-1-poison.pb").write_bytes(b"\xff\xfenot protobuf at all")
     spool.write_nodes(assign_node_ids("def f0():\n    pass\n", "m", "m.py"))
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+    with open_store(new_store("db")) as store:
         source = SpoolSource(spool, store)
         report = source.drain()
         assert (report.spans, report.events, report.batches, report.dead) == (3, 3, 3, 1)
@@ -96,7 +103,8 @@ def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path) -> Non
     assert (dead / "00000000000000000000-1-poison.pb").exists()
     assert "not an OTLP" in (dead / "00000000000000000000-1-poison.pb.reason").read_text()
     assert spool.pending_batches() == []
-    assert not any((spool.path / "inflight").iterdir())
+    inflight = spool.path / "inflight"  # the embedded engine's batches (a server store reads files one by one)
+    assert not (inflight.exists() and any(inflight.iterdir()))
 
 
 @pytest.mark.parametrize("crashed_in", ["batch", "split"])
@@ -142,10 +150,11 @@ def test_python_and_native_decoding_store_the_same_rows(tmp_path: Path) -> None:
     assert rows[True] == rows[False] and len(rows[True]) == 2
 
 
-def test_one_file_imported_under_two_names_gets_nodes_under_both(tmp_path: Path) -> None:
+def test_one_file_imported_under_two_names_gets_nodes_under_both(tmp_path: Path,
+                                                                 new_store: Callable[[str], str]) -> None:
     source = "def f():\n    return 1\n"
     spool = Spool(tmp_path / "spool")
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+    with open_store(new_store("db")) as store:
         source_ = SpoolSource(spool, store)
         spool.write_nodes(assign_node_ids(source, "pkg.mod", "mod.py"))
         source_.drain()
@@ -159,12 +168,13 @@ def test_one_file_imported_under_two_names_gets_nodes_under_both(tmp_path: Path)
         assert {"pkg.mod:f", "alias.mod:f"} <= ids
 
 
-def test_node_files_of_many_modules_are_stored_together_and_a_bad_one_is_set_aside(tmp_path: Path) -> None:
+def test_node_files_of_many_modules_are_stored_together_and_a_bad_one_is_set_aside(
+        tmp_path: Path, new_store: Callable[[str], str]) -> None:
     spool = Spool(tmp_path / "spool")
     for i in range(3):
         spool.write_nodes(assign_node_ids(f"def f{i}():\n    return {i}\n", f"m{i}", f"/nowhere/m{i}.py"))
     (spool.path / "cpg" / "0000000000000000-garbage.json").write_text("{not json")
-    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+    with open_store(new_store("db")) as store:
         report = SpoolSource(spool, store).drain()
         assert (report.modules, report.dead) == (3, 1)
         assert {r[0] for r in store.query("SELECT DISTINCT module FROM cpg_nodes").rows} == {"m0", "m1", "m2"}
@@ -175,3 +185,98 @@ def test_node_files_of_many_modules_are_stored_together_and_a_bad_one_is_set_asi
         assert (report.modules, report.dead) == (1, 1)
         assert "m3" in {r[0] for r in store.query("SELECT DISTINCT module FROM cpg_nodes").rows}
         assert spool.pending_nodes() == []
+
+
+def test_a_file_stored_again_after_a_crash_adds_nothing(tmp_path: Path, new_store: Callable[[str], str]) -> None:
+    """The Python path (the only one on a server): a file stored, then left behind by an owner that
+    died before deleting it, is stored again under the same deduplication token and adds no span
+    and no event (the events' materialized view deduplicates too)."""
+    spool = _spool_with_spans(tmp_path, 3)
+    files = {p.name: p.read_bytes() for p in spool.pending_batches()}
+    with open_store(new_store("db")) as store:
+        assert SpoolSource(spool, store, native=False).drain().spans == 3
+        for name, data in files.items():  # the crash: every file is back
+            (spool.traces_dir / name).write_bytes(data)
+        again = SpoolSource(spool, store, native=False).drain()
+        assert (again.errors, again.spans) == ([], 3)  # inserted, and dropped by the engine
+        assert store.query("SELECT count() FROM otel_traces").rows[0][0] == 3
+        assert store.query("SELECT count() FROM execscope_events").rows[0][0] == 3
+        assert spool.pending_batches() == []
+
+
+def test_the_server_path_stores_what_the_embedded_path_stores(tmp_path: Path, clickhouse_server) -> None:
+    """One spool stored by the embedded engine's own OTLP parser and, through the HTTP interface, by
+    the Python decoder: the same rows in every table the spans feed."""
+    rows = {}
+    for kind in ("chdb", "http"):
+        spool = _spool_with_spans(tmp_path / kind, 3)
+        spool.write_nodes(assign_node_ids("def f0():\n    pass\n", "m", "m.py"))
+        address = f"chdb://{tmp_path / kind / 'db'}" if kind == "chdb" else clickhouse_server.dsn(f"same_{os.getpid()}")
+        with open_store(address) as store:
+            assert SpoolSource(spool, store).native is (kind == "chdb")
+            SpoolSource(spool, store).drain()
+            rows[kind] = [store.query(sql).rows for sql in (
+                "SELECT SpanName, ParentSpanId = '', SpanKind, ServiceName, ResourceAttributes, ScopeName, "
+                "SpanAttributes, StatusCode, Events.Name, Events.Attributes, Duration > 0, NodeId FROM otel_traces "
+                "ORDER BY SpanName",
+                "SELECT SpanName, EventName, NodeId, Seq, LineNumber FROM execscope_events ORDER BY SpanName",
+                "SELECT NodeId, executions FROM execscope_node_stats FINAL ORDER BY NodeId",
+                "SELECT node_id, kind, line FROM cpg_nodes FINAL ORDER BY node_id")]
+    assert rows["chdb"] == rows["http"] and len(rows["http"][0]) == 3 and len(rows["http"][3]) == 3
+
+
+def test_server_errors_read_as_the_engine_writes_them(tmp_path: Path, clickhouse_server) -> None:
+    """A failing statement says the same on both paths (the engine's text, not the HTTP wrapping); a
+    wrong password is refused as a server refuses it; a missing database is created on first open."""
+    messages = []
+    for address in (f"chdb://{tmp_path / 'db'}", clickhouse_server.dsn(f"errs_{os.getpid()}")):
+        with open_store(address) as store:
+            with pytest.raises(StoreError) as info:
+                store.query("SELECT nope FROM otel_traces")
+            messages.append(str(info.value))
+    assert messages[0] == messages[1] and messages[0].startswith("Code: 47. DB::Exception: ")
+    assert messages[0].endswith("(UNKNOWN_IDENTIFIER)"), messages[0]
+    wrong = clickhouse_server.dsn("errs").replace(clickhouse_server.password.replace(":", "%3A").replace("@", "%40"),
+                                                  "wrong")
+    with pytest.raises(StoreError, match=r"cannot reach store http://execscope:\*\*\*@.*Code: 516\. DB::Exception: "
+                                         r"execscope: Authentication failed"):
+        open_store(wrong)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl (Debian's openssl package) makes the certificate")
+def test_a_server_store_over_tls_with_a_password(tmp_path: Path) -> None:
+    """``https://user:pass@host:port/db?ca_cert=FILE``: the store over TLS to a server whose certificate
+    the given CA signed; without it the certificate is refused, in one line."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    proc, url = start_server(tmp_path, "recorder", "pw 1", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        address = ClickHouseServer(url, "recorder", "pw 1").dsn("tls_db")
+        assert address.startswith("https://recorder:pw%201@127.0.0.1:")
+        with open_store(f"{address}?ca_cert={cert}") as store:
+            store.insert_columns(VERSION_TABLE, [[100], ["over tls"]], ["version", "name"])
+            assert store.query(f"SELECT name FROM {VERSION_TABLE} WHERE version = 100").rows == [("over tls",)]
+            assert str(store.address).startswith("https://recorder:***@")  # the password never printed
+        with pytest.raises(StoreError) as refused:
+            open_store(address)
+        assert str(refused.value) == (f"cannot reach store {address.replace('pw%201', '***')}: "
+                                      "certificate verify failed: self-signed certificate")
+    finally:
+        stop_server(proc)
+
+
+def test_a_read_only_session_refuses_writes_and_setting_changes(new_store: Callable[[str], str]) -> None:
+    """What the MCP `sql` tool relies on, on both kinds of store: the engine itself refuses."""
+    with open_store(new_store("db")) as store:
+        with store.read_only({"max_result_rows": 3}) as ro:
+            assert ro.query("SELECT number FROM numbers(3)").rows == [(0,), (1,), (2,)]
+            with pytest.raises(StoreError, match=r"^Code: 396\..*max rows: 3"):
+                ro.query("SELECT number FROM numbers(10)")
+            with pytest.raises(StoreError, match=r"^Code: 164\..*readonly mode"):
+                ro.command(f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (7007, 'x')")
+            for lift in ("SELECT number FROM numbers(10) SETTINGS max_result_rows = 100", "SET max_result_rows = 100"):
+                with pytest.raises(StoreError, match=r"^Code: 164\..*Cannot modify 'max_result_rows' setting"):
+                    ro.query(lift)
+        assert store.query(f"SELECT count() FROM {VERSION_TABLE} WHERE version = 7007").rows == [(0,)]
