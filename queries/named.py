@@ -48,6 +48,12 @@ def _breakpoint_hits(store: Store, **kwargs: Any) -> QueryResult:
     return breakpoint_hits(store, **kwargs)
 
 
+def _insights(store: Store, **kwargs: Any) -> QueryResult:
+    from execscope.queries.insights import insights
+
+    return insights(store, **kwargs)
+
+
 def _bool(value: str) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -107,6 +113,15 @@ QUERIES: dict[str, NamedQuery] = {
                    _correlated("call_graph"),
                    (Param("module", str, "", "only callers in this module"),
                     Param("limit", int, 1000, "at most this many edges"))),
+        NamedQuery("insights", "Patterns on the CPG that recorded runs confirm (swallowed exceptions, blocking calls "
+                   "in async def, calls repeated in loops, mutated defaults, deep recursion, code never executed, "
+                   "complexity hot spots), each with a trace, seq and file:line.", _insights,
+                   (Param("pattern", str, "", "only this pattern"),
+                    Param("repeat", int, 10, "repeated-call: more than this many calls in one trace"),
+                    Param("depth", int, 20, "deep-recursion: more than this many nested calls"),
+                    Param("blocking_ms", float, 100.0, "blocking-in-async: held the loop longer than this"),
+                    Param("complexity", int, 10, "complexity-hot-spot: cyclomatic at least this"),
+                    Param("hot_ms", float, 50.0, "complexity-hot-spot: self time at least this"))),
     )
 }
 
@@ -124,7 +139,7 @@ def run_named(store: Store, name: str, params: dict[str, str] | None = None) -> 
             continue
         try:
             values[p.name] = p.type(raw)
-            if p.type is int and values[p.name] < 0:
+            if p.type in (int, float) and values[p.name] < 0:
                 raise ValueError(raw)
         except (TypeError, ValueError):
             raise QueryParameterError(f"parameter {p.name!r} of {name}: {raw!r} is not a {p.type.__name__}; "
