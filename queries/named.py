@@ -54,6 +54,12 @@ def _insights(store: Store, **kwargs: Any) -> QueryResult:
     return insights(store, **kwargs)
 
 
+def _unusual_paths(store: Store, **kwargs: Any) -> QueryResult:
+    from execscope.queries.paths import unusual_paths
+
+    return unusual_paths(store, **kwargs)
+
+
 def _bool(value: str) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -122,6 +128,15 @@ QUERIES: dict[str, NamedQuery] = {
                     Param("blocking_ms", float, 100.0, "blocking-in-async: held the loop longer than this"),
                     Param("complexity", int, 10, "complexity-hot-spot: cyclomatic at least this"),
                     Param("hot_ms", float, 50.0, "complexity-hot-spot: self time at least this"))),
+        NamedQuery("unusual-paths", "Calls whose path through their function is improbable under an order-k Markov "
+                   "model of the other traces (negative log-likelihood per decision, highest first).",
+                   _unusual_paths,
+                   (Param("function", str, "", "only calls of this function (node ID)"), _TRACE,
+                    Param("order", int, 2, "k: decisions of context"),
+                    Param("min_nll", float, 0.0, "only calls scoring at least this (nats per decision)"),
+                    Param("train_service", str, "", "learn only from calls of this service.name"),
+                    Param("service", str, "", "score only calls of this service.name"),
+                    _LIMIT)),
     )
 }
 
