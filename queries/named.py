@@ -129,13 +129,14 @@ QUERIES: dict[str, NamedQuery] = {
                     Param("complexity", int, 10, "complexity-hot-spot: cyclomatic at least this"),
                     Param("hot_ms", float, 50.0, "complexity-hot-spot: self time at least this"))),
         NamedQuery("unusual-paths", "Calls whose path through their function is improbable under an order-k Markov "
-                   "model of the other traces (negative log-likelihood per decision, highest first).",
+                   "model of the other tests/traces (negative log-likelihood per decision, highest first).",
                    _unusual_paths,
                    (Param("function", str, "", "only calls of this function (node ID)"), _TRACE,
                     Param("order", int, 2, "k: decisions of context"),
-                    Param("min_nll", float, 0.0, "only calls scoring at least this (nats per decision)"),
+                    Param("min_nll", float, 0.0, "only calls scoring at least this (nats)"),
                     Param("train_service", str, "", "learn only from calls of this service.name"),
                     Param("service", str, "", "score only calls of this service.name"),
+                    Param("rank", str, "mean", "mean: NLL per decision; max: surprise of the least probable decision"),
                     _LIMIT)),
     )
 }

@@ -13,8 +13,9 @@ of the decision, so an arm never seen still has a small probability. The model p
 probable arm at each decision; the order-0 model is the majority-arm / unigram baseline.
 
 ``unusual-paths`` scores each call by its negative log-likelihood per decision (nats) under a model
-learned from *other* traces (its own trace's counts are taken out: held out by test when each test
-is a trace), optionally learned only from one service's calls, and ranks the least probable first.
+learned from *other* tests (the counts of the call's own test, every run of it, are taken out; a
+trace that is not a test is held out by itself), optionally learned only from one service's calls,
+and ranks the least probable first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ GROUP BY TraceId, SpanId, scope
 ORDER BY TraceId, call_seq
 """
 
+# The test each trace ran (`execscope run` of pytest makes one trace per test, under a span named
+# ``test <nodeid>``): calls are held out by test, so a re-run of a test does not teach its own paths.
+TESTS_SQL = """
+SELECT TraceId, any(SpanName) FROM otel_traces WHERE startsWith(SpanName, 'test ')
+  AND ({trace:String} = '' OR TraceId = {trace:String}) GROUP BY TraceId
+"""
+
 ARMS_SQL = """
 SELECT DISTINCT parent_id, node_id FROM cpg_nodes WHERE kind = 'arm' AND parent_id != ''
 """
@@ -45,19 +53,26 @@ SELECT DISTINCT parent_id, node_id FROM cpg_nodes WHERE kind = 'arm' AND parent_
 
 @dataclass(frozen=True, slots=True)
 class CallPath:
-    """One recorded call: its trace, span, function, service, sequence number and arms taken."""
+    """One recorded call: its trace, span, function, service, sequence number, arms taken and the
+    group it is held out with (its test's name, else its trace id)."""
     trace_id: str
     span_id: str
     function: str
     service: str
     seq: int
     arms: tuple[str, ...]
+    group: str = ""
+
+    @property
+    def held_out_with(self) -> str:
+        return self.group or self.trace_id
 
 
 def load_paths(store: Store, function: str = "", trace: str = "") -> list[CallPath]:
     """Every call's path (calls whose span dropped events are left out: their paths have holes)."""
     rows = store.query(PATHS_SQL, parameters={"trace": trace, "function": function}).rows
-    return [CallPath(t, s, f, svc, int(seq), tuple(p)) for t, s, f, svc, seq, p in rows]
+    tests = dict(store.query(TESTS_SQL, parameters={"trace": trace}).rows)
+    return [CallPath(t, s, f, svc, int(seq), tuple(p), tests.get(t, "")) for t, s, f, svc, seq, p in rows]
 
 
 def load_decisions(store: Store) -> dict[str, tuple[str, ...]]:
@@ -84,17 +99,18 @@ class Decision:
 
 @dataclass(slots=True)
 class PathModel:
-    """Counts of (function, context of up to ``order`` arms, arm); per trace too, so that a trace's
-    own counts can be left out when scoring it. Not thread-safe; build once, then score."""
+    """Counts of (function, context of up to ``order`` arms, arm); per test (or trace) too, so that
+    the counts of a call's own test can be left out when scoring it. Not thread-safe; build once,
+    then score."""
     decisions: Mapping[str, tuple[str, ...]]
     order: int = 2
     alpha: float = 0.5
     counts: Counter[tuple[str, tuple[str, ...], str]] = field(default_factory=Counter)
-    by_trace: dict[str, Counter[tuple[str, tuple[str, ...], str]]] = field(default_factory=dict)
+    by_group: dict[str, Counter[tuple[str, tuple[str, ...], str]]] = field(default_factory=dict)
 
     def fit(self, paths: Iterable[CallPath]) -> PathModel:
         for call in paths:
-            mine = self.by_trace.setdefault(call.trace_id, Counter())
+            mine = self.by_group.setdefault(call.held_out_with, Counter())
             for i, arm in enumerate(call.arms):
                 if arm not in self.decisions:
                     continue
@@ -134,8 +150,8 @@ class PathModel:
 
     def score(self, call: CallPath, leave_out_trace: bool = True) -> list[Decision]:
         """The decisions of ``call`` with the model's prediction and the probability of the arm
-        taken; with ``leave_out_trace`` the counts of the call's own trace are left out."""
-        leave = self.by_trace.get(call.trace_id) if leave_out_trace else None
+        taken; with ``leave_out_trace`` the counts of the call's own test (or trace) are left out."""
+        leave = self.by_group.get(call.held_out_with) if leave_out_trace else None
         out = []
         for i, arm in enumerate(call.arms):
             if arm not in self.decisions:
@@ -151,17 +167,23 @@ def nll(decisions: Sequence[Decision]) -> float:
     return -sum(math.log(d.probability) for d in decisions)
 
 
-COLUMNS = ("trace_id", "span_id", "function", "seq", "decisions", "nll_per_decision", "nll", "surprise")
+COLUMNS = ("trace_id", "span_id", "function", "seq", "decisions", "nll_per_decision", "nll", "max_surprise",
+           "surprise")
+RANKS = ("mean", "max")
 
 
 def unusual_paths(store: Store, function: str = "", trace: str = "", order: int = 2, min_nll: float = 0.0,
-                  limit: int = 20, train_service: str = "", service: str = "") -> QueryResult:
-    """Calls ranked by negative log-likelihood per decision (highest first) under the model of the
-    other traces' calls (of ``train_service`` only when given); ``trace`` / ``service`` /
-    ``function`` choose the calls scored. ``surprise`` names the least probable decision:
-    ``arm (p=..., predicted ...)``. Calls with no decision are not ranked."""
+                  limit: int = 20, train_service: str = "", service: str = "", rank: str = "mean") -> QueryResult:
+    """Calls ranked by negative log-likelihood per decision (``rank=mean``, the default) or by the
+    surprise of their least probable decision (``rank=max``: ``-log p`` of it), highest first, under
+    the model of the other tests' (traces') calls (of ``train_service`` only when given); ``min_nll``
+    applies to the ranked score. ``trace`` / ``service`` / ``function`` choose the calls scored.
+    ``surprise`` names the least probable decision: ``arm (p=..., predicted ...)``. Calls with no
+    decision are not ranked."""
     if order > 8:
         raise ValueError("order must be at most 8")
+    if rank not in RANKS:
+        raise ValueError(f"rank must be one of {', '.join(RANKS)}")
     decisions = load_decisions(store)
     paths = load_paths(store, function)
     model = PathModel(decisions, order).fit(p for p in paths if not train_service or p.service == train_service)
@@ -174,12 +196,15 @@ def unusual_paths(store: Store, function: str = "", trace: str = "", order: int 
             continue
         total = nll(scored)
         per = total / len(scored)
-        if per < min_nll:
-            continue
         worst = min(scored, key=lambda d: d.probability)
+        peak = -math.log(worst.probability)
+        if (per if rank == "mean" else peak) < min_nll:
+            continue
         rows.append((call.trace_id, call.span_id, call.function, call.seq, len(scored), round(per, 4),
-                     round(total, 4), f"{worst.arm} (p={worst.probability:.3g}, predicted {worst.predicted})"))
-    rows.sort(key=lambda r: (-r[5], -r[6], r[0], r[3]))
+                     round(total, 4), round(peak, 4),
+                     f"{worst.arm} (p={worst.probability:.3g}, predicted {worst.predicted})"))
+    key = 5 if rank == "mean" else 7
+    rows.sort(key=lambda r: (-r[key], -r[6], r[0], r[3]))
     return QueryResult(list(COLUMNS), rows[:limit])
 
 

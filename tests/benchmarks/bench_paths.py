@@ -1,6 +1,7 @@
 """Path prediction measured: held-out accuracy and NLL, and mutants flagged by unusual-paths.
 
-usage: python tests/benchmarks/bench_paths.py [--store chdb:///path/db] [--thresholds 1.5,2,3] [--order 2]
+usage: python tests/benchmarks/bench_paths.py [--store chdb:///path/db] [--order 2] [--workdir DIR]
+       [--max-thresholds 2,1.5,2.5,3] [--mean-thresholds 1,1.5,2,2.5] [--narrow]
 
 1. Held-out prediction, split by test. Without ``--store`` the fixture's own pytest suite
    (tests/integration/paths_apps) is recorded at ``--level branches`` (one trace per test); with
@@ -12,10 +13,12 @@ usage: python tests/benchmarks/bench_paths.py [--store chdb:///path/db] [--thres
    decision (nats) against the unigram baseline (both the order-0 model of the same training runs).
 2. Mutants (fixture only): every single-comparison flip of the fixture's core.py (``<`` to ``<=``
    and to ``>``, ``==`` to ``!=``, ...) has its suite recorded under its own service; unusual-paths
-   learns from the original runs and flags the traces holding a call whose NLL per decision reaches
-   a threshold. Printed per threshold: recall (mutants with a flagged trace) and precision (flagged
-   traces from mutant runs / all flagged traces; original traces are scored by the model of the
-   other original traces).
+   learns from the original runs and flags the traces holding a call whose score reaches a
+   threshold (``rank=max``: the surprise, -log p, of its least probable decision; ``rank=mean``: its
+   NLL per decision); every trace is scored without the original run of its own test. Printed per
+   threshold: recall (mutants with a flagged trace among those whose paths differ from the
+   original's on some test) and precision (flagged changed mutant traces / those plus flagged
+   original traces).
 """
 
 from __future__ import annotations
@@ -29,17 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from execscope.queries.paths import CallPath, PathModel, evaluate, load_decisions, load_paths, unusual_paths  # noqa: E402
+from execscope.queries.paths import CallPath, PathModel, evaluate, load_decisions, load_paths  # noqa: E402
 from execscope.storage.store import open_store  # noqa: E402
 from tests.integration.paths_mutants import CORE, detect, mutants, record_suite  # noqa: E402
 
 TESTS_SQL = "SELECT DISTINCT TraceId, SpanName FROM otel_traces WHERE startsWith(SpanName, 'test ')"
 
 
-def held_out(store_dsn: str, order: int) -> None:
+def held_out(store_dsn: str, order: int, service: str = "") -> None:
     with open_store(store_dsn) as store:
         decisions = load_decisions(store)
-        paths = load_paths(store)
+        paths = [p for p in load_paths(store) if not service or p.service == service]
         test_of = dict(store.query(TESTS_SQL).rows)
     def part(p: CallPath) -> int:
         name = test_of.get(p.trace_id, p.trace_id)
@@ -59,47 +62,56 @@ def held_out(store_dsn: str, order: int) -> None:
           f"{baseline.nll_per_decision:.4f}")
 
 
-def mutant_detection(root: Path, thresholds: list[float], order: int, wide: bool) -> None:
+def mutant_detection(root: Path, thresholds: dict[str, list[float]], order: int, wide: bool) -> None:
     store_dsn = f"chdb://{root / 'db'}"
-    source = CORE.read_text()
-    found = mutants(source, wide=wide)
+    found = mutants(CORE.read_text(), wide=wide)
     t0 = time.perf_counter()
     for i, m in enumerate(found):
-        record_suite(root, store_dsn, f"m{i}", m.source)
+        if not (root / f"m{i}").exists():  # kept from an earlier run with the same --workdir
+            record_suite(root, store_dsn, f"m{i}", m.source)
     print(f"mutants {len(found)} recorded in {time.perf_counter() - t0:.1f} s")
     services = [f"m{i}" for i in range(len(found))]
     with open_store(store_dsn) as store:
-        for threshold in thresholds:
-            d = detect(store, services, threshold, order)
-            print(f"  threshold {threshold:4.2f} nats/decision: recall {d.recall:.3f} ({d.detected}/{d.mutants} "
-                  f"mutants)   precision {d.precision:.3f} ({d.flagged_mutant_traces} mutant traces, "
-                  f"{d.flagged_original_traces} of {d.original_traces} original traces flagged)")
-        rows = unusual_paths(store, order=order, min_nll=thresholds[0], limit=10**9, train_service="orig").dicts()
-        service_of = dict(store.query("SELECT DISTINCT TraceId, ServiceName FROM otel_traces").rows)
-        flagged = {service_of[r["trace_id"]] for r in rows}
-        print(f"  at threshold {thresholds[0]:.2f}:")
+        for rank, values in thresholds.items():
+            label = "NLL per decision" if rank == "mean" else "max surprise"
+            for threshold in values:
+                d = detect(store, services, threshold, order, rank)
+                print(f"  {label} >= {threshold:4.2f} nats: recall {d.recall:.3f} ({d.detected} of the "
+                      f"{d.changed} mutants that changed a path; {d.mutants} mutants)   precision {d.precision:.3f} "
+                      f"({d.flagged_mutant_traces} of {d.mutant_traces} changed mutant traces, "
+                      f"{d.flagged_original_traces} of {d.original_traces} original traces flagged)")
+        rank, values = next(iter(thresholds.items()))
+        print(f"  per mutant, rank={rank} at {values[0]:.2f}:")
         for i, m in enumerate(found):
-            print(f"    {'flagged' if f'm{i}' in flagged else 'missed '}  {m.name}")
+            one = detect(store, [f"m{i}"], values[0], order, rank)
+            state = "flagged" if one.detected else "missed " if one.changed else "no path changed"
+            print(f"    {state:15} {m.name}  ({one.flagged_mutant_traces} of {one.mutant_traces} changed traces)")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", help="an existing recording (held-out prediction only)")
     ap.add_argument("--order", type=int, default=2)
-    ap.add_argument("--thresholds", default="1.5,2,2.5,3")
+    ap.add_argument("--max-thresholds", default="2,1.5,2.5,3", help="rank=max: surprise of the least probable decision")
+    ap.add_argument("--mean-thresholds", default="1,1.5,2,2.5", help="rank=mean: NLL per decision")
+    ap.add_argument("--workdir", help="keep recordings here (reused when present) instead of a temporary directory")
     ap.add_argument("--narrow", action="store_true", help="one flip per comparison (default: two)")
     args = ap.parse_args()
     if args.store:
         held_out(args.store, args.order)
         return 0
+    thresholds = {"max": [float(t) for t in args.max_thresholds.split(",")],
+                  "mean": [float(t) for t in args.mean_thresholds.split(",")]}
     with tempfile.TemporaryDirectory(prefix="bench_paths_") as tmp:
-        root = Path(tmp)
+        root = Path(args.workdir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         store_dsn = f"chdb://{root / 'db'}"
         t0 = time.perf_counter()
-        record_suite(root, store_dsn, "orig")
+        if not (root / "orig").exists():
+            record_suite(root, store_dsn, "orig")
         print(f"fixture suite recorded in {time.perf_counter() - t0:.1f} s")
-        held_out(store_dsn, args.order)
-        mutant_detection(root, [float(t) for t in args.thresholds.split(",")], args.order, not args.narrow)
+        held_out(store_dsn, args.order, "orig")
+        mutant_detection(root, thresholds, args.order, not args.narrow)
     return 0
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from execscope.queries.paths import unusual_paths
+from execscope.queries.paths import load_paths, unusual_paths
 from execscope.storage.store import Store
 
 APP = Path(__file__).parent / "paths_apps" / "pathsapp"
@@ -93,15 +93,18 @@ def record_suite(root: Path, store: str, service: str, source: str | None = None
 
 @dataclass(frozen=True)
 class Detection:
-    mutants: int
-    detected: int
-    flagged_mutant_traces: int
-    flagged_original_traces: int
+    mutants: int  # mutants recorded
+    changed: int  # mutants that changed a path of at least one test (the others cannot be told by paths)
+    detected: int  # mutants with a flagged changed trace
+    flagged_mutant_traces: int  # changed traces of mutants, flagged (true positives)
+    mutant_traces: int  # changed traces of mutants
+    flagged_original_traces: int  # original traces flagged (false positives)
     original_traces: int
 
     @property
     def recall(self) -> float:
-        return self.detected / self.mutants if self.mutants else 0.0
+        """Mutants detected among those that changed a path (``changed``)."""
+        return self.detected / self.changed if self.changed else 0.0
 
     @property
     def precision(self) -> float:
@@ -109,19 +112,30 @@ class Detection:
         return self.flagged_mutant_traces / flagged if flagged else 0.0
 
 
-def detect(store: Store, services: Iterable[str], threshold: float, order: int = 2) -> Detection:
-    """Flag traces with a call whose NLL per decision is at least ``threshold`` under the model of
-    the original runs (service ``orig``; an original trace is scored by the model of the other
-    original traces). A mutant is detected when one of its traces is flagged. Precision counts
-    flagged traces: from mutant runs (true) vs from original runs (false)."""
-    rows = unusual_paths(store, order=order, min_nll=threshold, limit=10**9, train_service="orig").dicts()
-    flagged_traces = {r["trace_id"] for r in rows}
-    service_of = dict(store.query("SELECT DISTINCT TraceId, ServiceName FROM otel_traces").rows)
-    flagged_by_service: dict[str, int] = {}
-    for trace in flagged_traces:
-        flagged_by_service[service_of[trace]] = flagged_by_service.get(service_of[trace], 0) + 1
+def detect(store: Store, services: Iterable[str], threshold: float, order: int = 2, rank: str = "mean"
+           ) -> Detection:
+    """Flag traces holding a call whose score (``rank``: NLL per decision, or ``max``: the surprise of
+    its least probable decision) is at least ``threshold`` under the model of
+    the original runs (service ``orig``), every trace scored without the original run of its own
+    test (held out by test, as unusual-paths does). Positives are the traces of mutants whose paths
+    differ from the original run of the same test; negatives are the original traces. A mutant is
+    detected when one of its changed traces is flagged."""
+    rows = unusual_paths(store, order=order, min_nll=threshold, limit=10**9, train_service="orig", rank=rank).dicts()
+    flagged = {r["trace_id"] for r in rows}
+    runs: dict[tuple[str, str], tuple[str, list[tuple[str, tuple[str, ...]]]]] = {}
+    for p in load_paths(store):
+        trace, calls = runs.setdefault((p.service, p.held_out_with), (p.trace_id, []))
+        calls.append((p.function, p.arms))
+    original = {test: sorted(calls) for (service, test), (_, calls) in runs.items() if service == "orig"}
     names = list(services)
-    originals = sum(1 for s in service_of.values() if s == "orig")
-    return Detection(len(names), sum(1 for s in names if flagged_by_service.get(s)),
-                     sum(n for s, n in flagged_by_service.items() if s != "orig"),
-                     flagged_by_service.get("orig", 0), originals)
+    changed: dict[str, list[str]] = {s: [] for s in names}
+    for (service, test), (trace, calls) in runs.items():
+        if service in changed and sorted(calls) != original.get(test):
+            changed[service].append(trace)
+    originals = [trace for (service, _), (trace, _) in runs.items() if service == "orig"]
+    return Detection(
+        mutants=len(names), changed=sum(1 for s in names if changed[s]),
+        detected=sum(1 for s in names if any(t in flagged for t in changed[s])),
+        flagged_mutant_traces=sum(1 for s in names for t in changed[s] if t in flagged),
+        mutant_traces=sum(len(v) for v in changed.values()),
+        flagged_original_traces=sum(1 for t in originals if t in flagged), original_traces=len(originals))

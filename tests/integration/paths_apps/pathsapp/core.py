@@ -92,3 +92,36 @@ def calc(text):
         else:
             term = t
     return total + sign * term
+
+
+def safe_div(a, b):
+    if b == 0:
+        return None
+    return a / b
+
+
+def parse_age(text):
+    if not text.isdigit():
+        return -1
+    age = int(text)
+    if age > 150:
+        return -1
+    return age
+
+
+def normalize(xs):
+    if len(xs) == 0:
+        return []
+    top = max(xs)
+    if top <= 0:
+        return [0.0] * len(xs)
+    return [x / top for x in xs]
+
+
+def first_success(attempts, limit=3):
+    n = 0
+    while n < limit:
+        n += 1
+        if attempts[n - 1]:
+            return n
+    return -1

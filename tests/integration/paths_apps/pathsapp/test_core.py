@@ -4,7 +4,19 @@ import random
 
 import pytest
 
-from pathsapp.core import bisect_left, calc, clamp, count_positive, gcd, grade, insertion_sort
+from pathsapp.core import (
+    bisect_left,
+    calc,
+    clamp,
+    count_positive,
+    first_success,
+    gcd,
+    grade,
+    insertion_sort,
+    normalize,
+    parse_age,
+    safe_div,
+)
 
 R = random.Random(7)
 LISTS = [[R.randint(-5, 9) for _ in range(R.randint(0, 9))] for _ in range(12)]
@@ -43,3 +55,27 @@ def test_gcd(a, b):
 @pytest.mark.parametrize("text", EXPRS)
 def test_calc(text):
     assert calc(text) == eval(text)
+
+
+# Guards as real code has them: the ordinary case in most tests, the edge case in a few.
+@pytest.mark.parametrize("a,b", [(R.randint(1, 50), R.randint(1, 9)) for _ in range(14)] + [(3, 0)])
+def test_safe_div(a, b):
+    assert safe_div(a, b) == (None if b == 0 else a / b)
+
+
+@pytest.mark.parametrize("text", [str(R.randint(1, 99)) for _ in range(12)] + ["abc", "200"])
+def test_parse_age(text):
+    expected = int(text) if text.isdigit() and int(text) <= 150 else -1
+    assert parse_age(text) == expected
+
+
+@pytest.mark.parametrize("xs", [[R.randint(1, 9) for _ in range(R.randint(1, 5))] for _ in range(12)] + [[], [-1, -2]])
+def test_normalize(xs):
+    top = max(xs, default=0)
+    assert normalize(xs) == ([] if not xs else [0.0] * len(xs) if top <= 0 else [x / top for x in xs])
+
+
+@pytest.mark.parametrize("attempts", [[True], [False, True], [True, False]] * 4 + [[False, False, False]])
+def test_first_success(attempts):
+    expected = next((i + 1 for i, ok in enumerate(attempts[:3]) if ok), -1)
+    assert first_success(attempts) == expected
