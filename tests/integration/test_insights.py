@@ -13,6 +13,8 @@ import pytest
 
 from tests.integration.test_run_cli import cli, sql
 
+pytestmark = pytest.mark.xdist_group("insights")  # one worker records the module's fixture once
+
 APP = Path(__file__).parent / "insights_apps" / "insights_app.py"
 M = "insights_app"
 

@@ -16,6 +16,8 @@ from execscope.storage.store import open_store
 from tests.integration.paths_mutants import CORE, detect, mutants, record_suite
 from tests.integration.test_run_cli import cli
 
+pytestmark = pytest.mark.xdist_group("paths")  # one worker records the module's fixture once
+
 # Mutants recorded by the test, a sample of bench_paths.py's (which records all 38): three flip a
 # guard (the ordinary case then takes the arm only edge cases took), two flip a comparison whose
 # arms the tests' inputs take about equally often (the mutant's paths are as probable as the

@@ -205,7 +205,7 @@ def main():
     shallow(20)
     classify(1)
     mode(True)
-    crunch(180)
+    crunch(360)
     for x in range(10):
         complex_cold(x)
 
