@@ -174,13 +174,15 @@ def insights(store: Store, repeat: int = 10, depth: int = 20, blocking_ms: float
 
 # -- swallowed exceptions ------------------------------------------------------------------------
 
+# Each entry of the given handlers with the exception it caught: the latest exception event of the
+# same call before the handler's branch event (ASOF join on the sequence number).
 HANDLERS_SQL = """
 SELECT h.NodeId AS node, count() AS n, argMin(h.TraceId, h.Seq) AS trace_id, min(h.Seq) AS seq,
        groupUniqArray(8)(x.type) AS types
 FROM (SELECT TraceId, SpanId, NodeId, Seq FROM execscope_events
       WHERE EventName = 'execscope.branch' AND NodeId IN {nodes:Array(String)}) AS h
-LEFT JOIN (SELECT TraceId, SpanId, Seq, Attributes['exception.type'] AS type FROM execscope_events
-           WHERE EventName = 'exception') AS x
+ASOF LEFT JOIN (SELECT TraceId, SpanId, Seq, Attributes['exception.type'] AS type FROM execscope_events
+                WHERE EventName = 'exception') AS x
     ON x.TraceId = h.TraceId AND x.SpanId = h.SpanId AND x.Seq < h.Seq
 GROUP BY h.NodeId
 """
@@ -199,24 +201,9 @@ def _swallowed(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[
     for node_id, n, trace, seq, types in store.query(HANDLERS_SQL, parameters={"nodes": sorted(candidates)}).rows:
         node = candidates[node_id]
         caught = ", ".join(sorted(t for t in types if t)) or "an exception"
-        # the join repeats a handler entry once per earlier exception of its span: count entries apart
         out.append(Insight("swallowed-exception", node_id, node.file, node.line, int(n), trace, int(seq),
                            f"{node.code.split('#')[0].strip()} swallowed {caught} (no re-raise)"))
-    return _recount(store, out, "execscope.branch")
-
-
-ENTRIES_SQL = """
-SELECT NodeId, count() FROM execscope_events WHERE EventName = {event:String} AND NodeId IN {nodes:Array(String)}
-GROUP BY NodeId
-"""
-
-
-def _recount(store: Store, found: list[Insight], event: str) -> list[Insight]:
-    if not found:
-        return found
-    counts = dict(store.query(ENTRIES_SQL, parameters={"event": event, "nodes": [i.node_id for i in found]}).rows)
-    return [Insight(i.pattern, i.node_id, i.file, i.line, int(counts.get(i.node_id, i.count)), i.trace_id, i.seq,
-                    i.detail) for i in found]
+    return out
 
 
 # -- blocking calls in async functions -------------------------------------------------------------
@@ -262,7 +249,7 @@ def _blocking(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[I
                 continue
             blocking = sorted(c for c in _callee(cpg, call) if _BLOCKING.match(c))
             statement = _statement(cpg, call)
-            if blocking and statement is not None and not _awaited(cpg, call):
+            if blocking and statement is not None:
                 statements[statement.node_id] = (statement, blocking[0])
     if not statements:
         return []
@@ -278,11 +265,6 @@ def _blocking(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[I
                            f"{callee}() held the event loop {ns / 1e6:.0f} ms in async def "
                            f"(> {limits.blocking_ms:g} ms)"))
     return out
-
-
-def _awaited(cpg: _Cpg, call: _Node) -> bool:
-    """A call under ``await`` hands the loop back (``await asyncio.to_thread(time.sleep, 1)``)."""
-    return call.code.lstrip().startswith("await ")
 
 
 # -- the same call repeated in a loop --------------------------------------------------------------
