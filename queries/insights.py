@@ -11,8 +11,9 @@ Patterns (and the recording level each needs):
 * ``swallowed-exception`` (branches): a broad handler (``except:``, ``except Exception``,
   ``except BaseException``) with no ``raise`` in its body was entered.
 * ``blocking-in-async`` (statements): a blocking call (``time.sleep``, ``open``, ``input``, socket,
-  requests, urllib, subprocess, ``os.system``/``os.wait*``) inside ``async def`` whose statement held the
-  thread (no other event recorded) for more than ``blocking_ms``.
+  requests, urllib, subprocess, ``os.system``/``os.wait*``), not awaited, inside ``async def``
+  whose statement held the thread (no other event of the trace recorded; another thread's events
+  would shorten the gap, so the figure is a lower bound) for more than ``blocking_ms``.
 * ``repeated-call`` (statements): a call inside a loop body, to a function the CPG resolves (a CALL
   edge), executed more than ``repeat`` times in one trace (the N+1 pattern).
 * ``mutable-default-changed`` (functions; call sites need statements): a parameter whose default is a
@@ -132,6 +133,8 @@ _BROAD = re.compile(r"^except\s*(?::|\(?\s*(?:builtins\.)?(?:Exception|BaseExcep
 _BLOCKING = re.compile(r"^(?:time\.sleep|open|input|os\.system|os\.wait\w*|os\.read|socket\..*|"
                        r"subprocess\..*|requests\..*|urllib\.request\..*|http\.client\..*|shutil\..*)$")
 _LOOPS = frozenset({"for", "while"})
+_EXPRESSIONS = frozenset({"call", "target", "arm", "lambda", "comprehension", "await", "bool_op", "if_exp",
+                          "walrus", "yield"})
 
 
 def _load_cpg(store: Store) -> dict[str, _Cpg]:
@@ -233,7 +236,7 @@ def _callee(cpg: _Cpg, call: _Node) -> set[str]:
 def _statement(cpg: _Cpg, call: _Node) -> _Node | None:
     """The statement a call belongs to (its nearest enclosing node that is not an expression part)."""
     for node in cpg.ancestors(call.node_id):
-        if node.kind not in ("call", "target", "arm", "lambda", "comprehension"):
+        if node.kind not in _EXPRESSIONS:
             return node if node.kind not in _SCOPES else None
     return None
 
@@ -249,7 +252,8 @@ def _blocking(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[I
                 continue
             blocking = sorted(c for c in _callee(cpg, call) if _BLOCKING.match(c))
             statement = _statement(cpg, call)
-            if blocking and statement is not None:
+            awaited = cpg.nodes.get(call.parent_id, call).kind == "await"  # returns an awaitable: not blocking
+            if blocking and statement is not None and not awaited:
                 statements[statement.node_id] = (statement, blocking[0])
     if not statements:
         return []

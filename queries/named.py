@@ -132,7 +132,7 @@ QUERIES: dict[str, NamedQuery] = {
                    "model of the other tests/traces (negative log-likelihood per decision, highest first).",
                    _unusual_paths,
                    (Param("function", str, "", "only calls of this function (node ID)"), _TRACE,
-                    Param("order", int, 2, "k: decisions of context"),
+                    Param("order", int, 2, "k: arms taken before a decision that predict it"),
                     Param("min_nll", float, 0.0, "only calls scoring at least this (nats)"),
                     Param("train_service", str, "", "learn only from calls of this service.name"),
                     Param("service", str, "", "score only calls of this service.name"),
