@@ -484,7 +484,7 @@ def _recursion(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[
 # -- never executed ---------------------------------------------------------------------------------
 
 RAN_SQL = """
-SELECT DISTINCT NodeId, CodeVersion FROM otel_traces WHERE NodeId != ''
+SELECT DISTINCT NodeId FROM otel_traces WHERE NodeId != ''
 """
 
 # Code versions whose runs reported branch events (recorded at --level branches or finer).
@@ -500,22 +500,24 @@ SELECT DISTINCT NodeId FROM execscope_events WHERE EventName = 'execscope.branch
 
 
 def _never_executed(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[Insight]:
-    ran = {(n, v) for n, v in store.query(RAN_SQL).rows}
+    """Node IDs are stable across versions: a node any recorded version executed is not reported,
+    and one that none did is reported once (at its newest-sorting version's file and line)."""
+    ran = {r[0] for r in store.query(RAN_SQL).rows}
     branched = {r[0] for r in store.query(BRANCHED_SQL).rows}
     taken = {r[0] for r in store.query(TAKEN_SQL).rows}
-    out = []
+    found: dict[str, Insight] = {}
     for version, cpg in sorted(cpgs.items()):
         for node in sorted(cpg.nodes.values(), key=lambda n: (n.file, n.line, n.node_id)):
-            if node.kind == "function" and (node.node_id, version) not in ran:
-                out.append(Insight("never-executed", node.node_id, node.file, node.line, 0, "", 0,
-                                   f"function {node.name} never called in any recorded run"))
+            if node.kind == "function" and node.node_id not in ran:
+                found[node.node_id] = Insight("never-executed", node.node_id, node.file, node.line, 0, "", 0,
+                                              f"function {node.name} never called in any recorded run")
             elif node.kind in ("arm", "except") and version in branched and node.node_id not in taken:
                 scope = cpg.scope(node.node_id)
-                if scope is not None and (scope.node_id, version) in ran:
+                if scope is not None and scope.node_id in ran:
                     what = f"arm {node.name!r} of" if node.kind == "arm" else "handler in"
-                    out.append(Insight("never-executed", node.node_id, node.file, node.line, 0, "", 0,
-                                       f"{what} {scope.name} never taken in any recorded run"))
-    return out
+                    found[node.node_id] = Insight("never-executed", node.node_id, node.file, node.line, 0, "", 0,
+                                                  f"{what} {scope.name} never taken in any recorded run")
+    return sorted(found.values(), key=lambda i: (i.file, i.line, i.node_id))
 
 
 # -- complexity hot spots ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`execscope query insights` on a fixture recorded for real (two `execscope run --level statements`
-runs into one chDB store): exactly the planted patterns are reported, none of their near misses,
-and each row's evidence (trace, seq, file:line) points at what happened."""
+runs into one chDB store, the second of an edited file: another code version): exactly the planted
+patterns are reported, none of their near misses, and each row's evidence (trace, seq, file:line)
+points at what happened."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     store = f"chdb://{root / 'db'}"
     traces = {}
     for name, args in (("first", []), ("second", ["second"])):
+        if name == "second":  # a second code version (same node IDs): "never executed" spans versions
+            with (root / APP.name).open("a") as f:
+                f.write("\n# edited after the first run\n")
         cli("run", "--include", M, "--level", "statements", "--store", store, "--", "python", APP.name, *args,
             cwd=root)
         known = {t["trace_id"] for t in json.loads(cli("traces", "--store", store, "--format", "json",
@@ -63,7 +67,9 @@ def _insights(rec: Recorded, *params: str) -> list[dict]:
 def test_exactly_the_planted_patterns_are_reported_with_their_lines(recorded: Recorded) -> None:
     rows = _insights(recorded)
     found = {(r["pattern"], r["node_id"]): r for r in rows}
-    assert len(found) == len(rows), rows  # one row per place
+    assert len(found) == len(rows), rows  # one row per place, whatever the code versions
+    versions = sql("SELECT DISTINCT CodeVersion FROM otel_traces", recorded.root, recorded.store)
+    assert len(versions) == 2
     assert set(found) == set(EXPECTED), sorted(set(found) ^ set(EXPECTED))
     source = (recorded.root / APP.name).read_text().splitlines()
     for key, fragment in EXPECTED.items():
