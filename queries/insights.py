@@ -76,6 +76,11 @@ SELECT node_id, code_version, kind, name, file, line, parent_id, code FROM cpg_n
 WHERE code_version IN (SELECT DISTINCT CodeVersion FROM otel_traces WHERE NodeId != '')
 """
 
+ASYNC_SQL = """
+SELECT DISTINCT code_version, node_id FROM cpg_functions FINAL WHERE is_async
+  AND code_version IN (SELECT DISTINCT CodeVersion FROM otel_traces WHERE NodeId != '')
+"""
+
 CALL_EDGES_SQL = """
 SELECT DISTINCT code_version, src, dst FROM cpg_edges FINAL
 WHERE kind = 'CALL' AND code_version IN (SELECT DISTINCT CodeVersion FROM otel_traces WHERE NodeId != '')
@@ -100,6 +105,7 @@ class _Cpg:
         self.nodes: dict[str, _Node] = {}
         self.children: dict[str, list[str]] = defaultdict(list)
         self.calls: dict[str, set[str]] = defaultdict(set)  # call node -> resolved callees
+        self.is_async: set[str] = set()  # async def functions (cpg_functions.is_async)
 
     def ancestors(self, node_id: str) -> Iterable[_Node]:
         """Enclosing nodes, nearest first, up to (and including) the enclosing function or module."""
@@ -148,6 +154,8 @@ def _load_cpg(store: Store) -> dict[str, _Cpg]:
                 cpg.children[node.parent_id].append(node.node_id)
     for version, src, dst in store.query(CALL_EDGES_SQL).rows:
         cpgs[version].calls[src].add(dst)
+    for version, node_id in store.query(ASYNC_SQL).rows:
+        cpgs[version].is_async.add(node_id)
     return cpgs
 
 
@@ -248,7 +256,7 @@ def _blocking(store: Store, cpgs: dict[str, _Cpg], limits: Thresholds) -> list[I
             if call.kind != "call":
                 continue
             scope = cpg.scope(call.node_id)
-            if scope is None or not cpg.nodes[scope.node_id].code.lstrip().startswith("async "):
+            if scope is None or scope.node_id not in cpg.is_async:
                 continue
             blocking = sorted(c for c in _callee(cpg, call) if _BLOCKING.match(c))
             statement = _statement(cpg, call)

@@ -135,3 +135,26 @@ def test_thresholds_are_parameters_and_strict(recorded: Recorded) -> None:
 def test_an_unknown_pattern_is_a_clear_error(recorded: Recorded) -> None:
     proc = cli("query", "insights", "-p", "pattern=typo", "--store", recorded.store, cwd=recorded.root, check=False)
     assert proc.returncode != 0 and "unknown pattern 'typo'" in proc.stderr and "swallowed-exception" in proc.stderr
+
+
+@pytest.mark.parametrize(("header", "broad"), [
+    ("except:", True), ("except Exception:", True), ("except Exception as exc:  # note", True),
+    ("except BaseException:", True), ("except (ValueError, Exception):", True), ("except(Exception):", True),
+    ("except ValueError:", False), ("except ExceptionGroup:", False), ("except (KeyError, IndexError):", False),
+    ("except MyException:", False)])
+def test_broad_handlers_are_told_from_narrow_ones(header: str, broad: bool) -> None:
+    from execscope.queries.insights import _BROAD
+
+    assert bool(_BROAD.match(header)) is broad
+
+
+def test_a_call_passes_a_defaulted_parameter_or_not() -> None:
+    from execscope.queries.insights import _mutable_params, _passes
+
+    found = _mutable_params("def f(a, b=[], *, c={}, d=1):\n    pass\n"
+                            "class K:\n    @staticmethod\n    def g(x=dict()):\n        pass\n")
+    assert found[("f", 1)] == [(1, "b", False), (-1, "c", True)] and found[("g", 5)] == [(0, "x", False)]
+    assert _passes("f(1)", 1, "b", False) is False and _passes("f(1, [2])", 1, "b", False) is True
+    assert _passes("f(1, b=[])", 1, "b", False) is True and _passes("f(1, c={})", -1, "c", False) is True
+    assert _passes("obj.m(1)", 1, "b", True) is True  # self comes from the object
+    assert _passes("f(*args)", 1, "b", False) is None and _passes("f(**kw)", 1, "b", False) is None
