@@ -50,6 +50,14 @@ ARMS_SQL = """
 SELECT DISTINCT parent_id, node_id FROM cpg_nodes WHERE kind = 'arm' AND parent_id != ''
 """
 
+# Parent links of the nodes that can enclose an arm (not calls, targets or other expression parts).
+PARENTS_SQL = """
+SELECT DISTINCT node_id, parent_id, kind FROM cpg_nodes
+WHERE kind NOT IN ('call', 'target', 'entry', 'exit', 'phi') AND parent_id != ''
+"""
+
+EXIT = "exit"  # the pseudo-arm a loop takes when it stops repeating: `<loop node>.exit`
+
 
 @dataclass(frozen=True, slots=True)
 class CallPath:
@@ -69,17 +77,64 @@ class CallPath:
 
 
 def load_paths(store: Store, function: str = "", trace: str = "") -> list[CallPath]:
-    """Every call's path (calls whose span dropped events are left out: their paths have holes)."""
+    """Every call's path (calls whose span dropped events are left out: their paths have holes),
+    with the pseudo-arm ``<loop>.exit`` where a loop that ran its body stopped (:class:`LoopExits`)."""
     rows = store.query(PATHS_SQL, parameters={"trace": trace, "function": function}).rows
     tests = dict(store.query(TESTS_SQL, parameters={"trace": trace}).rows)
-    return [CallPath(t, s, f, svc, int(seq), tuple(p), tests.get(t, "")) for t, s, f, svc, seq, p in rows]
+    exits = LoopExits(store.query(PARENTS_SQL).rows)
+    return [CallPath(t, s, f, svc, int(seq), exits.add(p), tests.get(t, "")) for t, s, f, svc, seq, p in rows]
+
+
+class LoopExits:
+    """A loop reports its body arm at every iteration and nothing when it stops; this puts the
+    pseudo-arm ``<loop>.exit`` where it stopped: before the first arm outside the loop that follows
+    its body, or at the end of the call. A loop that never ran its body leaves no trace."""
+
+    def __init__(self, parents: Iterable[tuple[str, str, str]]) -> None:
+        rows = list(parents)
+        self._parent = {node: parent for node, parent, _ in rows}
+        self._loops = {node for node, _, kind in rows if kind in ("for", "while")}
+        self._memo: dict[str, frozenset[str]] = {}
+
+    def _enclosing(self, arm: str) -> frozenset[str]:
+        """Loops whose body holds ``arm`` (a loop's own body arm counts as inside it, its ``else``
+        arm does not)."""
+        if arm not in self._memo:
+            found: set[str] = set()
+            node = self._parent.get(arm, "")
+            if node in self._loops and not arm.endswith(".body"):
+                node = self._parent.get(node, "")
+            while node:
+                if node in self._loops:
+                    found.add(node)
+                node = self._parent.get(node, "")
+            self._memo[arm] = frozenset(found)
+        return self._memo[arm]
+
+    def add(self, arms: Sequence[str]) -> tuple[str, ...]:
+        out: list[str] = []
+        open_loops: list[str] = []
+        for arm in arms:
+            inside = self._enclosing(arm)
+            while open_loops and open_loops[-1] not in inside:
+                out.append(f"{open_loops.pop()}.{EXIT}")
+            loop = self._parent.get(arm, "")
+            if arm.endswith(".body") and loop in self._loops and (not open_loops or open_loops[-1] != loop):
+                open_loops.append(loop)
+            out.append(arm)
+        out.extend(f"{loop}.{EXIT}" for loop in reversed(open_loops))
+        return tuple(out)
 
 
 def load_decisions(store: Store) -> dict[str, tuple[str, ...]]:
-    """Arm node ID -> every arm of its decision (decisions with two arms or more only)."""
+    """Arm node ID -> every arm of its decision (decisions with two arms or more: a loop's body
+    arm and its pseudo-arm ``.exit`` make one)."""
     by_decision: dict[str, set[str]] = defaultdict(set)
     for parent, arm in store.query(ARMS_SQL).rows:
         by_decision[parent].add(arm)
+    for node, _, kind in store.query(PARENTS_SQL).rows:
+        if kind in ("for", "while") and node in by_decision:
+            by_decision[node].add(f"{node}.{EXIT}")
     out: dict[str, tuple[str, ...]] = {}
     for arms in by_decision.values():
         if len(arms) >= 2:
