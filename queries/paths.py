@@ -3,8 +3,10 @@
 A call's *path* is the sequence of ``execscope.branch`` events of its span, in ``Seq`` order (the
 transitions :func:`.cfg_violations.call_events_sql` extracts; recorded at ``--level branches`` or
 ``statements``). A *decision* is a branch node of the CPG with two arms or more (``if`` true/false,
-``match`` cases, ...): its arms are the ``arm`` nodes whose ``parent_id`` is the decision. Every
-arm in the path (loop bodies and handlers too) is context; each arm of a decision is predicted.
+``match`` cases, ...): its arms are the ``arm`` nodes whose ``parent_id`` is the decision. A loop
+reports its body arm at each iteration and nothing when it stops, so :class:`LoopExits` puts the
+pseudo-arm ``<loop>.exit`` where it stopped: body or exit is a decision too. Every arm in the path
+(handlers too) is context; each arm of a decision is predicted.
 
 The model is per function (the span's node ID, so it spans code versions with stable node IDs):
 ``P(arm | previous k arms, decision)``, Witten-Bell interpolated down to order 0, which is the arm's
