@@ -68,8 +68,8 @@ def execscope(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Complet
 
 def record_suite(root: Path, store: str, service: str, source: str | None = None, select: str = "") -> None:
     """Record the fixture's own tests (one trace per test) at ``--level branches`` under ``service``,
-    with ``source`` in place of core.py when given. A test a mutant breaks may fail; a hang ends at
-    the suite's per-test alarm (conftest.py of the fixture)."""
+    with ``source`` in place of core.py when given. A test a mutant breaks may fail; one that hangs
+    is deselected."""
     work = root / service
     if work.exists():
         shutil.rmtree(work)
@@ -79,8 +79,9 @@ def record_suite(root: Path, store: str, service: str, source: str | None = None
     args = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "pathsapp"]
     if select:
         args += ["-k", select]
-    # Tests that loop forever are left out: the alarm of the fixture's conftest ends them when run
-    # plainly, but under recording its TimeoutError (raised inside a capture hook) does not stop them.
+    # Tests that loop forever are left out (found by a plain run, where the fixture's alarm ends
+    # them): recorded, each fills its span to the 65,536-event limit, and a mutant with 11 of them
+    # (bisect_left's `lo <= hi`) did not finish recording within 5 minutes.
     plain = subprocess.run([sys.executable, *args[1:], "-rf"], cwd=work, capture_output=True, text=True, timeout=300)
     for line in plain.stdout.splitlines():
         if line.startswith("FAILED ") and "TimeoutError" in line:
