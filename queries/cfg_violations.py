@@ -17,24 +17,37 @@ from execscope.storage.store import QueryResult, Store
 
 COLUMNS = ("code_version", "scope", "src", "dst", "level", "count", "example_trace", "reason")
 
-PAIRS_SQL = """
-SELECT s.CodeVersion AS code_version, s.NodeId AS scope, e.prev AS src, e.NodeId AS dst,
-       e.statements AS statements, count() AS n, any(e.TraceId) AS example_trace
+
+def call_events_sql(events: str) -> str:
+    """The events named in ``events`` (an SQL list of event names) of every call whose sequence is
+    complete (its span dropped none), with the call's function (``scope``) and ``code_version``:
+    the transitions cfg-violations checks and the path model (:mod:`.paths`) learns. Binds
+    ``{trace:String}`` and ``{function:String}`` (empty: all)."""
+    return f"""
+SELECT e.TraceId AS TraceId, e.SpanId AS SpanId, e.NodeId AS NodeId, e.Seq AS Seq, e.EventName AS EventName,
+       s.NodeId AS scope, s.CodeVersion AS code_version, s.ServiceName AS service, s.Seq AS call_seq
 FROM (
-    SELECT TraceId, SpanId, NodeId,
+    SELECT TraceId, SpanId, NodeId, Seq, EventName FROM execscope_events
+    WHERE EventName IN ({events}) AND ({{trace:String}} = '' OR TraceId = {{trace:String}})
+) AS e
+INNER JOIN (
+    SELECT TraceId, SpanId, NodeId, CodeVersion, ServiceName, Seq FROM otel_traces
+    WHERE NodeId != '' AND SpanAttributes['execscope.dropped_events'] = ''
+      AND ({{trace:String}} = '' OR TraceId = {{trace:String}})
+      AND ({{function:String}} = '' OR NodeId = {{function:String}})
+) AS s ON s.TraceId = e.TraceId AND s.SpanId = e.SpanId"""
+
+
+PAIRS_SQL = f"""
+SELECT code_version, scope, prev AS src, NodeId AS dst, statements, count() AS n, any(TraceId) AS example_trace
+FROM (
+    SELECT TraceId, NodeId, code_version, scope,
            lagInFrame(NodeId, 1, '') OVER (PARTITION BY TraceId, SpanId ORDER BY Seq
                                            ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev,
            max(EventName = 'execscope.line') OVER (PARTITION BY TraceId, SpanId) AS statements
-    FROM execscope_events
-    WHERE EventName IN ('execscope.line', 'execscope.branch')
-      AND ({trace:String} = '' OR TraceId = {trace:String})
-) AS e
-INNER JOIN (
-    SELECT TraceId, SpanId, NodeId, CodeVersion FROM otel_traces
-    WHERE NodeId != '' AND SpanAttributes['execscope.dropped_events'] = ''
-      AND ({trace:String} = '' OR TraceId = {trace:String})
-) AS s ON s.TraceId = e.TraceId AND s.SpanId = e.SpanId
-WHERE e.prev != ''
+    FROM ({call_events_sql("'execscope.line', 'execscope.branch'")})
+)
+WHERE prev != ''
 GROUP BY code_version, scope, src, dst, statements
 ORDER BY code_version, scope, src, dst
 """
@@ -52,7 +65,7 @@ WHERE kind IN ('arm', 'except') AND code_version IN {versions:Array(String)}
 
 def cfg_violations(store: Store, trace: str = "") -> QueryResult:
     """Rows ``code_version, scope, src, dst, level, count, example_trace, reason`` (empty: sound)."""
-    pairs = store.query(PAIRS_SQL, parameters={"trace": trace}).rows
+    pairs = store.query(PAIRS_SQL, parameters={"trace": trace, "function": ""}).rows
     versions = sorted({r[0] for r in pairs})
     graphs: dict[tuple[str, str], ScopeGraph] = {}
     if versions:

@@ -48,6 +48,18 @@ def _breakpoint_hits(store: Store, **kwargs: Any) -> QueryResult:
     return breakpoint_hits(store, **kwargs)
 
 
+def _insights(store: Store, **kwargs: Any) -> QueryResult:
+    from execscope.queries.insights import insights
+
+    return insights(store, **kwargs)
+
+
+def _unusual_paths(store: Store, **kwargs: Any) -> QueryResult:
+    from execscope.queries.paths import unusual_paths
+
+    return unusual_paths(store, **kwargs)
+
+
 def _bool(value: str) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -107,6 +119,25 @@ QUERIES: dict[str, NamedQuery] = {
                    _correlated("call_graph"),
                    (Param("module", str, "", "only callers in this module"),
                     Param("limit", int, 1000, "at most this many edges"))),
+        NamedQuery("insights", "Patterns on the CPG that recorded runs confirm (swallowed exceptions, blocking calls "
+                   "in async def, calls repeated in loops, mutated defaults, deep recursion, code never executed, "
+                   "complexity hot spots), each with a trace, seq and file:line.", _insights,
+                   (Param("pattern", str, "", "only this pattern"),
+                    Param("repeat", int, 10, "repeated-call: more than this many calls in one trace"),
+                    Param("depth", int, 20, "deep-recursion: more than this many nested calls"),
+                    Param("blocking_ms", float, 100.0, "blocking-in-async: held the loop longer than this"),
+                    Param("complexity", int, 10, "complexity-hot-spot: cyclomatic at least this"),
+                    Param("hot_ms", float, 50.0, "complexity-hot-spot: self time at least this"))),
+        NamedQuery("unusual-paths", "Calls whose path through their function is improbable under an order-k Markov "
+                   "model of the other tests/traces (negative log-likelihood per decision, highest first).",
+                   _unusual_paths,
+                   (Param("function", str, "", "only calls of this function (node ID)"), _TRACE,
+                    Param("order", int, 2, "k: arms taken before a decision that predict it"),
+                    Param("min_nll", float, 0.0, "only calls scoring at least this (nats)"),
+                    Param("train_service", str, "", "learn only from calls of this service.name"),
+                    Param("service", str, "", "score only calls of this service.name"),
+                    Param("rank", str, "mean", "mean: NLL per decision; max: surprise of the least probable decision"),
+                    _LIMIT)),
     )
 }
 
@@ -124,7 +155,7 @@ def run_named(store: Store, name: str, params: dict[str, str] | None = None) -> 
             continue
         try:
             values[p.name] = p.type(raw)
-            if p.type is int and values[p.name] < 0:
+            if p.type in (int, float) and values[p.name] < 0:
                 raise ValueError(raw)
         except (TypeError, ValueError):
             raise QueryParameterError(f"parameter {p.name!r} of {name}: {raw!r} is not a {p.type.__name__}; "
