@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import execscope
 from execscope.instrumentation import process_bootstrap as pb
+from execscope.instrumentation.export.kafka_security import KafkaSecurity, environment_names
 from execscope.instrumentation.export.spool import Spool
 from execscope.storage.store import Store, StoreAddress
 
@@ -43,6 +44,7 @@ class RunOptions:
     exporter: str = "spool"   # spool (this process owns the store) | kafka (a collector does)
     kafka: str = ""           # bootstrap servers of the kafka exporter
     topic: str = ""           # its topic (default otlp_spans)
+    kafka_security: KafkaSecurity | None = None  # its SASL/TLS settings (None: the environment's, if any)
     sample: float = 1.0       # head sampling ratio of new traces
     max_events_per_s: int = 0  # event budget (0: none)
     adaptive: int = 0          # per-node adaptive sampling budget (0: every call)
@@ -67,6 +69,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
     if options.exporter == "kafka":
         env[pb.ENV_KAFKA] = options.kafka
         env[pb.ENV_KAFKA_TOPIC] = options.topic or "otlp_spans"
+        if options.kafka_security is not None:  # resolved here (flags, environment, processors file)
+            for name in environment_names():
+                env.pop(name, None)
+            env.update(options.kafka_security.environment())
     env[pb.ENV_INCLUDE] = ",".join(options.include)
     env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
     env[pb.ENV_LEVEL] = options.level

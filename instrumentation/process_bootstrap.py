@@ -9,6 +9,9 @@ environment:
 ``EXECSCOPE_EXPORTER`` spool (default) | kafka
 ``EXECSCOPE_KAFKA``    bootstrap servers HOST:PORT[,HOST:PORT] (the kafka exporter; turns recording on)
 ``EXECSCOPE_KAFKA_TOPIC`` topic of the kafka exporter (default ``otlp_spans``)
+``EXECSCOPE_KAFKA_SECURITY_PROTOCOL``, ``EXECSCOPE_KAFKA_SASL_*``, ``EXECSCOPE_KAFKA_SSL_*`` SASL and TLS
+                       settings of the kafka exporter (see :mod:`.export.kafka_security`; invalid ones
+                       are said on stderr and the program runs unrecorded)
 ``EXECSCOPE_KAFKA_EXIT_FLUSH_S`` how long a process waits at exit for the broker to acknowledge (default 15)
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
@@ -124,10 +127,16 @@ def start_from_environment() -> bool:
     write_nodes: Any
     if exporter_name == "kafka":
         from execscope.instrumentation.export import kafka_exporter as kx
+        from execscope.instrumentation.export.kafka_security import KafkaSecurity, KafkaSettingsError
         from execscope.instrumentation.export.spool import module_document
 
+        try:
+            security = KafkaSecurity.resolve()
+        except KafkaSettingsError as exc:
+            print(f"execscope: not recording: {exc}", file=sys.stderr)
+            return False
         topic = os.environ.get(ENV_KAFKA_TOPIC) or kx.DEFAULT_TOPIC
-        kafka = _kafka = kx.KafkaSink(str(bootstrap), topic)
+        kafka = _kafka = kx.KafkaSink(str(bootstrap), topic, security=security)
         _provider = make_tracer_provider(service, kx.KafkaSpanExporter(kafka), flush_ms, sample)
         sent_nodes: set[str] = set()
 
