@@ -201,11 +201,12 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
                              max_events_per_s=max_events_per_s, adaptive=adaptive_budget,
                              kafka_security=security)
         try:
-            returncode = run_to_kafka(script_command(resolve_python(command), include), options)
+            returncode, refusals = run_to_kafka(script_command(resolve_python(command), include), options)
         except FileNotFoundError:
             raise click.ClickException(f"command not found: {command[0]}") from None
-        click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
-                   f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
+        if not refusals:  # else each refused process said why, and nothing of it was sent
+            click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
+                       f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
         sys.exit(exit_code_of(returncode))
     from execscope.collector.processors import ConfigError, build_chain, load_config
     from execscope.storage.store import lock_store, require_embedded_engine, resolve_address

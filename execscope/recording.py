@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -209,18 +210,28 @@ def _yield_cpu_to_the_program() -> None:
         pass
 
 
-def run_to_kafka(command: Sequence[str], options: RunOptions) -> int:
+def run_to_kafka(command: Sequence[str], options: RunOptions) -> tuple[int, list[str]]:
     """Run ``command`` with every process exporting to Kafka (``options.kafka``/``options.topic``);
     no store is opened here: ``execscope collect`` writes the topic into the store. Returns the
-    program's exit code."""
+    program's exit code and the refusals its processes met (a broker refusing their login or
+    certificate: each said on stderr by the process itself)."""
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
-    proc = subprocess.Popen(list(command), env=child_environment(options, None, command))
-    forwarded = _forward_signals(proc)
-    try:
-        return proc.wait()
-    finally:
-        _restore_signals(forwarded)
+    with tempfile.TemporaryDirectory(prefix="execscope-run-") as tmp:
+        refused = Path(tmp) / "refused"
+        env = child_environment(options, None, command)
+        env[pb.ENV_KAFKA_REFUSED] = str(refused)
+        proc = subprocess.Popen(list(command), env=env)
+        forwarded = _forward_signals(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            _restore_signals(forwarded)
+        try:
+            refusals = refused.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            refusals = []
+    return returncode, refusals
 
 
 def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:

@@ -86,11 +86,13 @@ class KafkaSink:
     def __init__(self, bootstrap: str, topic: str = DEFAULT_TOPIC, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
                  producer_config: dict[str, Any] | None = None,
                  producer_factory: Callable[..., Any] | None = None, meter_provider: Any = None,
-                 security: KafkaSecurity | None = None) -> None:
+                 security: KafkaSecurity | None = None, on_access_error: Callable[[str], None] | None = None
+                 ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.max_queue_bytes = max_queue_bytes
         self.security = security or KafkaSecurity()
+        self._on_access_error = on_access_error  # called once with the warning's text (sender thread)
         self.producer_config = {**PRODUCER_CONFIG, **(producer_config or {})}  # security's are added by connect
         if producer_factory is None:
             # imported here, on the thread that sets recording up: an import running on the sender
@@ -259,6 +261,8 @@ class KafkaSink:
             sys.stderr.write(f"execscope: cannot record to Kafka: {message}. This process (pid {os.getpid()}) "
                              "runs on unrecorded.\n")
             sys.stderr.flush()
+            if self._on_access_error is not None:
+                self._on_access_error(message)
         except Exception:
             pass
 

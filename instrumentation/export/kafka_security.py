@@ -302,6 +302,52 @@ def explain(exc: BaseException, bootstrap: str, security: KafkaSecurity) -> str 
             f"{security.security_protocol}?")
 
 
+class SecretMask(logging.Filter):
+    """Masks secrets in kafka-python's log records: at DEBUG it logs every request it sends, and a
+    SASL PLAIN request holds the password in clear. Rewrites a record holding one (its text, or the
+    text's ``bytes`` repr form) with ``<redacted>``; never drops a record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self.secrets.add(secret)
+            self.secrets.add(repr(secret.encode())[2:-1])  # as in b'...' dumps
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        masked = text
+        for secret in self.secrets:
+            masked = masked.replace(secret, "<redacted>")
+        if masked is not text and masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASK = SecretMask()
+
+
+def mask_secrets_in_logs(security: KafkaSecurity) -> None:
+    """Install :data:`_MASK` (with ``security``'s passwords) on every ``kafka`` logger there is (a
+    logger's filters act on what it logs, whatever the handler). Idempotent."""
+    for secret in (security.sasl_password, security.ssl_key_password):
+        _MASK.add(secret)
+    if not _MASK.secrets:
+        return
+    import kafka  # noqa: F401  (its modules create their loggers on import)
+
+    names = [n for n in list(logging.Logger.manager.loggerDict) if n == "kafka" or n.startswith("kafka.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if _MASK not in logger.filters:
+            logger.addFilter(_MASK)
+
+
 T = TypeVar("T")
 
 
@@ -312,6 +358,7 @@ def connect(factory: Callable[..., T], bootstrap: str, security: KafkaSecurity, 
     (doubling) until ``timeout_s`` (or ``client_config["bootstrap_timeout_ms"]``): raises
     :class:`KafkaAccessError` (one clear sentence) as soon as an attempt failed for an access reason,
     else the client's last error at the deadline."""
+    mask_secrets_in_logs(security)
     config = {k: v for k, v in (client_config or {}).items() if k != "client_id"}
     if "bootstrap_timeout_ms" in config:
         timeout_s = config.pop("bootstrap_timeout_ms") / 1000

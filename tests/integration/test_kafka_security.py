@@ -135,7 +135,7 @@ def test_sasl_plain_over_tls_from_flags_environment_and_processors_file(app: Pat
                      "--kafka-ssl-ca-location", str(broker.ca_file)],
                     clean_env(EXECSCOPE_KAFKA_SASL_PASSWORD=password)), EXIT_STATUS)
     assert f"total {sum(sum(i * i for i in range(k % 7)) for k in range(CALLS))}" in rec.stdout
-    assert "execscope: cannot record" not in rec.stderr, rec.stderr
+    assert "execscope: cannot record" not in rec.stderr and "spans sent to Kafka" in rec.stderr, rec.stderr
     # collecting: the processors file's [kafka] table, the password from a file
     (app / "secret").write_text(password + "\n")
     config = app / "processors.toml"
@@ -148,9 +148,13 @@ def test_sasl_plain_over_tls_from_flags_environment_and_processors_file(app: Pat
         ssl_ca_location = "{broker.ca_file}"
     '''))
     store = f"chdb://{app / 'db'}"
-    col = ok(collect(app, broker.sasl_ssl, topic, store, ["--processors", str(config)], clean_env()))
+    log = app / "kafka-client.log"  # kafka-python at DEBUG logs each request: PLAIN's holds the password
+    col = ok(collect(app, broker.sasl_ssl, topic, store, ["--processors", str(config)],
+                     clean_env(EXECSCOPE_COLLECT_LOG=str(log))))
     for out in (rec.stdout, rec.stderr, col.stdout, col.stderr):
         assert password not in out
+    text = log.read_text()
+    assert "SaslAuthenticateRequest" in text and "<redacted>" in text and password not in text
     assert_stored_exactly(app, store, col.stdout, password)
 
 
@@ -193,6 +197,7 @@ def test_wrong_password_is_one_clear_error_and_loses_nothing_that_could_be_sent(
     assert refused.returncode == EXIT_STATUS and "total " in refused.stdout, refused.stderr  # the program ran
     line = one_line(refused.stderr, "execscope: cannot record to Kafka:")
     assert "refused the login of SASL user" in line and "SCRAM-SHA-512" in line, line
+    assert "spans sent to Kafka" not in refused.stderr  # run claims nothing it did not do
     assert "not-the-password" not in refused.stderr
     assert time.monotonic() - started < 30  # told as soon as the broker refused, not after the exit flush
     # what the right password records, a collector with the wrong one refuses to read ...
@@ -223,6 +228,7 @@ def test_untrusted_certificate_is_one_clear_error(app: Path, broker: Broker, top
     assert refused.returncode == EXIT_STATUS and "total " in refused.stdout, refused.stderr
     line = one_line(refused.stderr, "execscope: cannot record to Kafka:")
     assert "TLS certificate is not trusted" in line and str(rogue) in line, line
+    assert "spans sent to Kafka" not in refused.stderr
     denied = collect(app, broker.ssl, topic, f"chdb://{app / 'db'}", flags, clean_env())
     assert denied.returncode == 1, denied.stderr
     line = one_line(denied.stderr, "Error: ")

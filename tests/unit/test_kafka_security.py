@@ -15,6 +15,7 @@ from kafka import errors
 from execscope.instrumentation.export.kafka_security import (
     KafkaSecurity,
     KafkaSettingsError,
+    SecretMask,
     access_failure,
     env_name,
     environment_names,
@@ -171,3 +172,16 @@ def test_cli_refuses_bad_settings_before_the_program_runs(tmp_path: Path) -> Non
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr
     assert f"{config} [kafka] ssl_ca_location=/nonexistent.pem: no readable file there" in proc.stderr
+
+
+def test_log_records_holding_a_password_are_masked() -> None:
+    import logging
+
+    mask = SecretMask()
+    mask.add("pa'ss\x01")
+    record = logging.LogRecord("kafka.protocol.parser", logging.DEBUG, __file__, 1, "Sending %s", (
+        b"user\x00user\x00pa'ss\x01",), None)
+    assert mask.filter(record) and "pa'ss" not in record.getMessage()
+    assert record.getMessage() == 'Sending b"user\\x00user\\x00<redacted>"'  # the bytes repr form
+    plain = logging.LogRecord("kafka", logging.INFO, __file__, 1, "Connected %s", ("node-1",), None)
+    assert mask.filter(plain) and plain.getMessage() == "Connected node-1" and plain.args == ("node-1",)
