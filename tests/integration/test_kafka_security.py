@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from execscope.instrumentation.export.kafka_exporter import KafkaSink
+from execscope.instrumentation.export.kafka_security import KafkaSecurity
 from tests.integration.kafka_broker import Broker
 
 pytestmark = [pytest.mark.xdist_group("kafka"), pytest.mark.slow]
@@ -238,3 +240,24 @@ def test_untrusted_certificate_is_one_clear_error(app: Path, broker: Broker, top
     ok(record(app, broker.ssl, topic, trusted, clean_env()), EXIT_STATUS)
     col = ok(collect(app, broker.ssl, topic, f"chdb://{app / 'db2'}", trusted, clean_env()))
     assert json.loads(col.stdout)["spans"] == expected_spans()
+
+
+def test_refused_sink_says_so_once_and_counts_what_it_drops(broker: Broker, topic: str,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    security = KafkaSecurity.resolve({"sasl_mechanism": "SCRAM-SHA-256", "sasl_username": broker.sasl_user,
+                                      "ssl_ca_location": str(broker.ca_file)},
+                                     env={"EXECSCOPE_KAFKA_SASL_PASSWORD": "not-the-password"})
+    noted: list[str] = []
+    sink = KafkaSink(broker.sasl_ssl, topic, security=security, on_access_error=noted.append)
+    started = time.monotonic()
+    assert sink.submit(b"k", b"v" * 100, 5)  # queued (never blocks): the sender thread then connects
+    while not sink.access_error and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    assert sink.access_error and noted == [sink.access_error]
+    assert not sink.submit(b"k", b"v", 7)  # refused from now on, counted
+    assert sink.force_flush(1.0)  # nothing left waiting: the program's exit is not held up
+    sink.shutdown()
+    assert (sink.dropped_messages, sink.dropped_spans, sink.sent_messages) == (2, 12, 0)
+    assert sink.report() == ""  # the warning said it all
+    err = capfd.readouterr().err
+    assert err.count("execscope: cannot record to Kafka:") == 1 and "not-the-password" not in err, err
