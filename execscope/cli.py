@@ -281,7 +281,7 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
     import signal
 
     from execscope.collector.kafka_source import KafkaSource
-    from execscope.instrumentation.export.kafka_security import KafkaAccessError
+    from execscope.instrumentation.export.kafka_security import KafkaAccessError, KafkaConnectError
 
     security = _kafka_security(kafka_flags, processors_file)
 
@@ -303,7 +303,7 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
 
         try:
             stats = source.run(exit_when_idle=exit_when_idle, on_tick=tick)
-        except KafkaAccessError as exc:
+        except (KafkaAccessError, KafkaConnectError) as exc:
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"collector failed: {type(exc).__name__}: {exc}") from None

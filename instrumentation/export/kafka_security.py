@@ -57,6 +57,11 @@ class KafkaAccessError(RuntimeError):
     handshake with a listener that does not speak TLS. Retrying does not help."""
 
 
+class KafkaConnectError(RuntimeError):
+    """No connection within the wait, the last attempt's TLS handshake having failed for a reason
+    that may pass (the broker closed the connection: restarting, overloaded, or not a TLS listener)."""
+
+
 def env_name(setting: str) -> str:
     """The environment variable of ``setting`` (``sasl_mechanism`` -> ``EXECSCOPE_KAFKA_SASL_MECHANISM``)."""
     return ENV_PREFIX + setting.upper()
@@ -235,20 +240,29 @@ class FailureWatch(logging.Handler):
         self.thread_id = threading.get_ident()
         self._lock_last = threading.Lock()
         self._access: BaseException | None = None
+        self._handshake: BaseException | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self.thread_id and record.threadName != self.thread_name:
             return
         args = record.args if isinstance(record.args, tuple) else ()
         for arg in args:
-            if isinstance(arg, BaseException) and access_failure(arg):
+            if isinstance(arg, BaseException):
                 with self._lock_last:
-                    self._access = arg
+                    if access_failure(arg):
+                        self._access = arg
+                    elif handshake_failure(arg):
+                        self._handshake = arg
 
     def access_failure(self) -> BaseException | None:
         """The last failure of the access kind (credentials, certificate) logged, if any."""
         with self._lock_last:
             return self._access
+
+    def handshake_failure(self) -> BaseException | None:
+        """The last other TLS handshake failure logged, if any."""
+        with self._lock_last:
+            return self._handshake
 
     def attach(self) -> FailureWatch:
         """Listen (a program that silences kafka-python's logger leaves only its "Unable to bootstrap")."""
@@ -259,24 +273,37 @@ class FailureWatch(logging.Handler):
         logging.getLogger(self.LOGGER).removeHandler(self)
 
 
+def handshake_failure(exc: BaseException) -> bool:
+    """True for a failed TLS handshake (kafka-python wraps it as ``Handshake failed: ...``)."""
+    from kafka import errors
+
+    return isinstance(exc, errors.KafkaConnectionError) and "Handshake failed" in str(exc)
+
+
 def access_failure(exc: BaseException) -> bool:
-    """True for a failure that retrying cannot fix: the broker refused the login, or TLS failed."""
+    """True for a failure that retrying cannot fix: the broker refused the login, its certificate is
+    not trusted, it answered TLS with something else, or the TLS files cannot be used. A handshake
+    the broker broke off (closing the connection: it may be restarting) is not one."""
     import ssl
 
     from kafka import errors
 
     if isinstance(exc, (errors.SaslAuthenticationFailedError, errors.UnsupportedSaslMechanismError,
-                        errors.IllegalSaslStateError, ssl.SSLError)):
+                        errors.IllegalSaslStateError)):
         return True
+    if isinstance(exc, ssl.SSLError):  # raised bare only while loading the CA, certificate or key
+        return not isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError))
     text = str(exc)
-    return isinstance(exc, errors.KafkaConnectionError) and "Handshake failed" in text and "SSL" in text
+    return handshake_failure(exc) and any(mark in text for mark in (
+        "CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "WRONG_VERSION_NUMBER", "wrong version number"))
 
 
 def explain(exc: BaseException, bootstrap: str, security: KafkaSecurity) -> str | None:
-    """One sentence for an access failure (see :func:`access_failure`), None for anything else."""
+    """One sentence for an access or TLS handshake failure (see :func:`access_failure`,
+    :func:`handshake_failure`), None for anything else."""
     from kafka import errors
 
-    if not access_failure(exc):
+    if not access_failure(exc) and not handshake_failure(exc):
         return None
     if isinstance(exc, errors.SaslAuthenticationFailedError):
         reason = str(exc.args[0] if exc.args else exc)
@@ -356,8 +383,9 @@ def connect(factory: Callable[..., T], bootstrap: str, security: KafkaSecurity, 
     """``factory(bootstrap_servers=bootstrap, client_id=client_id, **security, **client_config)`` (a
     kafka-python client, which bootstraps in its constructor), tried in attempts of ``attempt_s``
     (doubling) until ``timeout_s`` (or ``client_config["bootstrap_timeout_ms"]``): raises
-    :class:`KafkaAccessError` (one clear sentence) as soon as an attempt failed for an access reason,
-    else the client's last error at the deadline."""
+    :class:`KafkaAccessError` (one clear sentence) as soon as an attempt failed for an access reason;
+    at the deadline :class:`KafkaConnectError` when the last TLS handshake failed, else the client's
+    own error."""
     mask_secrets_in_logs(security)
     config = {k: v for k, v in (client_config or {}).items() if k != "client_id"}
     if "bootstrap_timeout_ms" in config:
@@ -376,6 +404,10 @@ def connect(factory: Callable[..., T], bootstrap: str, security: KafkaSecurity, 
                 if message:
                     raise KafkaAccessError(message) from None
                 if time.monotonic() >= deadline:
+                    handshake = watch.handshake_failure()
+                    message = explain(handshake, bootstrap, security) if handshake is not None else None
+                    if message:
+                        raise KafkaConnectError(message) from exc
                     raise
             attempt_s *= 2
     finally:

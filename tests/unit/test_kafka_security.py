@@ -147,7 +147,12 @@ def test_access_failures_are_told_apart_from_outages() -> None:
     not_tls = errors.KafkaConnectionError("Handshake failed: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     text = explain(not_tls, "b:9092", security)
     assert text is not None and "is that address a listener of security protocol SASL_SSL" in text
-    assert access_failure(ssl.SSLError("bad CA file"))
+    assert access_failure(not_tls)
+    closed = errors.KafkaConnectionError("Handshake failed: [SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in "
+                                         "violation of protocol (_ssl.c:1006)")  # a restarting broker, say
+    assert not access_failure(closed) and "the TLS handshake failed" in (explain(closed, "b:9093", security) or "")
+    assert access_failure(ssl.SSLError(9, "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found"))
+    assert not access_failure(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
     for outage in (errors.KafkaConnectionError("socket disconnected"), errors.KafkaTimeoutError("Unable to bootstrap"),
                    ConnectionRefusedError(111, "refused")):
         assert not access_failure(outage) and explain(outage, "b:9093", security) is None
