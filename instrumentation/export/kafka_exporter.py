@@ -245,18 +245,13 @@ class KafkaSink:
             future.add_errback(self._failed, spans, len(value))
 
     def _give_up(self, message: str) -> None:
-        """The broker refused us: say so once, drop what is queued and all that comes (counted)."""
+        """The broker refused us: say so once, drop what is queued and all that comes (counted). It is
+        said before the queue empties: a program's exit flush waits for that, so it cannot end first."""
         with self._cond:
             if self.access_error:
                 return
             self.access_error = message
-            self._stopped = True
-            for _topic, _key, _value, spans in self._queue:
-                self.dropped_messages += 1
-                self.dropped_spans += spans
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._cond.notify_all()
+            self._stopped = True  # later submits are dropped and counted
         try:
             sys.stderr.write(f"execscope: cannot record to Kafka: {message}. This process (pid {os.getpid()}) "
                              "runs on unrecorded.\n")
@@ -265,6 +260,13 @@ class KafkaSink:
                 self._on_access_error(message)
         except Exception:
             pass
+        with self._cond:
+            for _topic, _key, _value, spans in self._queue:
+                self.dropped_messages += 1
+                self.dropped_spans += spans
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._cond.notify_all()
 
     def _acked(self, spans: int, size: int, _metadata: Any) -> None:
         with self._cond:
