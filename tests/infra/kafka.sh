@@ -101,8 +101,9 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 
 describe() {  # the addresses clients use, one a line
     local sport tport
-    read -r sport tport <"$DIR/secure-ports"
     echo "bootstrap=127.0.0.1:$(cat "$DIR/port")"
+    [ -f "$DIR/secure-ports" ] || return 0  # a broker an older kafka.sh started (no TLS listeners)
+    read -r sport tport <"$DIR/secure-ports"
     echo "sasl_ssl=127.0.0.1:$sport"
     echo "ssl=127.0.0.1:$tport"
     echo "tls_dir=$DIR/tls"
