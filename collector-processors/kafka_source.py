@@ -24,6 +24,11 @@ Delivery contract (at-least-once from Kafka, exactly-once in query results):
   ``execscope.error`` (the reason) and ``execscope.source`` (``topic:partition:offset``) before the
   batch's offsets are committed; the rest of its batch is inserted as usual.
 
+Security: a :class:`KafkaSecurity` (SASL, TLS) applies to the consumer and the dead-letter producer.
+A broker that refuses the login or presents an untrusted certificate makes :meth:`KafkaSource.run`
+raise :class:`KafkaAccessError` with one sentence saying why, within seconds (kafka-python alone
+waits out its bootstrap timeout and says only "Unable to bootstrap").
+
 On the embedded engine a batch is parsed by the engine itself (length-delimited protobuf, one
 statement per batch) unless the chain has processors, which need Python-decoded columns; a batch
 every processor lets through (``ProcessorChain.native_ok_for`` its spans' instrumentation scopes:
@@ -49,6 +54,7 @@ from execscope.collector.cpg_carrier import SCOPE as CARRIER_SCOPE
 from execscope.collector.cpg_carrier import take_carriers
 from execscope.collector.otlp_decode import TRACE_COLUMNS, DecodeError, decode_columns
 from execscope.collector.processors import ProcessorChain, SpanBatch
+from execscope.instrumentation.export.kafka_security import KafkaSecurity, connect
 from execscope.storage.store import Store, StoreError
 
 DEFAULT_TOPIC = "otlp_spans"
@@ -145,8 +151,9 @@ class KafkaSource:
     def __init__(self, bootstrap: str, store: Store, topic: str = DEFAULT_TOPIC, group: str = DEFAULT_GROUP,
                  chain: ProcessorChain | None = None, meter_provider: Any = None,
                  consumer_config: dict[str, Any] | None = None, work_dir: str | None = None,
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, security: KafkaSecurity | None = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
         self.store = store
         self.topic = topic
         self.group = group
@@ -225,7 +232,12 @@ class KafkaSource:
         config.update(self.consumer_config)
 
         def subscribe() -> Any:
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **config)
+            consumer = connect(KafkaConsumer, self.bootstrap, self.security, config["client_id"], config)
+            # the topics' partitions known before the first join: a join without them (kafka-python
+            # asks for subscribed topics' metadata only after subscribing) assigns nothing and rejoins
+            # at once, and that rejoin can hang, the SyncGroup answer never applied (kafka-python
+            # 3.0.12; seen in 1 of 6 collects here), until REJOIN_AFTER_S
+            consumer.topics()
             consumer.subscribe([self.topic, cpg_topic(self.topic)], listener=Listener())
             return consumer
 
@@ -528,8 +540,8 @@ class KafkaSource:
         if self._dlq is None:
             from kafka import KafkaProducer
 
-            self._dlq = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
-                                      client_id=f"execscope-collector-dlq-{os.getpid()}")
+            self._dlq = connect(KafkaProducer, self.bootstrap, self.security,
+                                f"execscope-collector-dlq-{os.getpid()}", {"acks": "all", "linger_ms": 5})
         headers = [("execscope.error", reason.encode()),
                    ("execscope.source", f"{record.topic}:{record.partition}:{record.offset}".encode())]
         self._dlq.send(dlq_topic(self.topic), value=record.value, key=record.key, headers=headers)

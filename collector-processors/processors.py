@@ -16,6 +16,12 @@ A chain is configured in a file (TOML or JSON; the format follows the extension)
     name = "attribute_limits"
     max_value_length = 4096
 
+    [kafka]                  # SASL/TLS of the Kafka clients, not of the chain (see export.kafka_security)
+    sasl_mechanism = "SCRAM-SHA-512"
+    sasl_username = "alice"
+    sasl_password_file = "/run/secrets/kafka"
+    ssl_ca_location = "/etc/kafka/ca.pem"
+
 Decoding (OTLP protobuf to ``otel_traces`` columns, :mod:`.otlp_decode`) and batching (the
 ``[batch]`` table) are the fixed ends of the chain; the ``processors`` in between run in the order
 given on each decoded batch. Processors are found through the entry point group
@@ -329,7 +335,7 @@ def build_chain(config: Mapping[str, Any] | None = None, store: Any = None,
     ``default_redact`` (``execscope collect``), a chain without a ``redact`` processor gets one first,
     trusting execscope's own spans (see :class:`RedactProcessor`), unless ``redact`` is disabled."""
     config = config or {}
-    unknown = set(config) - {"processors", "batch"}
+    unknown = set(config) - {"processors", "batch", "kafka"}  # [kafka]: the clients' SASL/TLS settings
     if unknown:
         raise ConfigError(f"unknown processor config keys: {sorted(unknown)}")
     try:

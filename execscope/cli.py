@@ -3,13 +3,21 @@ stderr; failures exit non-zero."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from execscope import __version__
+from execscope.instrumentation.export.kafka_security import (
+    KafkaSecurity,
+    KafkaSettingsError,
+    env_name,
+    flag_name,
+)
 from execscope.output import print_rows
 from execscope.storage.store import DEFAULT_STORE, ENV_STORE, Store, StoreError, open_store
 
@@ -26,7 +34,51 @@ STORE_OPTION = click.option("--store", "store_dsn", envvar=ENV_STORE, default=No
 PROCESSORS_OPTION = click.option(
     "--processors", "processors_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
     help="Processor chain configuration (TOML or JSON): enrich, redact, attribute_limits, plugins of the "
-         "entry point group execscope.processors, and [batch] sizes.")
+         "entry point group execscope.processors, [batch] sizes, and [kafka] SASL/TLS settings (as the --kafka-* "
+         "flags, with _ for -, and sasl_password).")
+
+
+KAFKA_SECURITY_FLAGS = {  # setting -> (metavar, help); passwords only from the environment or a file
+    "security_protocol": ("PROTOCOL", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (default: SASL_SSL with a SASL "
+                                      "mechanism, SSL with a TLS file, else PLAINTEXT)."),
+    "sasl_mechanism": ("MECHANISM", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."),
+    "sasl_username": ("USER", "SASL user name."),
+    "sasl_password_file": ("FILE", f"File holding the SASL password (or give the password in "
+                                   f"{env_name('sasl_password')})."),
+    "ssl_ca_location": ("PEM", "CA certificates to trust (default: the system's)."),
+    "ssl_certificate_location": ("PEM", "Client certificate (brokers that ask for one)."),
+    "ssl_key_location": ("PEM", f"Client private key (its password in {env_name('ssl_key_password')})."),
+    "ssl_endpoint_identification_algorithm": ("https|none", "https (default): the broker's certificate must name "
+                                                            "its host; none: not checked."),
+}
+
+
+def kafka_security_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--kafka-*`` SASL/TLS flags, handed to ``command`` as one ``kafka_flags`` dict (setting ->
+    value or None); each also reads its environment variable (see kafka_security)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(f"kafka_{name}") for name in KAFKA_SECURITY_FLAGS}
+        return command(*args, kafka_flags=flags, **kwargs)
+
+    for name, (metavar, text) in reversed(KAFKA_SECURITY_FLAGS.items()):
+        wrapper = click.option(flag_name(name), f"kafka_{name}", default=None, metavar=metavar,
+                               help=f"{text} Env: {env_name(name)}.")(wrapper)
+    return wrapper
+
+
+def _kafka_security(flags: dict[str, str | None], processors_file: str | None) -> KafkaSecurity:
+    """Flags, then environment, then the processors file's [kafka] table; a bad one is a usage error."""
+    from execscope.collector.processors import ConfigError, load_config
+
+    try:
+        table = load_config(processors_file).get("kafka") if processors_file else None
+        if table is not None and not isinstance(table, dict):
+            raise KafkaSettingsError(f"{processors_file}: [kafka] must be a table")
+        return KafkaSecurity.resolve(flags, file=table, file_name=str(processors_file))
+    except (ConfigError, KafkaSettingsError) as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _open(store_dsn: str | None) -> Store:
@@ -99,12 +151,13 @@ def main() -> None:
 @click.option("--kafka", "kafka_bootstrap", default="", metavar="HOST:PORT", envvar="EXECSCOPE_KAFKA",
               help="Kafka bootstrap servers (with --exporter kafka). Env: EXECSCOPE_KAFKA.")
 @click.option("--topic", default="otlp_spans", show_default=True, help="Kafka topic (with --exporter kafka).")
+@kafka_security_options
 @PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
         sample_ratio: float, max_events_per_s: int, adaptive_budget: int, max_spool_mb: float, exporter: str,
-        kafka_bootstrap: str,
-        topic: str, processors_file: str | None, command: tuple[str, ...]) -> None:
+        kafka_bootstrap: str, topic: str, kafka_flags: dict[str, str | None], processors_file: str | None,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND with the modules matching --include recorded into the store.
 
     COMMAND is any Python invocation, after `--`:
@@ -142,15 +195,18 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
     if exporter == "kafka":
         if not kafka_bootstrap:
             raise click.UsageError("--exporter kafka needs --kafka HOST:PORT")
+        security = _kafka_security(kafka_flags, processors_file)  # bad settings: said before the program runs
         options = RunOptions(include=include, exclude=exclude, level=level, service=service,
                              exporter="kafka", kafka=kafka_bootstrap, topic=topic, sample=sample_ratio,
-                             max_events_per_s=max_events_per_s, adaptive=adaptive_budget)
+                             max_events_per_s=max_events_per_s, adaptive=adaptive_budget,
+                             kafka_security=security)
         try:
-            returncode = run_to_kafka(script_command(resolve_python(command), include), options)
+            returncode, refusals = run_to_kafka(script_command(resolve_python(command), include), options)
         except FileNotFoundError:
             raise click.ClickException(f"command not found: {command[0]}") from None
-        click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
-                   f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
+        if not refusals:  # else each refused process said why, and nothing of it was sent
+            click.echo(f"execscope: spans sent to Kafka {kafka_bootstrap} topic {topic}; store them with "
+                       f"`execscope collect --kafka {kafka_bootstrap} --topic {topic}`", err=True)
         sys.exit(exit_code_of(returncode))
     from execscope.collector.processors import ConfigError, build_chain, load_config
     from execscope.storage.store import lock_store, require_embedded_engine, resolve_address
@@ -200,6 +256,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
 @click.option("--group", default="execscope-collector", show_default=True, help="Consumer group.")
 @click.option("--instance-id", default=None, help="Static group membership id: a collector restarted with the "
               "same id gets its partitions back at once instead of after the session timeout.")
+@kafka_security_options
 @STORE_OPTION
 @PROCESSORS_OPTION
 @click.option("--exit-when-idle", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
@@ -207,8 +264,9 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print pipeline stats (lag, rows/s, batch sizes, errors, dead letters) every 5 s on stderr "
                    "and as one JSON document on stdout at the end.")
-def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None, store_dsn: str | None,
-            processors_file: str | None, exit_when_idle: float | None, show_stats: bool) -> None:
+def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | None,
+            kafka_flags: dict[str, str | None], store_dsn: str | None, processors_file: str | None,
+            exit_when_idle: float | None, show_stats: bool) -> None:
     """Consume OTLP spans from Kafka into the store, until stopped (Ctrl-C / SIGTERM) or idle.
 
     Offsets are committed only after the rows are stored; a replayed batch is deduplicated, so a
@@ -216,11 +274,16 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
 
     \b
         execscope collect --kafka 127.0.0.1:9092 --exit-when-idle 5 --stats
+        EXECSCOPE_KAFKA_SASL_PASSWORD=... execscope collect --kafka broker:9093 \\
+            --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-username alice --kafka-ssl-ca-location ca.pem
     """
     import json
     import signal
 
     from execscope.collector.kafka_source import KafkaSource
+    from execscope.instrumentation.export.kafka_security import KafkaAccessError, KafkaConnectError
+
+    security = _kafka_security(kafka_flags, processors_file)
 
     if os.environ.get("EXECSCOPE_COLLECT_LOG"):  # the Kafka client's own log, for diagnosing a deployment
         import logging
@@ -231,7 +294,7 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
     try:
         chain = _chain(processors_file, store, default_redact=True)  # spans of other SDKs are redacted too
         source = KafkaSource(kafka_bootstrap, store, topic=topic, group=group, chain=chain,
-                             instance_id=instance_id)
+                             instance_id=instance_id, security=security)
         previous = {sig: signal.signal(sig, lambda *_: source.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def tick(stats: object) -> None:
@@ -240,6 +303,8 @@ def collect(kafka_bootstrap: str, topic: str, group: str, instance_id: str | Non
 
         try:
             stats = source.run(exit_when_idle=exit_when_idle, on_tick=tick)
+        except (KafkaAccessError, KafkaConnectError) as exc:
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"collector failed: {type(exc).__name__}: {exc}") from None
         finally:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import execscope
 from execscope.instrumentation import process_bootstrap as pb
+from execscope.instrumentation.export.kafka_security import KafkaSecurity, environment_names
 from execscope.instrumentation.export.spool import Spool
 from execscope.storage.store import Store, StoreAddress, StoreError
 
@@ -43,6 +45,7 @@ class RunOptions:
     exporter: str = "spool"   # spool (this process owns the store) | kafka (a collector does)
     kafka: str = ""           # bootstrap servers of the kafka exporter
     topic: str = ""           # its topic (default otlp_spans)
+    kafka_security: KafkaSecurity | None = None  # its SASL/TLS settings (None: the environment's, if any)
     sample: float = 1.0       # head sampling ratio of new traces
     max_events_per_s: int = 0  # event budget (0: none)
     adaptive: int = 0          # per-node adaptive sampling budget (0: every call)
@@ -124,6 +127,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
     if options.exporter == "kafka":
         env[pb.ENV_KAFKA] = options.kafka
         env[pb.ENV_KAFKA_TOPIC] = options.topic or "otlp_spans"
+        if options.kafka_security is not None:  # resolved here (flags, environment, processors file)
+            for name in environment_names():
+                env.pop(name, None)
+            env.update(options.kafka_security.environment())
     env[pb.ENV_INCLUDE] = ",".join(options.include)
     env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
     env[pb.ENV_LEVEL] = options.level
@@ -277,18 +284,28 @@ def _yield_cpu_to_the_program() -> None:
         pass
 
 
-def run_to_kafka(command: Sequence[str], options: RunOptions) -> int:
+def run_to_kafka(command: Sequence[str], options: RunOptions) -> tuple[int, list[str]]:
     """Run ``command`` with every process exporting to Kafka (``options.kafka``/``options.topic``);
     no store is opened here: ``execscope collect`` writes the topic into the store. Returns the
-    program's exit code."""
+    program's exit code and the refusals its processes met (a broker refusing their login or
+    certificate: each said on stderr by the process itself)."""
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
-    proc = subprocess.Popen(list(command), env=child_environment(options, None, command))
-    forwarded = _forward_signals(proc)
-    try:
-        return proc.wait()
-    finally:
-        _restore_signals(forwarded)
+    with tempfile.TemporaryDirectory(prefix="execscope-run-") as tmp:
+        refused = Path(tmp) / "refused"
+        env = child_environment(options, None, command)
+        env[pb.ENV_KAFKA_REFUSED] = str(refused)
+        proc = subprocess.Popen(list(command), env=env)
+        forwarded = _forward_signals(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            _restore_signals(forwarded)
+        try:
+            refusals = refused.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            refusals = []
+    return returncode, refusals
 
 
 def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:

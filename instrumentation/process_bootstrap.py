@@ -9,6 +9,11 @@ environment:
 ``EXECSCOPE_EXPORTER`` spool (default) | kafka
 ``EXECSCOPE_KAFKA``    bootstrap servers HOST:PORT[,HOST:PORT] (the kafka exporter; turns recording on)
 ``EXECSCOPE_KAFKA_TOPIC`` topic of the kafka exporter (default ``otlp_spans``)
+``EXECSCOPE_KAFKA_SECURITY_PROTOCOL``, ``EXECSCOPE_KAFKA_SASL_*``, ``EXECSCOPE_KAFKA_SSL_*`` SASL and TLS
+                       settings of the kafka exporter (see :mod:`.export.kafka_security`; invalid ones
+                       are said on stderr and the program runs unrecorded)
+``EXECSCOPE_KAFKA_REFUSED_FILE`` where a process the broker refused (login, certificate) notes it, besides
+                       its warning on stderr (``execscope run`` then claims nothing was sent)
 ``EXECSCOPE_KAFKA_EXIT_FLUSH_S`` how long a process waits at exit for the broker to acknowledge (default 15)
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
@@ -42,6 +47,7 @@ ENV_EXPORTER = "EXECSCOPE_EXPORTER"
 ENV_KAFKA = "EXECSCOPE_KAFKA"
 ENV_KAFKA_TOPIC = "EXECSCOPE_KAFKA_TOPIC"
 ENV_KAFKA_EXIT_FLUSH_S = "EXECSCOPE_KAFKA_EXIT_FLUSH_S"
+ENV_KAFKA_REFUSED = "EXECSCOPE_KAFKA_REFUSED_FILE"
 ENV_MAX_SPOOL_MB = "EXECSCOPE_MAX_SPOOL_MB"
 MAX_SPOOL_MB = 1024.0  # batches waiting in the spool beyond this are dropped and counted (0: no limit)
 KAFKA_EXIT_FLUSH_S = 15.0
@@ -124,10 +130,17 @@ def start_from_environment() -> bool:
     write_nodes: Any
     if exporter_name == "kafka":
         from execscope.instrumentation.export import kafka_exporter as kx
+        from execscope.instrumentation.export.kafka_security import KafkaSecurity, KafkaSettingsError
         from execscope.instrumentation.export.spool import module_document
 
+        try:
+            security = KafkaSecurity.resolve()
+        except KafkaSettingsError as exc:
+            print(f"execscope: not recording: {exc}", file=sys.stderr)
+            return False
         topic = os.environ.get(ENV_KAFKA_TOPIC) or kx.DEFAULT_TOPIC
-        kafka = _kafka = kx.KafkaSink(str(bootstrap), topic)
+        kafka = _kafka = kx.KafkaSink(str(bootstrap), topic, security=security,
+                                      on_access_error=_note_refusal(os.environ.get(ENV_KAFKA_REFUSED)))
         _provider = make_tracer_provider(service, kx.KafkaSpanExporter(kafka), flush_ms, sample)
         sent_nodes: set[str] = set()
 
@@ -165,6 +178,21 @@ def start_from_environment() -> bool:
         runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time
     atexit.register(_flush_at_exit)
     return True
+
+
+def _note_refusal(path: str | None) -> Any:
+    """The exporter's ``on_access_error``: one line appended to ``path`` (O_APPEND: several processes)."""
+    if not path:
+        return None
+
+    def note(message: str) -> None:
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(message.replace("\n", " ") + "\n")
+        except OSError:
+            pass
+
+    return note
 
 
 def _max_spool_bytes() -> int:

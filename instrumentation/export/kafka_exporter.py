@@ -18,6 +18,10 @@ process instruments go to ``<topic>.cpg`` (value = the spool's JSON module docum
 * ``force_flush(timeout_s) -> bool`` waits until everything queued is acknowledged; ``shutdown`` is
   idempotent, flushes with a bounded wait and reports what could not be delivered.
 * After ``os.fork`` the child starts with an empty queue and its own producer and thread.
+* Security (SASL, TLS: :mod:`.kafka_security`) comes as a :class:`KafkaSecurity`. A broker that
+  refuses the login or presents an untrusted certificate is not an outage to wait out: the sink
+  writes one warning on stderr saying why, drops what it holds and every later message (counted),
+  and the program runs on unrecorded; forked children of such a process stay silent.
 
 Producer tuning (chosen for many small-to-medium OTLP messages from a recording program):
 ``compression_type=lz4`` (OTLP attributes compress ~5-10x; lz4 is the cheapest CPU-wise),
@@ -43,6 +47,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from execscope.instrumentation.export.kafka_security import KafkaAccessError, KafkaSecurity, connect
 from execscope.instrumentation.export.otlp_encode import redact_sdk_request
 
 DEFAULT_TOPIC = "otlp_spans"
@@ -80,11 +85,15 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, topic: str = DEFAULT_TOPIC, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
                  producer_config: dict[str, Any] | None = None,
-                 producer_factory: Callable[..., Any] | None = None, meter_provider: Any = None) -> None:
+                 producer_factory: Callable[..., Any] | None = None, meter_provider: Any = None,
+                 security: KafkaSecurity | None = None, on_access_error: Callable[[str], None] | None = None
+                 ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.max_queue_bytes = max_queue_bytes
-        self.producer_config = {**PRODUCER_CONFIG, **(producer_config or {})}
+        self.security = security or KafkaSecurity()
+        self._on_access_error = on_access_error  # called once with the warning's text (sender thread)
+        self.producer_config = {**PRODUCER_CONFIG, **(producer_config or {})}  # security's are added by connect
         if producer_factory is None:
             # imported here, on the thread that sets recording up: an import running on the sender
             # thread when the program forks would leave the child a half-initialised module for good
@@ -97,6 +106,7 @@ class KafkaSink:
         self.dropped_messages = 0
         self.dropped_spans = 0
         self.last_error = ""
+        self.access_error = ""  # set once the broker refused us (login, certificate): see _give_up
         self._stopped = False
         self._init_state()
         os.register_at_fork(after_in_child=self._after_fork_in_child)
@@ -162,8 +172,12 @@ class KafkaSink:
     # -- sender thread ---------------------------------------------------------------------------
 
     def _make_producer(self) -> Any:
-        producer = self._factory(bootstrap_servers=self.bootstrap, client_id=f"execscope-{os.getpid()}",
-                                 **self.producer_config)
+        try:  # an unreachable broker raises the client's error after bootstrap_timeout_ms
+            producer = connect(self._factory, self.bootstrap, self.security, f"execscope-{os.getpid()}",
+                               self.producer_config)
+        except KafkaAccessError as exc:  # the broker refused us: no retry helps
+            self._give_up(str(exc))
+            raise
         # kafka-python closes every producer from its own atexit hook with a 1 s timeout, which runs
         # before ours (registered earlier) and would cut our bounded exit flush short: we close it.
         unregister = getattr(producer, "_unregister_cleanup", None)
@@ -189,6 +203,8 @@ class KafkaSink:
                     backoff = 0.1
                 except Exception as exc:  # broker unreachable: the queue keeps (and bounds) the data
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    if self.access_error:
+                        return  # refused: nothing can be sent (said on stderr once)
                     with self._cond:
                         if self._stopped:
                             return
@@ -227,6 +243,30 @@ class KafkaSink:
                 self._unacked_bytes += len(value)
             future.add_callback(self._acked, spans, len(value))
             future.add_errback(self._failed, spans, len(value))
+
+    def _give_up(self, message: str) -> None:
+        """The broker refused us: say so once, drop what is queued and all that comes (counted). It is
+        said before the queue empties: a program's exit flush waits for that, so it cannot end first."""
+        with self._cond:
+            if self.access_error:
+                return
+            self.access_error = message
+            self._stopped = True  # later submits are dropped and counted
+        try:
+            sys.stderr.write(f"execscope: cannot record to Kafka: {message}. This process (pid {os.getpid()}) "
+                             "runs on unrecorded.\n")
+            sys.stderr.flush()
+            if self._on_access_error is not None:
+                self._on_access_error(message)
+        except Exception:
+            pass
+        with self._cond:
+            for _topic, _key, _value, spans in self._queue:
+                self.dropped_messages += 1
+                self.dropped_spans += spans
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._cond.notify_all()
 
     def _acked(self, spans: int, size: int, _metadata: Any) -> None:
         with self._cond:
@@ -293,8 +333,9 @@ class KafkaSink:
                 pass
 
     def report(self) -> str:
-        """One line for stderr when something was not delivered ('' otherwise)."""
-        if not self.dropped_spans and not self.dropped_messages:
+        """One line for stderr when something was not delivered ('' otherwise, and after an access
+        error: its warning said it)."""
+        if not self.dropped_spans and not self.dropped_messages or self.access_error:
             return ""
         error = f" (last error: {self.last_error})" if self.last_error else ""
         return (f"execscope: {self.dropped_spans} spans in {self.dropped_messages} messages were not delivered "

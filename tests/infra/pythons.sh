@@ -39,6 +39,7 @@ SUITE="${EXECSCOPE_PYTHONS_SUITE:-testing}"
 SRC=/src/execscope          # the checkout, inside the root
 VENVS=/opt/execscope        # the venvs and helper script, inside the root
 CONTROL=/run/execscope-kafka-control  # broker requests from the tests, inside the root
+TLS_IN_ROOT=/run/execscope-kafka-tls  # the broker's CA and SASL user (its secured listeners), inside the root
 BASE_PACKAGES="gcc make libc6-dev ca-certificates tmux e2fsprogs"
 DEFAULT_VERSIONS="3.13 3.14"
 
@@ -297,11 +298,21 @@ start_broker() {
     bootstrap="$(sed -n 's/^bootstrap=//p' <<<"$out")"
     [ -n "$bootstrap" ] || die "kafka.sh printed no bootstrap= line: $out"
     log "Kafka broker on the host at $bootstrap ($KAFKA_DIR)"
+    local sasl_ssl ssl tls_dir
+    sasl_ssl="$(sed -n 's/^sasl_ssl=//p' <<<"$out")"
+    ssl="$(sed -n 's/^ssl=//p' <<<"$out")"
+    tls_dir="$(sed -n 's/^tls_dir=//p' <<<"$out")"
+    [ -n "$sasl_ssl" ] && [ -n "$ssl" ] && [ -d "$tls_dir" ] || die "kafka.sh printed no secured listeners: $out"
+    rm -rf "$ROOT$TLS_IN_ROOT"
+    mkdir -p "$ROOT$TLS_IN_ROOT"
+    cp "$tls_dir/ca.pem" "$tls_dir/user" "$tls_dir/password" "$ROOT$TLS_IN_ROOT/"
     rm -rf "$ROOT$CONTROL"
     mkdir -p "$ROOT$CONTROL"
     control_loop &
     CONTROL_PID=$!
-    ROOT_ENV+=("EXECSCOPE_TEST_KAFKA=$bootstrap" "EXECSCOPE_TEST_KAFKA_CONTROL=$CONTROL")
+    ROOT_ENV+=("EXECSCOPE_TEST_KAFKA=$bootstrap" "EXECSCOPE_TEST_KAFKA_CONTROL=$CONTROL"
+               "EXECSCOPE_TEST_KAFKA_SASL_SSL=$sasl_ssl" "EXECSCOPE_TEST_KAFKA_SSL=$ssl"
+               "EXECSCOPE_TEST_KAFKA_TLS_DIR=$TLS_IN_ROOT")
 }
 
 OTELCOL_IN_ROOT=/opt/execscope/otelcol  # the host's build of the stock collector, inside the root
@@ -359,7 +370,7 @@ stop_broker() {
         rm -rf "$KAFKA_DIR"
         KAFKA_DIR=""
     fi
-    rm -rf "${ROOT:?}$CONTROL"
+    rm -rf "${ROOT:?}$CONTROL" "${ROOT:?}$TLS_IN_ROOT"
 }
 
 cleanup() {

@@ -12,6 +12,12 @@ the host). The tests that stop and restart the broker need a way to ask its owne
 broker and writing ``NAME.out``, ``NAME.err`` and, last, ``NAME.rc`` (the exit code). Without it those
 tests are skipped, saying why.
 
+Besides PLAINTEXT (``bootstrap``) the broker has a SASL_SSL and an SSL listener with a certificate
+from a CA of its own (``tls_dir``: ``ca.pem``, ``user``, ``password``; see tests/infra/kafka.sh). An
+external broker names them with ``EXECSCOPE_TEST_KAFKA_SASL_SSL=HOST:PORT``,
+``EXECSCOPE_TEST_KAFKA_SSL=HOST:PORT`` and ``EXECSCOPE_TEST_KAFKA_TLS_DIR=DIR``; without them the tests
+of secured transports are skipped, saying why.
+
 Several xdist workers may share a broker (an external one; or any, whenever the group above does not
 hold: with pytest 9.2 and pytest-xdist 3.8, ``--dist loadgroup`` no longer groups, pytest-xdist
 issue 1386, and each worker then starts a broker of its own). So each test holds a shared lock on the
@@ -39,6 +45,9 @@ KAFKA_SH = Path(__file__).resolve().parents[1] / "infra" / "kafka.sh"
 START_TIMEOUT_S = 900  # the first run fetches the jars from Maven Central
 ENV_EXTERNAL = "EXECSCOPE_TEST_KAFKA"
 ENV_CONTROL = "EXECSCOPE_TEST_KAFKA_CONTROL"
+ENV_SASL_SSL = "EXECSCOPE_TEST_KAFKA_SASL_SSL"
+ENV_SSL = "EXECSCOPE_TEST_KAFKA_SSL"
+ENV_TLS_DIR = "EXECSCOPE_TEST_KAFKA_TLS_DIR"
 
 
 @dataclass
@@ -49,7 +58,31 @@ class Broker:
     bootstrap: str
     directory: Path | None = None
     control: Path | None = None
+    sasl_ssl: str = ""  # HOST:PORT of the SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+    ssl: str = ""  # HOST:PORT of the SSL listener
+    tls_dir: Path | None = None  # ca.pem (the CA that signed the broker's certificate), user, password
     _lock_fd: int | None = field(default=None, repr=False)  # the running test's lock on the broker
+
+    def require_tls(self) -> None:
+        """Skip, saying why, when this broker has no secured listeners known here."""
+        if not (self.sasl_ssl and self.ssl and self.tls_dir and (self.tls_dir / "ca.pem").is_file()):
+            pytest.skip(f"the broker at {self.bootstrap} is external and {ENV_SASL_SSL}, {ENV_SSL} and "
+                        f"{ENV_TLS_DIR} do not name its secured listeners")
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.tls_dir is not None
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def sasl_user(self) -> str:
+        assert self.tls_dir is not None
+        return (self.tls_dir / "user").read_text().strip()
+
+    @property
+    def sasl_password(self) -> str:
+        assert self.tls_dir is not None
+        return (self.tls_dir / "password").read_text().strip()
 
     @property
     def restartable(self) -> bool:
@@ -129,7 +162,8 @@ class Broker:
                 time.sleep(0.5)
 
     def status(self) -> str:
-        """kafka.sh status's output (``bootstrap=HOST:PORT``), or "" when it is not running."""
+        """kafka.sh status's output (``bootstrap=HOST:PORT`` first, then the secured listeners), or ""
+        when it is not running."""
         proc = self._run("status")
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
@@ -153,10 +187,12 @@ def start_broker(directory: Path) -> Broker:
                           timeout=START_TIMEOUT_S)
     if proc.returncode != 0:
         raise RuntimeError(f"tests/infra/kafka.sh start failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("bootstrap=")), "")
-    if not line:
-        raise RuntimeError(f"kafka.sh printed no bootstrap= line: {proc.stdout!r}")
-    return Broker(line.split("=", 1)[1], directory)
+    lines = dict(x.split("=", 1) for x in proc.stdout.splitlines() if "=" in x)
+    missing = [k for k in ("bootstrap", "sasl_ssl", "ssl", "tls_dir") if not lines.get(k)]
+    if missing:
+        raise RuntimeError(f"kafka.sh printed no {', '.join(missing)} line: {proc.stdout!r}")
+    return Broker(lines["bootstrap"], directory, sasl_ssl=lines["sasl_ssl"], ssl=lines["ssl"],
+                  tls_dir=Path(lines["tls_dir"]))
 
 
 def external_broker() -> Broker | None:
@@ -167,7 +203,9 @@ def external_broker() -> Broker | None:
     control = os.environ.get(ENV_CONTROL, "").strip()
     if control and not Path(control).is_dir():
         raise RuntimeError(f"{ENV_CONTROL}={control} is not a directory")
-    return Broker(bootstrap, control=Path(control) if control else None)
+    tls_dir = os.environ.get(ENV_TLS_DIR, "").strip()
+    return Broker(bootstrap, control=Path(control) if control else None, sasl_ssl=os.environ.get(ENV_SASL_SSL, ""),
+                  ssl=os.environ.get(ENV_SSL, ""), tls_dir=Path(tls_dir) if tls_dir else None)
 
 
 @pytest.fixture
