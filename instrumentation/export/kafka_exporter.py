@@ -94,9 +94,13 @@ class KafkaSink:
         self.security = security or KafkaSecurity()
         self._on_access_error = on_access_error  # called once with the warning's text (sender thread)
         self.producer_config = {**PRODUCER_CONFIG, **(producer_config or {})}  # security's are added by connect
+        # Imported here, on the thread that sets recording up: an import running on the sender thread
+        # when the program forks leaves the child that module's import lock held by a thread it does
+        # not have, and the child's own sender blocks on it for good (its spans lost at its flush
+        # timeout). The first getaddrinfo() of a host name imports the idna codec: seen in 1 of 3
+        # runs of a forked pool (test_kafka_path_stores_exactly_what_the_embedded_path_stores).
+        import encodings.idna  # noqa: F401
         if producer_factory is None:
-            # imported here, on the thread that sets recording up: an import running on the sender
-            # thread when the program forks would leave the child a half-initialised module for good
             from kafka import KafkaProducer
 
             producer_factory = KafkaProducer

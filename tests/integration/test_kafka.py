@@ -152,7 +152,7 @@ def test_kafka_path_stores_exactly_what_the_embedded_path_stores(app: Path, kafk
     via_kafka = new_store("via-kafka")
     stats = json.loads(collect(app, kafka_broker, topic, via_kafka).stdout)
     n = expected_spans(40, fork=True, level="branches")
-    assert stats["spans"] == n and stats["dead_letters"] == 0 and stats["total_lag"] == 0
+    assert (stats["spans"], stats["dead_letters"], stats["total_lag"]) == (n, 0, 0), stats
     assert counts(app, via_kafka) == counts(app, embedded)
     assert counts(app, via_kafka)[:2] == (n, n)
     assert sql(CANONICAL, app, via_kafka) == sql(CANONICAL, app, embedded)
