@@ -48,6 +48,9 @@ class ExecscopeInstrumentor(BaseInstrumentor):
         if not include:
             _log.debug("execscope: EXECSCOPE_INCLUDE is not set; nothing to instrument")
             return
+        from execscope.instrumentation import propagator
+
+        propagator.install()  # the process's hybrid logical clock travels with its trace context
         node_sink = None
         spool_path = kwargs.get("spool") or os.environ.get(ENV_SPOOL)
         if spool_path:
