@@ -297,12 +297,14 @@ def test_three_processes_on_shifted_clocks(hlcapp: Path, kafka_broker: Broker, t
     _create_topics(kafka_broker.bootstrap, requests_topic, replies_topic)
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env.update(PYTHONPATH=str(hlcapp), HLC_FAKETIME_LIB=lib)
-    cli("run", "--store", store, "--service", "svc-a", "--include", "hlcapp.flows", "--", "python", "-m", "hlcapp.main",
-        str(hlcapp),
+    cli("run", "--store", store, "--service", "svc-a", "--level", "statements", "--include", "hlcapp.flows", "--",
+        "python", "-m", "hlcapp.main", str(hlcapp),
         kafka_broker.bootstrap, requests_topic, replies_topic, str(ROUNDS), f"+{SHIFT_B_S}s", f"{SHIFT_C_S}s",
         cwd=hlcapp, env=env, timeout=400)
 
+    from execscope.queries import cinema_views
     from execscope.queries.cinema import open_cinema
+    from execscope.queries.named import run_named
     from execscope.storage.store import open_store
 
     with open_store(store) as db:
@@ -312,9 +314,22 @@ def test_three_processes_on_shifted_clocks(hlcapp: Path, kafka_broker: Broker, t
             "mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes), "
             "toUnixTimestamp64Nano(Timestamp), toUnixTimestamp64Nano(Timestamp) + Duration "
             "FROM otel_traces WHERE TraceId = {t:String} AND NodeId != ''", parameters={"t": trace}).rows}
+        # calls that a receive happened in carry the offset of their end or of their later events
+        (own_offsets,), = db.query("SELECT countIf(mapContains(Attributes, 'execscope.hlc.offset')) FROM "
+                                   "execscope_events WHERE TraceId = {t:String}", parameters={"t": trace}).rows
+        (end_offsets,), = db.query("SELECT countIf(mapContains(SpanAttributes, 'execscope.hlc.end_offset')) FROM "
+                                   "otel_traces WHERE TraceId = {t:String}", parameters={"t": trace}).rows
+        assert own_offsets > 0 and end_offsets > 0
         film = open_cinema(db, trace)
         assert film.multi == 1
         frames = list(film.frames())
+        # the SQL cinema (Grafana) orders the same way, and state-at reads the same state
+        keys = ("seq", "kind", "function", "line", "node_id", "span_id")
+        rows = cinema_views.FRAMES_AROUND.run(db, {"trace": trace, "seq": 0, "before": 0, "after": len(frames)})
+        assert [tuple(r[k] for k in keys) for r in rows.dicts()] == [tuple(f[k] for k in keys) for f in frames]
+        for p in range(0, len(frames), max(1, len(frames) // 8)):
+            state = run_named(db, "state-at", {"trace": trace, "at": str(p)}).rows
+            assert cinema_views.STATE_AT.run(db, {"trace": trace, "seq": p}).rows == state, p
 
     services = {sp[1] for sp in spans.values()}
     assert services == {"svc-a", "svc-b", "svc-c"}, services
