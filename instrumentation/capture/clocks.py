@@ -192,6 +192,12 @@ def needs_offsets(seq_end: int, start: int) -> bool:
     return bool(_clock.step_seqs) and floor_at(seq_end) > start
 
 
+def steps() -> tuple[list[int], list[int]]:
+    """The live lists of the floor's steps (sequence numbers, floors), sorted; mutated in place under
+    the GIL. For the native encoder (``set_clock``), which computes :func:`offset` itself."""
+    return _clock.step_seqs, _clock.step_floors
+
+
 def take_receives() -> tuple[list[Receive], int]:
     """The receives kept since the last call, and how many were dropped (cumulative)."""
     with _clock.lock:

@@ -58,6 +58,10 @@ def _resource_attrs(values: Mapping[str, Any]) -> bytes:
     return b"".join(out)
 
 
+_NATIVE_CLOCK = NATIVE is not None and hasattr(NATIVE, "set_clock")
+if _NATIVE_CLOCK:  # the native encoder writes the HLC offsets itself, from the clock's live step lists
+    NATIVE.set_clock(*clocks.steps())
+
 _HEAD_CACHE: dict[tuple[tuple, str], bytes] = {}
 _EVENTS = w.EventEncoder()
 
@@ -191,7 +195,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
     extra = [encode_receive(r) for r in receives]
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
         frames = frames if isinstance(frames, list) else list(frames)
-        if clocks.has_steps():  # frames with HLC offsets too (the native encoder writes none)
+        if clocks.has_steps() and not _NATIVE_CLOCK:  # frames with HLC offsets (an older native build)
             timed = [f for f in frames if clocks.needs_offsets(f.seq1, f.start)]
             if timed:
                 frames = [f for f in frames if not clocks.needs_offsets(f.seq1, f.start)]
