@@ -102,6 +102,7 @@ class _Clock:
         self.step_floors: list[int] = []
         self.receives: list[Receive] = []
         self.dropped_receives = 0
+        self.keeping = False  # receives are kept once an exporter takes them (keep_receives)
 
 
 _clock = _Clock()
@@ -144,7 +145,7 @@ def receive(sender: Stamp, transport: str, trace_id: int = 0, parent_span_id: in
                 _clock.step_floors.append(floor)
                 _publish_env(Stamp(floor, seq, pt, PROCESS_ID))
         here = Stamp(max(pt, _clock.floor), seq, pt, PROCESS_ID)
-        if record and sender.process != PROCESS_ID:
+        if record and _clock.keeping and sender.process != PROCESS_ID:
             if len(_clock.receives) < MAX_RECEIVES:
                 _clock.receives.append(Receive(sender, here, transport, trace_id, parent_span_id))
             else:
@@ -198,6 +199,12 @@ def steps() -> tuple[list[int], list[int]]:
     return _clock.step_seqs, _clock.step_floors
 
 
+def keep_receives() -> None:
+    """Keep receives from now on: called by whoever exports them (:func:`take_receives`); until then
+    a process keeps none (a recorder without the execscope span processor never takes them)."""
+    _clock.keeping = True
+
+
 def take_receives() -> tuple[list[Receive], int]:
     """The receives kept since the last call, and how many were dropped (cumulative)."""
     with _clock.lock:
@@ -231,3 +238,4 @@ def reset_for_tests() -> None:
         _clock.step_floors.clear()
         _clock.receives = []
         _clock.dropped_receives = 0
+        _clock.keeping = True

@@ -82,6 +82,7 @@ class ExecscopeSpanProcessor(SpanProcessor):
         else:
             fast_capture.set_root_sampler(_ask(sampler))
         self._stopped = False
+        clocks.keep_receives()  # exported with the frames (encode)
         self._worker = fast_capture.CaptureWorker(sink, interval_s)
         fast_capture.activate()
 

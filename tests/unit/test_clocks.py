@@ -283,3 +283,12 @@ def test_the_processor_hands_receives_to_the_encoder_once(monkeypatch) -> None:
     assert counts == [1, 0]
     resource = _attrs(_parse(payloads[0]).resource_spans[0].resource.attributes)
     assert resource["execscope.process.id"] == clocks.PROCESS_ID and resource["host.name"]
+
+
+def test_receives_are_kept_only_once_an_exporter_takes_them() -> None:
+    clocks._clock.keeping = False  # a process recording without the execscope span processor
+    clocks.receive(_ahead(1), "test")
+    assert clocks.take_receives() == ([], 0) and clocks.has_steps()  # merged all the same
+    clocks.keep_receives()
+    clocks.receive(_ahead(1), "test")
+    assert len(clocks.take_receives()[0]) == 1
