@@ -36,8 +36,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from execscope.instrumentation.capture.runtime import SEQUENCE
-
 TRACESTATE_KEY = "execscope"
 ENV_HLC = "EXECSCOPE_HLC"
 """A child process started by a recording one merges this (the parent's clock when its floor last
@@ -121,6 +119,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def send() -> Stamp:
     """A send event: this process's clock now (it takes a sequence number). Never raises."""
+    from execscope.instrumentation.capture.runtime import SEQUENCE  # (runtime imports this module)
+
     with _clock.lock:
         pt = time.time_ns()
         seq = SEQUENCE.next()
@@ -132,6 +132,8 @@ def receive(sender: Stamp, transport: str, trace_id: int = 0, parent_span_id: in
     """A receive event: merge ``sender``'s clock (the floor moves to ``sender.l + 1`` when that is
     ahead) and keep the receive for the skew estimates (``record``; not for this process's own
     messages). Returns this process's stamp at receipt."""
+    from execscope.instrumentation.capture.runtime import SEQUENCE
+
     with _clock.lock:
         pt = time.time_ns()
         seq = SEQUENCE.next()

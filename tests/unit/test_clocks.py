@@ -292,3 +292,24 @@ def test_receives_are_kept_only_once_an_exporter_takes_them() -> None:
     clocks.keep_receives()
     clocks.receive(_ahead(1), "test")
     assert len(clocks.take_receives()[0]) == 1
+
+
+def test_the_sdk_core_writes_the_same_offsets(recorder) -> None:
+    """Under ``opentelemetry-instrument`` calls are SDK spans: the same attributes, where they apply."""
+    mod = load_rewritten(SOURCE, "statements", name="hlcsdk")
+
+    def hook(i: int) -> None:
+        if i == 1:
+            clocks.receive(_ahead(5), "test", record=False)
+
+    mod.outer(3, hook)
+    spans = {s.name: s for s in recorder.get_finished_spans() if s.name.endswith("outer")}
+    outer = next(iter(spans.values()))
+    assert "execscope.hlc.offset" not in outer.attributes
+    assert 4.9 * SECOND < outer.attributes["execscope.hlc.end_offset"] <= 5 * SECOND
+    offsets = [e.attributes.get("execscope.hlc.offset", 0) for e in outer.events]
+    assert offsets[0] == 0 and offsets[-1] > 4.9 * SECOND
+    hlc = [e.timestamp + off for e, off in zip(outer.events, offsets)]
+    assert hlc == sorted(hlc)
+    leaves = [s for s in recorder.get_finished_spans() if s.name.endswith("leaf")]
+    assert [("execscope.hlc.offset" in s.attributes) for s in leaves] == [False, False, True]
