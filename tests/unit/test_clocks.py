@@ -5,6 +5,7 @@ and both encoders (native and Python) write the same spans."""
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -60,7 +61,8 @@ def test_stamps_round_trip_and_bad_values_are_refused() -> None:
         assert clocks.Stamp.decode(bad) is None, bad
 
 
-def test_a_receive_from_a_clock_ahead_raises_the_floor_from_its_sequence_number_on() -> None:
+def test_a_receive_from_a_clock_ahead_raises_the_floor_from_its_sequence_number_on(monkeypatch) -> None:
+    monkeypatch.delenv(clocks.ENV_HLC, raising=False)
     before = clocks.send()
     assert before.l == before.pt and not clocks.has_steps()
     sender = _ahead(3)
@@ -75,6 +77,8 @@ def test_a_receive_from_a_clock_ahead_raises_the_floor_from_its_sequence_number_
     (received,), dropped = clocks.take_receives()
     assert (received.sender, received.transport, received.trace_id, received.parent_span_id) == (sender, "test", 5, 6)
     assert dropped == 0 and clocks.take_receives() == ([], 0)
+    published = clocks.Stamp.decode(os.environ[clocks.ENV_HLC])  # children started from now on merge it
+    assert published is not None and published.l == sender.l + 1
 
 
 def test_a_receive_from_a_clock_behind_changes_nothing_but_is_kept_for_the_skew() -> None:
