@@ -317,3 +317,13 @@ def test_the_sdk_core_writes_the_same_offsets(recorder) -> None:
     assert hlc == sorted(hlc)
     leaves = [s for s in recorder.get_finished_spans() if s.name.endswith("leaf")]
     assert [("execscope.hlc.offset" in s.attributes) for s in leaves] == [False, False, True]
+
+
+def test_process_ids_are_never_taken_for_secrets() -> None:
+    from execscope.instrumentation.capture import values
+
+    policy = values.policy()
+    for _ in range(2000):
+        pid = clocks._new_process_id()
+        assert pid.isalpha() and clocks.Stamp.decode(clocks.Stamp(1, 1, 1, pid).encode()) is not None
+        assert policy.redact_attributes({"execscope.process.id": pid})["execscope.process.id"] == pid
