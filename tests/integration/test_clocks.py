@@ -124,6 +124,7 @@ HEADERS = KafkaHeaders()
 SERVER = '''
 import os
 import sys
+import time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
@@ -147,19 +148,20 @@ class Quiet(WSGIRequestHandler):
         pass
 
 
-def main(port_file, n):
+def main(port_file, stop_file):
     server = make_server("127.0.0.1", 0, OpenTelemetryMiddleware(app), handler_class=Quiet)
     with open(port_file + ".tmp", "w") as f:
         f.write(str(server.server_port))
     os.replace(port_file + ".tmp", port_file)
-    server.timeout = 120
-    for _ in range(n):
+    server.timeout = 0.2
+    deadline = time.monotonic() + 300
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:  # until the client is done
         server.handle_request()
     server.server_close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], sys.argv[2])
 '''
 
 WORKER = '''
@@ -229,7 +231,8 @@ def wait_for(path, proc):
 def main(workdir, bootstrap, requests_topic, replies_topic, n, shift_b, shift_c):
     RequestsInstrumentor().instrument()
     port_file, ready = os.path.join(workdir, "port"), os.path.join(workdir, "ready")
-    server = subprocess.Popen([sys.executable, "-m", "hlcapp.server", port_file, str(n)],
+    stop = os.path.join(workdir, "stop")
+    server = subprocess.Popen([sys.executable, "-m", "hlcapp.server", port_file, stop],
                               env=faked(shift_b, "svc-b"))
     worker = subprocess.Popen([sys.executable, "-m", "hlcapp.worker", bootstrap, requests_topic, replies_topic,
                                str(n), ready], env=faked(shift_c, "svc-c"))
@@ -247,6 +250,7 @@ def main(workdir, bootstrap, requests_topic, replies_topic, n, shift_b, shift_c)
             rounds(session, port, producer, consumer, requests_topic, n)
         producer.close()
         consumer.close()
+        open(stop, "w").close()
         return server.wait(timeout=120) or worker.wait(timeout=120)
     finally:
         for child in (server, worker):
