@@ -422,6 +422,8 @@ def query(name: str, params: tuple[str, ...], fmt: str, store_dsn: str | None) -
       call-graph       runtime vs static call edges
       cfg-violations   observed transitions the CFG lacks (empty: sound)
       breakpoint-hits  where -p spec=FILE:LINE|NAME|'call NAME in loop'|'flow F.V'|'watch F.V' stops in -p trace=T
+      processes        processes and hosts a trace touched (-p trace=T), clock offsets
+      clock-skew       clock skew per pair of processes that talked (round trips; bounds one way)
     \b
         execscope query hot-nodes -p limit=10
         execscope query cfg-violations --format json

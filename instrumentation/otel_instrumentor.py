@@ -55,6 +55,9 @@ class ExecscopeInstrumentor(BaseInstrumentor):
         if not include:
             _log.debug("execscope: EXECSCOPE_INCLUDE is not set; nothing to instrument")
             return
+        from execscope.instrumentation import propagator
+
+        propagator.install()  # the process's hybrid logical clock travels with its trace context
         tracer_provider = kwargs.get("tracer_provider")
         if tracer_provider is None:
             from opentelemetry import trace

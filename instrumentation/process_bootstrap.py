@@ -74,10 +74,12 @@ def make_tracer_provider(service: str, exporter: Any, flush_ms: int = 500, sampl
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+    from execscope.instrumentation.capture import clocks
     from execscope.instrumentation.capture.ids import PrivateIdGenerator
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service}), id_generator=PrivateIdGenerator(),
+        resource=Resource.create({"service.name": service, **clocks.process_attributes()}),
+        id_generator=PrivateIdGenerator(),
         span_limits=SpanLimits(max_events=MAX_EVENTS_PER_SPAN, max_span_attributes=512),
         sampler=ParentBased(TraceIdRatioBased(sample)), shutdown_on_exit=True,
     )
@@ -169,6 +171,9 @@ def start_from_environment() -> bool:
         sink = _spool_writer = SpoolBatchWriter(spool, lambda: _processor)
 
     trace.set_tracer_provider(_provider)
+    from execscope.instrumentation import propagator
+
+    propagator.install()  # the process's hybrid logical clock travels with its trace context
     # the execscope span processor on the program's provider: its resource and sampler, our capture
     _processor = ExecscopeSpanProcessor.install(_provider, sink, encode_request, flush_ms / 1000)
     import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),

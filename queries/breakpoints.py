@@ -74,7 +74,7 @@ FILES_SQL = """
 SELECT DISTINCT SpanAttributes['code.file.path'] FROM otel_traces WHERE TraceId = {trace:String} AND NodeId != ''
 """
 LINE_HITS_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp), SpanId FROM execscope_events
+SELECT Seq, Hlc, SpanId FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND LineNumber = {line:UInt32}
   AND SpanId IN (SELECT SpanId FROM otel_traces WHERE TraceId = {trace:String}
                  AND SpanAttributes['code.file.path'] = {file:String})
@@ -98,12 +98,12 @@ SELECT node_id, any(kind), any(parent_id) FROM cpg_nodes WHERE code_version IN {
 GROUP BY node_id
 """
 NODE_HITS_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp) FROM execscope_events
+SELECT Seq, Hlc FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = {event:String} AND NodeId IN {nodes:Array(String)}
 """
 FLOW_SQL = """
 SELECT u.Seq, u.ts, u.NodeId, d.NodeId
-FROM (SELECT SpanId, Seq, toUnixTimestamp64Nano(Timestamp) AS ts, NodeId FROM execscope_events
+FROM (SELECT SpanId, Seq, Hlc AS ts, NodeId FROM execscope_events
       WHERE TraceId = {trace:String} AND EventName = 'execscope.line' AND NodeId IN {uses:Array(String)}) AS u
 ASOF INNER JOIN (SELECT SpanId, Seq, NodeId FROM execscope_events
       WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND VarName = {var:String}) AS d
@@ -117,25 +117,25 @@ WHERE kind = 'REACHING_DEF' AND label = {var:String} AND (properties['scope'] = 
 GROUP BY src, dst
 """
 WRITES_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp), VarValue FROM execscope_events
+SELECT Seq, Hlc, VarValue FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND SpanId = {span:String} AND VarName = {var:String}
 ORDER BY Seq
 """
 WATCH_SOURCE_SQL = """
-SELECT min((toUnixTimestamp64Nano(e.Timestamp), e.Seq)), groupUniqArray(e.VarValue)
+SELECT min((e.Hlc, e.Seq)), groupUniqArray(e.VarValue)
 FROM execscope_events AS e
 WHERE e.TraceId = {trace:String} AND e.EventName = 'execscope.assign' AND e.VarName = {var:String}
   AND e.SpanId IN (SELECT SpanId FROM otel_traces WHERE TraceId = {trace:String} AND NodeId = {func:String})
 """
 WATCH_HITS_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp) FROM execscope_events
+SELECT Seq, Hlc FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName = 'execscope.assign' AND VarValue IN {values:Array(String)}
 UNION ALL
-SELECT Seq, toUnixTimestamp64Nano(Timestamp) FROM otel_traces
+SELECT Seq, Hlc FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != ''
   AND hasAny(mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes)), {values:Array(String)})
 UNION ALL
-SELECT SeqEnd, toUnixTimestamp64Nano(Timestamp) + Duration FROM otel_traces
+SELECT SeqEnd, HlcEnd FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND StatusCode != 'STATUS_CODE_ERROR'
   AND SpanAttributes['execscope.return.value'] IN {values:Array(String)}
 """
@@ -191,7 +191,7 @@ WRITTEN_SQL found written in the line's functions at all): one query, no span id
 CONDITION_BATCH = 512
 
 EXCEPTION_SQL = """
-SELECT Seq, toUnixTimestamp64Nano(Timestamp), SpanId, EventName FROM execscope_events
+SELECT Seq, Hlc, SpanId, EventName FROM execscope_events
 WHERE TraceId = {trace:String} AND (EventName = 'exception'
       OR (EventName = 'execscope.branch' AND match(NodeId, ':except#[0-9]+$')))
 """

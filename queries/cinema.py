@@ -4,7 +4,8 @@ variables of the running function at every step, loaded lazily in windows.
 A frame is a call (span start), a statement (``line``), a branch arm taken, a value written
 (``assign``), a return (span end) or an exception. Frames are ordered by the recording's sequence
 numbers: within a process one counter orders every call, event and return of every thread exactly;
-a trace spanning several processes is ordered by timestamp (one machine clock), ties by sequence.
+a trace spanning several processes is ordered by hybrid logical clock (``Hlc``: the timestamp raised
+past every message the process had received, see instrumentation/capture/clocks.py), ties by sequence.
 ``seq`` of a frame is its 0-based position in that order.
 
 ``locals`` of a frame maps each variable of the running function to the last value written to it up
@@ -46,12 +47,13 @@ SELECT groupArray(toFixedString(SpanId, 16)), groupArray(toFixedString(ParentSpa
        groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp))),
        groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp) + Duration)),
        groupArray(toUInt8(StatusCode = 'STATUS_CODE_ERROR')),
-       toUInt64(uniqExact(ResourceAttributes['process.pid']))
+       groupArray(Hlc), groupArray(HlcEnd),
+       toUInt64(uniqExact(ResourceAttributes['host.name'], ResourceAttributes['process.pid']))
 FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 """
 EVENT_KEYS_SQL = """
-SELECT groupArray(Seq), groupArray(toUInt64(toUnixTimestamp64Nano(Timestamp))) FROM execscope_events
+SELECT groupArray(Seq), groupArray(Hlc) FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
 """
 SPAN_DETAILS_SQL = """
@@ -77,12 +79,12 @@ FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 """
 WINDOW_EVENTS_SQL = """
-SELECT EventName, SpanId, Seq, toUnixTimestamp64Nano(Timestamp), Timestamp, NodeId, LineNumber,
+SELECT EventName, SpanId, Seq, Hlc, Timestamp, NodeId, LineNumber,
        if(EventName = 'exception', Attributes['exception.type'], VarName),
        if(EventName = 'exception', Attributes['exception.message'], VarValue)
 FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName IN {names:Array(String)}
-  AND if({multi:UInt8}, toUnixTimestamp64Nano(Timestamp) BETWEEN {lo_ts:UInt64} AND {hi_ts:UInt64},
+  AND if({multi:UInt8}, Hlc BETWEEN {lo_ts:UInt64} AND {hi_ts:UInt64},
          Seq BETWEEN {lo:UInt64} AND {hi:UInt64})
 """
 # The same in one process (one sequence counter), with the state of the calls alive at the window's
@@ -123,17 +125,17 @@ GROUP BY SpanId, EventName, VarName, if(EventName = 'execscope.assign', splitByC
 """
 # Where each alive call stood at a window's start: its last line and its variables' last values.
 STATE_BEFORE_SQL = """
-SELECT SpanId, EventName, VarName, argMax((VarValue, NodeId, LineNumber), (Timestamp, Seq))
+SELECT SpanId, EventName, VarName, argMax((VarValue, NodeId, LineNumber), (Hlc, Seq))
 FROM execscope_events
 WHERE TraceId = {trace:String} AND EventName IN ('execscope.assign', 'execscope.line')
   AND SpanId IN {spans:Array(String)}
-  AND if({multi:UInt8}, (toUnixTimestamp64Nano(Timestamp), Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
+  AND if({multi:UInt8}, (Hlc, Seq) < ({lo_ts:UInt64}, {lo:UInt64}), Seq < {lo:UInt64})
 GROUP BY SpanId, EventName, VarName, if(EventName = 'execscope.assign', splitByChar(':', NodeId)[2], '')
 """
 
 Key = Any
 """Within one process the sequence number (an int: one counter orders everything); across processes
-(timestamp ns, sequence number, 1 for a return)."""
+(hybrid logical clock ns, sequence number, 1 for a return)."""
 
 
 @dataclass(slots=True)
@@ -145,6 +147,8 @@ class _Span:
     t0: int
     t1: int
     failed: bool
+    h0: int = 0  # hybrid logical clock (ns) at the call and at its end: the keys across processes
+    h1: int = 0
     depth: int = -1
     call_key: Key = 0
     return_key: Key | None = None
@@ -241,17 +245,17 @@ class Cinema:
 
     def _load_index(self) -> _Index:
         index = _Index()
-        (ids, parents, s0s, s1s, t0s, t1s, failed), pids = _arrays(
-            self.store, SPAN_INDEX_SQL, {"trace": self.trace_id}, ("S16", "S16", "Q", "Q", "Q", "Q", "B"), 1)
+        (ids, parents, s0s, s1s, t0s, t1s, failed, h0s, h1s), pids = _arrays(
+            self.store, SPAN_INDEX_SQL, {"trace": self.trace_id}, ("S16", "S16", "Q", "Q", "Q", "Q", "B", "Q", "Q"), 1)
         self.multi = 1 if pids[0] > 1 else 0
         multi = self.multi
         by_key, by_id = index.by_key, index.spans
-        for span_id, parent, s0, s1, t0, t1, bad in zip(ids, parents, s0s, s1s, t0s, t1s, failed):
-            span = _Span(span_id, parent, s0, s1, t0, t1, bad == 1)
-            span.call_key = key = (t0, s0, 0) if multi else s0
+        for span_id, parent, s0, s1, t0, t1, bad, h0, h1 in zip(ids, parents, s0s, s1s, t0s, t1s, failed, h0s, h1s):
+            span = _Span(span_id, parent, s0, s1, t0, t1, bad == 1, h0, h1)
+            span.call_key = key = (h0, s0, 0) if multi else s0
             by_key[key] = ("call", span)
             if not bad:
-                span.return_key = key = (t1, s1, 1) if multi else s1
+                span.return_key = key = (h1, s1, 1) if multi else s1
                 by_key[key] = ("return", span)
             by_id[span_id] = span
         spans = index.spans
@@ -448,7 +452,7 @@ class Cinema:
 
     def _event_key(self, here: Key, forward: bool, kind: str | None, var: str | None, line: int | None,
                    text: str | None, span: str | None) -> Key | None:
-        key_expr = "(if({multi:UInt8}, toUnixTimestamp64Nano(e.Timestamp), 0), e.Seq, 0)"
+        key_expr = "(if({multi:UInt8}, e.Hlc, 0), e.Seq, 0)"
         conditions = [f"{key_expr} {'>' if forward else '<'} ({{k0:UInt64}}, {{k1:UInt64}}, {{k2:UInt8}})",
                       "e.TraceId = {trace:String}", "e.EventName IN {names:Array(String)}"]
         names = [n for n, k in _EVENT_KIND.items() if kind is None or k == kind]
@@ -471,7 +475,7 @@ class Cinema:
                               "positionCaseInsensitiveUTF8(e.VarName, {text:String}) > 0 OR "
                               "positionCaseInsensitiveUTF8(n.code, {text:String}) > 0)")
             params["text"] = text
-        sql = (f"SELECT e.Seq, toUnixTimestamp64Nano(e.Timestamp) FROM execscope_events AS e {join} "
+        sql = (f"SELECT e.Seq, e.Hlc FROM execscope_events AS e {join} "
                f"WHERE {' AND '.join(conditions)} ORDER BY {key_expr} {'ASC' if forward else 'DESC'} LIMIT 1")
         rows = self.store.query(sql, parameters=params).rows
         if not rows:
@@ -497,7 +501,7 @@ class Cinema:
             end = span.return_key
             if end is None:  # the call failed: no return frame; the first frame past its end (its own
                 # exception frames, caught ones included, all come before)
-                return min(self.position_of((span.t1, span.s1, 1) if self.multi else span.s1), self.total - 1)
+                return min(self.position_of((span.h1, span.s1, 1) if self.multi else span.s1), self.total - 1)
             return min(self.position_of(end) + 1, self.total - 1)
         start = self.position_of(span.call_key)
         return max(start - 1, 0)
@@ -611,7 +615,7 @@ class Cinema:
         time (several processes) or sequence range."""
         if s.return_key is not None:
             return s.return_key
-        return (s.t1, 1 << 64, 2) if self.multi else s.s1
+        return (s.h1, 1 << 64, 2) if self.multi else s.s1
 
     def _alive_index(self) -> None:
         by_call = self._calls_in_order()

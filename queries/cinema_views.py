@@ -3,8 +3,8 @@ trace, for the front doors that cannot hold a :class:`~execscope.queries.cinema.
 (the Grafana dashboards).
 
 Positions are the cinema's: frames (calls, statements, branch arms, writes, returns, exceptions)
-ordered by the recording's sequence numbers within one process, by (timestamp, sequence, return
-flag) when the trace spans several processes; ``seq`` is the 0-based position in that order, the
+ordered by the recording's sequence numbers within one process, by (hybrid logical clock, sequence,
+return flag) when the trace spans several processes; ``seq`` is the 0-based position in that order, the
 same number ``execscope cinema --at`` and the HTML page use. A test checks these views against the
 in-memory cinema (frames, step over/out, exceptions) and ``execscope query state-at`` position by
 position.
@@ -33,13 +33,15 @@ sp AS (
            toUInt32OrZero(SpanAttributes['code.line.number']) AS def_line,
            mapApply((k, v) -> (substring(k, 15), v),
                     mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes)) AS args,
-           Seq AS s0, SeqEnd AS s1, toUInt64(toUnixTimestamp64Nano(Timestamp)) AS t0, t0 + Duration AS t1,
+           Seq AS s0, SeqEnd AS s1, Hlc AS t0, HlcEnd AS t1,
+           fromUnixTimestamp64Nano(toInt64(toUnixTimestamp64Nano(Timestamp) + Duration)) AS end_ts,
            StatusCode = 'STATUS_CODE_ERROR' AS failed, Timestamp AS start,
-           SpanAttributes['execscope.return.value'] AS returned, ResourceAttributes['process.pid'] AS pid
+           SpanAttributes['execscope.return.value'] AS returned, ResourceAttributes['process.pid'] AS pid,
+           ResourceAttributes['host.name'] AS host
     FROM otel_traces
     WHERE TraceId IN ({traces}) AND NodeId != '' AND length(SpanId) = 16
 ),
-multi AS (SELECT TraceId, toUInt8(uniqExact(pid) > 1) AS multi FROM sp GROUP BY TraceId),
+multi AS (SELECT TraceId, toUInt8(uniqExact(host, pid) > 1) AS multi FROM sp GROUP BY TraceId),
 depths AS (
     SELECT TraceId, span_id, toUInt32(0) AS depth FROM sp
     WHERE (TraceId, parent) NOT IN (SELECT TraceId, span_id FROM sp)
@@ -53,12 +55,12 @@ keys AS (
     FROM sp INNER JOIN multi AS m ON m.TraceId = sp.TraceId
     UNION ALL
     SELECT sp.TraceId, 'return', span_id, if(m.multi, t1, 0), s1, m.multi,
-           fromUnixTimestamp64Nano(toInt64(t1)), node_id, 0, '', returned
+           end_ts, node_id, 0, '', returned
     FROM sp INNER JOIN multi AS m ON m.TraceId = sp.TraceId WHERE NOT failed
     UNION ALL
     SELECT e.TraceId, multiIf(e.EventName = 'execscope.line', 'line', e.EventName = 'execscope.branch', 'branch',
                               e.EventName = 'execscope.assign', 'assign', 'exception'),
-           e.SpanId, if(m.multi, toUInt64(toUnixTimestamp64Nano(e.Timestamp)), 0), e.Seq, 0, e.Timestamp, e.NodeId,
+           e.SpanId, if(m.multi, e.Hlc, 0), e.Seq, 0, e.Timestamp, e.NodeId,
            e.LineNumber,
            if(e.EventName = 'exception', e.Attributes['exception.type'], e.VarName),
            if(e.EventName = 'exception', e.Attributes['exception.message'], e.VarValue)

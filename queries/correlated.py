@@ -98,12 +98,12 @@ EXCEPTION_OCCURRENCES = """
 occurrences AS (
     SELECT 'raised' AS what, e.NodeId AS node_id, e.Attributes['exception.type'] AS type,
            toUInt32OrZero(e.Attributes['code.line.number']) AS line, e.TraceId AS trace_id, e.Seq AS event_seq,
-           e.Timestamp AS ts, e.Attributes['exception.message'] AS message
+           e.Timestamp AS ts, e.Hlc AS hlc, e.Attributes['exception.message'] AS message
     FROM execscope_events AS e
     WHERE e.EventName = 'exception' AND $__conditionalAll(e.TraceId = {trace:String}, $trace)
       AND $__timeFilter(e.Timestamp)
     UNION ALL
-    SELECT 'caught', e.NodeId, n.code, n.line, e.TraceId, e.Seq, e.Timestamp, ''
+    SELECT 'caught', e.NodeId, n.code, n.line, e.TraceId, e.Seq, e.Timestamp, e.Hlc, ''
     FROM execscope_events AS e
     INNER JOIN (SELECT node_id, any(code) AS code, any(line) AS line FROM cpg_nodes WHERE kind = 'except'
                 GROUP BY node_id) AS n ON n.node_id = e.NodeId
@@ -117,7 +117,7 @@ EXCEPTIONS = SqlTemplate(f"""
 WITH RECURSIVE {EXCEPTION_OCCURRENCES},
 grouped AS (
     SELECT what, node_id, type, line, count() AS count, groupUniqArray(3)(trace_id) AS traces,
-           any(message) AS example_message, argMax((trace_id, event_seq, toUInt64(toUnixTimestamp64Nano(ts))), ts)
+           any(message) AS example_message, argMax((trace_id, event_seq, hlc), ts)
                AS latest
     FROM occurrences GROUP BY what, node_id, type, line
 ),
@@ -192,7 +192,7 @@ WHERE e.EventName = 'execscope.assign' AND e.VarName = {var:String}
   AND $__conditionalAll(e.TraceId = {trace:String}, $trace)
   AND $__conditionalAll(e.SpanName = {function:String}, $function)
   AND $__timeFilter(e.Timestamp)
-ORDER BY e.Timestamp, e.Seq
+ORDER BY e.Hlc, e.Seq
 LIMIT {limit:UInt32}
 """, {"trace": "", "function": ""})
 

@@ -60,6 +60,15 @@ def _unusual_paths(store: Store, **kwargs: Any) -> QueryResult:
     return unusual_paths(store, **kwargs)
 
 
+def _clocks(name: str) -> Callable[..., QueryResult]:
+    def run(store: Store, **kwargs: Any) -> QueryResult:
+        from execscope.queries import clocks
+
+        return getattr(clocks, name)(store, **kwargs)
+
+    return run
+
+
 def _bool(value: str) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -138,6 +147,12 @@ QUERIES: dict[str, NamedQuery] = {
                     Param("service", str, "", "score only calls of this service.name"),
                     Param("rank", str, "mean", "mean: NLL per decision; max: surprise of the least probable decision"),
                     _LIMIT)),
+        NamedQuery("processes", "The processes and hosts a trace touched (all recorded ones without a trace): "
+                   "service, host, pid, start, spans, clock offset estimate against the first process, HLC lead.",
+                   _clocks("processes"), (_TRACE,)),
+        NamedQuery("clock-skew", "Per pair of processes that talked: estimated clock skew (round trips, NTP-style) "
+                   "or its bound (one-way messages), in ms, with the messages behind it.",
+                   _clocks("clock_skew"), (_TRACE,)),
     )
 }
 

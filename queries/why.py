@@ -57,7 +57,7 @@ SELECT SpanId, ParentSpanId, NodeId, CodeVersion, SpanAttributes['code.function.
        SpanAttributes['code.file.path'], mapFilter((k, v) -> startsWith(k, 'execscope.arg.'), SpanAttributes),
        SpanAttributes['execscope.return.value'], Seq, SeqEnd, StatusCode = 'STATUS_CODE_ERROR',
        concat(ResourceAttributes['service.instance.id'], '/', ResourceAttributes['process.pid']),
-       toUInt64(toUnixTimestamp64Nano(Timestamp)), toUInt64OrZero(SpanAttributes['execscope.dropped_events'])
+       Hlc, toUInt64OrZero(SpanAttributes['execscope.dropped_events'])
 FROM otel_traces
 WHERE TraceId = {trace:String} AND NodeId != '' AND length(SpanId) = 16
 ORDER BY Seq
@@ -65,7 +65,7 @@ LIMIT {cap:UInt32}
 """
 SPAN_EVENTS_SQL = """
 SELECT Seq, EventName, NodeId, LineNumber, VarName, VarValue, Attributes['exception.type'],
-       Attributes['exception.message'], toUInt64(toUnixTimestamp64Nano(Timestamp)),
+       Attributes['exception.message'], Hlc,
        Attributes['exception.escaped'] = 'false'
 FROM execscope_events
 WHERE TraceId = {trace:String} AND SpanId = {span:String}

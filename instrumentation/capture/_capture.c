@@ -1323,6 +1323,38 @@ KEY(K_NODE, "\x0a\x11" "execscope.node_id");
 KEY(K_LINE, "\x0a\x10" "code.line.number");
 KEY(K_VAR_NAME, "\x0a\x12" "execscope.var.name");
 KEY(K_VAR_VALUE, "\x0a\x13" "execscope.var.value");
+KEY(K_HLC, "\x0a\x14" "execscope.hlc.offset");
+KEY(K_HLC_END, "\x0a\x18" "execscope.hlc.end_offset");
+
+/* The hybrid logical clock's floor steps (clocks.steps(): two lists, sequence numbers and floors, kept
+ * sorted and mutated in place by Python under the GIL), set by set_clock; NULL: no offsets. */
+static PyObject *g_clock_seqs, *g_clock_floors;
+
+/* The floor in force at sequence number ``seq`` (0 before the first step; -1 with an error set). */
+static long long clock_floor(long long seq) {
+    Py_ssize_t n = PyList_GET_SIZE(g_clock_seqs), lo = 0, hi = n;
+    if (PyList_GET_SIZE(g_clock_floors) < n)
+        n = hi = PyList_GET_SIZE(g_clock_floors);
+    while (lo < hi) { /* first step after seq */
+        Py_ssize_t mid = (lo + hi) / 2;
+        long long v = PyLong_AsLongLong(PyList_GET_ITEM(g_clock_seqs, mid));
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (v <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo == 0 ? 0 : PyLong_AsLongLong(PyList_GET_ITEM(g_clock_floors, lo - 1));
+}
+
+/* clocks.offset: l - ts of an event at ``ts`` with sequence number ``seq`` (-1 with an error set). */
+static long long clock_offset(long long seq, long long ts) {
+    long long floor = clock_floor(seq);
+    if (floor == -1 && PyErr_Occurred())
+        return -1;
+    return floor > ts ? floor - ts : 0;
+}
 #define KLEN(k) ((Py_ssize_t)sizeof(k) - 1)
 
 static Py_ssize_t format_int(char *out, long long v) { /* decimal, as repr(int) */
@@ -1503,7 +1535,7 @@ static const char *const EVENT_NAMES[] = {"execscope.line", "execscope.branch", 
 
 /* Span.events (11) from the frame's (kind, node_id, time, seq, a, b) tuples, as otlp_wire's
  * EventEncoder writes them; 1 when one of them needs the Python encoder. */
-static int encode_events(Buf *b, FrameObject *f, Encoders *enc) {
+static int encode_events(Buf *b, FrameObject *f, Encoders *enc, int timed, long long off0) {
     Py_ssize_t n = PyList_GET_SIZE(f->events);
     char scratch[32];
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1547,6 +1579,13 @@ static int encode_events(Buf *b, FrameObject *f, Encoders *enc) {
                 rc = put_tagged_str(b, 0x1a, K_VAR_VALUE, KLEN(K_VAR_VALUE), value, value_len);
             Py_XDECREF(hold);
             if (rc < 0)
+                return -1;
+        }
+        if (timed) { /* an offset of its own where a receive moved the clock's floor during the call */
+            long long off = clock_offset(seq, ts);
+            if (off == -1 && PyErr_Occurred())
+                return -1;
+            if (off != off0 && put_tagged_int(b, 0x1a, K_HLC, KLEN(K_HLC), off) < 0)
                 return -1;
         }
         if (end_field(b, at) < 0)
@@ -1597,6 +1636,23 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     put_raw(b, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head));
     if (put_kv_int(b, K_SEQ, KLEN(K_SEQ), f->seq0) < 0 || put_kv_int(b, K_SEQ_END, KLEN(K_SEQ_END), f->seq1) < 0)
         return -1;
+    int timed = 0; /* clocks.needs_offsets: the floor at the call's end is above its start */
+    long long off0 = 0;
+    if (g_clock_seqs != NULL && PyList_GET_SIZE(g_clock_seqs) > 0) {
+        long long last = clock_floor(f->seq1), off1 = 0;
+        if (last == -1 && PyErr_Occurred())
+            return -1;
+        if (last > f->start) {
+            timed = 1;
+            if (((off0 = clock_offset(f->seq0, f->start)) == -1 || (off1 = clock_offset(f->seq1, f->end)) == -1) &&
+                PyErr_Occurred())
+                return -1;
+            if (off0 && put_kv_int(b, K_HLC, KLEN(K_HLC), off0) < 0)
+                return -1;
+            if (off1 != off0 && put_kv_int(b, K_HLC_END, KLEN(K_HLC_END), off1) < 0)
+                return -1;
+        }
+    }
     Py_ssize_t n = PyTuple_GET_SIZE(f->args);
     if (params == NULL || !PyTuple_Check(params))
         n = 0;
@@ -1661,7 +1717,7 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
         }
     }
     if (f->events != NULL && f->events != Py_None) {
-        int rc = encode_events(b, f, enc);
+        int rc = encode_events(b, f, enc, timed, off0);
         if (rc != 0)
             return rc;
     }
@@ -1674,6 +1730,17 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
             return -1;
     }
     return 0;
+}
+
+static PyObject *set_clock(PyObject *module, PyObject *args) {
+    PyObject *seqs, *floors;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &seqs, &PyList_Type, &floors))
+        return NULL;
+    Py_INCREF(seqs);
+    Py_INCREF(floors);
+    Py_XSETREF(g_clock_seqs, seqs);
+    Py_XSETREF(g_clock_floors, floors);
+    Py_RETURN_NONE;
 }
 
 /* encode_spans(frames, fallback, head, render[, resource, scope]) -> bytes: every frame as a
@@ -1911,6 +1978,8 @@ static PyMethodDef module_methods[] = {
     {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
     {"suspend", (PyCFunction)(void (*)(void))hook_suspend, METH_FASTCALL, "suspend(frame, value[, node_id]) -> value"},
     {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
+    {"set_clock", (PyCFunction)set_clock, METH_VARARGS,
+     "set_clock(seqs, floors): the clock's floor steps (two lists, clocks.steps()) the encoder reads"},
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
      "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
     {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,

@@ -43,6 +43,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from execscope.instrumentation.capture import clocks
 from execscope.instrumentation.capture.otel_context import stored_context as _stored_context
 from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
@@ -99,6 +101,10 @@ class Recorder:
                  scope_version: str = "") -> None:
         self.tracer = tracer_provider.get_tracer("execscope", scope_version)
         self.limits = limits
+
+
+HLC_OFFSET = "execscope.hlc.offset"
+_CLOCK_STEPS = clocks.steps()[0]  # the live list: non-empty once a receive raised the clock's floor
 
 
 class _SeqCounter:
@@ -249,7 +255,12 @@ def _start(info: tuple, attributes: dict[str, Any]) -> Frame | Any:
     seq = SEQUENCE
     frame = Frame(span, parent, anchor, seq, info, recording)
     if recording:
-        span.set_attribute("execscope.seq", seq.next())
+        s0 = seq.next()
+        span.set_attribute("execscope.seq", s0)
+        if _CLOCK_STEPS:  # a receive holds this process's hybrid logical clock ahead (clocks.py)
+            offset = clocks.offset(s0, getattr(span, "start_time", None) or time.time_ns())
+            if offset:
+                span.set_attribute(HLC_OFFSET, offset)
     _current.set(frame)
     stats.spans += 1
     return frame
@@ -590,11 +601,18 @@ def _leave(frame: Frame | Any) -> None:
         if frame.foreign:
             return
         span: Any = frame.span
+        end_time = None
         if frame.recording:
-            span.set_attribute("execscope.seq.end", frame.seq.next())
+            s1 = frame.seq.next()
+            span.set_attribute("execscope.seq.end", s1)
             if frame.child_ns:
                 span.set_attribute("execscope.child_ns", frame.child_ns)
-        span.end()
+            if _CLOCK_STEPS:
+                end_time = time.time_ns()
+                offset = clocks.offset(s1, end_time)
+                if offset != _span_offset(span):
+                    span.set_attribute("execscope.hlc.end_offset", offset)
+        span.end(end_time)
         outer = frame.outer
         if (frame.recording and outer is not None and not outer.foreign and getattr(outer, "recording", False)
                 and span.parent is not None and span.parent.span_id == outer.span.get_span_context().span_id):
@@ -633,9 +651,21 @@ def resumed(frame: Frame | Any, value: Any, node_id: str | None = None) -> Any:
 
 def _event(frame: Frame, name: str, node_id: str, attributes: dict[str, Any]) -> None:
     attributes["execscope.node_id"] = node_id
-    attributes["execscope.seq"] = frame.seq.next()
-    frame.span.add_event(name, attributes)
+    seq = attributes["execscope.seq"] = frame.seq.next()
+    if _CLOCK_STEPS:  # an offset of its own where a receive moved the clock during the call
+        ts = time.time_ns()
+        offset = clocks.offset(seq, ts)
+        if offset != _span_offset(frame.span):
+            attributes[HLC_OFFSET] = offset
+        frame.span.add_event(name, attributes, ts)
+    else:
+        frame.span.add_event(name, attributes)
     stats.events += 1
+
+
+def _span_offset(span: Any) -> int:
+    attributes = getattr(span, "attributes", None)
+    return int(attributes.get(HLC_OFFSET, 0)) if attributes else 0
 
 
 def branch(frame: Frame | Any, node_id: str) -> None:

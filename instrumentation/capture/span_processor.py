@@ -36,12 +36,12 @@ from opentelemetry.sdk.trace import sampling as otel_sampling
 from opentelemetry.trace import SpanKind
 
 from execscope import __version__
-from execscope.instrumentation.capture import fast_capture, runtime
+from execscope.instrumentation.capture import clocks, fast_capture, runtime
 
 FrameSink = Callable[[list, int], None]
-FrameEncoder = Callable[[list, Mapping[str, Any], str, int], bytes]
-"""``encoder(frames, resource_attributes, sdk_version, dropped)`` -> one serialized
-``ExportTraceServiceRequest``."""
+FrameEncoder = Callable[..., bytes]
+"""``encoder(frames, resource_attributes, sdk_version, dropped[, receives=[clocks.Receive, ...]])`` -> one
+serialized ``ExportTraceServiceRequest`` (``receives`` is passed only when there are some)."""
 
 
 def sampler_ratio(sampler: Any) -> float | None:
@@ -82,6 +82,7 @@ class ExecscopeSpanProcessor(SpanProcessor):
         else:
             fast_capture.set_root_sampler(_ask(sampler))
         self._stopped = False
+        clocks.keep_receives()  # exported with the frames (encode)
         self._worker = fast_capture.CaptureWorker(sink, interval_s)
         fast_capture.activate()
 
@@ -95,14 +96,19 @@ class ExecscopeSpanProcessor(SpanProcessor):
 
     def resource_attributes(self) -> dict[str, Any]:
         """The exported resource: the provider's, execscope as the telemetry SDK that made the spans,
-        and this process's id (read each time: a forked child reports its own)."""
+        and this process's id, host and clock identity (read each time: a forked child reports its own)."""
         return {**self.resource.attributes, "telemetry.sdk.name": "execscope", "telemetry.sdk.version": __version__,
-                "process.pid": os.getpid()}
+                "process.pid": os.getpid(), **clocks.process_attributes()}
 
     def encode(self, frames: list, dropped: int = 0, resource: Mapping[str, Any] | None = None) -> bytes:
-        """One serialized ``ExportTraceServiceRequest`` holding ``frames``."""
-        return self._encoder(frames, resource if resource is not None else self.resource_attributes(),
-                              __version__, dropped)
+        """One serialized ``ExportTraceServiceRequest`` holding ``frames`` and the messages this
+        process received from others since the last batch (:func:`clocks.take_receives`), which the
+        encoder is then given as ``receives=``."""
+        attrs = resource if resource is not None else self.resource_attributes()
+        receives, _ = clocks.take_receives()
+        if receives:
+            return self._encoder(frames, attrs, __version__, dropped, receives=receives)
+        return self._encoder(frames, attrs, __version__, dropped)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None

@@ -10,10 +10,11 @@ one leaving the call (escaped, with ERROR status). Built with opentelemetry-prot
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from execscope.instrumentation.capture import values
+from execscope.instrumentation.capture import clocks, values
 from execscope.instrumentation.capture.fast_capture import (
     EV_ASSIGN,
     EV_BRANCH,
@@ -57,6 +58,10 @@ def _resource_attrs(values: Mapping[str, Any]) -> bytes:
     return b"".join(out)
 
 
+_NATIVE_CLOCK = NATIVE is not None and hasattr(NATIVE, "set_clock")
+if _NATIVE_CLOCK:  # the native encoder writes the HLC offsets itself, from the clock's live step lists
+    NATIVE.set_clock(*clocks.steps())
+
 _HEAD_CACHE: dict[tuple[tuple, str], bytes] = {}
 _EVENTS = w.EventEncoder()
 
@@ -92,6 +97,15 @@ def encode_frame(f: FastFrame) -> bytes:
     info = f.info
     kv_str = w.kv_str
     parts = [_head(info, f.kind), w.kv_int("execscope.seq", f.seq0), w.kv_int("execscope.seq.end", f.seq1)]
+    # hybrid logical clock: l - timestamp where a receive put this process's floor above the clock
+    off0 = off1 = 0
+    timed = clocks.needs_offsets(f.seq1, f.start)
+    if timed:
+        off0, off1 = clocks.offset(f.seq0, f.start), clocks.offset(f.seq1, f.end)
+        if off0:
+            parts.append(w.kv_int("execscope.hlc.offset", off0))
+        if off1 != off0:
+            parts.append(w.kv_int("execscope.hlc.end_offset", off1))
     for name, value in zip(info[I_PARAMS], f.args):
         parts.append(kv_str("execscope.arg." + name, render(name, value)))
     if f.has_ret:
@@ -105,29 +119,36 @@ def encode_frame(f: FastFrame) -> bytes:
     if f.events:
         event, ev_str, names = _EVENTS.event, w.ev_str, _EVENT_NAMES
         for kind, node_id, ts, seq, a, b in f.events:
+            hlc = b""
+            if timed:
+                off = clocks.offset(seq, ts)
+                if off != off0:
+                    hlc = w.ev_int("execscope.hlc.offset", off)
             if kind == EV_LINE:
-                parts.append(event(ts, "execscope.line", node_id, seq, a))
+                parts.append(event(ts, "execscope.line", node_id, seq, a, hlc))
             elif kind == EV_ASSIGN:
                 parts.append(event(ts, "execscope.assign", node_id, seq, None,
-                                   ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b))))
+                                   ev_str("execscope.var.name", a) + ev_str("execscope.var.value", render(a, b)) + hlc))
             elif kind == EV_EXCEPTION:  # caught in its frame (fast_capture.caught); the native encoder hands
                 type_name, message, entries = b  # frames holding one to this function
                 parts.append(w.event(ts, "exception", b"".join((
                     ev_str("exception.type", type_name), ev_str("exception.message", message),
                     ev_str("exception.stacktrace", format_stack(entries, type_name, message)),
                     w.ev_bool("exception.escaped", False), w.ev_int("code.line.number", a),
-                    w.ev_int("execscope.seq", seq), ev_str("execscope.node_id", node_id)))))
+                    w.ev_int("execscope.seq", seq), ev_str("execscope.node_id", node_id), hlc))))
             else:
-                parts.append(event(ts, names[kind], node_id, seq))
+                parts.append(event(ts, names[kind], node_id, seq, None, hlc))
     status_code, status_message = 0, ""
     if f.error is not None:
         type_name, message, entries, line, ts, seq = f.error
         stack = format_stack(entries, type_name, message)
+        off = clocks.offset(seq, ts) if timed else 0
         parts.append(w.event(ts, "exception", b"".join((
             w.ev_str("exception.type", type_name), w.ev_str("exception.message", message),
             w.ev_str("exception.stacktrace", stack), w.ev_bool("exception.escaped", True),
             w.ev_int("code.line.number", line), w.ev_int("execscope.seq", seq),
-            w.ev_str("execscope.node_id", info[I_NODE])))))
+            w.ev_str("execscope.node_id", info[I_NODE]),
+            w.ev_int("execscope.hlc.offset", off) if off != off0 else b""))))
         status_code, status_message = _ERROR, f"{type_name}: {message}"[:1024]
     if f.dropped_events:
         parts.append(w.dropped_events(f.dropped_events))
@@ -144,19 +165,49 @@ def count_events(frames: list[FastFrame]) -> int:
     return sum(len(f.events) for f in frames if f.events) + sum(1 for f in frames if f.error is not None)
 
 
+RECEIVE_SPAN = "execscope.receive"
+"""The name of the span recording one message received from another process (clock-skew estimates)."""
+
+
+def encode_receive(r: clocks.Receive) -> bytes:
+    """One message received from another recording process, as a zero-length span at its receipt
+    (child of the sender's span): the sender's process id, physical send time and HLC, this
+    process's receive time and HLC, and the transport."""
+    attrs = b"".join((
+        w.kv_str("execscope.clock.peer", r.sender.process), w.kv_int("execscope.clock.sent_ns", r.sender.pt),
+        w.kv_int("execscope.clock.sent_hlc", r.sender.l), w.kv_int("execscope.clock.received_ns", r.receiver.pt),
+        w.kv_int("execscope.clock.hlc", r.receiver.l), w.kv_int("execscope.clock.seq", r.receiver.c),
+        w.kv_str("execscope.clock.transport", r.transport)))
+    trace_id = r.trace_id or int.from_bytes(os.urandom(16), "big")
+    return w.span(trace_id.to_bytes(16, "big"), os.urandom(8),
+                  r.parent_span_id.to_bytes(8, "big") if r.parent_span_id else b"", RECEIVE_SPAN, _INTERNAL,
+                  r.receiver.pt, r.receiver.pt, attrs)
+
+
 def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], scope_version: str,
-                   dropped: int = 0) -> bytes:
-    """One serialized ExportTraceServiceRequest holding every frame; ``dropped`` (cumulative count of
-    frames lost to a full buffer) rides on the resource as ``execscope.dropped_spans``."""
+                   dropped: int = 0, receives: Sequence[clocks.Receive] = ()) -> bytes:
+    """One serialized ExportTraceServiceRequest holding every frame (and a span per receive);
+    ``dropped`` (cumulative count of frames lost to a full buffer) rides on the resource as
+    ``execscope.dropped_spans``."""
     resource_attrs: dict[str, Any] = dict(values.policy().redact_attributes(resource))  # OTEL_RESOURCE_ATTRIBUTES
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
+    extra = [encode_receive(r) for r in receives]
     if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
-        return NATIVE.encode_spans(frames if isinstance(frames, list) else list(frames), encode_frame, native_head,
-                                   render, _resource_attrs(resource_attrs), w.scope("execscope", scope_version),
-                                   _is_secret)
+        frames = frames if isinstance(frames, list) else list(frames)
+        if clocks.has_steps() and not _NATIVE_CLOCK:  # frames with HLC offsets (an older native build)
+            timed = [f for f in frames if clocks.needs_offsets(f.seq1, f.start)]
+            if timed:
+                frames = [f for f in frames if not clocks.needs_offsets(f.seq1, f.start)]
+                extra.extend(encode_frame(f) for f in timed)
+        if not extra:
+            return NATIVE.encode_spans(frames, encode_frame, native_head, render, _resource_attrs(resource_attrs),
+                                       w.scope("execscope", scope_version), _is_secret)
+        return w.request_encoded(_resource_attrs(resource_attrs), "execscope", scope_version,
+                                 NATIVE.encode_spans(frames, encode_frame, native_head, render)
+                                 + b"".join([w.ld(b"\x12", s) for s in extra]))
     return w.request(_resource_attrs(resource_attrs), "execscope", scope_version,
-                     [encode_frame(f) for f in frames])
+                     [encode_frame(f) for f in frames] + extra)
 
 
 TRUSTED_SCOPES = frozenset({"execscope"})

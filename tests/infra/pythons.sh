@@ -40,7 +40,7 @@ SRC=/src/execscope          # the checkout, inside the root
 VENVS=/opt/execscope        # the venvs and helper script, inside the root
 CONTROL=/run/execscope-kafka-control  # broker requests from the tests, inside the root
 TLS_IN_ROOT=/run/execscope-kafka-tls  # the broker's CA and SASL user (its secured listeners), inside the root
-BASE_PACKAGES="gcc make libc6-dev ca-certificates tmux e2fsprogs"
+BASE_PACKAGES="gcc make libc6-dev ca-certificates tmux e2fsprogs faketime"
 DEFAULT_VERSIONS="3.13 3.14"
 
 log() { echo "pythons.sh: $*" >&2; }

@@ -233,7 +233,7 @@ def test_indexed_reads_give_what_the_plain_queries_give(recorded) -> None:
             ts, seq, _ = film._parts(key)
             every = sorted((c for c in film.calls().values() if c.call_key <= key and (
                 c.return_key >= key if c.return_key is not None else
-                (c.t1 >= ts if film.multi else c.s1 >= seq))), key=lambda c: c.call_key)
+                (c.h1 >= ts if film.multi else c.s1 >= seq))), key=lambda c: c.call_key)
             assert [c.span_id for c in film._alive(key, inclusive=True)] == [c.span_id for c in every]
             film.frame(i)
             local, last_line = film._state_before(every, (ts, seq + 1, 0))
