@@ -361,12 +361,19 @@ def test_every_named_query_and_its_cli(recorded) -> None:
         "state-at": {"trace": trace, "at": "24"}, "value-history": {"var": "s", "trace": trace},
         "cfg-violations": {"trace": trace}, "breakpoint-hits": {"trace": trace, "spec": "cinema_app.fact"},
         "call-graph": {"module": "cinema_app", "limit": "5"},
+        "insights": {"pattern": "never-executed"}, "unusual-paths": {"function": "cinema_app:fact"},
+        "processes": {"trace": trace}, "clock-skew": {"trace": trace},
     }
     assert set(params) == set(QUERIES)
     with open_store(store) as s:
         answers = {name: run_named(s, name, p).dicts() for name, p in params.items()}
     assert answers["cfg-violations"] == []  # the static CFG explains every transition recorded
-    assert all(answers[name] for name in params if name != "cfg-violations"), answers
+    assert answers["clock-skew"] == []  # one process: no pair talked
+    assert all(answers[name] for name in params if name not in ("cfg-violations", "clock-skew")), answers
+    assert [(p["spans"] > 0, p["clock_offset_ms"]) for p in answers["processes"]] == [(True, 0.0)]
+    assert [(r["pattern"], r["node_id"]) for r in answers["insights"]] == [
+        ("never-executed", "cinema_app:<module>:if#0.false")]
+    assert sorted(r["seq"] for r in answers["unusual-paths"]) == [13, 17, 21]  # fact(3), fact(2), fact(1)
     hits = [(h["position"], h["locals"]) for h in answers["breakpoint-hits"]]
     assert hits == [(13, '{"n": "3"}'), (17, '{"n": "2"}'), (21, '{"n": "1"}')]
     assert [(r["function"], r["value"]) for r in answers["value-history"]] == [("cinema_app.worker", "0")] * 2 + [
