@@ -43,6 +43,9 @@ EVERYWHERE_PATH = "/clickhouse/tables/all/{database}/"
 _CREATE_TABLE = re.compile(r"\ACREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\s*\(", re.IGNORECASE)
 _CREATE_VIEW = re.compile(r"\ACREATE\s+MATERIALIZED\s+VIEW\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+TO\s+(\w+)\s+AS\s+(.*)\Z",
                           re.IGNORECASE | re.DOTALL)
+_CREATE_PLAIN_VIEW = re.compile(r"\ACREATE\s+VIEW\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+AS\s+(.*)\Z",
+                                re.IGNORECASE | re.DOTALL)
+_MODIFY_QUERY = re.compile(r"\AMODIFY\s+QUERY\s+", re.IGNORECASE)
 _ALTER = re.compile(r"\AALTER\s+TABLE\s+(\w+)\s+(.*)\Z", re.IGNORECASE | re.DOTALL)
 _INSERT = re.compile(r"\AINSERT\s+INTO\s+(\w+)\b", re.IGNORECASE)
 _ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w*MergeTree)(?:\(([^()]*)\))?", re.IGNORECASE)
@@ -129,8 +132,13 @@ def _place(sql: str, cluster: str, sharded: set[str]) -> list[Statement]:
         select = _FROM.sub(lambda f: f"{f.group(1)} {_local(f.group(2), sharded)}", select)
         return [Statement(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} ON CLUSTER {cluster} "
                           f"TO {_local(target, sharded)} AS {select}")]
+    if m := _CREATE_PLAIN_VIEW.match(sql):  # a query over the whole cluster: it reads the Distributed tables
+        return [Statement(f"CREATE VIEW IF NOT EXISTS {m.group(1)} ON CLUSTER {cluster} AS {m.group(2)}")]
     if m := _ALTER.match(sql):
         table, rest = m.group(1), m.group(2)
+        if _MODIFY_QUERY.match(rest):  # a materialized view's new query: on each shard, between local tables
+            rest = _FROM.sub(lambda f: f"{f.group(1)} {_local(f.group(2), sharded)}", rest)
+            return [Statement(f"ALTER TABLE {table} ON CLUSTER {cluster} {rest}")]
         if table in sharded:  # the local table, then the Distributed one (which must show the column too)
             return [Statement(f"ALTER TABLE {table}{LOCAL_SUFFIX} ON CLUSTER {cluster} {rest}"),
                     Statement(f"ALTER TABLE {table} ON CLUSTER {cluster} {rest}")]
