@@ -126,6 +126,10 @@ def main() -> None:
 @click.option("--level", type=LEVEL_CHOICE, default="functions", show_default=True,
               help="functions: calls, arguments, returns, exceptions. branches: + which arm of every "
                    "if/loop/try/match/and/or ran. statements: + every statement and every value assigned.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A plan file (TOML, as `execscope plan` writes): per function a level (off, functions, branches, "
+                   "statements) and a fraction of calls to record, in place of --level; its include/exclude globs "
+                   "add to --include/--exclude. With a plan, --adaptive defaults to 0 (the plan's rates decide).")
 @STORE_OPTION
 @click.option("--service", default="", help="service.name of the recorded spans (default: the command name).")
 @click.option("--sample", "sample_ratio", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
@@ -154,7 +158,8 @@ def main() -> None:
 @kafka_security_options
 @PROCESSORS_OPTION
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_dsn: str | None, service: str,
+def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, plan_file: str | None,
+        store_dsn: str | None, service: str,
         sample_ratio: float, max_events_per_s: int, adaptive_budget: int, max_spool_mb: float, exporter: str,
         kafka_bootstrap: str, topic: str, kafka_flags: dict[str, str | None], processors_file: str | None,
         command: tuple[str, ...]) -> None:
@@ -185,6 +190,19 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         unrecorded_since,
     )
 
+    plan_path = ""
+    if plan_file:  # a bad plan is said before the program runs
+        from execscope.instrumentation.rewrite.plan import PlanError, load_plan
+
+        try:
+            plan = load_plan(plan_file)
+        except PlanError as exc:
+            raise click.ClickException(str(exc)) from None
+        plan_path = os.path.abspath(plan_file)
+        include = (*include, *(g for g in plan.include if g not in include))
+        exclude = (*exclude, *(g for g in plan.exclude if g not in exclude))
+        if click.get_current_context().get_parameter_source("adaptive_budget") is click.core.ParameterSource.DEFAULT:
+            adaptive_budget = 0
     if not include:
         raise click.UsageError("give at least one --include GLOB naming the modules to record, "
                                "e.g. --include 'myapp' --include 'myapp.*'")
@@ -199,7 +217,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
         options = RunOptions(include=include, exclude=exclude, level=level, service=service,
                              exporter="kafka", kafka=kafka_bootstrap, topic=topic, sample=sample_ratio,
                              max_events_per_s=max_events_per_s, adaptive=adaptive_budget,
-                             kafka_security=security)
+                             kafka_security=security, plan=plan_path)
         try:
             returncode, refusals = run_to_kafka(script_command(resolve_python(command), include), options)
         except FileNotFoundError:
@@ -229,7 +247,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, store_ds
 
     options = RunOptions(include=include, exclude=exclude, level=level, service=service, sample=sample_ratio,
                          max_events_per_s=max_events_per_s, adaptive=adaptive_budget,
-                         max_spool_mb=max_spool_mb)
+                         max_spool_mb=max_spool_mb, plan=plan_path)
     try:
         returncode, report = run_recorded(script_command(resolve_python(command), include), options,
                                           open_while_running, lambda store: build_chain(config, store), address)

@@ -50,6 +50,7 @@ class RunOptions:
     max_events_per_s: int = 0  # event budget (0: none)
     adaptive: int = 0          # per-node adaptive sampling budget (0: every call)
     max_spool_mb: float = pb.MAX_SPOOL_MB  # waiting in the spool beyond this: dropped, counted (0: none)
+    plan: str = ""             # a plan file (absolute path): per function level and rate, in place of level
 
 
 def spool_path_for(address: StoreAddress, slot: int = 0) -> Path:
@@ -134,6 +135,10 @@ def child_environment(options: RunOptions, spool: Spool | None, command: Sequenc
     env[pb.ENV_INCLUDE] = ",".join(options.include)
     env[pb.ENV_EXCLUDE] = ",".join(options.exclude)
     env[pb.ENV_LEVEL] = options.level
+    if options.plan:
+        env[pb.ENV_PLAN] = options.plan
+    else:
+        env.pop(pb.ENV_PLAN, None)
     if options.sample < 1.0:
         env[pb.ENV_SAMPLE] = repr(options.sample)
     else:

@@ -18,6 +18,9 @@ environment:
 ``EXECSCOPE_INCLUDE``  comma-separated module globs to rewrite
 ``EXECSCOPE_EXCLUDE``  comma-separated module globs to leave alone
 ``EXECSCOPE_LEVEL``    functions | branches | statements
+``EXECSCOPE_PLAN``     a plan file (TOML, see :mod:`.rewrite.plan`): per function a level and a rate, in
+                       place of ``EXECSCOPE_LEVEL``; its ``include``/``exclude`` add to the globs above.
+                       A plan that cannot be read is said on stderr and the program runs unrecorded
 ``EXECSCOPE_SAMPLE``   head sampling ratio of new traces, 0..1 (default 1: every trace)
 ``EXECSCOPE_MAX_EVENTS_PER_S`` budget of statement/branch/assignment events per second (default 0: none)
 ``EXECSCOPE_ADAPTIVE`` per-node adaptive sampling budget (default 0: every call recorded)
@@ -38,6 +41,7 @@ ENV_SPOOL = "EXECSCOPE_SPOOL"
 ENV_INCLUDE = "EXECSCOPE_INCLUDE"
 ENV_EXCLUDE = "EXECSCOPE_EXCLUDE"
 ENV_LEVEL = "EXECSCOPE_LEVEL"
+ENV_PLAN = "EXECSCOPE_PLAN"
 ENV_SAMPLE = "EXECSCOPE_SAMPLE"
 ENV_EVENT_RATE = "EXECSCOPE_MAX_EVENTS_PER_S"
 ENV_ADAPTIVE = "EXECSCOPE_ADAPTIVE"
@@ -100,6 +104,18 @@ def start_from_environment() -> bool:
     spool_path = os.environ.get(ENV_SPOOL)
     bootstrap = os.environ.get(ENV_KAFKA)
     include = split_globs(os.environ.get(ENV_INCLUDE))
+    exclude = split_globs(os.environ.get(ENV_EXCLUDE))
+    plan = None
+    if os.environ.get(ENV_PLAN):
+        from execscope.instrumentation.rewrite.plan import PlanError, load_plan
+
+        try:
+            plan = load_plan(os.environ[ENV_PLAN])
+        except PlanError as exc:
+            print(f"execscope: not recording: {exc}", file=sys.stderr)
+            return False
+        include += [g for g in plan.include if g not in include]
+        exclude += [g for g in plan.exclude if g not in exclude]
     if not include or _provider is not None:
         return False
     if exporter_name == "kafka" and not bootstrap or exporter_name != "kafka" and not spool_path:
@@ -176,8 +192,8 @@ def start_from_environment() -> bool:
     propagator.install()  # the process's hybrid logical clock travels with its trace context
     # the execscope span processor on the program's provider: its resource and sampler, our capture
     _processor = ExecscopeSpanProcessor.install(_provider, sink, encode_request, flush_ms / 1000)
-    import_hook.install(HookConfig(include=tuple(include), exclude=tuple(split_globs(os.environ.get(ENV_EXCLUDE))),
-                                   level=runtime.LEVELS.get(level, 1)), write_nodes)
+    import_hook.install(HookConfig(include=tuple(include), exclude=tuple(exclude),
+                                   level=runtime.LEVELS.get(level, 1), plan=plan), write_nodes)
     _flush_forked_multiprocessing_children()
     if "--multiprocessing-fork" in getattr(sys, "orig_argv", sys.argv):
         runtime.set_root_end_hook(_flush_soon)  # spawned worker: may be terminated at any time

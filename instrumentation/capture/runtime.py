@@ -778,6 +778,22 @@ def _no_sync() -> None:
 _sync_current: Any = _no_sync
 
 
+_plan_credit: dict[str, float] = {}
+
+
+def plan_keep(node_id: str, rate: float) -> bool:
+    """Whether this call of ``node_id``, planned at ``rate`` (0..1, see ``rewrite.plan``), is
+    recorded: an accumulator per node keeps exactly ``floor(calls * rate)`` or one more of its calls
+    (the first call is kept), evenly spread. Called by rewritten code at each call of a function
+    planned below rate 1; never raises (under the GIL a race at worst shifts one decision)."""
+    credit = _plan_credit.get(node_id, 1.0 - rate) + rate
+    if credit >= 1.0:
+        _plan_credit[node_id] = credit - 1.0
+        return True
+    _plan_credit[node_id] = credit
+    return False
+
+
 HOOK_NAMES = ("enter", "enter_current", "enter_module", "ret", "ret_current", "fail", "fail_current", "leave",
               "leave_current", "suspend", "resumed", "branch", "caught", "arm", "line", "assign", "value")
 _SDK_HOOKS = {name: globals()[name] for name in HOOK_NAMES}

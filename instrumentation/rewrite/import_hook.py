@@ -38,6 +38,7 @@ from execscope import __version__
 from execscope.instrumentation.capture import runtime as _runtime  # noqa: F401  (publishes _execscope_rt)
 from execscope.instrumentation.export.spool import write_atomic
 from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code_version_of
+from execscope.instrumentation.rewrite.plan import Plan
 
 NEVER_INSTRUMENT = (
     "execscope", "opentelemetry", "libcst", "clickhouse_connect", "chdb", "kafka", "google.protobuf",
@@ -62,6 +63,8 @@ class HookConfig:
     level: int = 1
     stdlib: bool = False
     cache: bool = True
+    plan: Plan | None = None
+    """Per-function levels and rates (``level`` is then unused); see :mod:`.plan`."""
 
 
 @dataclass
@@ -179,9 +182,9 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
 
     # --- code --------------------------------------------------------------------------------
     def _code_for(self, fullname: str, path: str, source_bytes: bytes) -> CodeType:
-        level = self.config.level
+        level, plan = self.config.level, self.config.plan
         version = code_version_of(source_bytes)
-        cache_path = _cache_path(path, level)
+        cache_path = _cache_path(path, f"P{plan.digest()}" if plan is not None else level)
         key = _cache_key(version, fullname, path)
         cached = _read_cache(cache_path, key) if self.config.cache else None
         if cached is not None:
@@ -193,7 +196,7 @@ class InstrumentingFinder(importlib.abc.MetaPathFinder):
             from execscope.instrumentation.rewrite import rewriter  # not needed on cache hits
 
             source = importlib.util.decode_source(source_bytes)
-            tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version)
+            tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version, plan)
             code = _compile(tree, path)
             if self.config.cache:
                 _write_cache(cache_path, key, code, nodes)
@@ -210,7 +213,7 @@ def _compile(tree: ast.Module, path: str) -> CodeType:
     return compile(tree, path, "exec", dont_inherit=True)
 
 
-def _cache_path(source_path: str, level: int) -> str:
+def _cache_path(source_path: str, level: int | str) -> str:
     directory, filename = os.path.split(source_path)
     stem = filename.rsplit(".", 1)[0]
     name = f"{stem}.{sys.implementation.cache_tag}-execscope-{__version__}-L{level}.pyc"

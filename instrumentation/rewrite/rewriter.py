@@ -35,6 +35,7 @@ from typing import Any
 from execscope.instrumentation.capture import runtime as _runtime
 from execscope.instrumentation.capture.runtime import BRANCHES, FUNCTIONS, STATEMENTS
 from execscope.instrumentation.nodes.node_ids import IdResolver, ModuleNodes, NodeInfo
+from execscope.instrumentation.rewrite.plan import OFF, Plan
 
 RT = _runtime.BUILTIN_NAME  # rewritten code finds the runtime by this name (published in builtins)
 FRAME = "_execscope_frame"
@@ -176,13 +177,19 @@ class _Scope:
 class Rewriter(ast.NodeTransformer):
     """One concern per ``visit_*``: definitions wrap, statements probe, expressions report arms."""
 
-    def __init__(self, nodes: ModuleNodes, source: str, level: int) -> None:
+    def __init__(self, nodes: ModuleNodes, source: str, level: int, plan: Plan | None = None) -> None:
         self.nodes = nodes
         self.by_id: dict[str, NodeInfo] = {n.node_id: n for n in nodes.nodes}
         self._id = IdResolver(nodes, source)
-        self.level = level
+        self.plan = plan
+        # the level of the code being rewritten: per function under a plan (innermost last)
+        self._levels = [plan.setting_for(nodes.module).level if plan is not None else level]
         self.stats = RewriteStats(unmatched=self._id.unmatched)
         self.scopes: list[_Scope] = []
+
+    @property
+    def level(self) -> int:
+        return self._levels[-1]
 
     def _probing(self) -> bool:
         return bool(self.scopes) and self.scopes[-1].has_frame
@@ -494,6 +501,9 @@ class Rewriter(ast.NodeTransformer):
         node.decorator_list = [self.visit(d) for d in node.decorator_list]
         self._defaults(node.args)  # annotations are left alone: see visit_AnnAssign
         node_id = self._id(node)
+        level, rate = self._planned(node_id)
+        if level == OFF:
+            node_id = None
         if node_id is not None and _reads_own_locals(node):
             self.stats.skipped.append(f"{node.name}: calls locals()/vars(), which would show the frame variable")
             node_id = None
@@ -501,7 +511,9 @@ class Rewriter(ast.NodeTransformer):
             isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in _own_scope(node.body))
         pristine = copy.deepcopy(node.body) if leaf else []
         self.scopes.append(_Scope("function", node_id is not None))
+        self._levels.append(level)
         body = self._block(node.body, docstring=True)
+        self._levels.pop()
         self.scopes.pop()
         if node_id is None:
             node.body = body
@@ -514,7 +526,10 @@ class Rewriter(ast.NodeTransformer):
         if isinstance(node, ast.AsyncFunctionDef):  # may be suspended across tasks: see _capture.c
             info += (True,)
         call = _call("enter", _const(info), ast.Tuple(elts=[_name(p) for p in params], ctx=ast.Load()))
-        gate = _name(GATE)  # runtime.GATE: false when this call is not to be recorded
+        gate: ast.expr = _name(GATE)  # runtime.GATE: false when this call is not to be recorded
+        if rate < 1.0:  # ``gate and plan_keep(node_id, rate)``: the plan records this fraction of calls
+            gate = _at(ast.BoolOp(op=ast.And(), values=[gate, _call("plan_keep", _const(node_id), _const(rate))]),
+                       ref)  # type: ignore[assignment]
         if leaf:
             # ``if not gate: <the body as written>; return``: an unrecorded call runs the original
             # code after one truth test. Only for functions without nested definitions, which would
@@ -549,6 +564,15 @@ class Rewriter(ast.NodeTransformer):
         return node
 
     visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def _planned(self, node_id: str | None) -> tuple[int, float]:
+        """(level, rate) of the function ``node_id``: the plan's, else the module's level at rate 1."""
+        if self.plan is None:
+            return self._levels[0], 1.0
+        info = self.by_id.get(node_id) if node_id is not None else None
+        setting = self.plan.setting_for(self.nodes.module, info.qualname.replace("@", "") if info else "",
+                                        node_id or "")
+        return (OFF, 0.0) if setting.rate <= 0.0 else (setting.level, setting.rate)
 
     @staticmethod
     def _params(args: ast.arguments) -> list[str]:
@@ -593,19 +617,21 @@ class Rewriter(ast.NodeTransformer):
         return wrapper
 
 
-def rewrite(tree: ast.Module, nodes: ModuleNodes, source: str, level: int = FUNCTIONS
-            ) -> tuple[ast.Module, RewriteStats]:
-    """Rewrite ``tree`` (parsed from ``source``) in place at ``level``; returns it and what was done."""
-    rewriter = Rewriter(nodes, source, level)
+def rewrite(tree: ast.Module, nodes: ModuleNodes, source: str, level: int = FUNCTIONS,
+            plan: Plan | None = None) -> tuple[ast.Module, RewriteStats]:
+    """Rewrite ``tree`` (parsed from ``source``) in place at ``level``, or per function as ``plan``
+    says (``level`` is then unused); returns it and what was done."""
+    rewriter = Rewriter(nodes, source, level, plan)
     return rewriter.rewrite(tree), rewriter.stats
 
 
 def rewrite_source(source: str, module: str, file: str, level: int = FUNCTIONS,
-                   code_version: str | None = None) -> tuple[ast.Module, ModuleNodes, RewriteStats]:
+                   code_version: str | None = None, plan: Plan | None = None
+                   ) -> tuple[ast.Module, ModuleNodes, RewriteStats]:
     """Parse (once), name and rewrite one module; raises SyntaxError as is."""
     from execscope.instrumentation.nodes.node_ids import name_nodes
 
     tree = ast.parse(source, filename=file or "<unknown>")
     nodes = name_nodes(source, module, file, code_version, tree=tree)  # before the rewrite mutates the tree
-    tree, stats = rewrite(tree, nodes, source, level)
+    tree, stats = rewrite(tree, nodes, source, level, plan)
     return tree, nodes, stats
