@@ -4,9 +4,12 @@ stderr; failures exit non-zero."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -418,6 +421,81 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
         print_rows(list(summary), [list(summary.values())], fmt)
     else:
         print_rows(list(summary), [list(summary.values())], fmt)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--budget", type=click.FloatRange(min=1.0), required=True, metavar="RATIO",
+              help="Overhead budget as a ratio of run times: 1.3 lets the recorded program take 30% longer.")
+@click.option("--from-store", "store_dsn", envvar=ENV_STORE, default=None, metavar="DSN",
+              help="The store holding a recording of the program (at --level functions or finer) and its CPG; "
+                   "with COMMAND, where COMMAND is recorded first. Default: ./.execscope/db. Env: EXECSCOPE_STORE.")
+@click.option("--include", "-i", multiple=True, metavar="GLOB", help="With COMMAND: the modules to record.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
+              help="Where the plan file is written (apply it with `execscope run --plan FILE -- COMMAND`).")
+@click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The program's plain run time in seconds (default: estimated from the recording).")
+@FORMAT_OPTION
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], out_file: str, baseline_s: float | None,
+         fmt: str, command: tuple[str, ...]) -> None:
+    """Plan what to record: per function a level and a sampling rate that maximise debugging value
+    with the predicted overhead within --budget; writes a plan file and prints what it records.
+
+    \b
+        execscope run --include 'myapp*' -- python -m myapp      # a functions-level recording
+        execscope plan --budget 1.3 --out plan.toml
+        execscope run --plan plan.toml -- python -m myapp
+        execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # records, then plans
+    """
+    from execscope.instrumentation.rewrite.plan import dump_plan
+    from execscope.queries.planner import make_plan, statement_events
+
+    if command:
+        if not include:
+            raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
+        args = [sys.executable, "-m", "execscope", "run", "--level", "functions", "--adaptive", "0",
+                *(a for g in include for a in ("--include", g)), *(["--store", store_dsn] if store_dsn else []),
+                "--", *command]
+        returncode = subprocess.run(args).returncode
+        if returncode != 0:
+            click.echo(f"execscope: the measured run exited with {returncode}; planning from what it recorded",
+                       err=True)
+    store = _open(store_dsn)
+    try:
+        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    summary = result.summary()
+    settings = {r.match: r.setting for r in result.plan.rules}
+    summary["statement_events"] = round(statement_events(result.profiles, settings, _cost_model()))
+    summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
+    predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
+                 "baseline_s": round(result.baseline_ns / 1e9, 4)}
+    Path(out_file).write_text(dump_plan(result.plan, comments=[
+        f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
+        f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")
+    if fmt == "json":
+        print(json.dumps({**summary, "plan": out_file, "functions": [
+            dict(zip(PLAN_COLUMNS, row)) for row in result.rows()]}))
+        return
+    print_rows(PLAN_COLUMNS, result.rows(), fmt)
+    levels = ", ".join(f"{n} {k}" for k, n in summary["levels"].items() if n)  # type: ignore[attr-defined]
+    click.echo(f"execscope: plan written to {out_file}: predicted overhead {result.predicted_ratio:.3f}x of "
+               f"{budget}x allowed; {levels}; {summary['sampled']} sampled; about "
+               f"{summary['statement_events']} statement events", err=True)
+
+
+PLAN_COLUMNS = ("function", "calls", "level", "rate", "overhead_ms", "value")
+
+
+def _cost_model() -> Any:
+    from execscope.queries.planner import CostModel
+
+    return CostModel()
 
 
 @main.command()

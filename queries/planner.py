@@ -1,0 +1,372 @@
+"""The instrumentation planner: per function a level and a sampling rate that maximise debugging
+value with the predicted recording overhead within a budget (as Log20 places log statements).
+
+Inputs, all from the store:
+
+* **calls and time** per function from a recording (``otel_traces``: calls, self time, errors; calls
+  left out by adaptive sampling are added from their ``execscope.unrecorded.<node>`` counts). A
+  ``functions``-level recording is enough; a finer one also gives measured events per call and
+  branch entropy.
+* **the CPG** (``cpg_functions``): cyclomatic complexity and statement count of the code version
+  that ran, and, where the store holds an older version of the function that differs, that it
+  changed.
+* **the capture's cost model** (:class:`CostModel`): nanoseconds per recorded call, per branch event,
+  per statement event and per call a rate leaves out, measured by
+  ``tests/benchmarks/bench_plan_costs.py``.
+
+The model. A function called ``n`` times, planned at level ``L`` and rate ``r``, is predicted to
+cost ``n*r*(call + B*branch_event [+ S*statement_event]) + n*(1-r)*skipped`` where ``B`` and ``S``
+are its branch and statement events per call: measured when the store holds events of it,
+otherwise estimated (``S``: its statements, or its self time over :data:`PLAIN_STATEMENT_NS` when
+that says loops run, capped at :data:`LOOP_CAP` times its statements; ``B``: ``S`` times its
+decisions per statement). The baseline is the time of the recorded root calls less the recording's
+own predicted cost (or ``baseline_ns`` given). A budget ``R`` allows ``(R - 1) * baseline``.
+
+Its value is ``importance * information(L) * coverage(r)``: importance grows with complexity
+(``log2(1 + cyclomatic)``), with errors (any error: +1.5, up to +3 at a 10% error rate), with branch
+entropy (mean bits per decision) and with a recent change (+2); information is 1 for calls, up to 2.5
+for branches (by entropy; only with decisions), up to 1 more for statements; coverage is the recorded
+calls over :data:`ENOUGH_CALLS`, at most 1 (a hot function at a low rate still shows enough calls).
+
+The choice is a multiple-choice knapsack, solved greedily on each function's convex hull of
+(cost, value) choices: hull increments taken by value per nanosecond, best first, while they fit
+(the LP relaxation's solution without its one fractional item, Sinha & Zoltners 1979; within one
+increment's value of the optimum).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from execscope.instrumentation.rewrite.plan import (
+    BRANCHES,
+    FUNCTIONS,
+    LEVEL_NAMES,
+    OFF,
+    STATEMENTS,
+    Plan,
+    Rule,
+    Setting,
+)
+from execscope.storage.store import Store
+
+RATES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+ENOUGH_CALLS = 20.0      # recorded calls of a function beyond which more add no value
+PLAIN_STATEMENT_NS = 40.0  # a simple statement's time in plain CPython, to read loops from self time
+LOOP_CAP = 1000.0        # estimated statement events per call at most this times its statements
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """What recording costs, per unit, in nanoseconds of the program's CPU time (see the module
+    docstring). Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core."""
+
+    call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
+    branch_event_ns: float = 800.0     # measured 801
+    statement_event_ns: float = 880.0  # measured 880
+    skipped_call_ns: float = 60.0      # measured 63: the truth test and plan_keep
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionProfile:
+    """One function as the recording and the CPG see it."""
+
+    node_id: str
+    name: str                 # module.qualname
+    calls: int
+    self_ns: int              # in the recording, which included its own recording cost
+    errors: int = 0
+    cyclomatic: int = 1
+    statements: int = 1
+    entropy: float = 0.0      # mean bits per decision over recorded branch events (0: none recorded)
+    changed: bool = False     # differs from an older recorded code version of it
+    branch_events: float | None = None     # measured per call (None: estimate)
+    statement_events: float | None = None  # measured per call (None: estimate)
+
+    @property
+    def module(self) -> str:
+        return self.node_id.split(":", 1)[0]
+
+    @property
+    def decisions(self) -> int:
+        return max(0, self.cyclomatic - 1)
+
+    def events_per_call(self, level: int, model: CostModel) -> tuple[float, float]:
+        """(branch events, statement events) one call records at ``level``."""
+        if level < BRANCHES:
+            return 0.0, 0.0
+        stmts = self.statement_events
+        if stmts is None:
+            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)
+            stmts = min(max(float(self.statements), plain_ns / PLAIN_STATEMENT_NS), LOOP_CAP * self.statements)
+        branches = self.branch_events
+        if branches is None:
+            branches = stmts * self.decisions / max(1, self.statements)
+        return branches, (stmts if level >= STATEMENTS else 0.0)
+
+
+def importance(p: FunctionProfile) -> float:
+    """How much a person debugging wants to see this function (see the module docstring)."""
+    score = 1.0 + math.log2(1 + p.cyclomatic) + p.entropy
+    if p.errors:
+        score += 1.5 + 1.5 * min(1.0, 10.0 * p.errors / max(1, p.calls))
+    if p.changed:
+        score += 2.0
+    return score
+
+
+def information(p: FunctionProfile, level: int) -> float:
+    """What a level shows of one call of ``p`` (see the module docstring)."""
+    if level == OFF:
+        return 0.0
+    info = 1.0
+    if level >= BRANCHES and p.decisions:
+        info += 0.5 + min(1.0, p.entropy)
+    if level >= STATEMENTS:
+        info += 0.5 + 0.5 * min(1.0, p.statements / 10)
+    return info
+
+
+def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
+    """Predicted recording cost of ``p`` under ``setting`` over the recorded run, in nanoseconds."""
+    if setting.level == OFF or setting.rate <= 0.0:
+        return 0.0
+    branches, statements = p.events_per_call(setting.level, model)
+    per_call = model.call_ns + branches * model.branch_event_ns + statements * model.statement_event_ns
+    skipped = p.calls * (1.0 - setting.rate) * model.skipped_call_ns if setting.rate < 1.0 else 0.0
+    return p.calls * setting.rate * per_call + skipped
+
+
+def value(p: FunctionProfile, setting: Setting) -> float:
+    if setting.level == OFF or setting.rate <= 0.0:
+        return 0.0
+    return importance(p) * information(p, setting.level) * min(1.0, p.calls * setting.rate / ENOUGH_CALLS)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    setting: Setting
+    cost_ns: float
+    value: float
+
+
+def _hull(p: FunctionProfile, model: CostModel) -> list[Choice]:
+    """Choices of ``p`` on the upper convex hull of (cost, value), from OFF, cost increasing."""
+    options = [Choice(Setting(level, rate), cost_ns(p, Setting(level, rate), model), value(p, Setting(level, rate)))
+               for level in (FUNCTIONS, BRANCHES, STATEMENTS) for rate in RATES]
+    options.sort(key=lambda c: (c.cost_ns, -c.value))
+    hull = [Choice(Setting(OFF, 1.0), 0.0, 0.0)]
+    for c in options:
+        if c.value <= hull[-1].value:
+            continue  # dominated: costs as much or more for no more value
+        if c.cost_ns <= hull[-1].cost_ns:  # free more value (cost 0): replaces the last point
+            hull[-1] = c
+            continue
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (b.value - a.value) * (c.cost_ns - a.cost_ns) <= (c.value - a.value) * (b.cost_ns - a.cost_ns):
+                hull.pop()  # b lies under the chord a-c: never the greedy's pick
+            else:
+                break
+        hull.append(c)
+    return hull
+
+
+def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> dict[str, Choice]:
+    """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``."""
+    hulls = {p.node_id: _hull(p, model) for p in profiles}
+    steps = []
+    for node, hull in hulls.items():
+        for i in range(1, len(hull)):
+            dc, dv = hull[i].cost_ns - hull[i - 1].cost_ns, hull[i].value - hull[i - 1].value
+            steps.append((math.inf if dc <= 0 else dv / dc, node, i))
+    steps.sort(key=lambda s: (-s[0], s[1], s[2]))
+    at = dict.fromkeys(hulls, 0)
+    blocked: set[str] = set()
+    spent = sum(h[0].cost_ns for h in hulls.values())
+    for _eff, node, i in steps:
+        if node in blocked or at[node] != i - 1:
+            continue
+        hull = hulls[node]
+        extra = hull[i].cost_ns - hull[i - 1].cost_ns
+        if spent + extra > allowed_ns:
+            blocked.add(node)  # its later steps need this one
+            continue
+        spent += extra
+        at[node] = i
+    return {node: hulls[node][i] for node, i in at.items()}
+
+
+@dataclass
+class PlanResult:
+    """A plan with what it is predicted to do."""
+
+    plan: Plan
+    budget: float
+    baseline_ns: float
+    predicted_ns: float
+    profiles: list[FunctionProfile]
+    choices: dict[str, Choice]
+    uniform_rate: float = 1.0          # the statements-level rate of every function that costs as much
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def predicted_ratio(self) -> float:
+        return 1.0 + self.predicted_ns / self.baseline_ns if self.baseline_ns > 0 else math.inf
+
+    def rows(self) -> list[tuple]:
+        """(function, calls, level, rate, predicted overhead ms, value) per function, costliest first."""
+        out = []
+        for p in self.profiles:
+            c = self.choices[p.node_id]
+            out.append((p.name, p.calls, c.setting.level_name, c.setting.rate, round(c.cost_ns / 1e6, 3),
+                        round(c.value, 2)))
+        out.sort(key=lambda r: (-r[4], r[0]))
+        return out
+
+    def summary(self) -> dict[str, object]:
+        levels: dict[str, int] = defaultdict(int)
+        for c in self.choices.values():
+            levels[c.setting.level_name] += 1
+        return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
+                "predicted_overhead": round(self.predicted_ratio, 4),
+                "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
+                "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
+
+
+PROFILE_SQL = """
+SELECT t.NodeId AS node_id, any(t.SpanName) AS name, toUInt64(count()) AS calls,
+       toUInt64(sum(t.Duration - least(t.ChildNs, t.Duration))) AS self_ns,
+       toUInt64(countIf(t.StatusCode = 'STATUS_CODE_ERROR')) AS errors,
+       argMax(t.CodeVersion, t.Timestamp) AS version
+FROM otel_traces AS t
+WHERE t.NodeId IN (SELECT node_id FROM cpg_nodes WHERE kind = 'function')
+GROUP BY t.NodeId
+"""
+
+UNRECORDED_SQL = """
+SELECT substring(k, 22) AS node_id, sum(toUInt64OrZero(SpanAttributes[k])) AS calls
+FROM otel_traces ARRAY JOIN mapKeys(SpanAttributes) AS k
+WHERE startsWith(k, 'execscope.unrecorded.')
+GROUP BY node_id
+"""
+
+FUNCTIONS_SQL = """
+SELECT node_id, code_version, cyclomatic, statements, cfg_edges, end_line - line AS span_lines,
+       inserted_at
+FROM cpg_functions FINAL
+WHERE node_id IN (SELECT DISTINCT NodeId FROM otel_traces WHERE NodeId != '')
+"""
+
+ARMS_SQL = """
+SELECT s.NodeId AS function, e.NodeId AS arm, toUInt64(count()) AS n, uniqExact(e.SpanId) AS spans
+FROM execscope_events AS e
+INNER JOIN (SELECT DISTINCT SpanId, NodeId FROM otel_traces WHERE NodeId != '') AS s ON e.SpanId = s.SpanId
+WHERE e.EventName = 'execscope.branch'
+GROUP BY function, arm
+"""
+
+LINES_SQL = """
+SELECT s.NodeId AS function, toUInt64(count()) AS n, uniqExact(e.SpanId) AS spans
+FROM execscope_events AS e
+INNER JOIN (SELECT DISTINCT SpanId, NodeId FROM otel_traces WHERE NodeId != '') AS s ON e.SpanId = s.SpanId
+WHERE e.EventName = 'execscope.line'
+GROUP BY function
+"""
+
+ROOTS_SQL = """
+SELECT toUInt64(sum(Duration)) FROM otel_traces
+WHERE NodeId != '' AND ParentSpanId NOT IN (SELECT SpanId FROM otel_traces WHERE NodeId != '')
+"""
+
+
+def _entropy(counts: Iterable[int]) -> float:
+    counts = [c for c in counts if c]
+    total = sum(counts)
+    return -sum(c / total * math.log2(c / total) for c in counts) if total else 0.0
+
+
+def profile_functions(store: Store) -> list[FunctionProfile]:
+    """Every recorded function with its calls, time, errors, CPG facts, branch entropy and measured
+    events per call (see the module docstring)."""
+    unrecorded = {r[0]: int(r[1]) for r in store.query(UNRECORDED_SQL).rows}
+    cpg: dict[str, list[tuple]] = defaultdict(list)
+    for row in store.query(FUNCTIONS_SQL).rows:
+        cpg[row[0]].append(row[1:])
+    decisions: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    branch_events: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for function, arm, n, spans in store.query(ARMS_SQL).rows:
+        owner, _, label = str(arm).rpartition(".")
+        decisions[function][owner][label] = int(n)
+        branch_events[function][0] += int(n)
+        branch_events[function][1] = max(branch_events[function][1], int(spans))
+    lines = {r[0]: int(r[1]) / max(1, int(r[2])) for r in store.query(LINES_SQL).rows}
+    profiles = []
+    for node, name, calls, self_ns, errors, version in store.query(PROFILE_SQL).rows:
+        recorded = int(calls)
+        total_calls = recorded + unrecorded.get(node, 0)
+        versions = cpg.get(node, [])
+        ran = next((v for v in versions if v[0] == version), versions[-1] if versions else None)
+        shape = {tuple(v[1:5]) for v in versions}
+        arms = decisions.get(node, {})
+        be = branch_events.get(node)
+        profiles.append(FunctionProfile(
+            node_id=node, name=name, calls=total_calls,
+            self_ns=int(int(self_ns) * total_calls / max(1, recorded)), errors=int(errors),
+            cyclomatic=int(ran[1]) if ran else 1, statements=max(1, int(ran[2]) if ran else 1),
+            entropy=sum(_entropy(a.values()) for a in arms.values()) / len(arms) if arms else 0.0,
+            changed=len(shape) > 1,
+            branch_events=be[0] / max(1, be[1]) if be else None, statement_events=lines.get(node)))
+    profiles.sort(key=lambda p: p.node_id)
+    return profiles
+
+
+def make_plan(store: Store, budget: float, model: CostModel | None = None,
+              baseline_ns: float | None = None) -> PlanResult:
+    """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
+    program 30% more time). Raises ValueError when the store holds no recorded function."""
+    if budget < 1.0:
+        raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
+    model = model or CostModel()
+    profiles = profile_functions(store)
+    if not profiles:
+        raise ValueError("the store holds no recorded function calls: record the program at --level functions "
+                         "first (execscope run --include ... -- COMMAND)")
+    notes = []
+    if baseline_ns is None:
+        roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
+        own = sum(p.calls for p in profiles) * model.call_ns
+        baseline_ns = max(roots - own, 0.1 * roots, 1.0)
+        notes.append(f"baseline {baseline_ns / 1e9:.3f}s: recorded root calls {roots / 1e9:.3f}s less the "
+                     f"recording's own predicted cost")
+    allowed = (budget - 1.0) * baseline_ns
+    choices = choose(profiles, allowed, model)
+    predicted = sum(c.cost_ns for c in choices.values())
+    rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
+    plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
+    return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
+                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes)
+
+
+def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:
+    """The one rate at which recording every function at ``statements`` costs ``allowed_ns`` by the
+    model (the uniform sampling a plan is compared with), within 0..1."""
+    full = sum(cost_ns(p, Setting(STATEMENTS, 1.0), model) for p in profiles)
+    skipped = sum(p.calls * model.skipped_call_ns for p in profiles)
+    if full <= allowed_ns:
+        return 1.0
+    # cost(r) = r*full + (1-r)*skipped is linear in r
+    return max(0.0, min(1.0, (allowed_ns - skipped) / max(1e-9, full - skipped)))
+
+
+def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Setting], model: CostModel) -> float:
+    """Statement events the settings are predicted to record over the run."""
+    total = 0.0
+    for p in profiles:
+        s = settings.get(p.node_id)
+        if s is not None and s.level >= STATEMENTS:
+            total += p.calls * s.rate * p.events_per_call(STATEMENTS, model)[1]
+    return total

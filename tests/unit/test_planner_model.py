@@ -1,0 +1,102 @@
+"""The planner's model and knapsack on synthetic profiles: the budget holds by the model, the greedy
+is within one increment of the exact optimum, and value goes where the debugging value is."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from execscope.instrumentation.rewrite.plan import BRANCHES, FUNCTIONS, OFF, STATEMENTS, Setting
+from execscope.queries.planner import (
+    ENOUGH_CALLS,
+    RATES,
+    CostModel,
+    FunctionProfile,
+    _hull,
+    choose,
+    cost_ns,
+    importance,
+    uniform_statements_rate,
+    value,
+)
+
+MODEL = CostModel()
+
+
+def profile(name: str, calls: int, cyclomatic: int = 1, statements: int = 2, errors: int = 0,
+            self_us: float = 2.0, **kw: object) -> FunctionProfile:
+    return FunctionProfile(node_id=f"m:{name}", name=f"m.{name}", calls=calls, self_ns=int(calls * self_us * 1000),
+                           errors=errors, cyclomatic=cyclomatic, statements=statements, **kw)  # type: ignore[arg-type]
+
+
+def test_importance_rises_with_complexity_errors_entropy_and_change() -> None:
+    base = profile("f", 100)
+    assert importance(profile("f", 100, cyclomatic=8)) > importance(base)
+    assert importance(profile("f", 100, errors=3)) > importance(base)
+    assert importance(profile("f", 100, entropy=0.9)) > importance(base)
+    assert importance(profile("f", 100, changed=True)) > importance(base)
+
+
+def test_costs_grow_with_level_and_rate() -> None:
+    p = profile("f", 1000, cyclomatic=4, statements=10)
+    costs = [cost_ns(p, Setting(level, 1.0), MODEL) for level in (OFF, FUNCTIONS, BRANCHES, STATEMENTS)]
+    assert costs == sorted(costs) and costs[0] == 0 and len(set(costs)) == 4
+    assert cost_ns(p, Setting(STATEMENTS, 0.1), MODEL) < cost_ns(p, Setting(STATEMENTS, 1.0), MODEL)
+    assert cost_ns(p, Setting(FUNCTIONS, 1.0), MODEL) == 1000 * MODEL.call_ns
+
+
+def test_hull_is_concave_from_off() -> None:
+    p = profile("f", 5000, cyclomatic=5, statements=12, errors=2)
+    hull = _hull(p, MODEL)
+    assert hull[0].setting.level == OFF
+    slopes = [(b.value - a.value) / (b.cost_ns - a.cost_ns) for a, b in zip(hull, hull[1:])]
+    assert all(s1 >= s2 for s1, s2 in zip(slopes, slopes[1:])) and all(s > 0 for s in slopes)
+
+
+def _exact(profiles: list[FunctionProfile], allowed: float) -> float:
+    options = [[(0.0, 0.0)] + [(cost_ns(p, Setting(lv, r), MODEL), value(p, Setting(lv, r)))
+                               for lv in (FUNCTIONS, BRANCHES, STATEMENTS) for r in RATES] for p in profiles]
+    best = 0.0
+    for combo in itertools.product(*options):
+        if sum(c for c, _ in combo) <= allowed:
+            best = max(best, sum(v for _, v in combo))
+    return best
+
+
+def test_greedy_respects_the_budget_and_is_near_the_optimum() -> None:
+    rng = random.Random(7)
+    for _ in range(6):
+        profiles = [profile(f"f{i}", rng.choice([5, 50, 500, 5000]), cyclomatic=rng.randint(1, 9),
+                            statements=rng.randint(1, 20), errors=rng.choice([0, 0, 3]))
+                    for i in range(3)]
+        total = sum(cost_ns(p, Setting(STATEMENTS, 1.0), MODEL) for p in profiles)
+        allowed = total * rng.uniform(0.05, 0.6)
+        chosen = choose(profiles, allowed, MODEL)
+        spent = sum(cost_ns(p, chosen[p.node_id].setting, MODEL) for p in profiles)
+        assert spent <= allowed
+        got = sum(value(p, chosen[p.node_id].setting) for p in profiles)
+        best = _exact(profiles, allowed)
+        biggest_step = max(max(b.value - a.value for a, b in zip(h, h[1:]))
+                           for h in (_hull(p, MODEL) for p in profiles))
+        assert got >= best - biggest_step - 1e-9
+
+
+def test_value_goes_to_the_complex_failing_function_and_hot_trivial_ones_are_sampled() -> None:
+    hot = profile("hot", 2_000_000, cyclomatic=1, statements=1, self_us=0.3)
+    gnarly = profile("gnarly", 200, cyclomatic=9, statements=30, errors=20, self_us=20)
+    plain = profile("plain", 2000, cyclomatic=2, statements=4)
+    allowed = 0.3 * 0.5e9  # 30% of half a second
+    chosen = choose([hot, gnarly, plain], allowed, MODEL)
+    assert chosen["m:gnarly"].setting.level == STATEMENTS
+    assert gnarly.calls * chosen["m:gnarly"].setting.rate >= ENOUGH_CALLS  # its full value
+    assert chosen["m:plain"].setting.level >= BRANCHES
+    assert chosen["m:hot"].setting.rate < 0.01  # 20 calls seen are enough of a trivial function
+    total_stmt_value = sum(value(p, chosen[p.node_id].setting) for p in (hot, gnarly, plain))
+    rate = uniform_statements_rate([hot, gnarly, plain], allowed, MODEL)
+    uniform = sum(value(p, Setting(STATEMENTS, rate)) for p in (hot, gnarly, plain))
+    assert total_stmt_value > uniform
+
+
+def test_no_budget_records_nothing_that_costs() -> None:
+    chosen = choose([profile("a", 100), profile("b", 10)], 0.0, MODEL)
+    assert all(c.setting.level == OFF and c.cost_ns == 0 for c in chosen.values())
