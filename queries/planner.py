@@ -25,8 +25,9 @@ own predicted cost (or ``baseline_ns`` given). A budget ``R`` allows ``(R - 1) *
 Its value is ``importance * information(L) * coverage(r)``: importance grows with complexity
 (``log2(1 + cyclomatic)``), with errors (any error: +1.5, up to +3 at a 10% error rate), with branch
 entropy (mean bits per decision) and with a recent change (+2); information is 1 for calls, up to 2.5
-for branches (by entropy; only with decisions), up to 1 more for statements; coverage is the recorded
-calls over :data:`ENOUGH_CALLS`, at most 1 (a hot function at a low rate still shows enough calls).
+for branches (by entropy; only with decisions), up to 1 more for statements; coverage is 0.8 times the
+recorded calls over :data:`ENOUGH_CALLS` (at most 1: a hot function at a low rate still shows enough
+calls) plus 0.2 times the rate (beyond enough calls, more add a little: a loose budget records all).
 
 The choice is a multiple-choice knapsack, solved greedily on each function's convex hull of
 (cost, value) choices: hull increments taken by value per nanosecond, best first, while they fit
@@ -143,7 +144,8 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
 def value(p: FunctionProfile, setting: Setting) -> float:
     if setting.level == OFF or setting.rate <= 0.0:
         return 0.0
-    return importance(p) * information(p, setting.level) * min(1.0, p.calls * setting.rate / ENOUGH_CALLS)
+    coverage = 0.8 * min(1.0, p.calls * setting.rate / ENOUGH_CALLS) + 0.2 * setting.rate
+    return importance(p) * information(p, setting.level) * coverage
 
 
 @dataclass(frozen=True, slots=True)

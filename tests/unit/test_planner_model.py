@@ -90,7 +90,8 @@ def test_value_goes_to_the_complex_failing_function_and_hot_trivial_ones_are_sam
     assert chosen["m:gnarly"].setting.level == STATEMENTS
     assert gnarly.calls * chosen["m:gnarly"].setting.rate >= ENOUGH_CALLS  # its full value
     assert chosen["m:plain"].setting.level >= BRANCHES
-    assert chosen["m:hot"].setting.rate < 0.01  # 20 calls seen are enough of a trivial function
+    hot_setting = chosen["m:hot"].setting  # a trivial function: a few calls seen are enough
+    assert hot_setting.level == OFF or hot_setting.rate <= 0.01
     total_stmt_value = sum(value(p, chosen[p.node_id].setting) for p in (hot, gnarly, plain))
     rate = uniform_statements_rate([hot, gnarly, plain], allowed, MODEL)
     uniform = sum(value(p, Setting(STATEMENTS, rate)) for p in (hot, gnarly, plain))

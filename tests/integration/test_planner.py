@@ -1,0 +1,121 @@
+"""`execscope plan` on a recorded fixture (real processes, the real embedded engine): the plan keeps
+the predicted overhead within the budget by the model, prefers the valuable functions, and runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from execscope.instrumentation.rewrite.plan import load_plan
+from tests.integration.test_run_cli import cli, sql
+
+APP = '''
+def bump(x):
+    return x + 1
+
+def classify(row):
+    kind = "none"
+    if row < 0:
+        raise ValueError(f"negative row {row}")
+    elif row % 15 == 0:
+        kind = "fizzbuzz"
+    elif row % 5 == 0:
+        kind = "buzz"
+    elif row % 3 == 0:
+        kind = "fizz"
+    for d in range(2, 6):
+        if row % d == 0 and row > d:
+            kind += "!"
+            break
+    return kind
+
+def main():
+    total = 0
+    for i in range(30000):
+        total = bump(total)
+    kinds = []
+    for row in range(-20, 180):
+        try:
+            kinds.append(classify(row))
+        except ValueError:
+            kinds.append("bad")
+    return total, len(kinds)
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    app = tmp_path_factory.mktemp("planner")
+    (app / "plan_fixture.py").write_text(textwrap.dedent(APP))
+    store = f"chdb://{app / 'db'}"
+    cli("run", "--include", "plan_fixture", "--level", "functions", "--adaptive", "0", "--store", store, "--",
+        sys.executable, "-c", "import plan_fixture; plan_fixture.main()", cwd=app, env={"PYTHONPATH": str(app)})
+    return app
+
+
+def plan(app: Path, budget: str, out: str, *extra: str) -> dict:
+    proc = cli("plan", "--budget", budget, "--from-store", f"chdb://{app / 'db'}", "--out", out,
+               "--format", "json", *extra, cwd=app)
+    return json.loads(proc.stdout)
+
+
+def test_the_plan_respects_the_budget_and_prefers_the_valuable_functions(recorded: Path) -> None:
+    result = plan(recorded, "1.3", "plan.toml", "--baseline-s", "0.05")
+    rows = {r["function"]: r for r in result["functions"]}
+    # by the model: what every function is predicted to cost fits 30% of the 50 ms baseline
+    assert sum(r["overhead_ms"] for r in rows.values()) <= 0.3 * 50 + 1e-6
+    assert 1.0 < result["predicted_overhead"] <= 1.3
+    # classify (complex, raises) is recorded finely; bump (trivial, 30000 calls) is sampled hard
+    assert rows["plan_fixture.classify"]["level"] == "statements" and rows["plan_fixture.classify"]["rate"] == 1.0
+    assert rows["plan_fixture.bump"]["calls"] == 30000 and rows["plan_fixture.bump"]["rate"] <= 0.05
+    assert rows["plan_fixture.classify"]["value"] > rows["plan_fixture.bump"]["value"]
+    plan_file = load_plan(recorded / "plan.toml")  # what `run --plan` reads
+    assert plan_file.include == ("plan_fixture",)
+    settings = {r.match: r.setting for r in plan_file.rules}
+    assert settings["plan_fixture:classify"].level_name == "statements"
+    # the profile the planner read is what the store holds
+    stored = sql("SELECT SpanName, count() AS n, countIf(StatusCode = 'STATUS_CODE_ERROR') AS e FROM otel_traces "
+                 "GROUP BY SpanName", recorded, f"chdb://{recorded / 'db'}")
+    counts = {r["SpanName"]: (r["n"], r["e"]) for r in stored}
+    assert counts["plan_fixture.classify"] == (200, 20)
+
+
+def test_budgets_order_what_is_recorded(recorded: Path) -> None:
+    tight = plan(recorded, "1.0", "tight.toml", "--baseline-s", "0.05")
+    assert tight["predicted_overhead"] == 1.0
+    assert all(r["level"] == "off" for r in tight["functions"])
+    loose = plan(recorded, "1000", "loose.toml", "--baseline-s", "0.05")
+    assert all(r["level"] == "statements" and r["rate"] == 1.0 for r in loose["functions"]
+               if r["function"] != "plan_fixture.bump") and loose["statement_events"] > 0
+    mid = plan(recorded, "1.3", "mid.toml", "--baseline-s", "0.05")
+    assert tight["statement_events"] <= mid["statement_events"] <= loose["statement_events"]
+
+
+def test_the_plan_runs(recorded: Path) -> None:
+    plan(recorded, "1.3", "run.toml", "--baseline-s", "0.05")
+    store = f"chdb://{recorded / 'db2'}"
+    cli("run", "--plan", "run.toml", "--store", store, "--", sys.executable, "-c",
+        "import plan_fixture; plan_fixture.main()", cwd=recorded, env={"PYTHONPATH": str(recorded)})
+    settings = {r.match: r.setting for r in load_plan(recorded / "run.toml").rules}
+    rows = {r["SpanName"]: r for r in sql(
+        "SELECT SpanName, count() AS n, countIf(has(Events.Name, 'execscope.line')) AS lines FROM otel_traces "
+        "GROUP BY SpanName", recorded, store)}
+    bump = settings["plan_fixture:bump"]
+    expected_bump = 0 if bump.level_name == "off" else int(30000 * bump.rate)
+    assert rows.get("plan_fixture.bump", {"n": 0})["n"] in (expected_bump, expected_bump + 1)
+    classify = settings["plan_fixture:classify"]
+    assert rows["plan_fixture.classify"]["n"] in (int(200 * classify.rate), int(200 * classify.rate) + 1)
+    assert rows["plan_fixture.classify"]["lines"] == rows["plan_fixture.classify"]["n"]
+
+
+def test_plan_without_a_recording_says_so(tmp_path: Path) -> None:
+    proc = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{tmp_path / 'empty'}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "holds no recorded function calls" in proc.stderr
+    assert not (tmp_path / "execscope-plan.toml").exists()
