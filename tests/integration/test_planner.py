@@ -119,3 +119,16 @@ def test_plan_without_a_recording_says_so(tmp_path: Path) -> None:
     proc = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{tmp_path / 'empty'}", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "holds no recorded function calls" in proc.stderr
     assert not (tmp_path / "execscope-plan.toml").exists()
+
+
+def test_plan_records_the_command_first(tmp_path: Path) -> None:
+    (tmp_path / "cmd_app.py").write_text("def f(x):\n    if x % 3:\n        return 1\n    return 0\n\n"
+                                         "def main():\n    return sum(f(i) for i in range(300))\n")
+    proc = cli("plan", "--budget", "1.5", "--from-store", f"chdb://{tmp_path / 'db'}", "--include", "cmd_app",
+               "--out", "p.toml", "--format", "json", "--", sys.executable, "-c", "import cmd_app; cmd_app.main()",
+               cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    result = json.loads(proc.stdout)
+    assert {r["function"]: r["calls"] for r in result["functions"]} == {"cmd_app.f": 300, "cmd_app.main": 1}
+    assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
+    missing = cli("plan", "--budget", "1.5", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=False)
+    assert missing.returncode != 0 and "--include" in missing.stderr
