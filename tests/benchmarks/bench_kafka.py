@@ -47,10 +47,10 @@ def cpu() -> float:
     return time.process_time()
 
 
-def make_frames(traces: int, depth: int) -> list:
+def make_frames(traces: int, depth: int, level: str = "functions") -> list:
     fast_capture.take_pending()
     fast_capture.activate()
-    module = load_rewritten(FIB, "functions", name="fib_bench")
+    module = load_rewritten(FIB, level, name=f"fib_bench_{level}")
     fast_capture.take_pending()
     frames: list = []
     for _ in range(traces):
