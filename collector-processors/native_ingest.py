@@ -8,6 +8,14 @@ not decoded here (they come out empty), which execscope's own spans never use.
 
 Only for the embedded engine (it reads the spool directory); a server store goes through the Python
 decoder. Idempotent with the same deduplication token as the Python path.
+
+The statement also writes ``otel_traces``' own MATERIALIZED columns (:data:`DERIVED`, with
+``insert_allow_materialized_columns``), from the attribute map it has just built: the same
+expressions the migrations give them, evaluated once on a plain ``Map(String, String)`` instead of
+by the table on its ``LowCardinality``-keyed map after the insert (measured: about a tenth of the
+insert's CPU; ``tests/benchmarks/bench_store.py``). Rows written any other way (the Python decoder,
+the stock collector exporter) still get them from the table. A test compares the two for every
+column listed, so a migration that changes an expression must change :data:`DERIVED` too.
 """
 
 from __future__ import annotations
@@ -41,20 +49,35 @@ def _map(kvs: str) -> str:
     return f"mapFromArrays(arrayMap(kv -> kv.key, {kvs}), arrayMap(kv -> {value}, {kvs}))"
 
 
+# otel_traces' MATERIALIZED columns (migrations 0001, 0006, 0007, 0010), the same expressions over the
+# SELECT's own aliases: span_attributes (SpanAttributes), span_ts (Timestamp), span_duration (Duration).
+DERIVED: dict[str, str] = {
+    "NodeId": "span_attributes['execscope.node_id']",
+    "CodeVersion": "span_attributes['execscope.code_version']",
+    "Seq": "toUInt64OrZero(span_attributes['execscope.seq'])",
+    "SeqEnd": "toUInt64OrZero(span_attributes['execscope.seq.end'])",
+    "ChildNs": "toUInt64OrZero(span_attributes['execscope.child_ns'])",
+    "Hlc": "toUInt64(toUnixTimestamp64Nano(span_ts)) + toUInt64OrZero(span_attributes['execscope.hlc.offset'])",
+    "HlcEnd": ("toUInt64(toUnixTimestamp64Nano(span_ts)) + span_duration + toUInt64OrZero("
+               "if(mapContains(span_attributes, 'execscope.hlc.end_offset'), "
+               "span_attributes['execscope.hlc.end_offset'], span_attributes['execscope.hlc.offset']))"),
+}
+
 INSERT_SQL = f"""
 INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
     ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage,
     `Events.Timestamp`, `Events.Name`, `Events.Attributes`, `Links.TraceId`, `Links.SpanId`,
-    `Links.TraceState`, `Links.Attributes`)
+    `Links.TraceState`, `Links.Attributes`, {', '.join(DERIVED)})
 SELECT
-    fromUnixTimestamp64Nano(toInt64(s.start_time_unix_nano)),
+    fromUnixTimestamp64Nano(toInt64(s.start_time_unix_nano)) AS span_ts,
     lower(hex(s.trace_id)), lower(hex(s.span_id)), lower(hex(s.parent_span_id)), s.trace_state, s.name,
     ['SPAN_KIND_UNSPECIFIED', 'SPAN_KIND_INTERNAL', 'SPAN_KIND_SERVER', 'SPAN_KIND_CLIENT', 'SPAN_KIND_PRODUCER',
      'SPAN_KIND_CONSUMER'][s.kind + 1],
     resource_attributes['service.name'],
     resource_attributes, ss.scope.name, ss.scope.version,
-    {_map('s.attributes')},
-    if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0),
+    {_map('s.attributes')} AS span_attributes,
+    if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0)
+        AS span_duration,
     ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'][s.status.code + 1],
     s.status.message,
     arrayMap(e -> fromUnixTimestamp64Nano(toInt64(e.time_unix_nano)), s.events),
@@ -63,7 +86,8 @@ SELECT
     arrayMap(l -> lower(hex(l.trace_id)), s.links),
     arrayMap(l -> lower(hex(l.span_id)), s.links),
     arrayMap(l -> l.trace_state, s.links),
-    arrayMap(l -> {_map('l.attributes')}, s.links)
+    arrayMap(l -> {_map('l.attributes')}, s.links),
+    {', '.join(DERIVED.values())}
 FROM file({{path:String}}, 'ProtobufSingle', '{STRUCTURE}')
 ARRAY JOIN resource_spans AS rs
 ARRAY JOIN rs.scope_spans AS ss
@@ -76,6 +100,7 @@ def native_settings(dedup_token: str) -> dict[str, object]:
     return {
         "format_schema": f"{SCHEMA}:ExportTraceServiceRequest",
         "input_format_protobuf_oneof_presence": 1,
+        "insert_allow_materialized_columns": 1,  # DERIVED
         "insert_deduplication_token": dedup_token,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }

@@ -47,10 +47,10 @@ def cpu() -> float:
     return time.process_time()
 
 
-def make_frames(traces: int, depth: int) -> list:
+def make_frames(traces: int, depth: int, level: str = "functions") -> list:
     fast_capture.take_pending()
     fast_capture.activate()
-    module = load_rewritten(FIB, "functions", name="fib_bench")
+    module = load_rewritten(FIB, level, name=f"fib_bench_{level}")
     fast_capture.take_pending()
     frames: list = []
     for _ in range(traces):
@@ -120,7 +120,8 @@ def main() -> None:
     if not bootstrap:
         broker_dir = tempfile.mkdtemp(prefix="bench-kafka-")
         out = subprocess.run(["bash", str(KAFKA_SH), "start", broker_dir], capture_output=True, text=True, check=True)
-        bootstrap = out.stdout.strip().split("bootstrap=")[-1]
+        # kafka.sh prints bootstrap=HOST:PORT first, then the secured listeners, one a line
+        bootstrap = next(line.split("=", 1)[1] for line in out.stdout.splitlines() if line.startswith("bootstrap="))
     try:
         frames = make_frames(args.traces, args.depth)
         topic = f"bench-{uuid.uuid4().hex[:8]}"
