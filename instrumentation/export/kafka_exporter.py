@@ -265,12 +265,16 @@ class KafkaSink:
         except Exception:
             pass
         with self._cond:
-            for _topic, _key, _value, spans in self._queue:
-                self.dropped_messages += 1
-                self.dropped_spans += spans
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._cond.notify_all()
+            self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        """Count what is still queued as dropped and empty the queue (the caller holds ``_cond``)."""
+        for _topic, _key, _value, spans in self._queue:
+            self.dropped_messages += 1
+            self.dropped_spans += spans
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._cond.notify_all()
 
     def _acked(self, spans: int, size: int, _metadata: Any) -> None:
         with self._cond:
@@ -320,12 +324,7 @@ class KafkaSink:
         self.force_flush(timeout_s)
         with self._cond:
             self._stopped = True
-            for _topic, _key, _value, spans in self._queue:
-                self.dropped_messages += 1
-                self.dropped_spans += spans
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._cond.notify_all()
+            self._drop_queued()
         self._close_producer(1.0)
 
     def _close_producer(self, timeout_s: float) -> None:
