@@ -167,6 +167,9 @@ class KafkaSource:
         if instance_id:  # static membership: a restarted collector takes its partitions back at once
             self.consumer_config["group_instance_id"] = instance_id
         self._stop = threading.Event()
+        self._on_tick: Callable[[CollectStats], None] | None = None
+        self._tick_s = 5.0
+        self._last_tick = time.monotonic()
         self._buffers: dict[Any, list[Any]] = {}
         self._buffer_bytes: dict[Any, int] = {}
         self._buffer_since: dict[Any, float] = {}
@@ -242,8 +245,9 @@ class KafkaSource:
             return consumer
 
         self._consumer = consumer = subscribe()
+        self._on_tick, self._tick_s = on_tick, tick_s
         idle_since: float | None = None
-        last_tick = unassigned_since = time.monotonic()
+        self._last_tick = unassigned_since = time.monotonic()
         try:
             while not self._stop.is_set():
                 polled = consumer.poll(timeout_ms=200)
@@ -268,12 +272,7 @@ class KafkaSource:
                     self._buffer_bytes[tp] += sum(len(r.value or b"") for r in records)
                     self.stats.messages += len(records)
                 self._flush_ready(force=not polled)
-                if now - last_tick >= tick_s:
-                    last_tick = now
-                    self._update_lag()
-                    self._store_stats()
-                    if on_tick is not None:
-                        on_tick(self.stats)
+                self._tick_if_due()
                 if polled or any(self._buffers.values()) or not self._assigned:
                     idle_since = None
                     continue
@@ -439,8 +438,20 @@ class KafkaSource:
         consumer.commit({tp: OffsetAndMetadata(last + 1, "", -1)})
         return True
 
+    def _tick_if_due(self) -> None:
+        """Every ``tick_s``: read the lag, store the stats and hand them to ``on_tick`` (``--stats``)."""
+        now = time.monotonic()
+        if now - self._last_tick < self._tick_s:
+            return
+        self._last_tick = now
+        self._update_lag()
+        self._store_stats()
+        if self._on_tick is not None:
+            self._on_tick(self.stats)
+
     def _retry(self, action: Callable[[], None]) -> bool:
-        """Run ``action`` until it does not raise StoreError; False when stopped meanwhile."""
+        """Run ``action`` until it does not raise StoreError; False when stopped meanwhile. The stats
+        keep ticking meanwhile, so a watcher sees the store errors while the store is failing."""
         backoff = 0.2
         while True:
             try:
@@ -450,6 +461,7 @@ class KafkaSource:
                 self.stats.store_errors += 1
                 self.stats.last_error = str(exc)[:500]
                 self.metrics.errors.add(1)
+            self._tick_if_due()
             if self._stop.wait(backoff):
                 return False
             backoff = min(backoff * 2, 5.0)
