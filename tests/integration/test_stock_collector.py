@@ -24,30 +24,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.integration.kafka_broker import Broker
 from tests.integration.otelcol import Collector, free_port, wait_for
+from tests.integration.test_kafka import WORK, fib_calls  # the same recorded module
 
 pytestmark = [pytest.mark.xdist_group("kafka"), pytest.mark.slow]
 
 EXECSCOPE = [sys.executable, "-m", "execscope"]
 BIN = Path(sys.executable).parent
 CALLS = 30
-
-WORK = '''
-def fib(n):
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
-
-
-def classify(x):
-    if x % 3 == 0:
-        return "fizz"
-    elif x % 5 == 0:
-        return "buzz"
-    return str(x)
-
-
-def job(n):
-    labels = [classify(i) for i in range(n)]
-    return labels, fib(n % 9)
-'''
 
 MAIN = '''
 import sys
@@ -58,16 +41,9 @@ print(sum(job(i % 15)[1] for i in range(int(sys.argv[1]))))
 '''
 
 
-def fib_calls(k: int) -> int:
-    a, b = 1, 1  # calls(k) = 2 * F(k + 1) - 1
-    for _ in range(k):
-        a, b = b, a + b
-    return 2 * a - 1
-
-
 def expected_spans(calls: int) -> int:
     """Spans of oapp.work at level branches: its import, then one per call of job/classify/fib."""
-    return 1 + sum(1 + n + fib_calls(n % 9) for n in (i % 15 for i in range(calls)))
+    return 1 + sum(1 + n + fib_calls(n % 12) for n in (i % 15 for i in range(calls)))
 
 
 @pytest.fixture
