@@ -47,7 +47,13 @@ from typing import Any
 from execscope.instrumentation.capture import runtime
 from execscope.instrumentation.capture.ids import PROCESS_IDS
 from execscope.instrumentation.capture.runtime import NO_FRAME, SEQUENCE, _current, stats
-from execscope.instrumentation.capture.values import DEFAULT_LIMITS, exception_message, safe_repr
+from execscope.instrumentation.capture.values import (
+    DEFAULT_LIMITS,
+    exception_message,
+    learn_opaque,
+    opaque_snapshot,
+    safe_repr,
+)
 
 _time_ns = time.time_ns
 getrandbits = PROCESS_IDS.getrandbits  # never the global ``random`` (see .ids)
@@ -64,7 +70,13 @@ class Rendered(str):
 
 
 def snapshot(value: Any) -> Any:
-    return value if type(value) in IMMUTABLE else Rendered(safe_repr(value, DEFAULT_LIMITS))
+    if type(value) in IMMUTABLE:
+        return value
+    text = opaque_snapshot(value)
+    if text is None:
+        text = safe_repr(value, DEFAULT_LIMITS)
+        learn_opaque(value, text)
+    return Rendered(text)
 
 
 class FastFrame:

@@ -54,6 +54,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from execscope.instrumentation.capture import clocks
+from execscope.instrumentation.capture import values as _values_module
 from execscope.instrumentation.capture.otel_context import stored_context as _stored_context
 from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
@@ -551,11 +552,31 @@ def caught_exception(caller: Any, points: tuple, handler: str
     return exc, exception_type_name(exc), line, raise_point_node(points, line, tb) or handler, _entries_from(tb)
 
 
+_STACKS_MAX = 4096  # distinct stacks kept formatted (then all forgotten at once)
+_stacks: dict[tuple[tuple[str, int, str], ...], str] = {}
+_stacks_policy: list[Any] = [None]  # the redaction policy the kept stacks were redacted by
+
+
 def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
-    """``exception.stacktrace`` in Python's own traceback format."""
-    summary = traceback.StackSummary.from_list([(f, n, fn, None) for f, n, fn in entries])
-    # source lines are read here: a secret written in the source is hidden like one in a value
-    return redact_text("Traceback (most recent call last):\n" + "".join(summary.format()) + f"{type_name}: {message}")
+    """``exception.stacktrace`` in Python's own traceback format.
+
+    The entries' part (source lines read, then redacted: a secret written in the source is hidden
+    like one in a value) is made once per distinct ``entries`` and redaction policy: a program whose
+    control flow raises (a parser backtracking) takes the same paths again and again, and formatting
+    and scanning every one was most of the cost of recording it (pyparsing's suite). The last line
+    (type and message, the message already redacted) is redacted on its own."""
+    policy = _values_module._policy
+    if _stacks_policy[0] is not policy:
+        _stacks.clear()
+        _stacks_policy[0] = policy
+    head = _stacks.get(entries)
+    if head is None:
+        summary = traceback.StackSummary.from_list([(f, n, fn, None) for f, n, fn in entries])
+        head = redact_text("Traceback (most recent call last):\n" + "".join(summary.format()))
+        if len(_stacks) >= _STACKS_MAX:
+            _stacks.clear()
+        _stacks[entries] = head
+    return head + redact_text(f"{type_name}: {message}")
 
 
 def fail(frame: Frame | Any, exc: BaseException) -> None:

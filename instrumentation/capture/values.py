@@ -190,6 +190,49 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
     return _opaque(value)
 
 
+def renders_opaque(t: type, limits: ReprLimits = DEFAULT_LIMITS) -> bool:
+    """Whether :func:`_render` gives every value of type ``t`` as :func:`_opaque` (``<name object at
+    0x...>``), decided by the type alone: the checks of ``_render`` before its last line, in its
+    order. Reassigning ``__repr__`` of a class after this was asked is not seen by callers that keep
+    the answer (:func:`opaque_snapshot`)."""
+    if t in (str, int, bytes, bytearray, types.SimpleNamespace, collections.deque) or t in _SCALARS:
+        return False
+    if issubclass(t, (*_CONTAINERS, type, types.FunctionType, types.MethodType, types.ModuleType, BaseException)):
+        return False
+    if limits.user_repr:
+        return False
+    r = getattr(t, "__repr__", None)
+    return not (isinstance(r, _C_REPR_TYPES) and r is not object.__repr__ and not hasattr(t, "__iter__"))
+
+
+_OPAQUE_MAX = 4096
+_opaque_names: dict[type, str] = {}  # types whose values render opaque, with their names
+
+
+def opaque_snapshot(value: object) -> str | None:
+    """``safe_repr(value)`` when ``type(value)`` is known to render opaque (a class with no safe
+    repr, a parser's node, ``self`` of most methods), else None: without the renderers' checks,
+    which cost a recorded call several times its own capture. Types are learnt by
+    :func:`learn_opaque` from what the renderers actually gave."""
+    name = _opaque_names.get(type(value))
+    return None if name is None else f"<{name} object at {id(value):#x}>"
+
+
+def learn_opaque(value: object, text: str) -> None:
+    """Remember ``type(value)`` when the renderers gave ``value`` its opaque text and the type alone
+    decides that (:func:`renders_opaque`)."""
+    t = type(value)
+    try:
+        name = _type_name(t)
+        if text != f"<{name} object at {id(value):#x}>" or not renders_opaque(t):
+            return
+    except Exception:  # an exotic metaclass: asked again next time
+        return
+    if len(_opaque_names) >= _OPAQUE_MAX:
+        _opaque_names.clear()
+    _opaque_names[t] = name
+
+
 def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget: _Budget,
                       seen: set[int]) -> str:
     parts: list[str] = []

@@ -169,6 +169,24 @@ def test_exception_messages_and_stack_traces(tmp_path: Path) -> None:
     assert "4eC39HqLyj" not in stack and "<redacted:stripe-key>" in stack
 
 
+def test_stack_traces_are_formatted_once_per_path_and_policy(tmp_path: Path) -> None:
+    source = tmp_path / "leaky2.py"
+    key = CORPUS["stripe-key"][0]
+    source.write_text("def f():\n    g()\ndef g():\n    raise ValueError('k=' + '" + key + "')\n")
+    entries = ((str(source), 2, "f"), (str(source), 4, "g"))
+    first = runtime.format_stack(entries, "ValueError", "k")
+    assert first.startswith("Traceback (most recent call last):\n") and first.endswith("\nValueError: k")
+    assert 'line 2, in f\n    g()\n' in first and "<redacted:stripe-key>" in first and key not in first
+    again = runtime.format_stack(entries, "KeyError", f"other {CORPUS['aws-key'][0]}")  # same path
+    assert again.startswith(first[: -len("ValueError: k")]) and again.endswith("KeyError: other <redacted:aws-key>")
+    previous = values.use_policy(policy_from({"EXECSCOPE_REDACT_PATTERNS": "0"}))  # a new policy: formatted anew
+    try:
+        assert key in runtime.format_stack(entries, "ValueError", "k")
+    finally:
+        values.use_policy(previous)
+    assert runtime.format_stack(entries, "ValueError", "k") == first
+
+
 def test_the_policy_is_data_extended_by_the_environment(tmp_path: Path) -> None:
     env = {"EXECSCOPE_REDACT_NAMES": "ssn, member_no", "EXECSCOPE_REDACT_DISABLE": "card-number",
            "EXECSCOPE_REDACT_RULE_ACME_TOKEN": "acme_[0-9a-f]{8}",

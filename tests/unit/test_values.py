@@ -155,3 +155,27 @@ def test_rendering_never_reads_the_values_own_attributes() -> None:
     assert texts[2] == "tests.unit.test_values.HookedError('boom', 2)"
     assert texts[3] == "<module 'hooked'>" and "HookedProxy object at 0x" in texts[0]
     assert message == "raised" and entries and line > 0
+
+
+def test_opaque_snapshots_are_learnt_by_type_and_equal_the_renderers() -> None:
+    from execscope.instrumentation.capture import fast_capture, values
+
+    class Node:  # a user class with a Python __repr__: rendered opaque, never calling it
+        def __repr__(self) -> str:
+            raise AssertionError("user code must not run")
+
+    class Table(dict):  # a C repr (dict's): rendered through the renderers every time
+        pass
+
+    values._opaque_names.clear()
+    a, b = Node(), Node()
+    assert values.opaque_snapshot(a) is None  # not learnt yet
+    first = fast_capture.snapshot(a)
+    assert first == values.safe_repr(a) == f"<{values._type_name(Node)} object at {id(a):#x}>"
+    assert values.opaque_snapshot(b) == fast_capture.snapshot(b) == values.safe_repr(b)  # learnt: its own id
+    t = Table(k=1)
+    assert fast_capture.snapshot(t) == values.safe_repr(t) == "Table({'k': 1})"
+    assert Table not in values._opaque_names and values.opaque_snapshot(t) is None
+    for value in ([1], {"a": 1}, {1}, object(), ValueError("x"), print, Node, range(3)):
+        assert fast_capture.snapshot(value) == fast_capture.snapshot(value) == values.safe_repr(value)
+    assert set(values._opaque_names) == {Node, object}
