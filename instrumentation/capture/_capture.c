@@ -1988,6 +1988,8 @@ static PyMethodDef module_methods[] = {
     {"set_redaction", (PyCFunction)(void (*)(void))set_redaction, METH_VARARGS | METH_KEYWORDS,
      "set_redaction(name_check, redact_text, redact_bytes, enabled, triggers, needs, card, b64run, always, "
      "min_len, slack): the secrets policy of the renderer (redaction.Policy)."},
+    {"set_opaque_names", (PyCFunction)repr_set_opaque_names, METH_O,
+     "set_opaque_names(names) -> None: {type: name} of classes whose instances render opaque (values)."},
     {"may_hold_secret", (PyCFunction)repr_may_hold_secret, METH_O,
      "may_hold_secret(text) -> bool: whether the policy's scan finds a trigger in a str or bytes."},
     {"reseed", (PyCFunction)reseed, METH_NOARGS, "New random ids, and no tally of the parent's (after fork)."},

@@ -9,6 +9,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include "_repr.h"
+#include <inttypes.h>
+#include <stdint.h>
 #include <string.h>
 
 #define SEEN_MAX 64
@@ -24,6 +26,17 @@ typedef struct {
 
 static PyTypeObject *g_deque;
 static PyObject *g_ellipsis, *g_comma, *g_redacted; /* "…", ", ", "<redacted>" */
+static PyObject *g_opaque_names; /* values._opaque_names: {type: name} of types rendered "<name object at 0x..>" */
+
+PyObject *repr_set_opaque_names(PyObject *module, PyObject *names) {
+    if (!PyDict_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "set_opaque_names expects a dict");
+        return NULL;
+    }
+    Py_INCREF(names);
+    Py_XSETREF(g_opaque_names, names);
+    Py_RETURN_NONE;
+}
 
 int repr_init(void) {
     PyObject *collections = PyImport_ImportModule("collections");
@@ -535,6 +548,18 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
         PyObject *out = PyUnicode_FromFormat("deque(%U)", body);
         Py_DECREF(body);
         return out;
+    }
+    /* an instance of a class the Python renderer showed opaque (values.learn_opaque); only classes of
+     * the plain metaclass, whose hash and equality in the dict run no user code */
+    if (g_opaque_names != NULL && Py_IS_TYPE((PyObject *)t, &PyType_Type)) {
+        PyObject *name = PyDict_GetItemWithError(g_opaque_names, (PyObject *)t); /* borrowed */
+        if (name != NULL && PyUnicode_Check(name)) {
+            char addr[2 + 2 * sizeof(void *) + 1];
+            snprintf(addr, sizeof addr, "0x%" PRIxPTR, (uintptr_t)v);
+            return PyUnicode_FromFormat("<%U object at %s>", name, addr);
+        }
+        if (name == NULL && PyErr_Occurred())
+            return NULL;
     }
     r->unsupported = 1;
     return NULL;

@@ -14,6 +14,11 @@ typedef struct {
  * in Python), or NULL with an exception set on a memory error. Runs no user code. */
 PyObject *repr_bounded(PyObject *value, const ReprLimits *limits);
 
+/* set_opaque_names(names: dict) -> None: values._opaque_names, {type: name}: instances of these classes
+ * (of the plain metaclass) are rendered "<name object at 0x...>" here too, as the Python renderer
+ * renders them. */
+PyObject *repr_set_opaque_names(PyObject *module, PyObject *names);
+
 /* Must be called once (module init): looks up collections.deque. */
 int repr_init(void);
 

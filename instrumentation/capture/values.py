@@ -221,6 +221,8 @@ def opaque_snapshot(value: object) -> str | None:
 def learn_opaque(value: object, text: str) -> None:
     """Remember ``type(value)`` when the renderers gave ``value`` its opaque text and the type alone
     decides that (:func:`renders_opaque`)."""
+    if not text.endswith(">") or " object at 0x" not in text:
+        return
     t = type(value)
     try:
         name = _type_name(t)
@@ -286,6 +288,10 @@ def _load_native_repr() -> Any:
 
 
 _native_repr = _load_native_repr()
+if _native_repr is not None:  # the C renderer renders the classes learnt opaque too (learn_opaque)
+    from execscope.instrumentation.capture._capture import set_opaque_names
+
+    set_opaque_names(_opaque_names)
 
 
 def use_policy(policy: Policy) -> Policy:

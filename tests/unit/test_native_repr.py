@@ -95,10 +95,19 @@ class Named(collections.namedtuple("Named", "a b")):
 
 
 def test_other_types_are_declined_without_running_user_code() -> None:
+    values._opaque_names.clear()  # none learnt opaque yet (see the end)
     for value in ([1, Loud()], {"k": Loud()}, (Loud(),), Named(1, 2), collections.OrderedDict(a=1),
                   collections.Counter("aab"), object(), range(3), type):
         assert c_repr(value) is None
         assert values.safe_repr(value) == python_repr(value)
+    assert Loud.calls == 0
+    # once the Python renderer has shown a Loud opaque (fast_capture.snapshot learns it), C renders it too
+    from execscope.instrumentation.capture import fast_capture
+
+    loud = Loud()
+    assert fast_capture.snapshot(loud) == python_repr(loud)
+    expected = f"[1, <{Loud.__module__}.{Loud.__qualname__} object at {id(loud):#x}>]"
+    assert c_repr([1, loud]) == python_repr([1, loud]) == expected
     assert Loud.calls == 0
     # past max_depth the inner value is only counted, so a Loud object there is never reached
     assert c_repr([[[[Loud()]]]]) == "[[[<list of 1>]]]"

@@ -178,4 +178,4 @@ def test_opaque_snapshots_are_learnt_by_type_and_equal_the_renderers() -> None:
     assert Table not in values._opaque_names and values.opaque_snapshot(t) is None
     for value in ([1], {"a": 1}, {1}, object(), ValueError("x"), print, Node, range(3)):
         assert fast_capture.snapshot(value) == fast_capture.snapshot(value) == values.safe_repr(value)
-    assert set(values._opaque_names) == {Node, object}
+    assert {Node, object} <= set(values._opaque_names) and Table not in values._opaque_names
