@@ -490,6 +490,31 @@ error:
 }
 
 /* values._render; NULL with r->unsupported set (no exception) when the value is not for C */
+/* "<class 'module.qualname'>" (values._type_name): the module left out for builtins and none */
+static PyObject *render_class(Renderer *r, PyObject *cls) {
+    PyObject *module = PyObject_GetAttrString(cls, "__module__");
+    if (module == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+    }
+    PyObject *qualname = PyObject_GetAttrString(cls, "__qualname__");
+    PyObject *out = NULL;
+    if (qualname == NULL || !PyUnicode_CheckExact(qualname) ||
+        (module != NULL && module != Py_None && !PyUnicode_CheckExact(module))) {
+        if (qualname != NULL || !PyErr_Occurred())
+            r->unsupported = 1; /* a module or name of another type: formatted by Python */
+    } else if (module == NULL || module == Py_None || PyUnicode_GET_LENGTH(module) == 0 ||
+               PyUnicode_CompareWithASCIIString(module, "builtins") == 0) {
+        out = PyUnicode_FromFormat("<class '%U'>", qualname);
+    } else {
+        out = PyUnicode_FromFormat("<class '%U.%U'>", module, qualname);
+    }
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    return out;
+}
+
 static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     PyTypeObject *t = Py_TYPE(v);
     if (t == &PyUnicode_Type)
@@ -549,6 +574,27 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
         Py_DECREF(body);
         return out;
     }
+    /* functions, bound methods of functions, builtin functions and classes, as values._render gives
+     * them; none of these reads runs user code (attributes of the plain metaclass and of functions) */
+    if (t == &PyFunction_Type)
+        return PyUnicode_FromFormat("<function %U>", ((PyFunctionObject *)v)->func_qualname);
+    if (t == &PyMethod_Type && Py_IS_TYPE(PyMethod_GET_FUNCTION(v), &PyFunction_Type))
+        return PyUnicode_FromFormat("<function %U>", ((PyFunctionObject *)PyMethod_GET_FUNCTION(v))->func_qualname);
+    if (t == &PyCFunction_Type) { /* its repr names it and its self's type; a secret there: Python's way */
+        PyObject *text = PyObject_Repr(v);
+        if (text == NULL)
+            return NULL;
+        int hit = g_red.enabled ? scan_text(text) : 0;
+        if (hit == 0 && PyUnicode_GET_LENGTH(text) <= r->lim->max_chars)
+            return text;
+        Py_DECREF(text);
+        if (hit < 0)
+            return NULL;
+        r->unsupported = 1;
+        return NULL;
+    }
+    if (t == &PyType_Type) /* a class whose metaclass is type itself */
+        return render_class(r, v);
     /* an instance of a class the Python renderer showed opaque (values.learn_opaque); only classes of
      * the plain metaclass, whose hash and equality in the dict run no user code */
     if (g_opaque_names != NULL && Py_IS_TYPE((PyObject *)t, &PyType_Type)) {

@@ -68,6 +68,34 @@ def test_edge_values(value: object) -> None:
         assert c_repr(value, limits) == python_repr(value, limits)
 
 
+class _Holder:
+    def method(self) -> None:
+        pass
+
+
+class _Meta(type):
+    pass
+
+
+@pytest.mark.parametrize("value", [
+    print, len, [].append, "x".join, _Holder, _Holder().method, _Holder.method, lambda x: x, int,
+    collections.OrderedDict, type("NoModule", (), {"__module__": None}), type("Empty", (), {"__module__": ""}),
+    [print, _Holder, _Holder.method], {"k": _Holder, "password": print}, (_Holder().method, [len]),
+])
+def test_functions_methods_and_classes_render_like_python(value: object) -> None:
+    assert c_repr(value) is not None, value
+    for limits in LIMITS:  # a builtin's repr longer than max_chars is left to Python (which cuts it)
+        text = c_repr(value, limits)
+        assert text is None or text == python_repr(value, limits), (limits, value)
+
+
+def test_classes_of_other_metaclasses_and_odd_modules_are_left_to_python() -> None:
+    odd = type("Odd", (), {"__module__": 5})
+    for value in (_Meta("WithMeta", (), {}), odd, [odd]):
+        assert c_repr(value) is None
+        assert values.safe_repr(value) == python_repr(value)
+
+
 def test_cycles_render_like_python() -> None:
     a: list[Any] = [1]
     a.append(a)
@@ -97,7 +125,7 @@ class Named(collections.namedtuple("Named", "a b")):
 def test_other_types_are_declined_without_running_user_code() -> None:
     values._opaque_names.clear()  # none learnt opaque yet (see the end)
     for value in ([1, Loud()], {"k": Loud()}, (Loud(),), Named(1, 2), collections.OrderedDict(a=1),
-                  collections.Counter("aab"), object(), range(3), type):
+                  collections.Counter("aab"), object(), range(3)):
         assert c_repr(value) is None
         assert values.safe_repr(value) == python_repr(value)
     assert Loud.calls == 0
