@@ -595,7 +595,7 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     }
     if (t == &PyType_Type) /* a class whose metaclass is type itself */
         return render_class(r, v);
-    /* an instance of a class the Python renderer showed opaque (values.learn_opaque); only classes of
+    /* an instance of a class the Python renderer showed opaque (values._opaque_by_type); only classes of
      * the plain metaclass, whose hash and equality in the dict run no user code */
     if (g_opaque_names != NULL && Py_IS_TYPE((PyObject *)t, &PyType_Type)) {
         PyObject *name = PyDict_GetItemWithError(g_opaque_names, (PyObject *)t); /* borrowed */

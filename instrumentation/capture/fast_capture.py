@@ -50,7 +50,6 @@ from execscope.instrumentation.capture.runtime import NO_FRAME, SEQUENCE, _curre
 from execscope.instrumentation.capture.values import (
     DEFAULT_LIMITS,
     exception_message,
-    learn_opaque,
     opaque_snapshot,
     safe_repr,
 )
@@ -73,10 +72,7 @@ def snapshot(value: Any) -> Any:
     if type(value) in IMMUTABLE:
         return value
     text = opaque_snapshot(value)
-    if text is None:
-        text = safe_repr(value, DEFAULT_LIMITS)
-        learn_opaque(value, text)
-    return Rendered(text)
+    return Rendered(safe_repr(value, DEFAULT_LIMITS) if text is None else text)
 
 
 class FastFrame:

@@ -187,52 +187,33 @@ def _render(value: Any, limits: ReprLimits, depth: int, budget: _Budget, seen: s
         if _policy.active:  # text we did not make: scanned whole (what is stored is cut anyway)
             text = _policy.redact_text(str.__str__(text)[: limits.max_chars + SCAN_SLACK])
         return text
-    return _opaque(value)
+    return _opaque_by_type(value, t)
 
 
-def renders_opaque(t: type, limits: ReprLimits = DEFAULT_LIMITS) -> bool:
-    """Whether :func:`_render` gives every value of type ``t`` as :func:`_opaque` (``<name object at
-    0x...>``), decided by the type alone: the checks of ``_render`` before its last line, in its
-    order. Reassigning ``__repr__`` of a class after this was asked is not seen by callers that keep
-    the answer (:func:`opaque_snapshot`)."""
-    if t in (str, int, bytes, bytearray, types.SimpleNamespace, collections.deque) or t in _SCALARS:
-        return False
-    if issubclass(t, (*_CONTAINERS, type, types.FunctionType, types.MethodType, types.ModuleType, BaseException)):
-        return False
-    if limits.user_repr:
-        return False
-    r = getattr(t, "__repr__", None)
-    return not (isinstance(r, _C_REPR_TYPES) and r is not object.__repr__ and not hasattr(t, "__iter__"))
+def _opaque_by_type(value: object, t: type) -> str:
+    """_render's last line: the type alone made ``value`` opaque; remembered (see :data:`_opaque_names`).
+    Reassigning ``__repr__`` of such a class later is not seen."""
+    name = _type_name(t)
+    if type(t) is type:
+        if len(_opaque_names) >= _OPAQUE_MAX:
+            _opaque_names.clear()
+        _opaque_names[t] = name
+    return f"<{name} object at {id(value):#x}>"
 
 
 _OPAQUE_MAX = 4096
-_opaque_names: dict[type, str] = {}  # types whose values render opaque, with their names
+# classes (of the plain metaclass) whose values _render gave opaque, with their names: rendered by
+# type from then on, here (opaque_snapshot) and in C (a container holding them stays in C)
+_opaque_names: dict[type, str] = {}
 
 
 def opaque_snapshot(value: object) -> str | None:
     """``safe_repr(value)`` when ``type(value)`` is known to render opaque (a class with no safe
     repr, a parser's node, ``self`` of most methods), else None: without the renderers' checks,
-    which cost a recorded call several times its own capture. Types are learnt by
-    :func:`learn_opaque` from what the renderers actually gave."""
-    name = _opaque_names.get(type(value))
+    which cost a recorded call several times its own capture. Types are learnt by :func:`_render`
+    when it renders one opaque by its type alone (its last line)."""
+    name = _opaque_names.get(type(value)) if not DEFAULT_LIMITS.user_repr else None
     return None if name is None else f"<{name} object at {id(value):#x}>"
-
-
-def learn_opaque(value: object, text: str) -> None:
-    """Remember ``type(value)`` when the renderers gave ``value`` its opaque text and the type alone
-    decides that (:func:`renders_opaque`)."""
-    if not text.endswith(">") or " object at 0x" not in text:
-        return
-    t = type(value)
-    try:
-        name = _type_name(t)
-        if text != f"<{name} object at {id(value):#x}>" or not renders_opaque(t):
-            return
-    except Exception:  # an exotic metaclass: asked again next time
-        return
-    if len(_opaque_names) >= _OPAQUE_MAX:
-        _opaque_names.clear()
-    _opaque_names[t] = name
 
 
 def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget: _Budget,
@@ -288,7 +269,9 @@ def _load_native_repr() -> Any:
 
 
 _native_repr = _load_native_repr()
-if _native_repr is not None:  # the C renderer renders the classes learnt opaque too (learn_opaque)
+if _native_repr is not None and not DEFAULT_LIMITS.user_repr:
+    # the C renderer renders the classes learnt opaque too (_opaque_by_type); not where user reprs are
+    # allowed (EXECSCOPE_USER_REPR), which C does not know of
     from execscope.instrumentation.capture._capture import set_opaque_names
 
     set_opaque_names(_opaque_names)
@@ -329,7 +312,7 @@ use_policy(_policy)
 
 def safe_repr(value: object, limits: ReprLimits = DEFAULT_LIMITS) -> str:
     """A bounded representation of ``value`` that never raises; see the module docstring."""
-    if _native_repr is not None:
+    if _native_repr is not None and not limits.user_repr:
         try:
             text = _native_repr(value, limits.max_chars, limits.max_items, limits.max_depth)
         except Exception:  # out of memory: the Python renderer says so its own way

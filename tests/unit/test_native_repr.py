@@ -123,9 +123,9 @@ class Named(collections.namedtuple("Named", "a b")):
 
 
 def test_other_types_are_declined_without_running_user_code() -> None:
-    values._opaque_names.clear()  # none learnt opaque yet (see the end)
     for value in ([1, Loud()], {"k": Loud()}, (Loud(),), Named(1, 2), collections.OrderedDict(a=1),
                   collections.Counter("aab"), object(), range(3)):
+        values._opaque_names.clear()  # none learnt opaque yet (see the end)
         assert c_repr(value) is None
         assert values.safe_repr(value) == python_repr(value)
     assert Loud.calls == 0
