@@ -1,0 +1,87 @@
+"""Native blocks: OTLP requests converted to ClickHouse's Native format in C, inserted by the engine.
+
+The fast path of the embedded store. :func:`convert` hands serialized ``ExportTraceServiceRequest``
+payloads to the C converter (``_otlp_native.c``), which writes one Native block with exactly the rows
+:mod:`.otlp_decode` would give, MATERIALIZED columns (:data:`.native_ingest.DERIVED`) included;
+:func:`ingest` inserts a block file into ``otel_traces`` with every view (measured on 2 cores: about
+3x the engine parsing the nested protobuf itself, :mod:`.native_ingest`; ``tests/benchmarks/bench_store.py``).
+
+Optional like the capture accelerator: without a C compiler at install time the package still works
+and the sources fall back to :mod:`.native_ingest`; :data:`REASON` says why (logged once as
+``execscope.collector``). ``EXECSCOPE_NATIVE_BLOCKS=0`` turns it off.
+
+Contract: :func:`convert` raises ValueError (and writes nothing) for any payload it does not take
+exactly as the Python decoder would; the caller then goes payload by payload through the Python
+decoder, which stores it or names the poison. An insert is idempotent under its deduplication token,
+as every insert of the collector is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from execscope.storage.store import Store
+
+ENV = "EXECSCOPE_NATIVE_BLOCKS"
+
+
+def _load() -> tuple[Any, str]:
+    if os.environ.get(ENV, "1").lower() in ("0", "false", "no", "off"):
+        return None, f"turned off by {ENV}"
+    try:
+        from execscope.collector import _otlp_native
+    except ImportError as exc:  # not built (no C compiler at install time) or built for another Python
+        return None, f"OTLP -> Native converter unavailable ({exc}): the engine parses the protobuf itself"
+    return _otlp_native, "OTLP -> Native converter loaded"
+
+
+CONVERTER, REASON = _load()
+AVAILABLE = CONVERTER is not None
+logging.getLogger("execscope.collector").info("native blocks: %s", REASON)
+
+# (name, type) of each column of a block, in order (the C module's COLUMNS); plain types, which the
+# insert converts to the table's (LowCardinality, Map(LowCardinality(String), String)).
+COLUMNS: tuple[tuple[str, str], ...] = tuple(CONVERTER.COLUMNS) if CONVERTER is not None else ()
+_NAMES = ", ".join(f"`{name}`" for name, _type in COLUMNS)
+_STRUCTURE = ", ".join(f"`{name}` {type_}" for name, type_ in COLUMNS)
+INSERT_SQL = (f"INSERT INTO otel_traces ({_NAMES}) SELECT * FROM file({{path:String}}, 'Native', "
+              f"'{_STRUCTURE}')")
+
+
+def convert(payloads: list[bytes]) -> tuple[bytes, int, int]:
+    """(Native block, spans, events) of the payloads. Raises ValueError for a payload the converter
+    does not take (see the module docstring); RuntimeError when the converter is unavailable."""
+    if CONVERTER is None:
+        raise RuntimeError(REASON)
+    block, spans, events = CONVERTER.convert(payloads)
+    return block, int(spans), int(events)
+
+
+def settings(dedup_token: str, max_threads: int = 1) -> dict[str, object]:
+    """One engine thread: the insert is mostly serial (measured on 2 cores, as for native_ingest)."""
+    return {
+        "insert_allow_materialized_columns": 1,  # the block carries native_ingest.DERIVED's columns
+        "insert_deduplication_token": dedup_token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+        "max_threads": max_threads,
+    }
+
+
+def ingest(store: Store, path: Path, dedup_token: str) -> None:
+    """Insert the block in ``path`` (written from :func:`convert`) into ``otel_traces``. Raises
+    StoreError (an unreadable file or a failing engine alike)."""
+    store.command(INSERT_SQL, parameters={"path": str(path)}, settings=settings(dedup_token))
+
+
+def write(path: Path, payloads: list[bytes]) -> tuple[int, int]:
+    """Convert ``payloads`` into a block file at ``path`` (written whole, then renamed into place, so
+    a crash never leaves half a block under that name). Returns (spans, events); raises ValueError
+    as :func:`convert` does, OSError when the file cannot be written."""
+    block, spans, events = convert(payloads)
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(block)
+    os.replace(part, path)
+    return spans, events
