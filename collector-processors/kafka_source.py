@@ -29,10 +29,12 @@ A broker that refuses the login or presents an untrusted certificate makes :meth
 raise :class:`KafkaAccessError` with one sentence saying why, within seconds (kafka-python alone
 waits out its bootstrap timeout and says only "Unable to bootstrap").
 
-On the embedded engine a batch is parsed by the engine itself (length-delimited protobuf, one
-statement per batch) unless the chain has processors, which need Python-decoded columns; a batch
-every processor lets through (``ProcessorChain.native_ok_for`` its spans' instrumentation scopes:
-the default ``redact`` of ``execscope collect`` trusts execscope's own) keeps the fast path.
+On the embedded engine a batch is converted into one ClickHouse Native block in C
+(:mod:`.native_block`) and inserted in one statement (without the C converter, or for a batch it
+refuses, the engine parses the length-delimited protobuf itself: :mod:`.native_ingest`) unless the
+chain has processors, which need Python-decoded columns; a batch every processor lets through
+(``ProcessorChain.native_ok_for`` its spans' instrumentation scopes: the default ``redact`` of
+``execscope collect`` trusts execscope's own) keeps the fast path.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from execscope.collector import native_ingest
+from execscope.collector import native_block, native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.cpg_carrier import SCOPE as CARRIER_SCOPE
 from execscope.collector.cpg_carrier import take_carriers
@@ -163,6 +165,7 @@ class KafkaSource:
         self.metrics = _Metrics(meter_provider, self.stats)
         self.native_capable = store.address.kind == "chdb"  # the engine can parse OTLP itself
         self.native = self.native_capable and self.chain.native_ok
+        self.blocks = native_block.AVAILABLE  # batches converted in C (native_block), else parsed by the engine
         self.consumer_config = dict(consumer_config or {})
         if instance_id:  # static membership: a restarted collector takes its partitions back at once
             self.consumer_config["group_instance_id"] = instance_id
@@ -517,15 +520,8 @@ class KafkaSource:
 
     def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None) -> None:
         if self.native or (self.native_capable and scopes and self.chain.native_ok_for(scopes)):
-            path = self._work / f"{tp.partition}.bin"
-            path.write_bytes(native_ingest.frame(payloads))
-            try:
-                native_ingest.ingest_framed(self.store, path, token)
+            if self._insert_native(payloads, token, tp):
                 return
-            except StoreError as exc:
-                self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
-            finally:
-                path.unlink(missing_ok=True)
         columns: list[list[Any]] = [[] for _ in TRACE_COLUMNS]
         for payload in payloads:
             cols, _events = decode_columns(payload)
@@ -533,6 +529,34 @@ class KafkaSource:
                 acc.extend(col)
         batch = self.chain.process(SpanBatch(columns))
         self.writer.write_spans(batch.columns, dedup_token=token)
+
+    def _insert_native(self, payloads: list[bytes], token: str, tp: Any) -> bool:
+        """The batch as one Native block converted in C, or (without the converter, or for a batch
+        it refuses) parsed by the engine itself. False when the insert failed: the caller decodes
+        in Python, which stores the batch or raises the store's error for a retry."""
+        if self.blocks:
+            path = self._work / f"{tp.partition}.native"
+            try:
+                native_block.write(path, payloads)
+                native_block.ingest(self.store, path, token)
+                return True
+            except ValueError as exc:  # the engine parses the batch instead
+                self.stats.last_error = f"native block refused, the engine parses the batch: {exc}"[:500]
+            except StoreError as exc:
+                self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
+                return False
+            finally:
+                path.unlink(missing_ok=True)
+        path = self._work / f"{tp.partition}.bin"
+        path.write_bytes(native_ingest.frame(payloads))
+        try:
+            native_ingest.ingest_framed(self.store, path, token)
+            return True
+        except StoreError as exc:
+            self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
+            return False
+        finally:
+            path.unlink(missing_ok=True)
 
     # -- dead letters ----------------------------------------------------------------------------
 
