@@ -47,8 +47,21 @@ logging.getLogger("execscope.collector").info("native blocks: %s", REASON)
 COLUMNS: tuple[tuple[str, str], ...] = tuple(CONVERTER.COLUMNS) if CONVERTER is not None else ()
 _NAMES = ", ".join(f"`{name}`" for name, _type in COLUMNS)
 _STRUCTURE = ", ".join(f"`{name}` {type_}" for name, type_ in COLUMNS)
-INSERT_SQL = (f"INSERT INTO otel_traces ({_NAMES}) SELECT * FROM file({{path:String}}, 'Native', "
-              f"'{_STRUCTURE}')")
+
+
+def insert_sql(dedup_token: str, max_threads: int = 1) -> str:
+    """The insert of one block file (``{path:String}``), its settings inline: clickhouse-connect
+    applies a command's settings to chDB as a snapshot query, one SET each and one restore each
+    (ten engine calls instead of one, measured 5-10 ms per insert)."""
+    clause = ", ".join(f"{name} = {_literal(value)}" for name, value in settings(dedup_token, max_threads).items())
+    return (f"INSERT INTO otel_traces ({_NAMES}) SETTINGS {clause} "
+            f"SELECT * FROM file({{path:String}}, 'Native', '{_STRUCTURE}')")
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def convert(payloads: list[bytes]) -> tuple[bytes, int, int]:
@@ -73,7 +86,7 @@ def settings(dedup_token: str, max_threads: int = 1) -> dict[str, object]:
 def ingest(store: Store, path: Path, dedup_token: str) -> None:
     """Insert the block in ``path`` (written from :func:`convert`) into ``otel_traces``. Raises
     StoreError (an unreadable file or a failing engine alike)."""
-    store.command(INSERT_SQL, parameters={"path": str(path)}, settings=settings(dedup_token))
+    store.command(insert_sql(dedup_token), parameters={"path": str(path)})
 
 
 def write(path: Path, payloads: list[bytes]) -> tuple[int, int]:

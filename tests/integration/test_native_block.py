@@ -134,3 +134,13 @@ def test_a_batch_left_with_its_block_by_a_crash_is_stored_once(tmp_path: Path) -
         assert store.query("SELECT count() FROM otel_traces").rows[0][0] == count
         assert store.query("SELECT count() FROM execscope_events").rows[0][0] == first.events
     assert not any((spool.path / "inflight").iterdir()) or os.listdir(spool.path / "inflight") == []
+
+
+def test_an_insert_repeated_under_its_token_adds_nothing_whatever_the_token(tmp_path: Path) -> None:
+    block, spans, _events = native_block.convert(requests(seed=2, engine_safe=True)[:2])
+    path = tmp_path / "b.native"
+    path.write_bytes(block)
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        for token in ("kafka:it's:0:1-2", "a\\'b", "kafka:it's:0:1-2", "a\\'b", "plain"):
+            native_block.ingest(store, path, token)
+        assert store.query("SELECT count() FROM otel_traces").rows[0][0] == 3 * spans
