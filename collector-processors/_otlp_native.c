@@ -405,7 +405,6 @@ static int put_json_str(Ctx *c, Buf *b, const uint8_t *s, size_t n) {
                 } else {
                     units[u++] = cp;
                 }
-                if (cp == 0x7f) { esc[m++] = (char)cp; break; }
                 for (int x = 0; x < u; x++) {
                     esc[m++] = '\\'; esc[m++] = 'u';
                     esc[m++] = hex[(units[x] >> 12) & 15]; esc[m++] = hex[(units[x] >> 8) & 15];

@@ -12,14 +12,15 @@ def any_values() -> list[Any]:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
     nested = AnyValue(kvlist_value=KeyValueList(values=[
-        KeyValue(key="k", value=AnyValue(string_value="v\"\\\n\t\x01é😀")),
+        KeyValue(key="k", value=AnyValue(string_value="v\"\\\n\t\x01\x7f~ é😀")),
         KeyValue(key="n", value=AnyValue(int_value=-3)),
         KeyValue(key="k", value=AnyValue(double_value=0.1)),  # repeated key: last value, first place
         KeyValue(key="none"),
         KeyValue(key="é", value=AnyValue(bytes_value=b"\x00\xff")),
     ]))
     array = AnyValue(array_value=ArrayValue(values=[
-        AnyValue(string_value="a"), AnyValue(bool_value=True), AnyValue(int_value=2 ** 63 - 1),
+        AnyValue(string_value="a"), AnyValue(string_value="\x7f~ \"\\\n\r\t\b\f\x00\x1f é😀\u2028"),
+        AnyValue(bool_value=True), AnyValue(int_value=2 ** 63 - 1),
         AnyValue(double_value=float("nan")), AnyValue(double_value=float("-inf")), AnyValue(double_value=1e-7),
         AnyValue(bytes_value=b"\x01"), AnyValue(), nested,
         AnyValue(array_value=ArrayValue(values=[AnyValue(array_value=ArrayValue())])),
