@@ -633,6 +633,7 @@ typedef struct {
     Buf rscratch;
     uint64_t rows, events, ev_total, link_total, sattr_total, ev_attr_total, link_attr_total;
     uint64_t rattr_total;
+    Pairs scopes; /* names of the scopes with spans in the current payload (convert_each) */
 } Conv;
 
 /* parse one repeated KeyValue field body into pairs (value rendered into scratch) */
@@ -901,6 +902,7 @@ static int scope_spans(Conv *cv, Rd body, const Resource *res) {
         }
     }
     r = body;
+    uint64_t rows_before = cv->rows;
     while (r.p < r.end) {
         uint32_t f;
         int wt;
@@ -910,6 +912,10 @@ static int scope_spans(Conv *cv, Rd body, const Resource *res) {
             continue;
         }
         if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub) || span(cv, sub, &scope, res)) return -1;
+    }
+    if (cv->rows > rows_before) {
+        Pair name = {scope.name.p, (size_t)(scope.name.end - scope.name.p), 0, 0, 0};
+        if (pairs_push(c, &cv->scopes, name)) return -1;
     }
     return 0;
 }
@@ -1078,6 +1084,7 @@ static void conv_free(Conv *cv) {
     PyMem_Free(cv->scratch.p);
     PyMem_Free(cv->rpairs.p);
     PyMem_Free(cv->rscratch.p);
+    PyMem_Free(cv->scopes.p);
 }
 
 PyDoc_STRVAR(convert_doc,
@@ -1098,7 +1105,7 @@ static Conv *conv_take(void) {
     cached = NULL;
     if (!cv) return PyMem_Calloc(1, sizeof(Conv));
     for (int i = 0; i < C_COUNT; i++) cv->col[i].len = 0;
-    cv->pairs.len = cv->rpairs.len = 0;
+    cv->pairs.len = cv->rpairs.len = cv->scopes.len = 0;
     cv->scratch.len = cv->rscratch.len = 0;
     cv->c.err = NULL;
     cv->rows = cv->events = cv->ev_total = cv->link_total = cv->sattr_total = 0;
@@ -1152,6 +1159,89 @@ done:
     return result;
 }
 
+/* the distinct scope names of cv->scopes, as a tuple of str */
+static PyObject *scope_names(Conv *cv) {
+    PyObject *names = PyTuple_New(0);
+    for (size_t i = 0; names && i < cv->scopes.len; i++) {
+        const Pair *p = &cv->scopes.p[i];
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = cv->scopes.p[j].key_len == p->key_len && memcmp(cv->scopes.p[j].key, p->key, p->key_len) == 0;
+        if (seen) continue;
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)p->key, (Py_ssize_t)p->key_len, "strict");
+        Py_ssize_t n = PyTuple_GET_SIZE(names);
+        if (!name || _PyTuple_Resize(&names, n + 1) < 0) {
+            Py_XDECREF(name);
+            Py_XDECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, n, name);
+    }
+    return names;
+}
+
+PyDoc_STRVAR(convert_each_doc,
+"convert_each(payloads) -> (block, spans, events, results)\n\n"
+"As convert, payload by payload: a payload the converter does not take is left out of the block\n"
+"(nothing of it written) and its result is the reason (str); any other payload's result is\n"
+"(spans, scope names: the distinct names of its scopes that have spans).");
+
+static PyObject *convert_each(PyObject *self, PyObject *arg) {
+    (void)self;
+    PyObject *seq = PySequence_Fast(arg, "convert_each() takes a sequence of bytes");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *results = PyList_New(n), *result = NULL;
+    Conv *cv = results ? conv_take() : NULL;
+    if (!cv) {
+        Py_XDECREF(results);
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    size_t lens[C_COUNT];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *one;
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
+            goto done;
+        }
+        for (int k = 0; k < C_COUNT; k++) lens[k] = cv->col[k].len;
+        Conv before = *cv; /* the counters (the buffers themselves are only appended to) */
+        cv->scopes.len = 0;
+        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+            if (strcmp(cv->c.err, "out of memory") == 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            one = PyUnicode_FromFormat("not taken as an OTLP ExportTraceServiceRequest: %s", cv->c.err);
+            for (int k = 0; k < C_COUNT; k++) cv->col[k].len = lens[k];
+            cv->rows = before.rows;
+            cv->events = before.events;
+            cv->ev_total = before.ev_total;
+            cv->link_total = before.link_total;
+            cv->sattr_total = before.sattr_total;
+            cv->ev_attr_total = before.ev_attr_total;
+            cv->link_attr_total = before.link_attr_total;
+            cv->rattr_total = before.rattr_total;
+            cv->c.err = NULL;
+        } else {
+            PyObject *names = scope_names(cv);
+            one = names ? Py_BuildValue("(KN)", (unsigned long long)(cv->rows - before.rows), names) : NULL;
+        }
+        if (!one) goto done;
+        PyList_SET_ITEM(results, i, one);
+    }
+    PyObject *blk = block(cv);
+    if (blk) {
+        result = Py_BuildValue("(NKKO)", blk, (unsigned long long)cv->rows, (unsigned long long)cv->events, results);
+    }
+done:
+    Py_DECREF(results);
+    conv_give_back(cv);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyObject *columns(void) {
     PyObject *t = PyTuple_New((Py_ssize_t)N_COLUMNS);
     if (!t) return NULL;
@@ -1168,6 +1258,7 @@ static PyObject *columns(void) {
 
 static PyMethodDef methods[] = {
     {"convert", convert, METH_O, convert_doc},
+    {"convert_each", convert_each, METH_O, convert_each_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -477,14 +477,30 @@ class KafkaSource:
         spans = 0
         scopes: set[str] = set()
         documents: list[dict[str, Any]] = []
-        for r in records:
+        # On the embedded engine, one pass in C checks every record and converts the batch: a record
+        # it leaves out is checked by the Python decoder (validate), which names the poison. The
+        # block holds exactly the good records unless one of them was taken by Python alone or
+        # carries node rows (then the batch is converted again below, from ``good``).
+        block: bytes | None = None
+        results: list[Any] = [None] * len(records)
+        if self.native_capable and self.blocks:
+            block, _spans, _events, results = native_block.convert_each([r.value or b"" for r in records])
+        for r, result in zip(records, results):
             found: set[str] = set()
-            reason, n = validate(r.value, found)
+            if isinstance(result, tuple) and r.value is not None:
+                n, names = result
+                found.update(names)
+                reason = "" if n or not r.value else "wrong schema: no spans in a non-empty message"
+            else:
+                reason, n = validate(r.value, found)
+                if not reason and n:
+                    block = None
             if reason:
                 self._dead_letter(r, reason)
                 continue
             value = r.value
             if CARRIER_SCOPE in found:  # node rows sent inside the OTLP data (cpg_carrier)
+                block = None
                 carriers = take_carriers(value)
                 documents.extend(carriers.documents)
                 for error in carriers.errors:
@@ -509,7 +525,7 @@ class KafkaSource:
             self.stats.record_batch(0)
             return True
         started = time.monotonic()
-        ok = self._retry(lambda: self._insert(good, token, tp, scopes))
+        ok = self._retry(lambda: self._insert(good, token, tp, scopes, block))
         self.stats.insert_seconds += time.monotonic() - started
         if ok:
             self.stats.record_batch(spans)
@@ -518,9 +534,11 @@ class KafkaSource:
             self.metrics.batch_size.record(spans)
         return ok
 
-    def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None) -> None:
+    def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None,
+                block: bytes | None = None) -> None:
+        """``block``: the payloads already converted (:func:`native_block.convert_each`)."""
         if self.native or (self.native_capable and scopes and self.chain.native_ok_for(scopes)):
-            if self._insert_native(payloads, token, tp):
+            if self._insert_native(payloads, token, tp, block):
                 return
         columns: list[list[Any]] = [[] for _ in TRACE_COLUMNS]
         for payload in payloads:
@@ -530,14 +548,18 @@ class KafkaSource:
         batch = self.chain.process(SpanBatch(columns))
         self.writer.write_spans(batch.columns, dedup_token=token)
 
-    def _insert_native(self, payloads: list[bytes], token: str, tp: Any) -> bool:
-        """The batch as one Native block converted in C, or (without the converter, or for a batch
-        it refuses) parsed by the engine itself. False when the insert failed: the caller decodes
-        in Python, which stores the batch or raises the store's error for a retry."""
+    def _insert_native(self, payloads: list[bytes], token: str, tp: Any, block: bytes | None = None) -> bool:
+        """The batch as one Native block converted in C (``block``, or converted now), or (without
+        the converter, or for a batch it refuses) parsed by the engine itself. False when the insert
+        failed: the caller decodes in Python, which stores the batch or raises the store's error for
+        a retry."""
         if self.blocks:
             path = self._work / f"{tp.partition}.native"
             try:
-                native_block.write(path, payloads)
+                if block is None:
+                    native_block.write(path, payloads)
+                else:
+                    native_block.write_block(path, block)
                 native_block.ingest(self.store, path, token)
                 return True
             except ValueError as exc:  # the engine parses the batch instead

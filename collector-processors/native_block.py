@@ -73,6 +73,15 @@ def convert(payloads: list[bytes]) -> tuple[bytes, int, int]:
     return block, int(spans), int(events)
 
 
+def convert_each(payloads: list[bytes]) -> tuple[bytes, int, int, list[tuple[int, tuple[str, ...]] | str]]:
+    """As :func:`convert`, payload by payload: (block, spans, events, results), a payload's result
+    being (spans, the names of its scopes that have spans) or, for a payload left out of the block,
+    why (the caller asks the Python decoder about it). RuntimeError when the converter is unavailable."""
+    if CONVERTER is None:
+        raise RuntimeError(REASON)
+    return CONVERTER.convert_each(payloads)
+
+
 def settings(dedup_token: str, max_threads: int = 1) -> dict[str, object]:
     """One engine thread: the insert is mostly serial (measured on 2 cores, as for native_ingest)."""
     return {
@@ -90,11 +99,16 @@ def ingest(store: Store, path: Path, dedup_token: str) -> None:
 
 
 def write(path: Path, payloads: list[bytes]) -> tuple[int, int]:
-    """Convert ``payloads`` into a block file at ``path`` (written whole, then renamed into place, so
-    a crash never leaves half a block under that name). Returns (spans, events); raises ValueError
-    as :func:`convert` does, OSError when the file cannot be written."""
+    """Convert ``payloads`` into a block file at ``path`` (:func:`write_block`). Returns (spans,
+    events); raises ValueError as :func:`convert` does, OSError when the file cannot be written."""
     block, spans, events = convert(payloads)
+    write_block(path, block)
+    return spans, events
+
+
+def write_block(path: Path, block: bytes) -> None:
+    """``block`` into ``path``, written whole, then renamed into place (a crash never leaves half a
+    block under that name)."""
     part = path.with_name(path.name + ".part")
     part.write_bytes(block)
     os.replace(part, path)
-    return spans, events

@@ -226,3 +226,19 @@ def test_a_payload_the_converter_refuses_names_itself_and_writes_nothing(tmp_pat
     with pytest.raises(ValueError):
         native_block.write(path, [b"\x0a\x05\x12"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_each_leaves_a_refused_payload_out_and_reports_each() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    good = requests(seed=12)
+    truncated = good[1][: len(good[1]) // 2]
+    block, spans, events, results = native_block.convert_each([good[0], truncated, b"", good[2], b"\xff"])
+    assert (block, spans, events) == native_block.convert([good[0], b"", good[2]])
+    assert isinstance(results[1], str) and "not taken as an OTLP" in results[1] and isinstance(results[4], str)
+    assert results[2] == (0, ())
+    for payload, result in ((good[0], results[0]), (good[2], results[3])):
+        request = ExportTraceServiceRequest.FromString(payload)
+        named = {ss.scope.name for rs in request.resource_spans for ss in rs.scope_spans if ss.spans}
+        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        assert isinstance(result, tuple) and result[0] == count and sorted(result[1]) == sorted(named)
