@@ -42,8 +42,9 @@ CONVERTER, REASON = _load()
 AVAILABLE = CONVERTER is not None
 logging.getLogger("execscope.collector").info("native blocks: %s", REASON)
 
-# (name, type) of each column of a block, in order (the C module's COLUMNS); plain types, which the
-# insert converts to the table's (LowCardinality, Map(LowCardinality(String), String)).
+# (name, type) of each column of a block, in order (the C module's COLUMNS): the table's own types,
+# LowCardinality included (interned in C, one dictionary per column and block: the engine takes them
+# as they are rather than hashing every key of every map, about 20% of the insert).
 COLUMNS: tuple[tuple[str, str], ...] = tuple(CONVERTER.COLUMNS) if CONVERTER is not None else ()
 _NAMES = ", ".join(f"`{name}`" for name, _type in COLUMNS)
 _STRUCTURE = ", ".join(f"`{name}` {type_}" for name, type_ in COLUMNS)

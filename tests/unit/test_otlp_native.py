@@ -48,22 +48,45 @@ class NativeReader:
         self.pos += 8 * n
         return values
 
-    def column(self, type_: str, n: int) -> list[Any]:
+    def column(self, type_: str, n: int, prefixed: bool = False) -> list[Any]:
+        """``n`` values of ``type_``; a column with LowCardinality in it starts with its prefix (UInt64 1)."""
+        if "LowCardinality" in type_ and not prefixed:
+            assert self.u64s(1) == [1], "LowCardinality serialization prefix"
+            prefixed = True
         if type_ == "String":
             return [self.string() for _ in range(n)]
+        if type_ == "LowCardinality(String)":
+            return self.low_cardinality(n)
         if type_ in ("UInt64", "DateTime64(9)"):
             return self.u64s(n)
-        if type_ == "Map(String, String)":
+        if type_ in ("Map(String, String)", "Map(LowCardinality(String), String)"):
             ends = self.u64s(n)
             total = ends[-1] if ends else 0
-            keys, values = self.column("String", total), self.column("String", total)
+            keys, values = self.column(type_[4:-9], total, prefixed), self.column("String", total)
             starts = [0, *ends[:-1]]
             return [dict(zip(keys[a:b], values[a:b])) for a, b in zip(starts, ends)]
         if type_.startswith("Array(") and type_.endswith(")"):
             ends = self.u64s(n)
-            items = self.column(type_[6:-1], ends[-1] if ends else 0)
+            items = self.column(type_[6:-1], ends[-1] if ends else 0, prefixed)
             return [items[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         raise AssertionError(f"type {type_} not read here")
+
+    def low_cardinality(self, n: int) -> list[str]:
+        """Flags (index width, additional keys), the dictionary ("" first), the indexes; nothing for none."""
+        if n == 0:
+            return []
+        (flags,) = self.u64s(1)
+        assert flags & ~0xFF == 0x600 and flags & 0xFF in (0, 1, 2), hex(flags)
+        (n_keys,) = self.u64s(1)
+        keys = [self.string() for _ in range(n_keys)]
+        assert keys[0] == "" and len(set(keys)) == len(keys), "one dictionary, distinct keys, '' first"
+        assert self.u64s(1) == [n]
+        width = 1 << (flags & 0xFF)
+        assert n_keys <= 1 << (8 * width) and (width == 1 or n_keys > 1 << (4 * width)), "the narrowest index"
+        fmt = {1: "B", 2: "H", 4: "I"}[width]
+        indexes = struct.unpack_from(f"<{n}{fmt}", self.data, self.pos)
+        self.pos += n * width
+        return [keys[i] for i in indexes]
 
     def block(self) -> dict[str, list[Any]]:
         n_columns, n_rows = self.varint(), self.varint()
