@@ -57,6 +57,34 @@ def test_blocks_store_array_kvlist_and_repeated_keys_as_the_python_decoder(tmp_p
     assert any(v.startswith("[") for v in attributes) and any(v.startswith("{") for v in attributes)
 
 
+def test_dictionaries_past_one_and_two_byte_indexes_store_what_the_python_decoder_stores(tmp_path: Path) -> None:
+    """LowCardinality indexes one, two and four bytes wide: 300 distinct span names and keys in one
+    block, then 70,000 distinct attribute keys on one span."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    def request(spans: list[Any]) -> bytes:
+        return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]
+                                         ).SerializeToString()
+
+    def span(i: int, keys: list[str]) -> Any:
+        return Span(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name=f"f{i % 300}",
+                    start_time_unix_nano=1_780_000_000_000_000_000 + i,
+                    attributes=[KeyValue(key=k, value=AnyValue(string_value=k[::-1])) for k in keys])
+
+    small = request([span(i, ["same", "k" * (i % 3)]) for i in range(20)])  # one-byte indexes
+    wide = request([span(100 + i, ["same", f"key-{i}", f"key-{i + 1}"]) for i in range(400)])  # distinct ids
+    huge = request([span(1000, [f"k{i}" for i in range(70_000)])])
+    for name, payloads in (("two", [small, wide]), ("four", [wide, huge])):
+        blocks = stored(tmp_path, f"{name}-blocks", payloads, native=True, blocks=True)
+        assert_same_rows(blocks, stored(tmp_path, f"{name}-python", payloads, native=False))
+    with open_store(f"chdb://{tmp_path / 'four-blocks' / 'db'}") as store:
+        keys = store.query("SELECT uniqExact(arrayJoin(mapKeys(SpanAttributes))) FROM otel_traces").rows[0][0]
+        spans = store.query("SELECT count() FROM otel_traces").rows[0][0]
+    assert (keys, spans) == (70_000 + 402, 401)
+
+
 def test_native_layout_is_what_the_engine_writes(tmp_path: Path) -> None:
     """A block byte for byte against chDB's own SELECT ... FORMAT Native of the rows it stored."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest

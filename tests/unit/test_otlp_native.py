@@ -27,6 +27,7 @@ class NativeReader:
 
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
+        self.widths: dict[int, int] = {}  # LowCardinality index width -> columns using it
 
     def varint(self) -> int:
         shift = value = 0
@@ -82,6 +83,7 @@ class NativeReader:
         assert keys[0] == "" and len(set(keys)) == len(keys), "one dictionary, distinct keys, '' first"
         assert self.u64s(1) == [n]
         width = 1 << (flags & 0xFF)
+        self.widths[width] = self.widths.get(width, 0) + 1
         assert n_keys <= 1 << (8 * width) and (width == 1 or n_keys > 1 << (4 * width)), "the narrowest index"
         fmt = {1: "B", 2: "H", 4: "I"}[width]
         indexes = struct.unpack_from(f"<{n}{fmt}", self.data, self.pos)
@@ -146,6 +148,30 @@ def test_every_value_kind_converts_as_the_python_decoder_decodes() -> None:
     assert "1e21" in rendered and "0.000001" in rendered and "-0" in rendered and "nan" in rendered
     assert any(v.startswith("[") for v in rendered) and any(v.startswith("{") for v in rendered)
     assert len({*cols["ServiceName"]}) >= 3 and "" in cols["ServiceName"]
+
+
+def test_dictionaries_take_one_two_and_four_byte_indexes_as_they_grow() -> None:
+    """LowCardinality: the narrowest index for the dictionary (the engine's own choice, see the
+    layout test in tests/integration/test_native_block.py), and the same values either way."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    def request(keys_per_span: list[list[str]]) -> bytes:
+        spans = [Span(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name=f"f{i}",
+                      attributes=[KeyValue(key=k, value=AnyValue(int_value=len(k))) for k in keys])
+                 for i, keys in enumerate(keys_per_span)]
+        return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]
+                                         ).SerializeToString()
+
+    for keys, width in (([["a", "b"], ["b", "a", "c"]], 1), ([[f"k{i}"] for i in range(255)], 1),
+                        ([[f"k{i}"] for i in range(256)], 2), ([[f"k{i}" for i in range(65_536)]], 4)):
+        payload = request(keys)
+        assert_same_as_python([payload])
+        block, _spans, _events = native_block.convert([payload])
+        reader = NativeReader(block)
+        reader.block()
+        assert max(reader.widths) == width, (len(keys), reader.widths)
 
 
 def test_fields_out_of_the_usual_order_and_repeated_messages_merge_as_protobuf_does() -> None:
