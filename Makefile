@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test pythons lint clean
 
-$(STAMP): pyproject.toml instrumentation/capture/_capture.c instrumentation/capture/_repr.c instrumentation/capture/_repr.h
+$(STAMP): pyproject.toml instrumentation/capture/_capture.c instrumentation/capture/_repr.c instrumentation/capture/_repr.h \
+		collector-processors/_otlp_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

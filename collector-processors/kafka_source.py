@@ -29,10 +29,12 @@ A broker that refuses the login or presents an untrusted certificate makes :meth
 raise :class:`KafkaAccessError` with one sentence saying why, within seconds (kafka-python alone
 waits out its bootstrap timeout and says only "Unable to bootstrap").
 
-On the embedded engine a batch is parsed by the engine itself (length-delimited protobuf, one
-statement per batch) unless the chain has processors, which need Python-decoded columns; a batch
-every processor lets through (``ProcessorChain.native_ok_for`` its spans' instrumentation scopes:
-the default ``redact`` of ``execscope collect`` trusts execscope's own) keeps the fast path.
+On the embedded engine a batch is converted into one ClickHouse Native block in C
+(:mod:`.native_block`) and inserted in one statement (without the C converter, or for a batch it
+refuses, the engine parses the length-delimited protobuf itself: :mod:`.native_ingest`) unless the
+chain has processors, which need Python-decoded columns; a batch every processor lets through
+(``ProcessorChain.native_ok_for`` its spans' instrumentation scopes: the default ``redact`` of
+``execscope collect`` trusts execscope's own) keeps the fast path.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from execscope.collector import native_ingest
+from execscope.collector import native_block, native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.cpg_carrier import SCOPE as CARRIER_SCOPE
 from execscope.collector.cpg_carrier import take_carriers
@@ -163,6 +165,7 @@ class KafkaSource:
         self.metrics = _Metrics(meter_provider, self.stats)
         self.native_capable = store.address.kind == "chdb"  # the engine can parse OTLP itself
         self.native = self.native_capable and self.chain.native_ok
+        self.blocks = native_block.AVAILABLE  # batches converted in C (native_block), else parsed by the engine
         self.consumer_config = dict(consumer_config or {})
         if instance_id:  # static membership: a restarted collector takes its partitions back at once
             self.consumer_config["group_instance_id"] = instance_id
@@ -486,14 +489,30 @@ class KafkaSource:
         spans = 0
         scopes: set[str] = set()
         documents: list[dict[str, Any]] = []
-        for r in records:
+        # On the embedded engine, one pass in C checks every record and converts the batch: a record
+        # it leaves out is checked by the Python decoder (validate), which names the poison. The
+        # block holds exactly the good records unless one of them was taken by Python alone or
+        # carries node rows (then the batch is converted again below, from ``good``).
+        block: bytes | None = None
+        results: list[Any] = [None] * len(records)
+        if self.native_capable and self.blocks:
+            block, _spans, _events, results = native_block.convert_each([r.value or b"" for r in records])
+        for r, result in zip(records, results):
             found: set[str] = set()
-            reason, n = validate(r.value, found)
+            if isinstance(result, tuple) and r.value is not None:
+                n, names = result
+                found.update(names)
+                reason = "" if n or not r.value else "wrong schema: no spans in a non-empty message"
+            else:
+                reason, n = validate(r.value, found)
+                if not reason and n:
+                    block = None
             if reason:
                 self._dead_letter(r, reason)
                 continue
             value = r.value
             if CARRIER_SCOPE in found:  # node rows sent inside the OTLP data (cpg_carrier)
+                block = None
                 carriers = take_carriers(value)
                 documents.extend(carriers.documents)
                 for error in carriers.errors:
@@ -518,7 +537,7 @@ class KafkaSource:
             self.stats.record_batch(0)
             return True
         started = time.monotonic()
-        ok = self._retry(lambda: self._insert(good, token, tp, scopes))
+        ok = self._retry(lambda: self._insert(good, token, tp, scopes, block))
         self.stats.insert_seconds += time.monotonic() - started
         if ok:
             self.stats.record_batch(spans)
@@ -527,17 +546,12 @@ class KafkaSource:
             self.metrics.batch_size.record(spans)
         return ok
 
-    def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None) -> None:
+    def _insert(self, payloads: list[bytes], token: str, tp: Any, scopes: set[str] | None = None,
+                block: bytes | None = None) -> None:
+        """``block``: the payloads already converted (:func:`native_block.convert_each`)."""
         if self.native or (self.native_capable and scopes and self.chain.native_ok_for(scopes)):
-            path = self._work / f"{tp.partition}.bin"
-            path.write_bytes(native_ingest.frame(payloads))
-            try:
-                native_ingest.ingest_framed(self.store, path, token)
+            if self._insert_native(payloads, token, tp, block):
                 return
-            except StoreError as exc:
-                self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
-            finally:
-                path.unlink(missing_ok=True)
         columns: list[list[Any]] = [[] for _ in TRACE_COLUMNS]
         for payload in payloads:
             cols, _events = decode_columns(payload)
@@ -545,6 +559,38 @@ class KafkaSource:
                 acc.extend(col)
         batch = self.chain.process(SpanBatch(columns))
         self.writer.write_spans(batch.columns, dedup_token=token)
+
+    def _insert_native(self, payloads: list[bytes], token: str, tp: Any, block: bytes | None = None) -> bool:
+        """The batch as one Native block converted in C (``block``, or converted now), or (without
+        the converter, or for a batch it refuses) parsed by the engine itself. False when the insert
+        failed: the caller decodes in Python, which stores the batch or raises the store's error for
+        a retry."""
+        if self.blocks:
+            path = self._work / f"{tp.partition}.native"
+            try:
+                if block is None:
+                    native_block.write(path, payloads)
+                else:
+                    native_block.write_block(path, block)
+                native_block.ingest(self.store, path, token)
+                return True
+            except ValueError as exc:  # the engine parses the batch instead
+                self.stats.last_error = f"native block refused, the engine parses the batch: {exc}"[:500]
+            except StoreError as exc:
+                self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
+                return False
+            finally:
+                path.unlink(missing_ok=True)
+        path = self._work / f"{tp.partition}.bin"
+        path.write_bytes(native_ingest.frame(payloads))
+        try:
+            native_ingest.ingest_framed(self.store, path, token)
+            return True
+        except StoreError as exc:
+            self.stats.last_error = f"native insert failed, decoding in Python: {exc}"[:500]
+            return False
+        finally:
+            path.unlink(missing_ok=True)
 
     # -- dead letters ----------------------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """Native decode: the embedded engine parses OTLP spool files itself and inserts the result.
 
+The fallback of the embedded store's sources: they convert batches into Native blocks in C
+(:mod:`.native_block`, about 1.5x faster end to end) and come here when that converter is not built
+or refuses a batch.
+
 ``INSERT INTO otel_traces SELECT ... FROM file(<spool file>, 'ProtobufSingle', <structure>)`` with
 the OTLP schema in :file:`otlp_trace.proto`: no Python object per span or attribute, an order of
 magnitude faster than decoding in Python (:mod:`.otlp_decode`). Attribute values become strings the

@@ -8,6 +8,7 @@ a string (arrays and maps as JSON), nanosecond timestamps and durations.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -30,6 +31,10 @@ class DecodeError(ValueError):
 
 
 def any_value_to_str(value: AnyValue) -> str:
+    """An attribute value as ``otel_traces`` stores it, whichever path wrote the row (this decoder,
+    the engine's protobuf parse in :mod:`.native_ingest`, the C converter of :mod:`.native_block`):
+    a double as ClickHouse's ``toString(Float64)`` writes it (:func:`float_str`), bytes as lower hex,
+    an array or kvlist as compact JSON (the engine's parse leaves those empty), no value as ''."""
     which = value.WhichOneof("value")
     if which == "string_value":
         return value.string_value
@@ -38,10 +43,42 @@ def any_value_to_str(value: AnyValue) -> str:
     if which == "int_value":
         return str(value.int_value)
     if which == "double_value":
-        return repr(value.double_value)
+        return float_str(value.double_value)
+    if which == "bytes_value":
+        return value.bytes_value.hex()
     if which is None:
         return ""
     return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def float_str(x: float) -> str:
+    """ClickHouse's ``toString(Float64)``: the shortest digits that read back as ``x`` (as ``repr``),
+    in plain notation for decimal exponents -6 to 20 and as ``d.ddde-N`` / ``d.ddde N`` (no '+')
+    otherwise; ``nan``, ``inf``, ``-inf``, ``-0``."""
+    if x != x:
+        return "nan"
+    if x in (math.inf, -math.inf):
+        return "inf" if x > 0 else "-inf"
+    text = repr(x)
+    sign = "-" if text.startswith("-") else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    point = len(whole) + int(exponent or 0)  # x = 0.<digits> * 10**point
+    significant = digits.lstrip("0")
+    point -= len(digits) - len(significant)
+    significant = significant.rstrip("0")
+    if not significant:
+        return sign + "0"
+    n, e = len(significant), point - 1
+    if -6 <= e < 21:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{significant}"
+        if point >= n:
+            return sign + significant + "0" * (point - n)
+        return f"{sign}{significant[:point]}.{significant[point:]}"
+    rest = f".{significant[1:]}" if n > 1 else ""
+    return f"{sign}{significant[0]}{rest}e{e}"
 
 
 def _plain(value: AnyValue) -> Any:

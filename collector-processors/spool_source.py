@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from execscope.collector import native_ingest
+from execscope.collector import native_block, native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
 from execscope.collector.otlp_decode import DecodeError, decode_columns
 from execscope.collector.processors import ProcessorChain, SpanBatch
@@ -36,29 +36,37 @@ class DrainReport:
         self.errors += other.errors
 
 
+BLOCK_NAME = "batch.native"  # the batch's Native block, next to its spool files
+
+
 class SpoolSource:
     """Drains one spool into one store. Call :meth:`drain` repeatedly from one thread.
 
-    On the embedded engine, batches of spool files are moved into ``<spool>/inflight/<batch>/`` and
-    parsed and inserted by the engine itself in one statement (:mod:`.native_ingest`); a batch that
-    fails is retried file by file through the Python decoder, which tells a poison file (set aside)
-    from a failing store (kept for the next drain). An ``inflight`` batch left by a crash is
-    re-inserted under the same deduplication token, so it is never counted twice.
+    On the embedded engine, batches of spool files are moved into ``<spool>/inflight/<batch>/``,
+    converted into one ClickHouse Native block there (:mod:`.native_block`, in C) and inserted in one
+    statement; without the C converter the engine parses the files itself (:mod:`.native_ingest`).
+    A batch that fails (a file the converter refuses, or a failing insert) is retried file by file
+    through the Python decoder, which tells a poison file (set aside) from a failing store (kept for
+    the next drain). An ``inflight`` batch left by a crash is converted and inserted again under the
+    same deduplication token, so it is never counted twice.
     """
 
     MAX_BATCH_FILES = 64
     MAX_BATCH_BYTES = 24 << 20  # one statement parses the whole batch in memory
 
     def __init__(self, spool: Spool, store: Store, native: bool | None = None,
-                 chain: ProcessorChain | None = None) -> None:
+                 chain: ProcessorChain | None = None, blocks: bool | None = None) -> None:
         """``chain``: the collector's processor chain (:mod:`.processors`); with processors in it,
-        batches are decoded in Python and go through it before the insert."""
+        batches are decoded in Python and go through it before the insert. ``blocks``: convert
+        batches in C (:mod:`.native_block`; default: when the converter is built), else the engine
+        parses them."""
         self.spool = spool
         self.store = store
         self.writer = ClickHouseWriter(store)
         self.chain = chain or ProcessorChain()
         native_ok = store.address.kind == "chdb" and self.chain.native_ok
         self.native = native_ok if native is None else native and self.chain.native_ok
+        self.blocks = native_block.AVAILABLE and blocks is not False
 
     def publish_known_versions(self) -> None:
         self.spool.write_known_versions(self.writer.known_versions())
@@ -142,16 +150,19 @@ class SpoolSource:
         if not files:
             _rmdir(batch)
             return
-        named = [batch_counts(path) for path in files]
+        token = f"spool-batch-{batch.name}"
+        block = batch / BLOCK_NAME
         try:
-            if all(c is not None for c in named):  # counted by their writers: no parse to count them
-                spans, events = sum(c[0] for c in named if c), sum(c[1] for c in named if c)
-            else:
-                spans, events = native_ingest.count_spans(self.store, batch / "*.pb")
-            native_ingest.ingest_file(self.store, batch / "*.pb", dedup_token=f"spool-batch-{batch.name}")
-        except StoreError:
+            if self.blocks:  # converted in C, inserted as a Native block
+                spans, events = native_block.write(block, [path.read_bytes() for path in files])
+                native_block.ingest(self.store, block, dedup_token=token)
+            else:  # parsed by the engine itself
+                spans, events = self._count(files, batch)
+                native_ingest.ingest_file(self.store, batch / "*.pb", dedup_token=token)
+        except (StoreError, ValueError, OSError):
             # Find the poison, or learn that the store is failing: file by file, under per-file
             # tokens. The batch is renamed first so that a crash from here on resumes file by file.
+            _unlink(block)
             split = batch.with_name(batch.name + ".split")
             os.replace(batch, split)
             self._ingest_split(split, report)
@@ -161,7 +172,15 @@ class SpoolSource:
         report.batches += len(files)
         for path in files:
             _unlink(path)
+        _unlink(block)
         _rmdir(batch)
+
+    def _count(self, files: list[Path], batch: Path) -> tuple[int, int]:
+        """(spans, events) of a batch: from the files' names (counted by their writers), else parsed."""
+        named = [batch_counts(path) for path in files]
+        if all(c is not None for c in named):
+            return sum(c[0] for c in named if c), sum(c[1] for c in named if c)
+        return native_ingest.count_spans(self.store, batch / "*.pb")
 
     def _ingest_split(self, split: Path, report: DrainReport) -> None:
         for path in sorted(split.glob("*.pb")):

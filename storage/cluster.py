@@ -18,7 +18,8 @@ keep up to date:
 
 Execscope then reads and writes the same table names as on one server (a ``Distributed`` table takes
 inserts and reads). Materialized views are created ``ON CLUSTER`` between the local tables;
-``ALTER TABLE`` of a sharded table alters the local table and its ``Distributed`` table;
+``ALTER TABLE`` of a sharded table alters the local table and its ``Distributed`` table (a change of
+storage only, a table setting or a column's codec, alters the local table alone);
 ``non_replicated_deduplication_window`` becomes ``replicated_deduplication_window`` (the same
 deduplication of retried inserts under a token). Data statements (the backfill ``INSERT ... SELECT`` of
 a migration) have nothing to do on a new cluster and are printed as comments. The schema version is
@@ -46,6 +47,8 @@ _CREATE_VIEW = re.compile(r"\ACREATE\s+MATERIALIZED\s+VIEW\s+IF\s+NOT\s+EXISTS\s
 _CREATE_PLAIN_VIEW = re.compile(r"\ACREATE\s+VIEW\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+AS\s+(.*)\Z",
                                 re.IGNORECASE | re.DOTALL)
 _MODIFY_QUERY = re.compile(r"\AMODIFY\s+QUERY\s+", re.IGNORECASE)
+# how a table stores its parts (settings, codecs): the local table's business; a Distributed table has neither
+_STORAGE_ONLY = re.compile(r"\A(MODIFY|RESET)\s+SETTING\s|\AMODIFY\s+COLUMN\s+\w+\s+CODEC\s*\(", re.IGNORECASE)
 _ALTER = re.compile(r"\AALTER\s+TABLE\s+(\w+)\s+(.*)\Z", re.IGNORECASE | re.DOTALL)
 _INSERT = re.compile(r"\AINSERT\s+INTO\s+(\w+)\b", re.IGNORECASE)
 _ENGINE = re.compile(r"\)\s*ENGINE\s*=\s*(\w*MergeTree)(?:\(([^()]*)\))?", re.IGNORECASE)
@@ -139,6 +142,8 @@ def _place(sql: str, cluster: str, sharded: set[str]) -> list[Statement]:
         if _MODIFY_QUERY.match(rest):  # a materialized view's new query: on each shard, between local tables
             rest = _FROM.sub(lambda f: f"{f.group(1)} {_local(f.group(2), sharded)}", rest)
             return [Statement(f"ALTER TABLE {table} ON CLUSTER {cluster} {rest}")]
+        if table in sharded and _STORAGE_ONLY.match(rest):
+            return [Statement(f"ALTER TABLE {table}{LOCAL_SUFFIX} ON CLUSTER {cluster} {rest}")]
         if table in sharded:  # the local table, then the Distributed one (which must show the column too)
             return [Statement(f"ALTER TABLE {table}{LOCAL_SUFFIX} ON CLUSTER {cluster} {rest}"),
                     Statement(f"ALTER TABLE {table} ON CLUSTER {cluster} {rest}")]

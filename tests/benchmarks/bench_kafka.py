@@ -12,9 +12,11 @@ the broker runs in its own JVM on the same machine and is not counted):
 * ``producer``: frames -> OTLP messages (one per trace batch) -> :class:`KafkaSink` -> acknowledged
   by the broker: ``spans_per_s`` (wall) and ``spans_per_cpu_s``; ``send_only`` is the same for
   already-encoded messages.
-* ``collector``: ``KafkaSource`` from the topic into the embedded engine (chDB; the engine parses
-  the OTLP batches itself): ``spans_per_cpu_s`` is spans per second of one core, ``spans_per_s``
-  wall clock (the idle wait at the end excluded).
+* ``collector``: ``KafkaSource`` from the topic into the embedded engine (chDB; batches converted
+  into Native blocks in C, :mod:`execscope.collector.native_block`): ``spans_per_cpu_s`` is spans per
+  second of one core, ``spans_per_s`` wall clock (the idle wait at the end excluded);
+  ``collector_protobuf``: the same topic again (another consumer group, a fresh store) with the
+  engine parsing the OTLP batches itself (the fallback without the C converter).
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ def produce(bootstrap: str, topic: str, frames: list | None, messages: list | No
             "spans_per_s": round(spans / wall), "spans_per_cpu_s": round(spans / used)}
 
 
-def collect(bootstrap: str, topic: str, expected: int) -> dict:
+def collect(bootstrap: str, topic: str, expected: int, blocks: bool = True) -> dict:
+    """``blocks``: batches converted into Native blocks in C (the default path); False: parsed by the
+    engine from the protobuf (the fallback without the C converter)."""
     with tempfile.TemporaryDirectory() as tmp, open_store(f"chdb://{tmp}/db") as store:
-        source = KafkaSource(bootstrap, store, topic=topic, group=f"bench-{topic}")
+        source = KafkaSource(bootstrap, store, topic=topic, group=f"bench-{topic}-{blocks}")
+        source.blocks = blocks and source.blocks
         marks: dict[str, float] = {}
 
         def tick(stats: object) -> None:
@@ -129,13 +134,15 @@ def main() -> None:
         messages = encode(frames)
         send_only = produce(bootstrap, f"{topic}-b", None, messages)
         collector = collect(bootstrap, topic, producer["spans"])
+        collector_protobuf = collect(bootstrap, topic, producer["spans"], blocks=False)
     finally:
         if broker_dir:
             subprocess.run(["bash", str(KAFKA_SH), "stop", broker_dir], check=False)
     print(json.dumps({
         "machine_cores": os.cpu_count(), "python": sys.version.split()[0], "traces": args.traces,
         "spans": len(frames), "producer": producer, "producer_send_only": send_only, "collector": collector,
-        "collector_spans_per_core_s": collector["spans_per_cpu_s"],
+        "collector_spans_per_core_s": collector["spans_per_cpu_s"], "collector_protobuf": collector_protobuf,
+        "collector_protobuf_spans_per_core_s": collector_protobuf["spans_per_cpu_s"],
     }))
 
 

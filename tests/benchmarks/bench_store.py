@@ -20,8 +20,15 @@ the embedded engine (chDB) alike. Stages:
 * ``insert_views``: the native ingest into ``otel_traces`` with every view of the store's migrations;
 * ``insert_views_table_derived``: the same with the MATERIALIZED columns left to the table (the
   statement before :data:`native_ingest.DERIVED`), side by side with ``insert_views``;
-* ``spool_drain``: :class:`SpoolSource` draining the spool (what ``execscope run`` does);
-* ``end_to_end_spool``: encode + spool write + drain, per span;
+* ``convert_native``: the spool files' requests converted into Native blocks in C
+  (:mod:`...collector.native_block`), one block per insert batch, nothing stored;
+* ``insert_native``: those blocks inserted into ``otel_traces`` with every view (the new fast path's
+  insert; compare with ``insert_views``, the engine parsing the protobuf itself);
+* ``spool_drain``: :class:`SpoolSource` draining the spool (what ``execscope run`` does): Native
+  blocks converted in C; ``spool_drain_protobuf``: the same with the engine parsing the protobuf
+  (the fallback without the C converter);
+* ``end_to_end_spool``: encode + spool write + drain, per span (``end_to_end_spool_protobuf``: with
+  the protobuf drain);
 * ``bound_native_bare``: the decoded columns inserted by clickhouse-connect (Native blocks) into a
   bare MergeTree with the same columns (no materialized columns, indexes or views): the engine's own
   bound on this machine, with no decoding counted.
@@ -47,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kafka import encode, make_frames  # noqa: E402
 
-from execscope.collector import native_ingest  # noqa: E402
+from execscope.collector import native_block, native_ingest  # noqa: E402
 from execscope.collector.otlp_decode import TRACE_COLUMNS, decode_columns  # noqa: E402
 from execscope.collector.processors import AttributeLimitsProcessor, ProcessorChain, RedactProcessor, SpanBatch  # noqa: E402
 from execscope.collector.spool_source import SpoolSource  # noqa: E402
@@ -142,13 +149,36 @@ def run(traces: int, depth: int, level: str) -> dict[str, Any]:
             with open_store(f"chdb://{tmp}/db-{key}") as store:
                 out[key], _ = measure(n, lambda s=store, t=table_derived: native_into(s, "otel_traces", dirs, "v", t))
                 assert count(store, "otel_traces") == n
-        with open_store(f"chdb://{tmp}/db-drain") as store:
-            source = SpoolSource(spool, store)
-            out["spool_drain"], report = measure(n, source.drain)
-            assert report.spans == n and not report.errors, report
+        payloads = [[f.read_bytes() for f in sorted(d.glob("*.pb"))] for d in dirs]
+
+        def convert_all() -> list[bytes]:
+            return [native_block.convert(group)[0] for group in payloads]
+
+        out["convert_native"], blocks = measure(n, convert_all)
+        block_files = []
+        for d, block in zip(dirs, blocks):
+            (d / "batch.native").write_bytes(block)
+            block_files.append(d / "batch.native")
+        with open_store(f"chdb://{tmp}/db-native") as store:
+            def insert_blocks() -> None:
+                for k, path in enumerate(block_files):
+                    native_block.ingest(store, path, f"n-{k}")
+            out["insert_native"], _ = measure(n, insert_blocks)
             assert count(store, "otel_traces") == n
-        e2e = out["encode"]["cpu_s"] + out["spool_write"]["cpu_s"] + out["spool_drain"]["cpu_s"]
-        out["end_to_end_spool"] = {"cpu_s": round(e2e, 3), "spans_per_cpu_s": round(n / max(e2e, 1e-9))}
+        for key, blocks_on in (("spool_drain_protobuf", False), ("spool_drain", True)):
+            spool_copy = Spool(tmp / f"spool-{key}")
+            spool_copy.traces_dir.mkdir(parents=True)
+            for f in files:
+                (spool_copy.traces_dir / f.name).write_bytes(f.read_bytes())
+            with open_store(f"chdb://{tmp}/db-{key}") as store:
+                source = SpoolSource(spool_copy, store, blocks=blocks_on)
+                assert source.blocks == blocks_on
+                out[key], report = measure(n, source.drain)
+                assert report.spans == n and not report.errors, report
+                assert count(store, "otel_traces") == n
+        for key, drain in (("end_to_end_spool", "spool_drain"), ("end_to_end_spool_protobuf", "spool_drain_protobuf")):
+            e2e = out["encode"]["cpu_s"] + out["spool_write"]["cpu_s"] + out[drain]["cpu_s"]
+            out[key] = {"cpu_s": round(e2e, 3), "spans_per_cpu_s": round(n / max(e2e, 1e-9))}
 
         with open_store(f"chdb://{tmp}/db-bound") as store:
             store.command("CREATE TABLE bound_traces AS otel_traces")

@@ -63,10 +63,14 @@ def test_cluster_schema_parses_and_places_every_table(tmp_path: Path) -> None:
     for view in views:  # every view runs on each shard, between local tables
         assert re.search(r" TO \w+_local AS ", view) and re.search(r"\bFROM otel_traces_local\b", view), view
     alters = [f for f in formatted if f.startswith("ALTER TABLE")]
-    altered = [s.split()[2] for m in all_migrations() for s in m.statements if s.upper().startswith("ALTER")]
-    # a sharded table's ALTER goes to its local tables and to the Distributed one; a view's to the view
+    altered = [(s.split()[2], " SETTING " in s.upper() or " CODEC(" in s.upper())
+               for m in all_migrations() for s in m.statements if s.upper().startswith("ALTER")]
+    assert any(storage for _t, storage in altered)
+    # a sharded table's ALTER goes to its local tables and to the Distributed one (its storage settings
+    # and codecs to the local one only); a view's to the view
     assert sorted(a.split()[2] for a in alters) == sorted(
-        [name for t in altered for name in ([t, f"{t}_local"] if t in SHARDED else [t])])
+        [name for t, storage in altered
+         for name in (([f"{t}_local"] if storage else [t, f"{t}_local"]) if t in SHARDED else [t])])
     for alter in alters:
         if " MODIFY QUERY " in alter:  # a materialized view's new query reads the local table
             assert re.search(r"\bFROM otel_traces_local\b", alter) and "FROM otel_traces " not in alter, alter

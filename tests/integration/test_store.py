@@ -107,6 +107,21 @@ def test_spool_ingest_is_idempotent_and_sets_poison_aside(tmp_path: Path, new_st
     assert not (inflight.exists() and any(inflight.iterdir()))
 
 
+def test_span_parts_are_compact_with_lz4_attributes(tmp_path: Path) -> None:
+    """Migration 0011 (storage only): a batch's part is one compact file set, the attribute map LZ4."""
+    spool = _spool_with_spans(tmp_path, 3)
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        assert SpoolSource(spool, store).drain().spans == 3
+        parts = store.query("SELECT part_type FROM system.parts WHERE database = currentDatabase() "
+                            "AND table = 'otel_traces' AND active").rows
+        assert parts == [("Compact",)]
+        codec = store.query("SELECT compression_codec FROM system.columns WHERE database = currentDatabase() "
+                            "AND table = 'otel_traces' AND name = 'SpanAttributes'").rows
+        assert codec == [("CODEC(LZ4)",)]
+        create = store.query("SHOW CREATE TABLE otel_traces").rows[0][0]
+        assert "min_bytes_for_wide_part = 268435456" in create  # the engine's default (10 MiB) is the table's no more
+
+
 @pytest.mark.parametrize("crashed_in", ["batch", "split"])
 def test_a_batch_replayed_after_a_crash_adds_nothing(tmp_path: Path, crashed_in: str) -> None:
     spool = _spool_with_spans(tmp_path, 4)
