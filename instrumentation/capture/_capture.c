@@ -1216,6 +1216,136 @@ static PyObject *hook_resumed(PyObject *module, PyObject *const *argv, Py_ssize_
     return argv[1];
 }
 
+/* ---------------------------------------------------------------- statement-level events
+ * line / branch / arm / assign / value: fast_capture's hooks of the same names, for frames of this
+ * core: an event (kind, node_id, time_ns, seq, a, b) appended to the recorded call's list, within
+ * the same budgets as fast_capture._event (events buffered, the per-second rate, a pause, at most
+ * max_per_frame per call: beyond them the event is counted on its call, not kept). */
+static PyObject *g_ev_line, *g_ev_branch, *g_ev_assign; /* fast_capture.EV_* */
+static Py_ssize_t g_max_frame_events = 65536;            /* fast_capture.MAX_EVENTS_PER_FRAME */
+
+static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObject *a, PyObject *b) {
+    StateObject *state = g_state;
+    int64_t ts = 0;
+    if (state->rate) { /* the clock is read here only when a budget is set; else when the event is kept */
+        ts = now_ns();
+        if (ts - state->rate_window >= 1000000000LL) {
+            state->rate_window = ts;
+            state->rate_used = 0;
+        }
+        state->rate_used++;
+    }
+    PyObject *events = f->events;
+    int have = events != NULL && events != Py_None;
+    if (have && !PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "frame events is not a list");
+        return -1;
+    }
+    if (state->events >= state->max_events || state->paused || (state->rate && state->rate_used > state->rate) ||
+        (have && PyList_GET_SIZE(events) >= g_max_frame_events)) {
+        f->dropped_events++;
+        return seq_next(f->seq) < 0 && PyErr_Occurred() ? -1 : 0;
+    }
+    if (!have) {
+        if ((events = PyList_New(0)) == NULL)
+            return -1;
+        Py_XSETREF(f->events, events);
+    }
+    long long seq = seq_next(f->seq);
+    if (seq < 0 && PyErr_Occurred())
+        return -1;
+    PyObject *t = PyTuple_New(6), *tso = NULL, *seqo = NULL;
+    if (t == NULL || (tso = PyLong_FromLongLong(ts ? ts : now_ns())) == NULL ||
+        (seqo = PyLong_FromLongLong(seq)) == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(tso);
+        return -1;
+    }
+    PyTuple_SET_ITEM(t, 0, Py_NewRef(kind));
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(node_id));
+    PyTuple_SET_ITEM(t, 2, tso);
+    PyTuple_SET_ITEM(t, 3, seqo);
+    PyTuple_SET_ITEM(t, 4, Py_NewRef(a));
+    PyTuple_SET_ITEM(t, 5, Py_NewRef(b));
+    int rc = PyList_Append(events, t);
+    Py_DECREF(t);
+    if (rc == 0)
+        state->events++;
+    return rc;
+}
+
+/* The recorded frame argv[0] names, or NULL (nothing recorded: NO_FRAME, a foreign or left-out call). */
+static inline FrameObject *event_frame(PyObject *const *argv) {
+    if (Py_TYPE(argv[0]) != &FrameType || g_state == NULL || g_ev_line == NULL)
+        return NULL;
+    FrameObject *f = (FrameObject *)argv[0];
+    return f->foreign || f->seq == NULL ? NULL : f;
+}
+
+static PyObject *hook_line(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    FrameObject *f;
+    if (argc == 3 && (f = event_frame(argv)) != NULL && record_event(f, g_ev_line, argv[1], argv[2], Py_None) < 0)
+        report_failure();
+    Py_RETURN_NONE;
+}
+
+static PyObject *hook_branch(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    FrameObject *f;
+    if (argc == 2 && (f = event_frame(argv)) != NULL && record_event(f, g_ev_branch, argv[1], Py_None, Py_None) < 0)
+        report_failure();
+    Py_RETURN_NONE;
+}
+
+static PyObject *hook_arm(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 3)
+        Py_RETURN_NONE;
+    FrameObject *f = event_frame(argv);
+    if (f != NULL && record_event(f, g_ev_branch, argv[1], Py_None, Py_None) < 0)
+        report_failure();
+    return Py_NewRef(argv[2]);
+}
+
+static void assign_event(PyObject *const *argv) {
+    FrameObject *f = event_frame(argv);
+    if (f == NULL)
+        return;
+    Py_INCREF(f); /* snapshot() may run Python code */
+    PyObject *kept = snapshot(argv[3]);
+    if (kept == NULL || record_event(f, g_ev_assign, argv[1], argv[2], kept) < 0)
+        report_failure();
+    Py_XDECREF(kept);
+    Py_DECREF(f);
+}
+
+static PyObject *hook_assign(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc == 4)
+        assign_event(argv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hook_value(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4)
+        Py_RETURN_NONE;
+    assign_event(argv);
+    return Py_NewRef(argv[3]);
+}
+
+/* configure_events(line, branch, assign, max_per_frame): fast_capture's event kinds and per-call bound. */
+static PyObject *configure_events(PyObject *module, PyObject *args) {
+    PyObject *line, *branch, *assign;
+    Py_ssize_t max_per_frame;
+    if (!PyArg_ParseTuple(args, "OOOn", &line, &branch, &assign, &max_per_frame))
+        return NULL;
+    Py_INCREF(line);
+    Py_INCREF(branch);
+    Py_INCREF(assign);
+    Py_XSETREF(g_ev_line, line);
+    Py_XSETREF(g_ev_branch, branch);
+    Py_XSETREF(g_ev_assign, assign);
+    g_max_frame_events = max_per_frame;
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- OTLP encoding */
 typedef struct {
     char *data;
@@ -1977,6 +2107,13 @@ static PyMethodDef module_methods[] = {
     {"leave_current", (PyCFunction)hook_leave_current, METH_NOARGS, "leave_current() (no-variable form)"},
     {"leave", (PyCFunction)hook_leave, METH_O, "leave(frame)"},
     {"suspend", (PyCFunction)(void (*)(void))hook_suspend, METH_FASTCALL, "suspend(frame, value[, node_id]) -> value"},
+    {"line", (PyCFunction)(void (*)(void))hook_line, METH_FASTCALL, "line(frame, node_id, lineno)"},
+    {"branch", (PyCFunction)(void (*)(void))hook_branch, METH_FASTCALL, "branch(frame, node_id)"},
+    {"arm", (PyCFunction)(void (*)(void))hook_arm, METH_FASTCALL, "arm(frame, node_id, value) -> value"},
+    {"assign", (PyCFunction)(void (*)(void))hook_assign, METH_FASTCALL, "assign(frame, node_id, name, value)"},
+    {"value", (PyCFunction)(void (*)(void))hook_value, METH_FASTCALL, "value(frame, node_id, name, value) -> value"},
+    {"configure_events", (PyCFunction)configure_events, METH_VARARGS,
+     "configure_events(line, branch, assign, max_per_frame): the event kinds and per-call bound (fast_capture)"},
     {"resumed", (PyCFunction)(void (*)(void))hook_resumed, METH_FASTCALL, "resumed(frame, value[, node_id]) -> value"},
     {"set_clock", (PyCFunction)set_clock, METH_VARARGS,
      "set_clock(seqs, floors): the clock's floor steps (two lists, clocks.steps()) the encoder reads"},

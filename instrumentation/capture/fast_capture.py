@@ -659,7 +659,16 @@ if NATIVE is not None:
     HOOKS.update(enter=NATIVE.enter, enter_module=NATIVE.enter_module, ret=NATIVE.ret, leave=NATIVE.leave,
                  suspend=NATIVE.suspend, resumed=NATIVE.resumed, enter_current=NATIVE.enter_current,
                  ret_current=NATIVE.ret_current,
-                 fail_current=NATIVE.fail_current, leave_current=NATIVE.leave_current)
+                 fail_current=NATIVE.fail_current, leave_current=NATIVE.leave_current,
+                 line=NATIVE.line, branch=NATIVE.branch, arm=NATIVE.arm, assign=NATIVE.assign, value=NATIVE.value)
+
+
+def set_max_events_per_frame(n: int) -> None:
+    """At most ``n`` events kept per recorded call (both cores); beyond, they are counted on it."""
+    global MAX_EVENTS_PER_FRAME
+    MAX_EVENTS_PER_FRAME = int(n)
+    if NATIVE is not None:
+        NATIVE.configure_events(EV_LINE, EV_BRANCH, EV_ASSIGN, MAX_EVENTS_PER_FRAME)
 
 
 def _parent_of(span: Any) -> Any:
@@ -680,6 +689,7 @@ def _configure_native() -> None:
         rendered_type=Rendered, max_chars=DEFAULT_LIMITS.max_chars, max_items=DEFAULT_LIMITS.max_items,
         max_depth=DEFAULT_LIMITS.max_depth, tally_info=TALLY_INFO, event=_event, ev_yield=EV_YIELD,
         ev_resume=EV_RESUME, fail=fail)
+    NATIVE.configure_events(EV_LINE, EV_BRANCH, EV_ASSIGN, MAX_EVENTS_PER_FRAME)
 
 
 def activate() -> None:
