@@ -1174,9 +1174,13 @@ static PyObject *hook_leave_current(PyObject *module, PyObject *Py_UNUSED(ignore
 /* suspend(frame, value[, node_id]) -> value: a generator is about to yield; its consumer's frame
  * becomes current again. resumed(frame, value[, node_id]) -> value: it resumed under whatever is
  * current now. In the thread's cache only, unless the variable holds the frame (see above). */
+static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObject *a, PyObject *b);
+
 static int generator_event(FrameObject *f, PyObject *kind, PyObject *const *argv, Py_ssize_t argc) {
     if (argc < 3 || argv[2] == Py_None || f->foreign)
         return 0;
+    if (g_state != NULL && f->seq != NULL) /* in C, as the statement-level events below */
+        return record_event(f, kind, argv[2], Py_None, Py_None);
     PyObject *r = PyObject_CallFunctionObjArgs(g_event, (PyObject *)f, kind, argv[2], NULL);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
@@ -1224,6 +1228,11 @@ static PyObject *hook_resumed(PyObject *module, PyObject *const *argv, Py_ssize_
 static PyObject *g_ev_line, *g_ev_branch, *g_ev_assign; /* fast_capture.EV_* */
 static Py_ssize_t g_max_frame_events = 65536;            /* fast_capture.MAX_EVENTS_PER_FRAME */
 
+/* Whether the collector may have to look inside ``o`` (CPython's _PyObject_GC_MAY_BE_TRACKED). */
+static inline int may_be_tracked(PyObject *o) {
+    return PyObject_IS_GC(o) && (!PyTuple_CheckExact(o) || PyObject_GC_IsTracked(o));
+}
+
 static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObject *a, PyObject *b) {
     StateObject *state = g_state;
     int64_t ts = 0;
@@ -1267,6 +1276,9 @@ static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObj
     PyTuple_SET_ITEM(t, 3, seqo);
     PyTuple_SET_ITEM(t, 4, Py_NewRef(a));
     PyTuple_SET_ITEM(t, 5, Py_NewRef(b));
+    if (!may_be_tracked(node_id) && !may_be_tracked(a) && !may_be_tracked(b))
+        PyObject_GC_UnTrack(t); /* as CPython's own tuple untracking, at once: millions of events
+                                 * buffered until encoded otherwise make every collection walk them */
     int rc = PyList_Append(events, t);
     Py_DECREF(t);
     if (rc == 0)
