@@ -146,7 +146,8 @@ def main() -> None:
 @click.option("--adaptive", "adaptive_budget", type=click.IntRange(min=0), default=DEFAULT_ADAPTIVE,
               show_default=True, envvar="EXECSCOPE_ADAPTIVE",
               help="Per-node adaptive sampling: in each trace (a test, a request) each function's first N calls "
-                   "are recorded, then one in 2, 4, ... (calls left out are counted exactly, on their recorded "
+                   "are recorded, then one in 2, 4, ... (each branch/statement event a recorded call records "
+                   "counts as one more call; calls left out are counted exactly, on their recorded "
                    "caller or on an `execscope.unrecorded` span). 0: record every call. Env: EXECSCOPE_ADAPTIVE.")
 @click.option("--max-spool-mb", "max_spool_mb", type=click.FloatRange(min=0), default=1024, show_default=True,
               envvar="EXECSCOPE_MAX_SPOOL_MB",

@@ -684,6 +684,23 @@ static int adaptive_keep(PyObject *info, long long budget) {
     return keep;
 }
 
+/* A recorded call's events count toward its node's budget as calls do (each event as one call), so
+ * that a statements-level recording keeps whole calls while bounding what a hot loop records; only
+ * within the trace the budget belongs to. */
+static int charge_events(FrameObject *f) {
+    long long events = f->dropped_events;
+    if (f->events != NULL && PyList_Check(f->events))
+        events += PyList_GET_SIZE(f->events);
+    if (events == 0 || f->info == NULL || !PyTuple_Check(f->info))
+        return 0;
+    NodeCount *n = node_count(f->info);
+    if (n == NULL)
+        return -1;
+    if (n->gen == g_trace_gen)
+        n->recorded += (uint64_t)events;
+    return 0;
+}
+
 static int count_unrecorded(FrameObject *carrier, PyObject *info) {
     if (carrier->unrecorded == NULL && (carrier->unrecorded = PyDict_New()) == NULL)
         return -1;
@@ -1029,6 +1046,8 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
         Py_RETURN_NONE;
     f->end = now_ns();
     if ((f->seq1 = seq_next(f->seq)) < 0 && PyErr_Occurred())
+        goto error;
+    if (g_state->adaptive > 0 && f->kind == g_kind_call && charge_events(f) < 0)
         goto error;
     PyObject *outer = f->outer;
     int root = outer == NULL || outer == Py_None;

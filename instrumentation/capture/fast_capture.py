@@ -265,7 +265,9 @@ def _otel_current() -> Any:
 def set_adaptive(budget: int) -> None:
     """Per-node adaptive sampling: every node (function) has its first ``budget`` calls recorded,
     then one in 2, one in 4, ... (the rate halves each time another ``budget`` are recorded, down
-    to one in 2**20). A call left out, with all it calls, is counted on its nearest recorded caller
+    to one in 2**20). Each event a recorded call records (branches, statements, values) counts as one
+    more call, so that at the finer levels a function's first calls are recorded whole while a hot
+    loop's share stays bounded. A call left out, with all it calls, is counted on its nearest recorded caller
     (``execscope.unrecorded.<node_id>`` attributes), or, for a call made directly under an
     application's OTel span, on a tally span under it (``execscope.unrecorded``), so recorded spans
     plus those counts are every call, exactly. Budgets restart with every application trace (each
@@ -297,6 +299,17 @@ def _adaptive_keep(info: tuple, budget: int) -> bool:
     keep = recorded < budget or call & ((1 << min(20, 1 + (recorded - budget) // budget)) - 1) == 0
     entry[2] = recorded + keep
     return keep
+
+
+def _charge_events(frame: Any) -> None:
+    """A recorded call's events (kept or dropped) count toward its node's budget, each as one call
+    (see set_adaptive), within the trace the budget belongs to."""
+    events = frame.dropped_events + (len(frame.events) if frame.events else 0)
+    if not events:
+        return
+    entry = _node_counts.get(id(frame.info))
+    if entry is not None and entry[0] is frame.info and entry[3] == _trace_gen[0]:
+        entry[2] += events
 
 
 # A tally: the span counting the calls left out directly under an application's OTel span, which
@@ -508,6 +521,8 @@ def leave(frame: Any) -> None:
             return
         frame.end = _time_ns()
         frame.seq1 = frame.seq.next()
+        if _state.adaptive > 0 and frame.kind == "call":
+            _charge_events(frame)
         outer = frame.outer
         if outer is not None and outer.span_id == frame.parent_id:  # the caller is the parent: its child time
             outer.child_ns += frame.end - frame.start

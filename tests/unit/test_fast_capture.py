@@ -651,6 +651,42 @@ def test_adaptive_sampling_records_hot_nodes_less_and_counts_every_call(fast) ->
     assert all(f.parent_id in by_id for f in frames if f.info[1] != "adaptive_app.root")  # no orphans
 
 
+HEAVY_APP = '''
+def light(i):
+    return i
+
+def heavy(i):
+    total = 0
+    for k in range(20):
+        total += k
+    return total + i
+
+def root(n):
+    return sum(light(i) + heavy(i) for i in range(n))
+'''
+
+
+def test_adaptive_sampling_counts_a_calls_events_as_calls(fast) -> None:
+    module = load_rewritten(HEAVY_APP, "statements", name="heavy_app", file="/src/heavy_app.py")
+    fast_capture.take_pending()
+    fast_capture.set_adaptive(16)
+    try:
+        assert module.root(1000) == 2 * sum(range(1000)) + 1000 * 190
+    finally:
+        fast_capture.set_adaptive(0)
+    frames, _ = fast_capture.take_pending()
+    recorded = {name: [f for f in frames if f.info[1] == f"heavy_app.{name}"] for name in ("light", "heavy")}
+    unrecorded = {name: sum((f.unrecorded or {}).get(f"heavy_app:{name}", 0) for f in frames)
+                  for name in ("light", "heavy")}
+    for name in ("light", "heavy"):
+        assert len(recorded[name]) + unrecorded[name] == 1000  # every call, exactly
+    events = [len(f.events or ()) + f.dropped_events for f in recorded["heavy"]]
+    assert min(events) >= 40  # each recorded call whole: its line, assign and branch events
+    # a heavy call counts as its ~60 events: far fewer of them kept than of the light one (1 event)
+    assert 1 <= len(recorded["heavy"]) < 12 and len(recorded["light"]) >= 16
+    assert len(recorded["light"]) > 3 * len(recorded["heavy"])
+
+
 def test_adaptive_budget_is_checked() -> None:
     with pytest.raises(ValueError):
         fast_capture.set_adaptive(-1)
