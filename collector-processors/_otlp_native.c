@@ -43,6 +43,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/uio.h>
 
 #define MAX_DEPTH 64
 
@@ -760,6 +762,7 @@ typedef struct {
     Dict dict[D_COUNT];
     uint32_t hint[D_COUNT][HINTS];
     Buf lc[D_COUNT]; /* each dictionary's LowCardinality data, built by block() */
+    Buf meta;        /* the block's and its columns' headers, built by block() */
 } Conv;
 
 /* parse one repeated KeyValue field body into pairs (value rendered into scratch) */
@@ -1212,52 +1215,95 @@ static int lc_data(Conv *cv, int d) {
 
 static inline const Buf *part(const Conv *cv, int k) { return k >= LC(0) ? &cv->lc[k - LC(0)] : &cv->col[k]; }
 
-static PyObject *block(Conv *cv) {
+/* The block as pieces in order: the block and column headers (in cv->meta), then the column data in
+ * place in the converter's buffers; written out by block() (bytes) or block_to_fd() (a file). */
+typedef struct {
+    const char *p;
+    size_t off, n; /* p NULL until resolved: at off in cv->meta */
+} Piece;
+#define MAX_PIECES (N_COLUMNS * 6)
+
+static int pieces(Conv *cv, Piece *ps, size_t *count, size_t *total) {
     Ctx *c = &cv->c;
-    Buf head = {0};
-    size_t total = 0;
-    PyObject *out = NULL;
-    static const unsigned char LC_PREFIX[8] = {1, 0, 0, 0, 0, 0, 0, 0}; /* SharedDictionariesWithAdditionalKeys */
-    if (put_varint(c, &head, N_COLUMNS) || put_varint(c, &head, cv->rows)) goto done;
+    static const char LC_PREFIX[8] = {1, 0, 0, 0, 0, 0, 0, 0}; /* SharedDictionariesWithAdditionalKeys */
+    Buf *meta = &cv->meta;
+    size_t n = 0, at = 0, sum = 0;
+    meta->len = 0;
+    if (put_varint(c, meta, N_COLUMNS) || put_varint(c, meta, cv->rows)) return -1;
     for (int d = 0; d < D_COUNT; d++)
-        if (lc_data(cv, d)) goto done;
+        if (lc_data(cv, d)) return -1;
     for (size_t i = 0; i < N_COLUMNS; i++) {
-        total += 28 + strlen(COLUMNS[i].name) + strlen(COLUMNS[i].type);
-        for (const int *k = COLUMNS[i].parts; *k >= 0; k++) total += part(cv, *k)->len;
-    }
-    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(head.len + total));
-    if (!out) goto done;
-    char *w = PyBytes_AS_STRING(out);
-    memcpy(w, head.p, head.len);
-    w += head.len;
-    for (size_t i = 0; i < N_COLUMNS; i++) {
-        Buf meta = {0};
-        if (put_str(c, &meta, COLUMNS[i].name, strlen(COLUMNS[i].name)) ||
-            put_str(c, &meta, COLUMNS[i].type, strlen(COLUMNS[i].type))) {
-            PyMem_Free(meta.p);
-            Py_CLEAR(out);
-            goto done;
-        }
-        memcpy(w, meta.p, meta.len);
-        w += meta.len;
-        PyMem_Free(meta.p);
         int has_lc = 0;
         for (const int *k = COLUMNS[i].parts; *k >= 0; k++) has_lc |= *k >= LC(0);
-        if (has_lc) { /* the column's serialization prefix, before its offsets */
-            memcpy(w, LC_PREFIX, sizeof LC_PREFIX);
-            w += sizeof LC_PREFIX;
-        }
+        if (put_str(c, meta, COLUMNS[i].name, strlen(COLUMNS[i].name)) ||
+            put_str(c, meta, COLUMNS[i].type, strlen(COLUMNS[i].type)) ||
+            (has_lc && put(c, meta, LC_PREFIX, sizeof LC_PREFIX))) /* before the column's offsets */
+            return -1;
+        ps[n++] = (Piece){NULL, at, meta->len - at};
+        at = meta->len;
         for (const int *k = COLUMNS[i].parts; *k >= 0; k++) {
             const Buf *b = part(cv, *k);
-            if (b->len) memcpy(w, b->p, b->len);
-            w += b->len;
+            if (b->len) ps[n++] = (Piece){b->p, 0, b->len};
         }
     }
-    if (_PyBytes_Resize(&out, (Py_ssize_t)(w - PyBytes_AS_STRING(out))) < 0) out = NULL;
-done:
-    PyMem_Free(head.p);
-    if (!out && !PyErr_Occurred()) PyErr_NoMemory();
+    for (size_t i = 0; i < n; i++) {
+        if (!ps[i].p) ps[i].p = meta->p + ps[i].off;
+        sum += ps[i].n;
+    }
+    *count = n;
+    *total = sum;
+    return 0;
+}
+
+static PyObject *block(Conv *cv) {
+    Piece ps[MAX_PIECES];
+    size_t n, total;
+    if (pieces(cv, ps, &n, &total)) return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out) return NULL;
+    char *w = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w, ps[i].p, ps[i].n);
+        w += ps[i].n;
+    }
     return out;
+}
+
+/* the block written to fd, whole (partial writes continued), the GIL released meanwhile (the
+ * converter's buffers are this call's own). -1 with errno set on a failing write. */
+static int block_to_fd(Conv *cv, int fd, size_t *written) {
+    Piece ps[MAX_PIECES];
+    struct iovec iov[MAX_PIECES];
+    size_t n, total, first = 0, done = 0;
+    if (pieces(cv, ps, &n, &total)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (first < n) {
+        int k = 0;
+        for (size_t i = first; i < n && k < (int)MAX_PIECES; i++, k++) {
+            iov[k].iov_base = (void *)(ps[i].p + (i == first ? done : 0));
+            iov[k].iov_len = ps[i].n - (i == first ? done : 0);
+        }
+        ssize_t w = writev(fd, iov, k);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            rc = -1;
+            break;
+        }
+        size_t left = (size_t)w;
+        while (first < n && left >= ps[first].n - done) { /* whole pieces written */
+            left -= ps[first].n - done;
+            done = 0;
+            first++;
+        }
+        done += left;
+    }
+    Py_END_ALLOW_THREADS
+    *written = total;
+    return rc;
 }
 
 static void conv_free(Conv *cv) {
@@ -1271,6 +1317,7 @@ static void conv_free(Conv *cv) {
         dict_free(&cv->dict[d]);
         PyMem_Free(cv->lc[d].p);
     }
+    PyMem_Free(cv->meta.p);
 }
 
 PyDoc_STRVAR(convert_doc,
@@ -1312,6 +1359,28 @@ static void conv_give_back(Conv *cv) {
     PyMem_Free(cv);
 }
 
+/* every payload of seq into cv; -1 with a Python error set */
+static int convert_all(Conv *cv, PyObject *seq) {
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+            if (strcmp(cv->c.err, "out of memory") == 0) {
+                PyErr_NoMemory();
+            } else {
+                PyErr_Format(PyExc_ValueError, "payload %zd: not taken as an OTLP ExportTraceServiceRequest: %s",
+                             i, cv->c.err);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *convert(PyObject *self, PyObject *arg) {
     (void)self;
     PyObject *seq = PySequence_Fast(arg, "convert() takes a sequence of bytes");
@@ -1322,26 +1391,43 @@ static PyObject *convert(PyObject *self, PyObject *arg) {
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
-            goto done;
-        }
-        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
-            if (strcmp(cv->c.err, "out of memory") == 0) {
-                PyErr_NoMemory();
-            } else {
-                PyErr_Format(PyExc_ValueError, "payload %zd: not taken as an OTLP ExportTraceServiceRequest: %s",
-                             i, cv->c.err);
-            }
-            goto done;
+    if (convert_all(cv, seq) == 0) {
+        PyObject *blk = block(cv);
+        if (blk) result = Py_BuildValue("(NKK)", blk, (unsigned long long)cv->rows, (unsigned long long)cv->events);
+    }
+    conv_give_back(cv);
+    Py_DECREF(seq);
+    return result;
+}
+
+PyDoc_STRVAR(convert_into_doc,
+"convert_into(payloads, fd) -> (spans, events, size)\n\n"
+"As convert, the block written to the file descriptor fd (from its current position) instead of\n"
+"returned: no copy of it in memory. ValueError (nothing written) as convert; OSError when a write\n"
+"fails (the file then holds part of the block: the caller discards it).");
+
+static PyObject *convert_into(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *arg;
+    int fd;
+    if (!PyArg_ParseTuple(args, "Oi:convert_into", &arg, &fd)) return NULL;
+    PyObject *seq = PySequence_Fast(arg, "convert_into() takes a sequence of bytes");
+    if (!seq) return NULL;
+    Conv *cv = conv_take();
+    if (!cv) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    PyObject *result = NULL;
+    size_t size;
+    if (convert_all(cv, seq) == 0) {
+        if (block_to_fd(cv, fd, &size)) {
+            PyErr_SetFromErrno(PyExc_OSError);
+        } else {
+            result = Py_BuildValue("(KKK)", (unsigned long long)cv->rows, (unsigned long long)cv->events,
+                                   (unsigned long long)size);
         }
     }
-    PyObject *blk = block(cv);
-    if (blk) result = Py_BuildValue("(NKK)", blk, (unsigned long long)cv->rows, (unsigned long long)cv->events);
-done:
     conv_give_back(cv);
     Py_DECREF(seq);
     return result;
@@ -1450,6 +1536,7 @@ static PyObject *columns(void) {
 static PyMethodDef methods[] = {
     {"convert", convert, METH_O, convert_doc},
     {"convert_each", convert_each, METH_O, convert_each_doc},
+    {"convert_into", convert_into, METH_VARARGS, convert_into_doc},
     {NULL, NULL, 0, NULL},
 };
 

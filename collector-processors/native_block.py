@@ -100,11 +100,24 @@ def ingest(store: Store, path: Path, dedup_token: str) -> None:
 
 
 def write(path: Path, payloads: list[bytes]) -> tuple[int, int]:
-    """Convert ``payloads`` into a block file at ``path`` (:func:`write_block`). Returns (spans,
-    events); raises ValueError as :func:`convert` does, OSError when the file cannot be written."""
-    block, spans, events = convert(payloads)
-    write_block(path, block)
-    return spans, events
+    """Convert ``payloads`` into a block file at ``path``, written whole under another name, then
+    renamed into place (as :func:`write_block`; the converter writes it from its own buffers, with
+    no copy of the block in memory). Returns (spans, events); raises ValueError as :func:`convert`
+    does, OSError when the file cannot be written (nothing left under either name)."""
+    if CONVERTER is None:
+        raise RuntimeError(REASON)
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            spans, events, _size = CONVERTER.convert_into(payloads, fd)
+        finally:
+            os.close(fd)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return int(spans), int(events)
 
 
 def write_block(path: Path, block: bytes) -> None:

@@ -52,7 +52,12 @@ class SpoolSource:
     """
 
     MAX_BATCH_FILES = 64
-    MAX_BATCH_BYTES = 24 << 20  # one statement parses the whole batch in memory
+    MAX_BATCH_BYTES = 24 << 20  # the engine's protobuf parse: one statement parses the whole batch in memory
+    # Native blocks: a batch's block is about 0.9x its files (LowCardinality keys), and every insert
+    # costs about 16 ms whatever its size (the views' pipelines and parts): larger batches amortize it
+    # (measured on 2 cores: 73k spans drained in 0.214 s instead of 0.229 s), at about 4x the batch
+    # in memory at the peak (files, block, the engine's read of it).
+    MAX_BLOCK_BATCH_BYTES = 48 << 20
 
     def __init__(self, spool: Spool, store: Store, native: bool | None = None,
                  chain: ProcessorChain | None = None, blocks: bool | None = None) -> None:
@@ -96,7 +101,9 @@ class SpoolSource:
         return report
 
     def _next_batch(self) -> list[Path]:
-        """The oldest pending files, up to MAX_BATCH_FILES of them and MAX_BATCH_BYTES (at least one)."""
+        """The oldest pending files, up to MAX_BATCH_FILES of them and MAX_BATCH_BYTES (MAX_BLOCK_BATCH_BYTES
+        converted into Native blocks), at least one."""
+        limit = self.MAX_BLOCK_BATCH_BYTES if self.blocks else self.MAX_BATCH_BYTES
         batch: list[Path] = []
         size = 0
         for path in self.spool.pending_batches()[: self.MAX_BATCH_FILES]:
@@ -104,7 +111,7 @@ class SpoolSource:
                 size += path.stat().st_size
             except OSError:
                 continue
-            if batch and size > self.MAX_BATCH_BYTES:
+            if batch and size > limit:
                 break
             batch.append(path)
         return batch

@@ -206,3 +206,24 @@ def test_kafka_batches_go_through_one_block_unless_python_alone_takes_a_record(t
         # the odd record: refused by the converter, then by the engine's parse; the Python decoder stores it
         assert ("decoding in Python" in source.stats.last_error) == odd
         source._close()
+
+
+def test_block_batches_are_cut_at_their_own_byte_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_BLOCK_BATCH_BYTES bounds a Native block batch (MAX_BATCH_BYTES the engine parse's)."""
+    spool = Spool(tmp_path / "spool")
+    payloads = requests(seed=8, engine_safe=True)[:5]
+    for payload in payloads:
+        spool.write_batch(payload)
+    sizes = [p.stat().st_size for p in spool.pending_batches()]
+    inserts: list[int] = []
+    real_ingest = native_block.ingest
+    monkeypatch.setattr(native_block, "ingest", lambda store, path, dedup_token: (
+        inserts.append(len(list(path.parent.glob("*.pb")))), real_ingest(store, path, dedup_token))[1])
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        source = SpoolSource(spool, store, blocks=True)
+        source.MAX_BATCH_BYTES = 1  # not this one's
+        source.MAX_BLOCK_BATCH_BYTES = sizes[0] + sizes[1]
+        report = source.drain()
+        assert not report.errors and report.batches == 5
+        assert sum(inserts) == 5 and len(inserts) >= 3 and max(inserts) == 2, inserts
+        assert store.query("SELECT count() FROM otel_traces").rows[0][0] == report.spans > 0

@@ -277,6 +277,31 @@ def test_a_payload_the_converter_refuses_names_itself_and_writes_nothing(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_write_puts_exactly_the_converted_block_in_the_file_or_nothing(tmp_path: Any) -> None:
+    """native_block.write: the converter writes the block from its own buffers (convert_into)."""
+    import os
+
+    payloads = requests(seed=5)
+    path = tmp_path / "b.native"
+    assert native_block.write(path, payloads) == native_block.convert(payloads)[1:]
+    assert path.read_bytes() == native_block.convert(payloads)[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.native"]
+    with open(tmp_path / "raw", "wb") as f:  # from the descriptor's position on
+        f.write(b"x")
+        f.flush()
+        spans, _events, size = native_block.CONVERTER.convert_into(payloads[:2], f.fileno())
+    assert (tmp_path / "raw").read_bytes() == b"x" + native_block.convert(payloads[:2])[0] and size > spans > 0
+    read_only = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError):
+            native_block.CONVERTER.convert_into(payloads, read_only)
+    finally:
+        os.close(read_only)
+    with pytest.raises(OSError):
+        native_block.write(tmp_path / "no such dir" / "b.native", payloads)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.native", "raw"]
+
+
 def test_convert_each_leaves_a_refused_payload_out_and_reports_each() -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
