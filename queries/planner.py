@@ -214,6 +214,7 @@ class PlanResult:
     choices: dict[str, Choice]
     uniform_rate: float = 1.0          # the statements-level rate of every function that costs as much
     notes: list[str] = field(default_factory=list)
+    fixed_ns: float = 0.0              # part of predicted_ns: the recording's cost before any recorded call
 
     @property
     def predicted_ratio(self) -> float:
@@ -234,6 +235,7 @@ class PlanResult:
         for c in self.choices.values():
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
+                "fixed_s": round(self.fixed_ns / 1e9, 4),
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
@@ -326,10 +328,19 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
     return profiles
 
 
+def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> float:
+    """What the plan's recorded calls may cost, in nanoseconds: the budget's share of the baseline
+    (``(budget - 1) * baseline``) less the fixed cost, which every plan pays first; never below 0."""
+    return max(0.0, (budget - 1.0) * baseline_ns - fixed_ns)
+
+
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
-              baseline_ns: float | None = None) -> PlanResult:
+              baseline_ns: float | None = None, fixed_ns: float = 0.0) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
-    program 30% more time). Raises ValueError when the store holds no recorded function."""
+    program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
+    COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
+    before its first recorded call (measured likewise; else 0): it comes out of the budget first, and
+    is part of the predicted overhead. Raises ValueError when the store holds no recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -344,13 +355,18 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         baseline_ns = max(roots - own, 0.1 * roots, 1.0)
         notes.append(f"baseline {baseline_ns / 1e9:.3f}s: recorded root calls {roots / 1e9:.3f}s less the "
                      f"recording's own predicted cost")
-    allowed = (budget - 1.0) * baseline_ns
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns)
+    if fixed_ns:
+        notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder, rewriting, storing) before any recorded call")
+    if allowed <= 0 < fixed_ns:
+        notes.append(f"the budget {budget}x is below the fixed cost alone "
+                     f"({1.0 + fixed_ns / baseline_ns:.3f}x): nothing is recorded")
     choices = choose(profiles, allowed, model)
-    predicted = sum(c.cost_ns for c in choices.values())
+    predicted = fixed_ns + sum(c.cost_ns for c in choices.values())
     rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
     plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
-                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes)
+                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes, fixed_ns=fixed_ns)
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:

@@ -132,3 +132,25 @@ def test_plan_records_the_command_first(tmp_path: Path) -> None:
     assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
     missing = cli("plan", "--budget", "1.5", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=False)
     assert missing.returncode != 0 and "--include" in missing.stderr
+
+
+def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path) -> None:
+    """With COMMAND the baseline is the plain run's wall time (the program sleeps 0.4 s, so at least
+    that), the fixed cost is that of a run recording nothing, both in the prediction; the command's
+    output goes to stderr (stdout stays one JSON document) and --exclude keeps a module out."""
+    (tmp_path / "slow_app.py").write_text("import time\nimport slow_helper\n\n"
+                                          "def main():\n    time.sleep(0.4)\n    print('the app says hi')\n"
+                                          "    return sum(slow_helper.h(i) for i in range(50))\n")
+    (tmp_path / "slow_helper.py").write_text("def h(x):\n    return x * 2\n")
+    proc = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{tmp_path / 'db'}", "--include", "slow_*",
+               "--exclude", "slow_helper", "--repeat", "2", "--out", "p.toml", "--format", "json", "--",
+               sys.executable, "-c", "import slow_app; slow_app.main()", cwd=tmp_path,
+               env={"PYTHONPATH": str(tmp_path)})
+    result = json.loads(proc.stdout)
+    assert "the app says hi" in proc.stderr
+    assert [r["function"] for r in result["functions"]] == ["slow_app.main"]
+    assert result["baseline_s"] >= 0.4
+    assert result["fixed_s"] > 0  # starting the recorder and its store is never free
+    assert result["predicted_overhead"] >= 1 + result["fixed_s"] / result["baseline_s"] - 1e-3
+    written = (tmp_path / "p.toml").read_text()
+    assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written

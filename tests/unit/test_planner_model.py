@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
+
 from execscope.instrumentation.rewrite.plan import BRANCHES, FUNCTIONS, OFF, STATEMENTS, Setting
 from execscope.queries.planner import (
     ENOUGH_CALLS,
@@ -13,6 +15,7 @@ from execscope.queries.planner import (
     CostModel,
     FunctionProfile,
     _hull,
+    allowed_ns,
     choose,
     cost_ns,
     importance,
@@ -101,3 +104,14 @@ def test_value_goes_to_the_complex_failing_function_and_hot_trivial_ones_are_sam
 def test_no_budget_records_nothing_that_costs() -> None:
     chosen = choose([profile("a", 100), profile("b", 10)], 0.0, MODEL)
     assert all(c.setting.level == OFF and c.cost_ns == 0 for c in chosen.values())
+
+
+def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
+    assert allowed_ns(1.3, 10e9) == pytest.approx(3e9)
+    assert allowed_ns(1.3, 10e9, fixed_ns=1e9) == pytest.approx(2e9)
+    assert allowed_ns(1.3, 10e9, fixed_ns=4e9) == 0.0  # the fixed cost alone is over: nothing to spend
+    assert allowed_ns(1.0, 10e9) == 0.0
+    profiles = [profile("a", 1000, cyclomatic=4), profile("b", 10)]
+    loose = choose(profiles, allowed_ns(1.3, 10e6), MODEL)
+    tight = choose(profiles, allowed_ns(1.3, 10e6, fixed_ns=2.5e6), MODEL)
+    assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
