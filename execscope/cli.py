@@ -430,6 +430,10 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
                    "with COMMAND, where COMMAND is recorded first. Default: ./.execscope/db. Env: EXECSCOPE_STORE.")
 @click.option("--include", "-i", multiple=True, metavar="GLOB", help="With COMMAND: the modules to record.")
 @click.option("--exclude", "-x", multiple=True, metavar="GLOB", help="With COMMAND: modules never to record.")
+@click.option("--headroom", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="Fraction of the budget's allowance (after the fixed cost) left unspent, for the run-to-run "
+                   "noise of the program's time: at 0 a plan predicted at exactly the budget exceeds it one run "
+                   "in two.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="With COMMAND: how many plain runs measure the baseline (their median).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
@@ -439,8 +443,8 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
                    "from the recording).")
 @FORMAT_OPTION
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude: tuple[str, ...], repeat: int,
-         out_file: str, baseline_s: float | None, fmt: str, command: tuple[str, ...]) -> None:
+def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude: tuple[str, ...], headroom: float,
+         repeat: int, out_file: str, baseline_s: float | None, fmt: str, command: tuple[str, ...]) -> None:
     """Plan what to record: per function a level and a sampling rate that maximise debugging value
     with the predicted overhead within --budget; writes a plan file and prints what it records.
 
@@ -460,6 +464,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     from execscope.recording import resolve_python
 
     fixed_ns = 0.0
+    runs = None
     if command:
         if not include:
             raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
@@ -474,7 +479,8 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         fixed_ns = runs.fixed_ns
     store = _open(store_dsn)
     try:
-        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns)
+        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
+                           headroom=headroom)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -485,6 +491,12 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     settings = {r.match: r.setting for r in result.plan.rules}
     summary["statement_events"] = round(statement_events(result.profiles, settings, _cost_model()))
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
+    if runs is not None:  # the model against this program: its functions-level recording, measured and predicted
+        measured = max(0.0, runs.recorded_ns - runs.nothing_ns) / 1e9
+        modelled = sum(p.calls for p in result.profiles) * _cost_model().call_ns / 1e9
+        summary["profile_overhead_s"] = {"measured": round(measured, 4), "predicted": round(modelled, 4)}
+        result.notes.append(f"the functions-level profile cost {measured:.3f}s over the run recording nothing; "
+                            f"the model says {modelled:.3f}s")
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[

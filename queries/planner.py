@@ -19,8 +19,12 @@ cost ``n*r*(call + B*branch_event [+ S*statement_event]) + n*(1-r)*skipped`` whe
 are its branch and statement events per call: measured when the store holds events of it,
 otherwise estimated (``S``: its statements, or its self time over :data:`PLAIN_STATEMENT_NS` when
 that says loops run, capped at :data:`LOOP_CAP` times its statements; ``B``: ``S`` times its
-decisions per statement). The baseline is the time of the recorded root calls less the recording's
-own predicted cost (or ``baseline_ns`` given). A budget ``R`` allows ``(R - 1) * baseline``.
+decisions per statement). The baseline is the program's plain wall time, measured by ``plan --
+COMMAND`` (or given; else estimated as the time of the recorded root calls less the recording's own
+predicted cost). A budget ``R`` allows ``(R - 1) * baseline``; the recording's **fixed cost** (what a
+run recording nothing costs over plain: the recorder and its store starting, modules read and
+rewritten at import, storing; measured likewise, else 0) comes out of it first and is part of the
+prediction, and a ``headroom`` fraction of the rest stays unspent for run-to-run noise.
 
 Its value is ``importance * information(L) * coverage(r)``: importance grows with complexity
 (``log2(1 + cyclomatic)``), with errors (any error: +1.5, up to +3 at a 10% error rate), with branch
@@ -335,12 +339,14 @@ def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> floa
 
 
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
-              baseline_ns: float | None = None, fixed_ns: float = 0.0) -> PlanResult:
+              baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
     program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
     COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
     before its first recorded call (measured likewise; else 0): it comes out of the budget first, and
-    is part of the predicted overhead. Raises ValueError when the store holds no recorded function."""
+    is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
+    (0..1), for the run-to-run noise of the program's own time. Raises ValueError when the store holds
+    no recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -355,7 +361,9 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         baseline_ns = max(roots - own, 0.1 * roots, 1.0)
         notes.append(f"baseline {baseline_ns / 1e9:.3f}s: recorded root calls {roots / 1e9:.3f}s less the "
                      f"recording's own predicted cost")
-    allowed = allowed_ns(budget, baseline_ns, fixed_ns)
+    if not 0.0 <= headroom < 1.0:
+        raise ValueError(f"the headroom is a fraction of the allowance, 0 <= headroom < 1, got {headroom}")
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns) * (1.0 - headroom)
     if fixed_ns:
         notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder, rewriting, storing) before any recorded call")
     if allowed <= 0 < fixed_ns:

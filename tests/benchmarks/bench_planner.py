@@ -7,9 +7,10 @@ For each package (fetched, with its tests, by ``tests/realworld/realworld.py``'s
 under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
 
 1. **plain**: its suite, ``--repeat`` times, with no execscope (wall time of the whole
-   ``python -m pytest`` command); the figure is the **median** (the recorded runs below are single
-   runs, and a median is what one run is expected to take on this shared machine, where a minimum
-   would credit the plain side with its one luckiest run).
+   ``python -m pytest`` command): all but one first, the last just before the planned run (load drifts
+   on a shared machine); the figure is the **median** (the recorded runs below are single runs, and a
+   median is what one run is expected to take, where a minimum would credit the plain side with its
+   one luckiest run).
 2. **plan**: ``execscope plan --budget B --include ... -- python -m pytest ...``, which records the
    suite at ``functions`` level (and measures what it needs) and writes the plan file; its JSON gives
    the predicted ratio and the uniform statements-level rate that the model says costs as much.
@@ -110,10 +111,19 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
     work.mkdir(parents=True)
     load_before = load()
 
-    plain_runs = [timed([str(py), *PYTEST, f"--junitxml={work / 'plain.xml'}", *cfg["tests"]], src, work / "plain.xml")
-                  for _ in range(repeat)]
-    plain_s = statistics.median(r[0] for r in plain_runs)
-    plain_outcomes = plain_runs[0][1]
+    plain_runs: list[float] = []
+    plain_outcomes: dict[str, str] = {}
+
+    def plain() -> float:
+        """One more plain run; the baseline is the median of all of them so far."""
+        seconds, outcomes, _tail = timed([str(py), *PYTEST, f"--junitxml={work / 'plain.xml'}", *cfg["tests"]], src,
+                                         work / "plain.xml")
+        plain_runs.append(seconds)
+        plain_outcomes.update(outcomes)
+        return statistics.median(plain_runs)
+
+    for _ in range(max(1, repeat - 1)):
+        plain()
 
     plan_file = work / "plan.toml"
     profile_db = work / "profile.db"
@@ -125,6 +135,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
     planned_summary = json.loads(proc.stdout)
     predicted = float(planned_summary["predicted_overhead"])
 
+    plain_s = plain()  # the last plain run next to the recorded ones: load drifts on a shared machine
     planned = recorded_run(execscope, py, src, cfg, plan_file, profile_db, work, "planned")
     planned_ratio = planned["seconds"] / plain_s
 
@@ -156,7 +167,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
     events_ratio = planned["statement_events"] / uniform["statement_events"] if uniform["statement_events"] else None
     result = {
         "package": cfg["spec"], "budget": budget,
-        "plain_s": round(plain_s, 3), "plain_runs_s": [round(r[0], 3) for r in plain_runs],
+        "plain_s": round(plain_s, 3), "plain_runs_s": [round(r, 3) for r in plain_runs],
         "planned_s": round(planned["seconds"], 3), "measured_ratio": round(planned_ratio, 4),
         "predicted_ratio": round(predicted, 4), "overhead_error": round(error, 4),
         "planned_statement_events": planned["statement_events"],
@@ -167,7 +178,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "ratio": round(r["ratio"], 4),
                           "statement_events": r["statement_events"]} for r in uniform_runs],
         "outcomes_identical": "yes" if same else "no", "tests": len(plain_outcomes),
-        "plan": {**{k: planned_summary[k] for k in ("baseline_s", "fixed_s", "levels", "sampled")
+        "plan": {**{k: planned_summary[k] for k in ("baseline_s", "fixed_s", "profile_overhead_s", "levels", "sampled")
                     if k in planned_summary}, "functions": len(planned_summary.get("functions", []))},
         "load_before": load_before, "load_after": load(),
     }

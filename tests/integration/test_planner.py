@@ -98,6 +98,18 @@ def test_budgets_order_what_is_recorded(recorded: Path) -> None:
     assert tight["statement_events"] <= mid["statement_events"] <= loose["statement_events"]
 
 
+def test_headroom_leaves_part_of_the_budget_unspent(recorded: Path) -> None:
+    full = plan(recorded, "1.3", "h0.toml", "--baseline-s", "0.05", "--headroom", "0")
+    half = plan(recorded, "1.3", "h5.toml", "--baseline-s", "0.05", "--headroom", "0.5")
+    spent = {name: sum(r["overhead_ms"] for r in result["functions"]) for name, result in
+             (("full", full), ("half", half))}
+    assert spent["half"] <= 0.5 * 0.3 * 50 + 1e-6 < spent["full"] <= 0.3 * 50 + 1e-6
+    assert half["predicted_overhead"] < full["predicted_overhead"]
+    refused = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{recorded / 'db'}", "--headroom", "1",
+                  cwd=recorded, check=False)
+    assert refused.returncode != 0 and "--headroom" in refused.stderr
+
+
 def test_the_plan_runs(recorded: Path) -> None:
     plan(recorded, "1.3", "run.toml", "--baseline-s", "0.05")
     store = f"chdb://{recorded / 'db2'}"
