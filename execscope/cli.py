@@ -464,7 +464,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     from execscope.recording import resolve_python
 
     fixed_ns = 0.0
-    runs = None
+    profile_ns: float | None = None
     if command:
         if not include:
             raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
@@ -476,11 +476,11 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             click.echo(f"execscope: the measured runs exited with {runs.plain_returncode} (plain) and "
                        f"{runs.recorded_returncode} (recorded); planning from what they measured", err=True)
         baseline_s = baseline_s or runs.baseline_ns / 1e9
-        fixed_ns = runs.fixed_ns
+        fixed_ns, profile_ns = runs.fixed_ns, runs.profile_ns
     store = _open(store_dsn)
     try:
         result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
-                           headroom=headroom)
+                           headroom=headroom, profile_ns=profile_ns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -489,16 +489,11 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         store.close()
     summary = result.summary()
     settings = {r.match: r.setting for r in result.plan.rules}
-    summary["statement_events"] = round(statement_events(result.profiles, settings, _cost_model()))
+    summary["statement_events"] = round(statement_events(result.profiles, settings, result.model))
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
-    if runs is not None:  # the model against this program: its functions-level recording, measured and predicted
-        measured = max(0.0, runs.recorded_ns - runs.nothing_ns) / 1e9
-        modelled = sum(p.calls for p in result.profiles) * _cost_model().call_ns / 1e9
-        summary["profile_overhead_s"] = {"measured": round(measured, 4), "predicted": round(modelled, 4)}
-        result.notes.append(f"the functions-level profile cost {measured:.3f}s over the run recording nothing; "
-                            f"the model says {modelled:.3f}s")
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
-                 "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4)}
+                 "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
+                 "storing_share": round(result.model.storing_share, 3)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")
@@ -514,12 +509,6 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
 
 
 PLAN_COLUMNS = ("function", "calls", "level", "rate", "overhead_ms", "value")
-
-
-def _cost_model() -> Any:
-    from execscope.queries.planner import CostModel
-
-    return CostModel()
 
 
 @main.command()

@@ -1,10 +1,15 @@
-"""The runs ``execscope plan -- COMMAND`` measures before it plans: the command plain (its wall time
-is the baseline a budget is a ratio of), recorded at ``functions`` level (the profile), then run
-again under a plan that records nothing (every function ``off``) into the same store: its wall time
-less the plain one is the recording's fixed cost, what any plan pays before its first recorded call
-(starting the recorder and its store, reading and rewriting the included modules at import, storing
-what little is recorded). It is measured after the profile so that, as on any run after the first,
-the store exists and holds the code's CPG.
+"""The runs ``execscope plan -- COMMAND`` measures before it plans, in this order:
+
+1. the command plain, ``plain_runs`` times: the median wall time is the baseline a budget is a ratio of;
+2. once under a plan that records nothing (every function ``off``), not timed: it creates the store
+   and stores the code's CPG, as on any run after a store's first;
+3. recorded at ``functions`` level, every call kept (the profile the plan is made from), timed;
+4. under a plan that records nothing again, timed, a plan new to the rewrite cache (as the plan
+   about to be made will be): its wall time less plain is the recording's **fixed cost**, what any
+   plan pays before its first recorded call (the recorder and its store starting, the included
+   modules read and rewritten at import, storing what little is recorded). The profile's wall time
+   less this one is what recording its calls cost, which calibrates the model's storing share
+   (:func:`execscope.queries.planner.storing_share`).
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """
@@ -12,6 +17,7 @@ The command's own output goes to stderr, so that ``--format json`` keeps stdout 
 from __future__ import annotations
 
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -42,6 +48,11 @@ class MeasuredRuns:
         """What recording costs before its first recorded call: the run recording nothing less plain."""
         return max(0.0, self.nothing_ns - self.baseline_ns)
 
+    @property
+    def profile_ns(self) -> float:
+        """What recording the profile's calls cost: the profile less the run recording nothing."""
+        return max(0.0, float(self.recorded_ns - self.nothing_ns))
+
 
 def _timed(args: Sequence[str]) -> tuple[int, int]:
     t0 = time.perf_counter_ns()
@@ -50,13 +61,14 @@ def _timed(args: Sequence[str]) -> tuple[int, int]:
 
 
 NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'
+# a rule naming no function: only makes the plan's digest (its rewrite cache key) new
+NEW_NOTHING_PLAN = NOTHING_PLAN + '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n'
 
 
 def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[str], store_dsn: str | None,
             plain_runs: int = 1) -> MeasuredRuns:
-    """Run ``command`` plain ``plain_runs`` times (at least one), recorded at ``functions`` level
-    with every call kept (``--adaptive 0``) into ``store_dsn``, then under a plan recording nothing
-    into the same store. Raises FileNotFoundError when the command does not exist."""
+    """The runs of the module docstring, recorded ones into ``store_dsn``. Raises FileNotFoundError
+    when the command does not exist."""
     plain = []
     plain_rc = 0
     for _ in range(max(1, plain_runs)):
@@ -64,11 +76,15 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
         plain.append(ns)
     scope = [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
              *(["--store", store_dsn] if store_dsn else [])]
-    recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
-                                       "--adaptive", "0", *scope, "--", *command])
     with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
-        nothing = os.path.join(tmp, "nothing.toml")
+        nothing, new_nothing = os.path.join(tmp, "nothing.toml"), os.path.join(tmp, "new-nothing.toml")
         with open(nothing, "w", encoding="utf-8") as f:
             f.write(NOTHING_PLAN)
-        nothing_ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", nothing, *scope, "--", *command])
+        with open(new_nothing, "w", encoding="utf-8") as f:
+            f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
+        _timed([sys.executable, "-m", "execscope", "run", "--plan", nothing, *scope, "--", *command])
+        recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
+                                           "--adaptive", "0", *scope, "--", *command])
+        nothing_ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--",
+                                *command])
     return MeasuredRuns(tuple(plain), recorded_ns, nothing_ns, plain_rc, recorded_rc)

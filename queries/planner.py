@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from execscope.instrumentation.rewrite.plan import (
     BRANCHES,
@@ -66,13 +66,42 @@ LOOP_CAP = 1000.0        # estimated statement events per call at most this time
 
 @dataclass(frozen=True, slots=True)
 class CostModel:
-    """What recording costs, per unit, in nanoseconds of the program's CPU time (see the module
-    docstring). Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core."""
+    """What recording costs, per unit, in nanoseconds of wall time (see the module docstring).
+    Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core.
+
+    The first four are the program's own CPU time. Storing (``stored_*``: the drain's CPU per span
+    and per event, in ``execscope run``'s own process) runs beside the program; ``storing_share`` is
+    the part of it the program waits for: about 0 with an idle core for it, 1 or more on a machine
+    with none. ``execscope plan -- COMMAND`` measures it for the program on the machine (see
+    :func:`storing_share`); unmeasured, it is 0."""
 
     call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
     branch_event_ns: float = 800.0     # measured 801
     statement_event_ns: float = 880.0  # measured 880
     skipped_call_ns: float = 60.0      # measured 63: the truth test and plan_keep
+    stored_span_ns: float = 8200.0     # measured 8175 (bench_plan_costs, 2 cores under load ~4)
+    stored_event_ns: float = 3200.0    # measured 3225
+    storing_share: float = 0.0
+
+    @property
+    def span_ns(self) -> float:
+        """One recorded call, recording and the waited-for share of storing it."""
+        return self.call_ns + self.storing_share * self.stored_span_ns
+
+    @property
+    def event_store_ns(self) -> float:
+        return self.storing_share * self.stored_event_ns
+
+
+MAX_STORING_SHARE = 4.0
+
+
+def storing_share(measured_ns: float, calls: int, model: CostModel) -> float:
+    """The storing share (see :class:`CostModel`) that makes a functions-level recording of ``calls``
+    calls cost ``measured_ns`` over a run recording nothing; within 0..:data:`MAX_STORING_SHARE`."""
+    if calls <= 0 or model.stored_span_ns <= 0:
+        return 0.0
+    return max(0.0, min(MAX_STORING_SHARE, (measured_ns / calls - model.call_ns) / model.stored_span_ns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +134,7 @@ class FunctionProfile:
             return 0.0, 0.0
         stmts = self.statement_events
         if stmts is None:
-            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)
+            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)  # the program's own CPU
             stmts = min(max(float(self.statements), plain_ns / PLAIN_STATEMENT_NS), LOOP_CAP * self.statements)
         branches = self.branch_events
         if branches is None:
@@ -140,7 +169,8 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     if setting.level == OFF or setting.rate <= 0.0:
         return 0.0
     branches, statements = p.events_per_call(setting.level, model)
-    per_call = model.call_ns + branches * model.branch_event_ns + statements * model.statement_event_ns
+    per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
+                + statements * (model.statement_event_ns + model.event_store_ns))
     skipped = p.calls * (1.0 - setting.rate) * model.skipped_call_ns if setting.rate < 1.0 else 0.0
     return p.calls * setting.rate * per_call + skipped
 
@@ -219,6 +249,7 @@ class PlanResult:
     uniform_rate: float = 1.0          # the statements-level rate of every function that costs as much
     notes: list[str] = field(default_factory=list)
     fixed_ns: float = 0.0              # part of predicted_ns: the recording's cost before any recorded call
+    model: CostModel = field(default_factory=CostModel)  # the model the plan was made with
 
     @property
     def predicted_ratio(self) -> float:
@@ -239,7 +270,7 @@ class PlanResult:
         for c in self.choices.values():
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
-                "fixed_s": round(self.fixed_ns / 1e9, 4),
+                "fixed_s": round(self.fixed_ns / 1e9, 4), "storing_share": round(self.model.storing_share, 3),
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
@@ -339,14 +370,17 @@ def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> floa
 
 
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
-              baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0) -> PlanResult:
+              baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0,
+              profile_ns: float | None = None) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
     program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
     COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
     before its first recorded call (measured likewise; else 0): it comes out of the budget first, and
     is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
-    (0..1), for the run-to-run noise of the program's own time. Raises ValueError when the store holds
-    no recorded function."""
+    (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
+    functions-level recording in the store cost the program over a run recording nothing (measured
+    likewise): it sets the model's storing share (:func:`storing_share`). Raises ValueError when the
+    store holds no recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -355,6 +389,11 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         raise ValueError("the store holds no recorded function calls: record the program at --level functions "
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
+    if profile_ns is not None:
+        calls = sum(p.calls for p in profiles)
+        model = replace(model, storing_share=storing_share(profile_ns, calls, model))
+        notes.append(f"the functions-level profile ({calls} calls) cost {profile_ns / 1e9:.3f}s over a run recording "
+                     f"nothing: storing share {model.storing_share:.2f}")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns
@@ -374,7 +413,8 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
     plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
-                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes, fixed_ns=fixed_ns)
+                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes, fixed_ns=fixed_ns,
+                      model=model)
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:

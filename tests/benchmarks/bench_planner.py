@@ -178,7 +178,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "ratio": round(r["ratio"], 4),
                           "statement_events": r["statement_events"]} for r in uniform_runs],
         "outcomes_identical": "yes" if same else "no", "tests": len(plain_outcomes),
-        "plan": {**{k: planned_summary[k] for k in ("baseline_s", "fixed_s", "profile_overhead_s", "levels", "sampled")
+        "plan": {**{k: planned_summary[k] for k in ("baseline_s", "fixed_s", "storing_share", "levels", "sampled")
                     if k in planned_summary}, "functions": len(planned_summary.get("functions", []))},
         "load_before": load_before, "load_after": load(),
     }

@@ -19,6 +19,7 @@ from execscope.queries.planner import (
     choose,
     cost_ns,
     importance,
+    storing_share,
     uniform_statements_rate,
     value,
 )
@@ -115,3 +116,17 @@ def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
     loose = choose(profiles, allowed_ns(1.3, 10e6), MODEL)
     tight = choose(profiles, allowed_ns(1.3, 10e6, fixed_ns=2.5e6), MODEL)
     assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
+
+
+def test_the_storing_share_is_what_the_measured_profile_says_storing_cost() -> None:
+    calls = 100_000
+    assert storing_share(calls * MODEL.call_ns, calls, MODEL) == 0.0  # the program's own cost and no more
+    assert storing_share(calls * (MODEL.call_ns + 0.5 * MODEL.stored_span_ns), calls, MODEL) == pytest.approx(0.5)
+    assert storing_share(0.0, calls, MODEL) == 0.0 and storing_share(1e15, calls, MODEL) == 4.0  # clamped
+    assert storing_share(1e9, 0, MODEL) == 0.0
+    f = profile("f", 1000, cyclomatic=3, statements=5)
+    waited = CostModel(storing_share=1.0)
+    for level in (FUNCTIONS, BRANCHES, STATEMENTS):
+        extra = cost_ns(f, Setting(level, 1.0), waited) - cost_ns(f, Setting(level, 1.0), MODEL)
+        branches, statements = f.events_per_call(level, MODEL)
+        assert extra == pytest.approx(1000 * (MODEL.stored_span_ns + (branches + statements) * MODEL.stored_event_ns))
