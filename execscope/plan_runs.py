@@ -3,7 +3,10 @@
 1. the command plain, ``plain_runs`` times: the median wall time is the baseline a budget is a ratio of;
 2. once under a plan that records nothing (every function ``off``), not timed: it creates the store
    and stores the code's CPG, as on any run after a store's first;
-3. recorded at ``functions`` level, every call kept (the profile the plan is made from), timed;
+3. recorded at ``functions`` level (the profile the plan is made from), timed, with ``run``'s
+   adaptive sampling: every call is counted, but of a hot function's calls beyond its first thousand
+   in a test only one in 2, 4, ... is stored (storing millions of spans would take minutes, overflow
+   the spool and leave the profile short of the calls it dropped);
 4. under a plan that records nothing again, timed, a plan new to the rewrite cache (as the plan
    about to be made will be): its wall time less plain is the recording's **fixed cost**, what any
    plan pays before its first recorded call (the recorder and its store starting, the included
@@ -84,7 +87,7 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
             f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
         _timed([sys.executable, "-m", "execscope", "run", "--plan", nothing, *scope, "--", *command])
         recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
-                                           "--adaptive", "0", *scope, "--", *command])
+                                           *scope, "--", *command])
         nothing_ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--",
                                 *command])
     return MeasuredRuns(tuple(plain), recorded_ns, nothing_ns, plain_rc, recorded_rc)

@@ -119,6 +119,7 @@ class FunctionProfile:
     changed: bool = False     # differs from an older recorded code version of it
     branch_events: float | None = None     # measured per call (None: estimate)
     statement_events: float | None = None  # measured per call (None: estimate)
+    recorded: int | None = None  # calls recorded as spans (the rest counted by adaptive sampling); None: all
 
     @property
     def module(self) -> str:
@@ -353,7 +354,7 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
         arms = decisions.get(node, {})
         be = branch_events.get(node)
         profiles.append(FunctionProfile(
-            node_id=node, name=name, calls=total_calls,
+            node_id=node, name=name, calls=total_calls, recorded=recorded,
             self_ns=int(int(self_ns) * total_calls / max(1, recorded)), errors=int(errors),
             cyclomatic=int(ran[1]) if ran else 1, statements=max(1, int(ran[2]) if ran else 1),
             entropy=sum(_entropy(a.values()) for a in arms.values()) / len(arms) if arms else 0.0,
@@ -390,10 +391,12 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
     if profile_ns is not None:
-        calls = sum(p.calls for p in profiles)
-        model = replace(model, storing_share=storing_share(profile_ns, calls, model))
-        notes.append(f"the functions-level profile ({calls} calls) cost {profile_ns / 1e9:.3f}s over a run recording "
-                     f"nothing: storing share {model.storing_share:.2f}")
+        spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
+        counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost
+        model = replace(model, storing_share=storing_share(
+            max(0.0, profile_ns - counted * model.skipped_call_ns), spans, model))
+        notes.append(f"the functions-level profile ({spans} calls recorded, {counted} counted) cost "
+                     f"{profile_ns / 1e9:.3f}s over a run recording nothing: storing share {model.storing_share:.2f}")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns
