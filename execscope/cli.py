@@ -435,7 +435,8 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
                    "noise of the program's time: at 0 a plan predicted at exactly the budget exceeds it one run "
                    "in two.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With COMMAND: how many plain runs measure the baseline (their median).")
+              help="With COMMAND: how many plain runs measure the baseline, and runs recording nothing the fixed "
+                   "cost (medians; interleaved).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
               help="Where the plan file is written (apply it with `execscope run --plan FILE -- COMMAND`).")
 @click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -454,9 +455,9 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         execscope run --plan plan.toml -- python -m myapp
         execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # measures, records, then plans
 
-    With COMMAND it is run plain (--repeat times: the median is the baseline), recorded at functions
-    level, and run once more recording nothing (what any plan costs before its first recorded call);
-    its output goes to stderr.
+    With COMMAND it is run once recording nothing (the store and its CPG), recorded at functions level
+    (the profile), then --repeat times each plain (the median is the baseline) and recording nothing
+    (less the baseline: what any plan costs before its first recorded call); its output goes to stderr.
     """
     from execscope.instrumentation.rewrite.plan import dump_plan
     from execscope.plan_runs import measure

@@ -1,17 +1,18 @@
 """The runs ``execscope plan -- COMMAND`` measures before it plans, in this order:
 
-1. the command plain, ``plain_runs`` times: the median wall time is the baseline a budget is a ratio of;
-2. once under a plan that records nothing (every function ``off``), not timed: it creates the store
+1. once under a plan that records nothing (every function ``off``), not timed: it creates the store
    and stores the code's CPG, as on any run after a store's first;
-3. recorded at ``functions`` level (the profile the plan is made from), timed, with ``run``'s
+2. recorded at ``functions`` level (the profile the plan is made from), timed, with ``run``'s
    adaptive sampling: every call is counted, but of a hot function's calls beyond its first thousand
    in a test only one in 2, 4, ... is stored (storing millions of spans would take minutes, overflow
    the spool and leave the profile short of the calls it dropped);
-4. under a plan that records nothing again, timed, a plan new to the rewrite cache (as the plan
-   about to be made will be): its wall time less plain is the recording's **fixed cost**, what any
+3. ``plain_runs`` times, interleaved (the load of a shared machine drifts alike for both): the
+   command plain, whose median wall time is the baseline a budget is a ratio of; and under a plan
+   that records nothing again, a plan new to the rewrite cache (as the plan about to be made will
+   be): the median of these less the baseline is the recording's **fixed cost**, what any
    plan pays before its first recorded call (the recorder and its store starting, the included
    modules read and rewritten at import, storing what little is recorded). The profile's wall time
-   less this one is what recording its calls cost, which calibrates the model's storing share
+   less their median is what recording its calls cost, which calibrates the model's storing share
    (:func:`execscope.queries.planner.storing_share`).
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
@@ -37,7 +38,7 @@ class MeasuredRuns:
 
     plain_ns: tuple[int, ...]
     recorded_ns: int
-    nothing_ns: int
+    nothing_ns: tuple[int, ...]
     plain_returncode: int
     recorded_returncode: int
 
@@ -49,12 +50,16 @@ class MeasuredRuns:
     @property
     def fixed_ns(self) -> float:
         """What recording costs before its first recorded call: the run recording nothing less plain."""
-        return max(0.0, self.nothing_ns - self.baseline_ns)
+        return max(0.0, self.nothing_median_ns - self.baseline_ns)
+
+    @property
+    def nothing_median_ns(self) -> float:
+        return float(statistics.median(self.nothing_ns))
 
     @property
     def profile_ns(self) -> float:
         """What recording the profile's calls cost: the profile less the run recording nothing."""
-        return max(0.0, float(self.recorded_ns - self.nothing_ns))
+        return max(0.0, self.recorded_ns - self.nothing_median_ns)
 
 
 def _timed(args: Sequence[str]) -> tuple[int, int]:
@@ -72,22 +77,24 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
             plain_runs: int = 1) -> MeasuredRuns:
     """The runs of the module docstring, recorded ones into ``store_dsn``. Raises FileNotFoundError
     when the command does not exist."""
-    plain = []
-    plain_rc = 0
-    for _ in range(max(1, plain_runs)):
-        ns, plain_rc = _timed(command)
-        plain.append(ns)
     scope = [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
              *(["--store", store_dsn] if store_dsn else [])]
+    plain: list[int] = []
+    nothing: list[int] = []
+    plain_rc = 0
     with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
-        nothing, new_nothing = os.path.join(tmp, "nothing.toml"), os.path.join(tmp, "new-nothing.toml")
-        with open(nothing, "w", encoding="utf-8") as f:
+        warm_up = os.path.join(tmp, "nothing.toml")
+        with open(warm_up, "w", encoding="utf-8") as f:
             f.write(NOTHING_PLAN)
-        with open(new_nothing, "w", encoding="utf-8") as f:
-            f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
-        _timed([sys.executable, "-m", "execscope", "run", "--plan", nothing, *scope, "--", *command])
+        _timed([sys.executable, "-m", "execscope", "run", "--plan", warm_up, *scope, "--", *command])
         recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
                                            *scope, "--", *command])
-        nothing_ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--",
-                                *command])
-    return MeasuredRuns(tuple(plain), recorded_ns, nothing_ns, plain_rc, recorded_rc)
+        for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
+            ns, plain_rc = _timed(command)
+            plain.append(ns)
+            new_nothing = os.path.join(tmp, f"new-nothing-{i}.toml")
+            with open(new_nothing, "w", encoding="utf-8") as f:
+                f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--", *command])
+            nothing.append(ns)
+    return MeasuredRuns(tuple(plain), recorded_ns, tuple(nothing), plain_rc, recorded_rc)

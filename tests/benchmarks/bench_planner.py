@@ -11,8 +11,9 @@ under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
    on a shared machine); the figure is the **median** (the recorded runs below are single runs, and a
    median is what one run is expected to take, where a minimum would credit the plain side with its
    one luckiest run).
-2. **plan**: ``execscope plan --budget B --include ... -- python -m pytest ...``, which records the
-   suite at ``functions`` level (and measures what it needs) and writes the plan file; its JSON gives
+2. **plan**: ``execscope plan --budget B --repeat N --include ... -- python -m pytest ...``, which
+   measures the suite plain and recording nothing (``N`` times each), records it at ``functions``
+   level and writes the plan file; its JSON gives
    the predicted ratio and the uniform statements-level rate that the model says costs as much.
 3. **planned**: ``execscope run --plan FILE -- python -m pytest ...``, once, into a copy of the
    plan's store (so the CPG of the code is there, as on any run after the first): its wall time over
@@ -127,7 +128,8 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
 
     plan_file = work / "plan.toml"
     profile_db = work / "profile.db"
-    proc = subprocess.run([str(execscope), "plan", "--budget", str(budget), "--from-store", f"chdb://{profile_db}",
+    proc = subprocess.run([str(execscope), "plan", "--budget", str(budget), "--repeat", str(repeat),
+                           "--from-store", f"chdb://{profile_db}",
                            *globs(cfg), "--out", str(plan_file), "--format", "json", "--",
                            str(py), *PYTEST, *cfg["tests"]], cwd=src, text=True, capture_output=True)
     if proc.returncode != 0:
