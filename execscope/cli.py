@@ -457,7 +457,8 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
 
     With COMMAND it is run once recording nothing (the store and its CPG), recorded at functions level
     (the profile), then --repeat times each plain (the median is the baseline) and recording nothing
-    (less the baseline: what any plan costs before its first recorded call); its output goes to stderr.
+    (less the baseline: what any plan costs before its first recorded call) and leaving out every call
+    (what a call a plan's rate leaves out costs); its output goes to stderr.
     """
     from execscope.instrumentation.rewrite.plan import dump_plan
     from execscope.plan_runs import measure
@@ -466,6 +467,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
 
     fixed_ns = 0.0
     profile_ns: float | None = None
+    skipping_ns: float | None = None
     if command:
         if not include:
             raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
@@ -477,11 +479,11 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             click.echo(f"execscope: the measured runs exited with {runs.plain_returncode} (plain) and "
                        f"{runs.recorded_returncode} (recorded); planning from what they measured", err=True)
         baseline_s = baseline_s or runs.baseline_ns / 1e9
-        fixed_ns, profile_ns = runs.fixed_ns, runs.profile_ns
+        fixed_ns, profile_ns, skipping_ns = runs.fixed_ns, runs.profile_ns, runs.skipping_extra_ns
     store = _open(store_dsn)
     try:
         result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
-                           headroom=headroom, profile_ns=profile_ns)
+                           headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -494,7 +496,8 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
-                 "storing_share": round(result.model.storing_share, 3)}
+                 "storing_share": round(result.model.storing_share, 3),
+                 "skipped_call_ns": round(result.model.skipped_call_ns, 1)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")

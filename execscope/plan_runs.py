@@ -13,7 +13,11 @@
    plan pays before its first recorded call (the recorder and its store starting, the included
    modules read and rewritten at import, storing what little is recorded). The profile's wall time
    less their median is what recording its calls cost, which calibrates the model's storing share
-   (:func:`execscope.queries.planner.storing_share`).
+   (:func:`execscope.queries.planner.storing_share`); and, third in each turn, under a plan passing
+   every call through its rate gate and recording almost none (each function's first call): its
+   median less that of the runs recording nothing, per call, is what a call a plan's rate leaves out
+   costs this program (a function defining others runs its rewritten body, hooks and all, when left
+   out; a micro benchmark's leaf function says far less).
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +44,7 @@ class MeasuredRuns:
     plain_ns: tuple[int, ...]
     recorded_ns: int
     nothing_ns: tuple[int, ...]
+    skipping_ns: tuple[int, ...]
     plain_returncode: int
     recorded_returncode: int
 
@@ -57,6 +63,14 @@ class MeasuredRuns:
         return float(statistics.median(self.nothing_ns))
 
     @property
+    def skipping_extra_ns(self) -> float | None:
+        """What passing every call through a plan's rate gate (and leaving it out) cost over recording
+        nothing; None when not measured (a server store: no scratch copy to record into)."""
+        if not self.skipping_ns:
+            return None
+        return max(0.0, float(statistics.median(self.skipping_ns)) - self.nothing_median_ns)
+
+    @property
     def profile_ns(self) -> float:
         """What recording the profile's calls cost: the profile less the run recording nothing."""
         return max(0.0, self.recorded_ns - self.nothing_median_ns)
@@ -71,6 +85,22 @@ def _timed(args: Sequence[str]) -> tuple[int, int]:
 NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'
 # a rule naming no function: only makes the plan's digest (its rewrite cache key) new
 NEW_NOTHING_PLAN = NOTHING_PLAN + '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n'
+# every call through the plan's rate gate, almost none recorded (each function's first call is)
+SKIPPING_PLAN = ('[default]\nlevel = "functions"\nrate = 1e-9\n'
+                 '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n')
+
+
+def _scratch_copy(store_dsn: str | None, where: str, scope: list[str]) -> list[str] | None:
+    """``scope`` with its store replaced by a copy of the embedded store (migrated, holding the CPG)
+    at ``where``, for runs whose few recorded calls must not join the profile; None for a server."""
+    from execscope.storage.store import resolve_address
+
+    address = resolve_address(store_dsn)
+    if address.kind != "chdb":
+        return None
+    shutil.copytree(address.path, where, symlinks=True)  # chDB links metadata into store/ relatively
+    cut = scope.index("--store") if "--store" in scope else len(scope)
+    return [*scope[:cut], "--store", f"chdb://{where}"]
 
 
 def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[str], store_dsn: str | None,
@@ -81,12 +111,14 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
              *(["--store", store_dsn] if store_dsn else [])]
     plain: list[int] = []
     nothing: list[int] = []
+    skipping: list[int] = []
     plain_rc = 0
     with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
         warm_up = os.path.join(tmp, "nothing.toml")
         with open(warm_up, "w", encoding="utf-8") as f:
             f.write(NOTHING_PLAN)
         _timed([sys.executable, "-m", "execscope", "run", "--plan", warm_up, *scope, "--", *command])
+        skip_scope = _scratch_copy(store_dsn, os.path.join(tmp, "skipping.db"), scope)
         recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
                                            *scope, "--", *command])
         for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
@@ -97,4 +129,12 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
                 f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
             ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--", *command])
             nothing.append(ns)
-    return MeasuredRuns(tuple(plain), recorded_ns, tuple(nothing), plain_rc, recorded_rc)
+            if skip_scope is None:
+                continue
+            skipping_plan = os.path.join(tmp, f"skipping-{i}.toml")
+            with open(skipping_plan, "w", encoding="utf-8") as f:
+                f.write(SKIPPING_PLAN.format(nonce=secrets.token_hex(8)))
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", skipping_plan, *skip_scope, "--",
+                            *command])
+            skipping.append(ns)
+    return MeasuredRuns(tuple(plain), recorded_ns, tuple(nothing), tuple(skipping), plain_rc, recorded_rc)

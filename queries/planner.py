@@ -272,6 +272,7 @@ class PlanResult:
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
                 "fixed_s": round(self.fixed_ns / 1e9, 4), "storing_share": round(self.model.storing_share, 3),
+                "skipped_call_ns": round(self.model.skipped_call_ns, 1),
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
@@ -372,7 +373,7 @@ def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> floa
 
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
               baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0,
-              profile_ns: float | None = None) -> PlanResult:
+              profile_ns: float | None = None, skipping_ns: float | None = None) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
     program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
     COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
@@ -380,8 +381,10 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
     (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
     functions-level recording in the store cost the program over a run recording nothing (measured
-    likewise): it sets the model's storing share (:func:`storing_share`). Raises ValueError when the
-    store holds no recorded function."""
+    likewise): it sets the model's storing share (:func:`storing_share`). ``skipping_ns``: what
+    passing every call through a plan's rate gate and leaving it out cost over recording nothing
+    (likewise): it sets the model's cost of a skipped call. Raises ValueError when the store holds no
+    recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -390,6 +393,11 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         raise ValueError("the store holds no recorded function calls: record the program at --level functions "
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
+    if skipping_ns is not None:
+        calls = sum(p.calls for p in profiles)
+        model = replace(model, skipped_call_ns=max(model.skipped_call_ns, skipping_ns / max(1, calls)))
+        notes.append(f"passing its {calls} calls through a rate gate cost {skipping_ns / 1e9:.3f}s: "
+                     f"{model.skipped_call_ns:.0f} ns per skipped call")
     if profile_ns is not None:
         spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost

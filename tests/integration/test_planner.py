@@ -164,6 +164,7 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     assert result["baseline_s"] >= 0.4
     assert result["fixed_s"] > 0  # starting the recorder and its store is never free
     assert 0.0 <= result["storing_share"] <= 4.0  # calibrated from the profile's measured cost
+    assert result["skipped_call_ns"] >= 60.0  # measured, never below the micro benchmark's
     assert result["predicted_overhead"] >= 1 + result["fixed_s"] / result["baseline_s"] - 1e-3
     written = (tmp_path / "p.toml").read_text()
     assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written
