@@ -53,6 +53,7 @@ PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
 UNIFORM_RUNS = 3
+PLAN_FIGURES = ("baseline_s", "fixed_s", "storing_share", "skipped_call_ns", "levels", "sampled")
 
 
 def load() -> list[float]:
@@ -180,7 +181,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "ratio": round(r["ratio"], 4),
                           "statement_events": r["statement_events"]} for r in uniform_runs],
         "outcomes_identical": "yes" if same else "no", "tests": len(plain_outcomes),
-        "plan": {**{k: planned_summary[k] for k in ("baseline_s", "fixed_s", "storing_share", "levels", "sampled")
+        "plan": {**{k: planned_summary[k] for k in PLAN_FIGURES
                     if k in planned_summary}, "functions": len(planned_summary.get("functions", []))},
         "load_before": load_before, "load_after": load(),
     }
