@@ -21,7 +21,9 @@ under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
 4. **uniform**: every function at ``statements`` with the one rate, once, likewise. The model's rate
    is run first; when its measured overhead misses the planned run's by more than 10%, the rate is
    corrected (proportionally, then by the secant through the two runs) and run again, three runs at
-   most; the run whose overhead is nearest the planned run's is the comparison (all are printed).
+   most. Uniform's statement events at the planned run's measured overhead are interpolated linearly
+   between the runs on either side of it (else the nearest run's are taken, and said); all runs are
+   printed.
 
 "Within 20% of predicted" compares the **overheads** (ratio - 1), |measured - predicted| /
 (predicted - 1): the stricter reading and the honest one, since the ratios' common 1 would hide most
@@ -99,6 +101,20 @@ def recorded_run(execscope: Path, py: Path, src: Path, cfg: dict, plan: Path, ba
     return {"seconds": seconds, "outcomes": outcomes, "tail": tail, "statement_events": count_lines(execscope, store)}
 
 
+def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:
+    """Uniform sampling's statement events at the measured ``ratio``: interpolated linearly between
+    the two runs nearest it on either side when there are such; else the nearest run's, as is."""
+    below = [r for r in runs if r["ratio"] <= ratio]
+    above = [r for r in runs if r["ratio"] > ratio]
+    if below and above:
+        a = max(below, key=lambda r: r["ratio"])
+        b = min(above, key=lambda r: r["ratio"])
+        t = (ratio - a["ratio"]) / (b["ratio"] - a["ratio"])
+        return a["statement_events"] + t * (b["statement_events"] - a["statement_events"]), "interpolated"
+    nearest = min(runs, key=lambda r: abs(r["ratio"] - ratio))
+    return float(nearest["statement_events"]), "nearest run (not bracketed)"
+
+
 def uniform_plan(path: Path, include: list[str], exclude: list[str], rate: float) -> None:
     path.write_text(f"include = {json.dumps(include)}\nexclude = {json.dumps(exclude)}\n"
                     f"[default]\nlevel = \"statements\"\nrate = {rate!r}\n", encoding="utf-8")
@@ -163,11 +179,12 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
         if rate == run["rate"]:
             break
     uniform = min(uniform_runs, key=lambda r: abs(r["ratio"] - planned_ratio))
+    uniform_events, how = events_at(uniform_runs, planned_ratio)
 
     same = all(r["outcomes"] == plain_outcomes for r in (planned, *uniform_runs))
     measured_over, predicted_over = planned_ratio - 1.0, predicted - 1.0
     error = abs(measured_over - predicted_over) / predicted_over if predicted_over > 0 else float("inf")
-    events_ratio = planned["statement_events"] / uniform["statement_events"] if uniform["statement_events"] else None
+    events_ratio = planned["statement_events"] / uniform_events if uniform_events else None
     result = {
         "package": cfg["spec"], "budget": budget,
         "plain_s": round(plain_s, 3), "plain_runs_s": [round(r, 3) for r in plain_runs],
@@ -177,6 +194,7 @@ def bench(package: str, repeat: int, budget: float, py: Path) -> dict:
         "predicted_statement_events": planned_summary.get("statement_events"),
         "uniform_rate": uniform["rate"], "uniform_s": round(uniform["seconds"], 3),
         "uniform_ratio": round(uniform["ratio"], 4), "uniform_statement_events": uniform["statement_events"],
+        "uniform_statement_events_at_planned_overhead": round(uniform_events), "uniform_events_by": how,
         "events_planned_over_uniform": round(events_ratio, 3) if events_ratio is not None else None,
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "ratio": round(r["ratio"], 4),
                           "statement_events": r["statement_events"]} for r in uniform_runs],
