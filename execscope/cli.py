@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -431,14 +430,23 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
               help="The store holding a recording of the program (at --level functions or finer) and its CPG; "
                    "with COMMAND, where COMMAND is recorded first. Default: ./.execscope/db. Env: EXECSCOPE_STORE.")
 @click.option("--include", "-i", multiple=True, metavar="GLOB", help="With COMMAND: the modules to record.")
+@click.option("--exclude", "-x", multiple=True, metavar="GLOB", help="With COMMAND: modules never to record.")
+@click.option("--headroom", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="Fraction of the budget's allowance (after the fixed cost) left unspent, for the run-to-run "
+                   "noise of the program's time: at 0 a plan predicted at exactly the budget exceeds it one run "
+                   "in two.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With COMMAND: how many plain runs measure the baseline, and runs recording nothing the fixed "
+                   "cost (medians; interleaved).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
               help="Where the plan file is written (apply it with `execscope run --plan FILE -- COMMAND`).")
 @click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="The program's plain run time in seconds (default: estimated from the recording).")
+              help="The program's plain run time in seconds (default: measured with COMMAND, else estimated "
+                   "from the recording).")
 @FORMAT_OPTION
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], out_file: str, baseline_s: float | None,
-         fmt: str, command: tuple[str, ...]) -> None:
+def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude: tuple[str, ...], headroom: float,
+         repeat: int, out_file: str, baseline_s: float | None, fmt: str, command: tuple[str, ...]) -> None:
     """Plan what to record: per function a level and a sampling rate that maximise debugging value
     with the predicted overhead within --budget; writes a plan file and prints what it records.
 
@@ -446,24 +454,37 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], out_fil
         execscope run --include 'myapp*' -- python -m myapp      # a functions-level recording
         execscope plan --budget 1.3 --out plan.toml
         execscope run --plan plan.toml -- python -m myapp
-        execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # records, then plans
+        execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # measures, records, then plans
+
+    With COMMAND it is run once recording nothing (the store and its CPG), recorded at functions level
+    (the profile), then --repeat times each plain (the median is the baseline) and recording nothing
+    (less the baseline: what any plan costs before its first recorded call) and leaving out every call
+    (what a call a plan's rate leaves out costs); its output goes to stderr.
     """
     from execscope.instrumentation.rewrite.plan import dump_plan
+    from execscope.plan_runs import measure
     from execscope.queries.planner import make_plan, statement_events
+    from execscope.recording import resolve_python
 
+    fixed_ns = 0.0
+    profile_ns: float | None = None
+    skipping_ns: float | None = None
     if command:
         if not include:
             raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
-        args = [sys.executable, "-m", "execscope", "run", "--level", "functions", "--adaptive", "0",
-                *(a for g in include for a in ("--include", g)), *(["--store", store_dsn] if store_dsn else []),
-                "--", *command]
-        returncode = subprocess.run(args).returncode
-        if returncode != 0:
-            click.echo(f"execscope: the measured run exited with {returncode}; planning from what it recorded",
-                       err=True)
+        try:
+            runs = measure(resolve_python(command), include, exclude, store_dsn, plain_runs=repeat)
+        except FileNotFoundError:
+            raise click.ClickException(f"command not found: {command[0]}") from None
+        if runs.recorded_returncode != 0 or runs.plain_returncode != 0:
+            click.echo(f"execscope: the measured runs exited with {runs.plain_returncode} (plain) and "
+                       f"{runs.recorded_returncode} (recorded); planning from what they measured", err=True)
+        baseline_s = baseline_s or runs.baseline_ns / 1e9
+        fixed_ns, profile_ns, skipping_ns = runs.fixed_ns, runs.profile_ns, runs.skipping_extra_ns
     store = _open(store_dsn)
     try:
-        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None)
+        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
+                           headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
@@ -472,10 +493,12 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], out_fil
         store.close()
     summary = result.summary()
     settings = {r.match: r.setting for r in result.plan.rules}
-    summary["statement_events"] = round(statement_events(result.profiles, settings, _cost_model()))
+    summary["statement_events"] = round(statement_events(result.profiles, settings, result.model))
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
-                 "baseline_s": round(result.baseline_ns / 1e9, 4)}
+                 "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
+                 "storing_share": round(result.model.storing_share, 3),
+                 "skipped_call_ns": round(result.model.skipped_call_ns, 1)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")
@@ -491,12 +514,6 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], out_fil
 
 
 PLAN_COLUMNS = ("function", "calls", "level", "rate", "overhead_ms", "value")
-
-
-def _cost_model() -> Any:
-    from execscope.queries.planner import CostModel
-
-    return CostModel()
 
 
 @main.command()

@@ -19,8 +19,12 @@ cost ``n*r*(call + B*branch_event [+ S*statement_event]) + n*(1-r)*skipped`` whe
 are its branch and statement events per call: measured when the store holds events of it,
 otherwise estimated (``S``: its statements, or its self time over :data:`PLAIN_STATEMENT_NS` when
 that says loops run, capped at :data:`LOOP_CAP` times its statements; ``B``: ``S`` times its
-decisions per statement). The baseline is the time of the recorded root calls less the recording's
-own predicted cost (or ``baseline_ns`` given). A budget ``R`` allows ``(R - 1) * baseline``.
+decisions per statement). The baseline is the program's plain wall time, measured by ``plan --
+COMMAND`` (or given; else estimated as the time of the recorded root calls less the recording's own
+predicted cost). A budget ``R`` allows ``(R - 1) * baseline``; the recording's **fixed cost** (what a
+run recording nothing costs over plain: the recorder and its store starting, modules read and
+rewritten at import, storing; measured likewise, else 0) comes out of it first and is part of the
+prediction, and a ``headroom`` fraction of the rest stays unspent for run-to-run noise.
 
 Its value is ``importance * information(L) * coverage(r)``: importance grows with complexity
 (``log2(1 + cyclomatic)``), with errors (any error: +1.5, up to +3 at a 10% error rate), with branch
@@ -40,7 +44,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from execscope.instrumentation.rewrite.plan import (
     BRANCHES,
@@ -62,13 +66,42 @@ LOOP_CAP = 1000.0        # estimated statement events per call at most this time
 
 @dataclass(frozen=True, slots=True)
 class CostModel:
-    """What recording costs, per unit, in nanoseconds of the program's CPU time (see the module
-    docstring). Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core."""
+    """What recording costs, per unit, in nanoseconds of wall time (see the module docstring).
+    Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core.
+
+    The first four are the program's own CPU time. Storing (``stored_*``: the drain's CPU per span
+    and per event, in ``execscope run``'s own process) runs beside the program; ``storing_share`` is
+    the part of it the program waits for: about 0 with an idle core for it, 1 or more on a machine
+    with none. ``execscope plan -- COMMAND`` measures it for the program on the machine (see
+    :func:`storing_share`); unmeasured, it is 0."""
 
     call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
     branch_event_ns: float = 800.0     # measured 801
     statement_event_ns: float = 880.0  # measured 880
     skipped_call_ns: float = 60.0      # measured 63: the truth test and plan_keep
+    stored_span_ns: float = 8200.0     # measured 8175 (bench_plan_costs, 2 cores under load ~4)
+    stored_event_ns: float = 3200.0    # measured 3225
+    storing_share: float = 0.0
+
+    @property
+    def span_ns(self) -> float:
+        """One recorded call, recording and the waited-for share of storing it."""
+        return self.call_ns + self.storing_share * self.stored_span_ns
+
+    @property
+    def event_store_ns(self) -> float:
+        return self.storing_share * self.stored_event_ns
+
+
+MAX_STORING_SHARE = 4.0
+
+
+def storing_share(measured_ns: float, calls: int, model: CostModel) -> float:
+    """The storing share (see :class:`CostModel`) that makes a functions-level recording of ``calls``
+    calls cost ``measured_ns`` over a run recording nothing; within 0..:data:`MAX_STORING_SHARE`."""
+    if calls <= 0 or model.stored_span_ns <= 0:
+        return 0.0
+    return max(0.0, min(MAX_STORING_SHARE, (measured_ns / calls - model.call_ns) / model.stored_span_ns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +119,7 @@ class FunctionProfile:
     changed: bool = False     # differs from an older recorded code version of it
     branch_events: float | None = None     # measured per call (None: estimate)
     statement_events: float | None = None  # measured per call (None: estimate)
+    recorded: int | None = None  # calls recorded as spans (the rest counted by adaptive sampling); None: all
 
     @property
     def module(self) -> str:
@@ -101,7 +135,7 @@ class FunctionProfile:
             return 0.0, 0.0
         stmts = self.statement_events
         if stmts is None:
-            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)
+            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)  # the program's own CPU
             stmts = min(max(float(self.statements), plain_ns / PLAIN_STATEMENT_NS), LOOP_CAP * self.statements)
         branches = self.branch_events
         if branches is None:
@@ -136,7 +170,8 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     if setting.level == OFF or setting.rate <= 0.0:
         return 0.0
     branches, statements = p.events_per_call(setting.level, model)
-    per_call = model.call_ns + branches * model.branch_event_ns + statements * model.statement_event_ns
+    per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
+                + statements * (model.statement_event_ns + model.event_store_ns))
     skipped = p.calls * (1.0 - setting.rate) * model.skipped_call_ns if setting.rate < 1.0 else 0.0
     return p.calls * setting.rate * per_call + skipped
 
@@ -214,6 +249,8 @@ class PlanResult:
     choices: dict[str, Choice]
     uniform_rate: float = 1.0          # the statements-level rate of every function that costs as much
     notes: list[str] = field(default_factory=list)
+    fixed_ns: float = 0.0              # part of predicted_ns: the recording's cost before any recorded call
+    model: CostModel = field(default_factory=CostModel)  # the model the plan was made with
 
     @property
     def predicted_ratio(self) -> float:
@@ -234,6 +271,8 @@ class PlanResult:
         for c in self.choices.values():
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
+                "fixed_s": round(self.fixed_ns / 1e9, 4), "storing_share": round(self.model.storing_share, 3),
+                "skipped_call_ns": round(self.model.skipped_call_ns, 1),
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
@@ -316,7 +355,7 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
         arms = decisions.get(node, {})
         be = branch_events.get(node)
         profiles.append(FunctionProfile(
-            node_id=node, name=name, calls=total_calls,
+            node_id=node, name=name, calls=total_calls, recorded=recorded,
             self_ns=int(int(self_ns) * total_calls / max(1, recorded)), errors=int(errors),
             cyclomatic=int(ran[1]) if ran else 1, statements=max(1, int(ran[2]) if ran else 1),
             entropy=sum(_entropy(a.values()) for a in arms.values()) / len(arms) if arms else 0.0,
@@ -326,10 +365,26 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
     return profiles
 
 
+def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> float:
+    """What the plan's recorded calls may cost, in nanoseconds: the budget's share of the baseline
+    (``(budget - 1) * baseline``) less the fixed cost, which every plan pays first; never below 0."""
+    return max(0.0, (budget - 1.0) * baseline_ns - fixed_ns)
+
+
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
-              baseline_ns: float | None = None) -> PlanResult:
+              baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0,
+              profile_ns: float | None = None, skipping_ns: float | None = None) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
-    program 30% more time). Raises ValueError when the store holds no recorded function."""
+    program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
+    COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
+    before its first recorded call (measured likewise; else 0): it comes out of the budget first, and
+    is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
+    (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
+    functions-level recording in the store cost the program over a run recording nothing (measured
+    likewise): it sets the model's storing share (:func:`storing_share`). ``skipping_ns``: what
+    passing every call through a plan's rate gate and leaving it out cost over recording nothing
+    (likewise): it sets the model's cost of a skipped call. Raises ValueError when the store holds no
+    recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -338,19 +393,39 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         raise ValueError("the store holds no recorded function calls: record the program at --level functions "
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
+    if skipping_ns is not None:
+        calls = sum(p.calls for p in profiles)
+        model = replace(model, skipped_call_ns=max(model.skipped_call_ns, skipping_ns / max(1, calls)))
+        notes.append(f"passing its {calls} calls through a rate gate cost {skipping_ns / 1e9:.3f}s: "
+                     f"{model.skipped_call_ns:.0f} ns per skipped call")
+    if profile_ns is not None:
+        spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
+        counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost
+        model = replace(model, storing_share=storing_share(
+            max(0.0, profile_ns - counted * model.skipped_call_ns), spans, model))
+        notes.append(f"the functions-level profile ({spans} calls recorded, {counted} counted) cost "
+                     f"{profile_ns / 1e9:.3f}s over a run recording nothing: storing share {model.storing_share:.2f}")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns
         baseline_ns = max(roots - own, 0.1 * roots, 1.0)
         notes.append(f"baseline {baseline_ns / 1e9:.3f}s: recorded root calls {roots / 1e9:.3f}s less the "
                      f"recording's own predicted cost")
-    allowed = (budget - 1.0) * baseline_ns
+    if not 0.0 <= headroom < 1.0:
+        raise ValueError(f"the headroom is a fraction of the allowance, 0 <= headroom < 1, got {headroom}")
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns) * (1.0 - headroom)
+    if fixed_ns:
+        notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder, rewriting, storing) before any recorded call")
+    if allowed <= 0 < fixed_ns:
+        notes.append(f"the budget {budget}x is below the fixed cost alone "
+                     f"({1.0 + fixed_ns / baseline_ns:.3f}x): nothing is recorded")
     choices = choose(profiles, allowed, model)
-    predicted = sum(c.cost_ns for c in choices.values())
+    predicted = fixed_ns + sum(c.cost_ns for c in choices.values())
     rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
     plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
-                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes)
+                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes, fixed_ns=fixed_ns,
+                      model=model)
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:

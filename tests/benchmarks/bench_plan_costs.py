@@ -10,6 +10,14 @@ by the ExecscopeSpanProcessor into a spool, flushed at exit; its cost is the pro
 plain function's. Per call at ``functions``; per event (counted in the spool) at ``branches`` and
 ``statements`` beyond the call. The figures are what :class:`execscope.queries.planner.CostModel`
 defaults to (the median of ``--repeat`` runs, on this project's 2-core CI machine).
+
+Storing costs too: ``execscope run``'s own process drains the spool into the store while the program
+runs, and on a machine with no idle core (or after the program ends, for what is left) that is wall
+time the program waits. So the spools of the ``functions`` and ``statements`` variants are drained,
+each in a process of its own, into a new embedded store (``SpoolSource``, with the chain ``run``
+uses); the CPU time of the drain alone (``time.process_time``: every thread, the engine's too) per
+span is ``stored_span_ns``, and the statements spool's beyond its spans, per event,
+``stored_event_ns``.
 """
 
 from __future__ import annotations
@@ -70,7 +78,34 @@ def child(variant: str, calls: int, spool_dir: str, counts_file: str) -> None:
     Path(counts_file).write_text(json.dumps(totals))
 
 
-def run(variant: str, calls: int) -> tuple[float, int, int]:
+def store_child(spool_dir: str, store_dir: str, out_file: str) -> None:
+    """Drain ``spool_dir`` into a new embedded store; writes [drain CPU seconds, spans, events]."""
+    import time
+
+    from execscope.collector.processors import build_chain, load_config
+    from execscope.collector.spool_source import SpoolSource
+    from execscope.instrumentation.export.spool import Spool
+    from execscope.storage.store import open_store
+
+    store = open_store(f"chdb://{store_dir}")
+    source = SpoolSource(Spool(spool_dir), store, chain=build_chain(load_config(None), store))
+    spans = events = 0
+    t0 = time.process_time()
+    while True:
+        report = source.drain()
+        spans, events = spans + report.spans, events + report.events
+        if report.errors or not report.batches:
+            break
+    cpu = time.process_time() - t0
+    store.close()
+    if report.errors:
+        raise SystemExit(f"drain failed: {report.errors[:3]}")
+    Path(out_file).write_text(json.dumps([cpu, spans, events]))
+
+
+def run(variant: str, calls: int, stored: dict[str, list] | None = None) -> tuple[float, int, int]:
+    """CPU seconds, spans and events of ``variant`` making ``calls`` calls; with ``stored``, its spool
+    is also drained into a store and [drain CPU seconds, spans, events] appended to stored[variant]."""
     with tempfile.TemporaryDirectory() as tmp:
         counts = Path(tmp) / "counts"
         proc = subprocess.Popen([sys.executable, __file__, "--child", variant, str(calls), tmp + "/spool", str(counts)],
@@ -79,20 +114,28 @@ def run(variant: str, calls: int) -> tuple[float, int, int]:
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{variant} failed")
         spans, events = json.loads(counts.read_text())
+        if stored is not None:
+            drained = Path(tmp) / "drained"
+            subprocess.run([sys.executable, __file__, "--store-child", tmp + "/spool", tmp + "/db", str(drained)],
+                           cwd=ROOT, check=True)
+            stored.setdefault(variant, []).append(json.loads(drained.read_text()))
         return usage.ru_utime + usage.ru_stime, spans, events
 
 
 def measure(repeat: int) -> dict:
     cost: dict[str, list[float]] = {v: [] for v in VARIANTS}
     events: dict[str, int] = {}
+    stored: dict[str, list] = {}
     for _ in range(repeat):
         for v in VARIANTS:
-            full, _spans, ev = run(v, CALLS)
+            full, _spans, ev = run(v, CALLS, stored if v in ("functions", "statements") else None)
             empty, _, _ = run(v, 0)
             cost[v].append(full - empty)
             events[v] = ev
     ns = {v: statistics.median(c) * 1e9 for v, c in cost.items()}
     call_ns = (ns["functions"] - ns["plain"]) / CALLS
+    span_ns = statistics.median(cpu / max(1, n) for cpu, n, _e in stored["functions"]) * 1e9
+    event_ns = statistics.median((cpu - n * span_ns / 1e9) / max(1, e) for cpu, n, e in stored["statements"]) * 1e9
     return {
         "python": sys.version.split()[0], "calls": CALLS, "repeat": repeat,
         "events_per_call": {v: events[v] / CALLS for v in ("branches", "statements")},
@@ -101,12 +144,16 @@ def measure(repeat: int) -> dict:
         "statement_event_ns": round((ns["statements"] - ns["branches"])
                                     / max(1, events["statements"] - events["branches"]), 1),
         "skipped_call_ns": round((ns["rate_0"] - ns["plain"]) / CALLS, 1),
+        "stored_span_ns": round(span_ns, 1), "stored_event_ns": round(event_ns, 1),
     }
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--store-child":
+        store_child(sys.argv[2], sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)

@@ -98,6 +98,18 @@ def test_budgets_order_what_is_recorded(recorded: Path) -> None:
     assert tight["statement_events"] <= mid["statement_events"] <= loose["statement_events"]
 
 
+def test_headroom_leaves_part_of_the_budget_unspent(recorded: Path) -> None:
+    full = plan(recorded, "1.3", "h0.toml", "--baseline-s", "0.05", "--headroom", "0")
+    half = plan(recorded, "1.3", "h5.toml", "--baseline-s", "0.05", "--headroom", "0.5")
+    spent = {name: sum(r["overhead_ms"] for r in result["functions"]) for name, result in
+             (("full", full), ("half", half))}
+    assert spent["half"] <= 0.5 * 0.3 * 50 + 1e-6 < spent["full"] <= 0.3 * 50 + 1e-6
+    assert half["predicted_overhead"] < full["predicted_overhead"]
+    refused = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{recorded / 'db'}", "--headroom", "1",
+                  cwd=recorded, check=False)
+    assert refused.returncode != 0 and "--headroom" in refused.stderr
+
+
 def test_the_plan_runs(recorded: Path) -> None:
     plan(recorded, "1.3", "run.toml", "--baseline-s", "0.05")
     store = f"chdb://{recorded / 'db2'}"
@@ -132,3 +144,28 @@ def test_plan_records_the_command_first(tmp_path: Path) -> None:
     assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
     missing = cli("plan", "--budget", "1.5", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=False)
     assert missing.returncode != 0 and "--include" in missing.stderr
+
+
+def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path) -> None:
+    """With COMMAND the baseline is the plain run's wall time (the program sleeps 0.4 s, so at least
+    that), the fixed cost is that of a run recording nothing, both in the prediction; the command's
+    output goes to stderr (stdout stays one JSON document) and --exclude keeps a module out."""
+    (tmp_path / "slow_app.py").write_text("import time\nimport slow_helper\n\n"
+                                          "def main():\n    time.sleep(0.4)\n    print('the app says hi')\n"
+                                          "    return sum(slow_helper.h(i) for i in range(50))\n")
+    (tmp_path / "slow_helper.py").write_text("def h(x):\n    return x * 2\n")
+    proc = cli("plan", "--budget", "1.3", "--from-store", f"chdb://{tmp_path / 'db'}", "--include", "slow_*",
+               "--exclude", "slow_helper", "--repeat", "2", "--out", "p.toml", "--format", "json", "--",
+               sys.executable, "-c", "import slow_app; slow_app.main()", cwd=tmp_path,
+               env={"PYTHONPATH": str(tmp_path)})
+    result = json.loads(proc.stdout)
+    assert "the app says hi" in proc.stderr
+    assert [r["function"] for r in result["functions"]] == ["slow_app.main"]
+    assert result["baseline_s"] >= 0.4
+    assert result["fixed_s"] > 0  # starting the recorder and its store is never free
+    assert 0.0 <= result["storing_share"] <= 4.0  # calibrated from the profile's measured cost
+    assert result["skipped_call_ns"] >= 60.0  # measured, never below the micro benchmark's
+    assert result["predicted_overhead"] >= 1 + result["fixed_s"] / result["baseline_s"] - 1e-3
+    written = (tmp_path / "p.toml").read_text()
+    assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written
+    assert "storing share" in written

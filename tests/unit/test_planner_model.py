@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
+
 from execscope.instrumentation.rewrite.plan import BRANCHES, FUNCTIONS, OFF, STATEMENTS, Setting
 from execscope.queries.planner import (
     ENOUGH_CALLS,
@@ -13,9 +15,11 @@ from execscope.queries.planner import (
     CostModel,
     FunctionProfile,
     _hull,
+    allowed_ns,
     choose,
     cost_ns,
     importance,
+    storing_share,
     uniform_statements_rate,
     value,
 )
@@ -101,3 +105,28 @@ def test_value_goes_to_the_complex_failing_function_and_hot_trivial_ones_are_sam
 def test_no_budget_records_nothing_that_costs() -> None:
     chosen = choose([profile("a", 100), profile("b", 10)], 0.0, MODEL)
     assert all(c.setting.level == OFF and c.cost_ns == 0 for c in chosen.values())
+
+
+def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
+    assert allowed_ns(1.3, 10e9) == pytest.approx(3e9)
+    assert allowed_ns(1.3, 10e9, fixed_ns=1e9) == pytest.approx(2e9)
+    assert allowed_ns(1.3, 10e9, fixed_ns=4e9) == 0.0  # the fixed cost alone is over: nothing to spend
+    assert allowed_ns(1.0, 10e9) == 0.0
+    profiles = [profile("a", 1000, cyclomatic=4), profile("b", 10)]
+    loose = choose(profiles, allowed_ns(1.3, 10e6), MODEL)
+    tight = choose(profiles, allowed_ns(1.3, 10e6, fixed_ns=2.5e6), MODEL)
+    assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
+
+
+def test_the_storing_share_is_what_the_measured_profile_says_storing_cost() -> None:
+    calls = 100_000
+    assert storing_share(calls * MODEL.call_ns, calls, MODEL) == 0.0  # the program's own cost and no more
+    assert storing_share(calls * (MODEL.call_ns + 0.5 * MODEL.stored_span_ns), calls, MODEL) == pytest.approx(0.5)
+    assert storing_share(0.0, calls, MODEL) == 0.0 and storing_share(1e15, calls, MODEL) == 4.0  # clamped
+    assert storing_share(1e9, 0, MODEL) == 0.0
+    f = profile("f", 1000, cyclomatic=3, statements=5)
+    waited = CostModel(storing_share=1.0)
+    for level in (FUNCTIONS, BRANCHES, STATEMENTS):
+        extra = cost_ns(f, Setting(level, 1.0), waited) - cost_ns(f, Setting(level, 1.0), MODEL)
+        branches, statements = f.events_per_call(level, MODEL)
+        assert extra == pytest.approx(1000 * (MODEL.stored_span_ns + (branches + statements) * MODEL.stored_event_ns))

@@ -1,0 +1,140 @@
+"""The runs ``execscope plan -- COMMAND`` measures before it plans, in this order:
+
+1. once under a plan that records nothing (every function ``off``), not timed: it creates the store
+   and stores the code's CPG, as on any run after a store's first;
+2. recorded at ``functions`` level (the profile the plan is made from), timed, with ``run``'s
+   adaptive sampling: every call is counted, but of a hot function's calls beyond its first thousand
+   in a test only one in 2, 4, ... is stored (storing millions of spans would take minutes, overflow
+   the spool and leave the profile short of the calls it dropped);
+3. ``plain_runs`` times, interleaved (the load of a shared machine drifts alike for both): the
+   command plain, whose median wall time is the baseline a budget is a ratio of; and under a plan
+   that records nothing again, a plan new to the rewrite cache (as the plan about to be made will
+   be): the median of these less the baseline is the recording's **fixed cost**, what any
+   plan pays before its first recorded call (the recorder and its store starting, the included
+   modules read and rewritten at import, storing what little is recorded). The profile's wall time
+   less their median is what recording its calls cost, which calibrates the model's storing share
+   (:func:`execscope.queries.planner.storing_share`); and, third in each turn, under a plan passing
+   every call through its rate gate and recording almost none (each function's first call): its
+   median less that of the runs recording nothing, per call, is what a call a plan's rate leaves out
+   costs this program (a function defining others runs its rewritten body, hooks and all, when left
+   out; a micro benchmark's leaf function says far less).
+
+The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRuns:
+    """Wall times, in nanoseconds, of the plain runs, the profile and the run recording nothing, and
+    the exit codes of the last plain run and of the profile."""
+
+    plain_ns: tuple[int, ...]
+    recorded_ns: int
+    nothing_ns: tuple[int, ...]
+    skipping_ns: tuple[int, ...]
+    plain_returncode: int
+    recorded_returncode: int
+
+    @property
+    def baseline_ns(self) -> float:
+        """The median plain run (what one run is expected to take, not the luckiest)."""
+        return float(statistics.median(self.plain_ns))
+
+    @property
+    def fixed_ns(self) -> float:
+        """What recording costs before its first recorded call: the run recording nothing less plain."""
+        return max(0.0, self.nothing_median_ns - self.baseline_ns)
+
+    @property
+    def nothing_median_ns(self) -> float:
+        return float(statistics.median(self.nothing_ns))
+
+    @property
+    def skipping_extra_ns(self) -> float | None:
+        """What passing every call through a plan's rate gate (and leaving it out) cost over recording
+        nothing; None when not measured (a server store: no scratch copy to record into)."""
+        if not self.skipping_ns:
+            return None
+        return max(0.0, float(statistics.median(self.skipping_ns)) - self.nothing_median_ns)
+
+    @property
+    def profile_ns(self) -> float:
+        """What recording the profile's calls cost: the profile less the run recording nothing."""
+        return max(0.0, self.recorded_ns - self.nothing_median_ns)
+
+
+def _timed(args: Sequence[str]) -> tuple[int, int]:
+    t0 = time.perf_counter_ns()
+    returncode = subprocess.run(list(args), stdout=sys.stderr).returncode
+    return time.perf_counter_ns() - t0, returncode
+
+
+NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'
+# a rule naming no function: only makes the plan's digest (its rewrite cache key) new
+NEW_NOTHING_PLAN = NOTHING_PLAN + '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n'
+# every call through the plan's rate gate, almost none recorded (each function's first call is)
+SKIPPING_PLAN = ('[default]\nlevel = "functions"\nrate = 1e-9\n'
+                 '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n')
+
+
+def _scratch_copy(store_dsn: str | None, where: str, scope: list[str]) -> list[str] | None:
+    """``scope`` with its store replaced by a copy of the embedded store (migrated, holding the CPG)
+    at ``where``, for runs whose few recorded calls must not join the profile; None for a server."""
+    from execscope.storage.store import resolve_address
+
+    address = resolve_address(store_dsn)
+    if address.kind != "chdb":
+        return None
+    shutil.copytree(address.path, where, symlinks=True)  # chDB links metadata into store/ relatively
+    cut = scope.index("--store") if "--store" in scope else len(scope)
+    return [*scope[:cut], "--store", f"chdb://{where}"]
+
+
+def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[str], store_dsn: str | None,
+            plain_runs: int = 1) -> MeasuredRuns:
+    """The runs of the module docstring, recorded ones into ``store_dsn``. Raises FileNotFoundError
+    when the command does not exist."""
+    scope = [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
+             *(["--store", store_dsn] if store_dsn else [])]
+    plain: list[int] = []
+    nothing: list[int] = []
+    skipping: list[int] = []
+    plain_rc = 0
+    with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
+        warm_up = os.path.join(tmp, "nothing.toml")
+        with open(warm_up, "w", encoding="utf-8") as f:
+            f.write(NOTHING_PLAN)
+        _timed([sys.executable, "-m", "execscope", "run", "--plan", warm_up, *scope, "--", *command])
+        skip_scope = _scratch_copy(store_dsn, os.path.join(tmp, "skipping.db"), scope)
+        recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
+                                           *scope, "--", *command])
+        for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
+            ns, plain_rc = _timed(command)
+            plain.append(ns)
+            new_nothing = os.path.join(tmp, f"new-nothing-{i}.toml")
+            with open(new_nothing, "w", encoding="utf-8") as f:
+                f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--", *command])
+            nothing.append(ns)
+            if skip_scope is None:
+                continue
+            skipping_plan = os.path.join(tmp, f"skipping-{i}.toml")
+            with open(skipping_plan, "w", encoding="utf-8") as f:
+                f.write(SKIPPING_PLAN.format(nonce=secrets.token_hex(8)))
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", skipping_plan, *skip_scope, "--",
+                            *command])
+            skipping.append(ns)
+    return MeasuredRuns(tuple(plain), recorded_ns, tuple(nothing), tuple(skipping), plain_rc, recorded_rc)
