@@ -490,6 +490,14 @@ error:
 }
 
 /* values._render; NULL with r->unsupported set (no exception) when the value is not for C */
+/* A class whose metaclass hashes and compares it as ``type`` does (type itself, abc.ABCMeta, any
+ * metaclass not defining __hash__/__eq__): a dict lookup of it runs no user code. */
+static inline int plain_hashed_class(PyTypeObject *t) {
+    PyTypeObject *meta = Py_TYPE((PyObject *)t);
+    return meta == &PyType_Type ||
+           (meta->tp_hash == PyType_Type.tp_hash && meta->tp_richcompare == PyType_Type.tp_richcompare);
+}
+
 /* "<class 'module.qualname'>" (values._type_name): the module left out for builtins and none */
 static PyObject *render_class(Renderer *r, PyObject *cls) {
     PyObject *module = PyObject_GetAttrString(cls, "__module__");
@@ -595,9 +603,9 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     }
     if (t == &PyType_Type) /* a class whose metaclass is type itself */
         return render_class(r, v);
-    /* an instance of a class the Python renderer showed opaque (values._opaque_by_type); only classes of
-     * the plain metaclass, whose hash and equality in the dict run no user code */
-    if (g_opaque_names != NULL && Py_IS_TYPE((PyObject *)t, &PyType_Type)) {
+    /* an instance of a class the Python renderer showed opaque (values._opaque_by_type); only classes
+     * whose hash and equality in the dict run no user code */
+    if (g_opaque_names != NULL && plain_hashed_class(t)) {
         PyObject *name = PyDict_GetItemWithError(g_opaque_names, (PyObject *)t); /* borrowed */
         if (name != NULL && PyUnicode_Check(name)) {
             char addr[2 + 2 * sizeof(void *) + 1];

@@ -194,7 +194,8 @@ def _opaque_by_type(value: object, t: type) -> str:
     """_render's last line: the type alone made ``value`` opaque; remembered (see :data:`_opaque_names`).
     Reassigning ``__repr__`` of such a class later is not seen."""
     name = _type_name(t)
-    if type(t) is type:
+    meta = type(t)
+    if meta is type or (meta.__hash__ is type.__hash__ and meta.__eq__ is type.__eq__):  # abc.ABCMeta too
         if len(_opaque_names) >= _OPAQUE_MAX:
             _opaque_names.clear()
         _opaque_names[t] = name
@@ -202,7 +203,7 @@ def _opaque_by_type(value: object, t: type) -> str:
 
 
 _OPAQUE_MAX = 4096
-# classes (of the plain metaclass) whose values _render gave opaque, with their names: rendered by
+# classes (hashed as type hashes them) whose values _render gave opaque, with their names: rendered by
 # type from then on, here (opaque_snapshot) and in C (a container holding them stays in C)
 _opaque_names: dict[type, str] = {}
 

@@ -145,3 +145,33 @@ def test_safe_repr_goes_through_the_c_renderer() -> None:
     assert values._native_repr is native.bounded_repr  # type: ignore[union-attr]
     with pytest.raises(ValueError):
         native.bounded_repr([], 0, 8, 3)  # type: ignore[union-attr]
+
+
+def test_abc_classes_are_learnt_opaque_but_not_classes_whose_metaclass_compares() -> None:
+    import abc
+
+    from execscope.instrumentation.capture import fast_capture
+
+    class Base(abc.ABC):  # a parser's node class (pyparsing's ParserElement is an ABC)
+        @abc.abstractmethod
+        def parse(self) -> None: ...
+
+    class Node(Base):
+        def parse(self) -> None:
+            pass
+
+    class Odd(type):
+        def __eq__(cls, other: object) -> bool:
+            raise AssertionError("user code must not run")
+
+        __hash__ = type.__hash__
+
+    class Strange(metaclass=Odd):
+        pass
+
+    values._opaque_names.clear()
+    node, strange = Node(), Strange()
+    assert fast_capture.snapshot(node) == python_repr(node)
+    assert c_repr((node, 1)) == python_repr((node, 1))  # learnt: rendered in C inside a tuple
+    assert fast_capture.snapshot(strange) == python_repr(strange)
+    assert Strange not in values._opaque_names and c_repr([strange]) is None
