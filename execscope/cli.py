@@ -485,9 +485,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     try:
         result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
                            headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreError as exc:
+    except (ValueError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()

@@ -554,7 +554,7 @@ def caught_exception(caller: Any, points: tuple, handler: str
 
 _STACKS_MAX = 4096  # distinct stacks kept formatted (then all forgotten at once)
 _stacks: dict[tuple[tuple[str, int, str], ...], str] = {}
-_stacks_policy: list[Any] = [None]  # the redaction policy the kept stacks were redacted by
+_stacks_policy: Any = None  # the redaction policy the kept stacks were redacted by
 
 
 def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
@@ -565,10 +565,11 @@ def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, mess
     control flow raises (a parser backtracking) takes the same paths again and again, and formatting
     and scanning every one was most of the cost of recording it (pyparsing's suite). The last line
     (type and message, the message already redacted) is redacted on its own."""
+    global _stacks_policy
     policy = _values_module._policy
-    if _stacks_policy[0] is not policy:
+    if _stacks_policy is not policy:
         _stacks.clear()
-        _stacks_policy[0] = policy
+        _stacks_policy = policy
     head = _stacks.get(entries)
     if head is None:
         summary = traceback.StackSummary.from_list([(f, n, fn, None) for f, n, fn in entries])

@@ -72,8 +72,9 @@ def _type_name(t: type) -> str:
     return qualname if module in ("builtins", "") else f"{module}.{qualname}"
 
 
-def _opaque(value: object) -> str:
-    return f"<{_type_name(type(value))} object at {id(value):#x}>"
+def _opaque(value: object, name: str | None = None) -> str:
+    """``<module.Class object at 0x...>``; ``name``: the class's, when already known."""
+    return f"<{_type_name(type(value)) if name is None else name} object at {id(value):#x}>"
 
 
 class _Budget:
@@ -195,16 +196,18 @@ def _opaque_by_type(value: object, t: type) -> str:
     Reassigning ``__repr__`` of such a class later is not seen."""
     name = _type_name(t)
     meta = type(t)
-    if meta is type or (meta.__hash__ is type.__hash__ and meta.__eq__ is type.__eq__):  # abc.ABCMeta too
-        if len(_opaque_names) >= _OPAQUE_MAX:
+    if _LEARN_OPAQUE and (meta is type or (meta.__hash__ is type.__hash__ and meta.__eq__ is type.__eq__)):
+        if len(_opaque_names) >= _OPAQUE_MAX:  # abc.ABCMeta hashes as type does: learnt too
             _opaque_names.clear()
         _opaque_names[t] = name
-    return f"<{name} object at {id(value):#x}>"
+    return _opaque(value, name)
 
 
 _OPAQUE_MAX = 4096
 # classes (hashed as type hashes them) whose values _render gave opaque, with their names: rendered by
-# type from then on, here (opaque_snapshot) and in C (a container holding them stays in C)
+# type from then on, here (opaque_snapshot) and in C (a container holding them stays in C). Never
+# where user reprs are allowed (EXECSCOPE_USER_REPR): there the renderers call them instead.
+_LEARN_OPAQUE = not DEFAULT_LIMITS.user_repr
 _opaque_names: dict[type, str] = {}
 
 
@@ -213,8 +216,8 @@ def opaque_snapshot(value: object) -> str | None:
     repr, a parser's node, ``self`` of most methods), else None: without the renderers' checks,
     which cost a recorded call several times its own capture. Types are learnt by :func:`_render`
     when it renders one opaque by its type alone (its last line)."""
-    name = _opaque_names.get(type(value)) if not DEFAULT_LIMITS.user_repr else None
-    return None if name is None else f"<{name} object at {id(value):#x}>"
+    name = _opaque_names.get(type(value))
+    return None if name is None else _opaque(value, name)
 
 
 def _render_container(value: Any, t: Any, limits: ReprLimits, depth: int, budget: _Budget,
@@ -270,9 +273,7 @@ def _load_native_repr() -> Any:
 
 
 _native_repr = _load_native_repr()
-if _native_repr is not None and not DEFAULT_LIMITS.user_repr:
-    # the C renderer renders the classes learnt opaque too (_opaque_by_type); not where user reprs are
-    # allowed (EXECSCOPE_USER_REPR), which C does not know of
+if _native_repr is not None:  # the C renderer renders the classes learnt opaque too (_opaque_by_type)
     from execscope.instrumentation.capture._capture import set_opaque_names
 
     set_opaque_names(_opaque_names)

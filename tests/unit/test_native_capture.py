@@ -63,6 +63,24 @@ def test_the_native_core_is_what_the_build_installs() -> None:
     assert fast_capture.FastFrame is fast_capture.NATIVE.Frame
 
 
+def test_statement_events_are_recorded_in_c_and_left_to_reference_counting(fast) -> None:  # noqa: F811
+    import gc
+
+    from execscope.instrumentation.capture import runtime
+
+    for name in ("line", "branch", "arm", "assign", "value"):
+        assert getattr(runtime, name) is getattr(fast_capture.NATIVE, name), name
+    module = load_rewritten("def loop(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return [t]\n",
+                            "statements", name="loop_events")
+    fast_capture.take_pending()
+    assert module.loop(10) == [45]
+    frames, _ = fast_capture.take_pending()
+    (frame,) = [f for f in frames if f.info[1] == "loop_events.loop"]
+    kinds = {e[0] for e in frame.events}
+    assert {fast_capture.EV_LINE, fast_capture.EV_BRANCH, fast_capture.EV_ASSIGN} <= kinds
+    assert not any(gc.is_tracked(e) for e in frame.events)  # no container inside: untracked at once
+
+
 def test_native_encoding_is_byte_identical_to_the_python_encoder(fast) -> None:  # noqa: F811
     module = load_rewritten(VALUES_APP, "functions", name="values_app", file="/src/values_app.py")
     fast_capture.take_pending()

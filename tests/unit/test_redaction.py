@@ -175,6 +175,7 @@ def test_stack_traces_are_formatted_once_per_path_and_policy(tmp_path: Path) -> 
     source.write_text("def f():\n    g()\ndef g():\n    raise ValueError('k=' + '" + key + "')\n")
     entries = ((str(source), 2, "f"), (str(source), 4, "g"))
     first = runtime.format_stack(entries, "ValueError", "k")
+    assert entries in runtime._stacks  # formatted once: the same path again is a lookup
     assert first.startswith("Traceback (most recent call last):\n") and first.endswith("\nValueError: k")
     assert 'line 2, in f\n    g()\n' in first and "<redacted:stripe-key>" in first and key not in first
     again = runtime.format_stack(entries, "KeyError", f"other {CORPUS['aws-key'][0]}")  # same path
