@@ -11,6 +11,8 @@ import pytest
 from execscope.instrumentation.rewrite.plan import BRANCHES, FUNCTIONS, OFF, STATEMENTS, Setting
 from execscope.queries.planner import (
     ENOUGH_CALLS,
+    LOOP_CAP,
+    PLAIN_STATEMENT_NS,
     RATES,
     CostModel,
     FunctionProfile,
@@ -130,3 +132,17 @@ def test_the_storing_share_is_what_the_measured_profile_says_storing_cost() -> N
         extra = cost_ns(f, Setting(level, 1.0), waited) - cost_ns(f, Setting(level, 1.0), MODEL)
         branches, statements = f.events_per_call(level, MODEL)
         assert extra == pytest.approx(1000 * (MODEL.stored_span_ns + (branches + statements) * MODEL.stored_event_ns))
+
+
+def test_unmeasured_statement_events_are_read_from_self_time_within_bounds() -> None:
+    """A functions-level profile has no measured events: a call's statement events are its own CPU
+    (self time less the recording's call cost) over a plain statement's time, at least its statements
+    and at most LOOP_CAP times them; measured events win."""
+    loop = profile("loop", 10, cyclomatic=2, statements=4, self_us=MODEL.call_ns / 1000 + 4.0)
+    assert loop.events_per_call(STATEMENTS, MODEL)[1] == pytest.approx(4000 / PLAIN_STATEMENT_NS)
+    assert loop.events_per_call(BRANCHES, MODEL) == (pytest.approx(4000 / PLAIN_STATEMENT_NS / 4), 0.0)
+    assert loop.events_per_call(FUNCTIONS, MODEL) == (0.0, 0.0)
+    assert profile("tiny", 10, statements=4, self_us=0.0).events_per_call(STATEMENTS, MODEL)[1] == 4.0
+    assert profile("huge", 10, statements=4, self_us=1e6).events_per_call(STATEMENTS, MODEL)[1] == LOOP_CAP * 4
+    measured = profile("m", 10, statements=4, self_us=1e6, statement_events=7.0, branch_events=2.0)
+    assert measured.events_per_call(STATEMENTS, MODEL) == (2.0, 7.0)
