@@ -495,8 +495,9 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
-                 "storing_share": round(result.model.storing_share, 3),
-                 "skipped_call_ns": round(result.model.skipped_call_ns, 1)}
+                 "span_ns": round(result.model.span_ns, 1),
+                 "skipped_call_ns": round(result.model.skipped_call_ns, 1),
+                 "counted_call_ns": round(result.model.counted_call_ns, 1)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")

@@ -12,8 +12,8 @@
    be): the median of these less the baseline is the recording's **fixed cost**, what any
    plan pays before its first recorded call (the recorder and its store starting, the included
    modules read and rewritten at import, storing what little is recorded). The profile's wall time
-   less their median is what recording its calls cost, which calibrates the model's storing share
-   (:func:`execscope.queries.planner.storing_share`); and, third in each turn, under a plan passing
+   less their median is what recording its calls cost, which gives what one recorded call costs this
+   program (:func:`execscope.queries.planner.measured_span_ns`); and, third in each turn, under a plan passing
    every call through its rate gate and recording almost none (each function's first call): its
    median less that of the runs recording nothing, per call, is what a call a plan's rate leaves out
    costs this program (a function defining others runs its rewritten body, hooks and all, when left

@@ -69,23 +69,34 @@ class CostModel:
     """What recording costs, per unit, in nanoseconds of wall time (see the module docstring).
     Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core.
 
-    The first four are the program's own CPU time. Storing (``stored_*``: the drain's CPU per span
-    and per event, in ``execscope run``'s own process) runs beside the program; ``storing_share`` is
-    the part of it the program waits for: about 0 with an idle core for it, 1 or more on a machine
-    with none. ``execscope plan -- COMMAND`` measures it for the program on the machine (see
-    :func:`storing_share`); unmeasured, it is 0."""
+    The first five are the program's own CPU time: a recorded call, a branch event, a statement event
+    (each beyond the plain code), a call a plan's rate leaves out, and a call adaptive sampling leaves
+    out and counts on its recorded caller. Storing (``stored_*``: the drain's CPU per span and per
+    event, in ``execscope run``'s own process) runs beside the program; ``storing_share`` is the part
+    of it the program waits for: about 0 with an idle core for it (the default), 1 or more on a
+    machine with none.
+
+    ``measured_span_ns``: what one recorded call costs this program, measured by ``execscope plan --
+    COMMAND`` (see :func:`measured_span_ns`): a real program's calls carry arguments to snapshot and
+    exceptions to record, which the micro benchmark's do not; when set it replaces the recorded call's
+    modelled cost. Events keep the modelled costs (a functions-level profile says nothing of them)."""
 
     call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
     branch_event_ns: float = 800.0     # measured 801
     statement_event_ns: float = 880.0  # measured 880
     skipped_call_ns: float = 60.0      # measured 63: the truth test and plan_keep
+    counted_call_ns: float = 180.0     # measured 181: a FrameObject and a count on the caller
     stored_span_ns: float = 8200.0     # measured 8175 (bench_plan_costs, 2 cores under load ~4)
     stored_event_ns: float = 3200.0    # measured 3225
     storing_share: float = 0.0
+    measured_span_ns: float | None = None
 
     @property
     def span_ns(self) -> float:
-        """One recorded call, recording and the waited-for share of storing it."""
+        """One recorded call: as measured in the program, else recording and the waited-for share of
+        storing it."""
+        if self.measured_span_ns is not None:
+            return self.measured_span_ns
         return self.call_ns + self.storing_share * self.stored_span_ns
 
     @property
@@ -93,15 +104,21 @@ class CostModel:
         return self.storing_share * self.stored_event_ns
 
 
-MAX_STORING_SHARE = 4.0
+SPAN_COST_BOUNDS = (0.5, 50.0)  # a measured recorded call's cost, in multiples of the modelled one
 
 
-def storing_share(measured_ns: float, calls: int, model: CostModel) -> float:
-    """The storing share (see :class:`CostModel`) that makes a functions-level recording of ``calls``
-    calls cost ``measured_ns`` over a run recording nothing; within 0..:data:`MAX_STORING_SHARE`."""
-    if calls <= 0 or model.stored_span_ns <= 0:
-        return 0.0
-    return max(0.0, min(MAX_STORING_SHARE, (measured_ns / calls - model.call_ns) / model.stored_span_ns))
+def measured_span_ns(measured_ns: float, spans: int, counted: int, model: CostModel) -> float | None:
+    """What one recorded call costs the program, from a functions-level recording of ``spans`` calls
+    (and ``counted`` more left out by adaptive sampling) that cost ``measured_ns`` over a run
+    recording nothing: the counted calls' modelled cost comes off first. Kept within
+    :data:`SPAN_COST_BOUNDS` times the modelled cost (the difference of two wall times is noisy);
+    None without recorded calls."""
+    if spans <= 0:
+        return None
+    modelled = model.call_ns + model.storing_share * model.stored_span_ns
+    per_span = (measured_ns - counted * model.counted_call_ns) / spans
+    low, high = SPAN_COST_BOUNDS
+    return max(low * modelled, min(high * modelled, per_span))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +152,7 @@ class FunctionProfile:
             return 0.0, 0.0
         stmts = self.statement_events
         if stmts is None:
-            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.call_ns)  # the program's own CPU
+            plain_ns = max(0.0, self.self_ns / max(1, self.calls) - model.span_ns)  # the program's own CPU
             stmts = min(max(float(self.statements), plain_ns / PLAIN_STATEMENT_NS), LOOP_CAP * self.statements)
         branches = self.branch_events
         if branches is None:
@@ -271,8 +288,9 @@ class PlanResult:
         for c in self.choices.values():
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
-                "fixed_s": round(self.fixed_ns / 1e9, 4), "storing_share": round(self.model.storing_share, 3),
+                "fixed_s": round(self.fixed_ns / 1e9, 4), "span_ns": round(self.model.span_ns, 1),
                 "skipped_call_ns": round(self.model.skipped_call_ns, 1),
+                "counted_call_ns": round(self.model.counted_call_ns, 1),
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
@@ -381,9 +399,10 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
     (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
     functions-level recording in the store cost the program over a run recording nothing (measured
-    likewise): it sets the model's storing share (:func:`storing_share`). ``skipping_ns``: what
-    passing every call through a plan's rate gate and leaving it out cost over recording nothing
-    (likewise): it sets the model's cost of a skipped call. Raises ValueError when the store holds no
+    likewise): it sets what a recorded call costs this program (:func:`measured_span_ns`).
+    ``skipping_ns``: what passing every call through a plan's rate gate and leaving it out cost over
+    recording nothing (likewise): it sets the model's cost of a skipped call, and scales that of a
+    counted one alike. Raises ValueError when the store holds no
     recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
@@ -395,16 +414,18 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     notes = []
     if skipping_ns is not None:
         calls = sum(p.calls for p in profiles)
-        model = replace(model, skipped_call_ns=max(model.skipped_call_ns, skipping_ns / max(1, calls)))
+        skipped = max(model.skipped_call_ns, skipping_ns / max(1, calls))
+        model = replace(model, skipped_call_ns=skipped,
+                        counted_call_ns=model.counted_call_ns * skipped / model.skipped_call_ns)
         notes.append(f"passing its {calls} calls through a rate gate cost {skipping_ns / 1e9:.3f}s: "
                      f"{model.skipped_call_ns:.0f} ns per skipped call")
     if profile_ns is not None:
         spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost
-        model = replace(model, storing_share=storing_share(
-            max(0.0, profile_ns - counted * model.skipped_call_ns), spans, model))
-        notes.append(f"the functions-level profile ({spans} calls recorded, {counted} counted) cost "
-                     f"{profile_ns / 1e9:.3f}s over a run recording nothing: storing share {model.storing_share:.2f}")
+        model = replace(model, measured_span_ns=measured_span_ns(profile_ns, spans, counted, model))
+        notes.append(f"the functions-level profile ({spans} calls recorded, {counted} counted at "
+                     f"{model.counted_call_ns:.0f} ns) cost {profile_ns / 1e9:.3f}s over a run recording "
+                     f"nothing: {model.span_ns:.0f} ns per recorded call")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns

@@ -8,7 +8,9 @@ assignment) ``CALLS`` times in its own process, rewritten at one level (or under
 by the ExecscopeSpanProcessor into a spool, flushed at exit; its cost is the process's CPU time
 (user + sys, every thread, from ``wait4``) minus that of the same process making no call, minus the
 plain function's. Per call at ``functions``; per event (counted in the spool) at ``branches`` and
-``statements`` beyond the call. The figures are what :class:`execscope.queries.planner.CostModel`
+``statements`` beyond the call; per call a plan's rate leaves out (``rate_0``); and per call
+adaptive sampling leaves out and counts on its recorded caller (``counted``: the calls come from a
+recorded ``outer``, at a budget of one). The figures are what :class:`execscope.queries.planner.CostModel`
 defaults to (the median of ``--repeat`` runs, on this project's 2-core CI machine).
 
 Storing costs too: ``execscope run``'s own process drains the spool into the store while the program
@@ -36,7 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 WORK = "def work(n):\n    t = 0\n    for i in range(n):\n        if i % 2:\n            t += i\n    return t\n"
 CALLS = 40_000
-VARIANTS = ("plain", "functions", "branches", "statements", "rate_0")
+VARIANTS = ("plain", "functions", "branches", "statements", "rate_0", "counted")
+# the counted variant: ``work`` called from a recorded ``outer``, with adaptive sampling at a budget of
+# one, so that all but a handful of its calls are left out and counted on outer's span
+OUTER = "def outer(calls):\n    for _ in range(calls):\n        work(8)\n"
 
 
 def child(variant: str, calls: int, spool_dir: str, counts_file: str) -> None:
@@ -64,6 +69,17 @@ def child(variant: str, calls: int, spool_dir: str, counts_file: str) -> None:
     processor = ExecscopeSpanProcessor.install(provider, sink, encode_request)
     if variant == "plain":
         work = load_plain(WORK, name="work_plain").work
+    elif variant == "counted":
+        from execscope.instrumentation.capture import fast_capture
+
+        tree, _nodes, _stats = rewrite_source(WORK + OUTER, "work_mod", "/virtual/work_mod.py", level=1)
+        namespace = {"__name__": "work_mod"}
+        exec(compile(tree, "/virtual/work_mod.py", "exec"), namespace)
+        fast_capture.set_adaptive(1)
+        namespace["outer"](calls)
+        processor.shutdown()
+        Path(counts_file).write_text(json.dumps(totals))
+        return
     else:
         level = "functions" if variant == "rate_0" else variant
         rate = 0.0001 if variant == "rate_0" else 1.0  # one call in 10000 recorded
@@ -122,15 +138,24 @@ def run(variant: str, calls: int, stored: dict[str, list] | None = None) -> tupl
         return usage.ru_utime + usage.ru_stime, spans, events
 
 
+# the cheap variants make ten times the calls, so that a process's own noise (milliseconds of CPU)
+# stays small beside what they measure
+CHEAP = ("plain", "rate_0", "counted")
+
+
+def calls_of(variant: str) -> int:
+    return 10 * CALLS if variant in CHEAP else CALLS
+
+
 def measure(repeat: int) -> dict:
     cost: dict[str, list[float]] = {v: [] for v in VARIANTS}
     events: dict[str, int] = {}
     stored: dict[str, list] = {}
     for _ in range(repeat):
         for v in VARIANTS:
-            full, _spans, ev = run(v, CALLS, stored if v in ("functions", "statements") else None)
+            full, _spans, ev = run(v, calls_of(v), stored if v in ("functions", "statements") else None)
             empty, _, _ = run(v, 0)
-            cost[v].append(full - empty)
+            cost[v].append((full - empty) * CALLS / calls_of(v))  # per CALLS calls
             events[v] = ev
     ns = {v: statistics.median(c) * 1e9 for v, c in cost.items()}
     call_ns = (ns["functions"] - ns["plain"]) / CALLS
@@ -144,6 +169,7 @@ def measure(repeat: int) -> dict:
         "statement_event_ns": round((ns["statements"] - ns["branches"])
                                     / max(1, events["statements"] - events["branches"]), 1),
         "skipped_call_ns": round((ns["rate_0"] - ns["plain"]) / CALLS, 1),
+        "counted_call_ns": round((ns["counted"] - ns["plain"]) / CALLS, 1),
         "stored_span_ns": round(span_ns, 1), "stored_event_ns": round(event_ns, 1),
     }
 

@@ -14,6 +14,7 @@ from execscope.queries.planner import (
     LOOP_CAP,
     PLAIN_STATEMENT_NS,
     RATES,
+    SPAN_COST_BOUNDS,
     CostModel,
     FunctionProfile,
     _hull,
@@ -21,7 +22,7 @@ from execscope.queries.planner import (
     choose,
     cost_ns,
     importance,
-    storing_share,
+    measured_span_ns,
     uniform_statements_rate,
     value,
 )
@@ -120,13 +121,26 @@ def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
     assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
 
 
-def test_the_storing_share_is_what_the_measured_profile_says_storing_cost() -> None:
-    calls = 100_000
-    assert storing_share(calls * MODEL.call_ns, calls, MODEL) == 0.0  # the program's own cost and no more
-    assert storing_share(calls * (MODEL.call_ns + 0.5 * MODEL.stored_span_ns), calls, MODEL) == pytest.approx(0.5)
-    assert storing_share(0.0, calls, MODEL) == 0.0 and storing_share(1e15, calls, MODEL) == 4.0  # clamped
-    assert storing_share(1e9, 0, MODEL) == 0.0
-    f = profile("f", 1000, cyclomatic=3, statements=5)
+def test_a_recorded_call_costs_what_the_measured_profile_says() -> None:
+    """The profile's cost over a run recording nothing, less its counted calls at the modelled cost,
+    per recorded call; kept within SPAN_COST_BOUNDS of the modelled cost; events keep their costs."""
+    spans, counted = 1000, 100_000
+    assert measured_span_ns(spans * 5000.0 + counted * MODEL.counted_call_ns, spans, counted, MODEL) == \
+        pytest.approx(5000.0)
+    low, high = SPAN_COST_BOUNDS
+    assert measured_span_ns(0.0, spans, counted, MODEL) == low * MODEL.call_ns
+    assert measured_span_ns(1e15, spans, counted, MODEL) == high * MODEL.call_ns
+    assert measured_span_ns(1e9, 0, counted, MODEL) is None
+    f = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
+    measured = CostModel(measured_span_ns=5000.0)
+    assert measured.span_ns == 5000.0 and MODEL.span_ns == MODEL.call_ns
+    for level in (FUNCTIONS, BRANCHES, STATEMENTS):
+        extra = cost_ns(f, Setting(level, 1.0), measured) - cost_ns(f, Setting(level, 1.0), MODEL)
+        assert extra == pytest.approx(1000 * (5000.0 - MODEL.call_ns))
+
+
+def test_storing_waited_for_costs_spans_and_events() -> None:
+    f = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
     waited = CostModel(storing_share=1.0)
     for level in (FUNCTIONS, BRANCHES, STATEMENTS):
         extra = cost_ns(f, Setting(level, 1.0), waited) - cost_ns(f, Setting(level, 1.0), MODEL)
