@@ -182,6 +182,16 @@ def information(p: FunctionProfile, level: int) -> float:
     return info
 
 
+def kept_calls(calls: int, rate: float) -> int:
+    """How many of ``calls`` calls a plan's ``rate`` records: ``runtime.plan_keep`` keeps the first
+    and then one whenever its credit reaches one, ``floor(1 + (calls - 1) * rate)`` of them."""
+    if calls <= 0 or rate <= 0.0:
+        return 0
+    if rate >= 1.0:
+        return calls
+    return min(calls, math.floor(1.0 + (calls - 1) * rate + 1e-9))
+
+
 def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     """Predicted recording cost of ``p`` under ``setting`` over the recorded run, in nanoseconds."""
     if setting.level == OFF or setting.rate <= 0.0:
@@ -189,14 +199,14 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     branches, statements = p.events_per_call(setting.level, model)
     per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
                 + statements * (model.statement_event_ns + model.event_store_ns))
-    skipped = p.calls * (1.0 - setting.rate) * model.skipped_call_ns if setting.rate < 1.0 else 0.0
-    return p.calls * setting.rate * per_call + skipped
+    kept = kept_calls(p.calls, setting.rate)
+    return kept * per_call + (p.calls - kept) * model.skipped_call_ns if setting.rate < 1.0 else kept * per_call
 
 
 def value(p: FunctionProfile, setting: Setting) -> float:
     if setting.level == OFF or setting.rate <= 0.0:
         return 0.0
-    coverage = 0.8 * min(1.0, p.calls * setting.rate / ENOUGH_CALLS) + 0.2 * setting.rate
+    coverage = 0.8 * min(1.0, kept_calls(p.calls, setting.rate) / ENOUGH_CALLS) + 0.2 * setting.rate
     return importance(p) * information(p, setting.level) * coverage
 
 
@@ -452,12 +462,18 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:
     """The one rate at which recording every function at ``statements`` costs ``allowed_ns`` by the
     model (the uniform sampling a plan is compared with), within 0..1."""
-    full = sum(cost_ns(p, Setting(STATEMENTS, 1.0), model) for p in profiles)
-    skipped = sum(p.calls * model.skipped_call_ns for p in profiles)
-    if full <= allowed_ns:
+    def cost(rate: float) -> float:
+        return sum(cost_ns(p, Setting(STATEMENTS, rate), model) for p in profiles)
+
+    if cost(1.0) <= allowed_ns:
         return 1.0
-    # cost(r) = r*full + (1-r)*skipped is linear in r
-    return max(0.0, min(1.0, (allowed_ns - skipped) / max(1e-9, full - skipped)))
+    low, high = 0.0, 1.0  # cost(rate) rises with the rate (each function's first call is always kept)
+    if cost(1e-12) > allowed_ns:
+        return 0.0
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cost(mid) <= allowed_ns else (low, mid)
+    return low
 
 
 def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Setting], model: CostModel) -> float:
@@ -466,5 +482,5 @@ def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Se
     for p in profiles:
         s = settings.get(p.node_id)
         if s is not None and s.level >= STATEMENTS:
-            total += p.calls * s.rate * p.events_per_call(STATEMENTS, model)[1]
+            total += kept_calls(p.calls, s.rate) * p.events_per_call(STATEMENTS, model)[1]
     return total

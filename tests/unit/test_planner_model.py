@@ -22,6 +22,7 @@ from execscope.queries.planner import (
     choose,
     cost_ns,
     importance,
+    kept_calls,
     measured_span_ns,
     uniform_statements_rate,
     value,
@@ -160,3 +161,26 @@ def test_unmeasured_statement_events_are_read_from_self_time_within_bounds() -> 
     assert profile("huge", 10, statements=4, self_us=1e6).events_per_call(STATEMENTS, MODEL)[1] == LOOP_CAP * 4
     measured = profile("m", 10, statements=4, self_us=1e6, statement_events=7.0, branch_events=2.0)
     assert measured.events_per_call(STATEMENTS, MODEL) == (2.0, 7.0)
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.5, 0.25, 0.1, 0.02, 0.001, 1e-9])
+def test_kept_calls_is_what_plan_keep_records(rate: float) -> None:
+    """The model's count of recorded calls is runtime.plan_keep's, first call included: a function
+    called a few times at a low rate still records one call."""
+    from execscope.instrumentation.capture import runtime
+
+    for calls in (0, 1, 2, 3, 7, 10, 99, 1000, 12345):
+        node = f"m:kept.{rate}.{calls}"
+        assert kept_calls(calls, rate) == sum(runtime.plan_keep(node, rate) for _ in range(calls)), calls
+    assert kept_calls(5, 0.0) == 0
+
+
+def test_uniform_rate_counts_each_functions_first_call() -> None:
+    """At a low uniform rate every function still records its first call whole: the rate that fits
+    a budget accounts for it, and is 0 when those first calls alone do not fit."""
+    profiles = [profile(f"f{i}", 1000, statements=10, statement_events=10.0) for i in range(50)]
+    first_calls = sum(cost_ns(p, Setting(STATEMENTS, 1e-12), MODEL) for p in profiles)
+    assert uniform_statements_rate(profiles, first_calls * 0.9, MODEL) == 0.0
+    rate = uniform_statements_rate(profiles, first_calls * 3, MODEL)
+    assert 0.0 < rate < 1.0
+    assert sum(cost_ns(p, Setting(STATEMENTS, rate), MODEL) for p in profiles) <= first_calls * 3
