@@ -415,7 +415,7 @@ def script_command(command: Sequence[str], include: Sequence[str]) -> list[str]:
     """``python [flags] app.py args`` with ``app`` (or ``__main__``) included: run the script through
     :mod:`execscope.instrumentation.rewrite.main_script`, since a script run directly is never imported and
     so never passes the import hook. Any other command is returned as is."""
-    from execscope.instrumentation.rewrite.import_hook import matches
+    from execscope.instrumentation.rewrite.globs import matches
 
     cmd = list(command)
     if not cmd or not Path(cmd[0]).name.startswith("python"):

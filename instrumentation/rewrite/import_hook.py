@@ -18,7 +18,6 @@ one warning naming it. A module Python itself cannot compile raises exactly what
 from __future__ import annotations
 
 import ast
-import fnmatch
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -38,6 +37,7 @@ from execscope import __version__
 from execscope.instrumentation.capture import runtime as _runtime  # noqa: F401  (publishes _execscope_rt)
 from execscope.instrumentation.export.spool import write_atomic
 from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code_version_of
+from execscope.instrumentation.rewrite.globs import matches
 from execscope.instrumentation.rewrite.plan import Plan
 
 NEVER_INSTRUMENT = (
@@ -86,10 +86,6 @@ def _site_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     return tuple(os.path.normcase(os.path.realpath(paths[k])) + os.sep for k in ("purelib", "platlib")
                  if paths.get(k))
-
-
-def matches(name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _never(name: str) -> bool:

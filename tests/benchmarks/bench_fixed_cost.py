@@ -1,0 +1,157 @@
+"""What `execscope run` costs before (and after) the program's first recorded call: plain vs
+recorded-nothing wall time of one program, side by side in one run, and where the difference goes.
+Prints one JSON object.
+
+    .venv/bin/python tests/benchmarks/bench_fixed_cost.py [--runs 7] [--fresh-store]
+    .venv/bin/python tests/benchmarks/bench_fixed_cost.py --cwd SRC --include 'toolz' --include 'toolz.*' \\
+        -- python -m pytest -q -p no:cacheprovider toolz/tests
+
+The program (default ``python -c pass``) runs under a plan that records nothing (``[default] level =
+"off"``), so every second above plain is fixed cost. Three variants run interleaved, ``--runs``
+times each, and the median of each figure is printed:
+
+* ``plain``: the program alone;
+* ``recorded``: ``execscope run --plan OFF.toml --store chdb://... -- PROGRAM`` (a warm store: opened
+  once before the first run; with ``--fresh-store`` a new store each run, the first-run path);
+* ``child``: the program alone with the environment ``execscope run`` gives it (the bootstrap records
+  into a spool nobody drains): what the child costs by itself.
+
+Timestamps come from a ``sitecustomize`` of the benchmark's own, put on ``PYTHONPATH`` behind the
+bootstrap's (which chains to it): ``start`` when the interpreter hands over to the program (after
+execscope's bootstrap), ``end`` at the program's exit (an ``atexit`` handler registered before the
+program's own, after execscope's, so it runs before execscope's final flush). With ``t0`` just before
+the benchmark starts a process and ``t1`` once it has exited:
+
+* ``parent_to_spawn``: recorded (start - t0) - child (start - t0): `execscope run`'s start until the
+  child is spawned;
+* ``child_start_extra``: child (start - t0) - plain (start - t0): the bootstrap;
+* ``child_exit_extra``: child (t1 - end) - plain (t1 - end): the final flush;
+* ``child_exit_to_parent_exit``: recorded (t1 - end) - child (t1 - end): final drain, report, store
+  close, interpreter and engine teardown;
+* ``overhead``: recorded total - plain total (the sum of the above plus noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+STAMP_SITECUSTOMIZE = '''\
+import atexit, os, sys, time
+_out = os.environ.get("BENCH_STAMPS")
+if _out and not any(os.path.basename(a) == "execscope" for a in sys.orig_argv[:2]):  # not the run itself
+    with open(_out, "a") as f:
+        f.write(f"start {time.time()!r}\\n")
+
+    def _end():
+        with open(_out, "a") as f:
+            f.write(f"end {time.time()!r}\\n")
+
+    atexit.register(_end)
+'''
+OFF_PLAN = '[default]\nlevel = "off"\n'
+
+
+def stamps(path: Path) -> dict[str, float]:
+    """The first ``start`` and the last ``end`` written (the program's own children write too)."""
+    found: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        name, value = line.split()
+        if name == "start" and "start" in found:
+            continue
+        found[name] = float(value)
+    path.unlink()
+    return found
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: str, stamp_file: Path) -> dict[str, float]:
+    env = {**env, "BENCH_STAMPS": str(stamp_file)}
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t1 = time.time()
+    if proc.returncode != 0 and "pytest" not in " ".join(cmd):
+        raise SystemExit(f"{cmd} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+    s = stamps(stamp_file)
+    return {"total": t1 - t0, "to_start": s["start"] - t0, "body": s["end"] - s["start"], "after_end": t1 - s["end"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--cwd", default=None, help="where the program runs (default: a temporary directory)")
+    parser.add_argument("--include", action="append", default=None, help="globs given to execscope run")
+    parser.add_argument("--fresh-store", action="store_true", help="a new store for every recorded run")
+    parser.add_argument("command", nargs="*", help="the program (default: python -c pass)")
+    args = parser.parse_args()
+
+    from execscope.instrumentation.export.spool import Spool
+    from execscope.recording import BOOTSTRAP_DIR, RunOptions, child_environment
+
+    python = sys.executable
+    command = args.command or ["python", "-c", "pass"]
+    command = [python if c in ("python", "python3") else c for c in command]
+    include = args.include or ["bench_nothing_here"]
+    execscope = str(Path(python).with_name("execscope"))
+    with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
+        work = Path(tmp)
+        stamp_dir = work / "stamps"
+        stamp_dir.mkdir()
+        (stamp_dir / "sitecustomize.py").write_text(STAMP_SITECUSTOMIZE)
+        plan = work / "off.toml"
+        plan.write_text(OFF_PLAN)
+        cwd = args.cwd or str(work)
+        stamp_file = work / "t"
+        base_env = dict(os.environ)
+        base_env.pop("EXECSCOPE_SPOOL", None)
+        base_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(stamp_dir), base_env.get("PYTHONPATH", "")) if p)
+        store = work / "db"
+        if not args.fresh_store:  # warm: created and migrated once
+            subprocess.run([execscope, "run", "--plan", str(plan), "--store", f"chdb://{store}",
+                            *[f"--include={g}" for g in include], "--", python, "-c", "pass"],
+                           env=base_env, check=True, capture_output=True)
+        child_spool = work / "child.spool"
+        options = RunOptions(include=include, plan=str(plan), adaptive=0)
+        child_env = child_environment(options, Spool(child_spool), command)
+        child_env["PYTHONPATH"] = os.pathsep.join((BOOTSTRAP_DIR, base_env["PYTHONPATH"]))  # bootstrap first
+        results: dict[str, list[dict[str, float]]] = {"plain": [], "recorded": [], "child": []}
+        for i in range(args.runs):
+            results["plain"].append(timed(command, base_env, cwd, stamp_file))
+            dsn = f"chdb://{work / f'db{i}'}" if args.fresh_store else f"chdb://{store}"
+            results["recorded"].append(timed(
+                [execscope, "run", "--plan", str(plan), "--store", dsn, *[f"--include={g}" for g in include],
+                 "--", *command], base_env, cwd, stamp_file))
+            results["child"].append(timed(command, child_env, cwd, stamp_file))
+            shutil.rmtree(child_spool, ignore_errors=True)
+            if args.fresh_store:
+                shutil.rmtree(work / f"db{i}", ignore_errors=True)
+                shutil.rmtree(work / f"db{i}.spool", ignore_errors=True)
+
+    def median(variant: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[variant])
+
+    med = {v: {k: round(median(v, k), 4) for k in ("total", "to_start", "body", "after_end")} for v in results}
+    phases = {
+        "parent_to_spawn": med["recorded"]["to_start"] - med["child"]["to_start"],
+        "child_start_extra": med["child"]["to_start"] - med["plain"]["to_start"],
+        "child_exit_extra": med["child"]["after_end"] - med["plain"]["after_end"],
+        "child_exit_to_parent_exit": med["recorded"]["after_end"] - med["child"]["after_end"],
+        "overhead": med["recorded"]["total"] - med["plain"]["total"],
+    }
+    print(json.dumps({"command": command, "runs": args.runs, "fresh_store": args.fresh_store,
+                      "median_s": med, "phases_s": {k: round(v, 4) for k, v in phases.items()},
+                      "ratio": round(med["recorded"]["total"] / med["plain"]["total"], 3)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
