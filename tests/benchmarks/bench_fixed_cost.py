@@ -16,6 +16,11 @@ times each, and the median of each figure is printed:
 * ``child``: the program alone with the environment ``execscope run`` gives it (the bootstrap records
   into a spool nobody drains): what the child costs by itself.
 
+``--against DIR`` (a source tree of another execscope version with its extensions built, e.g. main's:
+``git archive main | tar -x -C DIR`` plus the ``.so`` files) runs ``recorded`` and ``child`` once more
+with DIR first on ``PYTHONPATH``, interleaved with the others, and prints its phases too: a
+before/after from one run on the same load.
+
 Timestamps come from a ``sitecustomize`` of the benchmark's own, put on ``PYTHONPATH`` behind the
 bootstrap's (which chains to it): ``start`` when the interpreter hands over to the program (after
 execscope's bootstrap), ``end`` at the program's exit (an ``atexit`` handler registered before the
@@ -43,9 +48,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 STAMP_SITECUSTOMIZE = '''\
 import atexit, os, sys, time
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--cwd", default=None, help="where the program runs (default: a temporary directory)")
     parser.add_argument("--include", action="append", default=None, help="globs given to execscope run")
     parser.add_argument("--fresh-store", action="store_true", help="a new store for every recorded run")
+    parser.add_argument("--against", default=None, metavar="DIR", help="another execscope source tree to compare")
     parser.add_argument("command", nargs="*", help="the program (default: python -c pass)")
     args = parser.parse_args()
 
@@ -124,34 +127,48 @@ def main() -> None:
         options = RunOptions(include=include, plan=str(plan), adaptive=0)
         child_env = child_environment(options, Spool(child_spool), command)
         child_env["PYTHONPATH"] = os.pathsep.join((BOOTSTRAP_DIR, base_env["PYTHONPATH"]))  # bootstrap first
-        results: dict[str, list[dict[str, float]]] = {"plain": [], "recorded": [], "child": []}
+        trees = {"": (base_env, child_env)}
+        if args.against:
+            other = str(Path(args.against).resolve())
+            other_env = {**base_env, "PYTHONPATH": os.pathsep.join((other, base_env["PYTHONPATH"]))}
+            other_child = {**child_env, "PYTHONPATH": os.pathsep.join(
+                (str(Path(other) / "execscope" / "bootstrap"), other_env["PYTHONPATH"]))}
+            trees["_against"] = (other_env, other_child)
+        results: dict[str, list[dict[str, float]]] = {"plain": []}
         for i in range(args.runs):
             results["plain"].append(timed(command, base_env, cwd, stamp_file))
-            dsn = f"chdb://{work / f'db{i}'}" if args.fresh_store else f"chdb://{store}"
-            results["recorded"].append(timed(
-                [execscope, "run", "--plan", str(plan), "--store", dsn, *[f"--include={g}" for g in include],
-                 "--", *command], base_env, cwd, stamp_file))
-            results["child"].append(timed(command, child_env, cwd, stamp_file))
-            shutil.rmtree(child_spool, ignore_errors=True)
-            if args.fresh_store:
-                shutil.rmtree(work / f"db{i}", ignore_errors=True)
-                shutil.rmtree(work / f"db{i}.spool", ignore_errors=True)
+            for suffix, (env, c_env) in trees.items():
+                dsn = f"chdb://{work / f'db{i}{suffix}'}" if args.fresh_store else f"chdb://{store}"
+                results.setdefault("recorded" + suffix, []).append(timed(
+                    [execscope, "run", "--plan", str(plan), "--store", dsn, *[f"--include={g}" for g in include],
+                     "--", *command], env, cwd, stamp_file))
+                results.setdefault("child" + suffix, []).append(timed(command, c_env, cwd, stamp_file))
+                shutil.rmtree(child_spool, ignore_errors=True)
+                if args.fresh_store:
+                    shutil.rmtree(work / f"db{i}{suffix}", ignore_errors=True)
+                    shutil.rmtree(work / f"db{i}{suffix}.spool", ignore_errors=True)
 
     def median(variant: str, key: str) -> float:
         return statistics.median(r[key] for r in results[variant])
 
     med = {v: {k: round(median(v, k), 4) for k in ("total", "to_start", "body", "after_end")} for v in results}
-    phases = {
-        "parent_to_spawn": med["recorded"]["to_start"] - med["child"]["to_start"],
-        "child_start_extra": med["child"]["to_start"] - med["plain"]["to_start"],
-        "child_exit_extra": med["child"]["after_end"] - med["plain"]["after_end"],
-        "child_exit_to_parent_exit": med["recorded"]["after_end"] - med["child"]["after_end"],
-        "overhead": med["recorded"]["total"] - med["plain"]["total"],
-    }
-    print(json.dumps({"command": command, "runs": args.runs, "fresh_store": args.fresh_store,
-                      "median_s": med, "phases_s": {k: round(v, 4) for k, v in phases.items()},
-                      "ratio": round(med["recorded"]["total"] / med["plain"]["total"], 3)}, indent=1))
+    def phases(suffix: str) -> dict[str, float]:
+        rec, child, plain = med["recorded" + suffix], med["child" + suffix], med["plain"]
+        return {k: round(v, 4) for k, v in {
+            "parent_to_spawn": rec["to_start"] - child["to_start"],
+            "child_start_extra": child["to_start"] - plain["to_start"],
+            "child_exit_extra": child["after_end"] - plain["after_end"],
+            "child_exit_to_parent_exit": rec["after_end"] - child["after_end"],
+            "overhead": rec["total"] - plain["total"],
+            "ratio": rec["total"] / plain["total"],
+        }.items()}
 
+    report = {"command": command, "runs": args.runs, "fresh_store": args.fresh_store, "median_s": med,
+              "phases_s": phases("")}
+    if args.against:
+        report["against"] = args.against
+        report["phases_s_against"] = phases("_against")
+    print(json.dumps(report, indent=1))
 
 if __name__ == "__main__":
     main()
