@@ -11,7 +11,7 @@ The program (default ``python -c pass``) runs under a plan that records nothing 
 times each, and the median of each figure is printed:
 
 * ``plain``: the program alone;
-* ``recorded``: ``execscope run --plan OFF.toml --store chdb://... -- PROGRAM`` (a warm store: opened
+* ``recorded``: ``python -m execscope run --plan OFF.toml --store chdb://... -- PROGRAM`` (a warm store: opened
   once before the first run; with ``--fresh-store`` a new store each run, the first-run path);
 * ``child``: the program alone with the environment ``execscope run`` gives it (the bootstrap records
   into a spool nobody drains): what the child costs by itself.
@@ -52,7 +52,7 @@ from pathlib import Path
 STAMP_SITECUSTOMIZE = '''\
 import atexit, os, sys, time
 _out = os.environ.get("BENCH_STAMPS")
-if _out and not any(os.path.basename(a) == "execscope" for a in sys.orig_argv[:2]):  # not the run itself
+if _out and "execscope" not in sys.orig_argv[:3]:  # not `python -m execscope run` itself
     with open(_out, "a") as f:
         f.write(f"start {time.time()!r}\\n")
 
@@ -105,7 +105,7 @@ def main() -> None:
     command = args.command or ["python", "-c", "pass"]
     command = [python if c in ("python", "python3") else c for c in command]
     include = args.include or ["bench_nothing_here"]
-    execscope = str(Path(python).with_name("execscope"))
+    execscope = [python, "-m", "execscope"]  # the same in every tree (the console script is this tree's)
     with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
         work = Path(tmp)
         stamp_dir = work / "stamps"
@@ -120,7 +120,7 @@ def main() -> None:
         base_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(stamp_dir), base_env.get("PYTHONPATH", "")) if p)
         store = work / "db"
         if not args.fresh_store:  # warm: created and migrated once
-            subprocess.run([execscope, "run", "--plan", str(plan), "--store", f"chdb://{store}",
+            subprocess.run([*execscope, "run", "--plan", str(plan), "--store", f"chdb://{store}",
                             *[f"--include={g}" for g in include], "--", python, "-c", "pass"],
                            env=base_env, check=True, capture_output=True)
         child_spool = work / "child.spool"
@@ -140,7 +140,7 @@ def main() -> None:
             for suffix, (env, c_env) in trees.items():
                 dsn = f"chdb://{work / f'db{i}{suffix}'}" if args.fresh_store else f"chdb://{store}"
                 results.setdefault("recorded" + suffix, []).append(timed(
-                    [execscope, "run", "--plan", str(plan), "--store", dsn, *[f"--include={g}" for g in include],
+                    [*execscope, "run", "--plan", str(plan), "--store", dsn, *[f"--include={g}" for g in include],
                      "--", *command], env, cwd, stamp_file))
                 results.setdefault("child" + suffix, []).append(timed(command, c_env, cwd, stamp_file))
                 shutil.rmtree(child_spool, ignore_errors=True)
