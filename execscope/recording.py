@@ -8,13 +8,11 @@ processes record through ``execscope/bootstrap/sitecustomize.py`` into the spool
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +56,8 @@ def spool_path_for(address: StoreAddress, slot: int = 0) -> Path:
     directory per `execscope run` running at once on that address (``slot``, see :func:`claim_spool`)."""
     if address.kind == "chdb":
         return Path(address.path + ".spool")
+    import hashlib
+
     digest = hashlib.sha1(str(address).encode()).hexdigest()[:12]
     name = f"spool-{digest}-{slot}" if slot else f"spool-{digest}"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / name
@@ -294,6 +294,8 @@ def run_to_kafka(command: Sequence[str], options: RunOptions) -> tuple[int, list
     no store is opened here: ``execscope collect`` writes the topic into the store. Returns the
     program's exit code and the refusals its processes met (a broker refusing their login or
     certificate: each said on stderr by the process itself)."""
+    import tempfile
+
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
     with tempfile.TemporaryDirectory(prefix="execscope-run-") as tmp:

@@ -1,8 +1,9 @@
 """Run a function once a module is imported: now if it already is, else right after its import.
 
 Recording patches a few modules a program may never use (``http.client`` for the clock carried on
-responses, ``opentelemetry.instrumentation.utils`` for server spans, ``tracemalloc``); importing them
-at start cost every process ~30 ms before its first line. :func:`when_imported` defers such a patch
+responses, ``opentelemetry.instrumentation.utils`` for server spans, ``tracemalloc``, thread pools
+and asyncio for causal chains); importing them at start cost every process ~30 ms before its first
+line. :func:`when_imported` defers such a patch
 to the module's own import.
 
 How: a finder first on ``sys.meta_path`` answers only for the names waited for. It asks every other
@@ -36,15 +37,18 @@ _finder: _Finder | None = None
 
 def when_imported(name: str, hook: Hook) -> None:
     """Call ``hook(module)`` once module ``name`` is imported: at once when it is in ``sys.modules``
-    already, else on the thread importing it, right after the module's code has run. Thread-safe;
-    never raises (a hook's exception is logged and swallowed)."""
+    already, else on the thread importing it, right after the module's code has run (a hook
+    already waiting for ``name`` is not added twice). Thread-safe; never raises (a hook's exception
+    is logged and swallowed)."""
     global _finder
     module = sys.modules.get(name)
     if module is None:
         with _lock:
             module = sys.modules.get(name)  # imported meanwhile?
             if module is None:
-                _waiting.setdefault(name, []).append(hook)
+                hooks = _waiting.setdefault(name, [])
+                if hook not in hooks:  # installed twice before the import: applied once
+                    hooks.append(hook)
                 if _finder is None:
                     _finder = _Finder()
                 if _finder not in sys.meta_path:

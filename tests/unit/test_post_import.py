@@ -101,15 +101,18 @@ import json, sys
 BEFORE = sys.argv[1] == "before"
 DEFERRED = ("http.client", "opentelemetry.instrumentation.utils", "tracemalloc")
 if BEFORE:
-    import http.client, tracemalloc
+    import asyncio, http.client, tracemalloc
     import opentelemetry.instrumentation.utils
 from execscope.instrumentation.process_bootstrap import start_from_environment
 assert start_from_environment()
 loaded_at_start = sorted(m for m in (*DEFERRED, "asyncio", "wrapt", "email") if m in sys.modules)
-import http.client, tracemalloc
+import asyncio, concurrent.futures, http.client, tracemalloc
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
+from execscope.instrumentation.capture import thread_context
 print(json.dumps({
     "loaded_at_start": loaded_at_start,
+    "asyncio": asyncio.base_events.BaseEventLoop.create_task is thread_context._create_task,
+    "thread_pool": concurrent.futures.ThreadPoolExecutor.submit is thread_context._submit,
     "http_client": getattr(http.client.HTTPConnection.getresponse, "_execscope", False),
     "server_spans": getattr(_start_internal_or_server_span, "__execscope__", False),
     "tracemalloc": getattr(tracemalloc.start, "__execscope__", False),
@@ -127,8 +130,9 @@ def test_a_recording_process_patches_the_modules_it_imports_after_or_before_it_s
     if when == "after":
         assert loaded == []  # recording started without them (nor asyncio, wrapt, email)
     else:
-        assert {"http.client", "opentelemetry.instrumentation.utils", "tracemalloc"} <= set(loaded)
-    assert result == {"http_client": True, "server_spans": True, "tracemalloc": True}
+        assert {"http.client", "opentelemetry.instrumentation.utils", "tracemalloc", "asyncio"} <= set(loaded)
+    assert result == {"http_client": True, "server_spans": True, "tracemalloc": True, "asyncio": True,
+                      "thread_pool": True}
 
 
 def test_recording_still_pauses_for_tracemalloc_started_before_it(tmp_path) -> None:
@@ -142,3 +146,16 @@ def test_recording_still_pauses_for_tracemalloc_started_before_it(tmp_path) -> N
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True"]
 
+
+
+def test_a_hook_still_waiting_after_uninstall_patches_nothing() -> None:
+    script = ("import sys\n"
+              "from execscope.instrumentation.capture import thread_context\n"
+              "thread_context.install()\n"
+              "thread_context.uninstall()\n"
+              "assert 'asyncio' not in sys.modules\n"
+              "import asyncio\n"
+              "print(asyncio.base_events.BaseEventLoop.create_task is thread_context._create_task)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
