@@ -211,14 +211,13 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, plan_fil
     from execscope.recording import (
         RunOptions,
         describe,
-        dropped_since,
         exit_code_of,
         resolve_python,
+        run_counts,
         run_recorded,
         run_to_kafka,
         script_command,
         spool_path_for,
-        unrecorded_since,
     )
 
     plan_path = ""
@@ -282,8 +281,7 @@ def run(include: tuple[str, ...], exclude: tuple[str, ...], level: str, plan_fil
     try:
         returncode, report = run_recorded(script_command(resolve_python(command), include), options,
                                           open_while_running, lambda store: build_chain(config, store), address)
-        click.echo(describe(report, opened[0], dropped_since(opened[0], report.started_ns),
-                            unrecorded_since(opened[0], report.started_ns)), err=True)
+        click.echo(describe(report, opened[0], *run_counts(opened[0], report)), err=True)
     except FileNotFoundError:
         raise click.ClickException(f"command not found: {command[0]}") from None
     except (ConfigError, StoreError) as exc:

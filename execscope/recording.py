@@ -339,35 +339,30 @@ def _restore_signals(previous: dict[int, object]) -> None:
         signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-DROPPED_SQL = """
-SELECT sum(dropped) FROM (
-    SELECT max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped
-    FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
-    GROUP BY ResourceAttributes['process.pid'])
+RUN_COUNTS_SQL = """
+SELECT
+    (SELECT sum(dropped) FROM (
+        SELECT max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped
+        FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
+        GROUP BY ResourceAttributes['process.pid'])),
+    (SELECT sum(arraySum(arrayMap(v -> toUInt64OrZero(v),
+        mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.unrecorded.'), SpanAttributes)))))
+     FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64}))
 """
 
 
-def dropped_since(store: Store, since_ns: int) -> int:
-    """Calls recorded but not kept (capture buffers full) by the processes of a run."""
+def run_counts(store: Store, report: DrainReport) -> tuple[int, int]:
+    """(dropped, unrecorded) of a run's spans (stored since ``report.started_ns``), in one query:
+    calls recorded but not kept (capture buffers full) by the run's processes, and calls left out by
+    adaptive sampling (counted on spans, not recorded). Both are carried on stored spans, so a run
+    that stored none has none (no query then). (0, 0) when the store cannot say."""
+    if not report.spans:
+        return 0, 0
     try:
-        return int(store.query(DROPPED_SQL, {"since": since_ns}).rows[0][0] or 0)
+        row = store.query(RUN_COUNTS_SQL, {"since": report.started_ns}).rows[0]
+        return int(row[0] or 0), int(row[1] or 0)
     except Exception:
-        return 0
-
-
-UNRECORDED_SQL = """
-SELECT sum(arraySum(arrayMap(v -> toUInt64OrZero(v),
-    mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.unrecorded.'), SpanAttributes)))))
-FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
-"""
-
-
-def unrecorded_since(store: Store, since_ns: int) -> int:
-    """Calls left out by adaptive sampling (counted on spans, not recorded) in a run's spans."""
-    try:
-        return int(store.query(UNRECORDED_SQL, {"since": since_ns}).rows[0][0] or 0)
-    except Exception:
-        return 0
+        return 0, 0
 
 
 def describe(report: DrainReport, store: Store, dropped: int = 0, unrecorded: int = 0) -> str:
