@@ -33,7 +33,10 @@ the benchmark starts a process and ``t1`` once it has exited:
 * ``child_exit_extra``: child (t1 - end) - plain (t1 - end): the final flush;
 * ``child_exit_to_parent_exit``: recorded (t1 - end) - child (t1 - end): final drain, report, store
   close, interpreter and engine teardown;
-* ``overhead``: recorded total - plain total (the sum of the above plus noise).
+* ``fixed``: recorded - plain outside the program's body (before its start and after its end): the
+  four phases above, without the body's run-to-run noise;
+* ``overhead``: recorded total - plain total (``fixed`` plus what the body costs more: rewritten
+  modules, and the noise of a loaded machine).
 """
 
 from __future__ import annotations
@@ -159,6 +162,7 @@ def main() -> None:
             "child_start_extra": child["to_start"] - plain["to_start"],
             "child_exit_extra": child["after_end"] - plain["after_end"],
             "child_exit_to_parent_exit": rec["after_end"] - child["after_end"],
+            "fixed": rec["to_start"] - plain["to_start"] + rec["after_end"] - plain["after_end"],
             "overhead": rec["total"] - plain["total"],
             "ratio": rec["total"] / plain["total"],
         }.items()}
