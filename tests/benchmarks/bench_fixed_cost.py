@@ -4,7 +4,12 @@ Prints one JSON object.
 
     .venv/bin/python tests/benchmarks/bench_fixed_cost.py [--runs 7] [--fresh-store]
     .venv/bin/python tests/benchmarks/bench_fixed_cost.py --cwd SRC --include 'toolz' --include 'toolz.*' \\
-        -- python -m pytest -q -p no:cacheprovider toolz/tests
+        -- python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestAssertRewriteWarning toolz/tests
+
+(toolz turns warnings into errors; the ``-W`` is needed with ``--against`` only, where execscope's
+pytest plugin comes from ``PYTHONPATH`` and pytest warns that it was imported before it could be
+rewritten.) With ``PYTHONDONTWRITEBYTECODE`` set, compile each tree first (``python -m compileall``):
+else every process compiles execscope from source, and that is what gets measured.
 
 The program (default ``python -c pass``) runs under a plan that records nothing (``[default] level =
 "off"``), so every second above plain is fixed cost. Three variants run interleaved, ``--runs``
@@ -30,13 +35,14 @@ the benchmark starts a process and ``t1`` once it has exited:
 * ``parent_to_spawn``: recorded (start - t0) - child (start - t0): `execscope run`'s start until the
   child is spawned;
 * ``child_start_extra``: child (start - t0) - plain (start - t0): the bootstrap;
-* ``child_exit_extra``: child (t1 - end) - plain (t1 - end): the final flush;
+* ``child_exit_extra``: child (t1 - end) - plain (t1 - end): the final flush, and the interpreter
+  finalizing the modules recording loaded;
 * ``child_exit_to_parent_exit``: recorded (t1 - end) - child (t1 - end): final drain, report, store
   close, interpreter and engine teardown;
 * ``fixed``: recorded - plain outside the program's body (before its start and after its end): the
   four phases above, without the body's run-to-run noise;
 * ``overhead``: recorded total - plain total (``fixed`` plus what the body costs more: rewritten
-  modules, and the noise of a loaded machine).
+  modules, and the noise of a loaded machine); ``ratio``: recorded total / plain total.
 """
 
 from __future__ import annotations
