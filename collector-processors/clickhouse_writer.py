@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from execscope.collector.otlp_decode import TRACE_COLUMNS
+from execscope.collector.columns import TRACE_COLUMNS
 from execscope.storage.store import Store
 
 if TYPE_CHECKING:

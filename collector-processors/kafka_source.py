@@ -52,9 +52,10 @@ from typing import Any
 
 from execscope.collector import native_block, native_ingest
 from execscope.collector.clickhouse_writer import ClickHouseWriter, load_module_doc
+from execscope.collector.columns import TRACE_COLUMNS
 from execscope.collector.cpg_carrier import SCOPE as CARRIER_SCOPE
 from execscope.collector.cpg_carrier import take_carriers
-from execscope.collector.otlp_decode import TRACE_COLUMNS, DecodeError, decode_columns
+from execscope.collector.otlp_decode import DecodeError, decode_columns
 from execscope.collector.processors import ProcessorChain, SpanBatch
 from execscope.instrumentation.export.kafka_security import KafkaSecurity, connect
 from execscope.storage.store import Store, StoreError

@@ -15,12 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-TRACE_COLUMNS = (
-    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
-    "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
-    "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId",
-    "Links.SpanId", "Links.TraceState", "Links.Attributes",
-)
+from execscope.collector.columns import TRACE_COLUMNS
 
 _KIND = {v: k for k, v in Span.SpanKind.items()}
 _STATUS = {v: k for k, v in Status.StatusCode.items()}

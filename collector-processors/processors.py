@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from execscope.collector.otlp_decode import TRACE_COLUMNS
+from execscope.collector.columns import TRACE_COLUMNS
 
 ENTRY_POINT_GROUP = "execscope.processors"
 ENV_DISABLED = "EXECSCOPE_DISABLED_PROCESSORS"

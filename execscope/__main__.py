@@ -1,3 +1,3 @@
-from execscope.cli import main
+from execscope.cli import console_main
 
-main()
+console_main()

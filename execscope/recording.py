@@ -8,13 +8,11 @@ processes record through ``execscope/bootstrap/sitecustomize.py`` into the spool
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +56,8 @@ def spool_path_for(address: StoreAddress, slot: int = 0) -> Path:
     directory per `execscope run` running at once on that address (``slot``, see :func:`claim_spool`)."""
     if address.kind == "chdb":
         return Path(address.path + ".spool")
+    import hashlib
+
     digest = hashlib.sha1(str(address).encode()).hexdigest()[:12]
     name = f"spool-{digest}-{slot}" if slot else f"spool-{digest}"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execscope" / name
@@ -294,6 +294,8 @@ def run_to_kafka(command: Sequence[str], options: RunOptions) -> tuple[int, list
     no store is opened here: ``execscope collect`` writes the topic into the store. Returns the
     program's exit code and the refusals its processes met (a broker refusing their login or
     certificate: each said on stderr by the process itself)."""
+    import tempfile
+
     if shutil.which(command[0]) is None and not Path(command[0]).exists():
         raise FileNotFoundError(command[0])
     with tempfile.TemporaryDirectory(prefix="execscope-run-") as tmp:
@@ -337,35 +339,30 @@ def _restore_signals(previous: dict[int, object]) -> None:
         signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-DROPPED_SQL = """
-SELECT sum(dropped) FROM (
-    SELECT max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped
-    FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
-    GROUP BY ResourceAttributes['process.pid'])
+RUN_COUNTS_SQL = """
+SELECT
+    (SELECT sum(dropped) FROM (
+        SELECT max(toUInt64OrZero(ResourceAttributes['execscope.dropped_spans'])) AS dropped
+        FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
+        GROUP BY ResourceAttributes['process.pid'])),
+    (SELECT sum(arraySum(arrayMap(v -> toUInt64OrZero(v),
+        mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.unrecorded.'), SpanAttributes)))))
+     FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64}))
 """
 
 
-def dropped_since(store: Store, since_ns: int) -> int:
-    """Calls recorded but not kept (capture buffers full) by the processes of a run."""
+def run_counts(store: Store, report: DrainReport) -> tuple[int, int]:
+    """(dropped, unrecorded) of a run's spans (stored since ``report.started_ns``), in one query:
+    calls recorded but not kept (capture buffers full) by the run's processes, and calls left out by
+    adaptive sampling (counted on spans, not recorded). Both are carried on stored spans, so a run
+    that stored none has none (no query then). (0, 0) when the store cannot say."""
+    if not report.spans:
+        return 0, 0
     try:
-        return int(store.query(DROPPED_SQL, {"since": since_ns}).rows[0][0] or 0)
+        row = store.query(RUN_COUNTS_SQL, {"since": report.started_ns}).rows[0]
+        return int(row[0] or 0), int(row[1] or 0)
     except Exception:
-        return 0
-
-
-UNRECORDED_SQL = """
-SELECT sum(arraySum(arrayMap(v -> toUInt64OrZero(v),
-    mapValues(mapFilter((k, v) -> startsWith(k, 'execscope.unrecorded.'), SpanAttributes)))))
-FROM otel_traces WHERE Timestamp >= fromUnixTimestamp64Nano({since:Int64})
-"""
-
-
-def unrecorded_since(store: Store, since_ns: int) -> int:
-    """Calls left out by adaptive sampling (counted on spans, not recorded) in a run's spans."""
-    try:
-        return int(store.query(UNRECORDED_SQL, {"since": since_ns}).rows[0][0] or 0)
-    except Exception:
-        return 0
+        return 0, 0
 
 
 def describe(report: DrainReport, store: Store, dropped: int = 0, unrecorded: int = 0) -> str:
@@ -415,7 +412,7 @@ def script_command(command: Sequence[str], include: Sequence[str]) -> list[str]:
     """``python [flags] app.py args`` with ``app`` (or ``__main__``) included: run the script through
     :mod:`execscope.instrumentation.rewrite.main_script`, since a script run directly is never imported and
     so never passes the import hook. Any other command is returned as is."""
-    from execscope.instrumentation.rewrite.import_hook import matches
+    from execscope.instrumentation.rewrite.globs import matches
 
     cmd = list(command)
     if not cmd or not Path(cmd[0]).name.startswith("python"):

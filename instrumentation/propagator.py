@@ -12,7 +12,8 @@ Responses: an HTTP response is a message too. :class:`ExecscopeResponsePropagato
 response propagator of ``opentelemetry-instrumentation`` (server instrumentations that support one
 inject it into their responses; a propagator set before is kept and runs first), and :func:`install`
 makes ``http.client`` (under ``requests``, ``urllib3``, ``urllib``) merge the entry of every
-response it reads. Subprocesses and spawned workers merge the parent's clock from ``EXECSCOPE_HLC``.
+response it reads (patched once it is imported, see :mod:`.post_import`). Subprocesses and spawned
+workers merge the parent's clock from ``EXECSCOPE_HLC``.
 
 Everything here runs on the application's threads inside its requests: it never raises into them.
 """
@@ -33,6 +34,7 @@ from opentelemetry.propagators import textmap
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from execscope.instrumentation import post_import
 from execscope.instrumentation.capture import clocks
 
 _log = logging.getLogger("execscope")
@@ -119,10 +121,13 @@ def merge_response_headers(headers: Any) -> None:
         _log.debug("execscope: response clock entry not merged", exc_info=True)
 
 
-def _patch_http_client() -> None:
-    import http.client
+def _patch_http_client(module: Any = None) -> None:
+    """Make ``http.client`` (``module``, default: imported here) merge the entry of every response
+    it reads. Idempotent."""
+    if module is None:
+        import http.client as module
 
-    original = http.client.HTTPConnection.getresponse
+    original = module.HTTPConnection.getresponse
     if getattr(original, "_execscope", False):
         return
 
@@ -132,7 +137,7 @@ def _patch_http_client() -> None:
         return response
 
     getresponse._execscope = True  # type: ignore[attr-defined]
-    http.client.HTTPConnection.getresponse = getresponse  # type: ignore[method-assign]
+    module.HTTPConnection.getresponse = getresponse
 
 
 def _with_execscope(textmap_propagator: Any) -> Any:
@@ -165,5 +170,6 @@ def install() -> None:
     current = get_global_response_propagator()
     if not isinstance(current, ExecscopeResponsePropagator):
         set_global_response_propagator(ExecscopeResponsePropagator(current))
-    _patch_http_client()
+    # once the program imports it: most never do, and it costs ~8 ms (email, ssl) at every start
+    post_import.when_imported("http.client", _patch_http_client)
     clocks.merge_from_environment()

@@ -281,12 +281,75 @@ def _server_client(url: str, create_database: bool) -> Any:
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 
 
+class _DataFrameMeta(type):
+    """``pandas.DataFrame`` as seen before pandas is imported: nothing is an instance of it until
+    then; calling it or reading its attributes imports pandas and uses the real class."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        pandas = sys.modules.get("pandas")
+        return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        pandas = sys.modules.get("pandas")
+        return pandas is not None and issubclass(sub, pandas.DataFrame)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        import pandas
+
+        return pandas.DataFrame(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        import pandas
+
+        return getattr(pandas.DataFrame, name)
+
+
+class _DataFrameUntilImported(metaclass=_DataFrameMeta):
+    pass
+
+
+class _PandasOnFirstUse:
+    """clickhouse-connect's ``options.pd``: pandas, imported on first use, except that asking
+    whether something is a DataFrame imports nothing (see :func:`_defer_pandas`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "DataFrame" and "pandas" not in sys.modules:
+            return _DataFrameUntilImported
+        import pandas
+
+        return getattr(pandas, name)
+
+
+def _defer_pandas() -> None:
+    """clickhouse-connect (1.x) imports pandas on its first insert, to ask whether the data is a
+    DataFrame: ~0.3 s of CPU in every process that stores (each `execscope run`: its migrations or
+    its first drain), though the store never inserts or reads DataFrames. Its lazily resolved
+    ``options.pd`` gets :class:`_PandasOnFirstUse` instead: the same answers (nothing is a
+    DataFrame before pandas is imported), with pandas imported only when something uses it
+    (``query_df`` still works). Left alone when pandas is imported already or not installed, or
+    the library resolves it otherwise."""
+    if "pandas" in sys.modules:
+        return
+    try:
+        from clickhouse_connect.driver import options
+    except ImportError:
+        return
+    names = vars(options)
+    if "pd" in names or not callable(names.get("_resolve_pandas")) or not callable(names.get("_pd_time_test")):
+        return
+    if importlib.util.find_spec("pandas") is None:
+        return
+    options.pd = _PandasOnFirstUse()
+    options.pd_time_test = options._pd_time_test  # set with pd by the library
+
+
 def connect_server(url: str, settings: dict[str, Any] | None = None) -> Any:
     """A clickhouse-connect client for a server address. The scheme decides TLS: clickhouse-connect
     (1.12) takes host, port, user, password, database and options from a DSN but not its scheme, so an
     ``https://`` address on a port other than 443/8443 would go out as plain HTTP."""
     import clickhouse_connect
 
+    _defer_pandas()
     interface = "https" if url.startswith("https://") else "http"
     return clickhouse_connect.get_client(dsn=url, interface=interface, settings=settings)
 
@@ -345,6 +408,8 @@ def open_store(dsn: str | None = None, *, migrate: bool = True, lock_fd: int | N
     try:
         address = resolve_address(dsn)
         import clickhouse_connect
+
+        _defer_pandas()
     except (ImportError, StoreError) as exc:
         if lock_fd is not None:
             os.close(lock_fd)

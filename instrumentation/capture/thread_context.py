@@ -17,16 +17,18 @@ cannot be captured, the thread runs unchanged.
 from __future__ import annotations
 
 import contextvars
-import importlib.abc
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from execscope.instrumentation import post_import
 from execscope.instrumentation.capture.runtime import current_frame, set_current_frame, sync_current_frame
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+_installed = False
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None
 
@@ -116,59 +118,43 @@ def _create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _patch_asyncio(base_events: Any) -> None:
     global _original_create_task
-    if _original_create_task is None:
+    if _installed and _original_create_task is None:
         _original_create_task = base_events.BaseEventLoop.create_task
         base_events.BaseEventLoop.create_task = _create_task
 
 
-class _AsyncioFinder(importlib.abc.MetaPathFinder):
-    """Patches ``asyncio.base_events`` once it is imported (after recording started)."""
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "asyncio.base_events":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        original_exec = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            original_exec(module)
-            _patch_asyncio(module)
-
-        loader.exec_module = exec_module
-        return spec
-
-
-_finder = _AsyncioFinder()
+def _patch_thread_pool(thread_module: Any) -> None:
+    global _original_submit
+    if _installed and _original_submit is None:
+        _original_submit = thread_module.ThreadPoolExecutor.submit
+        thread_module.ThreadPoolExecutor.submit = _submit
 
 
 def install() -> None:
-    global _original_start, _original_submit, _original_copy
+    """``threading`` now; ``concurrent.futures.thread`` and ``asyncio.base_events`` now if imported,
+    else when they are (see :mod:`..post_import`: most programs never load them, and a recording
+    process starts faster without)."""
+    global _installed, _original_start, _original_copy
+    _installed = True
     if _original_start is None:
         _original_start = threading.Thread.start
         threading.Thread.start = _start  # type: ignore[method-assign]
-    if _original_submit is None:
-        _original_submit = ThreadPoolExecutor.submit
-        ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign,assignment]
     if _original_copy is None:
         _original_copy = contextvars.copy_context
         contextvars.copy_context = _copy_context
-    base_events = sys.modules.get("asyncio.base_events")
-    if base_events is not None:
-        _patch_asyncio(base_events)
-    elif _finder not in sys.meta_path:
-        sys.meta_path.insert(0, _finder)
+    post_import.when_imported("concurrent.futures.thread", _patch_thread_pool)
+    post_import.when_imported("asyncio.base_events", _patch_asyncio)
 
 
 def uninstall() -> None:
-    global _original_start, _original_submit, _original_copy, _original_create_task
+    global _installed, _original_start, _original_submit, _original_copy, _original_create_task
+    _installed = False  # a hook still waiting for its module then patches nothing
     if _original_start is not None:
         threading.Thread.start = _original_start  # type: ignore[method-assign]
         _original_start = None
-    if _original_submit is not None:
-        ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
+    thread_module = sys.modules.get("concurrent.futures.thread")
+    if _original_submit is not None and thread_module is not None:
+        thread_module.ThreadPoolExecutor.submit = _original_submit
         _original_submit = None
     if _original_copy is not None:
         contextvars.copy_context = _original_copy
@@ -177,5 +163,3 @@ def uninstall() -> None:
     if _original_create_task is not None and base_events is not None:
         base_events.BaseEventLoop.create_task = _original_create_task
         _original_create_task = None
-    if _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)

@@ -40,11 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the same parser, before it joined the standard library
-    import tomli as tomllib
-
 LEVEL_NAMES = ("off", "functions", "branches", "statements")
 OFF, FUNCTIONS, BRANCHES, STATEMENTS = 0, 1, 2, 3  # same numbers as capture.runtime's levels
 LEVEL_OF = {name: i for i, name in enumerate(LEVEL_NAMES)}
@@ -144,6 +139,10 @@ def _globs(doc: Mapping[str, Any], key: str, source: str) -> tuple[str, ...]:
 
 def parse_plan(text: str, source: str = "<plan>") -> Plan:
     """Parse and validate a plan; raises :class:`PlanError`."""
+    if sys.version_info >= (3, 11):  # imported here: every recording process loads this module
+        import tomllib
+    else:  # pragma: no cover - the same parser, before it joined the standard library
+        import tomli as tomllib
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

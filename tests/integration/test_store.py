@@ -295,3 +295,21 @@ def test_a_read_only_session_refuses_writes_and_setting_changes(new_store: Calla
                 with pytest.raises(StoreError, match=r"^Code: 164\..*Cannot modify 'max_result_rows' setting"):
                     ro.query(lift)
         assert store.query(f"SELECT count() FROM {VERSION_TABLE} WHERE version = 7007").rows == [(0,)]
+
+
+PANDAS_PROBE = """
+import sys
+from execscope.storage import open_store
+with open_store(sys.argv[1]) as store:  # migrations insert their version rows
+    store.insert_columns("cpg_files", [["a.py"], ["a"], ["v1"], [1]], ["file", "module", "code_version", "lines"])
+    loaded = "pandas" in sys.modules
+    frame = store._client.query_df("SELECT 1 AS x")  # clickhouse-connect's pandas still there when asked
+    print(loaded, type(frame).__module__.split(".")[0], int(frame["x"][0]))
+"""
+
+
+def test_storing_never_loads_pandas_yet_dataframes_still_work(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", PANDAS_PROBE, f"chdb://{tmp_path / 'db'}"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "pandas", "1"]
