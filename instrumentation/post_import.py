@@ -75,6 +75,26 @@ def _take(name: str) -> list[Hook]:
         return _waiting.pop(name, [])
 
 
+def spec_from_other_finders(finder: object, local: threading.local, fullname: str,
+                             path: Sequence[str] | None, target: ModuleType | None) -> Any:
+    """The spec the finders on ``sys.meta_path`` other than ``finder`` give ``fullname`` (None: none
+    does, or one raised), asked with ``local.busy`` set so that ``finder``, asked again by one of
+    them, declines: how a meta-path finder that only wraps a loader finds the module."""
+    local.busy = True
+    try:
+        for other in list(sys.meta_path):
+            if other is finder or not hasattr(other, "find_spec"):
+                continue
+            spec = other.find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+    except Exception:
+        return None
+    finally:
+        local.busy = False
+
+
 class _Finder:
     """The ``sys.meta_path`` finder of :func:`when_imported` (duck-typed: ``importlib.abc`` costs
     an import of its own)."""
@@ -88,22 +108,10 @@ class _Finder:
         # Every other finder is asked, the ones in front of this one too: a finder put first later
         # (the rewriting import hook) asks the others itself, this one included, and refuses a
         # loader it does not know; it then answers here with its own spec, which is wrapped.
-        self._local.busy = True
-        try:
-            spec = None
-            for finder in list(sys.meta_path):
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    break
-        except Exception:
-            return None
-        finally:
-            self._local.busy = False
+        spec = spec_from_other_finders(self, self._local, fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return None  # not found (the import fails as usual), or a legacy loader: left alone
-        spec.loader = _ChainedLoader(spec.loader, fullname)  # type: ignore[assignment]  # duck-typed Loader
+        spec.loader = _ChainedLoader(spec.loader, fullname)  # duck-typed Loader
         return spec
 
 

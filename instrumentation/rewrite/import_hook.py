@@ -36,6 +36,7 @@ from execscope import __version__
 from execscope.instrumentation.capture import runtime as _runtime  # noqa: F401  (publishes _execscope_rt)
 from execscope.instrumentation.export.spool import write_atomic
 from execscope.instrumentation.nodes.node_ids import ModuleNodes, NodeInfo, code_version_of
+from execscope.instrumentation.post_import import spec_from_other_finders
 from execscope.instrumentation.rewrite.globs import matches
 from execscope.instrumentation.rewrite.plan import Plan
 
@@ -149,19 +150,7 @@ class InstrumentingFinder:  # a sys.meta_path finder (importlib.abc costs ~3 ms 
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if not self.wants(fullname) or getattr(self._local, "busy", False):
             return None
-        self._local.busy = True
-        try:
-            spec = None
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(fullname, path, target)
-                if spec is not None:
-                    break
-        except Exception:
-            return None
-        finally:
-            self._local.busy = False
+        spec = spec_from_other_finders(self, self._local, fullname, path, target)
         # Exactly the stock loader: a subclass may transform the source itself (another import hook).
         if (spec is None or not spec.origin or not spec.origin.endswith(".py")
                 or type(spec.loader) is not importlib.machinery.SourceFileLoader):
