@@ -777,6 +777,7 @@ def take_pending() -> tuple[list[FastFrame], int]:
 
 
 _active_worker: CaptureWorker | None = None  # the process's worker (see _follow_tracemalloc)
+DRAIN_CHUNK = 2048  # frames handed to the sink at a time (a spool file's, a Kafka message's worth)
 
 
 class CaptureWorker:
@@ -793,6 +794,7 @@ class CaptureWorker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
+        self._held: list[FastFrame] = []  # frames a periodic drain left when tracemalloc started
         self._thread: threading.Thread | None = None
         self._start_thread()
         global _active_worker
@@ -805,6 +807,7 @@ class CaptureWorker:
 
     def _after_fork_in_child(self) -> None:
         _state.clear()
+        self._held = []  # the parent's, as its pending frames
         _state.dropped = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -831,15 +834,23 @@ class CaptureWorker:
             if periodic and _state.paused:
                 return True
             frames, dropped = take_pending()
-            if not frames:
-                return True
-            try:
-                self.sink(frames, dropped)
-                return True
-            except Exception as exc:  # counted as dropped: the reader sees the gap
-                _state.dropped += len(frames)
-                stats.failed(exc)
-                return False
+            if self._held:  # what a drain left when tracing began, first
+                frames, self._held = self._held + frames, []
+            # In chunks, so that a drain with a large backlog yields to tracemalloc.start() after the
+            # chunk under way (its wait_idle is bounded: a drain of many seconds, on a loaded machine,
+            # would otherwise still be allocating once the program's measurement began).
+            for i in range(0, len(frames), DRAIN_CHUNK):
+                if i and periodic and _state.paused:
+                    self._held = frames[i:]
+                    return True
+                chunk = frames[i:i + DRAIN_CHUNK]
+                try:
+                    self.sink(chunk, dropped)
+                except Exception as exc:  # this chunk and the rest counted as dropped: the reader sees the gap
+                    _state.dropped += len(frames) - i
+                    stats.failed(exc)
+                    return False
+            return True
         finally:
             self._lock.release()
 

@@ -773,3 +773,34 @@ def test_tracing_allocations_waits_for_a_drain_under_way(fast, monkeypatch) -> N
         assert kept and retained < 1 << 20
     finally:
         worker.shutdown(1.0)
+
+
+def test_a_drain_with_a_backlog_yields_to_tracemalloc_after_the_chunk_under_way(fast, monkeypatch) -> None:
+    # a periodic drain of a large backlog (seconds on a loaded machine) hands the sink a chunk at a
+    # time; once the program starts tracing its allocations it stops after the chunk under way and
+    # keeps the rest, which the next drain after tracing ends hands over first, in order
+    calls: list[list[int]] = []
+
+    def sink(frames, dropped) -> None:  # type: ignore[no-untyped-def]
+        calls.append([f.start for f in frames])
+        fast_capture._state.paused = True  # tracemalloc.start() while this chunk is encoded
+
+    monkeypatch.setattr(fast_capture, "_active_worker", fast_capture._active_worker)  # restored after
+    monkeypatch.setattr(fast_capture, "DRAIN_CHUNK", 10)
+    worker = fast_capture.CaptureWorker(sink, interval_s=60)
+    try:
+        module = load_rewritten("def f(x):\n    return x\n", "functions", name="backlog")
+        fast_capture.take_pending()
+        for i in range(25):
+            module.f(i)
+        assert worker._drain(periodic=True)
+        assert [len(c) for c in calls] == [10]  # one chunk, then it yielded
+        fast_capture._state.paused = False
+        module.f(25)
+        worker.force_flush(5.0)
+        assert [len(c) for c in calls] == [10, 10, 6]  # the rest first, then the new call
+        starts = [v for c in calls for v in c]
+        assert starts == sorted(starts) and len(set(starts)) == 26
+    finally:
+        fast_capture._state.paused = False
+        worker.shutdown(1.0)
