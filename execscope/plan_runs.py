@@ -2,10 +2,12 @@
 
 1. once under a plan that records nothing (every function ``off``), not timed: it creates the store
    and stores the code's CPG, as on any run after a store's first;
-2. recorded at ``functions`` level (the profile the plan is made from), timed, with ``run``'s
+2. recorded at ``statements`` level (the profile the plan is made from), timed, with ``run``'s
    adaptive sampling: every call is counted, but of a hot function's calls beyond its first thousand
-   in a test only one in 2, 4, ... is stored (storing millions of spans would take minutes, overflow
-   the spool and leave the profile short of the calls it dropped);
+   in a test (each event counting as one more) only one in 2, 4, ... is stored (storing millions of
+   spans would take minutes, overflow the spool and leave the profile short of the calls it
+   dropped); its recorded calls give each function's branch and statement events per call, measured
+   (estimating them from a function's self time read a generator's time suspended as loops run);
 3. ``plain_runs`` times, interleaved (the load of a shared machine drifts alike for both): the
    command plain, whose median wall time is the baseline a budget is a ratio of; and under a plan
    that records nothing again, a plan new to the rewrite cache (as the plan about to be made will
@@ -119,7 +121,7 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
             f.write(NOTHING_PLAN)
         _timed([sys.executable, "-m", "execscope", "run", "--plan", warm_up, *scope, "--", *command])
         skip_scope = _scratch_copy(store_dsn, os.path.join(tmp, "skipping.db"), scope)
-        recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "functions",
+        recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "statements",
                                            *scope, "--", *command])
         for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
             ns, plain_rc = _timed(command)

@@ -79,7 +79,7 @@ class CostModel:
     ``measured_span_ns``: what one recorded call costs this program, measured by ``execscope plan --
     COMMAND`` (see :func:`measured_span_ns`): a real program's calls carry arguments to snapshot and
     exceptions to record, which the micro benchmark's do not; when set it replaces the recorded call's
-    modelled cost. Events keep the modelled costs (a functions-level profile says nothing of them)."""
+    modelled cost. Events keep the modelled costs."""
 
     call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
     branch_event_ns: float = 800.0     # measured 801
@@ -107,16 +107,19 @@ class CostModel:
 SPAN_COST_BOUNDS = (0.5, 50.0)  # a measured recorded call's cost, in multiples of the modelled one
 
 
-def measured_span_ns(measured_ns: float, spans: int, counted: int, model: CostModel) -> float | None:
-    """What one recorded call costs the program, from a functions-level recording of ``spans`` calls
-    (and ``counted`` more left out by adaptive sampling) that cost ``measured_ns`` over a run
-    recording nothing: the counted calls' modelled cost comes off first. Kept within
-    :data:`SPAN_COST_BOUNDS` times the modelled cost (the difference of two wall times is noisy);
-    None without recorded calls."""
+def measured_span_ns(measured_ns: float, spans: int, counted: int, model: CostModel,
+                     branch_events: float = 0.0, statement_events: float = 0.0) -> float | None:
+    """What one recorded call costs the program, from a recording of ``spans`` calls (and ``counted``
+    more left out by adaptive sampling), with the branch and statement events given, that cost
+    ``measured_ns`` over a run recording nothing: the counted calls' and the events' modelled costs
+    come off first. Kept within :data:`SPAN_COST_BOUNDS` times the modelled cost (the difference of
+    two wall times is noisy); None without recorded calls."""
     if spans <= 0:
         return None
     modelled = model.call_ns + model.storing_share * model.stored_span_ns
-    per_span = (measured_ns - counted * model.counted_call_ns) / spans
+    events_ns = (branch_events * (model.branch_event_ns + model.event_store_ns)
+                 + statement_events * (model.statement_event_ns + model.event_store_ns))
+    per_span = (measured_ns - counted * model.counted_call_ns - events_ns) / spans
     low, high = SPAN_COST_BOUNDS
     return max(low * modelled, min(high * modelled, per_span))
 
@@ -338,11 +341,13 @@ WHERE e.EventName = 'execscope.branch'
 GROUP BY function, arm
 """
 
+# statements-level events: each line run, and each assignment's value (what bench_plan_costs' cost
+# per statement event is measured over)
 LINES_SQL = """
 SELECT s.NodeId AS function, toUInt64(count()) AS n, uniqExact(e.SpanId) AS spans
 FROM execscope_events AS e
 INNER JOIN (SELECT DISTINCT SpanId, NodeId FROM otel_traces WHERE NodeId != '') AS s ON e.SpanId = s.SpanId
-WHERE e.EventName = 'execscope.line'
+WHERE e.EventName IN ('execscope.line', 'execscope.assign')
 GROUP BY function
 """
 
@@ -408,7 +413,7 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     before its first recorded call (measured likewise; else 0): it comes out of the budget first, and
     is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
     (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
-    functions-level recording in the store cost the program over a run recording nothing (measured
+    recording in the store cost the program over a run recording nothing (measured
     likewise): it sets what a recorded call costs this program (:func:`measured_span_ns`).
     ``skipping_ns``: what passing every call through a plan's rate gate and leaving it out cost over
     recording nothing (likewise): it sets the model's cost of a skipped call, and scales that of a
@@ -432,10 +437,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     if profile_ns is not None:
         spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost
-        model = replace(model, measured_span_ns=measured_span_ns(profile_ns, spans, counted, model))
-        notes.append(f"the functions-level profile ({spans} calls recorded, {counted} counted at "
-                     f"{model.counted_call_ns:.0f} ns) cost {profile_ns / 1e9:.3f}s over a run recording "
-                     f"nothing: {model.span_ns:.0f} ns per recorded call")
+        recorded = {p.node_id: p.calls if p.recorded is None else p.recorded for p in profiles}
+        branches = sum((p.branch_events or 0.0) * recorded[p.node_id] for p in profiles)
+        statements = sum((p.statement_events or 0.0) * recorded[p.node_id] for p in profiles)
+        model = replace(model, measured_span_ns=measured_span_ns(profile_ns, spans, counted, model,
+                                                                 branches, statements))
+        notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
+                     f"statement events, {counted} calls counted at {model.counted_call_ns:.0f} ns) cost "
+                     f"{profile_ns / 1e9:.3f}s over a run recording nothing: {model.span_ns:.0f} ns per "
+                     f"recorded call")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns

@@ -17,7 +17,8 @@ under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
    the predicted ratio and the uniform statements-level rate that the model says costs as much.
 3. **planned**: ``execscope run --plan FILE -- python -m pytest ...``, once, into a copy of the
    plan's store (so the CPG of the code is there, as on any run after the first): its wall time over
-   plain is the measured ratio; statement events (``execscope.line``) stored are counted.
+   plain is the measured ratio; statement events (``execscope.line`` and ``execscope.assign``, as
+   the planner counts them) stored are counted.
 4. **uniform**: every function at ``statements`` with the one rate, once, likewise. The model's rate
    is run first; when its measured overhead misses the planned run's by more than 10%, the rate is
    corrected (proportionally, then by the secant through the two runs) and run again, three runs at
@@ -78,9 +79,10 @@ def globs(cfg: dict) -> list[str]:
             *(a for g in cfg.get("exclude", []) for a in ("--exclude", g))]
 
 
-def count_lines(execscope: Path, store: str) -> int:
+def count_statement_events(execscope: Path, store: str) -> int:
     rows = realworld.store_query(execscope, store,
-                                 "SELECT count() FROM execscope_events WHERE EventName = 'execscope.line'")
+                                 "SELECT count() FROM execscope_events "
+                                 "WHERE EventName IN ('execscope.line', 'execscope.assign')")
     value = realworld.first_value(rows)
     if not isinstance(value, int):
         raise SystemExit(json.dumps({"error": "could not count statement events", "answer": rows}))
@@ -98,7 +100,8 @@ def recorded_run(execscope: Path, py: Path, src: Path, cfg: dict, plan: Path, ba
     cmd = [str(execscope), "run", "--plan", str(plan), "--store", store, *globs(cfg), "--",
            str(py), *PYTEST, f"--junitxml={junit}", *cfg["tests"]]
     seconds, outcomes, tail = timed(cmd, src, junit)
-    return {"seconds": seconds, "outcomes": outcomes, "tail": tail, "statement_events": count_lines(execscope, store)}
+    return {"seconds": seconds, "outcomes": outcomes, "tail": tail,
+            "statement_events": count_statement_events(execscope, store)}
 
 
 def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:

@@ -132,6 +132,10 @@ def test_a_recorded_call_costs_what_the_measured_profile_says() -> None:
     assert measured_span_ns(0.0, spans, counted, MODEL) == low * MODEL.call_ns
     assert measured_span_ns(1e15, spans, counted, MODEL) == high * MODEL.call_ns
     assert measured_span_ns(1e9, 0, counted, MODEL) is None
+    # a statements-level profile's events come off at their modelled cost
+    events_ns = 300 * MODEL.branch_event_ns + 2000 * MODEL.statement_event_ns
+    assert measured_span_ns(spans * 5000.0 + counted * MODEL.counted_call_ns + events_ns, spans, counted, MODEL,
+                            300, 2000) == pytest.approx(5000.0)
     f = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
     measured = CostModel(measured_span_ns=5000.0)
     assert measured.span_ns == 5000.0 and MODEL.span_ns == MODEL.call_ns
