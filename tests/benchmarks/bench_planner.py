@@ -96,12 +96,13 @@ def recorded_run(execscope: Path, py: Path, src: Path, cfg: dict, plan: Path, ba
     shutil.rmtree(db, ignore_errors=True)
     shutil.copytree(base_db, db, symlinks=True)  # chDB links metadata to store/ by relative paths
     store = f"chdb://{db}"
+    before = count_statement_events(execscope, store)  # the profile's own (plan records them at statements)
     junit = work / f"{name}.xml"
     cmd = [str(execscope), "run", "--plan", str(plan), "--store", store, *globs(cfg), "--",
            str(py), *PYTEST, f"--junitxml={junit}", *cfg["tests"]]
     seconds, outcomes, tail = timed(cmd, src, junit)
     return {"seconds": seconds, "outcomes": outcomes, "tail": tail,
-            "statement_events": count_statement_events(execscope, store)}
+            "statement_events": count_statement_events(execscope, store) - before}
 
 
 def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:
