@@ -429,7 +429,9 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     notes = []
     if skipping_ns is not None:
         calls = sum(p.calls for p in profiles)
-        skipped = max(model.skipped_call_ns, skipping_ns / max(1, calls))
+        # never below the micro benchmark's, nor above a recorded call's (the difference of two wall
+        # times over few calls can say anything)
+        skipped = min(max(model.skipped_call_ns, skipping_ns / max(1, calls)), model.call_ns)
         model = replace(model, skipped_call_ns=skipped,
                         counted_call_ns=model.counted_call_ns * skipped / model.skipped_call_ns)
         notes.append(f"passing its {calls} calls through a rate gate cost {skipping_ns / 1e9:.3f}s: "

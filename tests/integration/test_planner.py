@@ -170,7 +170,7 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     # what a recorded call costs, measured from the profile, within bounds of the modelled cost
     model = CostModel()
     assert 0.5 * model.call_ns <= result["span_ns"] <= 50 * model.call_ns
-    assert result["skipped_call_ns"] >= 60.0  # measured, never below the micro benchmark's
+    assert model.skipped_call_ns <= result["skipped_call_ns"] <= model.call_ns  # measured, within bounds
     assert result["counted_call_ns"] >= model.counted_call_ns  # scaled alike
     assert result["predicted_overhead"] >= 1 + result["fixed_s"] / result["baseline_s"] - 1e-3
     written = (tmp_path / "p.toml").read_text()
