@@ -546,6 +546,23 @@ static inline int is_immutable(PyObject *v) {
            t == &PyBool_Type || t == &PyBytes_Type || t == &PyComplex_Type;
 }
 
+/* A Rendered str (a Python subclass: its instances are GC objects) holds no reference but to its
+ * type: it can never be part of a cycle, so the collector is told to ignore it at once, as CPython
+ * does for tuples of atoms. Kept until encoded, millions of them would otherwise age through the
+ * collector's generations, walked by every collection and triggering full ones. */
+static inline PyObject *untrack_rendered(PyObject *out) {
+    if (out != NULL && (PyObject *)Py_TYPE(out) == g_rendered_type && PyObject_GC_IsTracked(out))
+        PyObject_GC_UnTrack(out);
+    return out;
+}
+
+/* Whether the collector may have to look inside ``o`` (CPython's _PyObject_GC_MAY_BE_TRACKED; a
+ * tuple or Rendered only while tracked: neither is ever tracked again once untracked). */
+static inline int may_be_tracked(PyObject *o) {
+    return PyObject_IS_GC(o) && ((!PyTuple_CheckExact(o) && (PyObject *)Py_TYPE(o) != g_rendered_type) ||
+                                 PyObject_GC_IsTracked(o));
+}
+
 /* fast_capture.snapshot: the value itself when immutable, else its bounded text as a Rendered
  * str, made in C for builtin values (_repr.c) and by the Python renderer for the rest. */
 static PyObject *snapshot(PyObject *v) {
@@ -556,26 +573,31 @@ static PyObject *snapshot(PyObject *v) {
         return NULL;
     if (text == Py_None) {
         Py_DECREF(text);
-        return PyObject_CallOneArg(g_snapshot, v);
+        return untrack_rendered(PyObject_CallOneArg(g_snapshot, v));
     }
     PyObject *out = PyObject_CallOneArg(g_rendered_type, text);
     Py_DECREF(text);
-    return out;
+    return untrack_rendered(out);
 }
 
+/* The snapshots of a call's arguments; the tuple untracked when nothing in it may be (as above). */
 static PyObject *snapshot_args(PyObject *args) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     PyObject *out = PyTuple_New(n);
     if (out == NULL)
         return NULL;
+    int atoms = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = snapshot(PyTuple_GET_ITEM(args, i));
         if (v == NULL) {
             Py_DECREF(out);
             return NULL;
         }
+        atoms = atoms && !may_be_tracked(v);
         PyTuple_SET_ITEM(out, i, v);
     }
+    if (atoms && n && PyObject_GC_IsTracked(out))
+        PyObject_GC_UnTrack(out);
     return out;
 }
 
@@ -1246,11 +1268,6 @@ static PyObject *hook_resumed(PyObject *module, PyObject *const *argv, Py_ssize_
  * max_per_frame per call: beyond them the event is counted on its call, not kept). */
 static PyObject *g_ev_line, *g_ev_branch, *g_ev_assign; /* fast_capture.EV_* */
 static Py_ssize_t g_max_frame_events = 65536;            /* fast_capture.MAX_EVENTS_PER_FRAME */
-
-/* Whether the collector may have to look inside ``o`` (CPython's _PyObject_GC_MAY_BE_TRACKED). */
-static inline int may_be_tracked(PyObject *o) {
-    return PyObject_IS_GC(o) && (!PyTuple_CheckExact(o) || PyObject_GC_IsTracked(o));
-}
 
 static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObject *a, PyObject *b) {
     StateObject *state = g_state;

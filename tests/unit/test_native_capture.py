@@ -217,3 +217,19 @@ def test_a_recursion_limit_inside_recorded_calls_leaves_no_freed_frame_current(n
                           text=True, timeout=300,
                           env={**os.environ, "PYTHONMALLOC": "debug", "EXECSCOPE_NATIVE": native})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_snapshots_kept_until_encoded_are_left_out_of_the_collectors_walks(fast) -> None:  # noqa: F811
+    # Rendered texts and the argument tuples holding them hold no reference
+    # that could close a cycle: untracked at once, they neither age through the collector's
+    # generations nor get walked by each collection while they wait for the encoder.
+    import gc
+
+    module = load_rewritten(VALUES_APP, "functions", name="values_gc", file="/src/values_gc.py")
+    fast_capture.take_pending()
+    module.driver()
+    frames, _ = fast_capture.take_pending()
+    rendered = [v for f in frames for v in (*f.args, f.ret) if type(v) is fast_capture.Rendered]
+    assert len(rendered) >= 10 and not any(gc.is_tracked(v) for v in rendered)
+    holding = [f.args for f in frames if any(type(v) is fast_capture.Rendered for v in f.args)]
+    assert holding and not any(gc.is_tracked(a) for a in holding)
