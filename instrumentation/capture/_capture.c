@@ -2142,6 +2142,136 @@ static PyObject *py_close_tally(PyObject *module, PyObject *Py_UNUSED(ignored)) 
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- traceback entries
+ * tb_entries(exc, caller, limit) -> (line, entries): runtime.exception_entries for the fail hook
+ * (the line where ``exc`` passed through Python frame ``caller``, and the traceback entries from
+ * there inwards as (file, line, function), the innermost ``limit`` kept), with the same values.
+ *
+ * An exception a parser raises as control flow passes through many recorded calls, and each one's
+ * fail records the traceback from its own frame inwards: walked and copied in Python, that was
+ * O(depth) Python steps per frame, O(depth^2) per exception. Here the walk is a pointer chase, and
+ * the entries reuse the (file, line, function) tuples of the previous result wherever the chain ends
+ * as that one did (innermost first): the same code object (held by the memo, so its address cannot
+ * be reused while compared), instruction offset and line field. Equal by content, never by the
+ * identity of a traceback or frame: none is kept (holding one would keep the program's frames and
+ * their locals alive; comparing a freed one's address would match whatever reuses it). When every
+ * entry matches, the previous tuple itself is returned. Runs no Python code but allocations'. */
+#define TB_MEMO_MAX 256
+typedef struct {
+    PyObject *code; /* strong */
+    int lasti, lineno;
+} TbKey;
+static TbKey g_tb_memo[TB_MEMO_MAX];
+static Py_ssize_t g_tb_memo_n;
+static PyObject *g_tb_memo_entries; /* the tuple made for g_tb_memo (strong) */
+
+static PyObject *tb_entry(PyTracebackObject *tb, PyObject *code) { /* (file, line, function) */
+    PyObject *line = PyObject_GetAttrString((PyObject *)tb, "tb_lineno"); /* as Python reads it */
+    if (line == NULL)
+        return NULL;
+    PyObject *r = PyTuple_Pack(3, ((PyCodeObject *)code)->co_filename, line, ((PyCodeObject *)code)->co_name);
+    Py_DECREF(line);
+    if (r != NULL && !may_be_tracked(PyTuple_GET_ITEM(r, 0)) && !may_be_tracked(PyTuple_GET_ITEM(r, 2)))
+        PyObject_GC_UnTrack(r); /* atoms only (kept until encoded: see untrack_rendered) */
+    return r;
+}
+
+static PyObject *tb_entries(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 3 || !PyExceptionInstance_Check(argv[0]) || !PyLong_Check(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "tb_entries(exc, caller, limit)");
+        return NULL;
+    }
+    PyObject *caller = argv[1];
+    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
+    if (limit < 1 || limit > TB_MEMO_MAX) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "tb_entries: limit out of range");
+        return NULL;
+    }
+    PyObject *head = PyException_GetTraceback(argv[0]); /* new reference: the chain stays alive */
+    PyTracebackObject *tb = (PyTracebackObject *)head;
+    while (tb != NULL && (PyObject *)tb->tb_frame != caller)
+        tb = tb->tb_next;
+    if (tb == NULL) {
+        Py_XDECREF(head);
+        PyObject *line = PyObject_GetAttrString(caller, "f_lineno");
+        if (line == NULL)
+            return NULL;
+        PyObject *r = Py_BuildValue("(N())", line);
+        return r;
+    }
+    PyTracebackObject *ring[TB_MEMO_MAX]; /* the innermost ``limit`` entries, borrowed from the chain */
+    Py_ssize_t total = 0;
+    for (PyTracebackObject *t = tb; t != NULL; t = t->tb_next)
+        ring[total++ % limit] = t;
+    Py_ssize_t n = total < limit ? total : limit;
+    TbKey keys[TB_MEMO_MAX];
+    PyTracebackObject *tbs[TB_MEMO_MAX];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTracebackObject *t = ring[(total - n + i) % limit];
+        tbs[i] = (PyTracebackObject *)Py_NewRef(t); /* held: allocating below may run finalizers */
+        keys[i].code = (PyObject *)PyFrame_GetCode(t->tb_frame);
+        keys[i].lasti = t->tb_lasti;
+        keys[i].lineno = t->tb_lineno;
+    }
+    /* innermost entries matching the previous result */
+    Py_ssize_t same = 0, prev_n = g_tb_memo_n;
+    while (same < n && same < prev_n) {
+        TbKey *a = &keys[n - 1 - same], *b = &g_tb_memo[prev_n - 1 - same];
+        if (a->code != b->code || a->lasti != b->lasti || a->lineno != b->lineno)
+            break;
+        same++;
+    }
+    PyObject *prev = Py_XNewRef(g_tb_memo_entries), *entries = NULL, *result = NULL;
+    PyObject *line = PyObject_GetAttrString((PyObject *)tb, "tb_lineno");
+    if (line == NULL)
+        goto done;
+    if (same == n && n == prev_n && prev != NULL) {
+        entries = Py_NewRef(prev);
+    } else {
+        if ((entries = PyTuple_New(n)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item;
+            if (i >= n - same) /* matched: the previous result's tuple for the same entry */
+                item = Py_NewRef(PyTuple_GET_ITEM(prev, prev_n - (n - i)));
+            else if ((item = tb_entry(tbs[i], keys[i].code)) == NULL)
+                goto done;
+            PyTuple_SET_ITEM(entries, i, item);
+        }
+        int atoms = 1;
+        for (Py_ssize_t i = 0; i < n && atoms; i++)
+            atoms = !may_be_tracked(PyTuple_GET_ITEM(entries, i));
+        if (atoms && n)
+            PyObject_GC_UnTrack(entries);
+        /* the memo becomes this result (its old code references dropped after, from a copy) */
+        TbKey old[TB_MEMO_MAX];
+        memcpy(old, g_tb_memo, (size_t)g_tb_memo_n * sizeof(TbKey));
+        Py_ssize_t old_n = g_tb_memo_n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            g_tb_memo[i] = keys[i];
+            Py_INCREF(keys[i].code);
+        }
+        g_tb_memo_n = n;
+        PyObject *old_entries = g_tb_memo_entries;
+        g_tb_memo_entries = Py_NewRef(entries);
+        for (Py_ssize_t i = 0; i < old_n; i++)
+            Py_DECREF(old[i].code);
+        Py_XDECREF(old_entries);
+    }
+    result = PyTuple_Pack(2, line, entries);
+done:
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(keys[i].code);
+        Py_DECREF(tbs[i]);
+    }
+    Py_XDECREF(line);
+    Py_XDECREF(entries);
+    Py_XDECREF(prev);
+    Py_DECREF(head);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "Bind the hooks to the Python side (see fast_capture._configure_native)."},
@@ -2181,6 +2311,8 @@ static PyMethodDef module_methods[] = {
     {"close_tally", (PyCFunction)py_close_tally, METH_NOARGS,
      "End the tally of calls left out under an OTel span and buffer it (before the buffer is taken)."},
     {"count_events", (PyCFunction)count_events, METH_O, "count_events(frames) -> span events they encode to"},
+    {"tb_entries", (PyCFunction)(void (*)(void))tb_entries, METH_FASTCALL,
+     "tb_entries(exc, caller, limit) -> (line, entries): runtime.exception_entries (see there)"},
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
     {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},
