@@ -1503,6 +1503,10 @@ KEY(K_VAR_NAME, "\x0a\x12" "execscope.var.name");
 KEY(K_VAR_VALUE, "\x0a\x13" "execscope.var.value");
 KEY(K_HLC, "\x0a\x14" "execscope.hlc.offset");
 KEY(K_HLC_END, "\x0a\x18" "execscope.hlc.end_offset");
+KEY(K_EXC_TYPE, "\x0a\x0e" "exception.type");
+KEY(K_EXC_MESSAGE, "\x0a\x11" "exception.message");
+KEY(K_EXC_STACK, "\x0a\x14" "exception.stacktrace");
+KEY(K_EXC_ESCAPED, "\x0a\x11" "exception.escaped");
 
 /* The hybrid logical clock's floor steps (clocks.steps(): two lists, sequence numbers and floors, kept
  * sorted and mutated in place by Python under the GIL), set by set_clock; NULL: no offsets. */
@@ -1659,7 +1663,7 @@ static PyObject *head_of(PyObject *head, PyObject *info, PyObject *kind) {
 
 /* One span (without the outer tag) into ``b``; returns 1 when the frame needs the Python encoder. */
 typedef struct {
-    PyObject *fallback, *head, *render, *secret; /* borrowed from encode_spans' arguments */
+    PyObject *fallback, *head, *render, *secret, *stack; /* borrowed from encode_spans' arguments */
     PyObject *last_info, *last_entry;   /* the previous frame's head (entry held, info inside it) */
 } Encoders;
 
@@ -1772,10 +1776,86 @@ static int encode_events(Buf *b, FrameObject *f, Encoders *enc, int timed, long 
     return 0;
 }
 
+/* The ``exception`` event of an exception that left the call (fast_capture._fail's ``error`` tuple:
+ * type name, message, traceback entries, line, time, sequence number), as otlp_encode.encode_frame
+ * writes it, its stacktrace from ``stack(entries, type_name, message)`` (runtime.format_stack);
+ * ``*status`` gets the span's status message (``f"{type}: {message}"[:1024]``), written last by the
+ * caller. 1 when the frame needs the Python encoder (a value of another type, text UTF-8 cannot
+ * hold: Python writes surrogates as they are). */
+static int encode_error(Buf *b, FrameObject *f, Encoders *enc, int timed, long long off0, PyObject **status) {
+    PyObject *e = f->error;
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6 || !PyUnicode_Check(PyTuple_GET_ITEM(e, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(e, 1)) || !PyTuple_Check(PyTuple_GET_ITEM(e, 2)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(f->info, 0)))
+        return 1;
+    PyObject *type_name = PyTuple_GET_ITEM(e, 0), *message = PyTuple_GET_ITEM(e, 1);
+    long long line = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 3)), ts = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 4));
+    long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 5));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    PyObject *stack = PyObject_CallFunctionObjArgs(enc->stack, PyTuple_GET_ITEM(e, 2), type_name, message, NULL);
+    if (stack == NULL)
+        return -1;
+    PyObject *full = PyUnicode_FromFormat("%U: %U", type_name, message);
+    PyObject *cut = full ? PyUnicode_Substring(full, 0, 1024) : NULL;
+    Py_XDECREF(full);
+    if (cut == NULL) {
+        Py_DECREF(stack);
+        return -1;
+    }
+    int rc = 1;
+    Py_ssize_t tlen, mlen, slen, nlen, at;
+    const char *ttext, *mtext, *stext = NULL, *ntext = NULL;
+    if (!PyUnicode_Check(stack) || (ttext = PyUnicode_AsUTF8AndSize(type_name, &tlen)) == NULL ||
+        (mtext = PyUnicode_AsUTF8AndSize(message, &mlen)) == NULL ||
+        (stext = PyUnicode_AsUTF8AndSize(stack, &slen)) == NULL ||
+        (ntext = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(f->info, 0), &nlen)) == NULL ||
+        PyUnicode_AsUTF8AndSize(cut, NULL) == NULL) {
+        PyErr_Clear();
+        goto done;
+    }
+    rc = -1;
+    if (begin_field(b, 0x5a, &at) < 0 || buf_reserve(b, 20) < 0)
+        goto done;
+    b->data[b->len++] = 0x09;
+    put_fixed64(b, (uint64_t)ts);
+    b->data[b->len++] = 0x12;
+    b->data[b->len++] = 9;
+    put_raw(b, "exception", 9);
+    if (put_tagged_str(b, 0x1a, K_EXC_TYPE, KLEN(K_EXC_TYPE), ttext, tlen) < 0 ||
+        put_tagged_str(b, 0x1a, K_EXC_MESSAGE, KLEN(K_EXC_MESSAGE), mtext, mlen) < 0 ||
+        put_tagged_str(b, 0x1a, K_EXC_STACK, KLEN(K_EXC_STACK), stext, slen) < 0 ||
+        buf_reserve(b, 6 + KLEN(K_EXC_ESCAPED)) < 0)
+        goto done;
+    b->data[b->len++] = 0x1a; /* KeyValue { key, AnyValue { bool_value = true } } */
+    b->data[b->len++] = (char)(KLEN(K_EXC_ESCAPED) + 4);
+    put_raw(b, K_EXC_ESCAPED, KLEN(K_EXC_ESCAPED));
+    put_raw(b, "\x12\x02\x10\x01", 4);
+    if (put_tagged_int(b, 0x1a, K_LINE, KLEN(K_LINE), line) < 0 || put_tagged_int(b, 0x1a, K_SEQ, KLEN(K_SEQ), seq) < 0 ||
+        put_tagged_str(b, 0x1a, K_NODE, KLEN(K_NODE), ntext, nlen) < 0)
+        goto done;
+    if (timed) {
+        long long off = clock_offset(seq, ts);
+        if ((off == -1 && PyErr_Occurred()) || (off != off0 && put_tagged_int(b, 0x1a, K_HLC, KLEN(K_HLC), off) < 0))
+            goto done;
+    }
+    if (end_field(b, at) < 0)
+        goto done;
+    rc = 0;
+    *status = Py_NewRef(cut);
+done:
+    Py_DECREF(stack);
+    Py_DECREF(cut);
+    return rc;
+}
+
 static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     if ((f->events != NULL && f->events != Py_None && (!PyList_Check(f->events) || enc->secret == NULL)) ||
-        (f->error != NULL && f->error != Py_None) || f->info == NULL || !PyTuple_Check(f->info) ||
-        f->kind == NULL || f->args == NULL || !PyTuple_Check(f->args))
+        (f->error != NULL && f->error != Py_None && enc->stack == NULL) || f->info == NULL ||
+        !PyTuple_Check(f->info) || PyTuple_GET_SIZE(f->info) < 1 || f->kind == NULL || f->args == NULL ||
+        !PyTuple_Check(f->args))
         return 1;
     PyObject *entry = f->info == enc->last_info ? enc->last_entry : head_of(enc->head, f->info, f->kind);
     if (entry == NULL)
@@ -1899,15 +1979,42 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
         if (rc != 0)
             return rc;
     }
+    PyObject *status = NULL; /* the status message of a call an exception left */
+    if (f->error != NULL && f->error != Py_None) {
+        int rc = encode_error(b, f, enc, timed, off0, &status);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = 0;
     if (f->dropped_events) {
         if (buf_reserve(b, 11) < 0)
-            return -1;
-        b->data[b->len++] = 0x60;
-        put_varint(b, (uint64_t)f->dropped_events);
-        if (put_kv_int(b, K_DROPPED, KLEN(K_DROPPED), f->dropped_events) < 0)
-            return -1;
+            rc = -1;
+        else {
+            b->data[b->len++] = 0x60;
+            put_varint(b, (uint64_t)f->dropped_events);
+            rc = put_kv_int(b, K_DROPPED, KLEN(K_DROPPED), f->dropped_events);
+        }
     }
-    return 0;
+    if (rc == 0 && status != NULL) { /* Span.status (15): Status { message = 2; code = 3 (ERROR) } */
+        Py_ssize_t mlen;
+        const char *m = PyUnicode_AsUTF8AndSize(status, &mlen); /* checked by encode_error */
+        Py_ssize_t body = (mlen ? 1 + varint_len(mlen) + mlen : 0) + 2;
+        if (m == NULL || buf_reserve(b, 1 + varint_len(body) + body) < 0)
+            rc = -1;
+        else {
+            b->data[b->len++] = 0x7a;
+            put_varint(b, body);
+            if (mlen) {
+                b->data[b->len++] = 0x12;
+                put_varint(b, mlen);
+                put_raw(b, m, mlen);
+            }
+            b->data[b->len++] = 0x18;
+            b->data[b->len++] = 2;
+        }
+    }
+    Py_XDECREF(status);
+    return rc;
 }
 
 static PyObject *set_clock(PyObject *module, PyObject *args) {
@@ -1921,19 +2028,24 @@ static PyObject *set_clock(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* encode_spans(frames, fallback, head, render[, resource, scope]) -> bytes: every frame as a
+/* encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]]) -> bytes: every frame as a
  * ScopeSpans.spans field (tag 2); with ``resource`` (the encoded Resource message) and ``scope`` (the
- * encoded ScopeSpans.scope field), the whole ExportTraceServiceRequest around them. Frames with events or an exception go through ``fallback(frame) -> bytes`` (the Python
+ * encoded ScopeSpans.scope field), the whole ExportTraceServiceRequest around them. Frames this
+ * encoder cannot write (an event caught in its frame, an exception without ``stack``, see
+ * encode_error) go through ``fallback(frame) -> bytes`` (the Python
  * encoder); ``head(info, kind)`` gives (name field, shared attributes, argument keys, secret flags)
  * of a function, cached here by the identity of ``info``; ``render(name, value) -> str`` renders a
- * value of a type this encoder does not render itself. */
+ * value of a type this encoder does not render itself; ``secret(name) -> bool`` whether a variable's
+ * value is hidden (events are written here only with it); ``stack(entries, type_name, message)`` the
+ * ``exception.stacktrace`` of an exception that left a call (runtime.format_stack). */
 static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    if ((argc != 4 && argc != 6 && argc != 7) ||
+    if ((argc != 4 && argc != 6 && argc != 7 && argc != 8) ||
         (argc >= 6 && (!PyBytes_Check(argv[4]) || !PyBytes_Check(argv[5])))) {
-        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render[, resource, scope[, secret]])");
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]])");
         return NULL;
     }
-    Encoders enc = {argv[1], argv[2], argv[3], argc == 7 ? argv[6] : NULL, NULL, NULL};
+    Encoders enc = {argv[1], argv[2], argv[3], argc >= 7 ? argv[6] : NULL, argc == 8 ? argv[7] : NULL, NULL, NULL};
     PyObject *seq = PySequence_Fast(argv[0], "frames must be a sequence");
     if (seq == NULL)
         return NULL;
@@ -2296,7 +2408,7 @@ static PyMethodDef module_methods[] = {
     {"set_clock", (PyCFunction)set_clock, METH_VARARGS,
      "set_clock(seqs, floors): the clock's floor steps (two lists, clocks.steps()) the encoder reads"},
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
-     "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
+     "encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]]) -> bytes (see there)"},
     {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,
      "bounded_repr(value, max_chars, max_items, max_depth) -> values.safe_repr's text, or None when the "
      "value holds a type only the Python renderer handles."},

@@ -304,3 +304,43 @@ def test_snapshots_kept_until_encoded_are_left_out_of_the_collectors_walks(fast)
     assert holding and not any(gc.is_tracked(a) for a in holding)
     (error,) = [f.error for f in frames if f.error is not None]
     assert error[2] and not gc.is_tracked(error[2]) and not any(gc.is_tracked(e) for e in error[2])
+
+
+def test_calls_an_exception_left_are_encoded_in_c_byte_for_byte(fast) -> None:  # noqa: F811
+    # A parser's suite ends a sixth of its recorded calls with an exception: each one went through
+    # the Python encoder (whole), holding the GIL the program's thread needs.
+    from execscope.instrumentation.capture.runtime import format_stack
+    from execscope.instrumentation.export.otlp_encode import _is_secret
+
+    module = load_rewritten(DEEP_RAISE, "functions", name="raise_encoded", file="/src/raise_encoded.py")
+    fast_capture.take_pending()
+    for n, kind in ((3, ValueError), (70, KeyError)):
+        with pytest.raises(kind):
+            module.down(n, kind)
+    long = "é" * 1500  # status message cut at 1024 characters, not bytes
+    with pytest.raises(ValueError):
+        module.down(1, lambda _m: ValueError(long))
+    frames, _ = fast_capture.take_pending()
+    with pytest.raises(ValueError):  # a lone surrogate: UTF-8 cannot hold it, Python writes it as is
+        module.down(0, lambda _m: ValueError("\ud800"))
+    odd, _ = fast_capture.take_pending()
+    frames += odd
+    assert sum(f.error is not None for f in frames) == 4 + 71 + 2 + 1
+    handed_back: list = []
+
+    def fallback(frame):
+        handed_back.append(frame)
+        return encode_frame(frame)
+
+    resource = _resource_attrs({"service.name": "svc"})
+    scope = w.scope("execscope", "1")
+    native = fast_capture.NATIVE.encode_spans(frames, fallback, native_head, render, resource, scope, _is_secret,
+                                              format_stack)
+    assert handed_back == odd  # only the frame whose text UTF-8 cannot hold
+    assert native == w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
+    request = ExportTraceServiceRequest()  # (protobuf refuses the surrogate the Python encoder writes)
+    request.ParseFromString(fast_capture.NATIVE.encode_spans(frames[:-1], fallback, native_head, render, resource,
+                                                             scope, _is_secret, format_stack))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert sum(len(s.events) for s in spans) == count_events(frames[:-1]) == 77
+    assert all(s.status.code == 2 for s in spans) and max(len(s.status.message) for s in spans) == 1024
