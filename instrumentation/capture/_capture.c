@@ -563,21 +563,69 @@ static inline int may_be_tracked(PyObject *o) {
                                  PyObject_GC_IsTracked(o));
 }
 
+/* The Rendered text of the instances of classes learnt opaque last met, by address: that text is
+ * "<name object at 0x...>", a function of the class's name object (held here, so its identity is
+ * not reused) and of the address alone, so the same object met again (a parser node's method
+ * called with ``self`` a million times) is the same text; an object freed and another at its address
+ * has the same text too, if its class has the same name object, and else misses. Cleared when the
+ * limits change. */
+#define OPAQUE_SLOTS 1024
+typedef struct {
+    void *obj;          /* identity only */
+    PyObject *name;     /* held */
+    PyObject *rendered; /* held */
+} OpaqueSlot;
+static OpaqueSlot g_opaque_slots[OPAQUE_SLOTS];
+
+static void clear_opaque_slots(void) {
+    for (int i = 0; i < OPAQUE_SLOTS; i++) {
+        OpaqueSlot *slot = &g_opaque_slots[i];
+        PyObject *name = slot->name, *rendered = slot->rendered;
+        slot->obj = NULL;
+        slot->name = slot->rendered = NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(rendered);
+    }
+}
+
 /* fast_capture.snapshot: the value itself when immutable, else its bounded text as a Rendered
  * str, made in C for builtin values (_repr.c) and by the Python renderer for the rest. */
 static PyObject *snapshot(PyObject *v) {
     if (is_immutable(v))
         return Py_NewRef(v);
-    PyObject *text = repr_bounded(v, &g_limits);
-    if (text == NULL)
-        return NULL;
-    if (text == Py_None) {
-        Py_DECREF(text);
-        return untrack_rendered(PyObject_CallOneArg(g_snapshot, v));
+    PyObject *name = repr_opaque_name(v);
+    OpaqueSlot *slot = NULL;
+    if (name == NULL) {
+        PyErr_Clear(); /* a failed lookup: as repr_bounded, the Python renderer says what failed */
+    } else {
+        slot = &g_opaque_slots[((uintptr_t)v >> 4) & (OPAQUE_SLOTS - 1)];
+        if (slot->obj == (void *)v && slot->name == name)
+            return Py_NewRef(slot->rendered);
+        Py_INCREF(name);
     }
-    PyObject *out = PyObject_CallOneArg(g_rendered_type, text);
-    Py_DECREF(text);
-    return untrack_rendered(out);
+    PyObject *text = repr_bounded(v, &g_limits), *out;
+    if (text == NULL) {
+        out = NULL;
+    } else if (text == Py_None) {
+        Py_DECREF(text);
+        out = untrack_rendered(PyObject_CallOneArg(g_snapshot, v));
+    } else {
+        out = untrack_rendered(PyObject_CallOneArg(g_rendered_type, text));
+        Py_DECREF(text);
+    }
+    if (slot != NULL) {
+        if (out != NULL && (PyObject *)Py_TYPE(out) == g_rendered_type) {
+            PyObject *old_name = slot->name, *old_rendered = slot->rendered;
+            slot->obj = (void *)v;
+            slot->name = name; /* our reference */
+            slot->rendered = Py_NewRef(out);
+            Py_XDECREF(old_name);
+            Py_XDECREF(old_rendered);
+        } else {
+            Py_DECREF(name);
+        }
+    }
+    return out;
 }
 
 /* The snapshots of a call's arguments; the tuple untracked when nothing in it may be (as above). */
@@ -2177,6 +2225,7 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     Py_CLEAR(g_parent_span);
     g_max_chars = max_chars;
     g_limits = (ReprLimits){max_chars, max_items, max_depth};
+    clear_opaque_slots(); /* texts cut at the old limits */
     if (g_head_cache != NULL)
         PyDict_Clear(g_head_cache);
     Py_RETURN_NONE;

@@ -690,6 +690,20 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     return NULL;
 }
 
+PyObject *repr_opaque_name(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    /* the types render() handles before it looks the class up (none is ever learnt opaque) */
+    if (g_opaque_names == NULL || t == &PyUnicode_Type || t == &PyLong_Type || v == Py_None || t == &PyBool_Type ||
+        t == &PyFloat_Type || t == &PyComplex_Type || v == Py_Ellipsis || t == &PyRange_Type || t == &PySlice_Type ||
+        t == &PyBytes_Type || t == &PyByteArray_Type || t == &PyList_Type || t == &PyTuple_Type ||
+        t == &PyDict_Type || t == &PySet_Type || t == &PyFrozenSet_Type || t == g_deque || t == &PyFunction_Type ||
+        t == &PyMethod_Type || t == &PyCFunction_Type || t == &PyType_Type || PyExceptionInstance_Check(v) ||
+        !plain_hashed_class(t))
+        return NULL;
+    PyObject *name = PyDict_GetItemWithError(g_opaque_names, (PyObject *)t); /* borrowed */
+    return name != NULL && PyUnicode_Check(name) ? name : NULL;
+}
+
 PyObject *repr_bounded(PyObject *value, const ReprLimits *limits) {
     Renderer r = {.lim = limits, .left = limits->max_chars};
     PyObject *text = render(&r, value, 0);

@@ -344,3 +344,33 @@ def test_calls_an_exception_left_are_encoded_in_c_byte_for_byte(fast) -> None:  
     spans = request.resource_spans[0].scope_spans[0].spans
     assert sum(len(s.events) for s in spans) == count_events(frames[:-1]) == 77
     assert all(s.status.code == 2 for s in spans) and max(len(s.status.message) for s in spans) == 1024
+
+
+OPAQUE_APP = '''
+class Node:
+    def parse(self, text):
+        return len(text)
+
+class Other:
+    def parse(self, text):
+        return 0
+'''
+
+
+def test_an_object_of_a_class_learnt_opaque_met_again_is_the_same_text(fast) -> None:  # noqa: F811
+    # a parser node's methods are called with the same ``self`` again and again: its text is a
+    # function of its class's name and its address, made once
+    from execscope.instrumentation.capture import values
+
+    module = load_rewritten(OPAQUE_APP, "functions", name="opaque_app", file="/src/opaque_app.py")
+    nodes = [module.Node() for _ in range(3)] + [module.Other()]
+    for node in nodes:
+        fast_capture.snapshot(node)  # the Python renderer learns both classes opaque
+    fast_capture.take_pending()
+    for node in nodes * 2:
+        node.parse("abc")
+    frames, _ = fast_capture.take_pending()
+    selves = [f.args[0] for f in sorted(frames, key=lambda f: f.seq0)]
+    assert [str(s) for s in selves] == [values.python_repr(n) for n in nodes * 2]
+    assert all(selves[i] is selves[i + 4] for i in range(4))  # the second round: the same objects
+    assert len({id(s) for s in selves}) == 4
