@@ -2317,7 +2317,7 @@ static PyObject *py_close_tally(PyObject *module, PyObject *Py_UNUSED(ignored)) 
  * identity of a traceback or frame: none is kept (holding one would keep the program's frames and
  * their locals alive; comparing a freed one's address would match whatever reuses it). When every
  * entry matches, the previous tuple itself is returned. Runs no Python code but allocations'. */
-#define TB_MEMO_MAX 256
+#define TB_MEMO_MAX 64 /* runtime._STACK_LIMIT; arrays of it on the C stack: 3 KiB (a thread may have a small stack) */
 typedef struct {
     PyObject *code; /* strong */
     int lasti, lineno;
