@@ -546,36 +546,106 @@ static inline int is_immutable(PyObject *v) {
            t == &PyBool_Type || t == &PyBytes_Type || t == &PyComplex_Type;
 }
 
+/* A Rendered str (a Python subclass: its instances are GC objects) holds no reference but to its
+ * type: it can never be part of a cycle, so the collector is told to ignore it at once, as CPython
+ * does for tuples of atoms. Kept until encoded, millions of them would otherwise age through the
+ * collector's generations, walked by every collection and triggering full ones. */
+static inline PyObject *untrack_rendered(PyObject *out) {
+    if (out != NULL && (PyObject *)Py_TYPE(out) == g_rendered_type && PyObject_GC_IsTracked(out))
+        PyObject_GC_UnTrack(out);
+    return out;
+}
+
+/* Whether the collector may have to look inside ``o`` (CPython's _PyObject_GC_MAY_BE_TRACKED; a
+ * tuple or Rendered only while tracked: neither is ever tracked again once untracked). */
+static inline int may_be_tracked(PyObject *o) {
+    return PyObject_IS_GC(o) && ((!PyTuple_CheckExact(o) && (PyObject *)Py_TYPE(o) != g_rendered_type) ||
+                                 PyObject_GC_IsTracked(o));
+}
+
+/* The Rendered text of the instances of classes learnt opaque last met, by address: that text is
+ * "<name object at 0x...>", a function of the class's name object (held here, so its identity is
+ * not reused) and of the address alone, so the same object met again (a parser node's method
+ * called with ``self`` a million times) is the same text; an object freed and another at its address
+ * has the same text too, if its class has the same name object, and else misses. Cleared when the
+ * limits change. */
+#define OPAQUE_SLOTS 1024
+typedef struct {
+    void *obj;          /* identity only */
+    PyObject *name;     /* held */
+    PyObject *rendered; /* held */
+} OpaqueSlot;
+static OpaqueSlot g_opaque_slots[OPAQUE_SLOTS];
+
+static void clear_opaque_slots(void) {
+    for (int i = 0; i < OPAQUE_SLOTS; i++) {
+        OpaqueSlot *slot = &g_opaque_slots[i];
+        PyObject *name = slot->name, *rendered = slot->rendered;
+        slot->obj = NULL;
+        slot->name = slot->rendered = NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(rendered);
+    }
+}
+
 /* fast_capture.snapshot: the value itself when immutable, else its bounded text as a Rendered
  * str, made in C for builtin values (_repr.c) and by the Python renderer for the rest. */
 static PyObject *snapshot(PyObject *v) {
     if (is_immutable(v))
         return Py_NewRef(v);
-    PyObject *text = repr_bounded(v, &g_limits);
-    if (text == NULL)
-        return NULL;
-    if (text == Py_None) {
-        Py_DECREF(text);
-        return PyObject_CallOneArg(g_snapshot, v);
+    PyObject *name = repr_opaque_name(v);
+    OpaqueSlot *slot = NULL;
+    if (name == NULL) {
+        PyErr_Clear(); /* a failed lookup: as repr_bounded, the Python renderer says what failed */
+    } else {
+        slot = &g_opaque_slots[((uintptr_t)v >> 4) & (OPAQUE_SLOTS - 1)];
+        if (slot->obj == (void *)v && slot->name == name)
+            return Py_NewRef(slot->rendered);
+        Py_INCREF(name);
     }
-    PyObject *out = PyObject_CallOneArg(g_rendered_type, text);
-    Py_DECREF(text);
+    PyObject *text = repr_bounded(v, &g_limits), *out;
+    if (text == NULL) {
+        out = NULL;
+    } else if (text == Py_None) {
+        Py_DECREF(text);
+        out = untrack_rendered(PyObject_CallOneArg(g_snapshot, v));
+    } else {
+        out = untrack_rendered(PyObject_CallOneArg(g_rendered_type, text));
+        Py_DECREF(text);
+    }
+    if (slot != NULL) {
+        if (out != NULL && (PyObject *)Py_TYPE(out) == g_rendered_type) {
+            PyObject *old_name = slot->name, *old_rendered = slot->rendered;
+            slot->obj = (void *)v;
+            slot->name = name; /* our reference */
+            slot->rendered = Py_NewRef(out);
+            Py_XDECREF(old_name);
+            Py_XDECREF(old_rendered);
+        } else {
+            Py_DECREF(name);
+        }
+    }
     return out;
 }
 
+/* The snapshots of a call's arguments; the tuple untracked when nothing in it may be (as above). */
 static PyObject *snapshot_args(PyObject *args) {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     PyObject *out = PyTuple_New(n);
     if (out == NULL)
         return NULL;
+    int atoms = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = snapshot(PyTuple_GET_ITEM(args, i));
         if (v == NULL) {
             Py_DECREF(out);
             return NULL;
         }
+        atoms = atoms && !may_be_tracked(v);
         PyTuple_SET_ITEM(out, i, v);
     }
+    if (atoms && n && PyObject_GC_IsTracked(out))
+        PyObject_GC_UnTrack(out);
     return out;
 }
 
@@ -1247,11 +1317,6 @@ static PyObject *hook_resumed(PyObject *module, PyObject *const *argv, Py_ssize_
 static PyObject *g_ev_line, *g_ev_branch, *g_ev_assign; /* fast_capture.EV_* */
 static Py_ssize_t g_max_frame_events = 65536;            /* fast_capture.MAX_EVENTS_PER_FRAME */
 
-/* Whether the collector may have to look inside ``o`` (CPython's _PyObject_GC_MAY_BE_TRACKED). */
-static inline int may_be_tracked(PyObject *o) {
-    return PyObject_IS_GC(o) && (!PyTuple_CheckExact(o) || PyObject_GC_IsTracked(o));
-}
-
 static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObject *a, PyObject *b) {
     StateObject *state = g_state;
     int64_t ts = 0;
@@ -1486,6 +1551,10 @@ KEY(K_VAR_NAME, "\x0a\x12" "execscope.var.name");
 KEY(K_VAR_VALUE, "\x0a\x13" "execscope.var.value");
 KEY(K_HLC, "\x0a\x14" "execscope.hlc.offset");
 KEY(K_HLC_END, "\x0a\x18" "execscope.hlc.end_offset");
+KEY(K_EXC_TYPE, "\x0a\x0e" "exception.type");
+KEY(K_EXC_MESSAGE, "\x0a\x11" "exception.message");
+KEY(K_EXC_STACK, "\x0a\x14" "exception.stacktrace");
+KEY(K_EXC_ESCAPED, "\x0a\x11" "exception.escaped");
 
 /* The hybrid logical clock's floor steps (clocks.steps(): two lists, sequence numbers and floors, kept
  * sorted and mutated in place by Python under the GIL), set by set_clock; NULL: no offsets. */
@@ -1642,7 +1711,7 @@ static PyObject *head_of(PyObject *head, PyObject *info, PyObject *kind) {
 
 /* One span (without the outer tag) into ``b``; returns 1 when the frame needs the Python encoder. */
 typedef struct {
-    PyObject *fallback, *head, *render, *secret; /* borrowed from encode_spans' arguments */
+    PyObject *fallback, *head, *render, *secret, *stack; /* borrowed from encode_spans' arguments */
     PyObject *last_info, *last_entry;   /* the previous frame's head (entry held, info inside it) */
 } Encoders;
 
@@ -1755,10 +1824,86 @@ static int encode_events(Buf *b, FrameObject *f, Encoders *enc, int timed, long 
     return 0;
 }
 
+/* The ``exception`` event of an exception that left the call (fast_capture._fail's ``error`` tuple:
+ * type name, message, traceback entries, line, time, sequence number), as otlp_encode.encode_frame
+ * writes it, its stacktrace from ``stack(entries, type_name, message)`` (runtime.format_stack);
+ * ``*status`` gets the span's status message (``f"{type}: {message}"[:1024]``), written last by the
+ * caller. 1 when the frame needs the Python encoder (a value of another type, text UTF-8 cannot
+ * hold: Python writes surrogates as they are). */
+static int encode_error(Buf *b, FrameObject *f, Encoders *enc, int timed, long long off0, PyObject **status) {
+    PyObject *e = f->error;
+    if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6 || !PyUnicode_Check(PyTuple_GET_ITEM(e, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(e, 1)) || !PyTuple_Check(PyTuple_GET_ITEM(e, 2)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(f->info, 0)))
+        return 1;
+    PyObject *type_name = PyTuple_GET_ITEM(e, 0), *message = PyTuple_GET_ITEM(e, 1);
+    long long line = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 3)), ts = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 4));
+    long long seq = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 5));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    PyObject *stack = PyObject_CallFunctionObjArgs(enc->stack, PyTuple_GET_ITEM(e, 2), type_name, message, NULL);
+    if (stack == NULL)
+        return -1;
+    PyObject *full = PyUnicode_FromFormat("%U: %U", type_name, message);
+    PyObject *cut = full ? PyUnicode_Substring(full, 0, 1024) : NULL;
+    Py_XDECREF(full);
+    if (cut == NULL) {
+        Py_DECREF(stack);
+        return -1;
+    }
+    int rc = 1;
+    Py_ssize_t tlen, mlen, slen, nlen, at;
+    const char *ttext, *mtext, *stext = NULL, *ntext = NULL;
+    if (!PyUnicode_Check(stack) || (ttext = PyUnicode_AsUTF8AndSize(type_name, &tlen)) == NULL ||
+        (mtext = PyUnicode_AsUTF8AndSize(message, &mlen)) == NULL ||
+        (stext = PyUnicode_AsUTF8AndSize(stack, &slen)) == NULL ||
+        (ntext = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(f->info, 0), &nlen)) == NULL ||
+        PyUnicode_AsUTF8AndSize(cut, NULL) == NULL) {
+        PyErr_Clear();
+        goto done;
+    }
+    rc = -1;
+    if (begin_field(b, 0x5a, &at) < 0 || buf_reserve(b, 20) < 0)
+        goto done;
+    b->data[b->len++] = 0x09;
+    put_fixed64(b, (uint64_t)ts);
+    b->data[b->len++] = 0x12;
+    b->data[b->len++] = 9;
+    put_raw(b, "exception", 9);
+    if (put_tagged_str(b, 0x1a, K_EXC_TYPE, KLEN(K_EXC_TYPE), ttext, tlen) < 0 ||
+        put_tagged_str(b, 0x1a, K_EXC_MESSAGE, KLEN(K_EXC_MESSAGE), mtext, mlen) < 0 ||
+        put_tagged_str(b, 0x1a, K_EXC_STACK, KLEN(K_EXC_STACK), stext, slen) < 0 ||
+        buf_reserve(b, 6 + KLEN(K_EXC_ESCAPED)) < 0)
+        goto done;
+    b->data[b->len++] = 0x1a; /* KeyValue { key, AnyValue { bool_value = true } } */
+    b->data[b->len++] = (char)(KLEN(K_EXC_ESCAPED) + 4);
+    put_raw(b, K_EXC_ESCAPED, KLEN(K_EXC_ESCAPED));
+    put_raw(b, "\x12\x02\x10\x01", 4);
+    if (put_tagged_int(b, 0x1a, K_LINE, KLEN(K_LINE), line) < 0 || put_tagged_int(b, 0x1a, K_SEQ, KLEN(K_SEQ), seq) < 0 ||
+        put_tagged_str(b, 0x1a, K_NODE, KLEN(K_NODE), ntext, nlen) < 0)
+        goto done;
+    if (timed) {
+        long long off = clock_offset(seq, ts);
+        if ((off == -1 && PyErr_Occurred()) || (off != off0 && put_tagged_int(b, 0x1a, K_HLC, KLEN(K_HLC), off) < 0))
+            goto done;
+    }
+    if (end_field(b, at) < 0)
+        goto done;
+    rc = 0;
+    *status = Py_NewRef(cut);
+done:
+    Py_DECREF(stack);
+    Py_DECREF(cut);
+    return rc;
+}
+
 static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     if ((f->events != NULL && f->events != Py_None && (!PyList_Check(f->events) || enc->secret == NULL)) ||
-        (f->error != NULL && f->error != Py_None) || f->info == NULL || !PyTuple_Check(f->info) ||
-        f->kind == NULL || f->args == NULL || !PyTuple_Check(f->args))
+        (f->error != NULL && f->error != Py_None && enc->stack == NULL) || f->info == NULL ||
+        !PyTuple_Check(f->info) || PyTuple_GET_SIZE(f->info) < 1 || f->kind == NULL || f->args == NULL ||
+        !PyTuple_Check(f->args))
         return 1;
     PyObject *entry = f->info == enc->last_info ? enc->last_entry : head_of(enc->head, f->info, f->kind);
     if (entry == NULL)
@@ -1882,15 +2027,42 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
         if (rc != 0)
             return rc;
     }
+    PyObject *status = NULL; /* the status message of a call an exception left */
+    if (f->error != NULL && f->error != Py_None) {
+        int rc = encode_error(b, f, enc, timed, off0, &status);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = 0;
     if (f->dropped_events) {
         if (buf_reserve(b, 11) < 0)
-            return -1;
-        b->data[b->len++] = 0x60;
-        put_varint(b, (uint64_t)f->dropped_events);
-        if (put_kv_int(b, K_DROPPED, KLEN(K_DROPPED), f->dropped_events) < 0)
-            return -1;
+            rc = -1;
+        else {
+            b->data[b->len++] = 0x60;
+            put_varint(b, (uint64_t)f->dropped_events);
+            rc = put_kv_int(b, K_DROPPED, KLEN(K_DROPPED), f->dropped_events);
+        }
     }
-    return 0;
+    if (rc == 0 && status != NULL) { /* Span.status (15): Status { message = 2; code = 3 (ERROR) } */
+        Py_ssize_t mlen;
+        const char *m = PyUnicode_AsUTF8AndSize(status, &mlen); /* checked by encode_error */
+        Py_ssize_t body = (mlen ? 1 + varint_len(mlen) + mlen : 0) + 2;
+        if (m == NULL || buf_reserve(b, 1 + varint_len(body) + body) < 0)
+            rc = -1;
+        else {
+            b->data[b->len++] = 0x7a;
+            put_varint(b, body);
+            if (mlen) {
+                b->data[b->len++] = 0x12;
+                put_varint(b, mlen);
+                put_raw(b, m, mlen);
+            }
+            b->data[b->len++] = 0x18;
+            b->data[b->len++] = 2;
+        }
+    }
+    Py_XDECREF(status);
+    return rc;
 }
 
 static PyObject *set_clock(PyObject *module, PyObject *args) {
@@ -1904,19 +2076,24 @@ static PyObject *set_clock(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* encode_spans(frames, fallback, head, render[, resource, scope]) -> bytes: every frame as a
+/* encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]]) -> bytes: every frame as a
  * ScopeSpans.spans field (tag 2); with ``resource`` (the encoded Resource message) and ``scope`` (the
- * encoded ScopeSpans.scope field), the whole ExportTraceServiceRequest around them. Frames with events or an exception go through ``fallback(frame) -> bytes`` (the Python
+ * encoded ScopeSpans.scope field), the whole ExportTraceServiceRequest around them. Frames this
+ * encoder cannot write (an event caught in its frame, an exception without ``stack``, see
+ * encode_error) go through ``fallback(frame) -> bytes`` (the Python
  * encoder); ``head(info, kind)`` gives (name field, shared attributes, argument keys, secret flags)
  * of a function, cached here by the identity of ``info``; ``render(name, value) -> str`` renders a
- * value of a type this encoder does not render itself. */
+ * value of a type this encoder does not render itself; ``secret(name) -> bool`` whether a variable's
+ * value is hidden (events are written here only with it); ``stack(entries, type_name, message)`` the
+ * ``exception.stacktrace`` of an exception that left a call (runtime.format_stack). */
 static PyObject *encode_spans(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    if ((argc != 4 && argc != 6 && argc != 7) ||
+    if ((argc != 4 && argc != 6 && argc != 7 && argc != 8) ||
         (argc >= 6 && (!PyBytes_Check(argv[4]) || !PyBytes_Check(argv[5])))) {
-        PyErr_SetString(PyExc_TypeError, "encode_spans(frames, fallback, head, render[, resource, scope[, secret]])");
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]])");
         return NULL;
     }
-    Encoders enc = {argv[1], argv[2], argv[3], argc == 7 ? argv[6] : NULL, NULL, NULL};
+    Encoders enc = {argv[1], argv[2], argv[3], argc >= 7 ? argv[6] : NULL, argc == 8 ? argv[7] : NULL, NULL, NULL};
     PyObject *seq = PySequence_Fast(argv[0], "frames must be a sequence");
     if (seq == NULL)
         return NULL;
@@ -2048,6 +2225,7 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     Py_CLEAR(g_parent_span);
     g_max_chars = max_chars;
     g_limits = (ReprLimits){max_chars, max_items, max_depth};
+    clear_opaque_slots(); /* texts cut at the old limits */
     if (g_head_cache != NULL)
         PyDict_Clear(g_head_cache);
     Py_RETURN_NONE;
@@ -2125,6 +2303,136 @@ static PyObject *py_close_tally(PyObject *module, PyObject *Py_UNUSED(ignored)) 
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- traceback entries
+ * tb_entries(exc, caller, limit) -> (line, entries): runtime.exception_entries for the fail hook
+ * (the line where ``exc`` passed through Python frame ``caller``, and the traceback entries from
+ * there inwards as (file, line, function), the innermost ``limit`` kept), with the same values.
+ *
+ * An exception a parser raises as control flow passes through many recorded calls, and each one's
+ * fail records the traceback from its own frame inwards: walked and copied in Python, that was
+ * O(depth) Python steps per frame, O(depth^2) per exception. Here the walk is a pointer chase, and
+ * the entries reuse the (file, line, function) tuples of the previous result wherever the chain ends
+ * as that one did (innermost first): the same code object (held by the memo, so its address cannot
+ * be reused while compared), instruction offset and line field. Equal by content, never by the
+ * identity of a traceback or frame: none is kept (holding one would keep the program's frames and
+ * their locals alive; comparing a freed one's address would match whatever reuses it). When every
+ * entry matches, the previous tuple itself is returned. Runs no Python code but allocations'. */
+#define TB_MEMO_MAX 64 /* runtime._STACK_LIMIT; arrays of it on the C stack: 3 KiB (a thread may have a small stack) */
+typedef struct {
+    PyObject *code; /* strong */
+    int lasti, lineno;
+} TbKey;
+static TbKey g_tb_memo[TB_MEMO_MAX];
+static Py_ssize_t g_tb_memo_n;
+static PyObject *g_tb_memo_entries; /* the tuple made for g_tb_memo (strong) */
+
+static PyObject *tb_entry(PyTracebackObject *tb, PyObject *code) { /* (file, line, function) */
+    PyObject *line = PyObject_GetAttrString((PyObject *)tb, "tb_lineno"); /* as Python reads it */
+    if (line == NULL)
+        return NULL;
+    PyObject *r = PyTuple_Pack(3, ((PyCodeObject *)code)->co_filename, line, ((PyCodeObject *)code)->co_name);
+    Py_DECREF(line);
+    if (r != NULL && !may_be_tracked(PyTuple_GET_ITEM(r, 0)) && !may_be_tracked(PyTuple_GET_ITEM(r, 2)))
+        PyObject_GC_UnTrack(r); /* atoms only (kept until encoded: see untrack_rendered) */
+    return r;
+}
+
+static PyObject *tb_entries(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 3 || !PyExceptionInstance_Check(argv[0]) || !PyLong_Check(argv[2])) {
+        PyErr_SetString(PyExc_TypeError, "tb_entries(exc, caller, limit)");
+        return NULL;
+    }
+    PyObject *caller = argv[1];
+    Py_ssize_t limit = PyLong_AsSsize_t(argv[2]);
+    if (limit < 1 || limit > TB_MEMO_MAX) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "tb_entries: limit out of range");
+        return NULL;
+    }
+    PyObject *head = PyException_GetTraceback(argv[0]); /* new reference: the chain stays alive */
+    PyTracebackObject *tb = (PyTracebackObject *)head;
+    while (tb != NULL && (PyObject *)tb->tb_frame != caller)
+        tb = tb->tb_next;
+    if (tb == NULL) {
+        Py_XDECREF(head);
+        PyObject *line = PyObject_GetAttrString(caller, "f_lineno");
+        if (line == NULL)
+            return NULL;
+        PyObject *r = Py_BuildValue("(N())", line);
+        return r;
+    }
+    PyTracebackObject *ring[TB_MEMO_MAX]; /* the innermost ``limit`` entries, borrowed from the chain */
+    Py_ssize_t total = 0;
+    for (PyTracebackObject *t = tb; t != NULL; t = t->tb_next)
+        ring[total++ % limit] = t;
+    Py_ssize_t n = total < limit ? total : limit;
+    TbKey keys[TB_MEMO_MAX];
+    PyTracebackObject *tbs[TB_MEMO_MAX];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTracebackObject *t = ring[(total - n + i) % limit];
+        tbs[i] = (PyTracebackObject *)Py_NewRef(t); /* held: allocating below may run finalizers */
+        keys[i].code = (PyObject *)PyFrame_GetCode(t->tb_frame);
+        keys[i].lasti = t->tb_lasti;
+        keys[i].lineno = t->tb_lineno;
+    }
+    /* innermost entries matching the previous result */
+    Py_ssize_t same = 0, prev_n = g_tb_memo_n;
+    while (same < n && same < prev_n) {
+        TbKey *a = &keys[n - 1 - same], *b = &g_tb_memo[prev_n - 1 - same];
+        if (a->code != b->code || a->lasti != b->lasti || a->lineno != b->lineno)
+            break;
+        same++;
+    }
+    PyObject *prev = Py_XNewRef(g_tb_memo_entries), *entries = NULL, *result = NULL;
+    PyObject *line = PyObject_GetAttrString((PyObject *)tb, "tb_lineno");
+    if (line == NULL)
+        goto done;
+    if (same == n && n == prev_n && prev != NULL) {
+        entries = Py_NewRef(prev);
+    } else {
+        if ((entries = PyTuple_New(n)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item;
+            if (i >= n - same) /* matched: the previous result's tuple for the same entry */
+                item = Py_NewRef(PyTuple_GET_ITEM(prev, prev_n - (n - i)));
+            else if ((item = tb_entry(tbs[i], keys[i].code)) == NULL)
+                goto done;
+            PyTuple_SET_ITEM(entries, i, item);
+        }
+        int atoms = 1;
+        for (Py_ssize_t i = 0; i < n && atoms; i++)
+            atoms = !may_be_tracked(PyTuple_GET_ITEM(entries, i));
+        if (atoms && n)
+            PyObject_GC_UnTrack(entries);
+        /* the memo becomes this result (its old code references dropped after, from a copy) */
+        TbKey old[TB_MEMO_MAX];
+        memcpy(old, g_tb_memo, (size_t)g_tb_memo_n * sizeof(TbKey));
+        Py_ssize_t old_n = g_tb_memo_n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            g_tb_memo[i] = keys[i];
+            Py_INCREF(keys[i].code);
+        }
+        g_tb_memo_n = n;
+        PyObject *old_entries = g_tb_memo_entries;
+        g_tb_memo_entries = Py_NewRef(entries);
+        for (Py_ssize_t i = 0; i < old_n; i++)
+            Py_DECREF(old[i].code);
+        Py_XDECREF(old_entries);
+    }
+    result = PyTuple_Pack(2, line, entries);
+done:
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(keys[i].code);
+        Py_DECREF(tbs[i]);
+    }
+    Py_XDECREF(line);
+    Py_XDECREF(entries);
+    Py_XDECREF(prev);
+    Py_DECREF(head);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "Bind the hooks to the Python side (see fast_capture._configure_native)."},
@@ -2149,7 +2457,7 @@ static PyMethodDef module_methods[] = {
     {"set_clock", (PyCFunction)set_clock, METH_VARARGS,
      "set_clock(seqs, floors): the clock's floor steps (two lists, clocks.steps()) the encoder reads"},
     {"encode_spans", (PyCFunction)(void (*)(void))encode_spans, METH_FASTCALL,
-     "encode_spans(frames, fallback) -> bytes of ScopeSpans.spans fields"},
+     "encode_spans(frames, fallback, head, render[, resource, scope[, secret[, stack]]]) -> bytes (see there)"},
     {"bounded_repr", (PyCFunction)bounded_repr, METH_VARARGS,
      "bounded_repr(value, max_chars, max_items, max_depth) -> values.safe_repr's text, or None when the "
      "value holds a type only the Python renderer handles."},
@@ -2164,6 +2472,8 @@ static PyMethodDef module_methods[] = {
     {"close_tally", (PyCFunction)py_close_tally, METH_NOARGS,
      "End the tally of calls left out under an OTel span and buffer it (before the buffer is taken)."},
     {"count_events", (PyCFunction)count_events, METH_O, "count_events(frames) -> span events they encode to"},
+    {"tb_entries", (PyCFunction)(void (*)(void))tb_entries, METH_FASTCALL,
+     "tb_entries(exc, caller, limit) -> (line, entries): runtime.exception_entries (see there)"},
     {"set_gate", (PyCFunction)set_gate, METH_O, "GATE's mode: 0 false, 1 true, 2 false in sampled-out traces."},
     {"current", (PyCFunction)py_current, METH_NOARGS, "The current frame of this thread and context."},
     {"set_current", (PyCFunction)py_set_current, METH_O, "Make a frame current (sets runtime._current)."},

@@ -523,6 +523,60 @@ static PyObject *render_class(Renderer *r, PyObject *cls) {
     return out;
 }
 
+/* values._type_name of a class of the plain metaclass; NULL with r->unsupported set when a name is
+ * not a str (Python formats it) */
+static PyObject *type_name(Renderer *r, PyTypeObject *t) {
+    PyObject *module = PyObject_GetAttrString((PyObject *)t, "__module__");
+    if (module == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+    }
+    PyObject *qualname = PyObject_GetAttrString((PyObject *)t, "__qualname__"), *out = NULL;
+    if (qualname == NULL || !PyUnicode_CheckExact(qualname) ||
+        (module != NULL && module != Py_None && !PyUnicode_CheckExact(module))) {
+        if (qualname != NULL || !PyErr_Occurred())
+            r->unsupported = 1;
+    } else if (module == NULL || module == Py_None || PyUnicode_GET_LENGTH(module) == 0 ||
+               PyUnicode_CompareWithASCIIString(module, "builtins") == 0) {
+        out = Py_NewRef(qualname);
+    } else {
+        out = PyUnicode_FromFormat("%U.%U", module, qualname);
+    }
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    return out;
+}
+
+static PyObject *render_exception(Renderer *r, PyObject *v, Py_ssize_t depth) {
+    PyObject *args = ((PyBaseExceptionObject *)v)->args; /* BaseException.args, not the object's getattr */
+    if (args == NULL || !PyTuple_CheckExact(args)) {
+        r->unsupported = 1;
+        return NULL;
+    }
+    PyObject *name = type_name(r, Py_TYPE(v));
+    if (name == NULL)
+        return NULL;
+    Py_INCREF(args);
+    r->nesting++;
+    PyObject *inner = render(r, args, depth + 1);
+    r->nesting--;
+    Py_DECREF(args);
+    PyObject *out = NULL;
+    if (inner != NULL) { /* [1:-1].rstrip(",") */
+        Py_ssize_t end = PyUnicode_GET_LENGTH(inner) - 1;
+        while (end > 1 && PyUnicode_READ_CHAR(inner, end - 1) == ',')
+            end--;
+        PyObject *body = end > 1 ? PyUnicode_Substring(inner, 1, end) : PyUnicode_New(0, 0);
+        if (body != NULL)
+            out = PyUnicode_FromFormat("%U(%U)", name, body);
+        Py_XDECREF(body);
+        Py_DECREF(inner);
+    }
+    Py_DECREF(name);
+    return out;
+}
+
 static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     PyTypeObject *t = Py_TYPE(v);
     if (t == &PyUnicode_Type)
@@ -544,8 +598,20 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
         }
         return text;
     }
-    if (v == Py_None || t == &PyBool_Type || t == &PyFloat_Type || t == &PyComplex_Type)
+    if (v == Py_None || t == &PyBool_Type || t == &PyFloat_Type || t == &PyComplex_Type || v == Py_Ellipsis ||
+        t == &PyRange_Type)
         return PyObject_Repr(v);
+    if (t == &PySlice_Type) { /* its repr is its members': only ints and None here (never user code) */
+        PySliceObject *s = (PySliceObject *)v;
+        PyObject *parts[3] = {s->start, s->stop, s->step};
+        for (int i = 0; i < 3; i++) {
+            if (parts[i] != Py_None && !PyLong_CheckExact(parts[i])) {
+                r->unsupported = 1;
+                return NULL;
+            }
+        }
+        return PyObject_Repr(v);
+    }
     if (t == &PyBytes_Type)
         return render_leaf(r, v, PyBytes_GET_SIZE(v));
     if (t == &PyByteArray_Type)
@@ -603,6 +669,11 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     }
     if (t == &PyType_Type) /* a class whose metaclass is type itself */
         return render_class(r, v);
+    /* an exception, as values._render: "module.Class(" its args' text without the tuple's brackets
+     * and trailing comma ")"; only of a class of the plain metaclass (its names read run no user code) */
+    if (PyExceptionInstance_Check(v) && Py_IS_TYPE((PyObject *)t, &PyType_Type) && !PyList_Check(v) &&
+        !PyTuple_Check(v) && !PyDict_Check(v) && !PyAnySet_Check(v) && r->nesting < NESTING_MAX)
+        return render_exception(r, v, depth);
     /* an instance of a class the Python renderer showed opaque (values._opaque_by_type); only classes
      * whose hash and equality in the dict run no user code */
     if (g_opaque_names != NULL && plain_hashed_class(t)) {
@@ -617,6 +688,20 @@ static PyObject *render(Renderer *r, PyObject *v, Py_ssize_t depth) {
     }
     r->unsupported = 1;
     return NULL;
+}
+
+PyObject *repr_opaque_name(PyObject *v) {
+    PyTypeObject *t = Py_TYPE(v);
+    /* the types render() handles before it looks the class up (none is ever learnt opaque) */
+    if (g_opaque_names == NULL || t == &PyUnicode_Type || t == &PyLong_Type || v == Py_None || t == &PyBool_Type ||
+        t == &PyFloat_Type || t == &PyComplex_Type || v == Py_Ellipsis || t == &PyRange_Type || t == &PySlice_Type ||
+        t == &PyBytes_Type || t == &PyByteArray_Type || t == &PyList_Type || t == &PyTuple_Type ||
+        t == &PyDict_Type || t == &PySet_Type || t == &PyFrozenSet_Type || t == g_deque || t == &PyFunction_Type ||
+        t == &PyMethod_Type || t == &PyCFunction_Type || t == &PyType_Type || PyExceptionInstance_Check(v) ||
+        !plain_hashed_class(t))
+        return NULL;
+    PyObject *name = PyDict_GetItemWithError(g_opaque_names, (PyObject *)t); /* borrowed */
+    return name != NULL && PyUnicode_Check(name) ? name : NULL;
 }
 
 PyObject *repr_bounded(PyObject *value, const ReprLimits *limits) {

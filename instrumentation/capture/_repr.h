@@ -14,6 +14,11 @@ typedef struct {
  * in Python), or NULL with an exception set on a memory error. Runs no user code. */
 PyObject *repr_bounded(PyObject *value, const ReprLimits *limits);
 
+/* The name ``value`` renders under as "<name object at 0x...>" (an instance of a class learnt
+ * opaque: repr_bounded's text is then a function of that name object and the address alone), or
+ * NULL (an exception set only when the lookup failed). Borrowed. Runs no user code. */
+PyObject *repr_opaque_name(PyObject *value);
+
 /* set_opaque_names(names: dict) -> None: values._opaque_names, {type: name}: instances of these classes
  * (of the plain metaclass) are rendered "<name object at 0x...>" here too, as the Python renderer
  * renders them. */

@@ -533,6 +533,14 @@ def leave(frame: Any) -> None:
         stats.failed(exc)
 
 
+def _exception_entries(exc: BaseException, caller: Any) -> tuple[int, tuple[tuple[str, int, str], ...]]:
+    """runtime.exception_entries; in C when the native core is loaded (NATIVE.tb_entries: the walk
+    a pointer chase, the entries' tuples shared with the previous result where the chains end alike)."""
+    if NATIVE is not None:
+        return NATIVE.tb_entries(exc, caller, runtime._STACK_LIMIT)
+    return runtime.exception_entries(exc, caller)
+
+
 def fail(frame: Any, exc: BaseException) -> None:
     _fail(frame, exc, sys._getframe(1))
 
@@ -546,7 +554,7 @@ def _fail(frame: Any, exc: BaseException, caller: Any) -> None:
         if runtime._not_an_error(exc):
             frame.exit = type_name
             return
-        line, entries = runtime.exception_entries(exc, caller)
+        line, entries = _exception_entries(exc, caller)
         message = exception_message(exc, DEFAULT_LIMITS)
         # formatted (source lines read) by the encoder, off the program's thread
         frame.error = (type_name, message, entries, line, _time_ns(), frame.seq.next())

@@ -554,7 +554,8 @@ def caught_exception(caller: Any, points: tuple, handler: str
 
 _STACKS_MAX = 4096  # distinct stacks kept formatted (then all forgotten at once)
 _stacks: dict[tuple[tuple[str, int, str], ...], str] = {}
-_stacks_policy: Any = None  # the redaction policy the kept stacks were redacted by
+_tails: dict[str, str] = {}  # "type: message" -> redacted, as many kept
+_stacks_policy: Any = None  # the redaction policy the kept stacks and tails were redacted by
 
 
 def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, message: str) -> str:
@@ -564,11 +565,13 @@ def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, mess
     like one in a value) is made once per distinct ``entries`` and redaction policy: a program whose
     control flow raises (a parser backtracking) takes the same paths again and again, and formatting
     and scanning every one was most of the cost of recording it (pyparsing's suite). The last line
-    (type and message, the message already redacted) is redacted on its own."""
+    (type and message, the message already redacted) is redacted on its own, once per distinct text
+    too: an exception passing through many recorded calls gives each the same one."""
     global _stacks_policy
     policy = _values_module._policy
     if _stacks_policy is not policy:
         _stacks.clear()
+        _tails.clear()
         _stacks_policy = policy
     head = _stacks.get(entries)
     if head is None:
@@ -577,7 +580,14 @@ def format_stack(entries: tuple[tuple[str, int, str], ...], type_name: str, mess
         if len(_stacks) >= _STACKS_MAX:
             _stacks.clear()
         _stacks[entries] = head
-    return head + redact_text(f"{type_name}: {message}")
+    line = f"{type_name}: {message}"
+    tail = _tails.get(line)
+    if tail is None:
+        tail = redact_text(line)
+        if len(_tails) >= _STACKS_MAX:
+            _tails.clear()
+        _tails[line] = tail
+    return head + tail
 
 
 def fail(frame: Frame | Any, exc: BaseException) -> None:

@@ -193,7 +193,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
     if dropped:
         resource_attrs["execscope.dropped_spans"] = dropped
     extra = [encode_receive(r) for r in receives]
-    if NATIVE is not None:  # frames with events or an exception are handed back to encode_frame
+    if NATIVE is not None:  # frames with an exception caught in them are handed back to encode_frame
         frames = frames if isinstance(frames, list) else list(frames)
         if clocks.has_steps() and not _NATIVE_CLOCK:  # frames with HLC offsets (an older native build)
             timed = [f for f in frames if clocks.needs_offsets(f.seq1, f.start)]
@@ -202,7 +202,7 @@ def encode_request(frames: Iterable[FastFrame], resource: Mapping[str, Any], sco
                 extra.extend(encode_frame(f) for f in timed)
         if not extra:
             return NATIVE.encode_spans(frames, encode_frame, native_head, render, _resource_attrs(resource_attrs),
-                                       w.scope("execscope", scope_version), _is_secret)
+                                       w.scope("execscope", scope_version), _is_secret, format_stack)
         return w.request_encoded(_resource_attrs(resource_attrs), "execscope", scope_version,
                                  NATIVE.encode_spans(frames, encode_frame, native_head, render)
                                  + b"".join([w.ld(b"\x12", s) for s in extra]))

@@ -217,3 +217,160 @@ def test_a_recursion_limit_inside_recorded_calls_leaves_no_freed_frame_current(n
                           text=True, timeout=300,
                           env={**os.environ, "PYTHONMALLOC": "debug", "EXECSCOPE_NATIVE": native})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+DEEP_RAISE = '''
+def down(n, kind):
+    if n == 0:
+        raise kind("bottom")
+    return down(n - 1, kind)
+
+def other(n):
+    if n == 0:
+        return {}["missing"]
+    return other(n - 1)
+'''
+
+
+def test_traceback_entries_in_c_are_pythons_and_share_the_tuples_of_the_innermost_entries(fast) -> None:  # noqa: F811
+    # A parser raising as control flow records the traceback once per recorded frame it passes:
+    # the C walk gives exactly runtime.exception_entries, and reuses the previous result's tuples
+    # where the chains end alike (the whole tuple once 64 entries lie below the frame).
+    import weakref
+
+    from execscope.instrumentation.capture import runtime
+
+    module = load_rewritten(DEEP_RAISE, "functions", name="deep_raise", file="/src/deep_raise.py")
+    fast_capture.take_pending()
+    with pytest.raises(ValueError):
+        module.down(100, ValueError)
+    frames, _ = fast_capture.take_pending()
+    errors = [f.error for f in sorted(frames, key=lambda f: f.seq0, reverse=True)]  # innermost first
+    assert len(errors) == 101 and all(e is not None for e in errors)
+    entries = [e[2] for e in errors]
+    assert [len(x) for x in entries] == [min(i + 1, runtime._STACK_LIMIT) for i in range(101)]
+    assert entries[70][0] == ("/src/deep_raise.py", 5, "down") and entries[0][-1] == ("/src/deep_raise.py", 4, "down")
+    assert len({id(x) for x in entries[63:]}) == 1  # 64 entries below: one tuple, made once
+    assert all(entries[i][j + 1] is entries[i - 1][j] for i in range(1, 64) for j in range(i))  # shared tuples
+
+    # the same values as the Python walk, frame by frame, for chains met in turn (memo misses)
+    def chain(fn, *args):
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        raise AssertionError("no exception")
+
+    for exc in (chain(module.down, 80, KeyError), chain(module.other, 5), chain(module.down, 3, KeyError),
+                chain(module.down, 70, ValueError), chain(module.other, 90)):
+        tb = exc.__traceback__
+        while tb is not None:
+            expected = runtime.exception_entries(exc, tb.tb_frame)
+            assert fast_capture.NATIVE.tb_entries(exc, tb.tb_frame, runtime._STACK_LIMIT) == expected
+            tb = tb.tb_next
+        assert fast_capture.NATIVE.tb_entries(exc, sys._getframe(), 64) == (sys._getframe().f_lineno, ())
+
+    # nothing of the program's is kept: the frames an exception passed through die with it
+    class Marker:
+        pass
+
+    def holder():
+        kept = Marker()
+        ref.append(weakref.ref(kept))
+        return module.down(2, ValueError)
+
+    ref: list = []
+    exc = chain(holder)
+    fast_capture.NATIVE.tb_entries(exc, exc.__traceback__.tb_next.tb_frame, 64)
+    del exc
+    import gc
+    gc.collect()
+    assert ref[0]() is None
+
+
+def test_snapshots_kept_until_encoded_are_left_out_of_the_collectors_walks(fast) -> None:  # noqa: F811
+    # Rendered texts, the argument tuples holding them and the traceback entries hold no reference
+    # that could close a cycle: untracked at once, they neither age through the collector's
+    # generations nor get walked by each collection while they wait for the encoder.
+    import gc
+
+    module = load_rewritten(VALUES_APP, "functions", name="values_gc", file="/src/values_gc.py")
+    fast_capture.take_pending()
+    module.driver()
+    frames, _ = fast_capture.take_pending()
+    rendered = [v for f in frames for v in (*f.args, f.ret) if type(v) is fast_capture.Rendered]
+    assert len(rendered) >= 10 and not any(gc.is_tracked(v) for v in rendered)
+    holding = [f.args for f in frames if any(type(v) is fast_capture.Rendered for v in f.args)]
+    assert holding and not any(gc.is_tracked(a) for a in holding)
+    (error,) = [f.error for f in frames if f.error is not None]
+    assert error[2] and not gc.is_tracked(error[2]) and not any(gc.is_tracked(e) for e in error[2])
+
+
+def test_calls_an_exception_left_are_encoded_in_c_byte_for_byte(fast) -> None:  # noqa: F811
+    # A parser's suite ends a sixth of its recorded calls with an exception: each one went through
+    # the Python encoder (whole), holding the GIL the program's thread needs.
+    from execscope.instrumentation.capture.runtime import format_stack
+    from execscope.instrumentation.export.otlp_encode import _is_secret
+
+    module = load_rewritten(DEEP_RAISE, "functions", name="raise_encoded", file="/src/raise_encoded.py")
+    fast_capture.take_pending()
+    for n, kind in ((3, ValueError), (70, KeyError)):
+        with pytest.raises(kind):
+            module.down(n, kind)
+    long = "é" * 1500  # status message cut at 1024 characters, not bytes
+    with pytest.raises(ValueError):
+        module.down(1, lambda _m: ValueError(long))
+    frames, _ = fast_capture.take_pending()
+    with pytest.raises(ValueError):  # a lone surrogate: UTF-8 cannot hold it, Python writes it as is
+        module.down(0, lambda _m: ValueError("\ud800"))
+    odd, _ = fast_capture.take_pending()
+    frames += odd
+    assert sum(f.error is not None for f in frames) == 4 + 71 + 2 + 1
+    handed_back: list = []
+
+    def fallback(frame):
+        handed_back.append(frame)
+        return encode_frame(frame)
+
+    resource = _resource_attrs({"service.name": "svc"})
+    scope = w.scope("execscope", "1")
+    native = fast_capture.NATIVE.encode_spans(frames, fallback, native_head, render, resource, scope, _is_secret,
+                                              format_stack)
+    assert handed_back == odd  # only the frame whose text UTF-8 cannot hold
+    assert native == w.request(resource, "execscope", "1", [encode_frame(f) for f in frames])
+    request = ExportTraceServiceRequest()  # (protobuf refuses the surrogate the Python encoder writes)
+    request.ParseFromString(fast_capture.NATIVE.encode_spans(frames[:-1], fallback, native_head, render, resource,
+                                                             scope, _is_secret, format_stack))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert sum(len(s.events) for s in spans) == count_events(frames[:-1]) == 77
+    assert all(s.status.code == 2 for s in spans) and max(len(s.status.message) for s in spans) == 1024
+
+
+OPAQUE_APP = '''
+class Node:
+    def parse(self, text):
+        return len(text)
+
+class Other:
+    def parse(self, text):
+        return 0
+'''
+
+
+def test_an_object_of_a_class_learnt_opaque_met_again_is_the_same_text(fast) -> None:  # noqa: F811
+    # a parser node's methods are called with the same ``self`` again and again: its text is a
+    # function of its class's name and its address, made once
+    from execscope.instrumentation.capture import values
+
+    module = load_rewritten(OPAQUE_APP, "functions", name="opaque_app", file="/src/opaque_app.py")
+    nodes = [module.Node() for _ in range(3)] + [module.Other()]
+    for node in nodes:
+        fast_capture.snapshot(node)  # the Python renderer learns both classes opaque
+    fast_capture.take_pending()
+    for node in nodes * 2:
+        node.parse("abc")
+    frames, _ = fast_capture.take_pending()
+    selves = [f.args[0] for f in sorted(frames, key=lambda f: f.seq0)]
+    assert [str(s) for s in selves] == [values.python_repr(n) for n in nodes * 2]
+    assert all(selves[i] is selves[i + 4] for i in range(4))  # the second round: the same objects
+    assert len({id(s) for s in selves}) == 4

@@ -122,12 +122,42 @@ class Named(collections.namedtuple("Named", "a b")):
     pass
 
 
+class _ExcMeta(type):
+    pass
+
+
+class _OddException(Exception, metaclass=_ExcMeta):
+    pass
+
+
+@pytest.mark.parametrize("value", [
+    ValueError(), ValueError("no"), KeyError("k", 1), OSError(2, "missing"), StopIteration((1,)),
+    ValueError("x" * 500), ValueError(ValueError(ValueError("deep"))), [ValueError("in a list"), TypeError()],
+    {"password": ValueError("hidden by name"), "e": RuntimeError({"token": "t"})}, Exception([1, [2, [3, [4]]]]),
+    Exception("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"), type("Local", (Exception,), {})("local"),
+    type("NoModule", (Exception,), {"__module__": None})(), SystemExit(0), ...,
+    range(3), range(-5, 10**30, 7), slice(1), slice(None, -2, 3), [slice(2**70), Ellipsis], (range(0),),
+])
+def test_exceptions_ranges_and_slices_render_like_python(value: object) -> None:
+    # a parser's exceptions are the argument of many of its calls: rendered in C, not by Python
+    assert c_repr(value) is not None, value
+    for limits in LIMITS:
+        assert c_repr(value, limits) == python_repr(value, limits), (limits, value)
+
+
+def test_exceptions_of_other_metaclasses_or_odd_classes_are_left_to_python() -> None:
+    for value in (_OddException("x"), type("Odd", (Exception,), {"__module__": 5})()):
+        assert c_repr(value) is None
+        assert values.safe_repr(value) == python_repr(value)
+
+
 def test_other_types_are_declined_without_running_user_code() -> None:
     for value in ([1, Loud()], {"k": Loud()}, (Loud(),), Named(1, 2), collections.OrderedDict(a=1),
-                  collections.Counter("aab"), object(), range(3)):
+                  collections.Counter("aab"), object(), ValueError(Loud()), [KeyError(1, Loud())]):
         values._opaque_names.clear()  # none learnt opaque yet (see the end)
         assert c_repr(value) is None
         assert values.safe_repr(value) == python_repr(value)
+    assert c_repr(slice(Loud())) is None  # (the Python renderer's repr of a slice is its members')
     assert Loud.calls == 0
     # once the Python renderer has shown a Loud opaque (fast_capture.snapshot learns it), C renders it too
     from execscope.instrumentation.capture import fast_capture

@@ -188,6 +188,27 @@ def test_stack_traces_are_formatted_once_per_path_and_policy(tmp_path: Path) -> 
     assert runtime.format_stack(entries, "ValueError", "k") == first
 
 
+def test_the_last_line_of_a_stack_trace_is_redacted_once_per_text_and_policy(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # an exception passing through many recorded calls gives each the same "type: message" line
+    calls: list[str] = []
+    real = runtime.redact_text
+    monkeypatch.setattr(runtime, "redact_text", lambda text: calls.append(text) or real(text))
+    entries = ((str(tmp_path / "absent.py"), 1, "f"),)
+    secret = f"found {CORPUS['aws-key'][0]}"
+    stacks = [runtime.format_stack(entries, "pkg.ParseError", secret) for _ in range(5)]
+    assert len(set(stacks)) == 1 and stacks[0].endswith("pkg.ParseError: found <redacted:aws-key>")
+    assert calls.count(f"pkg.ParseError: {secret}") == 1
+    runtime.format_stack(entries, "pkg.ParseError", "another message")
+    assert calls.count("pkg.ParseError: another message") == 1
+    previous = values.use_policy(policy_from({"EXECSCOPE_REDACT_PATTERNS": "0"}))  # a new policy: redacted anew
+    try:
+        assert runtime.format_stack(entries, "pkg.ParseError", secret).endswith(f"pkg.ParseError: {secret}")
+    finally:
+        values.use_policy(previous)
+    assert runtime.format_stack(entries, "pkg.ParseError", secret) == stacks[0]
+
+
 def test_the_policy_is_data_extended_by_the_environment(tmp_path: Path) -> None:
     env = {"EXECSCOPE_REDACT_NAMES": "ssn, member_no", "EXECSCOPE_REDACT_DISABLE": "card-number",
            "EXECSCOPE_REDACT_RULE_ACME_TOKEN": "acme_[0-9a-f]{8}",
