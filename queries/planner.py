@@ -67,7 +67,7 @@ LOOP_CAP = 1000.0        # estimated statement events per call at most this time
 @dataclass(frozen=True, slots=True)
 class CostModel:
     """What recording costs, per unit, in nanoseconds of wall time (see the module docstring).
-    Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core.
+    Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core, 2 cores.
 
     The first five are the program's own CPU time: a recorded call, a branch event, a statement event
     (each beyond the plain code), a call a plan's rate leaves out, and a call adaptive sampling leaves
@@ -81,13 +81,13 @@ class CostModel:
     exceptions to record, which the micro benchmark's do not; when set it replaces the recorded call's
     modelled cost. Events keep the modelled costs."""
 
-    call_ns: float = 1200.0       # measured 1227 (bench_capture's fib: 790, a lighter call)
-    branch_event_ns: float = 800.0     # measured 801
-    statement_event_ns: float = 880.0  # measured 880
-    skipped_call_ns: float = 60.0      # measured 63: the truth test and plan_keep
-    counted_call_ns: float = 180.0     # measured 181: a FrameObject and a count on the caller
-    stored_span_ns: float = 8200.0     # measured 8175 (bench_plan_costs, 2 cores under load ~4)
-    stored_event_ns: float = 3200.0    # measured 3225
+    call_ns: float = 800.0        # measured 500 and 816 in two runs of 3 (2026-12-05)
+    branch_event_ns: float = 480.0     # measured 491, 459
+    statement_event_ns: float = 640.0  # measured 671, 612
+    skipped_call_ns: float = 97.0      # measured 98, 97: the truth test and plan_keep
+    counted_call_ns: float = 170.0     # measured 173, 168: a FrameObject and a count on the caller
+    stored_span_ns: float = 4500.0     # measured 4548, 4440 (the drain's CPU: the C converter)
+    stored_event_ns: float = 1300.0    # measured 1304, 1309
     storing_share: float = 0.0
     measured_span_ns: float | None = None
 
