@@ -69,10 +69,13 @@ class CostModel:
     """What recording costs, per unit, in nanoseconds of wall time (see the module docstring).
     Defaults: ``bench_plan_costs.py --repeat 3`` on CPython 3.11, native capture core, 2 cores.
 
-    The first five are the program's own CPU time: a recorded call, a branch event, a statement event
-    (each beyond the plain code), a call a plan's rate leaves out, and a call adaptive sampling leaves
-    out and counts on its recorded caller. Storing (``stored_*``: the drain's CPU per span and per
-    event, in ``execscope run``'s own process) runs beside the program; ``storing_share`` is the part
+    The first six are the program's own CPU time: a recorded call, a branch event, a statement event
+    (each beyond the plain code), a call a plan's rate leaves out, a call adaptive sampling leaves
+    out and counts on its recorded caller, and, per event it would have recorded, the hooks such a
+    call still runs (adaptive sampling decides inside the call; a rate's gate runs the original code
+    of a leaf function, but the rewritten one of a function defining others). Storing
+    (``stored_*``: the drain's CPU per span and per event, in ``execscope run``'s own process) runs
+    beside the program; ``storing_share`` is the part
     of it the program waits for: about 0 with an idle core for it (the default), 1 or more on a
     machine with none.
 
@@ -86,6 +89,7 @@ class CostModel:
     statement_event_ns: float = 640.0  # measured 671, 612
     skipped_call_ns: float = 97.0      # measured 98, 97: the truth test and plan_keep
     counted_call_ns: float = 170.0     # measured 173, 168: a FrameObject and a count on the caller
+    unrecorded_event_ns: float = 15.0  # measured 15: a statement hook of a call left out, doing nothing
     stored_span_ns: float = 4500.0     # measured 4548, 4440 (the drain's CPU: the C converter)
     stored_event_ns: float = 1300.0    # measured 1304, 1309
     storing_share: float = 0.0
@@ -140,6 +144,7 @@ class FunctionProfile:
     branch_events: float | None = None     # measured per call (None: estimate)
     statement_events: float | None = None  # measured per call (None: estimate)
     recorded: int | None = None  # calls recorded as spans (the rest counted by adaptive sampling); None: all
+    leaf: bool = True  # defines no function or class: a call a rate leaves out runs its original code
 
     @property
     def module(self) -> str:
@@ -203,7 +208,12 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
                 + statements * (model.statement_event_ns + model.event_store_ns))
     kept = kept_calls(p.calls, setting.rate)
-    return kept * per_call + (p.calls - kept) * model.skipped_call_ns if setting.rate < 1.0 else kept * per_call
+    if setting.rate >= 1.0:
+        return kept * per_call
+    skipped = model.skipped_call_ns
+    if not p.leaf:  # left out, it runs its rewritten body: every hook, recording nothing
+        skipped += (branches + statements) * model.unrecorded_event_ns
+    return kept * per_call + (p.calls - kept) * skipped
 
 
 def value(p: FunctionProfile, setting: Setting) -> float:
@@ -333,6 +343,15 @@ FROM cpg_functions FINAL
 WHERE node_id IN (SELECT DISTINCT NodeId FROM otel_traces WHERE NodeId != '')
 """
 
+# functions that define others (a nested function's or class's method's qualname extends theirs)
+NON_LEAF_SQL = """
+SELECT DISTINCT f.node_id
+FROM cpg_functions AS f
+INNER JOIN cpg_functions AS g ON f.module = g.module AND f.code_version = g.code_version
+WHERE startsWith(g.qualname, concat(f.qualname, '.'))
+  AND f.node_id IN (SELECT DISTINCT NodeId FROM otel_traces WHERE NodeId != '')
+"""
+
 ARMS_SQL = """
 SELECT s.NodeId AS function, e.NodeId AS arm, toUInt64(count()) AS n, uniqExact(e.SpanId) AS spans
 FROM execscope_events AS e
@@ -378,6 +397,7 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
         branch_events[function][0] += int(n)
         branch_events[function][1] = max(branch_events[function][1], int(spans))
     lines = {r[0]: int(r[1]) / max(1, int(r[2])) for r in store.query(LINES_SQL).rows}
+    non_leaf = {r[0] for r in store.query(NON_LEAF_SQL).rows}
     profiles = []
     for node, name, calls, self_ns, errors, version in store.query(PROFILE_SQL).rows:
         recorded = int(calls)
@@ -393,7 +413,8 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
             cyclomatic=int(ran[1]) if ran else 1, statements=max(1, int(ran[2]) if ran else 1),
             entropy=sum(_entropy(a.values()) for a in arms.values()) / len(arms) if arms else 0.0,
             changed=len(shape) > 1,
-            branch_events=be[0] / max(1, be[1]) if be else None, statement_events=lines.get(node)))
+            branch_events=be[0] / max(1, be[1]) if be else None, statement_events=lines.get(node),
+            leaf=node not in non_leaf))
     profiles.sort(key=lambda p: p.node_id)
     return profiles
 
@@ -438,12 +459,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"{model.skipped_call_ns:.0f} ns per skipped call")
     if profile_ns is not None:
         spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
-        counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling: a skipped call's cost
+        counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
         recorded = {p.node_id: p.calls if p.recorded is None else p.recorded for p in profiles}
+        # a counted call of a profile with events (statements level) ran its hooks, recording nothing
+        hooks_ns = sum((p.calls - recorded[p.node_id]) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
+                       for p in profiles) * model.unrecorded_event_ns
         branches = sum((p.branch_events or 0.0) * recorded[p.node_id] for p in profiles)
         statements = sum((p.statement_events or 0.0) * recorded[p.node_id] for p in profiles)
-        model = replace(model, measured_span_ns=measured_span_ns(profile_ns, spans, counted, model,
-                                                                 branches, statements))
+        model = replace(model, measured_span_ns=measured_span_ns(max(0.0, profile_ns - hooks_ns), spans, counted,
+                                                                 model, branches, statements))
         notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
                      f"statement events, {counted} calls counted at {model.counted_call_ns:.0f} ns) cost "
                      f"{profile_ns / 1e9:.3f}s over a run recording nothing: {model.span_ns:.0f} ns per "

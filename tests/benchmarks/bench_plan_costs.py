@@ -10,7 +10,9 @@ by the ExecscopeSpanProcessor into a spool, flushed at exit; its cost is the pro
 plain function's. Per call at ``functions``; per event (counted in the spool) at ``branches`` and
 ``statements`` beyond the call; per call a plan's rate leaves out (``rate_0``); and per call
 adaptive sampling leaves out and counts on its recorded caller (``counted``: the calls come from a
-recorded ``outer``, at a budget of one). The figures are what :class:`execscope.queries.planner.CostModel`
+recorded ``outer``, at a budget of one; ``counted_statements`` likewise at statements level, where a
+call left out still runs its statement hooks, each doing nothing: per event the call would record,
+``unrecorded_event_ns``). The figures are what :class:`execscope.queries.planner.CostModel`
 defaults to (the median of ``--repeat`` runs, on this project's 2-core CI machine).
 
 Storing costs too: ``execscope run``'s own process drains the spool into the store while the program
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 WORK = "def work(n):\n    t = 0\n    for i in range(n):\n        if i % 2:\n            t += i\n    return t\n"
 CALLS = 40_000
-VARIANTS = ("plain", "functions", "branches", "statements", "rate_0", "counted")
+VARIANTS = ("plain", "functions", "branches", "statements", "rate_0", "counted", "counted_statements")
 # the counted variant: ``work`` called from a recorded ``outer``, with adaptive sampling at a budget of
 # one, so that all but a handful of its calls are left out and counted on outer's span
 OUTER = "def outer(calls):\n    for _ in range(calls):\n        work(8)\n"
@@ -69,10 +71,11 @@ def child(variant: str, calls: int, spool_dir: str, counts_file: str) -> None:
     processor = ExecscopeSpanProcessor.install(provider, sink, encode_request)
     if variant == "plain":
         work = load_plain(WORK, name="work_plain").work
-    elif variant == "counted":
+    elif variant in ("counted", "counted_statements"):
         from execscope.instrumentation.capture import fast_capture
 
-        tree, _nodes, _stats = rewrite_source(WORK + OUTER, "work_mod", "/virtual/work_mod.py", level=1)
+        tree, _nodes, _stats = rewrite_source(WORK + OUTER, "work_mod", "/virtual/work_mod.py",
+                                              level=3 if variant == "counted_statements" else 1)
         namespace = {"__name__": "work_mod"}
         exec(compile(tree, "/virtual/work_mod.py", "exec"), namespace)
         fast_capture.set_adaptive(1)
@@ -140,7 +143,7 @@ def run(variant: str, calls: int, stored: dict[str, list] | None = None) -> tupl
 
 # the cheap variants make ten times the calls, so that a process's own noise (milliseconds of CPU)
 # stays small beside what they measure
-CHEAP = ("plain", "rate_0", "counted")
+CHEAP = ("plain", "rate_0", "counted", "counted_statements")
 
 
 def calls_of(variant: str) -> int:
@@ -170,6 +173,9 @@ def measure(repeat: int) -> dict:
                                     / max(1, events["statements"] - events["branches"]), 1),
         "skipped_call_ns": round((ns["rate_0"] - ns["plain"]) / CALLS, 1),
         "counted_call_ns": round((ns["counted"] - ns["plain"]) / CALLS, 1),
+        # a call left out runs its statement hooks when it is not a leaf (or is counted by adaptive
+        # sampling): each such hook, with nothing to record, per statements-level event it would record
+        "unrecorded_event_ns": round((ns["counted_statements"] - ns["counted"]) / max(1, events["statements"]), 1),
         "stored_span_ns": round(span_ns, 1), "stored_event_ns": round(event_ns, 1),
     }
 

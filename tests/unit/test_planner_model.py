@@ -188,3 +188,16 @@ def test_uniform_rate_counts_each_functions_first_call() -> None:
     rate = uniform_statements_rate(profiles, first_calls * 3, MODEL)
     assert 0.0 < rate < 1.0
     assert sum(cost_ns(p, Setting(STATEMENTS, rate), MODEL) for p in profiles) <= first_calls * 3
+
+
+def test_a_call_left_out_of_a_function_defining_others_still_runs_its_hooks() -> None:
+    """A rate's gate runs a leaf function's original code; a function defining others runs its
+    rewritten body, each hook recording nothing: its skipped calls cost that per event."""
+    leaf = profile("leaf", 10_000, statements=5, branch_events=2.0, statement_events=8.0)
+    outer = profile("outer", 10_000, statements=5, branch_events=2.0, statement_events=8.0, leaf=False)
+    for level, events in ((FUNCTIONS, 0.0), (BRANCHES, 2.0), (STATEMENTS, 10.0)):
+        setting = Setting(level, 0.1)
+        skipped = 10_000 - kept_calls(10_000, 0.1)
+        extra = cost_ns(outer, setting, MODEL) - cost_ns(leaf, setting, MODEL)
+        assert extra == pytest.approx(skipped * events * MODEL.unrecorded_event_ns)
+    assert cost_ns(outer, Setting(STATEMENTS, 1.0), MODEL) == cost_ns(leaf, Setting(STATEMENTS, 1.0), MODEL)
