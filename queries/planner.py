@@ -436,10 +436,10 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
     recording in the store cost the program over a run recording nothing (measured
     likewise): it sets what a recorded call costs this program (:func:`measured_span_ns`).
-    ``skipping_ns``: what passing every call through a plan's rate gate and leaving it out cost over
-    recording nothing (likewise): it sets the model's cost of a skipped call, and scales that of a
-    counted one alike. Raises ValueError when the store holds no
-    recorded function."""
+    ``skipping_ns``: what passing every call through a plan's rate gate, recording each function's first
+    call only, cost over recording nothing (likewise): beyond the gate's modelled cost it is what
+    recording anything costs (a fixed cost, part of the prediction when the plan records anything).
+    Raises ValueError when the store holds no recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
     model = model or CostModel()
@@ -448,15 +448,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         raise ValueError("the store holds no recorded function calls: record the program at --level functions "
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
+    recording_fixed_ns = 0.0  # what recording anything at all costs, beyond recording nothing
     if skipping_ns is not None:
         calls = sum(p.calls for p in profiles)
-        # never below the micro benchmark's, nor above a recorded call's (the difference of two wall
-        # times over few calls can say anything)
-        skipped = min(max(model.skipped_call_ns, skipping_ns / max(1, calls)), model.call_ns)
-        model = replace(model, skipped_call_ns=skipped,
-                        counted_call_ns=model.counted_call_ns * skipped / model.skipped_call_ns)
-        notes.append(f"passing its {calls} calls through a rate gate cost {skipping_ns / 1e9:.3f}s: "
-                     f"{model.skipped_call_ns:.0f} ns per skipped call")
+        gated_ns = calls * model.skipped_call_ns
+        recording_fixed_ns = max(0.0, skipping_ns - gated_ns)
+        notes.append(f"passing its {calls} calls through a rate gate and recording each function's first call "
+                     f"cost {skipping_ns / 1e9:.3f}s: {gated_ns / 1e9:.3f}s the gate at {model.skipped_call_ns:.0f} "
+                     f"ns a call, the rest what recording anything costs ({recording_fixed_ns / 1e9:.3f}s: "
+                     f"rewriting at the plan's levels, storing's first insert, the store's tail at exit)")
     if profile_ns is not None:
         spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
@@ -466,8 +466,8 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                        for p in profiles) * model.unrecorded_event_ns
         branches = sum((p.branch_events or 0.0) * recorded[p.node_id] for p in profiles)
         statements = sum((p.statement_events or 0.0) * recorded[p.node_id] for p in profiles)
-        model = replace(model, measured_span_ns=measured_span_ns(max(0.0, profile_ns - hooks_ns), spans, counted,
-                                                                 model, branches, statements))
+        net_ns = max(0.0, profile_ns - recording_fixed_ns - hooks_ns)
+        model = replace(model, measured_span_ns=measured_span_ns(net_ns, spans, counted, model, branches, statements))
         notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
                      f"statement events, {counted} calls counted at {model.counted_call_ns:.0f} ns) cost "
                      f"{profile_ns / 1e9:.3f}s over a run recording nothing: {model.span_ns:.0f} ns per "
@@ -480,13 +480,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"recording's own predicted cost")
     if not 0.0 <= headroom < 1.0:
         raise ValueError(f"the headroom is a fraction of the allowance, 0 <= headroom < 1, got {headroom}")
-    allowed = allowed_ns(budget, baseline_ns, fixed_ns) * (1.0 - headroom)
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns + recording_fixed_ns) * (1.0 - headroom)
     if fixed_ns:
         notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder, rewriting, storing) before any recorded call")
-    if allowed <= 0 < fixed_ns:
-        notes.append(f"the budget {budget}x is below the fixed cost alone "
-                     f"({1.0 + fixed_ns / baseline_ns:.3f}x): nothing is recorded")
+    if allowed <= 0 < fixed_ns + recording_fixed_ns:
+        notes.append(f"the budget {budget}x is below the fixed cost of recording anything "
+                     f"({1.0 + (fixed_ns + recording_fixed_ns) / baseline_ns:.3f}x): nothing is recorded")
     choices = choose(profiles, allowed, model)
+    if any(c.setting.level != OFF and c.setting.rate > 0.0 for c in choices.values()):
+        fixed_ns += recording_fixed_ns  # paid once the plan records anything
     predicted = fixed_ns + sum(c.cost_ns for c in choices.values())
     rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
     plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
