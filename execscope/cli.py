@@ -482,10 +482,11 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         execscope run --plan plan.toml -- python -m myapp
         execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # measures, records, then plans
 
-    With COMMAND it is run once recording nothing (the store and its CPG), recorded at functions level
-    (the profile), then --repeat times each plain (the median is the baseline) and recording nothing
-    (less the baseline: what any plan costs before its first recorded call) and leaving out every call
-    (what a call a plan's rate leaves out costs); its output goes to stderr.
+    With COMMAND it is run once recording nothing (the store and its CPG), recorded at statements level
+    with adaptive sampling (the profile: calls, and events per call, measured), then --repeat times
+    each plain (the median is the baseline), recording nothing (less the baseline: what any plan costs
+    before its first recorded call) and gating every call (less that: what recording anything costs);
+    its output goes to stderr.
     """
     from execscope.instrumentation.rewrite.plan import dump_plan
     from execscope.plan_runs import measure

@@ -15,11 +15,11 @@
    plan pays before its first recorded call (the recorder and its store starting, the included
    modules read and rewritten at import, storing what little is recorded). The profile's wall time
    less their median is what recording its calls cost, which gives what one recorded call costs this
-   program (:func:`execscope.queries.planner.measured_span_ns`); and, third in each turn, under a plan passing
-   every call through its rate gate and recording almost none (each function's first call): its
-   median less that of the runs recording nothing, per call, is what a call a plan's rate leaves out
-   costs this program (a function defining others runs its rewritten body, hooks and all, when left
-   out; a micro benchmark's leaf function says far less).
+   program (:func:`execscope.queries.planner.measured_span_ns`); and, third in each turn, under a
+   plan passing every call through its rate gate and recording each function's first call only (into
+   a scratch copy of the store): its median less that of the runs recording nothing is the gate's
+   cost and what recording anything costs (:func:`execscope.queries.planner.make_plan` takes the
+   gate's modelled cost off).
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """
@@ -66,8 +66,9 @@ class MeasuredRuns:
 
     @property
     def skipping_extra_ns(self) -> float | None:
-        """What passing every call through a plan's rate gate (and leaving it out) cost over recording
-        nothing; None when not measured (a server store: no scratch copy to record into)."""
+        """What passing every call through a plan's rate gate (recording each function's first call)
+        cost over recording nothing; None when not measured (a server store: no scratch copy to record
+        into)."""
         if not self.skipping_ns:
             return None
         return max(0.0, float(statistics.median(self.skipping_ns)) - self.nothing_median_ns)

@@ -121,12 +121,8 @@ def merge_response_headers(headers: Any) -> None:
         _log.debug("execscope: response clock entry not merged", exc_info=True)
 
 
-def _patch_http_client(module: Any = None) -> None:
-    """Make ``http.client`` (``module``, default: imported here) merge the entry of every response
-    it reads. Idempotent."""
-    if module is None:
-        import http.client as module
-
+def _patch_http_client(module: Any) -> None:
+    """Make ``http.client`` (``module``) merge the entry of every response it reads. Idempotent."""
     original = module.HTTPConnection.getresponse
     if getattr(original, "_execscope", False):
         return

@@ -14,9 +14,11 @@ Inputs, all from the store:
   per statement event and per call a rate leaves out, measured by
   ``tests/benchmarks/bench_plan_costs.py``.
 
-The model. A function called ``n`` times, planned at level ``L`` and rate ``r``, is predicted to
-cost ``n*r*(call + B*branch_event [+ S*statement_event]) + n*(1-r)*skipped`` where ``B`` and ``S``
-are its branch and statement events per call: measured when the store holds events of it,
+The model. A function called ``n`` times, planned at level ``L`` and rate ``r``, records ``k`` of
+its calls (``runtime.plan_keep``: the first, then ``floor(1 + (n-1)*r)`` in all, :func:`kept_calls`)
+and is predicted to cost ``k*(call + B*branch_event [+ S*statement_event]) + (n-k)*skipped``
+(a skipped call of a function defining others also pays its hooks: :class:`CostModel`), where ``B``
+and ``S`` are its branch and statement events per call: measured when the store holds events of it,
 otherwise estimated (``S``: its statements, or its self time over :data:`PLAIN_STATEMENT_NS` when
 that says loops run, capped at :data:`LOOP_CAP` times its statements; ``B``: ``S`` times its
 decisions per statement). The baseline is the program's plain wall time, measured by ``plan --
@@ -75,9 +77,8 @@ class CostModel:
     call still runs (adaptive sampling decides inside the call; a rate's gate runs the original code
     of a leaf function, but the rewritten one of a function defining others). Storing
     (``stored_*``: the drain's CPU per span and per event, in ``execscope run``'s own process) runs
-    beside the program; ``storing_share`` is the part
-    of it the program waits for: about 0 with an idle core for it (the default), 1 or more on a
-    machine with none.
+    beside the program; ``storing_share`` is the part of it the program waits for: about 0 with an
+    idle core for it (the default), 1 or more on a machine with none.
 
     ``measured_span_ns``: what one recorded call costs this program, measured by ``execscope plan --
     COMMAND`` (see :func:`measured_span_ns`): a real program's calls carry arguments to snapshot and
@@ -96,12 +97,14 @@ class CostModel:
     measured_span_ns: float | None = None
 
     @property
-    def span_ns(self) -> float:
-        """One recorded call: as measured in the program, else recording and the waited-for share of
-        storing it."""
-        if self.measured_span_ns is not None:
-            return self.measured_span_ns
+    def modelled_span_ns(self) -> float:
+        """One recorded call by the model: recording it and the waited-for share of storing it."""
         return self.call_ns + self.storing_share * self.stored_span_ns
+
+    @property
+    def span_ns(self) -> float:
+        """One recorded call: as measured in the program, else as modelled."""
+        return self.modelled_span_ns if self.measured_span_ns is None else self.measured_span_ns
 
     @property
     def event_store_ns(self) -> float:
@@ -120,7 +123,7 @@ def measured_span_ns(measured_ns: float, spans: int, counted: int, model: CostMo
     two wall times is noisy); None without recorded calls."""
     if spans <= 0:
         return None
-    modelled = model.call_ns + model.storing_share * model.stored_span_ns
+    modelled = model.modelled_span_ns
     events_ns = (branch_events * (model.branch_event_ns + model.event_store_ns)
                  + statement_events * (model.statement_event_ns + model.event_store_ns))
     per_span = (measured_ns - counted * model.counted_call_ns - events_ns) / spans
@@ -145,6 +148,11 @@ class FunctionProfile:
     statement_events: float | None = None  # measured per call (None: estimate)
     recorded: int | None = None  # calls recorded as spans (the rest counted by adaptive sampling); None: all
     leaf: bool = True  # defines no function or class: a call a rate leaves out runs its original code
+
+    @property
+    def recorded_calls(self) -> int:
+        """Its calls recorded as spans (the others were counted by adaptive sampling)."""
+        return self.calls if self.recorded is None else self.recorded
 
     @property
     def module(self) -> str:
@@ -362,7 +370,7 @@ GROUP BY function, arm
 
 # statements-level events: each line run, and each assignment's value (what bench_plan_costs' cost
 # per statement event is measured over)
-LINES_SQL = """
+STATEMENT_EVENTS_SQL = """
 SELECT s.NodeId AS function, toUInt64(count()) AS n, uniqExact(e.SpanId) AS spans
 FROM execscope_events AS e
 INNER JOIN (SELECT DISTINCT SpanId, NodeId FROM otel_traces WHERE NodeId != '') AS s ON e.SpanId = s.SpanId
@@ -396,7 +404,7 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
         decisions[function][owner][label] = int(n)
         branch_events[function][0] += int(n)
         branch_events[function][1] = max(branch_events[function][1], int(spans))
-    lines = {r[0]: int(r[1]) / max(1, int(r[2])) for r in store.query(LINES_SQL).rows}
+    statements_per_call = {r[0]: int(r[1]) / max(1, int(r[2])) for r in store.query(STATEMENT_EVENTS_SQL).rows}
     non_leaf = {r[0] for r in store.query(NON_LEAF_SQL).rows}
     profiles = []
     for node, name, calls, self_ns, errors, version in store.query(PROFILE_SQL).rows:
@@ -413,7 +421,7 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
             cyclomatic=int(ran[1]) if ran else 1, statements=max(1, int(ran[2]) if ran else 1),
             entropy=sum(_entropy(a.values()) for a in arms.values()) / len(arms) if arms else 0.0,
             changed=len(shape) > 1,
-            branch_events=be[0] / max(1, be[1]) if be else None, statement_events=lines.get(node),
+            branch_events=be[0] / max(1, be[1]) if be else None, statement_events=statements_per_call.get(node),
             leaf=node not in non_leaf))
     profiles.sort(key=lambda p: p.node_id)
     return profiles
@@ -458,14 +466,13 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"ns a call, the rest what recording anything costs ({recording_fixed_ns / 1e9:.3f}s: "
                      f"rewriting at the plan's levels, storing's first insert, the store's tail at exit)")
     if profile_ns is not None:
-        spans = sum(p.calls if p.recorded is None else p.recorded for p in profiles)
+        spans = sum(p.recorded_calls for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
-        recorded = {p.node_id: p.calls if p.recorded is None else p.recorded for p in profiles}
         # a counted call of a profile with events (statements level) ran its hooks, recording nothing
-        hooks_ns = sum((p.calls - recorded[p.node_id]) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
+        hooks_ns = sum((p.calls - p.recorded_calls) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
                        for p in profiles) * model.unrecorded_event_ns
-        branches = sum((p.branch_events or 0.0) * recorded[p.node_id] for p in profiles)
-        statements = sum((p.statement_events or 0.0) * recorded[p.node_id] for p in profiles)
+        branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
+        statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
         net_ns = max(0.0, profile_ns - recording_fixed_ns - hooks_ns)
         model = replace(model, measured_span_ns=measured_span_ns(net_ns, spans, counted, model, branches, statements))
         notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "

@@ -4,6 +4,7 @@ the predicted overhead within the budget by the model, prefers the valuable func
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -146,6 +147,13 @@ def test_plan_records_the_command_first(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert {r["function"]: r["calls"] for r in result["functions"]} == {"cmd_app.f": 300, "cmd_app.main": 1}
     assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
+    # the profile is recorded at statements level: its events per call are measured, not estimated
+    written = (tmp_path / "p.toml").read_text()
+    profile_note = next(line for line in written.splitlines() if "the profile (" in line)
+    found = re.search(r"with (\d+) branch and (\d+) statement events", profile_note)
+    assert found is not None, profile_note
+    branches, statements = int(found.group(1)), int(found.group(2))
+    assert branches > 0 and statements > 0, profile_note
     missing = cli("plan", "--budget", "1.5", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=False)
     assert missing.returncode != 0 and "--include" in missing.stderr
 

@@ -176,7 +176,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def test_a_response_read_by_http_client_is_a_receive() -> None:
     import http.client
 
-    propagator._patch_http_client()
+    propagator._patch_http_client(http.client)
     ahead = _ahead(1)
     _Handler.stamp = ahead.encode()
     server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
