@@ -200,6 +200,23 @@ static int want(Ctx *c, int wt, int expected) {
     return wt == expected ? 0 : fail(c, "known field with an unexpected wire type");
 }
 
+/* The next occurrence of the length-delimited field ``field`` in ``r`` (other fields skipped), into
+ * ``sub``: 1 when there is one, 0 at the end of ``r``, -1 on malformed input. */
+static int next_len_field(Ctx *c, Rd *r, uint32_t field, Rd *sub) {
+    while (r->p < r->end) {
+        uint32_t f;
+        int wt;
+        if (rd_tag(c, r, &f, &wt)) return -1;
+        if (f != field) {
+            if (skip(c, r, wt)) return -1;
+            continue;
+        }
+        if (want(c, wt, WT_LEN) || rd_len(c, r, sub)) return -1;
+        return 1;
+    }
+    return 0;
+}
+
 /* UTF-8 as protobuf's string fields require it (what upb checks: well formed, no surrogates). */
 static int utf8_ok(const uint8_t *s, size_t n) {
     size_t i = 0;
@@ -634,19 +651,13 @@ static int put_json_kvlist(Ctx *c, Buf *b, Rd body, int depth) {
     /* values rendered into a local scratch buffer, then written in dict order */
     Pairs ps = {0};
     Buf scratch = {0};
-    int rc = -1;
-    while (body.p < body.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &body, &f, &wt)) goto out;
-        if (f != 1) {
-            if (skip(c, &body, wt)) goto out;
-            continue;
-        }
-        Rd kv, key, value;
+    int rc = -1, found;
+    Rd kv;
+    while ((found = next_len_field(c, &body, 1, &kv)) > 0) {
+        Rd key, value;
         int has_value;
         Value v;
-        if (want(c, wt, WT_LEN) || rd_len(c, &body, &kv) || parse_kv(c, kv, &key, &value, &has_value)) goto out;
+        if (parse_kv(c, kv, &key, &value, &has_value)) goto out;
         if (has_value) {
             if (parse_any(c, value, &v)) goto out;
         } else {
@@ -657,7 +668,7 @@ static int put_json_kvlist(Ctx *c, Buf *b, Rd body, int depth) {
         Pair pair = {key.p, (size_t)(key.end - key.p), off, scratch.len - off, 0};
         if (pairs_push(c, &ps, pair)) goto out;
     }
-    if (dedupe(c, &ps, 0) || put(c, b, "{", 1)) goto out;
+    if (found < 0 || dedupe(c, &ps, 0) || put(c, b, "{", 1)) goto out;
     int first = 1;
     for (size_t i = 0; i < ps.len; i++) {
         if (ps.p[i].dead) continue;
@@ -675,24 +686,17 @@ out:
 }
 
 static int put_json_array(Ctx *c, Buf *b, Rd body, int depth) {
-    int first = 1;
+    int first = 1, found;
+    Rd item;
     if (put(c, b, "[", 1)) return -1;
-    while (body.p < body.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &body, &f, &wt)) return -1;
-        if (f != 1) {
-            if (skip(c, &body, wt)) return -1;
-            continue;
-        }
-        Rd item;
+    while ((found = next_len_field(c, &body, 1, &item)) > 0) {
         Value v;
-        if (want(c, wt, WT_LEN) || rd_len(c, &body, &item) || parse_any(c, item, &v)) return -1;
+        if (parse_any(c, item, &v)) return -1;
         if (!first && put(c, b, ",", 1)) return -1;
         first = 0;
         if (put_json_any(c, b, &v, depth + 1)) return -1;
     }
-    return put(c, b, "]", 1);
+    return found < 0 ? -1 : put(c, b, "]", 1);
 }
 
 /* otlp_decode._plain(value) as json.dumps(separators=(",", ":")) writes it */
@@ -828,6 +832,19 @@ static int put_pair_lc(Conv *cv, int d, const Pair *p) {
              : put_lc(&cv->c, &cv->dict[d], &cv->col[DICT_IDX[d]], "", 0, &cv->hint[d][0]);
 }
 
+/* The end of an event or a link: its attributes (the pairs from ``from`` on, then dropped) into its
+ * nested map columns, one more row counted in ``count`` and its attributes' end offset in
+ * ``attr_total`` written to ``off_col`` (the Nested columns' array offsets). */
+static int put_nested_attrs(Conv *cv, size_t from, int d, int key_col, int val_col, int off_col,
+                            uint64_t *attr_total, uint64_t *count) {
+    uint64_t n;
+    if (put_map(cv, &cv->pairs, from, &cv->scratch, d, &cv->col[key_col], &cv->col[val_col], &n)) return -1;
+    cv->pairs.len = from;
+    *attr_total += n;
+    (*count)++;
+    return put_u64(&cv->c, &cv->col[off_col], *attr_total);
+}
+
 static int span_event(Conv *cv, Rd body) {
     Ctx *c = &cv->c;
     uint64_t ts = 0;
@@ -848,15 +865,10 @@ static int span_event(Conv *cv, Rd body) {
             return -1;
         }
     }
-    uint64_t n;
     if (put_u64(c, &cv->col[C_EV_TS], ts) ||
-        put_lc(c, &cv->dict[D_EV_NAME], &cv->col[C_EV_NAME], name.p, (size_t)(name.end - name.p), &cv->hint[D_EV_NAME][0]) ||
-        put_map(cv, &cv->pairs, from, &cv->scratch, D_EV_K, &cv->col[C_EV_K], &cv->col[C_EV_V], &n))
+        put_lc(c, &cv->dict[D_EV_NAME], &cv->col[C_EV_NAME], name.p, (size_t)(name.end - name.p), &cv->hint[D_EV_NAME][0]))
         return -1;
-    cv->pairs.len = from;
-    cv->ev_attr_total += n;
-    cv->ev_total++;
-    return put_u64(c, &cv->col[C_EV_AOFF], cv->ev_attr_total);
+    return put_nested_attrs(cv, from, D_EV_K, C_EV_K, C_EV_V, C_EV_AOFF, &cv->ev_attr_total, &cv->ev_total);
 }
 
 static int span_link(Conv *cv, Rd body) {
@@ -877,16 +889,11 @@ static int span_link(Conv *cv, Rd body) {
             return -1;
         }
     }
-    uint64_t n;
     if (put_hex_str(c, &cv->col[C_L_TID], tid.p, (size_t)(tid.end - tid.p)) ||
         put_hex_str(c, &cv->col[C_L_SID], sid.p, (size_t)(sid.end - sid.p)) ||
-        put_str(c, &cv->col[C_L_STATE], state.p, (size_t)(state.end - state.p)) ||
-        put_map(cv, &cv->pairs, from, &cv->scratch, D_L_K, &cv->col[C_L_K], &cv->col[C_L_V], &n))
+        put_str(c, &cv->col[C_L_STATE], state.p, (size_t)(state.end - state.p)))
         return -1;
-    cv->pairs.len = from;
-    cv->link_attr_total += n;
-    cv->link_total++;
-    return put_u64(c, &cv->col[C_L_AOFF], cv->link_attr_total);
+    return put_nested_attrs(cv, from, D_L_K, C_L_K, C_L_V, C_L_AOFF, &cv->link_attr_total, &cv->link_total);
 }
 
 static const char *const KINDS[] = {"SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER",
@@ -1020,15 +1027,8 @@ static int scope_spans(Conv *cv, Rd body, const Resource *res) {
     Ctx *c = &cv->c;
     Scope scope = {{body.p, body.p}, {body.p, body.p}};
     Rd r = body, sub;
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &r, &f, &wt)) return -1;
-        if (f != 1) {
-            if (skip(c, &r, wt)) return -1;
-            continue;
-        }
-        if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub)) return -1;
+    int found;
+    while ((found = next_len_field(c, &r, 1, &sub)) > 0) {
         while (sub.p < sub.end) { /* InstrumentationScope: name 1, version 2; repeats merge */
             uint32_t g;
             int wt2;
@@ -1040,18 +1040,13 @@ static int scope_spans(Conv *cv, Rd body, const Resource *res) {
             }
         }
     }
+    if (found < 0) return -1;
     r = body;
     uint64_t rows_before = cv->rows;
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &r, &f, &wt)) return -1;
-        if (f != 2) {
-            if (skip(c, &r, wt)) return -1;
-            continue;
-        }
-        if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub) || span(cv, sub, &scope, res)) return -1;
+    while ((found = next_len_field(c, &r, 2, &sub)) > 0) {
+        if (span(cv, sub, &scope, res)) return -1;
     }
+    if (found < 0) return -1;
     if (cv->rows > rows_before) {
         Pair name = {scope.name.p, (size_t)(scope.name.end - scope.name.p), 0, 0, 0};
         if (pairs_push(c, &cv->scopes, name)) return -1;
@@ -1063,17 +1058,10 @@ static int scope_spans(Conv *cv, Rd body, const Resource *res) {
 static int resource_spans(Conv *cv, Rd body) {
     Ctx *c = &cv->c;
     Rd r = body, sub;
+    int found;
     cv->rpairs.len = 0;
     cv->rscratch.len = 0;
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &r, &f, &wt)) return -1;
-        if (f != 1) {
-            if (skip(c, &r, wt)) return -1;
-            continue;
-        }
-        if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub)) return -1;
+    while ((found = next_len_field(c, &r, 1, &sub)) > 0) {
         while (sub.p < sub.end) { /* Resource: attributes 1 (repeated resources merge: appended) */
             uint32_t g;
             int wt2;
@@ -1087,6 +1075,7 @@ static int resource_spans(Conv *cv, Rd body) {
             }
         }
     }
+    if (found < 0) return -1;
     /* the map's key indexes and values as Native strings, copied into every row of this resource */
     Buf keys = {0}, vals = {0};
     Resource res;
@@ -1106,17 +1095,10 @@ static int resource_spans(Conv *cv, Rd body) {
         }
     }
     r = body;
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &r, &f, &wt)) goto out;
-        if (f != 2) {
-            if (skip(c, &r, wt)) goto out;
-            continue;
-        }
-        if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub) || scope_spans(cv, sub, &res)) goto out;
+    while ((found = next_len_field(c, &r, 2, &sub)) > 0) {
+        if (scope_spans(cv, sub, &res)) goto out;
     }
-    rc = 0;
+    rc = found < 0 ? -1 : 0;
 out:
     PyMem_Free(keys.p);
     PyMem_Free(vals.p);
@@ -1126,17 +1108,11 @@ out:
 static int request(Conv *cv, const uint8_t *data, size_t n) {
     Ctx *c = &cv->c;
     Rd r = {data, data + n}, sub;
-    while (r.p < r.end) {
-        uint32_t f;
-        int wt;
-        if (rd_tag(c, &r, &f, &wt)) return -1;
-        if (f != 1) {
-            if (skip(c, &r, wt)) return -1;
-            continue;
-        }
-        if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub) || resource_spans(cv, sub)) return -1;
+    int found;
+    while ((found = next_len_field(c, &r, 1, &sub)) > 0) {
+        if (resource_spans(cv, sub)) return -1;
     }
-    return 0;
+    return found < 0 ? -1 : 0;
 }
 
 /* ---- the block ------------------------------------------------------------------------------ */
