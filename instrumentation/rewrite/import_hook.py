@@ -3,7 +3,9 @@
 A module is rewritten when its name matches an ``include`` glob and no ``exclude`` glob, it is plain
 Python source found by the other finders on ``sys.meta_path``, it is not execscope or one of the
 libraries execscope itself runs on, and it is outside the standard library (unless
-``stdlib=True``). Everything else is left to the normal import system, untouched.
+``stdlib=True``), and, under a plan, something in it may be recorded (:meth:`.Plan.may_record`: a
+module whose every function is ``off`` is not parsed at all). Everything else is left to the normal
+import system, untouched.
 
 The rewritten code object is cached next to the normal bytecode, like pytest's assertion rewriting:
 ``__pycache__/<name>.<tag>-execscope-<version>-<level>.pyc``, keyed by the source hash. When
@@ -150,6 +152,8 @@ class InstrumentingFinder:  # a sys.meta_path finder (importlib.abc costs ~3 ms 
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if not self.wants(fullname) or getattr(self._local, "busy", False):
             return None
+        if self.config.plan is not None and not self.config.plan.may_record(fullname):
+            return None  # nothing in it is recorded: loaded as written, by the stock loader and its cache
         spec = spec_from_other_finders(self, self._local, fullname, path, target)
         # Exactly the stock loader: a subclass may transform the source itself (another import hook).
         if (spec is None or not spec.origin or not spec.origin.endswith(".py")

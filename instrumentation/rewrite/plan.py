@@ -98,6 +98,32 @@ class Plan:
                 return rule.setting
         return self.default
 
+    def may_record(self, module: str) -> bool:
+        """False when no function of ``module`` and not its body can be recorded under this plan: the
+        default and every rule that could apply to it are ``off`` (or rate 0). The import hook then
+        leaves the module as written, unparsed. A glob rule could apply when it matches the module's
+        name, or some ``module.qualname``: conservatively, when its text before the first wildcard and
+        ``module.`` agree as far as both go."""
+        if self.default.level != OFF and self.default.rate > 0.0:
+            return True
+        stem = module + "."
+        for rule in self.rules:
+            if rule.setting.level == OFF or rule.setting.rate <= 0.0:
+                continue
+            if rule.is_node_id:
+                if rule.match.split(":", 1)[0] == module:
+                    return True
+                continue
+            if fnmatch.fnmatchcase(module, rule.match):
+                return True
+            cut = next((i for i, ch in enumerate(rule.match) if ch in "*?["), None)
+            if cut is None:
+                if rule.match.startswith(stem):
+                    return True
+            elif rule.match[:cut].startswith(stem) or stem.startswith(rule.match[:cut]):
+                return True
+        return False
+
     def max_level(self) -> int:
         return max([self.default.level, *(r.setting.level for r in self.rules)])
 

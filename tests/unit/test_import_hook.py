@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import textwrap
@@ -55,6 +56,27 @@ def test_rewrites_included_modules_and_records(pkg: Path, recorder) -> None:
     assert {n.module for n in nodes} == {"hookpkg", "hookpkg.core"}
     spans = [s.name for s in recorder.get_finished_spans()]
     assert "hookpkg.core.double" in spans
+
+
+def test_a_plan_recording_nothing_in_a_module_leaves_it_unparsed(pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from execscope.instrumentation.rewrite.plan import parse_plan
+
+    parsed: list[str] = []
+    real = rewriter.rewrite_source
+    monkeypatch.setattr(rewriter, "rewrite_source", lambda source, module, *a, **k: (
+        parsed.append(module), real(source, module, *a, **k))[1])
+    plan = parse_plan('[default]\nlevel = "off"\n[[rule]]\nmatch = "hookpkg.core:double"\nlevel = "functions"\n')
+    finder = InstrumentingFinder(HookConfig(include=["hookpkg", "hookpkg.*"], exclude=[], level=1, plan=plan,
+                                            cache=False))
+    where = [str(pkg / "hookpkg")]
+    assert finder.find_spec("hookpkg.skipped", where) is None  # every function off: the stock loader's
+    unplanned = InstrumentingFinder(HookConfig(include=["hookpkg", "hookpkg.*"], exclude=[], level=1, cache=False))
+    assert unplanned.find_spec("hookpkg.skipped", where) is not None  # without the plan it is taken
+    spec = finder.find_spec("hookpkg.core", where)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert parsed == ["hookpkg.core"] and module.double(4) == 8 and "_execscope_rt" in vars(module)
 
 
 def test_a_rewritten_module_runs_no_import_of_ours(pkg: Path, recorder, monkeypatch: pytest.MonkeyPatch) -> None:

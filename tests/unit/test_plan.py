@@ -62,6 +62,53 @@ def test_lookup_order_node_id_then_first_glob_then_default() -> None:
     assert plan.setting_for("app.core") == Setting(FUNCTIONS, 1.0)  # the module body
 
 
+SPARSE = textwrap.dedent('''
+    [default]
+    level = "off"
+
+    [[rule]]
+    match = "app.core:hot"
+    level = "functions"
+
+    [[rule]]
+    match = "app.util:helper"
+    level = "off"
+
+    [[rule]]
+    match = "app.pa*.parse"
+    level = "statements"
+
+    [[rule]]
+    match = "app.zero"
+    level = "branches"
+    rate = 0.0
+
+    [[rule]]
+    match = "lib.exact.fn"
+    level = "functions"
+''')
+
+
+def test_may_record_names_the_modules_a_plan_can_record_in() -> None:
+    plan = parse_plan(SPARSE)
+    assert plan.may_record("app.core")  # a node ID of it
+    assert not plan.may_record("app.util")  # only an off rule names it
+    assert plan.may_record("app.parser") and plan.may_record("app.pa")  # the glob can match in both
+    assert not plan.may_record("app.zero")  # rate 0 records nothing
+    assert plan.may_record("lib.exact") and plan.may_record("lib")  # lib.exact.fn: class exact of lib too
+    assert not plan.may_record("lib.exactly") and not plan.may_record("other")
+    assert parse_plan(PLAN).may_record("anything")  # a default that records
+    # never wrong the other way: a module where some function is recorded may record
+    modules = ["app", "app.core", "app.util", "app.parser", "app.pa", "app.zero", "lib", "lib.exact",
+               "lib.exactly", "other", "app.pa.x"]
+    qualnames = ["", "hot", "helper", "parse", "exact.fn", "fn", "x.parse", "C.parse"]
+    for module in modules:
+        for qualname in qualnames:
+            setting = plan.setting_for(module, qualname, f"{module}:{qualname}" if qualname else "")
+            if setting.level != OFF and setting.rate > 0.0:
+                assert plan.may_record(module), (module, qualname)
+
+
 def test_round_trip_and_digest() -> None:
     plan = parse_plan(PLAN)
     again = parse_plan(dump_plan(plan, comments=["made by a test"], predicted={"overhead": 0.2}))
