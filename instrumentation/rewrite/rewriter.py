@@ -27,7 +27,6 @@ first iterable) is probed like any other expression there.
 from __future__ import annotations
 
 import ast
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,36 +61,43 @@ def _is_future(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
 
 
-def _reads_own_locals(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Does the function call ``locals()`` or ``vars()`` (no argument) in its own scope?"""
-    stack: list[ast.AST] = list(func.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("locals", "vars")
-                and not node.args and not node.keywords):
-            return True
-        stack.extend(ast.iter_child_nodes(node))
-    return False
-
-
-class _Locator(ast.NodeVisitor):
-    """Gives every node of a fresh subtree the location of ``ref``."""
-
-    def __init__(self, ref: ast.AST) -> None:
-        self.attrs = {k: getattr(ref, k) for k in ("lineno", "col_offset", "end_lineno", "end_col_offset")}
-
-    def generic_visit(self, node: ast.AST) -> None:
-        if "lineno" in node._attributes:
-            for k, v in self.attrs.items():
-                setattr(node, k, v)
-        super().generic_visit(node)
+def _own_scope_facts(body: list[ast.stmt]) -> tuple[bool, bool, bool]:
+    """Of a function body's own scope (one walk): does it define a function or class, declare a name
+    ``global`` or ``nonlocal``, call ``locals()`` or ``vars()`` with no argument?"""
+    defines = declares = reads_locals = False
+    for node in _own_scope(body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defines = True
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declares = True
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("locals", "vars")
+              and not node.args and not node.keywords):
+            reads_locals = True
+    return defines, declares, reads_locals
 
 
 def _at(node: ast.AST, ref: ast.AST) -> ast.AST:
-    _Locator(ref).visit(node)
+    """``node`` with every node of its subtree given the location of ``ref``."""
+    line, col, end_line, end_col = ref.lineno, ref.col_offset, ref.end_lineno, ref.end_col_offset  # type: ignore[attr-defined]
+    for n in ast.walk(node):
+        if "lineno" in n._attributes:
+            n.lineno, n.col_offset, n.end_lineno, n.end_col_offset = line, col, end_line, end_col  # type: ignore[attr-defined]
     return node
+
+
+def _copy(node: Any) -> Any:
+    """A deep copy of an AST (a node, a list of them, or a leaf value), several times faster than
+    ``copy.deepcopy``: a tree has no shared or cyclic nodes, and its leaves are immutable."""
+    if isinstance(node, list):
+        return [_copy(n) for n in node]
+    if not isinstance(node, ast.AST):
+        return node
+    cls = node.__class__
+    new = cls.__new__(cls)
+    fields = new.__dict__
+    for name, value in node.__dict__.items():
+        fields[name] = _copy(value) if isinstance(value, (list, ast.AST)) else value
+    return new
 
 
 def _name(id_: str, ctx: ast.expr_context | None = None) -> ast.Name:
@@ -123,14 +129,15 @@ def _is_ret(node: ast.AST) -> bool:
             and bool(node.args) and isinstance(node.args[0], ast.Name) and node.args[0].id == FRAME)
 
 
-def _frame_only_returns(body: list[ast.stmt]) -> bool:
-    """Is the frame variable read only as ``ret``'s first argument (so the no-variable form can drop it)?"""
+def _frame_reads(body: list[ast.stmt]) -> tuple[int, int]:
+    """(reads of the frame variable, ``ret`` calls) in ``body``: when they are equal the frame is read
+    only as ``ret``'s first argument, and the no-variable form can drop it."""
     names = rets = 0
     for stmt in body:
         for node in ast.walk(stmt):
             names += isinstance(node, ast.Name) and node.id == FRAME
             rets += _is_ret(node)
-    return names == rets
+    return names, rets
 
 
 class _ReturnsToCurrent(ast.NodeTransformer):
@@ -167,11 +174,12 @@ def _const(value: Any) -> ast.Constant:
 
 
 class _Scope:
-    __slots__ = ("kind", "has_frame")
+    __slots__ = ("kind", "has_frame", "light")
 
-    def __init__(self, kind: str, has_frame: bool) -> None:
+    def __init__(self, kind: str, has_frame: bool, light: bool = False) -> None:
         self.kind = kind            # module, function, class, lambda, comprehension
         self.has_frame = has_frame  # may probes in this scope name the frame variable?
+        self.light = light          # nothing in its expressions is rewritten: they are not visited
 
 
 class Rewriter(ast.NodeTransformer):
@@ -186,10 +194,29 @@ class Rewriter(ast.NodeTransformer):
         self._levels = [plan.setting_for(nodes.module).level if plan is not None else level]
         self.stats = RewriteStats(unmatched=self._id.unmatched)
         self.scopes: list[_Scope] = []
+        self._yield_scopes = {n.qualname for n in nodes.nodes if n.kind == "yield"}
 
     @property
     def level(self) -> int:
         return self._levels[-1]
+
+    def visit(self, node: ast.AST) -> Any:
+        # Below branches level only a yield of a recorded function is rewritten inside an expression
+        # (its suspension and resumption); a scope without one skips its expressions whole.
+        if isinstance(node, ast.expr) and self.scopes and self.scopes[-1].light:
+            return node
+        return super().visit(node)
+
+    def _light(self, kind: str, has_frame: bool, qualname: str | None) -> bool:
+        """Are the expressions of a scope (at the current level) left as written? Below branches they
+        are, unless the scope is a recorded function with a yield of its own (or of a lambda in it)."""
+        if self.level >= BRANCHES:
+            return False
+        if kind != "function" or not has_frame:
+            return True
+        if qualname is None:
+            return False
+        return not any(q == qualname or q.startswith(qualname + ".") for q in self._yield_scopes)
 
     def _probing(self) -> bool:
         return bool(self.scopes) and self.scopes[-1].has_frame
@@ -201,7 +228,7 @@ class Rewriter(ast.NodeTransformer):
     # --- module --------------------------------------------------------------------------------
     def rewrite(self, tree: ast.Module) -> ast.Module:
         module_frame = self.level >= BRANCHES
-        self.scopes.append(_Scope("module", module_frame))
+        self.scopes.append(_Scope("module", module_frame, self._light("module", module_frame, None)))
         body = self._block(tree.body, docstring=True)
         self.scopes.pop()
         head: list[ast.stmt] = []
@@ -492,7 +519,7 @@ class Rewriter(ast.NodeTransformer):
         node.bases = [self.visit(b) for b in node.bases]
         node.keywords = [self.visit(k) for k in node.keywords]
         # A class body sees the frame of the code defining it (module global or enclosing local).
-        self.scopes.append(_Scope("class", self._probing()))
+        self.scopes.append(_Scope("class", self._probing(), self._light("class", self._probing(), None)))
         node.body = self._block(node.body, docstring=True)
         self.scopes.pop()
         return node
@@ -504,14 +531,16 @@ class Rewriter(ast.NodeTransformer):
         level, rate = self._planned(node_id)
         if level == OFF:
             node_id = None
-        if node_id is not None and _reads_own_locals(node):
+        defines, declares, reads_locals = _own_scope_facts(node.body) if node_id is not None else (False, False, False)
+        if reads_locals:
             self.stats.skipped.append(f"{node.name}: calls locals()/vars(), which would show the frame variable")
             node_id = None
-        leaf = node_id is not None and not any(
-            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in _own_scope(node.body))
-        pristine = copy.deepcopy(node.body) if leaf else []
-        self.scopes.append(_Scope("function", node_id is not None))
+        leaf = node_id is not None and not defines
+        pristine = _copy(node.body) if leaf else []
         self._levels.append(level)
+        row = self.by_id.get(node_id) if node_id is not None else None
+        self.scopes.append(_Scope("function", node_id is not None,
+                                  self._light("function", node_id is not None, row.qualname if row else None)))
         body = self._block(node.body, docstring=True)
         self._levels.pop()
         self.scopes.pop()
@@ -536,17 +565,21 @@ class Rewriter(ast.NodeTransformer):
             # otherwise be defined unrecorded by an unrecorded call (and doubled at every level).
             if doc:
                 pristine.pop(0)
-            declared: list[ast.stmt] = [n for n in _own_scope(pristine) if isinstance(n, (ast.Global, ast.Nonlocal))]
-            drop = _DropDeclarations()
-            pristine = [drop.visit(stmt) for stmt in pristine]
-            body = [drop.visit(stmt) for stmt in body]
+            declared: list[ast.stmt] = []
+            if declares:
+                declared = [n for n in _own_scope(pristine) if isinstance(n, (ast.Global, ast.Nonlocal))]
+                drop = _DropDeclarations()
+                pristine = [drop.visit(stmt) for stmt in pristine]
+                body = [drop.visit(stmt) for stmt in body]
             if not pristine or not isinstance(pristine[-1], (ast.Return, ast.Raise)):
                 pristine.append(ast.copy_location(ast.Return(value=None), pristine[-1] if pristine else ref))
             test = ast.copy_location(ast.UnaryOp(op=ast.Not(), operand=ast.copy_location(gate, ref)), ref)
             unrecorded = ast.copy_location(ast.If(test=test, body=pristine, orelse=[]), ref)  # the original
             # statements keep their own positions
-            if isinstance(node, ast.FunctionDef) and _frame_only_returns(body):
-                body = [_ReturnsToCurrent().visit(stmt) for stmt in body]
+            frame_reads, rets = _frame_reads(body) if isinstance(node, ast.FunctionDef) else (-1, 0)
+            if frame_reads == rets:
+                if rets:
+                    body = [_ReturnsToCurrent().visit(stmt) for stmt in body]
                 call.func.attr = "enter_current"  # type: ignore[attr-defined]
                 start: Any = _at(ast.Expr(value=call), ref)
                 nothing: Any = _at(ast.Pass(), node)

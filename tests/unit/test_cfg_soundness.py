@@ -323,7 +323,7 @@ def _probed_arms(tree: ast.AST) -> set[str]:
 def test_the_cfg_expects_exactly_the_arms_the_rewriter_probes(program: str) -> None:
     # the two halves agree statically: an arm in a function's or module's CFG that no probe reports
     # (or a probe no CFG expects) is a violation waiting for the input that takes it
-    from execscope.instrumentation.rewrite.rewriter import _reads_own_locals
+    from execscope.instrumentation.rewrite.rewriter import _own_scope_facts
 
     if program == "stdlib":
         import argparse
@@ -339,8 +339,8 @@ def test_the_cfg_expects_exactly_the_arms_the_rewriter_probes(program: str) -> N
         for cfg in build_cfgs(ast.parse(source), nodes, source):
             if cfg.kind not in ("function", "module"):
                 continue  # lambdas and comprehensions report to no frame
-            if isinstance(cfg.source_ast, (ast.FunctionDef, ast.AsyncFunctionDef)) and _reads_own_locals(
-                    cfg.source_ast):
+            if isinstance(cfg.source_ast, (ast.FunctionDef, ast.AsyncFunctionDef)) and _own_scope_facts(
+                    cfg.source_ast.body)[2]:
                 continue  # left unrecorded on purpose
             expected |= {n for n, kind in cfg.kinds.items() if kind == "arm"}
             expected |= {n for n in cfg.nodes if n.rsplit(":", 1)[-1].startswith("except#")}
