@@ -12,14 +12,15 @@
    command plain, whose median wall time is the baseline a budget is a ratio of; and under a plan
    that records nothing again, a plan new to the rewrite cache (as the plan about to be made will
    be): the median of these less the baseline is the recording's **fixed cost**, what any
-   plan pays before its first recorded call (the recorder and its store starting, the included
-   modules read and rewritten at import, storing what little is recorded). The profile's wall time
+   plan pays before its first recorded call (the recorder and its store starting and stopping; a
+   plan recording nothing leaves every module as written). The profile's wall time
    less their median is what recording its calls cost, which gives what one recorded call costs this
    program (:func:`execscope.queries.planner.measured_span_ns`); and, third in each turn, under a
    plan passing every call through its rate gate and recording each function's first call only (into
    a scratch copy of the store): its median less that of the runs recording nothing is the gate's
-   cost and what recording anything costs (:func:`execscope.queries.planner.make_plan` takes the
-   gate's modelled cost off).
+   cost and what recording anything costs, mostly every included module rewritten at import
+   (:func:`execscope.queries.planner.make_plan` takes the gate's modelled cost off and shares the
+   rest among the modules, each paid only by a plan that records in it).
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """

@@ -24,9 +24,13 @@ that says loops run, capped at :data:`LOOP_CAP` times its statements; ``B``: ``S
 decisions per statement). The baseline is the program's plain wall time, measured by ``plan --
 COMMAND`` (or given; else estimated as the time of the recorded root calls less the recording's own
 predicted cost). A budget ``R`` allows ``(R - 1) * baseline``; the recording's **fixed cost** (what a
-run recording nothing costs over plain: the recorder and its store starting, modules read and
-rewritten at import, storing; measured likewise, else 0) comes out of it first and is part of the
-prediction, and a ``headroom`` fraction of the rest stays unspent for run-to-run noise.
+run recording nothing costs over plain: the recorder and its store starting and stopping; measured
+likewise, else 0) comes out of it first and is part of the prediction, and a ``headroom`` fraction of
+the rest stays unspent for run-to-run noise. Recording anything in a module costs once more, mostly
+rewriting it at import (a plan leaves a module where it records nothing as written): what recording
+anything in every module cost (measured: a run gating every call, less a run recording nothing and
+the gate's modelled cost) is shared among the modules by their CPG node counts, and a module's share
+is paid by the first function the plan records in it (:func:`module_costs`, :func:`choose`).
 
 Its value is ``importance * information(L) * coverage(r)``: importance grows with complexity
 (``log2(1 + cyclomatic)``), with errors (any error: +1.5, up to +3 at a 10% error rate), with branch
@@ -45,7 +49,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from execscope.instrumentation.rewrite.plan import (
@@ -260,8 +264,18 @@ def _hull(p: FunctionProfile, model: CostModel) -> list[Choice]:
     return hull
 
 
-def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> dict[str, Choice]:
-    """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``."""
+def _records(choice: Choice) -> bool:
+    return choice.setting.level != OFF and choice.setting.rate > 0.0
+
+
+def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel,
+           module_ns: Mapping[str, float] | None = None) -> dict[str, Choice]:
+    """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``.
+    ``module_ns``: what recording anything in a module costs, once (rewriting it at import: a module
+    where nothing is recorded is left as written); a function's first recorded setting pays its
+    module's cost when no function of that module is recorded yet."""
+    module_ns = module_ns or {}
+    module_of = {p.node_id: p.module for p in profiles}
     hulls = {p.node_id: _hull(p, model) for p in profiles}
     steps = []
     for node, hull in hulls.items():
@@ -271,18 +285,42 @@ def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostMo
     steps.sort(key=lambda s: (-s[0], s[1], s[2]))
     at = dict.fromkeys(hulls, 0)
     blocked: set[str] = set()
-    spent = sum(h[0].cost_ns for h in hulls.values())
+    opened: set[str] = set()
+    spent = 0.0
+    for node, hull in hulls.items():
+        spent += hull[0].cost_ns
+        if _records(hull[0]) and module_of[node] not in opened:
+            opened.add(module_of[node])
+            spent += module_ns.get(module_of[node], 0.0)
     for _eff, node, i in steps:
         if node in blocked or at[node] != i - 1:
             continue
         hull = hulls[node]
         extra = hull[i].cost_ns - hull[i - 1].cost_ns
+        opens = _records(hull[i]) and module_of[node] not in opened
+        if opens:
+            extra += module_ns.get(module_of[node], 0.0)
         if spent + extra > allowed_ns:
             blocked.add(node)  # its later steps need this one
             continue
         spent += extra
         at[node] = i
+        if opens:
+            opened.add(module_of[node])
     return {node: hulls[node][i] for node, i in at.items()}
+
+
+MODULE_NODES_SQL = "SELECT module, toUInt64(uniqExact(node_id)) FROM cpg_nodes GROUP BY module"
+
+
+def module_costs(store: Store, recording_ns: float) -> dict[str, float]:
+    """What recording anything in each module of the store's CPG costs: ``recording_ns`` (what
+    recording anything in every module cost, measured) shared by their node counts, rewriting being
+    most of it (a module where nothing is recorded is left as written). Assumes the CPG holds the
+    program's modules (the store of its recordings)."""
+    sizes = {str(m): int(n) for m, n in store.query(MODULE_NODES_SQL).rows}
+    total = sum(sizes.values())
+    return {m: recording_ns * n / total for m, n in sizes.items()} if total else {}
 
 
 @dataclass
@@ -457,14 +495,17 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                          "first (execscope run --include ... -- COMMAND)")
     notes = []
     recording_fixed_ns = 0.0  # what recording anything at all costs, beyond recording nothing
+    module_ns: dict[str, float] = {}
     if skipping_ns is not None:
         calls = sum(p.calls for p in profiles)
         gated_ns = calls * model.skipped_call_ns
         recording_fixed_ns = max(0.0, skipping_ns - gated_ns)
+        module_ns = module_costs(store, recording_fixed_ns)
+        costly = ", ".join(f"{m} {ns / 1e9:.3f}s" for m, ns in sorted(module_ns.items(), key=lambda kv: -kv[1])[:3])
         notes.append(f"passing its {calls} calls through a rate gate and recording each function's first call "
                      f"cost {skipping_ns / 1e9:.3f}s: {gated_ns / 1e9:.3f}s the gate at {model.skipped_call_ns:.0f} "
-                     f"ns a call, the rest what recording anything costs ({recording_fixed_ns / 1e9:.3f}s: "
-                     f"rewriting at the plan's levels, storing's first insert, the store's tail at exit)")
+                     f"ns a call, the rest what recording anything costs ({recording_fixed_ns / 1e9:.3f}s: mostly "
+                     f"rewriting the modules at import; paid per module recorded in, by its size: {costly}, ...)")
     if profile_ns is not None:
         spans = sum(p.recorded_calls for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
@@ -487,21 +528,31 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"recording's own predicted cost")
     if not 0.0 <= headroom < 1.0:
         raise ValueError(f"the headroom is a fraction of the allowance, 0 <= headroom < 1, got {headroom}")
-    allowed = allowed_ns(budget, baseline_ns, fixed_ns + recording_fixed_ns) * (1.0 - headroom)
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns) * (1.0 - headroom)
     if fixed_ns:
-        notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder, rewriting, storing) before any recorded call")
-    if allowed <= 0 < fixed_ns + recording_fixed_ns:
-        notes.append(f"the budget {budget}x is below the fixed cost of recording anything "
-                     f"({1.0 + (fixed_ns + recording_fixed_ns) / baseline_ns:.3f}x): nothing is recorded")
-    choices = choose(profiles, allowed, model)
-    if any(c.setting.level != OFF and c.setting.rate > 0.0 for c in choices.values()):
-        fixed_ns += recording_fixed_ns  # paid once the plan records anything
+        notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder and its store starting and stopping) before any "
+                     f"recorded call")
+    choices = choose(profiles, allowed, model, module_ns)
+    opened = sorted({p.module for p in profiles if _records(choices[p.node_id])})
+    if opened:
+        fixed_ns += sum(module_ns.get(m, 0.0) for m in opened)  # paid once the plan records in them
+    elif allowed <= 0 < fixed_ns:
+        notes.append(f"the budget {budget}x is below the fixed cost ({1.0 + fixed_ns / baseline_ns:.3f}x): nothing "
+                     f"is recorded")
+    elif module_ns:
+        cheapest = min(module_ns.get(p.module, 0.0) + min((c.cost_ns for c in _hull(p, model)[1:]), default=0.0)
+                       for p in profiles)
+        notes.append(f"recording anything costs at least {cheapest / 1e9:.3f}s more (its module rewritten, one "
+                     f"function recorded), beyond the budget's {allowed / 1e9:.3f}s left: nothing is recorded")
     predicted = fixed_ns + sum(c.cost_ns for c in choices.values())
-    rules = tuple(Rule(p.node_id, choices[p.node_id].setting) for p in profiles)
-    plan = Plan(default=Setting(FUNCTIONS, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
+    # modules where nothing is recorded are left as written (default off); in the others, a function
+    # the profile never saw called is recorded at functions level
+    rules = (*(Rule(p.node_id, choices[p.node_id].setting) for p in profiles),
+             *(Rule(m, Setting(FUNCTIONS, 1.0)) for m in opened))
+    plan = Plan(default=Setting(OFF, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
-                      uniform_rate=uniform_statements_rate(profiles, allowed, model), notes=notes, fixed_ns=fixed_ns,
-                      model=model)
+                      uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - recording_fixed_ns), model),
+                      notes=notes, fixed_ns=fixed_ns, model=model)
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:

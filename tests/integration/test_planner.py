@@ -100,6 +100,10 @@ def test_budgets_order_what_is_recorded(recorded: Path) -> None:
                if r["function"] != "plan_fixture.bump") and loose["statement_events"] > 0
     mid = plan(recorded, "1.3", "mid.toml", "--baseline-s", "0.05")
     assert tight["statement_events"] <= mid["statement_events"] <= loose["statement_events"]
+    # a module where nothing is recorded is left as written: the default is off, and no rule opens it
+    assert load_plan(recorded / "tight.toml").default.level_name == "off"
+    assert not load_plan(recorded / "tight.toml").may_record("plan_fixture")
+    assert load_plan(recorded / "mid.toml").may_record("plan_fixture")
 
 
 def test_headroom_leaves_part_of_the_budget_unspent(recorded: Path) -> None:
@@ -184,3 +188,4 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     written = (tmp_path / "p.toml").read_text()
     assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written
     assert "ns per recorded call" in written and "what recording anything costs" in written
+    assert "paid per module recorded in, by its size: slow_app" in written

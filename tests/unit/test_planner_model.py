@@ -3,6 +3,7 @@ is within one increment of the exact optimum, and value goes where the debugging
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -109,6 +110,22 @@ def test_value_goes_to_the_complex_failing_function_and_hot_trivial_ones_are_sam
 def test_no_budget_records_nothing_that_costs() -> None:
     chosen = choose([profile("a", 100), profile("b", 10)], 0.0, MODEL)
     assert all(c.setting.level == OFF and c.cost_ns == 0 for c in chosen.values())
+
+
+def test_a_module_is_paid_for_once_by_the_first_function_recorded_in_it() -> None:
+    a1, a2 = profile("a1", 100, cyclomatic=4), profile("a2", 100, cyclomatic=4)
+    b = dataclasses.replace(profile("b", 100, cyclomatic=4), node_id="other:b")
+    one_call = cost_ns(a1, Setting(FUNCTIONS, 1.0), MODEL)
+    modules = {"m": 50 * one_call, "other": 1e12}  # "other" costs more than any budget here
+    chosen = choose([a1, a2, b], 200 * one_call, MODEL, modules)
+    spent = sum(c.cost_ns for c in chosen.values())
+    assert chosen["m:a1"].setting.level != OFF and chosen["m:a2"].setting.level != OFF
+    assert chosen["other:b"].setting.level == OFF  # its module alone is over the budget
+    assert spent + modules["m"] <= 200 * one_call  # m charged once, within the budget
+    # below one module's cost nothing is recorded at all, though one call would fit
+    nothing = choose([a1, a2], 40 * one_call, MODEL, modules)
+    assert all(c.setting.level == OFF for c in nothing.values())
+    assert choose([a1, a2], 40 * one_call, MODEL)["m:a1"].setting.level != OFF  # without module costs
 
 
 def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
