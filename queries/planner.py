@@ -47,6 +47,7 @@ increment's value of the optimum).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -271,42 +272,86 @@ def _records(choice: Choice) -> bool:
 def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel,
            module_ns: Mapping[str, float] | None = None) -> dict[str, Choice]:
     """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``.
+
     ``module_ns``: what recording anything in a module costs, once (rewriting it at import: a module
-    where nothing is recorded is left as written); a function's first recorded setting pays its
-    module's cost when no function of that module is recorded yet."""
+    where nothing is recorded is left as written). Greedy by value per nanosecond over two kinds of
+    candidate: the next hull step of a function whose module is recorded in already, and, per module
+    not yet recorded in, its opening: the first steps of some of its functions (the prefix, by their
+    own value per nanosecond, whose value over cost with the module's cost added is best), so that a
+    module is opened for what all it offers, not for its best function alone."""
     module_ns = module_ns or {}
-    module_of = {p.node_id: p.module for p in profiles}
     hulls = {p.node_id: _hull(p, model) for p in profiles}
-    steps = []
-    for node, hull in hulls.items():
-        for i in range(1, len(hull)):
-            dc, dv = hull[i].cost_ns - hull[i - 1].cost_ns, hull[i].value - hull[i - 1].value
-            steps.append((math.inf if dc <= 0 else dv / dc, node, i))
-    steps.sort(key=lambda s: (-s[0], s[1], s[2]))
+    members: dict[str, list[str]] = defaultdict(list)
+    for p in profiles:
+        members[p.module].append(p.node_id)
     at = dict.fromkeys(hulls, 0)
-    blocked: set[str] = set()
     opened: set[str] = set()
     spent = 0.0
-    for node, hull in hulls.items():
-        spent += hull[0].cost_ns
-        if _records(hull[0]) and module_of[node] not in opened:
-            opened.add(module_of[node])
-            spent += module_ns.get(module_of[node], 0.0)
-    for _eff, node, i in steps:
-        if node in blocked or at[node] != i - 1:
+    for module, nodes in members.items():
+        spent += sum(hulls[n][0].cost_ns for n in nodes)
+        if any(_records(hulls[n][0]) for n in nodes):
+            opened.add(module)
+            spent += module_ns.get(module, 0.0)
+
+    def step(node: str) -> tuple[float, float, float] | None:
+        """(value per ns, cost, value) of ``node``'s next hull step; None at its end."""
+        hull, i = hulls[node], at[node] + 1
+        if i >= len(hull):
+            return None
+        dc, dv = hull[i].cost_ns - hull[i - 1].cost_ns, hull[i].value - hull[i - 1].value
+        return (math.inf if dc <= 0 else dv / dc), dc, dv
+
+    def opening(module: str, room: float) -> tuple[float, float, list[str]] | None:
+        """(value per ns, cost, functions) of the best opening of ``module`` that fits ``room``."""
+        firsts = sorted(((*st, n) for n in members[module] if (st := step(n)) is not None and st[2] > 0),
+                        key=lambda f: (-f[0], f[3]))
+        best: tuple[float, float, list[str]] | None = None
+        cost, val = module_ns.get(module, 0.0), 0.0
+        for k, (_eff, dc, dv, _n) in enumerate(firsts):
+            cost, val = cost + dc, val + dv
+            if cost > room:
+                break
+            eff = math.inf if cost <= 0 else val / cost
+            if best is None or eff > best[0]:
+                best = (eff, cost, [f[3] for f in firsts[:k + 1]])
+        return best
+
+    heap: list[tuple[float, str]] = []
+    for module in opened:
+        for node in members[module]:
+            if (st := step(node)) is not None:
+                heapq.heappush(heap, (-st[0], node))
+    closed = sorted(set(members) - opened)
+    while True:
+        room = allowed_ns - spent
+        while heap:  # the best step of a recorded-in module that fits (one that does not fit never will)
+            _neg, node = heap[0]
+            st = step(node)
+            if st is not None and st[1] <= room:
+                break
+            heapq.heappop(heap)
+        best_open = max(((o, m) for m in closed if (o := opening(m, room)) is not None),
+                        key=lambda om: (om[0][0], om[1]), default=None)
+        if heap and (best_open is None or -heap[0][0] >= best_open[0][0]):
+            _neg, node = heapq.heappop(heap)
+            st = step(node)
+            assert st is not None
+            spent += st[1]
+            at[node] += 1
+            if (nxt := step(node)) is not None:
+                heapq.heappush(heap, (-nxt[0], node))
             continue
-        hull = hulls[node]
-        extra = hull[i].cost_ns - hull[i - 1].cost_ns
-        opens = _records(hull[i]) and module_of[node] not in opened
-        if opens:
-            extra += module_ns.get(module_of[node], 0.0)
-        if spent + extra > allowed_ns:
-            blocked.add(node)  # its later steps need this one
-            continue
-        spent += extra
-        at[node] = i
-        if opens:
-            opened.add(module_of[node])
+        if best_open is None:
+            break
+        (_eff, cost, nodes), module = best_open
+        spent += cost
+        opened.add(module)
+        closed.remove(module)
+        for node in nodes:
+            at[node] += 1
+        for node in members[module]:
+            if (st := step(node)) is not None:
+                heapq.heappush(heap, (-st[0], node))
     return {node: hulls[node][i] for node, i in at.items()}
 
 

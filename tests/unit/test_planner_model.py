@@ -128,6 +128,19 @@ def test_a_module_is_paid_for_once_by_the_first_function_recorded_in_it() -> Non
     assert choose([a1, a2], 40 * one_call, MODEL)["m:a1"].setting.level != OFF  # without module costs
 
 
+def test_a_module_is_opened_for_all_it_offers_not_for_its_best_function() -> None:
+    # five plain functions in m, one better function in n; budget for opening one module only
+    plain = [profile(f"p{i}", 100, cyclomatic=2) for i in range(5)]
+    star = dataclasses.replace(profile("star", 100, cyclomatic=9, errors=3), node_id="n:star")
+    first = _hull(plain[0], MODEL)[1]
+    assert _hull(star, MODEL)[1].value > first.value  # the best function by itself is n's
+    modules = {"m": 5 * first.cost_ns, "n": 5 * first.cost_ns}
+    chosen = choose([*plain, star], 10.5 * first.cost_ns, MODEL, modules)
+    assert all(chosen[p.node_id].setting.level != OFF for p in plain)
+    assert chosen["n:star"].setting.level == OFF
+    assert sum(c.cost_ns for c in chosen.values()) + modules["m"] <= 10.5 * first.cost_ns
+
+
 def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
     assert allowed_ns(1.3, 10e9) == pytest.approx(3e9)
     assert allowed_ns(1.3, 10e9, fixed_ns=1e9) == pytest.approx(2e9)
