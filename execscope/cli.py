@@ -488,9 +488,10 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     before its first recorded call) and gating every call (less that: what recording anything costs);
     its output goes to stderr.
     """
+    from execscope.instrumentation.rewrite.import_hook import unchanged, warm_cache
     from execscope.instrumentation.rewrite.plan import dump_plan
     from execscope.plan_runs import measure
-    from execscope.queries.planner import make_plan, statement_events
+    from execscope.queries.planner import make_plan, module_files, statement_events
     from execscope.recording import resolve_python
 
     fixed_ns = 0.0
@@ -510,12 +511,20 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         fixed_ns, profile_ns, skipping_ns = runs.fixed_ns, runs.profile_ns, runs.skipping_extra_ns
     store = _open(store_dsn)
     try:
+        # modules whose recorded file is still here: rewritten for the plan into the rewrite cache below,
+        # so that its first run does not rewrite them at import
+        ahead = {m: fv for m, fv in module_files(store).items() if unchanged(*fv)} if command else {}
         result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
-                           headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns)
+                           headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns,
+                           rewritten_ahead=set(ahead))
     except (ValueError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
+    if ahead:
+        warmed = sum(warm_cache(m, f, result.plan, v) for m, (f, v) in sorted(ahead.items()))
+        result.notes.append(f"rewritten into the rewrite cache for the plan's first run: {warmed} of the modules it "
+                            f"records in")
     summary = result.summary()
     settings = {r.match: r.setting for r in result.plan.rules}
     summary["statement_events"] = round(statement_events(result.profiles, settings, result.model))

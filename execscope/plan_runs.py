@@ -1,26 +1,28 @@
 """The runs ``execscope plan -- COMMAND`` measures before it plans, in this order:
 
-1. once under a plan that records nothing (every function ``off``), not timed: it creates the store
-   and stores the code's CPG, as on any run after a store's first;
-2. recorded at ``statements`` level (the profile the plan is made from), timed, with ``run``'s
-   adaptive sampling: every call is counted, but of a hot function's calls beyond its first thousand
-   in a test (each event counting as one more) only one in 2, 4, ... is stored (storing millions of
-   spans would take minutes, overflow the spool and leave the profile short of the calls it
-   dropped); its recorded calls give each function's branch and statement events per call, measured
-   (estimating them from a function's self time read a generator's time suspended as loops run);
-3. ``plain_runs`` times, interleaved (the load of a shared machine drifts alike for both): the
-   command plain, whose median wall time is the baseline a budget is a ratio of; and under a plan
-   that records nothing again, a plan new to the rewrite cache (as the plan about to be made will
-   be): the median of these less the baseline is the recording's **fixed cost**, what any
-   plan pays before its first recorded call (the recorder and its store starting and stopping; a
-   plan recording nothing leaves every module as written). The profile's wall time
-   less their median is what recording its calls cost, which gives what one recorded call costs this
-   program (:func:`execscope.queries.planner.measured_span_ns`); and, third in each turn, under a
-   plan passing every call through its rate gate and recording each function's first call only (into
-   a scratch copy of the store): its median less that of the runs recording nothing is the gate's
-   cost and what recording anything costs, mostly every included module rewritten at import
+1. recorded at ``statements`` level (the profile the plan is made from), not timed: it creates the
+   store, stores the code's CPG and caches the statements-level rewrite; with ``run``'s adaptive
+   sampling every call is counted, but of a hot function's calls beyond its first thousand in a test
+   (each event counting as one more) only one in 2, 4, ... is stored (storing millions of spans would
+   take minutes, overflow the spool and leave the profile short of the calls it dropped); its
+   recorded calls give each function's branch and statement events per call, measured (estimating
+   them from a function's self time read a generator's time suspended as loops run);
+2. ``plain_runs`` times, interleaved (the load of a shared machine drifts alike for all): the
+   command plain, whose median wall time is the baseline a budget is a ratio of; under a plan that
+   records nothing (it leaves every module as written): the median of these less the baseline is the
+   recording's **fixed cost**, what any plan pays before its first recorded call (the recorder and
+   its store starting and stopping); under a plan passing every call through its rate gate and
+   recording each function's first call only (into a scratch copy of the store), every included
+   module rewritten anew: its median less that of the runs recording nothing is the gate's cost and
+   what recording anything costs on a plan's first run, mostly rewriting
    (:func:`execscope.queries.planner.make_plan` takes the gate's modelled cost off and shares the
-   rest among the modules, each paid only by a plan that records in it).
+   rest among the modules, each paid only by a plan that records in it and only where ``plan`` could
+   not rewrite it ahead); and the profile again, into a fresh copy of the store, its rewrite cached as
+   on any run after the first: its median less that of the runs recording nothing is what recording
+   the profile's calls cost, which gives what one recorded call costs this program
+   (:func:`execscope.queries.planner.measured_span_ns`).
+
+A server store has no scratch copies: no gating runs then, and the one profile run is the timed one.
 
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """
@@ -76,7 +78,7 @@ class MeasuredRuns:
 
     @property
     def profile_ns(self) -> float:
-        """What recording the profile's calls cost: the profile less the run recording nothing."""
+        """What recording the profile's calls cost: the profile (median) less the runs recording nothing."""
         return max(0.0, self.recorded_ns - self.nothing_median_ns)
 
 
@@ -117,14 +119,12 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
     nothing: list[int] = []
     skipping: list[int] = []
     plain_rc = 0
+    recorded: list[int] = []
+    profile = [sys.executable, "-m", "execscope", "run", "--level", "statements"]
     with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
-        warm_up = os.path.join(tmp, "nothing.toml")
-        with open(warm_up, "w", encoding="utf-8") as f:
-            f.write(NOTHING_PLAN)
-        _timed([sys.executable, "-m", "execscope", "run", "--plan", warm_up, *scope, "--", *command])
+        # the profile itself: creates the store, stores the CPG, caches the statements-level rewrite
+        first_ns, recorded_rc = _timed([*profile, *scope, "--", *command])
         skip_scope = _scratch_copy(store_dsn, os.path.join(tmp, "skipping.db"), scope)
-        recorded_ns, recorded_rc = _timed([sys.executable, "-m", "execscope", "run", "--level", "statements",
-                                           *scope, "--", *command])
         for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
             ns, plain_rc = _timed(command)
             plain.append(ns)
@@ -141,4 +141,13 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
             ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", skipping_plan, *skip_scope, "--",
                             *command])
             skipping.append(ns)
+            # the profile again, timed, into a fresh copy of the store (its rewrite cached, as any run's
+            # after the first with the same levels): what recording the profile's calls costs
+            again = _scratch_copy(store_dsn, os.path.join(tmp, f"profile-{i}.db"), scope)
+            assert again is not None  # an embedded store, as skip_scope says
+            ns, _ = _timed([*profile, *again, "--", *command])
+            recorded.append(ns)
+            shutil.rmtree(os.path.join(tmp, f"profile-{i}.db"), ignore_errors=True)
+            shutil.rmtree(os.path.join(tmp, f"profile-{i}.db.spool"), ignore_errors=True)
+    recorded_ns = int(statistics.median(recorded)) if recorded else first_ns  # a server: its one profile
     return MeasuredRuns(tuple(plain), recorded_ns, tuple(nothing), tuple(skipping), plain_rc, recorded_rc)

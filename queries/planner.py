@@ -50,7 +50,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from execscope.instrumentation.rewrite.plan import (
@@ -356,6 +356,13 @@ def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostMo
 
 
 MODULE_NODES_SQL = "SELECT module, toUInt64(uniqExact(node_id)) FROM cpg_nodes GROUP BY module"
+MODULE_FILES_SQL = ("SELECT module, argMax(file, inserted_at), argMax(code_version, inserted_at) "
+                    "FROM cpg_sources GROUP BY module")
+
+
+def module_files(store: Store) -> dict[str, tuple[str, str]]:
+    """Per module of the store's CPG, the file and code version it was last recorded from."""
+    return {str(m): (str(f), str(v)) for m, f, v in store.query(MODULE_FILES_SQL).rows}
 
 
 def module_costs(store: Store, recording_ns: float) -> dict[str, float]:
@@ -518,7 +525,8 @@ def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> floa
 
 def make_plan(store: Store, budget: float, model: CostModel | None = None,
               baseline_ns: float | None = None, fixed_ns: float = 0.0, headroom: float = 0.0,
-              profile_ns: float | None = None, skipping_ns: float | None = None) -> PlanResult:
+              profile_ns: float | None = None, skipping_ns: float | None = None,
+              rewritten_ahead: Collection[str] = ()) -> PlanResult:
     """The plan for the recording in ``store`` under overhead ratio ``budget`` (>= 1: 1.3 allows the
     program 30% more time). ``baseline_ns``: the program's plain run time (measured by ``plan --
     COMMAND``; else estimated from the recording). ``fixed_ns``: what recording costs the program
@@ -529,7 +537,9 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     likewise): it sets what a recorded call costs this program (:func:`measured_span_ns`).
     ``skipping_ns``: what passing every call through a plan's rate gate, recording each function's first
     call only, cost over recording nothing (likewise): beyond the gate's modelled cost it is what
-    recording anything costs (a fixed cost, part of the prediction when the plan records anything).
+    recording anything costs (a fixed cost, part of the prediction when the plan records anything),
+    shared among the modules (:func:`module_costs`), except ``rewritten_ahead``: modules the caller
+    rewrites into the rewrite cache for the plan before its first run, whose share is then not paid.
     Raises ValueError when the store holds no recorded function."""
     if budget < 1.0:
         raise ValueError(f"the budget is a ratio of run times, at least 1 (1.3: 30% more), got {budget}")
@@ -545,12 +555,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         calls = sum(p.calls for p in profiles)
         gated_ns = calls * model.skipped_call_ns
         recording_fixed_ns = max(0.0, skipping_ns - gated_ns)
-        module_ns = module_costs(store, recording_fixed_ns)
-        costly = ", ".join(f"{m} {ns / 1e9:.3f}s" for m, ns in sorted(module_ns.items(), key=lambda kv: -kv[1])[:3])
+        shares = module_costs(store, recording_fixed_ns)
+        module_ns = {m: 0.0 if m in rewritten_ahead else ns for m, ns in shares.items()}
+        costly = ", ".join(f"{m} {ns / 1e9:.3f}s" for m, ns in sorted(shares.items(), key=lambda kv: -kv[1])[:3])
+        ahead = sum(1 for m in shares if m in rewritten_ahead)
         notes.append(f"passing its {calls} calls through a rate gate and recording each function's first call "
                      f"cost {skipping_ns / 1e9:.3f}s: {gated_ns / 1e9:.3f}s the gate at {model.skipped_call_ns:.0f} "
                      f"ns a call, the rest what recording anything costs ({recording_fixed_ns / 1e9:.3f}s: mostly "
-                     f"rewriting the modules at import; paid per module recorded in, by its size: {costly}, ...)")
+                     f"rewriting the modules at import; paid per module recorded in, by its size: {costly}, ...; "
+                     f"not paid for the {ahead} of {len(shares)} modules rewritten ahead of the plan's first run)")
     if profile_ns is not None:
         spans = sum(p.recorded_calls for p in profiles)
         counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
@@ -559,7 +572,7 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                        for p in profiles) * model.unrecorded_event_ns
         branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
         statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
-        net_ns = max(0.0, profile_ns - recording_fixed_ns - hooks_ns)
+        net_ns = max(0.0, profile_ns - hooks_ns)  # measured with its rewrite cached: no module cost in it
         model = replace(model, measured_span_ns=measured_span_ns(net_ns, spans, counted, model, branches, statements))
         notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
                      f"statement events, {counted} calls counted at {model.counted_call_ns:.0f} ns) cost "
@@ -596,7 +609,8 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
              *(Rule(m, Setting(FUNCTIONS, 1.0)) for m in opened))
     plan = Plan(default=Setting(OFF, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
-                      uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - recording_fixed_ns), model),
+                      uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - sum(module_ns.values())),
+                                                           model),
                       notes=notes, fixed_ns=fixed_ns, model=model)
 
 

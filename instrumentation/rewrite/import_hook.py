@@ -170,31 +170,67 @@ class InstrumentingFinder:  # a sys.meta_path finder (importlib.abc costs ~3 ms 
 
     # --- code --------------------------------------------------------------------------------
     def _code_for(self, fullname: str, path: str, source_bytes: bytes) -> CodeType:
-        level, plan = self.config.level, self.config.plan
-        version = code_version_of(source_bytes)
-        cache_path = _cache_path(path, f"P{plan.digest()}" if plan is not None else level)
-        key = _cache_key(version, fullname, path)
-        cached = _read_cache(cache_path, key) if self.config.cache else None
-        if cached is not None:
-            code, rows = cached
-            self.state.cache_hits += 1
-            nodes = ModuleNodes(module=fullname, file=path, code_version=version,
-                                nodes=[NodeInfo(*row) for row in rows])
-        else:
-            from execscope.instrumentation.rewrite import rewriter  # not needed on cache hits
-
-            source = importlib.util.decode_source(source_bytes)
-            tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version, plan)
-            code = _compile(tree, path)
-            if self.config.cache:
-                _write_cache(cache_path, key, code, nodes)
-        self.state.instrumented[fullname] = version
+        code, nodes, hit = code_for(fullname, path, source_bytes, self.config.level, self.config.plan,
+                                    self.config.cache)
+        self.state.cache_hits += hit
+        self.state.instrumented[fullname] = nodes.code_version
         if self.node_sink is not None:
             try:
                 self.node_sink(nodes)
             except Exception as exc:  # a failing sink must not fail the import
                 warn_unmodified(fullname, path, f"node rows not published ({exc})")
         return code
+
+
+def code_for(fullname: str, path: str, source_bytes: bytes, level: int, plan: Plan | None,
+             cache: bool = True) -> tuple[CodeType, ModuleNodes, bool]:
+    """(rewritten code, node rows, whether the cache had them) of module ``fullname`` at ``path``;
+    rewritten, and cached when ``cache``, unless the cache has them. Raises what parsing or rewriting
+    raises (the caller imports the module unmodified)."""
+    version = code_version_of(source_bytes)
+    cache_path = _cache_path(path, f"P{plan.digest()}" if plan is not None else level)
+    key = _cache_key(version, fullname, path)
+    cached = _read_cache(cache_path, key) if cache else None
+    if cached is not None:
+        code, rows = cached
+        return code, ModuleNodes(module=fullname, file=path, code_version=version,
+                                 nodes=[NodeInfo(*row) for row in rows]), True
+    from execscope.instrumentation.rewrite import rewriter  # not needed on cache hits
+
+    source = importlib.util.decode_source(source_bytes)
+    tree, nodes, _stats = rewriter.rewrite_source(source, fullname, path, level, version, plan)
+    code = _compile(tree, path)
+    if cache:
+        _write_cache(cache_path, key, code, nodes)
+    return code, nodes, False
+
+
+def unchanged(path: str, code_version: str) -> bool:
+    """Does the file at ``path`` hold that version of its module (as recorded in a CPG)?"""
+    try:
+        with open(path, "rb") as f:
+            return code_version_of(f.read()) == code_version
+    except OSError:
+        return False
+
+
+def warm_cache(fullname: str, path: str, plan: Plan, code_version: str | None = None) -> bool:
+    """Rewrite module ``fullname`` (the file at ``path``) under ``plan`` into the rewrite cache ahead of
+    a run, so that the run's import finds it there (for an interpreter with this one's cache tag and
+    bytecode setting). ``code_version``: only if the file still holds that version of the module.
+    False, with nothing written, when the file cannot be read, holds another version, is not Python
+    this interpreter parses, or the plan records nothing in it."""
+    if not plan.may_record(fullname):
+        return False
+    try:
+        with open(path, "rb") as f:
+            source_bytes = f.read()
+        if code_version is not None and code_version_of(source_bytes) != code_version:
+            return False
+        code_for(fullname, path, source_bytes, 1, plan)
+    except Exception:  # a module it cannot rewrite is imported unmodified by the run, as always
+        return False
+    return True
 
 
 def _compile(tree: ast.Module, path: str) -> CodeType:

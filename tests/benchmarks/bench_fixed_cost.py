@@ -12,8 +12,9 @@ rewritten.) With ``PYTHONDONTWRITEBYTECODE`` set, compile each tree first (``pyt
 else every process compiles execscope from source, and that is what gets measured.
 
 The program (default ``python -c pass``) runs under a plan that records nothing (``[default] level =
-"off"``), so every second above plain is fixed cost. Three variants run interleaved, ``--runs``
-times each, and the median of each figure is printed:
+"off"``), so every second above plain is fixed cost; with ``--plan FILE`` under that plan instead
+(its rewrites cached after the first run), so the phases say where a plan's own cost goes. Three
+variants run interleaved, ``--runs`` times each, and the median of each figure is printed:
 
 * ``plain``: the program alone;
 * ``recorded``: ``python -m execscope run --plan OFF.toml --store chdb://... -- PROGRAM`` (a warm store: opened
@@ -103,6 +104,9 @@ def main() -> None:
     parser.add_argument("--cwd", default=None, help="where the program runs (default: a temporary directory)")
     parser.add_argument("--include", action="append", default=None, help="globs given to execscope run")
     parser.add_argument("--fresh-store", action="store_true", help="a new store for every recorded run")
+    parser.add_argument("--plan", default=None, metavar="FILE",
+                        help="run recorded under this plan instead of one recording nothing (rewrites cached "
+                             "after the first run): where a plan's own cost goes")
     parser.add_argument("--against", default=None, metavar="DIR", help="another execscope source tree to compare")
     parser.add_argument("command", nargs="*", help="the program (default: python -c pass)")
     args = parser.parse_args()
@@ -121,7 +125,7 @@ def main() -> None:
         stamp_dir.mkdir()
         (stamp_dir / "sitecustomize.py").write_text(STAMP_SITECUSTOMIZE)
         plan = work / "off.toml"
-        plan.write_text(OFF_PLAN)
+        plan.write_text(Path(args.plan).read_text(encoding="utf-8") if args.plan else OFF_PLAN)
         cwd = args.cwd or str(work)
         stamp_file = work / "t"
         base_env = dict(os.environ)

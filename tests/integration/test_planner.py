@@ -189,3 +189,5 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written
     assert "ns per recorded call" in written and "what recording anything costs" in written
     assert "paid per module recorded in, by its size: slow_app" in written
+    ahead = 1 if load_plan(tmp_path / "p.toml").may_record("slow_app") else 0
+    assert f"rewritten into the rewrite cache for the plan's first run: {ahead} of the modules" in written

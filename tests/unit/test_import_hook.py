@@ -120,6 +120,30 @@ def test_cache_is_written_and_reused(pkg: Path, monkeypatch: pytest.MonkeyPatch)
     assert finder.state.cache_hits == 1 and mod.double(2) == 4
 
 
+def test_a_plan_rewritten_ahead_is_served_from_the_cache(pkg: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from execscope.instrumentation.nodes.node_ids import code_version_of
+    from execscope.instrumentation.rewrite.import_hook import unchanged, warm_cache
+    from execscope.instrumentation.rewrite.plan import parse_plan
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    plan = parse_plan('[default]\nlevel = "off"\n[[rule]]\nmatch = "hookpkg.core:double"\nlevel = "functions"\n')
+    core, skipped = str(pkg / "hookpkg" / "core.py"), str(pkg / "hookpkg" / "skipped.py")
+    version = code_version_of((pkg / "hookpkg" / "core.py").read_bytes())
+    assert unchanged(core, version) and not unchanged(core, "0" * 16) and not unchanged(str(pkg / "gone.py"), version)
+    assert not warm_cache("hookpkg.core", core, plan, "0" * 16)  # another version than the recorded one
+    assert not warm_cache("hookpkg.skipped", skipped, plan)  # nothing recorded in it: left as written
+    assert not warm_cache("hookpkg.broken", str(pkg / "hookpkg" / "broken.py"), parse_plan(""))  # not Python
+    assert warm_cache("hookpkg.core", core, plan, version)
+    finder = InstrumentingFinder(HookConfig(include=["hookpkg", "hookpkg.*"], plan=plan))
+    spec = finder.find_spec("hookpkg.core", [str(pkg / "hookpkg")])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert finder.state.cache_hits == 1 and module.double(5) == 10 and "_execscope_rt" in vars(module)
+
+
 def test_without_bytecode_writing_the_cache_is_in_the_user_cache(pkg: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # PYTHONDONTWRITEBYTECODE: source trees untouched
