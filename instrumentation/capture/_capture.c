@@ -310,7 +310,9 @@ typedef struct FrameObject {
     long long start, end, seq0, seq1, child_ns, dropped_events;
     PyObject *info, *args, *ret, *events, *seq, *outer, *anchor, *error, *exit, *kind;
     PyObject *unrecorded; /* {node_id: calls} left out below this recorded call (adaptive sampling) */
+    PyObject *unrecorded_events; /* {node_id: statement events} those calls' hooks saw */
     PyObject *counted_in; /* of an unrecorded call: the recorded frame that counts it */
+    long long counted_events; /* of an unrecorded call: statement events its hooks saw so far */
     void *pyframe;        /* the interpreter frame that entered the call (identity only; see own_entry) */
     char has_ret, foreign, skip, counting;
 } FrameObject;
@@ -330,6 +332,7 @@ static int frame_clear(FrameObject *self) {
     Py_CLEAR(self->exit);
     Py_CLEAR(self->kind);
     Py_CLEAR(self->unrecorded);
+    Py_CLEAR(self->unrecorded_events);
     Py_CLEAR(self->counted_in);
     return 0;
 }
@@ -388,7 +391,7 @@ static PyMemberDef frame_members[] = {
     FM(child_ns, T_LONGLONG), FM(dropped_events, T_LONGLONG),
     FM(info, T_OBJECT), FM(args, T_OBJECT), FM(ret, T_OBJECT), FM(events, T_OBJECT), FM(seq, T_OBJECT),
     FM(outer, T_OBJECT), FM(anchor, T_OBJECT), FM(error, T_OBJECT), FM(exit, T_OBJECT), FM(kind, T_OBJECT),
-    FM(unrecorded, T_OBJECT), FM(counted_in, T_OBJECT),
+    FM(unrecorded, T_OBJECT), FM(unrecorded_events, T_OBJECT), FM(counted_in, T_OBJECT),
     FM(has_ret, T_BOOL), FM(foreign, T_BOOL), {"skip", T_BOOL, offsetof(FrameObject, skip), READONLY, NULL},
     FM(counting, T_BOOL),
     {NULL},
@@ -771,6 +774,38 @@ static int charge_events(FrameObject *f) {
     return 0;
 }
 
+/* ``*counts``[node] += n (the dict made on first use). */
+static int add_count(PyObject **counts, PyObject *node, long long n) {
+    if (*counts == NULL && (*counts = PyDict_New()) == NULL)
+        return -1;
+    PyObject *old = PyDict_GetItemWithError(*counts, node);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    long long before = old == NULL ? 0 : PyLong_AsLongLong(old);
+    if (before == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *total = PyLong_FromLongLong(before + n);
+    if (total == NULL)
+        return -1;
+    int rc = PyDict_SetItem(*counts, node, total);
+    Py_DECREF(total);
+    return rc;
+}
+
+/* A call left out by adaptive sampling ends: the statement events its hooks saw are added to its
+ * carrier's ``unrecorded_events`` (``execscope.unrecorded_events.<node_id>``), so that events per call
+ * are known over every call, not only the recorded ones (which the events' own budget biases to a
+ * test's first, often smaller, calls). */
+static void count_left_out_events(FrameObject *f) {
+    if (f->counted_events <= 0 || f->counted_in == NULL || Py_TYPE(f->counted_in) != &FrameType
+            || f->info == NULL || !PyTuple_Check(f->info) || PyTuple_GET_SIZE(f->info) < 1)
+        return;
+    if (add_count(&((FrameObject *)f->counted_in)->unrecorded_events, PyTuple_GET_ITEM(f->info, 0),
+                  f->counted_events) < 0)
+        report_failure();
+    f->counted_events = 0;
+}
+
 static int count_unrecorded(FrameObject *carrier, PyObject *info) {
     if (carrier->unrecorded == NULL && (carrier->unrecorded = PyDict_New()) == NULL)
         return -1;
@@ -1112,6 +1147,8 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
     /* the variable is set back when it holds this frame (async frames, resumed generators) */
     if (ends_top && set_frame(f->outer ? f->outer : Py_None, tl_value == frame || tl_value == top) < 0)
         goto error;
+    if (f->counting)
+        count_left_out_events(f);
     if (f->foreign)
         Py_RETURN_NONE;
     f->end = now_ns();
@@ -1378,8 +1415,16 @@ static inline FrameObject *event_frame(PyObject *const *argv) {
     return f->foreign || f->seq == NULL ? NULL : f;
 }
 
+/* A statement event of a call left out by adaptive sampling: counted, not recorded. */
+static inline void count_statement(PyObject *frame) {
+    if (Py_TYPE(frame) == &FrameType && ((FrameObject *)frame)->counting)
+        ((FrameObject *)frame)->counted_events++;
+}
+
 static PyObject *hook_line(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     FrameObject *f;
+    if (argc >= 1)
+        count_statement(argv[0]);
     if (argc == 3 && (f = event_frame(argv)) != NULL && record_event(f, g_ev_line, argv[1], argv[2], Py_None) < 0)
         report_failure();
     Py_RETURN_NONE;
@@ -1414,6 +1459,8 @@ static void assign_event(PyObject *const *argv) {
 }
 
 static PyObject *hook_assign(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc >= 1)
+        count_statement(argv[0]);
     if (argc == 4)
         assign_event(argv);
     Py_RETURN_NONE;
@@ -1899,6 +1946,34 @@ done:
     return rc;
 }
 
+/* ``counts`` ({node_id: n}, or NULL) as int attributes ``prefix<node_id>``: 0, -1 on error, 1 when a
+ * node id is too long for the key buffer (the caller hands the frame to the Python encoder). */
+static int put_counts(Buf *b, PyObject *counts, const char *prefix) {
+    if (counts == NULL || !PyDict_Check(counts))
+        return 0;
+    Py_ssize_t plen = (Py_ssize_t)strlen(prefix), pos = 0;
+    PyObject *node, *count;
+    char key[512];
+    while (PyDict_Next(counts, &pos, &node, &count)) {
+        Py_ssize_t nlen;
+        const char *text = PyUnicode_AsUTF8AndSize(node, &nlen);
+        long long v = PyLong_AsLongLong(count);
+        if (text == NULL || (v == -1 && PyErr_Occurred()))
+            return -1;
+        Py_ssize_t klen = plen + nlen;
+        if (klen + 3 > (Py_ssize_t)sizeof key)
+            return 1;
+        Buf k = {key, 0, sizeof key};
+        k.data[k.len++] = 0x0a;
+        put_varint(&k, klen);
+        put_raw(&k, prefix, plen);
+        put_raw(&k, text, nlen);
+        if (put_kv_int(b, key, k.len, v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     if ((f->events != NULL && f->events != Py_None && (!PyList_Check(f->events) || enc->secret == NULL)) ||
         (f->error != NULL && f->error != Py_None && enc->stack == NULL) || f->info == NULL ||
@@ -1999,29 +2074,11 @@ static int encode_frame(Buf *b, FrameObject *f, Encoders *enc) {
     }
     if (f->child_ns && put_kv_int(b, K_CHILD, KLEN(K_CHILD), f->child_ns) < 0)
         return -1;
-    if (f->unrecorded != NULL && PyDict_Check(f->unrecorded)) {
-        static const char prefix[] = "execscope.unrecorded.";
-        Py_ssize_t pos = 0;
-        PyObject *node, *count;
-        char key[512];
-        while (PyDict_Next(f->unrecorded, &pos, &node, &count)) {
-            Py_ssize_t nlen;
-            const char *text = PyUnicode_AsUTF8AndSize(node, &nlen);
-            long long v = PyLong_AsLongLong(count);
-            if (text == NULL || (v == -1 && PyErr_Occurred()))
-                return -1;
-            Py_ssize_t klen = (Py_ssize_t)sizeof(prefix) - 1 + nlen;
-            if (klen + 3 > (Py_ssize_t)sizeof key)
-                return 1; /* an unusually long node id: the Python encoder */
-            Buf k = {key, 0, sizeof key};
-            k.data[k.len++] = 0x0a;
-            put_varint(&k, klen);
-            put_raw(&k, prefix, sizeof(prefix) - 1);
-            put_raw(&k, text, nlen);
-            if (put_kv_int(b, key, k.len, v) < 0)
-                return -1;
-        }
-    }
+    int rc_counts = put_counts(b, f->unrecorded, "execscope.unrecorded.");
+    if (rc_counts == 0)
+        rc_counts = put_counts(b, f->unrecorded_events, "execscope.unrecorded_events.");
+    if (rc_counts != 0)
+        return rc_counts;
     if (f->events != NULL && f->events != Py_None) {
         int rc = encode_events(b, f, enc, timed, off0);
         if (rc != 0)

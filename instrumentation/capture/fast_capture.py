@@ -78,7 +78,7 @@ def snapshot(value: Any) -> Any:
 class FastFrame:
     __slots__ = ("trace_id", "span_id", "parent_id", "start", "end", "info", "args", "ret", "has_ret",
                  "events", "seq", "seq0", "seq1", "outer", "anchor", "foreign", "error", "exit", "kind",
-                 "dropped_events", "child_ns", "unrecorded", "counted_in")
+                 "dropped_events", "child_ns", "unrecorded", "unrecorded_events", "counted_in", "counted_events")
 
     trace_id: int
     span_id: int
@@ -109,7 +109,9 @@ class FastFrame:
         self.error: tuple | None = None
         self.exit: str | None = None
         self.unrecorded: dict[str, int] | None = None  # {node_id: calls left out below this one}
+        self.unrecorded_events: dict[str, int] | None = None  # {node_id: their statement events}
         self.counted_in: FastFrame | None = None
+        self.counted_events = 0  # of a call left out: the statement events its hooks saw
 
 
 class _Skipped(FastFrame):
@@ -364,6 +366,7 @@ def _unrecorded(carrier: Any, top: Any, otel: Any, info: tuple) -> Any:
     counts[node] = counts.get(node, 0) + 1
     f = _Unrecorded()
     f.foreign = True
+    f.info = info  # its node, for the events it counts
     f.counted_in = carrier
     f.trace_id = carrier.trace_id
     f.anchor = otel
@@ -517,6 +520,8 @@ def leave(frame: Any) -> None:
         top = _get_current()
         if top is frame or (top is not None and _below(top, frame)):
             _set_current(frame.outer)
+        if frame.counting:
+            _count_left_out_events(frame)
         if frame.foreign:
             return
         frame.end = _time_ns()
@@ -656,8 +661,22 @@ def arm(frame: Any, node_id: str, value: Any) -> Any:
     return value
 
 
+def _count_left_out_events(frame: Any) -> None:
+    """A left-out call ends: its statement events go to its carrier's ``unrecorded_events``."""
+    carrier = frame.counted_in
+    if frame.counted_events and carrier is not None:
+        node = frame.info[0]
+        counts = carrier.unrecorded_events
+        if counts is None:
+            counts = carrier.unrecorded_events = {}
+        counts[node] = counts.get(node, 0) + frame.counted_events
+        frame.counted_events = 0
+
+
 def line(frame: Any, node_id: str, lineno: int) -> None:
-    if frame is not NO_FRAME and not frame.foreign:
+    if frame is not NO_FRAME and frame.counting:
+        frame.counted_events += 1
+    elif frame is not NO_FRAME and not frame.foreign:
         try:
             _event(frame, EV_LINE, node_id, lineno)
         except Exception as exc:
@@ -665,7 +684,9 @@ def line(frame: Any, node_id: str, lineno: int) -> None:
 
 
 def assign(frame: Any, node_id: str, name: str, value: Any) -> None:
-    if frame is not NO_FRAME and not frame.foreign:
+    if frame is not NO_FRAME and frame.counting:
+        frame.counted_events += 1
+    elif frame is not NO_FRAME and not frame.foreign:
         try:
             _event(frame, EV_ASSIGN, node_id, name, value if type(value) in IMMUTABLE else snapshot(value))
         except Exception as exc:

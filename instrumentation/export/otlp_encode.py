@@ -116,6 +116,8 @@ def encode_frame(f: FastFrame) -> bytes:
         parts.append(w.kv_int("execscope.child_ns", f.child_ns))
     if f.unrecorded:
         parts.extend(w.kv_int("execscope.unrecorded." + node, n) for node, n in f.unrecorded.items())
+    if f.unrecorded_events:
+        parts.extend(w.kv_int("execscope.unrecorded_events." + node, n) for node, n in f.unrecorded_events.items())
     if f.events:
         event, ev_str, names = _EVENTS.event, w.ev_str, _EVENT_NAMES
         for kind, node_id, ts, seq, a, b in f.events:

@@ -191,3 +191,36 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     assert "paid per module recorded in, by its size: slow_app" in written
     ahead = 1 if load_plan(tmp_path / "p.toml").may_record("slow_app") else 0
     assert f"rewritten into the rewrite cache for the plan's first run: {ahead} of the modules" in written
+
+
+GROWING = '''
+def grow(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+def main():
+    return [grow(n) for n in range(1, 120)]
+'''
+
+
+def test_events_per_call_count_the_calls_adaptive_sampling_left_out(tmp_path: Path) -> None:
+    """Adaptive sampling spends a function's budget on its first calls (each event counting as a
+    call): grow's later calls, the longer ones, are left out. Their statement events are counted, so
+    the profile's events per call are those of every call, as a recording of every call says."""
+    from execscope.queries.planner import profile_functions
+    from execscope.storage import open_store
+
+    (tmp_path / "growing.py").write_text(GROWING)
+    per_call = {}
+    for name, adaptive in (("all", "0"), ("sampled", "8")):
+        store = f"chdb://{tmp_path / name}"
+        cli("run", "--include", "growing", "--level", "statements", "--adaptive", adaptive, "--store", store, "--",
+            sys.executable, "-c", "import growing; growing.main()", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+        with open_store(store) as s:
+            (grow,) = [p for p in profile_functions(s) if p.node_id == "growing:grow"]
+        assert grow.calls == 119
+        per_call[name] = (grow.recorded_calls, grow.statement_events)
+    assert per_call["all"][0] == 119 and per_call["sampled"][0] < 60  # most calls left out
+    assert per_call["sampled"][1] == pytest.approx(per_call["all"][1])

@@ -687,6 +687,29 @@ def test_adaptive_sampling_counts_a_calls_events_as_calls(fast) -> None:
     assert len(recorded["light"]) > 3 * len(recorded["heavy"])
 
 
+def test_adaptive_sampling_counts_the_statement_events_of_the_calls_it_leaves_out(fast) -> None:
+    module = load_rewritten(HEAVY_APP, "statements", name="heavy_app2", file="/src/heavy_app2.py")
+    fast_capture.take_pending()
+    fast_capture.set_adaptive(16)
+    try:
+        module.root(300)
+    finally:
+        fast_capture.set_adaptive(0)
+    frames, _ = fast_capture.take_pending()
+    heavy = [f for f in frames if f.info[1] == "heavy_app2.heavy"]
+    from execscope.instrumentation.capture.fast_capture import EV_ASSIGN, EV_LINE
+
+    statements = [sum(1 for e in f.events or () if e[0] in (EV_LINE, EV_ASSIGN)) for f in heavy]
+    assert len(set(statements)) == 1 and not any(f.dropped_events for f in heavy)  # every call alike, kept whole
+    calls = sum((f.unrecorded or {}).get("heavy_app2:heavy", 0) for f in frames)
+    counted = sum((f.unrecorded_events or {}).get("heavy_app2:heavy", 0) for f in frames)
+    assert calls > 0 and counted == calls * statements[0]  # exactly the events the left-out calls ran
+    request = _exported(frames)  # and exported beside the calls' count
+    exported = sum(kv.value.int_value for span in request.resource_spans[0].scope_spans[0].spans
+                   for kv in span.attributes if kv.key == "execscope.unrecorded_events.heavy_app2:heavy")
+    assert exported == counted
+
+
 def test_adaptive_budget_is_checked() -> None:
     with pytest.raises(ValueError):
         fast_capture.set_adaptive(-1)
