@@ -1469,8 +1469,9 @@ static void conv_free(Conv *cv) {
 PyDoc_STRVAR(convert_doc,
 "convert(payloads) -> (block, spans, events)\n\n"
 "One ClickHouse Native block of otel_traces rows (the columns of COLUMNS) from serialized OTLP\n"
-"ExportTraceServiceRequest payloads (a sequence of bytes). Raises ValueError naming the payload\n"
-"and the reason when one is not taken exactly as the Python decoder would take it.");
+"ExportTraceServiceRequest payloads (a sequence of bytes, or of objects with a buffer: memoryview,\n"
+"mmap). Raises ValueError naming the payload and the reason when one is not taken exactly as the\n"
+"Python decoder would take it.");
 
 /* One converter's buffers kept between calls (up to KEEP_BYTES): a batch's columns are megabytes, and
  * fresh memory for each batch costs a page fault per 4 KiB (a tenth of the time). The GIL (held
@@ -1505,16 +1506,25 @@ static void conv_give_back(Conv *cv) {
     PyMem_Free(cv);
 }
 
+/* payload i's bytes: bytes, or any object with a buffer (a memoryview, an mmap of a spool file, read
+ * in place); released after the payload is converted (nothing of it is kept: dictionary keys are
+ * copied). 0, or -1 with TypeError. */
+static int payload_view(PyObject *item, Py_ssize_t i, Py_buffer *view) {
+    if (PyObject_GetBuffer(item, view, PyBUF_SIMPLE) == 0) return 0;
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
+    return -1;
+}
+
 /* every payload of seq into cv; -1 with a Python error set */
 static int convert_all(Conv *cv, PyObject *seq) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
-            return -1;
-        }
-        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+        Py_buffer view;
+        if (payload_view(PySequence_Fast_GET_ITEM(seq, i), i, &view)) return -1;
+        int rc = request(cv, (const uint8_t *)view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+        if (rc) {
             if (strcmp(cv->c.err, "out of memory") == 0) {
                 PyErr_NoMemory();
             } else {
@@ -1621,16 +1631,17 @@ static PyObject *convert_each(PyObject *self, PyObject *arg) {
     size_t lens[C_COUNT];
     uint32_t keys[D_COUNT];
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *one;
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
-            goto done;
-        }
+        PyObject *one;
+        Py_buffer view;
+        if (payload_view(PySequence_Fast_GET_ITEM(seq, i), i, &view)) goto done;
         for (int k = 0; k < C_COUNT; k++) lens[k] = cv->col[k].len;
         for (int d = 0; d < D_COUNT; d++) keys[d] = cv->dict[d].n;
         Conv before = *cv; /* the counters (the buffers themselves are only appended to) */
         cv->scopes.len = 0;
-        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+        int rc = request(cv, (const uint8_t *)view.buf, (size_t)view.len);
+        PyObject *names = rc ? NULL : scope_names(cv); /* its scopes' names point into the payload */
+        PyBuffer_Release(&view);
+        if (rc) {
             if (strcmp(cv->c.err, "out of memory") == 0) {
                 PyErr_NoMemory();
                 goto done;
@@ -1648,7 +1659,6 @@ static PyObject *convert_each(PyObject *self, PyObject *arg) {
             cv->rattr_total = before.rattr_total;
             cv->c.err = NULL;
         } else {
-            PyObject *names = scope_names(cv);
             one = names ? Py_BuildValue("(KN)", (unsigned long long)(cv->rows - before.rows), names) : NULL;
         }
         if (!one) goto done;

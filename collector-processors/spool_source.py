@@ -167,7 +167,8 @@ class SpoolSource:
         block = batch / BLOCK_NAME
         try:
             if self.blocks:  # converted in C, inserted as a Native block
-                spans, events = native_block.write(block, [path.read_bytes() for path in files])
+                with native_block.mapped(files) as payloads:
+                    spans, events = native_block.write(block, payloads)
                 native_block.ingest(self.store, block, dedup_token=token)
             else:  # parsed by the engine itself
                 spans, events = self._count(files, batch)

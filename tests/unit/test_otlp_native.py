@@ -383,3 +383,25 @@ def test_a_scope_between_spans_is_every_spans_and_a_replaced_key_is_checked_too(
                 decode_columns(payload)
             with pytest.raises(ValueError, match="invalid UTF-8"):
                 native_block.convert([payload])
+
+
+def test_payloads_mapped_from_their_files_convert_as_their_bytes(tmp_path: Any) -> None:
+    """native_block.mapped: the spool source hands the converter its files mapped, not read into
+    bytes; any object with a buffer converts as its bytes do, and the maps are closed after."""
+    payloads = requests(seed=5)[:4] + [b""]
+    paths = []
+    for i, payload in enumerate(payloads):
+        paths.append(tmp_path / f"{i}.pb")
+        paths[-1].write_bytes(payload)
+    expected = native_block.convert(payloads)
+    with native_block.mapped(paths) as mapped:
+        assert [bytes(m) for m in mapped] == payloads and mapped[-1] == b""
+        assert native_block.convert(mapped) == expected
+        assert native_block.write(tmp_path / "b.native", mapped) == expected[1:]
+        maps = mapped[:-1]
+    assert all(m.closed for m in maps)  # type: ignore[union-attr]
+    assert (tmp_path / "b.native").read_bytes() == expected[0]
+    assert native_block.convert([memoryview(p) for p in payloads]) == expected
+    assert native_block.convert_each([bytearray(p) for p in payloads])[:3] == expected
+    with pytest.raises(OSError), native_block.mapped([tmp_path / "missing.pb"]):
+        pass
