@@ -47,6 +47,12 @@
 #include <sys/uio.h>
 
 #define MAX_DEPTH 64
+/* the wire readers, called for every field: inlined where they are used (GCC and Clang) */
+#if defined(__GNUC__)
+#define HOT static inline __attribute__((always_inline))
+#else
+#define HOT static inline
+#endif
 
 /* ---- growable output buffers ---------------------------------------------------------------- */
 
@@ -111,13 +117,25 @@ static inline int put_str(Ctx *c, Buf *b, const void *data, size_t n) {
     return put(c, b, data, n);
 }
 
-static int put_hex_str(Ctx *c, Buf *b, const uint8_t *data, size_t n) {
+/* "00".."ff", two digits per byte value */
+static char HEX_PAIRS[512];
+
+static void init_hex_pairs(void) {
     static const char digits[] = "0123456789abcdef";
-    if (put_varint(c, b, 2 * n) || buf_reserve(c, b, 2 * n)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        b->p[b->len++] = digits[data[i] >> 4];
-        b->p[b->len++] = digits[data[i] & 15];
+    for (int i = 0; i < 256; i++) {
+        HEX_PAIRS[2 * i] = digits[i >> 4];
+        HEX_PAIRS[2 * i + 1] = digits[i & 15];
     }
+}
+
+static inline void hex_into(char *w, const uint8_t *data, size_t n) {
+    for (size_t i = 0; i < n; i++) memcpy(w + 2 * i, HEX_PAIRS + 2 * data[i], 2);
+}
+
+static int put_hex_str(Ctx *c, Buf *b, const uint8_t *data, size_t n) {
+    if (put_varint(c, b, 2 * n) || buf_reserve(c, b, 2 * n)) return -1;
+    hex_into(b->p + b->len, data, n);
+    b->len += 2 * n;
     return 0;
 }
 
@@ -131,9 +149,14 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 static int rd_varint_slow(Ctx *c, Rd *r, uint64_t *out);
 
-static inline int rd_varint(Ctx *c, Rd *r, uint64_t *out) {
+HOT int rd_varint(Ctx *c, Rd *r, uint64_t *out) {
     if (r->p < r->end && *r->p < 0x80) {
         *out = *r->p++;
+        return 0;
+    }
+    if (r->end - r->p >= 2 && r->p[1] < 0x80) { /* two bytes: the length of most spans */
+        *out = (uint64_t)(r->p[0] & 0x7f) | ((uint64_t)r->p[1] << 7);
+        r->p += 2;
         return 0;
     }
     return rd_varint_slow(c, r, out);
@@ -153,7 +176,7 @@ static int rd_varint_slow(Ctx *c, Rd *r, uint64_t *out) {
     return fail(c, "varint longer than 10 bytes");
 }
 
-static int rd_tag(Ctx *c, Rd *r, uint32_t *field, int *wt) {
+HOT int rd_tag(Ctx *c, Rd *r, uint32_t *field, int *wt) {
     uint64_t tag;
     if (rd_varint(c, r, &tag)) return -1;
     if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return fail(c, "invalid field number");
@@ -162,7 +185,7 @@ static int rd_tag(Ctx *c, Rd *r, uint32_t *field, int *wt) {
     return 0;
 }
 
-static int rd_fixed64(Ctx *c, Rd *r, uint64_t *out) {
+HOT int rd_fixed64(Ctx *c, Rd *r, uint64_t *out) {
     if (r->end - r->p < 8) return fail(c, "truncated fixed64");
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | r->p[i];
@@ -171,7 +194,7 @@ static int rd_fixed64(Ctx *c, Rd *r, uint64_t *out) {
     return 0;
 }
 
-static int rd_len(Ctx *c, Rd *r, Rd *sub) {
+HOT int rd_len(Ctx *c, Rd *r, Rd *sub) {
     uint64_t n;
     if (rd_varint(c, r, &n)) return -1;
     if (n > (uint64_t)(r->end - r->p)) return fail(c, "length past the end of its message");
@@ -196,7 +219,7 @@ static int skip(Ctx *c, Rd *r, int wt) {
     }
 }
 
-static int want(Ctx *c, int wt, int expected) {
+HOT int want(Ctx *c, int wt, int expected) {
     return wt == expected ? 0 : fail(c, "known field with an unexpected wire type");
 }
 
@@ -264,7 +287,7 @@ typedef struct {
     Rd data;
 } Value;
 
-static int parse_any(Ctx *c, Rd body, Value *v) {
+HOT int parse_any(Ctx *c, Rd body, Value *v) {
     int nested = 0;
     memset(v, 0, sizeof *v);
     while (body.p < body.end) {
@@ -386,13 +409,10 @@ static int put_int64(Ctx *c, Buf *b, int64_t v) {
 }
 
 static int put_hex(Ctx *c, Buf *b, Rd data) {
-    static const char digits[] = "0123456789abcdef";
     size_t n = (size_t)(data.end - data.p);
     if (buf_reserve(c, b, 2 * n)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        b->p[b->len++] = digits[data.p[i] >> 4];
-        b->p[b->len++] = digits[data.p[i] & 15];
-    }
+    hex_into(b->p + b->len, data.p, n);
+    b->len += 2 * n;
     return 0;
 }
 
@@ -445,27 +465,46 @@ static int put_json_str(Ctx *c, Buf *b, const uint8_t *s, size_t n) {
     return put(c, b, "\"", 1);
 }
 
-/* key/value pairs of a map or kvlist: key in the input, value rendered into a scratch buffer */
+/* key/value pairs of a map or kvlist: the key in the input; the value in the input too (val: a
+ * string value, as it is) or rendered into a scratch buffer (val NULL: at val_off there) */
 typedef struct {
-    const uint8_t *key;
+    const uint8_t *key, *val;
     size_t key_len, val_off, val_len;
-    int dead; /* superseded by a later pair with the same key (which moved its value here) */
+    uint32_t key_idx; /* the key's index in its column's dictionary (the maps of columns) */
+    int dead;         /* superseded by a later pair with the same key (which moved its value here) */
 } Pair;
+
+static inline const char *pair_val(const Pair *p, const Buf *scratch) {
+    return p->val ? (const char *)p->val : scratch->p + p->val_off;
+}
 
 typedef struct {
     Pair *p;
     size_t len, cap;
 } Pairs;
 
+static int pairs_grow(Ctx *c, Pairs *ps) {
+    size_t cap = ps->cap ? ps->cap * 2 : 16;
+    Pair *p = PyMem_Realloc(ps->p, cap * sizeof(Pair));
+    if (!p) return fail(c, "out of memory");
+    ps->p = p;
+    ps->cap = cap;
+    return 0;
+}
+
+/* a new pair at the end of ps, every field zero; NULL when out of memory (filled in place: a Pair
+ * built on the stack and copied stalls on store forwarding, about a tenth of the conversion) */
+static inline Pair *pairs_add(Ctx *c, Pairs *ps) {
+    if (ps->len == ps->cap && pairs_grow(c, ps)) return NULL;
+    Pair *p = &ps->p[ps->len++];
+    memset(p, 0, sizeof *p);
+    return p;
+}
+
 static int pairs_push(Ctx *c, Pairs *ps, Pair pair) {
-    if (ps->len == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 16;
-        Pair *p = PyMem_Realloc(ps->p, cap * sizeof(Pair));
-        if (!p) return fail(c, "out of memory");
-        ps->p = p;
-        ps->cap = cap;
-    }
-    ps->p[ps->len++] = pair;
+    Pair *p = pairs_add(c, ps);
+    if (!p) return -1;
+    *p = pair;
     return 0;
 }
 
@@ -475,7 +514,8 @@ static uint64_t hash_key(const uint8_t *s, size_t n) {
     return h;
 }
 
-/* dict semantics over pairs[from:]: a repeated key keeps its first place and takes the last value */
+/* dict semantics over pairs[from:] by their keys' bytes (a JSON kvlist's): a repeated key keeps its
+ * first place and takes the last value */
 static int dedupe(Ctx *c, Pairs *ps, size_t from) {
     size_t n = ps->len - from;
     Pair *p = ps->p + from;
@@ -484,6 +524,7 @@ static int dedupe(Ctx *c, Pairs *ps, size_t from) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
                 if (!p[j].dead && p[j].key_len == p[i].key_len && memcmp(p[j].key, p[i].key, p[i].key_len) == 0) {
+                    p[j].val = p[i].val;
                     p[j].val_off = p[i].val_off;
                     p[j].val_len = p[i].val_len;
                     p[i].dead = 1;
@@ -505,6 +546,7 @@ static int dedupe(Ctx *c, Pairs *ps, size_t from) {
             }
             Pair *q = &p[s - 1];
             if (q->key_len == p[i].key_len && memcmp(q->key, p[i].key, p[i].key_len) == 0) {
+                q->val = p[i].val;
                 q->val_off = p[i].val_off;
                 q->val_len = p[i].val_len;
                 p[i].dead = 1;
@@ -519,9 +561,27 @@ static int dedupe(Ctx *c, Pairs *ps, size_t from) {
 
 /* ---- LowCardinality dictionaries ------------------------------------------------------------ */
 
+/* what a map key means to the block's MATERIALIZED columns (native_ingest.DERIVED) and ServiceName */
+enum { R_NONE, R_NODE, R_CODEV, R_SEQ, R_SEQ_END, R_CHILD, R_HLC_OFF, R_HLC_END_OFF, R_SERVICE };
+
+static uint8_t key_role(const uint8_t *s, size_t n) {
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, n) == 0)
+    if (IS("execscope.node_id")) return R_NODE;
+    if (IS("execscope.code_version")) return R_CODEV;
+    if (IS("execscope.seq")) return R_SEQ;
+    if (IS("execscope.seq.end")) return R_SEQ_END;
+    if (IS("execscope.child_ns")) return R_CHILD;
+    if (IS("execscope.hlc.offset")) return R_HLC_OFF;
+    if (IS("execscope.hlc.end_offset")) return R_HLC_END_OFF;
+    if (IS("service.name")) return R_SERVICE;
+#undef IS
+    return R_NONE;
+}
+
 typedef struct {
     size_t off;
     uint32_t len, hash;
+    uint8_t role; /* key_role */
 } Key;
 
 /* one column's dictionary for one block: "" is key 0 (as the engine writes it), then first use order */
@@ -531,6 +591,11 @@ typedef struct {
     uint32_t *slots; /* open addressing: key index + 1, 0 = empty */
     size_t cap;      /* slots, a power of two, at least twice the keys */
     uint32_t n;
+    /* deduplication of one map's keys by index (dedupe_keys): per key, the serial of the map that
+     * last had it and its place there */
+    uint32_t *stamp, *where;
+    size_t scap;
+    uint32_t serial;
 } Dict;
 
 static inline uint32_t hash32(const uint8_t *s, size_t n) {
@@ -549,6 +614,8 @@ static void dict_free(Dict *d) {
     PyMem_Free(d->raw.p);
     PyMem_Free(d->keys.p);
     PyMem_Free(d->slots);
+    PyMem_Free(d->stamp);
+    PyMem_Free(d->where);
 }
 
 static int dict_add(Ctx *c, Dict *d, const uint8_t *s, size_t n, uint32_t h, uint32_t *out) {
@@ -567,7 +634,18 @@ static int dict_add(Ctx *c, Dict *d, const uint8_t *s, size_t n, uint32_t h, uin
         d->slots = slots;
         d->cap = cap;
     }
-    Key k = {d->raw.len, (uint32_t)n, h};
+    if (d->n >= d->scap) { /* the stamps of the new key (0: no map has had it) */
+        size_t scap = d->scap ? d->scap * 2 : 64;
+        uint32_t *stamp = PyMem_Realloc(d->stamp, scap * sizeof *stamp);
+        if (!stamp) return fail(c, "out of memory");
+        d->stamp = stamp;
+        uint32_t *where = PyMem_Realloc(d->where, scap * sizeof *where);
+        if (!where) return fail(c, "out of memory");
+        d->where = where;
+        memset(d->stamp + d->scap, 0, (scap - d->scap) * sizeof *stamp);
+        d->scap = scap;
+    }
+    Key k = {d->raw.len, (uint32_t)n, h, key_role(s, n)};
     if (put(c, &d->raw, s, n) || put(c, &d->keys, &k, sizeof k)) return -1;
     size_t j = h & (d->cap - 1);
     while (d->slots[j]) j = (j + 1) & (d->cap - 1);
@@ -627,16 +705,21 @@ static inline int put_lc(Ctx *c, Dict *d, Buf *idx, const void *s, size_t n, uin
 
 static int put_json_any(Ctx *c, Buf *b, const Value *v, int depth);
 
-/* KeyValue: key (1), value (2); a second value would be merged into the first: refused */
-static int parse_kv(Ctx *c, Rd body, Rd *key, Rd *value, int *has_value) {
+/* KeyValue: key (1), value (2); a second value would be merged into the first: refused. The key
+ * (the last of its occurrences) is left to the caller to check for UTF-8 (parse_kv does; add_pair
+ * when the key is not one its dictionary already has); the others are checked here. */
+HOT int parse_kv_raw(Ctx *c, Rd body, Rd *key, Rd *value, int *has_value) {
     key->p = key->end = body.p;
     *has_value = 0;
+    int keys = 0;
     while (body.p < body.end) {
         uint32_t f;
         int wt;
         if (rd_tag(c, &body, &f, &wt)) return -1;
         if (f == 1) {
-            if (want(c, wt, WT_LEN) || rd_string(c, &body, key)) return -1;
+            if (keys++ && !utf8_ok(key->p, (size_t)(key->end - key->p)))
+                return fail(c, "string field with invalid UTF-8");
+            if (want(c, wt, WT_LEN) || rd_len(c, &body, key)) return -1;
         } else if (f == 2) {
             if (want(c, wt, WT_LEN) || rd_len(c, &body, value)) return -1;
             if ((*has_value)++) return fail(c, "repeated attribute value (merged by protobuf)");
@@ -645,6 +728,11 @@ static int parse_kv(Ctx *c, Rd body, Rd *key, Rd *value, int *has_value) {
         }
     }
     return 0;
+}
+
+static int parse_kv(Ctx *c, Rd body, Rd *key, Rd *value, int *has_value) {
+    if (parse_kv_raw(c, body, key, value, has_value)) return -1;
+    return utf8_ok(key->p, (size_t)(key->end - key->p)) ? 0 : fail(c, "string field with invalid UTF-8");
 }
 
 static int put_json_kvlist(Ctx *c, Buf *b, Rd body, int depth) {
@@ -665,7 +753,7 @@ static int put_json_kvlist(Ctx *c, Buf *b, Rd body, int depth) {
         }
         size_t off = scratch.len;
         if (put_json_any(c, &scratch, &v, depth + 1)) goto out;
-        Pair pair = {key.p, (size_t)(key.end - key.p), off, scratch.len - off, 0};
+        Pair pair = {.key = key.p, .key_len = (size_t)(key.end - key.p), .val_off = off, .val_len = scratch.len - off};
         if (pairs_push(c, &ps, pair)) goto out;
     }
     if (found < 0 || dedupe(c, &ps, 0) || put(c, b, "{", 1)) goto out;
@@ -769,37 +857,93 @@ typedef struct {
     Buf meta;        /* the block's and its columns' headers, built by block() */
 } Conv;
 
-/* parse one repeated KeyValue field body into pairs (value rendered into scratch) */
-static int add_pair(Conv *cv, Pairs *ps, Buf *scratch, Rd kv) {
+/* One repeated KeyValue field body into ps, the pos-th pair of its map: the key interned in map key
+ * dictionary d at once (tried first where the key at this place was last time, keys coming in the
+ * same order map after map; a key found in the dictionary needs no UTF-8 check again), the value
+ * kept in the input when a string, else rendered into scratch. */
+static int add_pair(Conv *cv, Pairs *ps, Buf *scratch, Rd kv, int d, size_t pos) {
     Ctx *c = &cv->c;
     Rd key, value;
     int has_value;
     Value v;
-    if (parse_kv(c, kv, &key, &value, &has_value)) return -1;
+    if (parse_kv_raw(c, kv, &key, &value, &has_value)) return -1;
     if (has_value) {
         if (parse_any(c, value, &v)) return -1;
     } else {
         memset(&v, 0, sizeof v);
     }
-    size_t off = scratch->len;
-    if (put_any_str(c, scratch, &v)) return -1;
-    Pair pair = {key.p, (size_t)(key.end - key.p), off, scratch->len - off, 0};
-    return pairs_push(c, ps, pair);
+    size_t klen = (size_t)(key.end - key.p);
+    Dict *dict = &cv->dict[d];
+    uint32_t *hint = pos < HINTS ? &cv->hint[d][pos] : NULL, idx;
+    if (hint && *hint < dict->n && key_is(dict, *hint, key.p, klen)) {
+        idx = *hint;
+    } else {
+        if (!utf8_ok(key.p, klen)) return fail(c, "string field with invalid UTF-8");
+        if (dict_find(c, dict, key.p, klen, &idx)) return -1;
+        if (hint) *hint = idx;
+    }
+    const uint8_t *val = NULL;
+    size_t off = scratch->len, len;
+    if (v.kind == 1) { /* string_value: stored as it is */
+        val = v.data.p;
+        len = (size_t)(v.data.end - v.data.p);
+    } else {
+        if (put_any_str(c, scratch, &v)) return -1;
+        len = scratch->len - off;
+    }
+    Pair *pair = pairs_add(c, ps);
+    if (!pair) return -1;
+    pair->key = key.p;
+    pair->key_len = klen;
+    pair->key_idx = idx;
+    pair->val = val;
+    pair->val_off = off;
+    pair->val_len = len;
+    return 0;
+}
+
+/* dict semantics over pairs[from:] (their keys interned in dictionary d), by key index: a repeated
+ * key keeps its first place and takes the last value */
+static int dedupe_keys(Conv *cv, int d, Pairs *ps, size_t from) {
+    Dict *dict = &cv->dict[d];
+    size_t n = ps->len - from;
+    Pair *p = ps->p + from;
+    if (n < 2) return 0;
+    if (n >= UINT32_MAX) return fail(&cv->c, "map too large");
+    if (++dict->serial == 0) { /* wrapped: every stamp is older than 1 */
+        memset(dict->stamp, 0, dict->scap * sizeof *dict->stamp);
+        dict->serial = 1;
+    }
+    uint32_t serial = dict->serial;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = p[i].key_idx;
+        if (dict->stamp[k] == serial) {
+            Pair *q = &p[dict->where[k]];
+            q->val = p[i].val;
+            q->val_off = p[i].val_off;
+            q->val_len = p[i].val_len;
+            p[i].dead = 1;
+        } else {
+            dict->stamp[k] = serial;
+            dict->where[k] = (uint32_t)i;
+        }
+    }
+    return 0;
 }
 
 /* write pairs[from:] (deduplicated) as one Map row: returns the number of entries written */
-static int put_map(Conv *cv, Pairs *ps, size_t from, Buf *scratch, int d, Buf *keys, Buf *vals, uint64_t *n_out) {
+static int put_map(Conv *cv, Pairs *ps, size_t from, const Buf *scratch, int d, Buf *keys, Buf *vals, uint64_t *n_out) {
     Ctx *c = &cv->c;
     uint64_t n = 0;
-    if (dedupe(c, ps, from)) return -1;
+    if (dedupe_keys(cv, d, ps, from) || buf_reserve(c, keys, (ps->len - from) * sizeof(uint32_t))) return -1;
+    uint32_t *kw = (uint32_t *)(keys->p + keys->len);
     for (size_t i = from; i < ps->len; i++) {
-        Pair *p = &ps->p[i];
+        const Pair *p = &ps->p[i];
         if (p->dead) continue;
-        if (put_lc(c, &cv->dict[d], keys, p->key, p->key_len, n < HINTS ? &cv->hint[d][n] : NULL) ||
-            put_str(c, vals, scratch->p + p->val_off, p->val_len))
-            return -1;
-        n++;
+        if (put_str(c, vals, pair_val(p, scratch), p->val_len)) return -1;
+        kw[n++] = p->key_idx;
     }
+    keys->len += n * sizeof(uint32_t);
     *n_out = n;
     return 0;
 }
@@ -820,15 +964,15 @@ static uint64_t to_u64_or_zero(const char *s, size_t n) {
 }
 
 static uint64_t pair_u64(const Conv *cv, const Pair *p) {
-    return p ? to_u64_or_zero(cv->scratch.p + p->val_off, p->val_len) : 0;
+    return p ? to_u64_or_zero(pair_val(p, &cv->scratch), p->val_len) : 0;
 }
 
 static int put_pair_str(Conv *cv, Buf *b, const Pair *p) {
-    return p ? put_str(&cv->c, b, cv->scratch.p + p->val_off, p->val_len) : put_str(&cv->c, b, "", 0);
+    return p ? put_str(&cv->c, b, pair_val(p, &cv->scratch), p->val_len) : put_str(&cv->c, b, "", 0);
 }
 
 static int put_pair_lc(Conv *cv, int d, const Pair *p) {
-    return p ? put_lc(&cv->c, &cv->dict[d], &cv->col[DICT_IDX[d]], cv->scratch.p + p->val_off, p->val_len, &cv->hint[d][0])
+    return p ? put_lc(&cv->c, &cv->dict[d], &cv->col[DICT_IDX[d]], pair_val(p, &cv->scratch), p->val_len, &cv->hint[d][0])
              : put_lc(&cv->c, &cv->dict[d], &cv->col[DICT_IDX[d]], "", 0, &cv->hint[d][0]);
 }
 
@@ -860,7 +1004,9 @@ static int span_event(Conv *cv, Rd body) {
         } else if (f == 2) {
             if (want(c, wt, WT_LEN) || rd_string(c, &body, &name)) return -1;
         } else if (f == 3) {
-            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) || add_pair(cv, &cv->pairs, &cv->scratch, sub)) return -1;
+            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) ||
+                add_pair(cv, &cv->pairs, &cv->scratch, sub, D_EV_K, cv->pairs.len - from))
+                return -1;
         } else if (skip(c, &body, wt)) {
             return -1;
         }
@@ -884,7 +1030,9 @@ static int span_link(Conv *cv, Rd body) {
         } else if (f == 3) {
             if (want(c, wt, WT_LEN) || rd_string(c, &body, &state)) return -1;
         } else if (f == 4) {
-            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) || add_pair(cv, &cv->pairs, &cv->scratch, sub)) return -1;
+            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) ||
+                add_pair(cv, &cv->pairs, &cv->scratch, sub, D_L_K, cv->pairs.len - from))
+                return -1;
         } else if (skip(c, &body, wt)) {
             return -1;
         }
@@ -937,7 +1085,9 @@ static int span(Conv *cv, Rd body, const Scope *scope, const Resource *res) {
             if (want(c, wt, WT_I64) || rd_fixed64(c, &body, f == 7 ? &start : &end)) return -1;
             break;
         case 9:
-            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) || add_pair(cv, &cv->pairs, &cv->scratch, sub)) return -1;
+            if (want(c, wt, WT_LEN) || rd_len(c, &body, &sub) ||
+                add_pair(cv, &cv->pairs, &cv->scratch, sub, D_SATTR, cv->pairs.len))
+                return -1;
             break;
         case 11: case 13: {
             /* events and links keep their own pairs above the span's: convert them now, with the
@@ -995,20 +1145,20 @@ static int span(Conv *cv, Rd body, const Scope *scope, const Resource *res) {
     cv->events += cv->ev_total - ev_before;
     /* native_ingest.DERIVED, over the deduplicated attributes */
     const Pair *node = NULL, *codev = NULL, *seq = NULL, *seq_end = NULL, *child = NULL, *off = NULL, *end_off = NULL;
+    const Key *keys = (const Key *)cv->dict[D_SATTR].keys.p;
     for (size_t i = 0; i < cv->pairs.len; i++) {
         const Pair *p = &cv->pairs.p[i];
-        if (p->dead || p->key_len < 13 || memcmp(p->key, "execscope.", 10) != 0) continue;
-        const char *rest = (const char *)p->key + 10;
-        size_t m = p->key_len - 10;
-#define IS(lit) (m == sizeof(lit) - 1 && memcmp(rest, lit, m) == 0)
-        if (IS("node_id")) node = p;
-        else if (IS("code_version")) codev = p;
-        else if (IS("seq")) seq = p;
-        else if (IS("seq.end")) seq_end = p;
-        else if (IS("child_ns")) child = p;
-        else if (IS("hlc.offset")) off = p;
-        else if (IS("hlc.end_offset")) end_off = p;
-#undef IS
+        if (p->dead) continue;
+        switch (keys[p->key_idx].role) {
+        case R_NODE: node = p; break;
+        case R_CODEV: codev = p; break;
+        case R_SEQ: seq = p; break;
+        case R_SEQ_END: seq_end = p; break;
+        case R_CHILD: child = p; break;
+        case R_HLC_OFF: off = p; break;
+        case R_HLC_END_OFF: end_off = p; break;
+        default: break;
+        }
     }
     uint64_t hlc = start + pair_u64(cv, off);
     uint64_t hlc_end = start + duration + pair_u64(cv, end_off ? end_off : off);
@@ -1022,33 +1172,51 @@ static int span(Conv *cv, Rd body, const Scope *scope, const Resource *res) {
     return 0;
 }
 
-/* ScopeSpans: scope (1) first, wherever it is on the wire, then every span (2) */
+/* ScopeSpans: the scope (1) and the spans (2) in one pass, in wire order. A scope that comes after
+ * some of its spans (repeated scopes merge, wherever they are) rewrites those spans' ScopeName and
+ * ScopeVersion once the message is read: every span has the merged scope, as protobuf reads it. One
+ * pass instead of a search for the scope first: that search touched every span's first bytes out of
+ * reach of the prefetcher (about a tenth of the conversion). */
 static int scope_spans(Conv *cv, Rd body, const Resource *res) {
     Ctx *c = &cv->c;
     Scope scope = {{body.p, body.p}, {body.p, body.p}};
     Rd r = body, sub;
-    int found;
-    while ((found = next_len_field(c, &r, 1, &sub)) > 0) {
-        while (sub.p < sub.end) { /* InstrumentationScope: name 1, version 2; repeats merge */
-            uint32_t g;
-            int wt2;
-            if (rd_tag(c, &sub, &g, &wt2)) return -1;
-            if (g == 1 || g == 2) {
-                if (want(c, wt2, WT_LEN) || rd_string(c, &sub, g == 1 ? &scope.name : &scope.version)) return -1;
-            } else if (skip(c, &sub, wt2)) {
-                return -1;
+    uint64_t rows_before = cv->rows;
+    size_t name_len = cv->col[C_SNAME].len, version_len = cv->col[C_SVERSION].len;
+    int late = 0;
+    while (r.p < r.end) {
+        uint32_t f;
+        int wt;
+        if (rd_tag(c, &r, &f, &wt)) return -1;
+        if (f == 1) {
+            if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub)) return -1;
+            late |= cv->rows > rows_before;
+            while (sub.p < sub.end) { /* InstrumentationScope: name 1, version 2; repeats merge */
+                uint32_t g;
+                int wt2;
+                if (rd_tag(c, &sub, &g, &wt2)) return -1;
+                if (g == 1 || g == 2) {
+                    if (want(c, wt2, WT_LEN) || rd_string(c, &sub, g == 1 ? &scope.name : &scope.version)) return -1;
+                } else if (skip(c, &sub, wt2)) {
+                    return -1;
+                }
             }
+        } else if (f == 2) {
+            if (want(c, wt, WT_LEN) || rd_len(c, &r, &sub) || span(cv, sub, &scope, res)) return -1;
+        } else if (skip(c, &r, wt)) {
+            return -1;
         }
     }
-    if (found < 0) return -1;
-    r = body;
-    uint64_t rows_before = cv->rows;
-    while ((found = next_len_field(c, &r, 2, &sub)) > 0) {
-        if (span(cv, sub, &scope, res)) return -1;
+    if (late) {
+        cv->col[C_SNAME].len = name_len;
+        cv->col[C_SVERSION].len = version_len;
+        for (uint64_t i = rows_before; i < cv->rows; i++)
+            if (put_str(c, &cv->col[C_SNAME], scope.name.p, (size_t)(scope.name.end - scope.name.p)) ||
+                put_str(c, &cv->col[C_SVERSION], scope.version.p, (size_t)(scope.version.end - scope.version.p)))
+                return -1;
     }
-    if (found < 0) return -1;
     if (cv->rows > rows_before) {
-        Pair name = {scope.name.p, (size_t)(scope.name.end - scope.name.p), 0, 0, 0};
+        Pair name = {.key = scope.name.p, .key_len = (size_t)(scope.name.end - scope.name.p)};
         if (pairs_push(c, &cv->scopes, name)) return -1;
     }
     return 0;
@@ -1068,7 +1236,8 @@ static int resource_spans(Conv *cv, Rd body) {
             Rd kv;
             if (rd_tag(c, &sub, &g, &wt2)) return -1;
             if (g == 1) {
-                if (want(c, wt2, WT_LEN) || rd_len(c, &sub, &kv) || add_pair(cv, &cv->rpairs, &cv->rscratch, kv))
+                if (want(c, wt2, WT_LEN) || rd_len(c, &sub, &kv) ||
+                    add_pair(cv, &cv->rpairs, &cv->rscratch, kv, D_RATTR, cv->rpairs.len))
                     return -1;
             } else if (skip(c, &sub, wt2)) {
                 return -1;
@@ -1087,10 +1256,11 @@ static int resource_spans(Conv *cv, Rd body) {
     res.rattr_vals = (const uint8_t *)vals.p;
     res.rattr_vals_len = vals.len;
     res.service.p = res.service.end = body.p;
+    const Key *rkeys = (const Key *)cv->dict[D_RATTR].keys.p;
     for (size_t i = 0; i < cv->rpairs.len; i++) {
         const Pair *p = &cv->rpairs.p[i];
-        if (!p->dead && p->key_len == 12 && memcmp(p->key, "service.name", 12) == 0) {
-            res.service.p = (const uint8_t *)cv->rscratch.p + p->val_off;
+        if (!p->dead && rkeys[p->key_idx].role == R_SERVICE) {
+            res.service.p = (const uint8_t *)pair_val(p, &cv->rscratch);
             res.service.end = res.service.p + p->val_len;
         }
     }
@@ -1299,8 +1469,9 @@ static void conv_free(Conv *cv) {
 PyDoc_STRVAR(convert_doc,
 "convert(payloads) -> (block, spans, events)\n\n"
 "One ClickHouse Native block of otel_traces rows (the columns of COLUMNS) from serialized OTLP\n"
-"ExportTraceServiceRequest payloads (a sequence of bytes). Raises ValueError naming the payload\n"
-"and the reason when one is not taken exactly as the Python decoder would take it.");
+"ExportTraceServiceRequest payloads (a sequence of bytes, or of objects with a buffer: memoryview,\n"
+"mmap). Raises ValueError naming the payload and the reason when one is not taken exactly as the\n"
+"Python decoder would take it.");
 
 /* One converter's buffers kept between calls (up to KEEP_BYTES): a batch's columns are megabytes, and
  * fresh memory for each batch costs a page fault per 4 KiB (a tenth of the time). The GIL (held
@@ -1335,16 +1506,25 @@ static void conv_give_back(Conv *cv) {
     PyMem_Free(cv);
 }
 
+/* payload i's bytes: bytes, or any object with a buffer (a memoryview, an mmap of a spool file, read
+ * in place); released after the payload is converted (nothing of it is kept: dictionary keys are
+ * copied). 0, or -1 with TypeError. */
+static int payload_view(PyObject *item, Py_ssize_t i, Py_buffer *view) {
+    if (PyObject_GetBuffer(item, view, PyBUF_SIMPLE) == 0) return 0;
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
+    return -1;
+}
+
 /* every payload of seq into cv; -1 with a Python error set */
 static int convert_all(Conv *cv, PyObject *seq) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
-            return -1;
-        }
-        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+        Py_buffer view;
+        if (payload_view(PySequence_Fast_GET_ITEM(seq, i), i, &view)) return -1;
+        int rc = request(cv, (const uint8_t *)view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+        if (rc) {
             if (strcmp(cv->c.err, "out of memory") == 0) {
                 PyErr_NoMemory();
             } else {
@@ -1451,16 +1631,17 @@ static PyObject *convert_each(PyObject *self, PyObject *arg) {
     size_t lens[C_COUNT];
     uint32_t keys[D_COUNT];
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *one;
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "payload %zd is %.80s, not bytes", i, Py_TYPE(item)->tp_name);
-            goto done;
-        }
+        PyObject *one;
+        Py_buffer view;
+        if (payload_view(PySequence_Fast_GET_ITEM(seq, i), i, &view)) goto done;
         for (int k = 0; k < C_COUNT; k++) lens[k] = cv->col[k].len;
         for (int d = 0; d < D_COUNT; d++) keys[d] = cv->dict[d].n;
         Conv before = *cv; /* the counters (the buffers themselves are only appended to) */
         cv->scopes.len = 0;
-        if (request(cv, (const uint8_t *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item))) {
+        int rc = request(cv, (const uint8_t *)view.buf, (size_t)view.len);
+        PyObject *names = rc ? NULL : scope_names(cv); /* its scopes' names point into the payload */
+        PyBuffer_Release(&view);
+        if (rc) {
             if (strcmp(cv->c.err, "out of memory") == 0) {
                 PyErr_NoMemory();
                 goto done;
@@ -1478,7 +1659,6 @@ static PyObject *convert_each(PyObject *self, PyObject *arg) {
             cv->rattr_total = before.rattr_total;
             cv->c.err = NULL;
         } else {
-            PyObject *names = scope_names(cv);
             one = names ? Py_BuildValue("(KN)", (unsigned long long)(cv->rows - before.rows), names) : NULL;
         }
         if (!one) goto done;
@@ -1517,6 +1697,7 @@ static PyMethodDef methods[] = {
 };
 
 static int exec_module(PyObject *m) {
+    init_hex_pairs();
     PyObject *cols = columns();
     if (!cols || PyModule_AddObject(m, "COLUMNS", cols) < 0) {
         Py_XDECREF(cols);

@@ -18,8 +18,11 @@ as every insert of the collector is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +102,36 @@ def ingest(store: Store, path: Path, dedup_token: str) -> None:
     store.command(insert_sql(dedup_token), parameters={"path": str(path)})
 
 
-def write(path: Path, payloads: list[bytes]) -> tuple[int, int]:
+Payload = bytes | mmap.mmap  # what the converter reads: bytes or any object with a buffer
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: the pages mapped at once, not a fault each
+
+
+@contextlib.contextmanager
+def mapped(paths: Sequence[Path]) -> Iterator[list[Payload]]:
+    """The files' contents for :func:`write`, each mapped read-only instead of read into bytes (fresh
+    memory for a batch's copy cost a page fault per 4 KiB: about 0.2 us a span, 7% of the drain,
+    measured on 2 cores); an empty file as ``b""``. Unmapped on exit. Raises OSError as reading them
+    would. A file must not shrink while it is mapped: the spool's inflight files are written once,
+    renamed in and read by their one owner."""
+    maps: list[mmap.mmap] = []
+    out: list[Payload] = []
+    try:
+        for path in paths:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    out.append(b"")
+                    continue
+                m = mmap.mmap(f.fileno(), size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
+            maps.append(m)
+            out.append(m)
+        yield out
+    finally:
+        for m in maps:
+            m.close()
+
+
+def write(path: Path, payloads: Sequence[Payload]) -> tuple[int, int]:
     """Convert ``payloads`` into a block file at ``path``, written whole under another name, then
     renamed into place (as :func:`write_block`; the converter writes it from its own buffers, with
     no copy of the block in memory). Returns (spans, events); raises ValueError as :func:`convert`

@@ -227,3 +227,23 @@ def test_block_batches_are_cut_at_their_own_byte_limit(tmp_path: Path, monkeypat
         assert not report.errors and report.batches == 5
         assert sum(inserts) == 5 and len(inserts) >= 3 and max(inserts) == 2, inserts
         assert store.query("SELECT count() FROM otel_traces").rows[0][0] == report.spans > 0
+
+
+def test_block_batches_take_more_files_than_the_engine_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small spool files go into one Native block up to MAX_BLOCK_BATCH_FILES of them (an insert
+    costs the same whatever its size), past the engine parse's MAX_BATCH_FILES."""
+    spool = Spool(tmp_path / "spool")
+    payloads = requests(seed=9, engine_safe=True)
+    for i in range(150):
+        spool.write_batch(payloads[i % len(payloads)])
+    inserts: list[int] = []
+    real_ingest = native_block.ingest
+    monkeypatch.setattr(native_block, "ingest", lambda store, path, dedup_token: (
+        inserts.append(len(list(path.parent.glob("*.pb")))), real_ingest(store, path, dedup_token))[1])
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        source = SpoolSource(spool, store, blocks=True)
+        source.MAX_BLOCK_BATCH_FILES = 100
+        report = source.drain()
+        assert not report.errors and report.batches == 150 and inserts == [100, 50], inserts
+        assert source.MAX_BATCH_FILES < 100 < SpoolSource.MAX_BLOCK_BATCH_FILES
+        assert store.query("SELECT count() FROM otel_traces").rows[0][0] == report.spans > 0

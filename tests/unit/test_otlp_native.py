@@ -65,6 +65,7 @@ class NativeReader:
             total = ends[-1] if ends else 0
             keys, values = self.column(type_[4:-9], total, prefixed), self.column("String", total)
             starts = [0, *ends[:-1]]
+            assert all(len(set(keys[a:b])) == b - a for a, b in zip(starts, ends)), "a key twice in one map"
             return [dict(zip(keys[a:b], values[a:b])) for a, b in zip(starts, ends)]
         if type_.startswith("Array(") and type_.endswith(")"):
             ends = self.u64s(n)
@@ -316,3 +317,91 @@ def test_convert_each_leaves_a_refused_payload_out_and_reports_each() -> None:
         named = {ss.scope.name for rs in request.resource_spans for ss in rs.scope_spans if ss.spans}
         count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         assert isinstance(result, tuple) and result[0] == count and sorted(result[1]) == sorted(named)
+
+
+def test_map_keys_in_changing_orders_and_past_the_hinted_places_merge_as_a_dict() -> None:
+    """Map keys are interned as they are read (tried first where the key at the same place was in
+    the map before) and a repeated key is found by its dictionary index: many keys, repeated, in a
+    new order span after span and past the 64 places hinted, give the Python decoder's maps, keys
+    in its order."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    rng = random.Random(21)
+    keys = [f"key{i}" for i in range(90)] + ["execscope.seq", "execscope.node_id", "ключ", ""]
+    spans = []
+    for i in range(60):
+        chosen = [rng.choice(keys) for _ in range(rng.choice([0, 1, 2, 30, 120]))]
+        if i % 3 == 0:  # the same keys as the span before, in the same order: hinted
+            chosen = [kv.key for kv in spans[-1].attributes] if spans else chosen
+        values = [AnyValue(int_value=j) if j % 2 else AnyValue(string_value=f"v{j}") for j in range(len(chosen))]
+        spans.append(Span(trace_id=rng.randbytes(16), span_id=rng.randbytes(8),
+                          attributes=[KeyValue(key=k, value=v) for k, v in zip(chosen, values)],
+                          events=[Span.Event(name="e", attributes=[KeyValue(key=k, value=AnyValue(string_value="x"))
+                                                                    for k in reversed(chosen[:70])])]))
+    payload = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]
+                                        ).SerializeToString()
+    assert_same_as_python([payload, payload])
+    expected = python_columns([payload])
+    got, _spans, _events = converted_columns([payload])
+
+    def ordered(maps: list[Any]) -> list[Any]:
+        return [list(m.items()) if isinstance(m, dict) else [list(e.items()) for e in m] for m in maps]
+
+    for column in ("SpanAttributes", "Events.Attributes"):
+        assert ordered(got[column]) == ordered(expected[column]), column
+    assert any(len(m) > 64 for m in got["SpanAttributes"]) and any(len(m) < 120 for m in got["SpanAttributes"])
+
+
+def test_a_scope_between_spans_is_every_spans_and_a_replaced_key_is_checked_too() -> None:
+    """The scope is read in the one pass over its spans: a scope after some of them (merged by
+    protobuf wherever it is) is theirs too. A key field given twice: the first is checked for UTF-8
+    like the one kept, as protobuf checks every string it reads."""
+    def field(number: int, wire: int, body: bytes) -> bytes:
+        return encode_varint(number << 3 | wire) + (encode_varint(len(body)) + body if wire == 2 else body)
+
+    def span(i: int, attrs: bytes = b"") -> bytes:
+        return field(2, 2, field(1, 2, bytes([i]) * 16) + field(2, 2, bytes([i]) * 8) + attrs)
+
+    scope_spans = (span(1) + field(1, 2, field(1, 2, b"sc")) + span(2) + field(1, 2, field(2, 2, b"v2")) + span(3)
+                   + field(1, 2, field(1, 2, b"last")))
+    payload = field(1, 2, field(2, 2, scope_spans))
+    assert_same_as_python([payload])
+    cols, _, _ = converted_columns([payload])
+    assert (cols["ScopeName"], cols["ScopeVersion"]) == (["last"] * 3, ["v2"] * 3)
+    assert native_block.convert_each([payload])[3] == [(3, ("last",))]
+
+    value = field(2, 2, field(1, 2, b"v"))
+    for first, taken in ((b"\xff\xfe", False), (b"fine", True)):
+        payload = field(1, 2, field(2, 2, span(1, field(9, 2, field(1, 2, first) + field(1, 2, b"kept") + value))))
+        if taken:
+            assert_same_as_python([payload])
+            assert converted_columns([payload])[0]["SpanAttributes"] == [{"kept": "v"}]
+        else:
+            with pytest.raises(DecodeError):
+                decode_columns(payload)
+            with pytest.raises(ValueError, match="invalid UTF-8"):
+                native_block.convert([payload])
+
+
+def test_payloads_mapped_from_their_files_convert_as_their_bytes(tmp_path: Any) -> None:
+    """native_block.mapped: the spool source hands the converter its files mapped, not read into
+    bytes; any object with a buffer converts as its bytes do, and the maps are closed after."""
+    payloads = requests(seed=5)[:4] + [b""]
+    paths = []
+    for i, payload in enumerate(payloads):
+        paths.append(tmp_path / f"{i}.pb")
+        paths[-1].write_bytes(payload)
+    expected = native_block.convert(payloads)
+    with native_block.mapped(paths) as mapped:
+        assert [bytes(m) for m in mapped] == payloads and mapped[-1] == b""
+        assert native_block.convert(mapped) == expected
+        assert native_block.write(tmp_path / "b.native", mapped) == expected[1:]
+        maps = mapped[:-1]
+    assert all(m.closed for m in maps)  # type: ignore[union-attr]
+    assert (tmp_path / "b.native").read_bytes() == expected[0]
+    assert native_block.convert([memoryview(p) for p in payloads]) == expected
+    assert native_block.convert_each([bytearray(p) for p in payloads])[:3] == expected
+    with pytest.raises(OSError), native_block.mapped([tmp_path / "missing.pb"]):
+        pass
