@@ -208,6 +208,15 @@ def test_kafka_batches_go_through_one_block_unless_python_alone_takes_a_record(t
         source._close()
 
 
+def count_files_per_insert(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The spool files of each Native block insert, in order (native_block.ingest, still inserting)."""
+    inserts: list[int] = []
+    real_ingest = native_block.ingest
+    monkeypatch.setattr(native_block, "ingest", lambda store, path, dedup_token: (
+        inserts.append(len(list(path.parent.glob("*.pb")))), real_ingest(store, path, dedup_token))[1])
+    return inserts
+
+
 def test_block_batches_are_cut_at_their_own_byte_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MAX_BLOCK_BATCH_BYTES bounds a Native block batch (MAX_BATCH_BYTES the engine parse's)."""
     spool = Spool(tmp_path / "spool")
@@ -215,10 +224,7 @@ def test_block_batches_are_cut_at_their_own_byte_limit(tmp_path: Path, monkeypat
     for payload in payloads:
         spool.write_batch(payload)
     sizes = [p.stat().st_size for p in spool.pending_batches()]
-    inserts: list[int] = []
-    real_ingest = native_block.ingest
-    monkeypatch.setattr(native_block, "ingest", lambda store, path, dedup_token: (
-        inserts.append(len(list(path.parent.glob("*.pb")))), real_ingest(store, path, dedup_token))[1])
+    inserts = count_files_per_insert(monkeypatch)
     with open_store(f"chdb://{tmp_path / 'db'}") as store:
         source = SpoolSource(spool, store, blocks=True)
         source.MAX_BATCH_BYTES = 1  # not this one's
@@ -236,10 +242,7 @@ def test_block_batches_take_more_files_than_the_engine_parse(tmp_path: Path, mon
     payloads = requests(seed=9, engine_safe=True)
     for i in range(150):
         spool.write_batch(payloads[i % len(payloads)])
-    inserts: list[int] = []
-    real_ingest = native_block.ingest
-    monkeypatch.setattr(native_block, "ingest", lambda store, path, dedup_token: (
-        inserts.append(len(list(path.parent.glob("*.pb")))), real_ingest(store, path, dedup_token))[1])
+    inserts = count_files_per_insert(monkeypatch)
     with open_store(f"chdb://{tmp_path / 'db'}") as store:
         source = SpoolSource(spool, store, blocks=True)
         source.MAX_BLOCK_BATCH_FILES = 100
