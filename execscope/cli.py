@@ -462,8 +462,8 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
                    "noise of the program's time: at 0 a plan predicted at exactly the budget exceeds it one run "
                    "in two.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With COMMAND: how many plain runs measure the baseline, and runs recording nothing the fixed "
-                   "cost (medians; interleaved).")
+              help="With COMMAND: how many plain runs measure the baseline, runs recording nothing the fixed "
+                   "cost, and timed profiles a recorded call's cost (medians; interleaved).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
               help="Where the plan file is written (apply it with `execscope run --plan FILE -- COMMAND`).")
 @click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -482,11 +482,12 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         execscope run --plan plan.toml -- python -m myapp
         execscope plan --budget 1.3 --include 'myapp*' -- python -m myapp   # measures, records, then plans
 
-    With COMMAND it is run once recording nothing (the store and its CPG), recorded at statements level
-    with adaptive sampling (the profile: calls, and events per call, measured), then --repeat times
-    each plain (the median is the baseline), recording nothing (less the baseline: what any plan costs
-    before its first recorded call) and gating every call (less that: what recording anything costs);
-    its output goes to stderr.
+    With COMMAND it is recorded once at statements level with adaptive sampling (the profile: calls,
+    and events per call, measured; it creates the store and its CPG), then --repeat times each: plain
+    (the median is the baseline), recording nothing (less the baseline: what any plan costs before its
+    first recorded call), gating every call (less that: what recording anything costs) and the profile
+    again into a copy of the store (less the runs recording nothing: what a recorded call costs); its
+    output goes to stderr. The modules the plan records in are then rewritten into the rewrite cache.
     """
     from execscope.instrumentation.rewrite.import_hook import unchanged, warm_cache
     from execscope.instrumentation.rewrite.plan import dump_plan

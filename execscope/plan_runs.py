@@ -89,9 +89,7 @@ def _timed(args: Sequence[str]) -> tuple[int, int]:
     return time.perf_counter_ns() - t0, returncode
 
 
-NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'
-# a rule naming no function: only makes the plan's digest (its rewrite cache key) new
-NEW_NOTHING_PLAN = NOTHING_PLAN + '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n'
+NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'  # rewrites nothing: no cache to miss
 # every call through the plan's rate gate, almost none recorded (each function's first call is)
 SKIPPING_PLAN = ('[default]\nlevel = "functions"\nrate = 1e-9\n'
                  '[[rule]]\nmatch = "execscope.plan-runs:never.{nonce}"\nlevel = "off"\n')
@@ -104,7 +102,8 @@ def _settle(store_dsn: str | None) -> None:
     """Merge the parts the profile left in an embedded store, so that the timed runs after it (and
     their copies of the store) do not pay for those merges in the background (more-itertools: a run
     recording nothing measured 0.36 s over plain once and 1.28 s the next time, right after a
-    profile of 1.4 million events). A server store merges on its own machine: left alone."""
+    profile of 1.4 million events: the fixed cost ``bench_planner.py more-itertools`` printed). A
+    server store merges on its own machine: left alone."""
     from execscope.storage import open_store
     from execscope.storage.store import resolve_address
 
@@ -144,14 +143,14 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
         # the profile itself: creates the store, stores the CPG, caches the statements-level rewrite
         first_ns, recorded_rc = _timed([*profile, *scope, "--", *command])
         _settle(store_dsn)
+        nothing_plan = os.path.join(tmp, "nothing.toml")
+        with open(nothing_plan, "w", encoding="utf-8") as f:
+            f.write(NOTHING_PLAN)
         skip_scope = _scratch_copy(store_dsn, os.path.join(tmp, "skipping.db"), scope)
         for i in range(max(1, plain_runs)):  # interleaved: the machine's load drifts alike for both
             ns, plain_rc = _timed(command)
             plain.append(ns)
-            new_nothing = os.path.join(tmp, f"new-nothing-{i}.toml")
-            with open(new_nothing, "w", encoding="utf-8") as f:
-                f.write(NEW_NOTHING_PLAN.format(nonce=secrets.token_hex(8)))
-            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", new_nothing, *scope, "--", *command])
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", nothing_plan, *scope, "--", *command])
             nothing.append(ns)
             if skip_scope is None:
                 continue

@@ -216,7 +216,7 @@ def kept_calls(calls: int, rate: float) -> int:
 
 def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     """Predicted recording cost of ``p`` under ``setting`` over the recorded run, in nanoseconds."""
-    if setting.level == OFF or setting.rate <= 0.0:
+    if not setting.records:
         return 0.0
     branches, statements = p.events_per_call(setting.level, model)
     per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
@@ -231,7 +231,7 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
 
 
 def value(p: FunctionProfile, setting: Setting) -> float:
-    if setting.level == OFF or setting.rate <= 0.0:
+    if not setting.records:
         return 0.0
     coverage = 0.8 * min(1.0, kept_calls(p.calls, setting.rate) / ENOUGH_CALLS) + 0.2 * setting.rate
     return importance(p) * information(p, setting.level) * coverage
@@ -266,10 +266,6 @@ def _hull(p: FunctionProfile, model: CostModel) -> list[Choice]:
     return hull
 
 
-def _records(choice: Choice) -> bool:
-    return choice.setting.level != OFF and choice.setting.rate > 0.0
-
-
 def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel,
            module_ns: Mapping[str, float] | None = None) -> dict[str, Choice]:
     """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``.
@@ -290,7 +286,7 @@ def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostMo
     spent = 0.0
     for module, nodes in members.items():
         spent += sum(hulls[n][0].cost_ns for n in nodes)
-        if any(_records(hulls[n][0]) for n in nodes):
+        if any(hulls[n][0].setting.records for n in nodes):
             opened.add(module)
             spent += module_ns.get(module, 0.0)
 
@@ -607,7 +603,7 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
         notes.append(f"fixed cost {fixed_ns / 1e9:.3f}s (recorder and its store starting and stopping) before any "
                      f"recorded call")
     choices = choose(profiles, allowed, model, module_ns)
-    opened = sorted({p.module for p in profiles if _records(choices[p.node_id])})
+    opened = sorted({p.module for p in profiles if choices[p.node_id].setting.records})
     if opened:
         fixed_ns += sum(module_ns.get(m, 0.0) for m in opened)  # paid once the plan records in them
     elif allowed <= 0 < fixed_ns:

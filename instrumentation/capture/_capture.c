@@ -807,18 +807,7 @@ static void count_left_out_events(FrameObject *f) {
 }
 
 static int count_unrecorded(FrameObject *carrier, PyObject *info) {
-    if (carrier->unrecorded == NULL && (carrier->unrecorded = PyDict_New()) == NULL)
-        return -1;
-    PyObject *node = PyTuple_GET_ITEM(info, 0);
-    PyObject *old = PyDict_GetItemWithError(carrier->unrecorded, node);
-    if (old == NULL && PyErr_Occurred())
-        return -1;
-    PyObject *count = PyLong_FromLongLong(old ? PyLong_AsLongLong(old) + 1 : 1);
-    if (count == NULL)
-        return -1;
-    int rc = PyDict_SetItem(carrier->unrecorded, node, count);
-    Py_DECREF(count);
-    return rc;
+    return add_count(&carrier->unrecorded, PyTuple_GET_ITEM(info, 0), 1);
 }
 
 static PyObject *g_tally_info;   /* info tuple of tally spans */
@@ -1407,32 +1396,30 @@ static int record_event(FrameObject *f, PyObject *kind, PyObject *node_id, PyObj
     return rc;
 }
 
-/* The recorded frame argv[0] names, or NULL (nothing recorded: NO_FRAME, a foreign or left-out call). */
-static inline FrameObject *event_frame(PyObject *const *argv) {
+/* The recorded frame argv[0] names, or NULL (nothing recorded: NO_FRAME, a foreign or left-out call).
+ * A ``statement`` event (line, assignment) of a call left out by adaptive sampling is counted on it. */
+static inline FrameObject *event_frame(PyObject *const *argv, int statement) {
     if (Py_TYPE(argv[0]) != &FrameType || g_state == NULL || g_ev_line == NULL)
         return NULL;
     FrameObject *f = (FrameObject *)argv[0];
-    return f->foreign || f->seq == NULL ? NULL : f;
-}
-
-/* A statement event of a call left out by adaptive sampling: counted, not recorded. */
-static inline void count_statement(PyObject *frame) {
-    if (Py_TYPE(frame) == &FrameType && ((FrameObject *)frame)->counting)
-        ((FrameObject *)frame)->counted_events++;
+    if (f->foreign) {
+        if (statement && f->counting)
+            f->counted_events++;
+        return NULL;
+    }
+    return f->seq == NULL ? NULL : f;
 }
 
 static PyObject *hook_line(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     FrameObject *f;
-    if (argc >= 1)
-        count_statement(argv[0]);
-    if (argc == 3 && (f = event_frame(argv)) != NULL && record_event(f, g_ev_line, argv[1], argv[2], Py_None) < 0)
+    if (argc == 3 && (f = event_frame(argv, 1)) != NULL && record_event(f, g_ev_line, argv[1], argv[2], Py_None) < 0)
         report_failure();
     Py_RETURN_NONE;
 }
 
 static PyObject *hook_branch(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     FrameObject *f;
-    if (argc == 2 && (f = event_frame(argv)) != NULL && record_event(f, g_ev_branch, argv[1], Py_None, Py_None) < 0)
+    if (argc == 2 && (f = event_frame(argv, 0)) != NULL && record_event(f, g_ev_branch, argv[1], Py_None, Py_None) < 0)
         report_failure();
     Py_RETURN_NONE;
 }
@@ -1440,14 +1427,14 @@ static PyObject *hook_branch(PyObject *module, PyObject *const *argv, Py_ssize_t
 static PyObject *hook_arm(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 3)
         Py_RETURN_NONE;
-    FrameObject *f = event_frame(argv);
+    FrameObject *f = event_frame(argv, 0);
     if (f != NULL && record_event(f, g_ev_branch, argv[1], Py_None, Py_None) < 0)
         report_failure();
     return Py_NewRef(argv[2]);
 }
 
 static void assign_event(PyObject *const *argv) {
-    FrameObject *f = event_frame(argv);
+    FrameObject *f = event_frame(argv, 1);
     if (f == NULL)
         return;
     Py_INCREF(f); /* snapshot() may run Python code */
@@ -1459,8 +1446,6 @@ static void assign_event(PyObject *const *argv) {
 }
 
 static PyObject *hook_assign(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
-    if (argc >= 1)
-        count_statement(argv[0]);
     if (argc == 4)
         assign_event(argv);
     Py_RETURN_NONE;

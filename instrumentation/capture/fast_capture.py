@@ -674,9 +674,12 @@ def _count_left_out_events(frame: Any) -> None:
 
 
 def line(frame: Any, node_id: str, lineno: int) -> None:
-    if frame is not NO_FRAME and frame.counting:
-        frame.counted_events += 1
-    elif frame is not NO_FRAME and not frame.foreign:
+    if frame is NO_FRAME:
+        return
+    if frame.foreign:  # a call left out by adaptive sampling counts its statement events
+        if frame.counting:
+            frame.counted_events += 1
+    else:
         try:
             _event(frame, EV_LINE, node_id, lineno)
         except Exception as exc:
@@ -684,9 +687,12 @@ def line(frame: Any, node_id: str, lineno: int) -> None:
 
 
 def assign(frame: Any, node_id: str, name: str, value: Any) -> None:
-    if frame is not NO_FRAME and frame.counting:
-        frame.counted_events += 1
-    elif frame is not NO_FRAME and not frame.foreign:
+    if frame is NO_FRAME:
+        return
+    if frame.foreign:  # a call left out by adaptive sampling counts its statement events
+        if frame.counting:
+            frame.counted_events += 1
+    else:
         try:
             _event(frame, EV_ASSIGN, node_id, name, value if type(value) in IMMUTABLE else snapshot(value))
         except Exception as exc:

@@ -60,6 +60,11 @@ class Setting:
     def level_name(self) -> str:
         return LEVEL_NAMES[self.level]
 
+    @property
+    def records(self) -> bool:
+        """Does a function with this setting record any call (a level above off, a rate above 0)?"""
+        return self.level != OFF and self.rate > 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -69,6 +74,20 @@ class Rule:
     @property
     def is_node_id(self) -> bool:
         return ":" in self.match
+
+    def may_apply_to(self, module: str) -> bool:
+        """Could this rule name ``module``'s body or some function of it? A node ID names its module;
+        a glob, when it matches the module's name, or (conservatively) when its text before the first
+        wildcard and ``module.`` agree as far as both go."""
+        if self.is_node_id:
+            return self.match.split(":", 1)[0] == module
+        if fnmatch.fnmatchcase(module, self.match):
+            return True
+        stem = module + "."
+        cut = next((i for i, ch in enumerate(self.match) if ch in "*?["), None)
+        if cut is None:
+            return self.match.startswith(stem)
+        return self.match[:cut].startswith(stem) or stem.startswith(self.match[:cut])
 
 
 @dataclass(frozen=True)
@@ -101,28 +120,8 @@ class Plan:
     def may_record(self, module: str) -> bool:
         """False when no function of ``module`` and not its body can be recorded under this plan: the
         default and every rule that could apply to it are ``off`` (or rate 0). The import hook then
-        leaves the module as written, unparsed. A glob rule could apply when it matches the module's
-        name, or some ``module.qualname``: conservatively, when its text before the first wildcard and
-        ``module.`` agree as far as both go."""
-        if self.default.level != OFF and self.default.rate > 0.0:
-            return True
-        stem = module + "."
-        for rule in self.rules:
-            if rule.setting.level == OFF or rule.setting.rate <= 0.0:
-                continue
-            if rule.is_node_id:
-                if rule.match.split(":", 1)[0] == module:
-                    return True
-                continue
-            if fnmatch.fnmatchcase(module, rule.match):
-                return True
-            cut = next((i for i, ch in enumerate(rule.match) if ch in "*?["), None)
-            if cut is None:
-                if rule.match.startswith(stem):
-                    return True
-            elif rule.match[:cut].startswith(stem) or stem.startswith(rule.match[:cut]):
-                return True
-        return False
+        leaves the module as written, unparsed (see :meth:`Rule.may_apply_to`)."""
+        return self.default.records or any(r.setting.records and r.may_apply_to(module) for r in self.rules)
 
     def max_level(self) -> int:
         return max([self.default.level, *(r.setting.level for r in self.rules)])

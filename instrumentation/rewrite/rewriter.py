@@ -207,16 +207,13 @@ class Rewriter(ast.NodeTransformer):
             return node
         return super().visit(node)
 
-    def _light(self, kind: str, has_frame: bool, qualname: str | None) -> bool:
+    def _light(self, recorded: str | None = None) -> bool:
         """Are the expressions of a scope (at the current level) left as written? Below branches they
-        are, unless the scope is a recorded function with a yield of its own (or of a lambda in it)."""
+        are, unless the scope is the recorded function ``recorded`` (a qualname) with a yield of its own
+        (or of a lambda in it)."""
         if self.level >= BRANCHES:
             return False
-        if kind != "function" or not has_frame:
-            return True
-        if qualname is None:
-            return False
-        return not any(q == qualname or q.startswith(qualname + ".") for q in self._yield_scopes)
+        return recorded is None or not any(q == recorded or q.startswith(recorded + ".") for q in self._yield_scopes)
 
     def _probing(self) -> bool:
         return bool(self.scopes) and self.scopes[-1].has_frame
@@ -228,7 +225,7 @@ class Rewriter(ast.NodeTransformer):
     # --- module --------------------------------------------------------------------------------
     def rewrite(self, tree: ast.Module) -> ast.Module:
         module_frame = self.level >= BRANCHES
-        self.scopes.append(_Scope("module", module_frame, self._light("module", module_frame, None)))
+        self.scopes.append(_Scope("module", module_frame, self._light()))
         body = self._block(tree.body, docstring=True)
         self.scopes.pop()
         head: list[ast.stmt] = []
@@ -519,7 +516,7 @@ class Rewriter(ast.NodeTransformer):
         node.bases = [self.visit(b) for b in node.bases]
         node.keywords = [self.visit(k) for k in node.keywords]
         # A class body sees the frame of the code defining it (module global or enclosing local).
-        self.scopes.append(_Scope("class", self._probing(), self._light("class", self._probing(), None)))
+        self.scopes.append(_Scope("class", self._probing(), self._light()))
         node.body = self._block(node.body, docstring=True)
         self.scopes.pop()
         return node
@@ -538,9 +535,8 @@ class Rewriter(ast.NodeTransformer):
         leaf = node_id is not None and not defines
         pristine = _copy(node.body) if leaf else []
         self._levels.append(level)
-        row = self.by_id.get(node_id) if node_id is not None else None
         self.scopes.append(_Scope("function", node_id is not None,
-                                  self._light("function", node_id is not None, row.qualname if row else None)))
+                                  self._light(self.by_id[node_id].qualname if node_id is not None else None)))
         body = self._block(node.body, docstring=True)
         self._levels.pop()
         self.scopes.pop()
@@ -605,7 +601,7 @@ class Rewriter(ast.NodeTransformer):
         info = self.by_id.get(node_id) if node_id is not None else None
         setting = self.plan.setting_for(self.nodes.module, info.qualname.replace("@", "") if info else "",
                                         node_id or "")
-        return (OFF, 0.0) if setting.rate <= 0.0 else (setting.level, setting.rate)
+        return (setting.level, setting.rate) if setting.records else (OFF, 0.0)
 
     @staticmethod
     def _params(args: ast.arguments) -> list[str]:
