@@ -216,9 +216,14 @@ static PyObject *thread_buffer(StateObject *state) { /* borrowed; NULL with an e
     return buf;
 }
 
-/* Buffer a finished frame for the worker, or count it dropped when the buffers are full. */
-static int buffer_frame(StateObject *state, PyObject *frame) {
-    if (state->n_pending >= state->max_pending) {
+/* Buffer a finished frame for the worker, or count it dropped when the buffers are full. An
+ * ``anchor`` (a thread's outermost recorded call, a call with recorded children, a tally) may also
+ * take the reserve of max_pending / 64 slots above the bound: when a hot thread fills the buffers,
+ * the calls that hold a trace together (a program's main(), a test's caller of the hot leaves) are
+ * still kept. As _State.buffer_frame. */
+static int buffer_frame(StateObject *state, PyObject *frame, int anchor) {
+    if (state->n_pending >= state->max_pending
+            && (!anchor || state->n_pending >= state->max_pending + (state->max_pending >> 6))) {
         state->dropped++;
         return 0;
     }
@@ -830,7 +835,7 @@ static int close_tally(void) {
     if ((t->seq1 = seq_next(t->seq)) < 0 && PyErr_Occurred())
         rc = -1;
     else
-        rc = buffer_frame(g_state, (PyObject *)t);
+        rc = buffer_frame(g_state, (PyObject *)t, 1);
     Py_DECREF(t);
     return rc;
 }
@@ -1158,7 +1163,7 @@ static PyObject *hook_leave(PyObject *module, PyObject *frame) {
     Py_CLEAR(f->outer);
     Py_CLEAR(f->anchor);
     StateObject *state = g_state;
-    if (buffer_frame(state, frame) < 0)
+    if (buffer_frame(state, frame, root || f->child_ns > 0) < 0)
         goto error;
     if (root) {
         PyObject *hook = PyObject_CallNoArgs(g_root_end);

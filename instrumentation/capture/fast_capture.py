@@ -9,8 +9,9 @@ OTLP spans (:mod:`.otlp_encode`) for a sink (the spool, on the embedded path).
 Hot-path contract: called on the program's thread; never raises (failures counted); never blocks;
 immutable scalar values (int, float, str, bool, None, bytes) are kept by reference and rendered off
 the hot path, anything else is rendered at once (it may change later). At most ``max_pending``
-finished frames (all threads together) wait for the worker; beyond that frames are dropped and counted, and the count
-travels with every exported batch (resource attribute ``execscope.dropped_spans``).
+finished frames (all threads together) wait for the worker (plus a small reserve for the calls that hold a
+trace together: a thread's outermost recorded call, a call with recorded children); beyond that frames are dropped and
+counted, and the count travels with every exported batch (resource attribute ``execscope.dropped_spans``).
 
 Parentage and causality are those of the SDK core: a call nests under the caller's execscope frame,
 or under the current OTel span (whose trace id, span id and sampled flag it takes) when the caller is
@@ -162,9 +163,14 @@ class _State:
         self.rate_window = 0          # start (ns) of the current one-second window
         self.rate_used = 0            # events kept in it
 
-    def buffer_frame(self, frame: FastFrame) -> None:
-        """Buffer a finished frame on this thread, or count it dropped when the buffers are full."""
-        if self.n_pending >= self.max_pending:
+    def buffer_frame(self, frame: FastFrame, anchor: bool = False) -> None:
+        """Buffer a finished frame on this thread, or count it dropped when the buffers are full.
+
+        An ``anchor`` (a thread's outermost recorded call, a call with recorded children, a tally)
+        may also take a reserve of ``max_pending // 64`` slots above the bound: when a hot thread
+        fills the buffers, the calls that hold a trace together are still kept."""
+        if self.n_pending >= self.max_pending and (
+                not anchor or self.n_pending >= self.max_pending + (self.max_pending >> 6)):
             self.dropped += 1
             return
         try:
@@ -346,7 +352,7 @@ def close_tally() -> None:
         _tally[:] = [None, None]
         t.end = _time_ns()
         t.seq1 = t.seq.next()
-        _state.buffer_frame(t)
+        _state.buffer_frame(t, True)
 
 
 def _forget_tally() -> None:  # in a forked child: the parent exports its own tally
@@ -531,8 +537,9 @@ def leave(frame: Any) -> None:
         outer = frame.outer
         if outer is not None and outer.span_id == frame.parent_id:  # the caller is the parent: its child time
             outer.child_ns += frame.end - frame.start
-        _state.buffer_frame(frame)
-        if runtime._on_root_end is not None and (frame.outer is None or frame.outer.foreign):
+        root = outer is None or outer.foreign
+        _state.buffer_frame(frame, root or frame.child_ns > 0)
+        if root and runtime._on_root_end is not None:
             runtime._on_root_end()
     except Exception as exc:
         stats.failed(exc)

@@ -309,6 +309,23 @@ def test_buffer_is_bounded_and_drops_are_counted(fast, monkeypatch) -> None:
     assert {kv.key: kv.value.int_value for kv in resource.attributes}["execscope.dropped_spans"] == dropped
 
 
+def test_a_full_buffer_keeps_the_calls_that_hold_a_trace_together(fast, monkeypatch) -> None:
+    # A hot thread fills the buffers: its leaves are dropped, but the outermost recorded call of a
+    # thread (a program's main) and a call with recorded children take the reserve of max_pending/64.
+    monkeypatch.setattr(fast_capture._state, "max_pending", 128)  # reserve: 2 slots
+    module = load_rewritten("def leaf(x):\n    return x\n\ndef outer(n):\n    return [leaf(i) for i in range(n)]\n"
+                            "\ndef main():\n    return 1\n", "functions", name="anchored")
+    fast_capture.take_pending()
+    dropped_before = fast_capture._state.dropped
+    assert len(module.outer(300)) == 300 and module.main() == 1 and module.main() == 1
+    frames, dropped = fast_capture.take_pending()
+    names = [f.info[0] for f in frames]
+    assert names.count("anchored:leaf") == 128 and names[-2:] == ["anchored:outer", "anchored:main"]
+    assert dropped - dropped_before == 300 - 128 + 1  # the reserve full: the second main() is counted dropped
+    assert len(module.outer(3)) == 3  # below the bound again: every call kept
+    assert [f.info[0] for f in fast_capture.take_pending()[0]] == ["anchored:leaf"] * 3 + ["anchored:outer"]
+
+
 def _exported_with_drops(frames, dropped) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     request.ParseFromString(encode_request(frames, {"service.name": "svc"}, "1.0", dropped))

@@ -222,7 +222,7 @@ def test_above_the_buffer_kept_plus_dropped_is_every_call(install, monkeypatch) 
     dropped_before = fast_capture._state.dropped
     n = _run_everywhere(module)
     assert processor.force_flush(10_000)
-    assert len(sink.frames) == 500
+    assert 500 <= len(sink.frames) <= 500 + 500 // 64  # the bound, and its reserve for roots and callers
     assert len(sink.frames) + sink.dropped - dropped_before == n
 
 
