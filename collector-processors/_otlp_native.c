@@ -989,6 +989,11 @@ static int put_nested_attrs(Conv *cv, size_t from, int d, int key_col, int val_c
     return put_u64(&cv->c, &cv->col[off_col], *attr_total);
 }
 
+/* otel_traces' times are DateTime64(9): signed nanoseconds, the last 2262-04-11 23:47:16.854775807.
+ * A span or event time beyond it is refused (as otlp_decode does), never stored wrapped to 1677. */
+#define MAX_TIME_NS ((uint64_t)INT64_MAX)
+#define TIME_RANGE_ERROR "span or event time beyond 2262-04-11 (2^63 ns), outside otel_traces' DateTime64(9)"
+
 static int span_event(Conv *cv, Rd body) {
     Ctx *c = &cv->c;
     uint64_t ts = 0;
@@ -1011,6 +1016,7 @@ static int span_event(Conv *cv, Rd body) {
             return -1;
         }
     }
+    if (ts > MAX_TIME_NS) return fail(c, TIME_RANGE_ERROR);
     if (put_u64(c, &cv->col[C_EV_TS], ts) ||
         put_lc(c, &cv->dict[D_EV_NAME], &cv->col[C_EV_NAME], name.p, (size_t)(name.end - name.p), &cv->hint[D_EV_NAME][0]))
         return -1;
@@ -1118,6 +1124,7 @@ static int span(Conv *cv, Rd body, const Scope *scope, const Resource *res) {
         }
     }
     if (tid.end - tid.p != 16 || sid.end - sid.p != 8) return fail(c, "span with a malformed trace or span id");
+    if (start > MAX_TIME_NS || end > MAX_TIME_NS) return fail(c, TIME_RANGE_ERROR);
     int32_t k32 = (int32_t)(uint32_t)kind, s32 = (int32_t)(uint32_t)code;
     const char *kind_s = (k32 >= 0 && k32 < 6) ? KINDS[k32] : KINDS[0];
     const char *code_s = (s32 >= 0 && s32 < 3) ? STATUSES[s32] : STATUSES[0];

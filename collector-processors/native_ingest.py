@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from execscope.collector.otlp_decode import MAX_TIME_NS, TIME_RANGE_ERROR
 from execscope.storage.store import Store
 
 SCHEMA = Path(__file__).resolve().parent / "otlp_trace.proto"
@@ -73,16 +74,18 @@ INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, S
     `Events.Timestamp`, `Events.Name`, `Events.Attributes`, `Links.TraceId`, `Links.SpanId`,
     `Links.TraceState`, `Links.Attributes`, {', '.join(DERIVED)})
 SELECT
-    fromUnixTimestamp64Nano(toInt64(s.start_time_unix_nano)) AS span_ts,
+    fromUnixTimestamp64Nano(toInt64(s.start_time_unix_nano + throwIf(
+        greatest(s.start_time_unix_nano, s.end_time_unix_nano, arrayMax(e -> e.time_unix_nano, s.events))
+            > {MAX_TIME_NS}, '{TIME_RANGE_ERROR.replace("'", "''")}'))) AS span_ts,
     lower(hex(s.trace_id)), lower(hex(s.span_id)), lower(hex(s.parent_span_id)), s.trace_state, s.name,
     ['SPAN_KIND_UNSPECIFIED', 'SPAN_KIND_INTERNAL', 'SPAN_KIND_SERVER', 'SPAN_KIND_CLIENT', 'SPAN_KIND_PRODUCER',
-     'SPAN_KIND_CONSUMER'][s.kind + 1],
+     'SPAN_KIND_CONSUMER'][if(s.kind BETWEEN 0 AND 5, s.kind + 1, 1)],
     resource_attributes['service.name'],
     resource_attributes, ss.scope.name, ss.scope.version,
     {_map('s.attributes')} AS span_attributes,
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0)
         AS span_duration,
-    ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'][s.status.code + 1],
+    ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'][if(s.status.code BETWEEN 0 AND 2, s.status.code + 1, 1)],
     s.status.message,
     arrayMap(e -> fromUnixTimestamp64Nano(toInt64(e.time_unix_nano)), s.events),
     arrayMap(e -> e.name, s.events),

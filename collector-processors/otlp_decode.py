@@ -21,6 +21,12 @@ _KIND = {v: k for k, v in Span.SpanKind.items()}
 _STATUS = {v: k for k, v in Status.StatusCode.items()}
 
 
+# otel_traces' times are DateTime64(9), signed nanoseconds: a span or event time from 2^63 ns on
+# cannot be stored (the engine would wrap it to 1677). Refused alike by the C converter.
+MAX_TIME_NS = (1 << 63) - 1
+TIME_RANGE_ERROR = "span or event time beyond 2262-04-11 (2^63 ns), outside otel_traces' DateTime64(9)"
+
+
 class DecodeError(ValueError):
     """The payload is not an ExportTraceServiceRequest (poison message)."""
 
@@ -115,6 +121,9 @@ def decode_columns(payload: bytes) -> tuple[list[list[Any]], int]:
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     raise DecodeError("span with a malformed trace or span id")
+                if (span.start_time_unix_nano > MAX_TIME_NS or span.end_time_unix_nano > MAX_TIME_NS
+                        or any(e.time_unix_nano > MAX_TIME_NS for e in span.events)):
+                    raise DecodeError(TIME_RANGE_ERROR)
                 ts.append(span.start_time_unix_nano)
                 tid.append(span.trace_id.hex())
                 sid.append(span.span_id.hex())

@@ -250,3 +250,37 @@ def test_block_batches_take_more_files_than_the_engine_parse(tmp_path: Path, mon
         assert not report.errors and report.batches == 150 and inserts == [100, 50], inserts
         assert source.MAX_BATCH_FILES < 100 < SpoolSource.MAX_BLOCK_BATCH_FILES
         assert store.query("SELECT count() FROM otel_traces").rows[0][0] == report.spans > 0
+
+
+def _request(name: str, start: int, end: int, event_ns: int | None = None, kind: int = 1, code: int = 0) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    span = Span(trace_id=b"\x01" * 16, span_id=name.encode()[:8].ljust(8, b"-"), name=name, kind=kind,  # type: ignore[arg-type]
+                start_time_unix_nano=start, end_time_unix_nano=end, status=Status(code=code))  # type: ignore[arg-type]
+    if event_ns is not None:
+        span.events.add(time_unix_nano=event_ns, name="e")
+    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+                                     ).SerializeToString()
+
+
+@pytest.mark.parametrize("path", ["blocks", "engine", "python"])
+def test_times_beyond_datetime64_are_poison_on_every_path_and_the_drain_goes_on(tmp_path: Path, path: str) -> None:
+    # A span time from 2^63 ns on is not a DateTime64(9): the engine's parse wrapped it to 1677, and
+    # the Python decoder's insert failed as a failing store would (the file kept, the drain stuck).
+    t = 10 ** 18
+    spool = Spool(tmp_path / "spool")
+    spool.write_batch(_request("before", t, t + 5, kind=9, code=7))  # out-of-range kind and status
+    for name, start, end, event in (("start", 1 << 63, (1 << 63) + 5, None), ("end", t, (1 << 64) - 1, None),
+                                    ("event", t, t + 5, 1 << 63)):
+        spool.write_batch(_request(name, start, end, event))
+    spool.write_batch(_request("after", t, t + 5, (1 << 63) - 1))  # the last representable time is kept
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:  # "python": a server store's path, or a chain's
+        report = SpoolSource(spool, store, native=path != "python", blocks=path == "blocks").drain()
+        assert (report.spans, report.dead) == (2, 3), report.errors
+        assert all("beyond 2262-04-11" in e for e in report.errors)
+        rows = store.query("SELECT SpanName, SpanKind, StatusCode, toString(`Events.Timestamp`[1]) "
+                           "FROM otel_traces ORDER BY SpanName").rows
+    assert rows == [("after", "SPAN_KIND_INTERNAL", "STATUS_CODE_UNSET", "2262-04-11 23:47:16.854775807"),
+                    ("before", "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_UNSET", "1970-01-01 00:00:00.000000000")]
+    assert spool.pending_batches() == [] and len(list((spool.path / "dead").glob("*.pb"))) == 3
