@@ -466,13 +466,18 @@ def analyze(paths: tuple[str, ...], jobs: int, fmt: str, store_dsn: str | None) 
                    "cost, and timed profiles a recorded call's cost (medians; interleaved).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default="execscope-plan.toml", show_default=True,
               help="Where the plan file is written (apply it with `execscope run --plan FILE -- COMMAND`).")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="With COMMAND on an embedded store: run the first plan --repeat times (each beside a plain "
+                   "run), scale the model's per-function costs by what it cost over its prediction, and plan "
+                   "again.")
 @click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="The program's plain run time in seconds (default: measured with COMMAND, else estimated "
                    "from the recording).")
 @FORMAT_OPTION
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude: tuple[str, ...], headroom: float,
-         repeat: int, out_file: str, baseline_s: float | None, fmt: str, command: tuple[str, ...]) -> None:
+         repeat: int, out_file: str, calibrate: bool, baseline_s: float | None, fmt: str,
+         command: tuple[str, ...]) -> None:
     """Plan what to record: per function a level and a sampling rate that maximise debugging value
     with the predicted overhead within --budget; writes a plan file and prints what it records.
 
@@ -488,16 +493,31 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     first recorded call), gating every call (less that: what recording anything costs) and the profile
     again into a copy of the store (less the runs recording nothing: what a recorded call costs); its
     output goes to stderr. The modules the plan records in are then rewritten into the rewrite cache.
+    On an embedded store the plan is then calibrated (--no-calibrate: not): run --repeat times beside
+    as many plain runs, what it cost over its prediction scales the model's per-function costs, and
+    the plan is made again with them.
     """
+    import statistics
+    import tempfile
+
     from execscope.instrumentation.rewrite.import_hook import unchanged, warm_cache
     from execscope.instrumentation.rewrite.plan import dump_plan
-    from execscope.plan_runs import measure
-    from execscope.queries.planner import make_plan, module_files, statement_events
+    from execscope.plan_runs import MeasuredRuns, measure
+    from execscope.plan_runs import calibrate as calibration_runs
+    from execscope.queries.planner import (
+        CostModel,
+        PlanResult,
+        calibration_scale,
+        make_plan,
+        module_files,
+        statement_events,
+    )
     from execscope.recording import resolve_python
 
     fixed_ns = 0.0
     profile_ns: float | None = None
     skipping_ns: float | None = None
+    runs: MeasuredRuns | None = None
     if command:
         if not include:
             raise click.UsageError("with COMMAND, give --include GLOB naming the modules to record")
@@ -510,31 +530,62 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
                        f"{runs.recorded_returncode} (recorded); planning from what they measured", err=True)
         baseline_s = baseline_s or runs.baseline_ns / 1e9
         fixed_ns, profile_ns, skipping_ns = runs.fixed_ns, runs.profile_ns, runs.skipping_extra_ns
-    store = _open(store_dsn)
-    try:
-        # modules whose recorded file is still here: rewritten for the plan into the rewrite cache below,
-        # so that its first run does not rewrite them at import
-        ahead = {m: fv for m, fv in module_files(store).items() if unchanged(*fv)} if command else {}
-        result = make_plan(store, budget, baseline_ns=baseline_s * 1e9 if baseline_s else None, fixed_ns=fixed_ns,
-                           headroom=headroom, profile_ns=profile_ns, skipping_ns=skipping_ns,
-                           rewritten_ahead=set(ahead))
-    except (ValueError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
-    if ahead:
-        warmed = sum(warm_cache(m, f, result.plan, v) for m, (f, v) in sorted(ahead.items()))
-        result.notes.append(f"rewritten into the rewrite cache for the plan's first run: {warmed} of the modules it "
-                            f"records in")
+    def planned(model: CostModel | None, baseline_ns: float | None, fixed: float) -> PlanResult:
+        """The plan, its modules rewritten into the rewrite cache where their recorded files are still
+        here (so that its first run does not rewrite them at import)."""
+        store = _open(store_dsn)
+        try:
+            ahead = {m: fv for m, fv in module_files(store).items() if unchanged(*fv)} if command else {}
+            made = make_plan(store, budget, model=model, baseline_ns=baseline_ns, fixed_ns=fixed, headroom=headroom,
+                             profile_ns=profile_ns, skipping_ns=skipping_ns, rewritten_ahead=set(ahead))
+        except (ValueError, StoreError) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            store.close()
+        if ahead:
+            warmed = sum(warm_cache(m, f, made.plan, v) for m, (f, v) in sorted(ahead.items()))
+            made.notes.append(f"rewritten into the rewrite cache for the plan's first run: {warmed} of the modules "
+                              f"it records in")
+        return made
+
+    def events_of(made: PlanResult) -> int:
+        return round(statement_events(made.profiles, {r.match: r.setting for r in made.plan.rules}, made.model))
+
+    result = planned(None, baseline_s * 1e9 if baseline_s else None, fixed_ns)
+    calibration: dict[str, object] | None = None
+    if command and calibrate and runs is not None and result.variable_ns > 0:
+        with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
+            first_file = str(Path(tmp) / "first.toml")
+            Path(first_file).write_text(dump_plan(result.plan), encoding="utf-8")
+            cal = calibration_runs(resolve_python(command), first_file, include, exclude, store_dsn, runs=repeat)
+        if cal is not None:
+            baseline_ns = float(statistics.median(runs.plain_ns + cal.plain_ns))
+            fixed_now = max(0.0, runs.nothing_median_ns - baseline_ns)
+            first_fixed = result.fixed_ns - fixed_ns + fixed_now  # its modules' share, with the fixed cost now
+            measured_ns = cal.planned_median_ns - baseline_ns
+            scale = calibration_scale(measured_ns, first_fixed, result.variable_ns)
+            first = result
+            result = planned(CostModel(scale=scale), baseline_ns, fixed_now)
+            calibration = {"first_predicted_overhead": round(1.0 + (first_fixed + first.variable_ns) / baseline_ns, 4),
+                           "first_measured_overhead": round(1.0 + measured_ns / baseline_ns, 4),
+                           "scale": round(scale, 4), "first_predicted_statement_events": events_of(first),
+                           "first_statement_events": round(cal.statement_events_median)}
+            result.notes.append(
+                f"calibrated: the first plan, predicted at {calibration['first_predicted_overhead']}x, measured "
+                f"{calibration['first_measured_overhead']}x (median of {len(cal.planned_ns)} runs, each beside a "
+                f"plain run) and stored {calibration['first_statement_events']} statement events (predicted "
+                f"{calibration['first_predicted_statement_events']}): its functions cost {scale:.3f}x their "
+                f"predicted cost, and this plan is made with the model's per-function costs scaled so")
     summary = result.summary()
-    settings = {r.match: r.setting for r in result.plan.rules}
-    summary["statement_events"] = round(statement_events(result.profiles, settings, result.model))
+    summary["statement_events"] = events_of(result)
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
+    if calibration is not None:
+        summary["calibration"] = calibration
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
                  "span_ns": round(result.model.span_ns, 1),
                  "skipped_call_ns": round(result.model.skipped_call_ns, 1),
-                 "counted_call_ns": round(result.model.counted_call_ns, 1)}
+                 "counted_call_ns": round(result.model.counted_call_ns, 1), "scale": round(result.model.scale, 4)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")

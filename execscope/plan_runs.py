@@ -25,6 +25,13 @@
 
 A server store has no scratch copies: no gating runs then, and the one profile run is the timed one.
 
+Then, on an embedded store, the **calibration** (:func:`calibrate`): the first plan made from these
+runs is run ``plain_runs`` times, each right after one more plain run, into fresh copies of the
+store (its modules already in the rewrite cache, as on any run of it): its median less the baseline
+(now the median of every plain run) is what the plan costs this program, and the statement events
+it stored what it records. ``plan`` scales its model's per-function costs by what the plan cost over
+its prediction (:func:`execscope.queries.planner.calibration_scale`) and plans again.
+
 The command's own output goes to stderr, so that ``--format json`` keeps stdout one JSON document.
 """
 
@@ -116,23 +123,77 @@ def _settle(store_dsn: str | None) -> None:
 
 def _scratch_copy(store_dsn: str | None, where: str, scope: list[str]) -> list[str] | None:
     """``scope`` with its store replaced by a copy of the embedded store (migrated, holding the CPG)
-    at ``where``, for runs whose few recorded calls must not join the profile; None for a server."""
+    at ``where``, for runs whose few recorded calls must not join the profile; None for a server.
+    The copy is written to disk before this returns: its writeback does not land in a timed run."""
     from execscope.storage.store import resolve_address
 
     address = resolve_address(store_dsn)
     if address.kind != "chdb":
         return None
     shutil.copytree(address.path, where, symlinks=True)  # chDB links metadata into store/ relatively
+    os.sync()
     cut = scope.index("--store") if "--store" in scope else len(scope)
     return [*scope[:cut], "--store", f"chdb://{where}"]
+
+
+def _scope(include: Sequence[str], exclude: Sequence[str], store_dsn: str | None) -> list[str]:
+    return [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
+            *(["--store", store_dsn] if store_dsn else [])]
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRuns:
+    """Wall times (ns) of the plain runs and the runs under the plan, paired, and the statement events
+    each run under the plan stored."""
+
+    plain_ns: tuple[int, ...]
+    planned_ns: tuple[int, ...]
+    statement_events: tuple[int, ...]
+
+    @property
+    def planned_median_ns(self) -> float:
+        return float(statistics.median(self.planned_ns))
+
+    @property
+    def statement_events_median(self) -> float:
+        return float(statistics.median(self.statement_events))
+
+
+def calibrate(command: Sequence[str], plan_file: str, include: Sequence[str], exclude: Sequence[str],
+              store_dsn: str | None, runs: int = 1) -> CalibrationRuns | None:
+    """``runs`` times: the command plain, then under ``plan_file`` into a fresh copy of the embedded
+    store (the profile's: holding the CPG). None for a server store (no copies to record into)."""
+    from execscope.queries.planner import stored_statement_events
+    from execscope.storage import open_store
+
+    scope = _scope(include, exclude, store_dsn)
+    plain: list[int] = []
+    planned: list[int] = []
+    events: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="execscope-calibrate-") as tmp:
+        for i in range(max(1, runs)):
+            where = os.path.join(tmp, f"plan-{i}.db")
+            copy = _scratch_copy(store_dsn, where, scope)
+            if copy is None:
+                return None
+            with open_store(f"chdb://{where}") as store:
+                before = stored_statement_events(store)
+            ns, _ = _timed(command)
+            plain.append(ns)
+            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", plan_file, *copy, "--", *command])
+            planned.append(ns)
+            with open_store(f"chdb://{where}") as store:
+                events.append(stored_statement_events(store) - before)
+            shutil.rmtree(where, ignore_errors=True)
+            shutil.rmtree(where + ".spool", ignore_errors=True)
+    return CalibrationRuns(tuple(plain), tuple(planned), tuple(events))
 
 
 def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[str], store_dsn: str | None,
             plain_runs: int = 1) -> MeasuredRuns:
     """The runs of the module docstring, recorded ones into ``store_dsn``. Raises FileNotFoundError
     when the command does not exist."""
-    scope = [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
-             *(["--store", store_dsn] if store_dsn else [])]
+    scope = _scope(include, exclude, store_dsn)
     plain: list[int] = []
     nothing: list[int] = []
     skipping: list[int] = []

@@ -89,7 +89,12 @@ class CostModel:
     ``measured_span_ns``: what one recorded call costs this program, measured by ``execscope plan --
     COMMAND`` (see :func:`measured_span_ns`): a real program's calls carry arguments to snapshot and
     exceptions to record, which the micro benchmark's do not; when set it replaces the recorded call's
-    modelled cost. Events keep the modelled costs."""
+    modelled cost. Events keep the modelled costs.
+
+    ``scale``: what a plan's recorded calls, events and gates cost this program over what the rest
+    of the model predicts for them, measured by running a first plan (``plan -- COMMAND``'s
+    calibration, :func:`calibration_scale`); it multiplies every function's cost (:func:`cost_ns`),
+    not the fixed and per-module costs, which are measured directly."""
 
     call_ns: float = 800.0        # measured 500 and 816 in two runs of 3 (2026-12-05)
     branch_event_ns: float = 480.0     # measured 491, 459
@@ -101,6 +106,7 @@ class CostModel:
     stored_event_ns: float = 1300.0    # measured 1304, 1309
     storing_share: float = 0.0
     measured_span_ns: float | None = None
+    scale: float = 1.0  # the program's variable cost over this model's, from a plan's calibration run
 
     @property
     def modelled_span_ns(self) -> float:
@@ -223,11 +229,11 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
                 + statements * (model.statement_event_ns + model.event_store_ns))
     kept = kept_calls(p.calls, setting.rate)
     if setting.rate >= 1.0:
-        return kept * per_call
+        return kept * per_call * model.scale
     skipped = model.skipped_call_ns
     if not p.leaf:  # left out, it runs its rewritten body: every hook, recording nothing
         skipped += (branches + statements) * model.unrecorded_event_ns
-    return kept * per_call + (p.calls - kept) * skipped
+    return (kept * per_call + (p.calls - kept) * skipped) * model.scale
 
 
 def value(p: FunctionProfile, setting: Setting) -> float:
@@ -391,6 +397,11 @@ class PlanResult:
     def predicted_ratio(self) -> float:
         return 1.0 + self.predicted_ns / self.baseline_ns if self.baseline_ns > 0 else math.inf
 
+    @property
+    def variable_ns(self) -> float:
+        """The predicted cost of the plan's functions (calls, events, gates): beyond the fixed cost."""
+        return self.predicted_ns - self.fixed_ns
+
     def rows(self) -> list[tuple]:
         """(function, calls, level, rate, predicted overhead ms, value) per function, costliest first."""
         out = []
@@ -529,6 +540,19 @@ def profile_functions(store: Store) -> list[FunctionProfile]:
     return profiles
 
 
+SCALE_BOUNDS = (0.25, 4.0)  # a calibration's scale: beyond these, the difference of two wall times is noise
+
+
+def calibration_scale(measured_ns: float, fixed_ns: float, variable_ns: float) -> float:
+    """What a plan's functions cost the program over the model's prediction: ``measured_ns`` (a run
+    under the plan less the baseline) less the plan's ``fixed_ns``, over its predicted ``variable_ns``
+    (:attr:`PlanResult.variable_ns`). Within :data:`SCALE_BOUNDS`; 1 when the plan records nothing."""
+    if variable_ns <= 0:
+        return 1.0
+    low, high = SCALE_BOUNDS
+    return max(low, min(high, (measured_ns - fixed_ns) / variable_ns))
+
+
 def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> float:
     """What the plan's recorded calls may cost, in nanoseconds: the budget's share of the baseline
     (``(budget - 1) * baseline``) less the fixed cost, which every plan pays first; never below 0."""
@@ -641,6 +665,15 @@ def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: flo
         mid = (low + high) / 2
         low, high = (mid, high) if cost(mid) <= allowed_ns else (low, mid)
     return low
+
+
+STATEMENT_EVENTS_STORED_SQL = ("SELECT toUInt64(count()) FROM execscope_events "
+                               "WHERE EventName IN ('execscope.line', 'execscope.assign')")
+
+
+def stored_statement_events(store: Store) -> int:
+    """Statement events (lines and assignments) in the store, every run's."""
+    return int(store.query(STATEMENT_EVENTS_STORED_SQL).rows[0][0] or 0)
 
 
 def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Setting], model: CostModel) -> float:

@@ -60,7 +60,8 @@ PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
 UNIFORM_RUNS = 3
-PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "skipped_call_ns", "counted_call_ns", "levels", "sampled")
+PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "skipped_call_ns", "counted_call_ns", "levels", "sampled",
+                "calibration")
 
 
 def load() -> list[float]:
@@ -99,6 +100,7 @@ def recorded_run(execscope: Path, py: Path, src: Path, cfg: dict, plan: Path, ba
     db = work / f"{name}.db"
     shutil.rmtree(db, ignore_errors=True)
     shutil.copytree(base_db, db, symlinks=True)  # chDB links metadata to store/ by relative paths
+    os.sync()  # the copy's writeback not in the timed run
     store = f"chdb://{db}"
     before = count_statement_events(execscope, store)  # the profile's own (plan records them at statements)
     junit = work / f"{name}.xml"

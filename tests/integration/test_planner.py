@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from execscope.instrumentation.rewrite.plan import load_plan
-from execscope.queries.planner import CostModel
+from execscope.queries.planner import SCALE_BOUNDS, CostModel
 from tests.integration.test_run_cli import cli, sql
 
 APP = '''
@@ -146,9 +146,10 @@ def test_plan_records_the_command_first(tmp_path: Path) -> None:
     (tmp_path / "cmd_app.py").write_text("def f(x):\n    if x % 3:\n        return 1\n    return 0\n\n"
                                          "def main():\n    return sum(f(i) for i in range(300))\n")
     proc = cli("plan", "--budget", "1.5", "--from-store", f"chdb://{tmp_path / 'db'}", "--include", "cmd_app",
-               "--out", "p.toml", "--format", "json", "--", sys.executable, "-c", "import cmd_app; cmd_app.main()",
-               cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+               "--out", "p.toml", "--format", "json", "--no-calibrate", "--", sys.executable, "-c",
+               "import cmd_app; cmd_app.main()", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     result = json.loads(proc.stdout)
+    assert "calibration" not in result and "calibrated:" not in (tmp_path / "p.toml").read_text()
     assert {r["function"]: r["calls"] for r in result["functions"]} == {"cmd_app.f": 300, "cmd_app.main": 1}
     assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
     # the profile is recorded at statements level: its events per call are measured, not estimated
@@ -191,6 +192,26 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     assert "paid per module recorded in, by its size: slow_app" in written
     ahead = 1 if load_plan(tmp_path / "p.toml").may_record("slow_app") else 0
     assert f"rewritten into the rewrite cache for the plan's first run: {ahead} of the modules" in written
+
+
+def test_plan_with_a_command_is_calibrated_by_running_its_first_plan(tmp_path: Path) -> None:
+    """On an embedded store the first plan runs --repeat times beside plain runs: what its functions
+    cost over their prediction scales the model the plan is then made with, and what it stored is
+    set beside what it was predicted to store."""
+    (tmp_path / "cal_app.py").write_text(GROWING + "\nif __name__ == '__main__':\n    import time\n"
+                                         "    time.sleep(0.3)\n    main()\n")
+    proc = cli("plan", "--budget", "5", "--from-store", f"chdb://{tmp_path / 'db'}", "--include", "cal_app",
+               "--repeat", "2", "--out", "p.toml", "--format", "json", "--", sys.executable, "-m", "cal_app",
+               cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    result = json.loads(proc.stdout)
+    calibration = result["calibration"]
+    assert SCALE_BOUNDS[0] <= calibration["scale"] <= SCALE_BOUNDS[1]
+    assert calibration["first_measured_overhead"] > 1.0
+    # the first plan records grow at statements level (a loose budget): its stored events were counted
+    assert calibration["first_predicted_statement_events"] > 0 and calibration["first_statement_events"] > 0
+    written = (tmp_path / "p.toml").read_text()
+    assert f"scale = {calibration['scale']}" in written and "calibrated: the first plan, predicted at" in written
+    assert result["predicted_overhead"] <= 5
 
 
 GROWING = '''

@@ -15,11 +15,13 @@ from execscope.queries.planner import (
     LOOP_CAP,
     PLAIN_STATEMENT_NS,
     RATES,
+    SCALE_BOUNDS,
     SPAN_COST_BOUNDS,
     CostModel,
     FunctionProfile,
     _hull,
     allowed_ns,
+    calibration_scale,
     choose,
     cost_ns,
     importance,
@@ -231,3 +233,27 @@ def test_a_call_left_out_of_a_function_defining_others_still_runs_its_hooks() ->
         extra = cost_ns(outer, setting, MODEL) - cost_ns(leaf, setting, MODEL)
         assert extra == pytest.approx(skipped * events * MODEL.unrecorded_event_ns)
     assert cost_ns(outer, Setting(STATEMENTS, 1.0), MODEL) == cost_ns(leaf, Setting(STATEMENTS, 1.0), MODEL)
+
+
+def test_a_calibrated_model_scales_every_functions_cost_and_the_plan_fits_what_was_measured() -> None:
+    # The first plan cost twice its predicted per-function cost (its fixed part measured apart): the
+    # scale is 2, every setting of every function costs twice as much, and a plan under the same
+    # allowance spends about what the first plan did, by the measurement.
+    profiles = [profile(f"f{i}", calls=1000 * (i + 1), cyclomatic=1 + i % 4, statements=3 + i) for i in range(12)]
+    allowed = 2e7
+    first = choose(profiles, allowed, MODEL)
+    variable = sum(c.cost_ns for c in first.values())
+    fixed = 3e6
+    scale = calibration_scale(fixed + 2 * variable, fixed, variable)
+    assert scale == pytest.approx(2.0)
+    scaled = dataclasses.replace(MODEL, scale=scale)
+    for p in profiles[:3]:
+        for setting in (Setting(FUNCTIONS, 1.0), Setting(STATEMENTS, 0.1), Setting(BRANCHES, 0.5)):
+            assert cost_ns(p, setting, scaled) == pytest.approx(2 * cost_ns(p, setting, MODEL))
+    second = choose(profiles, allowed, scaled)
+    assert sum(c.cost_ns for c in second.values()) <= allowed  # by the scaled model: what the run says
+    assert sum(cost_ns(p, second[p.node_id].setting, MODEL) for p in profiles) <= allowed / 2 + 1e-6
+    # bounds: two wall times' difference is noisy; a plan recording nothing has nothing to scale
+    assert calibration_scale(fixed + 100 * variable, fixed, variable) == SCALE_BOUNDS[1]
+    assert calibration_scale(0.0, fixed, variable) == SCALE_BOUNDS[0]
+    assert calibration_scale(5e6, fixed, 0.0) == 1.0
