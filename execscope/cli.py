@@ -565,7 +565,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             measured_ns = cal.planned_median_ns - baseline_ns
             scale = calibration_scale(measured_ns, first_fixed, result.variable_ns)
             first = result
-            result = planned(CostModel(scale=scale), baseline_ns, fixed_now)
+            result = planned(CostModel(calibration=scale), baseline_ns, fixed_now)
             calibration = {"first_predicted_overhead": round(1.0 + (first_fixed + first.variable_ns) / baseline_ns, 4),
                            "first_measured_overhead": round(1.0 + measured_ns / baseline_ns, 4),
                            "scale": round(scale, 4), "first_predicted_statement_events": events_of(first),
@@ -580,12 +580,13 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     summary["statement_events"] = events_of(result)
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     if calibration is not None:
-        summary["calibration"] = calibration
+        summary["calibration_run"] = calibration
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
                  "span_ns": round(result.model.span_ns, 1),
                  "skipped_call_ns": round(result.model.skipped_call_ns, 1),
-                 "counted_call_ns": round(result.model.counted_call_ns, 1), "scale": round(result.model.scale, 4)}
+                 "counted_call_ns": round(result.model.counted_call_ns, 1), "scale": round(result.model.scale, 4),
+                 "calibration": round(result.model.calibration, 4)}
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")

@@ -21,7 +21,7 @@
    not rewrite it ahead); and the profile again, into a fresh copy of the store, its rewrite cached as
    on any run after the first: its median less that of the runs recording nothing is what recording
    the profile's calls cost, which gives what one recorded call costs this program
-   (:func:`execscope.queries.planner.measured_span_ns`).
+   (:func:`execscope.queries.planner.profile_scale`).
 
 A server store has no scratch copies: no gating runs then, and the one profile run is the timed one.
 

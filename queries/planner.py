@@ -86,15 +86,14 @@ class CostModel:
     beside the program; ``storing_share`` is the part of it the program waits for: about 0 with an
     idle core for it (the default), 1 or more on a machine with none.
 
-    ``measured_span_ns``: what one recorded call costs this program, measured by ``execscope plan --
-    COMMAND`` (see :func:`measured_span_ns`): a real program's calls carry arguments to snapshot and
-    exceptions to record, which the micro benchmark's do not; when set it replaces the recorded call's
-    modelled cost. Events keep the modelled costs.
-
-    ``scale``: what a plan's recorded calls, events and gates cost this program over what the rest
-    of the model predicts for them, measured by running a first plan (``plan -- COMMAND``'s
-    calibration, :func:`calibration_scale`); it multiplies every function's cost (:func:`cost_ns`),
-    not the fixed and per-module costs, which are measured directly."""
+    ``scale``: what this program's recorded calls, events and hooks cost over what the model's
+    figures (from the micro benchmark) predict: a real program's calls carry arguments to snapshot
+    and exceptions to record, and its hooks run among its own code. Measured by ``execscope plan --
+    COMMAND`` from the profile's cost over a run recording nothing (:func:`profile_scale`).
+    ``calibration``: what a plan's functions cost over what the scaled model predicts for them,
+    measured by running a first plan (:func:`calibration_scale`); it multiplies every function's
+    cost (:func:`cost_ns`), gates included. Neither touches the fixed and per-module costs, which are
+    measured directly."""
 
     call_ns: float = 800.0        # measured 500 and 816 in two runs of 3 (2026-12-05)
     branch_event_ns: float = 480.0     # measured 491, 459
@@ -105,42 +104,56 @@ class CostModel:
     stored_span_ns: float = 4500.0     # measured 4548, 4440 (the drain's CPU: the C converter)
     stored_event_ns: float = 1300.0    # measured 1304, 1309
     storing_share: float = 0.0
-    measured_span_ns: float | None = None
-    scale: float = 1.0  # the program's variable cost over this model's, from a plan's calibration run
+    scale: float = 1.0        # this program's recorded calls, events and hooks over the figures above
+    calibration: float = 1.0  # a plan's functions, measured, over what the scaled model predicts
 
     @property
     def modelled_span_ns(self) -> float:
-        """One recorded call by the model: recording it and the waited-for share of storing it."""
+        """One recorded call by the figures: recording it and the waited-for share of storing it."""
         return self.call_ns + self.storing_share * self.stored_span_ns
 
     @property
     def span_ns(self) -> float:
-        """One recorded call: as measured in the program, else as modelled."""
-        return self.modelled_span_ns if self.measured_span_ns is None else self.measured_span_ns
+        """One recorded call in this program: the figures' cost, scaled."""
+        return self.modelled_span_ns * self.scale
 
     @property
     def event_store_ns(self) -> float:
         return self.storing_share * self.stored_event_ns
 
 
-SPAN_COST_BOUNDS = (0.5, 50.0)  # a measured recorded call's cost, in multiples of the modelled one
+PROFILE_SCALE_BOUNDS = (0.5, 50.0)  # the profile's measured cost over its modelled cost
 
 
-def measured_span_ns(measured_ns: float, spans: int, counted: int, model: CostModel,
-                     branch_events: float = 0.0, statement_events: float = 0.0) -> float | None:
-    """What one recorded call costs the program, from a recording of ``spans`` calls (and ``counted``
-    more left out by adaptive sampling), with the branch and statement events given, that cost
-    ``measured_ns`` over a run recording nothing: the counted calls' and the events' modelled costs
-    come off first. Kept within :data:`SPAN_COST_BOUNDS` times the modelled cost (the difference of
-    two wall times is noisy); None without recorded calls."""
-    if spans <= 0:
-        return None
-    modelled = model.modelled_span_ns
-    events_ns = (branch_events * (model.branch_event_ns + model.event_store_ns)
-                 + statement_events * (model.statement_event_ns + model.event_store_ns))
-    per_span = (measured_ns - counted * model.counted_call_ns - events_ns) / spans
-    low, high = SPAN_COST_BOUNDS
-    return max(low * modelled, min(high * modelled, per_span))
+def profile_scale(measured_ns: float, modelled_ns: float) -> float:
+    """What the profile's recording cost the program (``measured_ns``, over a run recording nothing)
+    over what the model's figures predict for it (``modelled_ns``: :func:`profile_cost_ns`): the
+    whole difference is shared by every cost in proportion, not laid on one of them (the hooks of the
+    tens of millions of calls a profile counts, and not the thousands it records, are most of it on a
+    call-heavy suite). Within :data:`PROFILE_SCALE_BOUNDS` (the difference of two wall times is
+    noisy); 1 when the model predicts nothing."""
+    if modelled_ns <= 0:
+        return 1.0
+    low, high = PROFILE_SCALE_BOUNDS
+    return max(low, min(high, measured_ns / modelled_ns))
+
+
+def profile_cost_ns(profiles: Sequence[FunctionProfile], model: CostModel) -> tuple[float, dict[str, float]]:
+    """What the model's figures (unscaled) predict the profile's recording cost, and its parts: its
+    recorded calls with their branch and statement events, the calls adaptive sampling counted, and
+    the hooks those counted calls still ran (one per event they would have recorded)."""
+    spans = sum(p.recorded_calls for p in profiles)
+    counted = sum(p.calls for p in profiles) - spans
+    branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
+    statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
+    hook_events = sum((p.calls - p.recorded_calls) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
+                      for p in profiles)
+    parts = {"spans": spans * model.modelled_span_ns,
+             "branch_events": branches * (model.branch_event_ns + model.event_store_ns),
+             "statement_events": statements * (model.statement_event_ns + model.event_store_ns),
+             "counted_calls": counted * model.counted_call_ns,
+             "counted_hooks": hook_events * model.unrecorded_event_ns}
+    return sum(parts.values()), parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +238,15 @@ def cost_ns(p: FunctionProfile, setting: Setting, model: CostModel) -> float:
     if not setting.records:
         return 0.0
     branches, statements = p.events_per_call(setting.level, model)
-    per_call = (model.span_ns + branches * (model.branch_event_ns + model.event_store_ns)
+    per_call = (model.modelled_span_ns + branches * (model.branch_event_ns + model.event_store_ns)
                 + statements * (model.statement_event_ns + model.event_store_ns))
     kept = kept_calls(p.calls, setting.rate)
     if setting.rate >= 1.0:
-        return kept * per_call * model.scale
-    skipped = model.skipped_call_ns
+        return kept * per_call * model.scale * model.calibration
+    skipped = model.skipped_call_ns  # the gate: measured apart (a run gating every call)
     if not p.leaf:  # left out, it runs its rewritten body: every hook, recording nothing
-        skipped += (branches + statements) * model.unrecorded_event_ns
-    return (kept * per_call + (p.calls - kept) * skipped) * model.scale
+        skipped += (branches + statements) * model.unrecorded_event_ns * model.scale
+    return (kept * per_call * model.scale + (p.calls - kept) * skipped) * model.calibration
 
 
 def value(p: FunctionProfile, setting: Setting) -> float:
@@ -418,6 +431,7 @@ class PlanResult:
             levels[c.setting.level_name] += 1
         return {"budget": self.budget, "baseline_s": round(self.baseline_ns / 1e9, 4),
                 "fixed_s": round(self.fixed_ns / 1e9, 4), "span_ns": round(self.model.span_ns, 1),
+                "scale": round(self.model.scale, 4), "calibration": round(self.model.calibration, 4),
                 "skipped_call_ns": round(self.model.skipped_call_ns, 1),
                 "counted_call_ns": round(self.model.counted_call_ns, 1),
                 "predicted_overhead": round(self.predicted_ratio, 4),
@@ -570,7 +584,8 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     is part of the predicted overhead. ``headroom``: the fraction of what is left that stays unspent
     (0..1), for the run-to-run noise of the program's own time. ``profile_ns``: what the
     recording in the store cost the program over a run recording nothing (measured
-    likewise): it sets what a recorded call costs this program (:func:`measured_span_ns`).
+    likewise): over its modelled cost, it scales what calls and events cost this program
+    (:func:`profile_scale`: ``model.scale``).
     ``skipping_ns``: what passing every call through a plan's rate gate, recording each function's first
     call only, cost over recording nothing (likewise): beyond the gate's modelled cost it is what
     recording anything costs (a fixed cost, part of the prediction when the plan records anything),
@@ -601,19 +616,18 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"rewriting the modules at import; paid per module recorded in, by its size: {costly}, ...; "
                      f"not paid for the {ahead} of {len(shares)} modules rewritten ahead of the plan's first run)")
     if profile_ns is not None:
+        modelled_ns, parts = profile_cost_ns(profiles, model)
+        measured = profile_scale(profile_ns, modelled_ns)  # measured with its rewrite cached: no module cost
+        model = replace(model, scale=measured)
         spans = sum(p.recorded_calls for p in profiles)
-        counted = sum(p.calls for p in profiles) - spans  # left out by adaptive sampling
-        # a counted call of a profile with events (statements level) ran its hooks, recording nothing
-        hooks_ns = sum((p.calls - p.recorded_calls) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
-                       for p in profiles) * model.unrecorded_event_ns
         branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
         statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
-        net_ns = max(0.0, profile_ns - hooks_ns)  # measured with its rewrite cached: no module cost in it
-        model = replace(model, measured_span_ns=measured_span_ns(net_ns, spans, counted, model, branches, statements))
+        split = ", ".join(f"{k.replace('_', ' ')} {v / 1e9:.3f}s" for k, v in parts.items())
         notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
-                     f"statement events, {counted} calls counted at {model.counted_call_ns:.0f} ns) cost "
-                     f"{profile_ns / 1e9:.3f}s over a run recording nothing: {model.span_ns:.0f} ns per "
-                     f"recorded call")
+                     f"statement events, {sum(p.calls for p in profiles) - spans} calls counted) cost "
+                     f"{profile_ns / 1e9:.3f}s over a run recording nothing, where the model's figures say "
+                     f"{modelled_ns / 1e9:.3f}s ({split}): this program's costs are {measured:.3f}x the figures, "
+                     f"{model.span_ns:.0f} ns per recorded call")
     if baseline_ns is None:
         roots = int(store.query(ROOTS_SQL).rows[0][0] or 0)
         own = sum(p.calls for p in profiles) * model.call_ns

@@ -60,8 +60,8 @@ PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
 UNIFORM_RUNS = 3
-PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "skipped_call_ns", "counted_call_ns", "levels", "sampled",
-                "calibration")
+PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "scale", "skipped_call_ns", "counted_call_ns", "levels",
+                "sampled", "calibration", "calibration_run")
 
 
 def load() -> list[float]:

@@ -149,7 +149,8 @@ def test_plan_records_the_command_first(tmp_path: Path) -> None:
                "--out", "p.toml", "--format", "json", "--no-calibrate", "--", sys.executable, "-c",
                "import cmd_app; cmd_app.main()", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     result = json.loads(proc.stdout)
-    assert "calibration" not in result and "calibrated:" not in (tmp_path / "p.toml").read_text()
+    assert "calibration_run" not in result and result["calibration"] == 1.0
+    assert "calibrated:" not in (tmp_path / "p.toml").read_text()
     assert {r["function"]: r["calls"] for r in result["functions"]} == {"cmd_app.f": 300, "cmd_app.main": 1}
     assert load_plan(tmp_path / "p.toml").include == ("cmd_app",)
     # the profile is recorded at statements level: its events per call are measured, not estimated
@@ -189,6 +190,7 @@ def test_plan_with_a_command_measures_its_baseline_and_fixed_cost(tmp_path: Path
     written = (tmp_path / "p.toml").read_text()
     assert f"baseline_s = {result['baseline_s']}" in written and f"fixed_s = {result['fixed_s']}" in written
     assert "ns per recorded call" in written and "what recording anything costs" in written
+    assert "where the model's figures say" in written  # the profile's measured cost over its modelled cost
     assert "paid per module recorded in, by its size: slow_app" in written
     ahead = 1 if load_plan(tmp_path / "p.toml").may_record("slow_app") else 0
     assert f"rewritten into the rewrite cache for the plan's first run: {ahead} of the modules" in written
@@ -204,13 +206,13 @@ def test_plan_with_a_command_is_calibrated_by_running_its_first_plan(tmp_path: P
                "--repeat", "2", "--out", "p.toml", "--format", "json", "--", sys.executable, "-m", "cal_app",
                cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     result = json.loads(proc.stdout)
-    calibration = result["calibration"]
-    assert SCALE_BOUNDS[0] <= calibration["scale"] <= SCALE_BOUNDS[1]
+    calibration = result["calibration_run"]
+    assert SCALE_BOUNDS[0] <= calibration["scale"] <= SCALE_BOUNDS[1] and result["calibration"] == calibration["scale"]
     assert calibration["first_measured_overhead"] > 1.0
     # the first plan records grow at statements level (a loose budget): its stored events were counted
     assert calibration["first_predicted_statement_events"] > 0 and calibration["first_statement_events"] > 0
     written = (tmp_path / "p.toml").read_text()
-    assert f"scale = {calibration['scale']}" in written and "calibrated: the first plan, predicted at" in written
+    assert f"calibration = {calibration['scale']}" in written and "calibrated: the first plan, predicted at" in written
     assert result["predicted_overhead"] <= 5
 
 

@@ -14,9 +14,9 @@ from execscope.queries.planner import (
     ENOUGH_CALLS,
     LOOP_CAP,
     PLAIN_STATEMENT_NS,
+    PROFILE_SCALE_BOUNDS,
     RATES,
     SCALE_BOUNDS,
-    SPAN_COST_BOUNDS,
     CostModel,
     FunctionProfile,
     _hull,
@@ -26,7 +26,8 @@ from execscope.queries.planner import (
     cost_ns,
     importance,
     kept_calls,
-    measured_span_ns,
+    profile_cost_ns,
+    profile_scale,
     uniform_statements_rate,
     value,
 )
@@ -154,26 +155,33 @@ def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
     assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
 
 
-def test_a_recorded_call_costs_what_the_measured_profile_says() -> None:
-    """The profile's cost over a run recording nothing, less its counted calls at the modelled cost,
-    per recorded call; kept within SPAN_COST_BOUNDS of the modelled cost; events keep their costs."""
-    spans, counted = 1000, 100_000
-    assert measured_span_ns(spans * 5000.0 + counted * MODEL.counted_call_ns, spans, counted, MODEL) == \
-        pytest.approx(5000.0)
-    low, high = SPAN_COST_BOUNDS
-    assert measured_span_ns(0.0, spans, counted, MODEL) == low * MODEL.call_ns
-    assert measured_span_ns(1e15, spans, counted, MODEL) == high * MODEL.call_ns
-    assert measured_span_ns(1e9, 0, counted, MODEL) is None
-    # a statements-level profile's events come off at their modelled cost
-    events_ns = 300 * MODEL.branch_event_ns + 2000 * MODEL.statement_event_ns
-    assert measured_span_ns(spans * 5000.0 + counted * MODEL.counted_call_ns + events_ns, spans, counted, MODEL,
-                            300, 2000) == pytest.approx(5000.0)
-    f = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
-    measured = CostModel(measured_span_ns=5000.0)
-    assert measured.span_ns == 5000.0 and MODEL.span_ns == MODEL.call_ns
+def test_the_profiles_cost_over_its_modelled_cost_scales_calls_events_and_hooks_not_gates() -> None:
+    """The profile's measured cost over the model's prediction for it (its recorded calls and events,
+    its counted calls and their hooks) is the program's scale, within PROFILE_SCALE_BOUNDS: every part
+    shares the difference in proportion. A rate's gate is measured apart and keeps its figure."""
+    recorded = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
+    counted = dataclasses.replace(profile("g", 100_000, statements=4, statement_events=4.0), recorded=100)
+    modelled, parts = profile_cost_ns([recorded, counted], MODEL)
+    assert parts["spans"] == pytest.approx(1100 * MODEL.call_ns)
+    assert parts["statement_events"] == pytest.approx((5 * 1000 + 4 * 100) * MODEL.statement_event_ns)
+    assert parts["branch_events"] == pytest.approx(2 * 1000 * MODEL.branch_event_ns)
+    assert parts["counted_calls"] == pytest.approx(99_900 * MODEL.counted_call_ns)
+    assert parts["counted_hooks"] == pytest.approx(99_900 * 4 * MODEL.unrecorded_event_ns)
+    assert modelled == pytest.approx(sum(parts.values()))
+    assert profile_scale(3 * modelled, modelled) == pytest.approx(3.0)
+    low, high = PROFILE_SCALE_BOUNDS
+    assert profile_scale(0.0, modelled) == low and profile_scale(1e6 * modelled, modelled) == high
+    assert profile_scale(1e9, 0.0) == 1.0
+    scaled = dataclasses.replace(MODEL, scale=3.0)
+    assert scaled.span_ns == 3 * MODEL.call_ns
     for level in (FUNCTIONS, BRANCHES, STATEMENTS):
-        extra = cost_ns(f, Setting(level, 1.0), measured) - cost_ns(f, Setting(level, 1.0), MODEL)
-        assert extra == pytest.approx(1000 * (5000.0 - MODEL.call_ns))
+        setting = Setting(level, 1.0)
+        assert cost_ns(recorded, setting, scaled) == pytest.approx(3 * cost_ns(recorded, setting, MODEL))
+    leaf = profile("leaf", 1000, statements=3, statement_events=3.0)
+    gated = Setting(STATEMENTS, 0.001)
+    kept = kept_calls(1000, 0.001)
+    assert cost_ns(leaf, gated, scaled) - 3 * kept * (MODEL.call_ns + 3 * MODEL.statement_event_ns) == \
+        pytest.approx((1000 - kept) * MODEL.skipped_call_ns)  # the gate unscaled
 
 
 def test_storing_waited_for_costs_spans_and_events() -> None:
@@ -246,7 +254,7 @@ def test_a_calibrated_model_scales_every_functions_cost_and_the_plan_fits_what_w
     fixed = 3e6
     scale = calibration_scale(fixed + 2 * variable, fixed, variable)
     assert scale == pytest.approx(2.0)
-    scaled = dataclasses.replace(MODEL, scale=scale)
+    scaled = dataclasses.replace(MODEL, calibration=scale)
     for p in profiles[:3]:
         for setting in (Setting(FUNCTIONS, 1.0), Setting(STATEMENTS, 0.1), Setting(BRANCHES, 0.5)):
             assert cost_ns(p, setting, scaled) == pytest.approx(2 * cost_ns(p, setting, MODEL))
