@@ -598,7 +598,8 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     levels = ", ".join(f"{n} {k}" for k, n in summary["levels"].items() if n)  # type: ignore[attr-defined]
     click.echo(f"execscope: plan written to {out_file}: predicted overhead {result.predicted_ratio:.3f}x of "
                f"{budget}x allowed; {levels}; {summary['sampled']} sampled; about "
-               f"{summary['statement_events']} statement events", err=True)
+               f"{summary['statement_events']} statement events (a plan maximising them alone: "
+               f"{summary['statement_events_at_most']})", err=True)
 
 
 PLAN_COLUMNS = ("function", "calls", "level", "rate", "overhead_ms", "value")

@@ -51,7 +51,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from execscope.instrumentation.rewrite.plan import (
@@ -263,9 +263,12 @@ class Choice:
     value: float
 
 
-def _hull(p: FunctionProfile, model: CostModel) -> list[Choice]:
-    """Choices of ``p`` on the upper convex hull of (cost, value), from OFF, cost increasing."""
-    options = [Choice(Setting(level, rate), cost_ns(p, Setting(level, rate), model), value(p, Setting(level, rate)))
+Worth = Callable[[FunctionProfile, Setting], float]  # what a setting of a function is worth to a plan
+
+
+def _hull(p: FunctionProfile, model: CostModel, worth: Worth = value) -> list[Choice]:
+    """Choices of ``p`` on the upper convex hull of (cost, worth), from OFF, cost increasing."""
+    options = [Choice(Setting(level, rate), cost_ns(p, Setting(level, rate), model), worth(p, Setting(level, rate)))
                for level in (FUNCTIONS, BRANCHES, STATEMENTS) for rate in RATES]
     options.sort(key=lambda c: (c.cost_ns, -c.value))
     hull = [Choice(Setting(OFF, 1.0), 0.0, 0.0)]
@@ -286,7 +289,7 @@ def _hull(p: FunctionProfile, model: CostModel) -> list[Choice]:
 
 
 def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel,
-           module_ns: Mapping[str, float] | None = None) -> dict[str, Choice]:
+           module_ns: Mapping[str, float] | None = None, worth: Worth = value) -> dict[str, Choice]:
     """Per function (node ID) the chosen setting; the predicted total cost is at most ``allowed_ns``.
 
     ``module_ns``: what recording anything in a module costs, once (rewriting it at import: a module
@@ -294,9 +297,10 @@ def choose(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostMo
     candidate: the next hull step of a function whose module is recorded in already, and, per module
     not yet recorded in, its opening: the first steps of some of its functions (the prefix, by their
     own value per nanosecond, whose value over cost with the module's cost added is best), so that a
-    module is opened for what all it offers, not for its best function alone."""
+    module is opened for what all it offers, not for its best function alone. ``worth``: what the
+    plan maximises (default: debugging :func:`value`)."""
     module_ns = module_ns or {}
-    hulls = {p.node_id: _hull(p, model) for p in profiles}
+    hulls = {p.node_id: _hull(p, model, worth) for p in profiles}
     members: dict[str, list[str]] = defaultdict(list)
     for p in profiles:
         members[p.module].append(p.node_id)
@@ -405,6 +409,7 @@ class PlanResult:
     notes: list[str] = field(default_factory=list)
     fixed_ns: float = 0.0              # part of predicted_ns: the recording's cost before any recorded call
     model: CostModel = field(default_factory=CostModel)  # the model the plan was made with
+    most_statement_events: float = 0.0  # what a plan maximising statement events alone records (model)
 
     @property
     def predicted_ratio(self) -> float:
@@ -435,6 +440,7 @@ class PlanResult:
                 "skipped_call_ns": round(self.model.skipped_call_ns, 1),
                 "counted_call_ns": round(self.model.counted_call_ns, 1),
                 "predicted_overhead": round(self.predicted_ratio, 4),
+                "statement_events_at_most": round(self.most_statement_events),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
 
@@ -658,10 +664,15 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
     rules = (*(Rule(p.node_id, choices[p.node_id].setting) for p in profiles),
              *(Rule(m, Setting(FUNCTIONS, 1.0)) for m in opened))
     plan = Plan(default=Setting(OFF, 1.0), rules=rules, include=tuple(sorted({p.module for p in profiles})))
+    # the most statement events any plan records within the same allowance, by the model: the
+    # knapsack maximising them alone (what a plan giving up debugging value for them could reach)
+    most = choose(profiles, allowed, model, module_ns, worth=statement_events_worth(model))
     return PlanResult(plan, budget, baseline_ns, predicted, profiles, choices,
                       uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - sum(module_ns.values())),
                                                            model),
-                      notes=notes, fixed_ns=fixed_ns, model=model)
+                      notes=notes, fixed_ns=fixed_ns, model=model,
+                      most_statement_events=statement_events(profiles, {n: c.setting for n, c in most.items()},
+                                                             model))
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:
@@ -688,6 +699,15 @@ STATEMENT_EVENTS_STORED_SQL = ("SELECT toUInt64(count()) FROM execscope_events "
 def stored_statement_events(store: Store) -> int:
     """Statement events (lines and assignments) in the store, every run's."""
     return int(store.query(STATEMENT_EVENTS_STORED_SQL).rows[0][0] or 0)
+
+
+def statement_events_worth(model: CostModel) -> Worth:
+    """A setting's statement events over the run: what a plan recording the most of them maximises."""
+    def worth(p: FunctionProfile, setting: Setting) -> float:
+        if not setting.records or setting.level < STATEMENTS:
+            return 0.0
+        return kept_calls(p.calls, setting.rate) * p.events_per_call(STATEMENTS, model)[1]
+    return worth
 
 
 def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Setting], model: CostModel) -> float:

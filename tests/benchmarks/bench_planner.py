@@ -61,7 +61,7 @@ PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
 UNIFORM_RUNS = 3
 PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "scale", "skipped_call_ns", "counted_call_ns", "levels",
-                "sampled", "calibration", "calibration_run")
+                "sampled", "calibration", "calibration_run", "statement_events_at_most")
 
 
 def load() -> list[float]:
@@ -225,6 +225,9 @@ def bench(package: str, repeat: int, budget: float, py: Path, runs: int = 3) -> 
         "uniform_ratio": round(uniform["ratio"], 4), "uniform_statement_events": uniform["statement_events"],
         "uniform_statement_events_at_planned_overhead": round(uniform_events), "uniform_events_by": how,
         "events_planned_over_uniform": round(events_ratio, 3) if events_ratio is not None else None,
+        # by the model, the most statement events any plan records in the budget over uniform's: a bound
+        "events_at_most_over_uniform": (round(planned_summary["statement_events_at_most"] / uniform_events, 3)
+                                        if uniform_events and "statement_events_at_most" in planned_summary else None),
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "runs_s": r["runs_s"],
                           "ratio": round(r["ratio"], 4), "statement_events": r["statement_events"]}
                          for r in uniform_runs],

@@ -28,6 +28,8 @@ from execscope.queries.planner import (
     kept_calls,
     profile_cost_ns,
     profile_scale,
+    statement_events,
+    statement_events_worth,
     uniform_statements_rate,
     value,
 )
@@ -265,3 +267,22 @@ def test_a_calibrated_model_scales_every_functions_cost_and_the_plan_fits_what_w
     assert calibration_scale(fixed + 100 * variable, fixed, variable) == SCALE_BOUNDS[1]
     assert calibration_scale(0.0, fixed, variable) == SCALE_BOUNDS[0]
     assert calibration_scale(5e6, fixed, 0.0) == 1.0
+
+
+def test_a_plan_maximising_statement_events_bounds_what_any_plan_records() -> None:
+    # Loops are cheap per event, many short calls are not: maximising events alone takes the loops,
+    # and no plan under the same allowance records more events by the model.
+    profiles = [profile("loop", 200, statements=4, statement_events=400.0),
+                profile("short", 200_000, cyclomatic=6, statements=3, statement_events=3.0),
+                profile("mid", 5_000, cyclomatic=2, statements=6, statement_events=20.0)]
+    allowed = 6e7
+    most = choose(profiles, allowed, MODEL, worth=statement_events_worth(MODEL))
+    assert sum(c.cost_ns for c in most.values()) <= allowed
+    bound = statement_events(profiles, {n: c.setting for n, c in most.items()}, MODEL)
+    valued = choose(profiles, allowed, MODEL)
+    assert statement_events(profiles, {n: c.setting for n, c in valued.items()}, MODEL) <= bound
+    assert most["m:loop"].setting == Setting(STATEMENTS, 1.0)
+    for rate in (0.001, 0.01, 0.1):
+        uniform = {p.node_id: Setting(STATEMENTS, rate) for p in profiles}
+        if sum(cost_ns(p, uniform[p.node_id], MODEL) for p in profiles) <= allowed:
+            assert statement_events(profiles, uniform, MODEL) <= bound
