@@ -59,7 +59,7 @@ import realworld  # noqa: E402  (tests/realworld/realworld.py: venv, sdist and t
 PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
-UNIFORM_RUNS = 3
+UNIFORM_RUNS = 4  # uniform rates tried, to bracket the planned overhead
 PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "scale", "skipped_call_ns", "counted_call_ns", "levels",
                 "sampled", "calibration", "calibration_run", "statement_events_at_most")
 
@@ -127,6 +127,33 @@ def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:
     return float(nearest["statement_events"]), "nearest run (not bracketed)"
 
 
+def next_uniform_rate(runs: list[dict], planned_ratio: float) -> float | None:
+    """The next uniform rate to try so that the runs bracket the planned overhead (one run at or below
+    it, one above: its statement events are then interpolated, not read off the nearest run), or None
+    when they do and one is within TOLERANCE of it. Until they bracket it the rate halves or doubles
+    (uniform sampling's overhead has a floor, the gate on every call and every module rewritten, so
+    a rate proportional to the overhead overshoots); then the secant between the bracketing runs."""
+    target = planned_ratio - 1.0
+    below = [r for r in runs if r["ratio"] <= planned_ratio]
+    above = [r for r in runs if r["ratio"] > planned_ratio]
+    close = any(abs((r["ratio"] - 1.0) - target) <= TOLERANCE * max(target, 1e-9) for r in runs)
+    if below and above:
+        if close:
+            return None
+        a = max(below, key=lambda r: r["ratio"])
+        b = min(above, key=lambda r: r["ratio"])
+        rate = a["rate"] + (planned_ratio - a["ratio"]) * (b["rate"] - a["rate"]) / (b["ratio"] - a["ratio"])
+        low, high = sorted((a["rate"], b["rate"]))
+        if not low < rate < high:  # runs out of order by noise: the middle of the bracket
+            rate = (low * high) ** 0.5 if low > 0 else high / 2
+    elif above:
+        rate = min(r["rate"] for r in above) / 2
+    else:
+        rate = min(1.0, max(r["rate"] for r in below) * 2)
+    rate = min(1.0, max(1e-5, rate))
+    return None if any(r["rate"] == rate for r in runs) else rate
+
+
 def uniform_plan(path: Path, include: list[str], exclude: list[str], rate: float) -> None:
     path.write_text(f"include = {json.dumps(include)}\nexclude = {json.dumps(exclude)}\n"
                     f"[default]\nlevel = \"statements\"\nrate = {rate!r}\n", encoding="utf-8")
@@ -191,16 +218,8 @@ def bench(package: str, repeat: int, budget: float, py: Path, runs: int = 3) -> 
         run["rate"] = rate
         run["ratio"] = run["seconds"] / statistics.median(plain_runs)
         uniform_runs.append(run)
-        target, got = planned_ratio - 1.0, run["ratio"] - 1.0
-        if abs(got - target) <= TOLERANCE * max(target, 1e-9):
-            break
-        if len(uniform_runs) == 1 or uniform_runs[-2]["ratio"] == run["ratio"]:
-            rate = rate * target / got if got > 0 else rate * 2  # overhead taken as proportional to the rate
-        else:  # secant through the last two runs
-            a, b = uniform_runs[-2], run
-            rate = a["rate"] + (planned_ratio - a["ratio"]) * (b["rate"] - a["rate"]) / (b["ratio"] - a["ratio"])
-        rate = min(1.0, max(1e-4, rate))
-        if rate == run["rate"]:
+        rate = next_uniform_rate(uniform_runs, planned_ratio)
+        if rate is None:
             break
     plain_s = statistics.median(plain_runs)  # every plain run, the ones beside the recorded runs included
     planned_ratio = planned["seconds"] / plain_s
