@@ -85,7 +85,8 @@ SELECT
     {_map('s.attributes')} AS span_attributes,
     if(s.end_time_unix_nano > s.start_time_unix_nano, s.end_time_unix_nano - s.start_time_unix_nano, 0)
         AS span_duration,
-    ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'][if(s.status.code BETWEEN 0 AND 2, s.status.code + 1, 1)],
+    ['STATUS_CODE_UNSET', 'STATUS_CODE_OK', 'STATUS_CODE_ERROR'][
+        if(s.status.code BETWEEN 0 AND 2, s.status.code + 1, 1)],
     s.status.message,
     arrayMap(e -> fromUnixTimestamp64Nano(toInt64(e.time_unix_nano)), s.events),
     arrayMap(e -> e.name, s.events),
