@@ -251,7 +251,8 @@ def test_refused_sink_says_so_once_and_counts_what_it_drops(broker: Broker, topi
     sink = KafkaSink(broker.sasl_ssl, topic, security=security, on_access_error=noted.append)
     started = time.monotonic()
     assert sink.submit(b"k", b"v" * 100, 5)  # queued (never blocks): the sender thread then connects
-    while not sink.access_error and time.monotonic() - started < 30:
+    # access_error is set first, then the warning is written and the callback called (sender thread)
+    while not (sink.access_error and noted) and time.monotonic() - started < 30:
         time.sleep(0.05)
     assert sink.access_error and noted == [sink.access_error]
     assert not sink.submit(b"k", b"v", 7)  # refused from now on, counted
