@@ -37,3 +37,27 @@ def test_the_skipping_plan_gates_every_call_and_records_almost_none() -> None:
     plan = parse_plan(SKIPPING_PLAN.format(nonce="c3"))
     setting = plan.setting_for("app.core", "f", "app.core:f")
     assert setting.level_name == "functions" and 0.0 < setting.rate <= 1e-6
+
+
+def test_settle_merges_the_profiles_parts_in_an_embedded_store(tmp_path) -> None:
+    # The timed runs after the profile copy its store: parts left unmerged would be merged in the
+    # background of those runs. After _settle each settled table has one active part per partition.
+    from execscope.plan_runs import SETTLED_TABLES, _settle
+    from execscope.storage import open_store
+
+    dsn = f"chdb://{tmp_path / 'db'}"
+    parts_sql = ("SELECT table, partition, count() FROM system.parts WHERE active AND database = currentDatabase() "
+                 "AND table IN {tables:Array(String)} GROUP BY table, partition")
+    with open_store(dsn) as store:
+        store.command("SYSTEM STOP MERGES")  # several inserts stay several parts until settled
+        for i in range(4):
+            store.command(f"INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, "
+                          f"`Events.Timestamp`, `Events.Name`, `Events.Attributes`) VALUES "
+                          f"(now64(9), '{i:032x}', '{i:016x}', 'f', [now64(9)], ['execscope.line'], [map()])")
+        before = store.query(parts_sql, {"tables": list(SETTLED_TABLES)}).rows
+        store.command("SYSTEM START MERGES")
+    assert any(int(n) > 1 for _t, _p, n in before), before
+    _settle(dsn)
+    with open_store(dsn) as store:
+        after = store.query(parts_sql, {"tables": list(SETTLED_TABLES)}).rows
+    assert {t for t, _p, _n in after} == set(SETTLED_TABLES) and all(int(n) == 1 for _t, _p, n in after), after
