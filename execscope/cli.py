@@ -558,6 +558,9 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             first_file = str(Path(tmp) / "first.toml")
             Path(first_file).write_text(dump_plan(result.plan), encoding="utf-8")
             cal = calibration_runs(resolve_python(command), first_file, include, exclude, store_dsn, runs=repeat)
+        if cal is not None and cal.planned_returncode != runs.plain_returncode:
+            click.echo(f"execscope: under the first plan the command exited with {cal.planned_returncode} (plain: "
+                       f"{runs.plain_returncode}); calibrating from what it measured", err=True)
         if cal is not None:
             baseline_ns = float(statistics.median(runs.plain_ns + cal.plain_ns))
             fixed_now = max(0.0, runs.nothing_median_ns - baseline_ns)

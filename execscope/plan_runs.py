@@ -149,6 +149,7 @@ class CalibrationRuns:
     plain_ns: tuple[int, ...]
     planned_ns: tuple[int, ...]
     statement_events: tuple[int, ...]
+    planned_returncode: int = 0  # of the last run under the plan
 
     @property
     def planned_median_ns(self) -> float:
@@ -170,6 +171,7 @@ def calibrate(command: Sequence[str], plan_file: str, include: Sequence[str], ex
     plain: list[int] = []
     planned: list[int] = []
     events: list[int] = []
+    planned_rc = 0
     with tempfile.TemporaryDirectory(prefix="execscope-calibrate-") as tmp:
         for i in range(max(1, runs)):
             where = os.path.join(tmp, f"plan-{i}.db")
@@ -180,13 +182,14 @@ def calibrate(command: Sequence[str], plan_file: str, include: Sequence[str], ex
                 before = stored_statement_events(store)
             ns, _ = _timed(command)
             plain.append(ns)
-            ns, _ = _timed([sys.executable, "-m", "execscope", "run", "--plan", plan_file, *copy, "--", *command])
+            ns, planned_rc = _timed([sys.executable, "-m", "execscope", "run", "--plan", plan_file, *copy, "--",
+                                     *command])
             planned.append(ns)
             with open_store(f"chdb://{where}") as store:
                 events.append(stored_statement_events(store) - before)
             shutil.rmtree(where, ignore_errors=True)
             shutil.rmtree(where + ".spool", ignore_errors=True)
-    return CalibrationRuns(tuple(plain), tuple(planned), tuple(events))
+    return CalibrationRuns(tuple(plain), tuple(planned), tuple(events), planned_rc)
 
 
 def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[str], store_dsn: str | None,
