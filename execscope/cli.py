@@ -530,12 +530,16 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
                        f"{runs.recorded_returncode} (recorded); planning from what they measured", err=True)
         baseline_s = baseline_s or runs.baseline_ns / 1e9
         fixed_ns, profile_ns, skipping_ns = runs.fixed_ns, runs.profile_ns, runs.skipping_extra_ns
+    ahead: dict[str, tuple[str, str]] | None = None  # modules whose recorded file is still here
+
     def planned(model: CostModel | None, baseline_ns: float | None, fixed: float) -> PlanResult:
         """The plan, its modules rewritten into the rewrite cache where their recorded files are still
         here (so that its first run does not rewrite them at import)."""
+        nonlocal ahead
         store = _open(store_dsn)
         try:
-            ahead = {m: fv for m, fv in module_files(store).items() if unchanged(*fv)} if command else {}
+            if ahead is None:  # read once: each file is read and hashed again only to rewrite it
+                ahead = {m: fv for m, fv in module_files(store).items() if unchanged(*fv)} if command else {}
             made = make_plan(store, budget, model=model, baseline_ns=baseline_ns, fixed_ns=fixed, headroom=headroom,
                              profile_ns=profile_ns, skipping_ns=skipping_ns, rewritten_ahead=set(ahead))
         except (ValueError, StoreError) as exc:
