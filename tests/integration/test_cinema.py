@@ -395,44 +395,39 @@ def test_interactive_cinema_through_tmux(recorded) -> None:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
                               check=True).stdout
 
-    def wait_for(text: str, timeout: float = 30.0) -> str:
+    def wait_for(*texts: str, timeout: float = 30.0) -> str:
+        """The screen once every text is on it: the header's frame number is drawn before the panes
+        (CI once captured frame 28's header over the previous frame's source and variables)."""
         deadline = time.monotonic() + timeout
         shown = ""
         while time.monotonic() < deadline:
             shown = screen()
-            if text in shown:
+            if all(text in shown for text in texts):
                 return shown
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} not on screen:\n{shown}")
+        raise AssertionError(f"{[t for t in texts if t not in shown]!r} not on screen:\n{shown}")
 
     def keys(*k: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, *k], check=True)
 
     try:
-        shown = wait_for("frame 13/")
-        assert "▶ def fact(n):" in shown and "n = 3" in shown
+        wait_for("frame 13/", "▶ def fact(n):", "n = 3")
         keys("Right", "Right", "Right")
-        shown = wait_for("frame 16/")
-        assert "▶     r = n * fact(n - 1)" in shown
+        wait_for("frame 16/", "▶     r = n * fact(n - 1)")
         keys("o")                        # over the recursive call
-        shown = wait_for("frame 29/")
-        assert "r = 6" in shown
+        wait_for("frame 29/", "r = 6")
         keys("Left")                     # step back
-        shown = wait_for("frame 28/")
-        assert "return 2" in shown and "n = 2" in shown and "r = 2" in shown
+        wait_for("frame 28/", "return 2", "n = 2", "r = 2")
         keys("e")                        # next exception: raised and caught in risky(-2)
-        shown = wait_for("frame 49/")
-        assert "raised ValueError: neg" in shown and '▶             raise ValueError("neg")' in shown
+        wait_for("frame 49/", "raised ValueError: neg", '▶             raise ValueError("neg")')
         keys("e")
-        shown = wait_for("frame 74/")
-        assert "raised KeyError" in shown and "▶     raise KeyError" in shown
+        wait_for("frame 74/", "raised KeyError", "▶     raise KeyError")
         keys("U")                        # back out of boom: the line that called it
         wait_for("frame 70/")
         keys("w")
         wait_for("next write of variable")
         keys("e", "Enter")
-        shown = wait_for("frame 77/")
-        assert "e = 'caught'" in shown
+        wait_for("frame 77/", "e = 'caught'")
         keys("q")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and subprocess.run(

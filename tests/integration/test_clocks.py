@@ -250,7 +250,7 @@ def main(workdir, bootstrap, requests_topic, replies_topic, n, shift_b, shift_c)
             try:
                 rounds(session, port, producer, consumer, requests_topic, n)
             except Exception:  # say how the other two stand (a server gone silently: its exit code)
-                sys.stderr.write(f"hlcapp: rounds failed; server exit {server.poll()}, worker exit {worker.poll()}\n")
+                sys.stderr.write(f"hlcapp: rounds failed; server exit {server.poll()}, worker exit {worker.poll()}\\n")
                 raise
         producer.close()
         consumer.close()
