@@ -510,7 +510,6 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         calibration_scale,
         make_plan,
         module_files,
-        statement_events,
     )
     from execscope.recording import resolve_python
 
@@ -552,9 +551,6 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
                               f"it records in")
         return made
 
-    def events_of(made: PlanResult) -> int:
-        return round(statement_events(made.profiles, {r.match: r.setting for r in made.plan.rules}, made.model))
-
     result = planned(None, baseline_s * 1e9 if baseline_s else None, fixed_ns)
     calibration: dict[str, object] | None = None
     if command and calibrate and runs is not None and result.variable_ns > 0:
@@ -575,7 +571,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             result = planned(CostModel(calibration=scale), baseline_ns, fixed_now)
             calibration = {"first_predicted_overhead": round(1.0 + (first_fixed + first.variable_ns) / baseline_ns, 4),
                            "first_measured_overhead": round(1.0 + measured_ns / baseline_ns, 4),
-                           "scale": round(scale, 4), "first_predicted_statement_events": events_of(first),
+                           "scale": round(scale, 4), "first_predicted_statement_events": round(first.statement_events),
                            "first_statement_events": round(cal.statement_events_median)}
             result.notes.append(
                 f"calibrated: the first plan, predicted at {calibration['first_predicted_overhead']}x, measured "
@@ -584,7 +580,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
                 f"{calibration['first_predicted_statement_events']}): its functions cost {scale:.3f}x their "
                 f"predicted cost, and this plan is made with the model's per-function costs scaled so")
     summary = result.summary()
-    summary["statement_events"] = events_of(result)
+    summary["statement_events"] = round(result.statement_events)
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     if calibration is not None:
         summary["calibration_run"] = calibration

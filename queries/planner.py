@@ -138,21 +138,28 @@ def profile_scale(measured_ns: float, modelled_ns: float) -> float:
     return max(low, min(high, measured_ns / modelled_ns))
 
 
-def profile_cost_ns(profiles: Sequence[FunctionProfile], model: CostModel) -> tuple[float, dict[str, float]]:
-    """What the model's figures (unscaled) predict the profile's recording cost, and its parts: its
-    recorded calls with their branch and statement events, the calls adaptive sampling counted, and
-    the hooks those counted calls still ran (one per event they would have recorded)."""
+def profile_volume(profiles: Sequence[FunctionProfile]) -> dict[str, float]:
+    """What the profile recorded and counted: its recorded calls (``spans``) with their branch and
+    statement events, the calls adaptive sampling counted, and the hooks those counted calls still
+    ran (``counted_hooks``: one per event they would have recorded)."""
     spans = sum(p.recorded_calls for p in profiles)
-    counted = sum(p.calls for p in profiles) - spans
-    branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
-    statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
-    hook_events = sum((p.calls - p.recorded_calls) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
-                      for p in profiles)
-    parts = {"spans": spans * model.modelled_span_ns,
-             "branch_events": branches * (model.branch_event_ns + model.event_store_ns),
-             "statement_events": statements * (model.statement_event_ns + model.event_store_ns),
-             "counted_calls": counted * model.counted_call_ns,
-             "counted_hooks": hook_events * model.unrecorded_event_ns}
+    return {"spans": spans,
+            "branch_events": sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles),
+            "statement_events": sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles),
+            "counted_calls": sum(p.calls for p in profiles) - spans,
+            "counted_hooks": sum((p.calls - p.recorded_calls) * ((p.branch_events or 0.0) + (p.statement_events or 0.0))
+                                 for p in profiles)}
+
+
+def profile_cost_ns(volume: Mapping[str, float], model: CostModel) -> tuple[float, dict[str, float]]:
+    """What the model's figures (unscaled) predict a profile of ``volume`` (:func:`profile_volume`)
+    cost, and its parts, by the same keys."""
+    per_unit = {"spans": model.modelled_span_ns,
+                "branch_events": model.branch_event_ns + model.event_store_ns,
+                "statement_events": model.statement_event_ns + model.event_store_ns,
+                "counted_calls": model.counted_call_ns,
+                "counted_hooks": model.unrecorded_event_ns}
+    parts = {k: volume[k] * ns for k, ns in per_unit.items()}
     return sum(parts.values()), parts
 
 
@@ -261,6 +268,10 @@ class Choice:
     setting: Setting
     cost_ns: float
     value: float
+
+
+def _settings(choices: Mapping[str, Choice]) -> dict[str, Setting]:
+    return {node: c.setting for node, c in choices.items()}
 
 
 Worth = Callable[[FunctionProfile, Setting], float]  # what a setting of a function is worth to a plan
@@ -414,6 +425,11 @@ class PlanResult:
     @property
     def predicted_ratio(self) -> float:
         return 1.0 + self.predicted_ns / self.baseline_ns if self.baseline_ns > 0 else math.inf
+
+    @property
+    def statement_events(self) -> float:
+        """The statement events the plan is predicted to record over the run."""
+        return statement_events(self.profiles, _settings(self.choices), self.model)
 
     @property
     def variable_ns(self) -> float:
@@ -622,15 +638,14 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"rewriting the modules at import; paid per module recorded in, by its size: {costly}, ...; "
                      f"not paid for the {ahead} of {len(shares)} modules rewritten ahead of the plan's first run)")
     if profile_ns is not None:
-        modelled_ns, parts = profile_cost_ns(profiles, model)
+        volume = profile_volume(profiles)
+        modelled_ns, parts = profile_cost_ns(volume, model)
         measured = profile_scale(profile_ns, modelled_ns)  # measured with its rewrite cached: no module cost
         model = replace(model, scale=measured)
-        spans = sum(p.recorded_calls for p in profiles)
-        branches = sum((p.branch_events or 0.0) * p.recorded_calls for p in profiles)
-        statements = sum((p.statement_events or 0.0) * p.recorded_calls for p in profiles)
         split = ", ".join(f"{k.replace('_', ' ')} {v / 1e9:.3f}s" for k, v in parts.items())
-        notes.append(f"the profile ({spans} calls recorded with {round(branches)} branch and {round(statements)} "
-                     f"statement events, {sum(p.calls for p in profiles) - spans} calls counted) cost "
+        notes.append(f"the profile ({round(volume['spans'])} calls recorded with {round(volume['branch_events'])} "
+                     f"branch and {round(volume['statement_events'])} statement events, "
+                     f"{round(volume['counted_calls'])} calls counted) cost "
                      f"{profile_ns / 1e9:.3f}s over a run recording nothing, where the model's figures say "
                      f"{modelled_ns / 1e9:.3f}s ({split}): this program's costs are {measured:.3f}x the figures, "
                      f"{model.span_ns:.0f} ns per recorded call")
@@ -671,8 +686,7 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                       uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - sum(module_ns.values())),
                                                            model),
                       notes=notes, fixed_ns=fixed_ns, model=model,
-                      most_statement_events=statement_events(profiles, {n: c.setting for n, c in most.items()},
-                                                             model))
+                      most_statement_events=statement_events(profiles, _settings(most), model))
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:
@@ -710,11 +724,7 @@ def statement_events_worth(model: CostModel) -> Worth:
     return worth
 
 
-def statement_events(profiles: Sequence[FunctionProfile], settings: dict[str, Setting], model: CostModel) -> float:
-    """Statement events the settings are predicted to record over the run."""
-    total = 0.0
-    for p in profiles:
-        s = settings.get(p.node_id)
-        if s is not None and s.level >= STATEMENTS:
-            total += kept_calls(p.calls, s.rate) * p.events_per_call(STATEMENTS, model)[1]
-    return total
+def statement_events(profiles: Sequence[FunctionProfile], settings: Mapping[str, Setting], model: CostModel) -> float:
+    """Statement events the settings (per node ID) are predicted to record over the run."""
+    worth = statement_events_worth(model)
+    return sum(worth(p, s) for p in profiles if (s := settings.get(p.node_id)) is not None)

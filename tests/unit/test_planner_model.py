@@ -28,6 +28,7 @@ from execscope.queries.planner import (
     kept_calls,
     profile_cost_ns,
     profile_scale,
+    profile_volume,
     statement_events,
     statement_events_worth,
     uniform_statements_rate,
@@ -163,7 +164,7 @@ def test_the_profiles_cost_over_its_modelled_cost_scales_calls_events_and_hooks_
     shares the difference in proportion. A rate's gate is measured apart and keeps its figure."""
     recorded = profile("f", 1000, cyclomatic=3, statements=5, branch_events=2.0, statement_events=5.0)
     counted = dataclasses.replace(profile("g", 100_000, statements=4, statement_events=4.0), recorded=100)
-    modelled, parts = profile_cost_ns([recorded, counted], MODEL)
+    modelled, parts = profile_cost_ns(profile_volume([recorded, counted]), MODEL)
     assert parts["spans"] == pytest.approx(1100 * MODEL.call_ns)
     assert parts["statement_events"] == pytest.approx((5 * 1000 + 4 * 100) * MODEL.statement_event_ns)
     assert parts["branch_events"] == pytest.approx(2 * 1000 * MODEL.branch_event_ns)
