@@ -154,7 +154,7 @@ def main(port_file, stop_file):
         f.write(str(server.server_port))
     os.replace(port_file + ".tmp", port_file)
     server.timeout = 0.2
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # a safety net only: the client may take as long as its run (400 s)
     while not os.path.exists(stop_file) and time.monotonic() < deadline:  # until the client is done
         server.handle_request()
     server.server_close()
