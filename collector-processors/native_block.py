@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from execscope.storage.migrations import INSERT_INDEX_SETTINGS
 from execscope.storage.store import Store
 
 ENV = "EXECSCOPE_NATIVE_BLOCKS"
@@ -87,12 +88,14 @@ def convert_each(payloads: list[bytes]) -> tuple[bytes, int, int, list[tuple[int
 
 
 def settings(dedup_token: str, max_threads: int = 1) -> dict[str, object]:
-    """One engine thread: the insert is mostly serial (measured on 2 cores, as for native_ingest)."""
+    """One engine thread: the insert is mostly serial (measured on 2 cores, as for native_ingest).
+    The maps' bloom filters are left to the merges (:data:`...migrations.INDEXES_BUILT_BY_MERGES`)."""
     return {
         "insert_allow_materialized_columns": 1,  # the block carries native_ingest.DERIVED's columns
         "insert_deduplication_token": dedup_token,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
         "max_threads": max_threads,
+        **INSERT_INDEX_SETTINGS,
     }
 
 

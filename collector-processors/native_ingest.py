@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from execscope.collector.otlp_decode import MAX_TIME_NS, TIME_RANGE_ERROR
+from execscope.storage.migrations import INSERT_INDEX_SETTINGS
 from execscope.storage.store import Store
 
 SCHEMA = Path(__file__).resolve().parent / "otlp_trace.proto"
@@ -111,6 +112,7 @@ def native_settings(dedup_token: str) -> dict[str, object]:
         "insert_allow_materialized_columns": 1,  # DERIVED
         "insert_deduplication_token": dedup_token,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
+        **INSERT_INDEX_SETTINGS,  # the maps' bloom filters built by the merges, as native_block's inserts
     }
 
 

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from execscope.storage.migrations import INSERT_INDEX_SETTINGS
+
 DEFAULT_STORE = "./.execscope/db"
 ENV_STORE = "EXECSCOPE_STORE"
 # The newest Python that chDB (the embedded engine) has a build for. On a newer one, chDB is tried in
@@ -182,8 +184,11 @@ class Store:
 
     def insert_columns(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str],
                        dedup_token: str | None = None) -> None:
-        """Insert column-oriented data; with ``dedup_token`` a retried insert adds nothing."""
-        settings: dict[str, Any] = {}
+        """Insert column-oriented data; with ``dedup_token`` a retried insert adds nothing. On the
+        embedded engine the maps' bloom filters are left to the merges, as on its other insert paths
+        (:data:`.migrations.INDEXES_BUILT_BY_MERGES`); a server's inserts build every index (its
+        version may not know the setting)."""
+        settings: dict[str, Any] = dict(INSERT_INDEX_SETTINGS) if self.address.kind == "chdb" else {}
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token
             settings["deduplicate_blocks_in_dependent_materialized_views"] = 1

@@ -19,6 +19,15 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 VERSION_TABLE = "execscope_schema_migrations"
 VERSION_TABLE_COLUMNS = "version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)"
 
+# otel_traces' bloom filters over map keys and values (0001, the stock exporter's): the embedded engine's
+# inserts leave them to the merges (``exclude_materialize_skip_indexes_on_insert``), which build every
+# skip index of the part they write whether its sources had it or not. Built on insert they cost about
+# 20% of the insert with every view (0.03 s of 0.14 s for 73k spans, measured on 2 cores with
+# tests/benchmarks/bench_store.py's blocks), paid again by the first merge. A part not merged yet is
+# read whole by a filter on the maps, with the same rows.
+INDEXES_BUILT_BY_MERGES = ("idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key", "idx_span_attr_value")
+INSERT_INDEX_SETTINGS = {"exclude_materialize_skip_indexes_on_insert": ",".join(INDEXES_BUILT_BY_MERGES)}
+
 
 @dataclass(frozen=True)
 class Migration:

@@ -284,3 +284,47 @@ def test_times_beyond_datetime64_are_poison_on_every_path_and_the_drain_goes_on(
     assert rows == [("after", "SPAN_KIND_INTERNAL", "STATUS_CODE_UNSET", "2262-04-11 23:47:16.854775807"),
                     ("before", "SPAN_KIND_UNSPECIFIED", "STATUS_CODE_UNSET", "1970-01-01 00:00:00.000000000")]
     assert spool.pending_batches() == [] and len(list((spool.path / "dead").glob("*.pb"))) == 3
+
+
+def _index_bytes(store: Any) -> dict[str, int]:
+    rows = store.query("SELECT name, data_compressed_bytes FROM system.data_skipping_indices "
+                       "WHERE database = currentDatabase() AND table = 'otel_traces'").rows
+    return {name: int(size) for name, size in rows}
+
+
+@pytest.mark.parametrize("path", ["blocks", "engine", "python"])
+def test_the_maps_bloom_filters_are_left_to_the_merges_and_filters_read_the_same_rows(tmp_path: Path,
+                                                                                        path: str) -> None:
+    from execscope.storage.migrations import INDEXES_BUILT_BY_MERGES
+
+    payloads = requests(seed=5, engine_safe=True)
+    spool = Spool(tmp_path / "spool")
+    for payload in payloads[: len(payloads) // 2]:
+        spool.write_batch(payload)
+    with open_store(f"chdb://{tmp_path / 'db'}") as store:
+        store.command("SYSTEM STOP MERGES otel_traces")  # the parts as the inserts wrote them (the Python
+        source = SpoolSource(spool, store, native=path != "python", blocks=path == "blocks")  # path: many)
+        assert not source.drain().errors
+        for payload in payloads[len(payloads) // 2:]:
+            spool.write_batch(payload)
+        assert not source.drain().errors
+        key, value = store.query("SELECT k, v FROM otel_traces ARRAY JOIN mapKeys(SpanAttributes) AS k, "
+                                 "mapValues(SpanAttributes) AS v ORDER BY k, v LIMIT 1").rows[0]
+        filters = ("SELECT count() FROM otel_traces WHERE mapContains(SpanAttributes, {k:String})",
+                   "SELECT count() FROM otel_traces WHERE has(mapValues(SpanAttributes), {v:String})")
+
+        def counts() -> list[int]:
+            return [int(store.query(sql, parameters={"k": key, "v": value}).rows[0][0]) for sql in filters]
+
+        before = counts()
+        assert all(before) and len(store.query("SELECT name FROM system.parts WHERE database = currentDatabase() "
+                                               "AND table = 'otel_traces' AND active").rows) >= 2
+        built = _index_bytes(store)
+        assert set(INDEXES_BUILT_BY_MERGES) < set(built)
+        assert all(built[name] == 0 for name in INDEXES_BUILT_BY_MERGES), built
+        assert built["idx_trace_id"] > 0 and built["idx_node_id"] > 0, built  # the others built on insert
+        store.command("SYSTEM START MERGES otel_traces")
+        store.command("OPTIMIZE TABLE otel_traces FINAL")
+        merged = _index_bytes(store)
+        assert all(merged[name] > 0 for name in INDEXES_BUILT_BY_MERGES), merged
+        assert counts() == before
