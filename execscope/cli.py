@@ -497,7 +497,6 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     as many plain runs, what it cost over its prediction scales the model's per-function costs, and
     the plan is made again with them.
     """
-    import statistics
     import tempfile
 
     from execscope.instrumentation.rewrite.import_hook import unchanged, warm_cache
@@ -505,9 +504,9 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     from execscope.plan_runs import MeasuredRuns, measure
     from execscope.plan_runs import calibrate as calibration_runs
     from execscope.queries.planner import (
+        Calibration,
         CostModel,
         PlanResult,
-        calibration_scale,
         make_plan,
         module_files,
     )
@@ -552,7 +551,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
         return made
 
     result = planned(None, baseline_s * 1e9 if baseline_s else None, fixed_ns)
-    calibration: dict[str, object] | None = None
+    calibration: Calibration | None = None
     if command and calibrate and runs is not None and result.variable_ns > 0:
         with tempfile.TemporaryDirectory(prefix="execscope-plan-") as tmp:
             first_file = str(Path(tmp) / "first.toml")
@@ -562,28 +561,15 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             click.echo(f"execscope: under the first plan the command exited with {cal.planned_returncode} (plain: "
                        f"{runs.plain_returncode}); calibrating from what it measured", err=True)
         if cal is not None:
-            baseline_ns = float(statistics.median(runs.plain_ns + cal.plain_ns))
-            fixed_now = max(0.0, runs.nothing_median_ns - baseline_ns)
-            first_fixed = result.fixed_ns - fixed_ns + fixed_now  # its modules' share, with the fixed cost now
-            measured_ns = cal.planned_median_ns - baseline_ns
-            scale = calibration_scale(measured_ns, first_fixed, result.variable_ns)
-            first = result
-            result = planned(CostModel(calibration=scale), baseline_ns, fixed_now)
-            calibration = {"first_predicted_overhead": round(1.0 + (first_fixed + first.variable_ns) / baseline_ns, 4),
-                           "first_measured_overhead": round(1.0 + measured_ns / baseline_ns, 4),
-                           "scale": round(scale, 4), "first_predicted_statement_events": round(first.statement_events),
-                           "first_statement_events": round(cal.statement_events_median)}
-            result.notes.append(
-                f"calibrated: the first plan, predicted at {calibration['first_predicted_overhead']}x, measured "
-                f"{calibration['first_measured_overhead']}x (median of {len(cal.planned_ns)} runs, each beside a "
-                f"plain run) and stored {calibration['first_statement_events']} statement events (predicted "
-                f"{calibration['first_predicted_statement_events']}): its functions cost {scale:.3f}x their "
-                f"predicted cost, and this plan is made with the model's per-function costs scaled so")
+            calibration = Calibration.of(result, fixed_ns, runs.plain_ns + cal.plain_ns, runs.nothing_median_ns,
+                                         cal.planned_median_ns, cal.statement_events_median, len(cal.planned_ns))
+            result = planned(CostModel(calibration=calibration.scale), calibration.baseline_ns, calibration.fixed_ns)
+            result.notes.append(calibration.note())
     summary = result.summary()
     summary["statement_events"] = round(result.statement_events)
     summary["uniform_statements_rate"] = round(result.uniform_rate, 6)
     if calibration is not None:
-        summary["calibration_run"] = calibration
+        summary["calibration_run"] = calibration.summary()
     predicted = {"budget": budget, "overhead": round(result.predicted_ratio, 4),
                  "baseline_s": round(result.baseline_ns / 1e9, 4), "fixed_s": round(result.fixed_ns / 1e9, 4),
                  "span_ns": round(result.model.span_ns, 1),

@@ -136,7 +136,8 @@ def _scratch_copy(store_dsn: str | None, where: str, scope: list[str]) -> list[s
     return [*scope[:cut], "--store", f"chdb://{where}"]
 
 
-def _scope(include: Sequence[str], exclude: Sequence[str], store_dsn: str | None) -> list[str]:
+def scope_args(include: Sequence[str], exclude: Sequence[str], store_dsn: str | None = None) -> list[str]:
+    """``execscope run``'s arguments naming what it records (and where)."""
     return [*(a for g in include for a in ("--include", g)), *(a for g in exclude for a in ("--exclude", g)),
             *(["--store", store_dsn] if store_dsn else [])]
 
@@ -167,7 +168,7 @@ def calibrate(command: Sequence[str], plan_file: str, include: Sequence[str], ex
     from execscope.queries.planner import stored_statement_events
     from execscope.storage import open_store
 
-    scope = _scope(include, exclude, store_dsn)
+    scope = scope_args(include, exclude, store_dsn)
     plain: list[int] = []
     planned: list[int] = []
     events: list[int] = []
@@ -196,7 +197,7 @@ def measure(command: Sequence[str], include: Sequence[str], exclude: Sequence[st
             plain_runs: int = 1) -> MeasuredRuns:
     """The runs of the module docstring, recorded ones into ``store_dsn``. Raises FileNotFoundError
     when the command does not exist."""
-    scope = _scope(include, exclude, store_dsn)
+    scope = scope_args(include, exclude, store_dsn)
     plain: list[int] = []
     nothing: list[int] = []
     skipping: list[int] = []

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -587,6 +588,60 @@ def calibration_scale(measured_ns: float, fixed_ns: float, variable_ns: float) -
         return 1.0
     low, high = SCALE_BOUNDS
     return max(low, min(high, (measured_ns - fixed_ns) / variable_ns))
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A first plan measured against plain runs (``plan -- COMMAND``), and what it makes of the model.
+
+    ``baseline_ns``: the median of every plain run (the profile's and the calibration's);
+    ``fixed_ns``: what recording costs before its first call now (the run recording nothing, over that
+    baseline); ``first_fixed_ns``: the first plan's share of it (its modules) at that cost;
+    ``measured_ns``: the first plan's median run over the baseline; ``scale``: what its functions cost
+    over their prediction (:func:`calibration_scale`), the next plan's :attr:`CostModel.calibration`."""
+
+    baseline_ns: float
+    fixed_ns: float
+    first_fixed_ns: float
+    measured_ns: float
+    scale: float
+    first_predicted_ns: float          # the first plan's predicted cost: its fixed share and functions
+    first_predicted_statement_events: float
+    first_statement_events: float      # the median of what its runs stored
+    runs: int
+
+    @classmethod
+    def of(cls, first: PlanResult, profile_fixed_ns: float, plain_ns: Sequence[float], nothing_ns: float,
+           planned_ns: float, statement_events: float, runs: int) -> Calibration:
+        """``first``: the plan made from the profile alone, with ``profile_fixed_ns`` as the fixed cost;
+        ``plain_ns``: every plain run; ``nothing_ns``: the run recording nothing (median);
+        ``planned_ns``: the runs under ``first`` (median), which stored ``statement_events`` (median)."""
+        baseline = float(statistics.median(plain_ns))
+        fixed_now = max(0.0, nothing_ns - baseline)
+        first_fixed = first.fixed_ns - profile_fixed_ns + fixed_now
+        measured = planned_ns - baseline
+        return cls(baseline_ns=baseline, fixed_ns=fixed_now, first_fixed_ns=first_fixed, measured_ns=measured,
+                   scale=calibration_scale(measured, first_fixed, first.variable_ns),
+                   first_predicted_ns=first_fixed + first.variable_ns,
+                   first_predicted_statement_events=first.statement_events,
+                   first_statement_events=statement_events, runs=runs)
+
+    def summary(self) -> dict[str, float]:
+        """``plan --format json``'s ``calibration_run``: overheads as ratios over the baseline."""
+        return {"first_predicted_overhead": round(1.0 + self.first_predicted_ns / self.baseline_ns, 4),
+                "first_measured_overhead": round(1.0 + self.measured_ns / self.baseline_ns, 4),
+                "scale": round(self.scale, 4),
+                "first_predicted_statement_events": round(self.first_predicted_statement_events),
+                "first_statement_events": round(self.first_statement_events)}
+
+    def note(self) -> str:
+        """The plan file's comment line saying what the calibration measured and did."""
+        s = self.summary()
+        return (f"calibrated: the first plan, predicted at {s['first_predicted_overhead']}x, measured "
+                f"{s['first_measured_overhead']}x (median of {self.runs} runs, each beside a plain run) and "
+                f"stored {s['first_statement_events']} statement events (predicted "
+                f"{s['first_predicted_statement_events']}): its functions cost {self.scale:.3f}x their predicted "
+                f"cost, and this plan is made with the model's per-function costs scaled so")
 
 
 def allowed_ns(budget: float, baseline_ns: float, fixed_ns: float = 0.0) -> float:

@@ -53,8 +53,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "realworld"))
+sys.path.insert(0, str(ROOT))
 
 import realworld  # noqa: E402  (tests/realworld/realworld.py: venv, sdist and test-outcome helpers)
+
+from execscope.plan_runs import scope_args  # noqa: E402  (stdlib only, as the planner's SQL below)
+from execscope.queries.planner import STATEMENT_EVENTS_STORED_SQL  # noqa: E402
 
 PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
@@ -80,14 +84,11 @@ def timed(cmd: list[str], cwd: Path, junit: Path) -> tuple[float, dict[str, str]
 
 
 def globs(cfg: dict) -> list[str]:
-    return [*(a for g in cfg["include"] for a in ("--include", g)),
-            *(a for g in cfg.get("exclude", []) for a in ("--exclude", g))]
+    return scope_args(cfg["include"], cfg.get("exclude", []))
 
 
 def count_statement_events(execscope: Path, store: str) -> int:
-    rows = realworld.store_query(execscope, store,
-                                 "SELECT count() FROM execscope_events "
-                                 "WHERE EventName IN ('execscope.line', 'execscope.assign')")
+    rows = realworld.store_query(execscope, store, STATEMENT_EVENTS_STORED_SQL)
     value = realworld.first_value(rows)
     if not isinstance(value, int):
         raise SystemExit(json.dumps({"error": "could not count statement events", "answer": rows}))

@@ -39,6 +39,8 @@ the embedded engine (chDB) alike. Stages:
   ms where the process's first store pays 25 ms, measured on 2 cores); the opening is not counted,
   as ``run`` opens its store while the program starts. The median of :data:`OWN_PROCESS_RUNS` runs
   (each into a new store, ``runs_cpu_s`` lists them all): one run of 0.25 s of CPU moves by 20%;
+* ``insert_fixed``: what one insert costs whatever its size (CPU ms, median of a dozen small ones into
+  a store that has taken one already), with every view and with none (:func:`insert_fixed_cost`);
 * ``bound_native_bare``: the decoded columns inserted by clickhouse-connect (Native blocks) into a
   bare MergeTree with the same columns (no materialized columns, indexes or views): the engine's own
   bound on this machine, with no decoding counted.
@@ -52,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +143,36 @@ def drain_only(spool_dir: str, db: str) -> None:
         assert not report.errors, report.errors
         assert count(store, "otel_traces") == report.spans
     print(json.dumps({"cpu_s": figures["cpu_s"], "wall_s": figures["wall_s"], "spans": report.spans}))
+
+
+FIXED_INSERTS = 12  # small inserts per store for the fixed cost: the median is printed
+
+
+def insert_fixed_cost(tmp: Path, level: str) -> dict[str, float]:
+    """What an insert costs whatever its size: CPU ms (median) of a block of one small trace (under 100
+    spans) into a store that has taken one already, with every view and with none. ``execscope run``
+    drains the spool at most twice a second (``DRAIN_INTERVAL_S``), so a recording pays it at most
+    twice a second; a batch pays it once for all its files."""
+    paths = []
+    for k in range(FIXED_INSERTS + 1):
+        block = native_block.convert([v for _k, v, _s in encode(make_frames(1, 6, level))])[0]
+        paths.append(tmp / f"small-{k}.native")
+        paths[-1].write_bytes(block)
+    out: dict[str, float] = {}
+    for key, views in (("views_ms", True), ("no_views_ms", False)):
+        with open_store(f"chdb://{tmp}/db-fixed-{key}") as store:
+            if not views:
+                for (view,) in store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
+                                           "AND engine = 'MaterializedView'").rows:
+                    store.command(f"DROP VIEW {view}")
+            native_block.ingest(store, paths[0], f"{key}-first")
+            costs = []
+            for k, path in enumerate(paths[1:]):
+                c0 = time.process_time()
+                native_block.ingest(store, path, f"{key}-{k}")
+                costs.append(time.process_time() - c0)
+            out[key] = round(statistics.median(costs) * 1000, 1)
+    return out
 
 
 def run(traces: int, depth: int, level: str) -> dict[str, Any]:
@@ -240,6 +273,8 @@ def run(traces: int, depth: int, level: str) -> dict[str, Any]:
                            ("end_to_end_spool_own_process", "spool_drain_own_process")):
             e2e = out["encode"]["cpu_s"] + out["spool_write"]["cpu_s"] + out[drain]["cpu_s"]
             out[key] = {"cpu_s": round(e2e, 3), "spans_per_cpu_s": round(n / max(e2e, 1e-9))}
+
+        out["insert_fixed"] = insert_fixed_cost(tmp, level)
 
         with open_store(f"chdb://{tmp}/db-bound") as store:
             store.command("CREATE TABLE bound_traces AS otel_traces")

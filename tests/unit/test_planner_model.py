@@ -287,3 +287,25 @@ def test_a_plan_maximising_statement_events_bounds_what_any_plan_records() -> No
         uniform = {p.node_id: Setting(STATEMENTS, rate) for p in profiles}
         if sum(cost_ns(p, uniform[p.node_id], MODEL) for p in profiles) <= allowed:
             assert statement_events(profiles, uniform, MODEL) <= bound
+
+
+def test_a_calibration_reads_the_first_plans_runs_against_the_fixed_cost_measured_now() -> None:
+    # The profile measured a fixed cost of 4 ms, of which the first plan's modules pay 3 ms. Now the
+    # plain runs' median is 100.5 ms and the run recording nothing takes 106 ms: the fixed cost is
+    # 5.5 ms, the first plan's share 4.5 ms. Its runs took 125 ms: 24.5 ms over the baseline, 20 ms of
+    # it its functions', predicted at 10 ms: a scale of 2.
+    from execscope.instrumentation.rewrite.plan import Plan
+    from execscope.queries.planner import Calibration, PlanResult
+
+    first = PlanResult(plan=Plan(), budget=1.3, baseline_ns=90e6, predicted_ns=13e6, profiles=[], choices={},
+                       fixed_ns=3e6)
+    cal = Calibration.of(first, profile_fixed_ns=4e6, plain_ns=[99e6, 100e6, 101e6, 130e6], nothing_ns=106e6,
+                         planned_ns=125e6, statement_events=900.0, runs=3)
+    assert (cal.baseline_ns, cal.fixed_ns, cal.first_fixed_ns, cal.measured_ns) == pytest.approx(
+        (100.5e6, 5.5e6, 4.5e6, 24.5e6))
+    assert cal.scale == pytest.approx(2.0)
+    summary = cal.summary()
+    assert summary["first_predicted_overhead"] == round(1 + 14.5e6 / 100.5e6, 4)
+    assert summary["first_measured_overhead"] == round(1 + 24.5e6 / 100.5e6, 4)
+    assert summary["first_statement_events"] == 900 and summary["first_predicted_statement_events"] == 0
+    assert "median of 3 runs" in cal.note() and f"{cal.scale:.3f}x" in cal.note()
