@@ -26,6 +26,13 @@ under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
    between the rates on either side of it (else the nearest rate's are taken, and said); all runs are
    printed.
 
+**Reach of the events criterion.** A straight line through the uniform runs' (statement events,
+ratio) gives uniform's floor (its ratio at no event: every call gated, every module rewritten) and
+its cost per event (``uniform_floor_ratio``, ``uniform_event_ns``). At overhead R, a plan whose
+events cost what uniform's do at the margin, paying no floor at all, records at most
+(R - 1) / (R - floor) times uniform's events (``events_bound_over_uniform``); the plan's own cost per
+event, everything it pays included, is ``planned_event_ns_all_in``.
+
 A single run of a short suite moves by 0.05-0.1 of its plain time on this 2-core machine (measured:
 the same uniform plan 1.24x and 1.40x), more than the 20% of a 0.3 overhead the done-when allows:
 hence medians of several runs.
@@ -128,6 +135,27 @@ def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:
     return float(nearest["statement_events"]), "nearest run (not bracketed)"
 
 
+def uniform_floor(runs: list[dict]) -> tuple[float, float] | None:
+    """(ratio at no statement event, ratio per statement event) of uniform sampling: the least-squares
+    line through its runs' (statement events, ratio), or None without two distinct event counts. The
+    floor is what uniform pays before its first event (every call gated, every module rewritten)."""
+    points = [(float(r["statement_events"]), r["ratio"]) for r in runs]
+    if len({x for x, _y in points}) < 2:
+        return None
+    mx = statistics.fmean(x for x, _y in points)
+    my = statistics.fmean(y for _x, y in points)
+    slope = (sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _y in points))
+    return my - slope * mx, slope
+
+
+def events_bound(ratio: float, floor: float) -> float | None:
+    """The most statement events any plan records at overhead ``ratio`` over what uniform sampling
+    records there, when a plan's events cost what uniform's cost at the margin (the line of
+    :func:`uniform_floor`) and the plan pays no floor at all: (ratio - 1) / (ratio - floor). It is
+    the done-when's events criterion's reach: 3x needs uniform's floor above 1 + 2/3 of the overhead."""
+    return (ratio - 1.0) / (ratio - floor) if ratio > floor else None
+
+
 def next_uniform_rate(runs: list[dict], planned_ratio: float) -> float | None:
     """The next uniform rate to try so that the runs bracket the planned overhead (one run at or below
     it, one above: its statement events are then interpolated, not read off the nearest run), or None
@@ -153,6 +181,20 @@ def next_uniform_rate(runs: list[dict], planned_ratio: float) -> float | None:
         rate = min(1.0, max(r["rate"] for r in below) * 2)
     rate = min(1.0, max(1e-5, rate))
     return None if any(r["rate"] == rate for r in runs) else rate
+
+
+def uniform_reach(runs: list[dict], planned_ratio: float, plain_s: float, planned_events: float) -> dict:
+    """Uniform's floor and cost per event (its runs' line), the plan's cost per event all in, and the
+    bound of :func:`events_bound` at the planned overhead."""
+    line = uniform_floor(runs)
+    if line is None:
+        return {"uniform_floor_ratio": None}
+    floor, slope = line
+    bound = events_bound(planned_ratio, floor)
+    return {"uniform_floor_ratio": round(floor, 4), "uniform_event_ns": round(slope * plain_s * 1e9),
+            "planned_event_ns_all_in": (round((planned_ratio - 1.0) * plain_s * 1e9 / planned_events)
+                                        if planned_events else None),
+            "events_bound_over_uniform": round(bound, 3) if bound is not None else None}
 
 
 def uniform_plan(path: Path, include: list[str], exclude: list[str], rate: float) -> None:
@@ -248,6 +290,7 @@ def bench(package: str, repeat: int, budget: float, py: Path, runs: int = 3) -> 
         # by the model, the most statement events any plan records in the budget over uniform's: a bound
         "events_at_most_over_uniform": (round(planned_summary["statement_events_at_most"] / uniform_events, 3)
                                         if uniform_events and "statement_events_at_most" in planned_summary else None),
+        **uniform_reach(uniform_runs, planned_ratio, plain_s, planned["statement_events"]),
         "uniform_runs": [{"rate": r["rate"], "s": round(r["seconds"], 3), "runs_s": r["runs_s"],
                           "ratio": round(r["ratio"], 4), "statement_events": r["statement_events"]}
                          for r in uniform_runs],
