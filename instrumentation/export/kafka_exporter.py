@@ -47,6 +47,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing
 from execscope.instrumentation.export.kafka_security import KafkaAccessError, KafkaSecurity, connect
 from execscope.instrumentation.export.otlp_encode import redact_sdk_request
 
@@ -370,10 +371,15 @@ class KafkaSpanExporter(SpanExporter):
     def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
         self._shutdown = False
+        self._held = HeldWhileTracing()  # while the program traces its allocations
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
+        batch = self._held.take(spans)
+        return SpanExportResult.SUCCESS if batch is None else self._submit(batch)
+
+    def _submit(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = True
         for trace_id, group in group_by_trace(spans, lambda s: s.context.trace_id).items():
             try:
@@ -389,6 +395,9 @@ class KafkaSpanExporter(SpanExporter):
         return self.sink.force_flush(timeout_millis / 1000)
 
     def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._submit(self._held.take((), force=True) or [])  # what the program's tracing kept back
         self._shutdown = True
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing
 from execscope.instrumentation.export.spool import Spool
 
 
@@ -25,10 +26,19 @@ class SpoolSpanExporter(SpanExporter):
         self.failed_spans = 0
         self._shutdown = False
         self._lock = threading.Lock()
+        self._held = HeldWhileTracing()  # while the program traces its allocations
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._shutdown or not spans:
+        if self._shutdown:
             return SpanExportResult.SUCCESS if not spans else SpanExportResult.FAILURE
+        batch = self._held.take(spans)
+        if batch is None:
+            return SpanExportResult.SUCCESS
+        return self._write(batch)
+
+    def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
         try:
             # loaded on the first export: most recorded programs make no SDK spans of their own,
             # and opentelemetry-proto costs every recording process ~20 ms to import
@@ -49,6 +59,9 @@ class SpoolSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._write(self._held.take((), force=True) or [])  # what the program's tracing kept back
         self._shutdown = True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
