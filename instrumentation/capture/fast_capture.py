@@ -820,10 +820,13 @@ def take_pending() -> tuple[list[FastFrame], int]:
 
 _active_worker: CaptureWorker | None = None  # the process's worker (see _follow_tracemalloc)
 DRAIN_CHUNK = 2048  # frames handed to the sink at a time (a spool file's, a Kafka message's worth)
+POLL_S = 0.05  # how often the worker looks at the buffers' fill between its periodic drains
+EARLY_DRAIN_FILL = 4  # drained at once when 1/EARLY_DRAIN_FILL of max_pending waits
 
 
 class CaptureWorker:
-    """Drains finished frames every ``interval_s`` into ``sink(frames, dropped)``; one per process.
+    """Drains finished frames every ``interval_s`` into ``sink(frames, dropped)``, and at once when a
+    quarter of the buffers' bound waits (looked at every :data:`POLL_S`); one per process.
 
     ``force_flush`` and ``shutdown`` may be called from any thread; both are bounded by their
     timeout, and ``shutdown`` is idempotent. After ``os.fork`` the child gets a fresh buffer and its
@@ -860,10 +863,19 @@ class CaptureWorker:
         from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 
         attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        last = time.monotonic()
         while not self._stopped:
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            self._drain(periodic=True)
+            woke = self._wake.wait(min(self.interval_s, POLL_S))
+            if woke:
+                self._wake.clear()
+            now = time.monotonic()
+            # every interval_s, and early while a burst fills the buffers (a look at two integers
+            # each POLL_S): a burst of calls filling them within one interval was dropped from the
+            # buffers' end, the drain still waiting for its turn
+            state = _state
+            if woke or now - last >= self.interval_s or state.n_pending * EARLY_DRAIN_FILL >= state.max_pending:
+                last = now
+                self._drain(periodic=True)
 
     def _drain(self, timeout_s: float = -1, periodic: bool = False) -> bool:
         if not self._lock.acquire(timeout=timeout_s):  # the worker's drain did not end in time
