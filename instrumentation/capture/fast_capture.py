@@ -751,12 +751,39 @@ def _configure_native() -> None:
 
 def activate() -> None:
     """Make rewritten code record through this core (see :func:`runtime.use_core`)."""
+    global _exiting
+    _exiting = False  # recording anew (a test's, after another stopped new calls)
     _bind_otel()
     _follow_tracemalloc()
     if NATIVE is not None:
         _configure_native()
     runtime.use_core(HOOKS, runtime.GATE_SAMPLED, read_current=_get_current, write_current=_set_current,
                      sync_current=None if NATIVE is None else NATIVE.sync_current)
+
+
+_window = False   # the program asked to trace its allocations (set before waiting for our threads)
+_exiting = False  # stop_new_calls: what is held for the window goes out with the final flush
+_idle_waiters: list[Callable[[float], bool]] = []  # other writers tracemalloc.start() waits for
+
+
+def allocation_window() -> bool:
+    """True while the program traces its own allocations (``tracemalloc``), from the moment it asks
+    to start, unless the process is exiting: nothing of ours should allocate then (see
+    :mod:`...export.held_while_tracing`)."""
+    if _exiting:
+        return False
+    if _window:
+        return True
+    import _tracemalloc
+
+    return bool(_tracemalloc.is_tracing())
+
+
+def add_idle_waiter(wait: Callable[[float], bool]) -> None:
+    """``wait(timeout_s)`` is called by ``tracemalloc.start()`` before tracing begins, after the
+    window is open: it returns once the writer it stands for has finished what it was doing."""
+    if wait not in _idle_waiters:
+        _idle_waiters.append(wait)
 
 
 def _follow_tracemalloc() -> None:
@@ -778,16 +805,22 @@ def _wrap_tracemalloc(tracemalloc: Any) -> None:
     start, stop = tracemalloc.start, tracemalloc.stop
 
     def traced_start(*args: Any, **kwargs: Any) -> Any:
+        global _window
+        _window = True
         _state.paused = True  # no new drain starts; one under way is waited for (bounded): what it
         worker = _active_worker  # allocates would otherwise count in the program's measurement
         if worker is not None:
             worker.wait_idle(5.0)
+        for wait in list(_idle_waiters):  # an SDK export under way (its first imports protobuf)
+            wait(5.0)
         return start(*args, **kwargs)
 
     def traced_stop(*args: Any, **kwargs: Any) -> Any:
+        global _window
         try:
             return stop(*args, **kwargs)
         finally:
+            _window = False
             _state.paused = False
 
     for wrapper, original in ((traced_start, start), (traced_stop, stop)):
@@ -805,8 +838,10 @@ def stop_new_calls() -> None:
     Called when the interpreter exits: threads still running then (daemon threads, say) would
     otherwise fill the buffer as fast as the final flush empties it, and the flush would never end.
     """
+    global _exiting
     runtime._set_gate(runtime.GATE_OFF)
     _state.paused = True  # the pure-Python core has no gate: its enter hooks check this
+    _exiting = True
 
 
 def take_pending() -> tuple[list[FastFrame], int]:

@@ -11,18 +11,54 @@ saw retained (it allows 256 KiB), in 2 of 6 suite runs under a uniform statement
 So the SDK exporters hand each batch to a :class:`HeldWhileTracing` first: while tracing is on it
 keeps the batch (references to spans that exist already: no copy, no encoding) and the exporter
 reports success; the next export after tracing stops takes the held spans first, in order, and
-``shutdown`` takes them whatever the tracing. At most :data:`MAX_HELD_SPANS` are held: beyond
-that (a program tracing for its whole run, ``-X tracemalloc``), batches are exported as they come.
+``shutdown`` takes them whatever the tracing, and so does an export once the process exits. An
+export under way when the program asks to start tracing is waited for (:func:`exporting`): one that
+began just before had imported protobuf into the program's window in 1 of 3 suite runs. At most
+:data:`MAX_HELD_SPANS` are held: beyond that (a program tracing for its whole run, ``-X
+tracemalloc``), batches are exported as they come.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from _tracemalloc import is_tracing  # the C module: ``tracemalloc`` itself is wrapped on import
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from execscope.instrumentation.capture import fast_capture
+
 MAX_HELD_SPANS = 65536
+
+_busy: dict[int, int] = {}  # thread id -> exports under way in it
+_idle = threading.Condition()
+
+
+@contextlib.contextmanager
+def exporting() -> Iterator[None]:
+    """Around an export's encoding and writing: ``tracemalloc.start()`` waits for it to end
+    (:func:`wait_idle`), as it waits for the capture worker's drain."""
+    me = threading.get_ident()
+    with _idle:
+        _busy[me] = _busy.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _idle:
+            if _busy[me] == 1:
+                del _busy[me]
+            else:
+                _busy[me] -= 1
+            _idle.notify_all()
+
+
+def wait_idle(timeout_s: float) -> bool:
+    """Until no other thread is exporting (False after ``timeout_s``)."""
+    me = threading.get_ident()
+    with _idle:
+        return _idle.wait_for(lambda: not (_busy.keys() - {me}), timeout_s)
+
+
+fast_capture.add_idle_waiter(wait_idle)
 
 
 class HeldWhileTracing:
@@ -34,9 +70,11 @@ class HeldWhileTracing:
 
     def take(self, spans: Sequence[Any], force: bool = False) -> list[Any] | None:
         """The spans to export now, the held ones first; None when ``spans`` were held instead
-        (tracing on, fewer than :data:`MAX_HELD_SPANS` held, and not ``force``)."""
+        (inside the program's allocation window, fewer than :data:`MAX_HELD_SPANS` held, and not
+        ``force``)."""
         with self._lock:
-            if not force and is_tracing() and len(self._held) + len(spans) <= MAX_HELD_SPANS:
+            if (not force and fast_capture.allocation_window()
+                    and len(self._held) + len(spans) <= MAX_HELD_SPANS):
                 self._held.extend(spans)
                 return None
             if not self._held:

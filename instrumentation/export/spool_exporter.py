@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing
+from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing, exporting
 from execscope.instrumentation.export.spool import Spool
 
 
@@ -34,7 +34,8 @@ class SpoolSpanExporter(SpanExporter):
         batch = self._held.take(spans)
         if batch is None:
             return SpanExportResult.SUCCESS
-        return self._write(batch)
+        with exporting():
+            return self._write(batch)
 
     def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:

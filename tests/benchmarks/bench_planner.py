@@ -249,8 +249,6 @@ def bench(package: str, repeat: int, budget: float, py: Path, runs: int = 3) -> 
                 "statement_events": round(statistics.median(r["statement_events"] for r in each))}
 
     planned = measured(plan_file, "planned")
-    plain_s = statistics.median(plain_runs)
-    planned_ratio = planned["seconds"] / plain_s
 
     include, exclude = list(cfg["include"]), list(cfg.get("exclude", []))
     rate = float(planned_summary["uniform_statements_rate"])
@@ -259,9 +257,11 @@ def bench(package: str, repeat: int, budget: float, py: Path, runs: int = 3) -> 
         uniform_plan(work / f"uniform{i}.toml", include, exclude, rate)
         run = measured(work / f"uniform{i}.toml", f"uniform{i}")
         run["rate"] = rate
-        run["ratio"] = run["seconds"] / statistics.median(plain_runs)
         uniform_runs.append(run)
-        rate = next_uniform_rate(uniform_runs, planned_ratio)
+        base = statistics.median(plain_runs)  # it moves with each plain run: every ratio on the same one
+        for r in uniform_runs:
+            r["ratio"] = r["seconds"] / base
+        rate = next_uniform_rate(uniform_runs, planned["seconds"] / base)
         if rate is None:
             break
     plain_s = statistics.median(plain_runs)  # every plain run, the ones beside the recorded runs included

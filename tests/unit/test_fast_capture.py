@@ -521,6 +521,7 @@ def g(x):
         assert module.g(1) == 2
     finally:
         state.paused = False
+        fast_capture._exiting = False
         runtime._set_gate(runtime.GATE_SAMPLED)
     frames, _ = fast_capture.take_pending()
     got = {(fr.info[1], fr.args, fr.ret) for fr in frames if fr.info[1] != "ctxswitch.inner"}

@@ -35,8 +35,16 @@ def names_in(payload: bytes) -> list[str]:
     return [s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
 
 
+@pytest.fixture(autouse=True)
+def recording_not_exiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from execscope.instrumentation.capture import fast_capture
+
+    monkeypatch.setattr(fast_capture, "_exiting", False)  # whatever an earlier test left
+    monkeypatch.setattr(fast_capture, "_window", False)
+
+
 @pytest.fixture
-def tracing():  # type: ignore[no-untyped-def]
+def tracing():
     assert not tracemalloc.is_tracing()
     tracemalloc.start()
     try:
@@ -126,3 +134,49 @@ def test_the_kafka_exporter_holds_alike(tracing: None) -> None:
     exporter.export(spans("b"))
     exporter.shutdown()
     assert sink.messages == [["a"], ["b"]]
+
+
+def test_tracemalloc_start_waits_for_an_export_under_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The batch processor's thread began an export just before the program started tracing: its
+    # writing (the first one imports opentelemetry-proto) must end before the program's window opens.
+    import threading
+    import time
+
+    from execscope.instrumentation.capture import fast_capture
+
+    fast_capture._wrap_tracemalloc(tracemalloc)  # as on a recorded program's first import of it
+    inside, written = threading.Event(), threading.Event()
+
+    class SlowSpool(Spool):
+        def write_batch(self, *args, **kwargs):
+            inside.set()
+            time.sleep(0.3)
+            ok = super().write_batch(*args, **kwargs)
+            written.set()
+            return ok
+
+    exporter = SpoolSpanExporter(SlowSpool(tmp_path / "spool"))
+    batch = spans("a")
+    thread = threading.Thread(target=exporter.export, args=(batch,))
+    thread.start()
+    assert inside.wait(5)
+    tracemalloc.start()
+    try:
+        assert written.is_set()  # start() returned only once the export had written
+        assert exporter.export(spans("b")) is not None and exporter.exported_spans == 1  # "b" held
+    finally:
+        tracemalloc.stop()
+        thread.join(5)
+    exporter.export([])
+    assert exporter.exported_spans == 2
+
+
+def test_once_the_process_exits_nothing_is_held(tmp_path: Path, tracing: None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from execscope.instrumentation.capture import fast_capture
+
+    monkeypatch.setattr(fast_capture, "_exiting", True)  # stop_new_calls(), at the final flush
+    spool = Spool(tmp_path / "spool")
+    exporter = SpoolSpanExporter(spool)
+    exporter.export(spans("a"))
+    assert stored_names(spool) == [["a"]]
