@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from execscope.instrumentation.capture import fast_capture
 
@@ -82,6 +84,15 @@ class HeldWhileTracing:
             out, self._held = self._held, []
             out.extend(spans)
             return out
+
+    def export(self, spans: Sequence[Any], write: Callable[[list[Any]], SpanExportResult]) -> SpanExportResult:
+        """An exporter's ``export``: ``spans`` held (success), or written by ``write`` with the held
+        ones first, as an export under way (:func:`exporting`)."""
+        batch = self.take(spans)
+        if batch is None:
+            return SpanExportResult.SUCCESS
+        with exporting():
+            return write(batch)
 
     def __len__(self) -> int:
         return len(self._held)

@@ -47,7 +47,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing, exporting
+from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing
 from execscope.instrumentation.export.kafka_security import KafkaAccessError, KafkaSecurity, connect
 from execscope.instrumentation.export.otlp_encode import redact_sdk_request
 
@@ -376,11 +376,7 @@ class KafkaSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
-        batch = self._held.take(spans)
-        if batch is None:
-            return SpanExportResult.SUCCESS
-        with exporting():
-            return self._submit(batch)
+        return self._held.export(spans, self._submit)
 
     def _submit(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = True

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing, exporting
+from execscope.instrumentation.export.held_while_tracing import HeldWhileTracing
 from execscope.instrumentation.export.spool import Spool
 
 
@@ -31,11 +31,7 @@ class SpoolSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.SUCCESS if not spans else SpanExportResult.FAILURE
-        batch = self._held.take(spans)
-        if batch is None:
-            return SpanExportResult.SUCCESS
-        with exporting():
-            return self._write(batch)
+        return self._held.export(spans, self._write)
 
     def _write(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
