@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import weakref
+from _tracemalloc import is_tracing as _is_tracing  # built in: no import cost
 from collections.abc import Callable
 from typing import Any
 
@@ -772,11 +773,7 @@ def allocation_window() -> bool:
     :mod:`...export.held_while_tracing`)."""
     if _exiting:
         return False
-    if _window:
-        return True
-    import _tracemalloc
-
-    return bool(_tracemalloc.is_tracing())
+    return _window or bool(_is_tracing())
 
 
 def add_idle_waiter(wait: Callable[[float], bool]) -> None:
@@ -791,11 +788,9 @@ def _follow_tracemalloc() -> None:
     execscope's buffers never count in what the program measures (calls are counted as dropped).
     Tracing started before (``-X tracemalloc``) pauses now; ``tracemalloc.start``/``stop`` are
     wrapped once the program imports ``tracemalloc`` (~3 ms that most programs never pay)."""
-    import _tracemalloc
-
     from execscope.instrumentation import post_import
 
-    _state.paused = _tracemalloc.is_tracing()
+    _state.paused = _is_tracing()
     post_import.when_imported("tracemalloc", _wrap_tracemalloc)
 
 

@@ -6,7 +6,9 @@ what the program measures. Spans the program makes through the OpenTelemetry SDK
 plugin's test spans, say) are exported by the SDK's batch processor, from a thread of its own at
 times of its own. An export inside the program's window encodes and writes, and on the first export
 imports opentelemetry-proto: 0.3-1.3 MB that more-itertools' ``test_repeated_zero_cache_peek_has_bounded_memory``
-saw retained (it allows 256 KiB), in 2 of 6 suite runs under a uniform statements plan.
+saw retained (it allows 256 KiB), in 2 of 6 suite runs under a uniform statements plan (the uniform
+runs of ``tests/benchmarks/bench_planner.py more-itertools``; 3.1 MB in
+``tests/unit/test_held_while_tracing.py``'s fresh interpreter).
 
 So the SDK exporters hand each batch to a :class:`HeldWhileTracing` first: while tracing is on it
 keeps the batch (references to spans that exist already: no copy, no encoding) and the exporter
