@@ -363,7 +363,16 @@ def test_an_object_of_a_class_learnt_opaque_met_again_is_the_same_text(fast) -> 
     from execscope.instrumentation.capture import values
 
     module = load_rewritten(OPAQUE_APP, "functions", name="opaque_app", file="/src/opaque_app.py")
-    nodes = [module.Node() for _ in range(3)] + [module.Other()]
+    # the texts are kept in a direct-mapped cache by address (1024 slots of 16 bytes' stride): objects
+    # of distinct slots, so that none evicts another's (a collision made this test fail once)
+    nodes: list = []
+    held = []
+    for make in [module.Node] * 3 + [module.Other]:
+        node = make()
+        while (id(node) >> 4) % 1024 in {(id(n) >> 4) % 1024 for n in nodes}:
+            held.append(node)
+            node = make()
+        nodes.append(node)
     for node in nodes:
         fast_capture.snapshot(node)  # the Python renderer learns both classes opaque
     fast_capture.take_pending()
