@@ -19,12 +19,15 @@ under $EXECSCOPE_EVAL_HOME, default /tmp/execscope-eval):
    as on any run after the first): the median wall time over the baseline is the measured ratio;
    statement events (``execscope.line`` and ``execscope.assign``, as the planner counts them) stored
    are counted (their median over the runs).
-4. **uniform**: every function at ``statements`` with the one rate, likewise. The model's rate
-   is run first; when its measured overhead misses the planned run's by more than 10%, the rate is
-   corrected (proportionally, then by the secant through the two runs) and run again, three rates at
-   most. Uniform's statement events at the planned run's measured overhead are interpolated linearly
-   between the rates on either side of it (else the nearest rate's are taken, and said); all runs are
-   printed.
+4. **uniform**: every function at ``statements`` with the one rate, likewise. The model's rate is run
+   first; when its measured overhead misses the planned run's by more than 10%, the rate is corrected
+   (halved or doubled until the runs bracket it, then by the secant) and run again, ``UNIFORM_RUNS``
+   rates at most. Uniform's statement events at the planned run's measured overhead are interpolated
+   linearly between the rates on either side of it (else the nearest rate's are taken, and said); all
+   runs are printed. When the runs all lie above the plan and their line says uniform's floor does too,
+   a run at ``FLOOR_RATE`` (each function's first call recorded, no more) measures that floor: if it
+   lies above the plan as well, uniform sampling cannot run as cheaply as the plan at any rate, and its
+   cheapest run's events (more than it records at the plan's overhead) are those compared with.
 
 **Reach of the events criterion.** A straight line through the uniform runs' (statement events,
 ratio) gives uniform's floor (its ratio at no event: every call gated, every module rewritten) and
@@ -71,6 +74,7 @@ PACKAGES = ("toolz", "more-itertools")
 PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
 TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead needs no correction
 UNIFORM_RUNS = 4  # uniform rates tried, to bracket the planned overhead
+FLOOR_RATE = 1e-5  # uniform's lowest rate: each function's first call recorded (runtime.plan_keep), no more
 PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "scale", "skipped_call_ns", "counted_call_ns", "levels",
                 "sampled", "calibration", "calibration_run", "statement_events_at_most")
 
@@ -132,6 +136,9 @@ def events_at(runs: list[dict], ratio: float) -> tuple[float, str]:
         t = (ratio - a["ratio"]) / (b["ratio"] - a["ratio"])
         return a["statement_events"] + t * (b["statement_events"] - a["statement_events"]), "interpolated"
     nearest = min(runs, key=lambda r: abs(r["ratio"] - ratio))
+    if not below and any(r["rate"] <= FLOOR_RATE for r in runs):
+        # uniform records less at the plan's overhead than in any of its runs: its cheapest is the bound
+        return float(nearest["statement_events"]), "its cheapest run (at its floor rate, still above the plan)"
     return float(nearest["statement_events"]), "nearest run (not bracketed)"
 
 
@@ -161,7 +168,10 @@ def next_uniform_rate(runs: list[dict], planned_ratio: float) -> float | None:
     it, one above: its statement events are then interpolated, not read off the nearest run), or None
     when they do and one is within TOLERANCE of it. Until they bracket it the rate halves or doubles
     (uniform sampling's overhead has a floor, the gate on every call and every module rewritten, so
-    a rate proportional to the overhead overshoots); then the secant between the bracketing runs."""
+    a rate proportional to the overhead overshoots); then the secant between the bracketing runs.
+    With two runs above and none below, the secant through the two cheapest: where it falls at or
+    below zero the floor itself lies above the plan, and the next run is at FLOOR_RATE, measuring it;
+    if that run too lies above, None: uniform sampling has no rate as cheap as the plan."""
     target = planned_ratio - 1.0
     below = [r for r in runs if r["ratio"] <= planned_ratio]
     above = [r for r in runs if r["ratio"] > planned_ratio]
@@ -177,9 +187,17 @@ def next_uniform_rate(runs: list[dict], planned_ratio: float) -> float | None:
             rate = (low * high) ** 0.5 if low > 0 else high / 2
     elif above:
         rate = min(r["rate"] for r in above) / 2
+        if len(above) >= 2:  # the secant through the two cheapest: where it says uniform gets to the plan
+            a, b = sorted(above, key=lambda r: r["ratio"])[:2]
+            if b["ratio"] > a["ratio"] and b["rate"] > a["rate"]:
+                at = a["rate"] - (a["ratio"] - planned_ratio) * (b["rate"] - a["rate"]) / (b["ratio"] - a["ratio"])
+                # at or below zero: the line's floor is above the plan, so measure the floor itself (every
+                # function's first call recorded, no more): if it too lies above the plan, uniform cannot run
+                # at the plan's overhead, and its cheapest run is what it is compared with
+                rate = FLOOR_RATE if at <= FLOOR_RATE else min(rate, at)
     else:
         rate = min(1.0, max(r["rate"] for r in below) * 2)
-    rate = min(1.0, max(1e-5, rate))
+    rate = min(1.0, max(FLOOR_RATE, rate))
     return None if any(r["rate"] == rate for r in runs) else rate
 
 
