@@ -579,6 +579,8 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
     Path(out_file).write_text(dump_plan(result.plan, comments=[
         f"execscope plan --budget {budget}: predicted overhead {result.predicted_ratio:.3f}x "
         f"(baseline {result.baseline_ns / 1e9:.3f}s)", *result.notes], predicted=predicted), encoding="utf-8")
+    if result.nothing_recorded:
+        click.echo(f"execscope: {result.nothing_recorded}", err=True)
     if fmt == "json":
         print(json.dumps({**summary, "plan": out_file, "functions": [
             dict(zip(PLAN_COLUMNS, row)) for row in result.rows()]}))

@@ -422,6 +422,7 @@ class PlanResult:
     fixed_ns: float = 0.0              # part of predicted_ns: the recording's cost before any recorded call
     model: CostModel = field(default_factory=CostModel)  # the model the plan was made with
     most_statement_events: float = 0.0  # what a plan maximising statement events alone records (model)
+    nothing_recorded: str | None = None  # why the plan records nothing, and what budget would (None: it records)
 
     @property
     def predicted_ratio(self) -> float:
@@ -459,6 +460,7 @@ class PlanResult:
                 "predicted_overhead": round(self.predicted_ratio, 4),
                 "statement_events_at_most": round(self.most_statement_events),
                 "functions": len(self.profiles), "levels": {k: levels.get(k, 0) for k in LEVEL_NAMES},
+                **({"nothing_recorded": self.nothing_recorded} if self.nothing_recorded else {}),
                 "sampled": sum(1 for c in self.choices.values() if c.setting.level and c.setting.rate < 1)}
 
 
@@ -718,16 +720,12 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                      f"recorded call")
     choices = choose(profiles, allowed, model, module_ns)
     opened = sorted({p.module for p in profiles if choices[p.node_id].setting.records})
+    nothing = None
     if opened:
         fixed_ns += sum(module_ns.get(m, 0.0) for m in opened)  # paid once the plan records in them
-    elif allowed <= 0 < fixed_ns:
-        notes.append(f"the budget {budget}x is below the fixed cost ({1.0 + fixed_ns / baseline_ns:.3f}x): nothing "
-                     f"is recorded")
-    elif module_ns:
-        cheapest = min(module_ns.get(p.module, 0.0) + min((c.cost_ns for c in _hull(p, model)[1:]), default=0.0)
-                       for p in profiles)
-        notes.append(f"recording anything costs at least {cheapest / 1e9:.3f}s more (its module rewritten, one "
-                     f"function recorded), beyond the budget's {allowed / 1e9:.3f}s left: nothing is recorded")
+    else:
+        nothing = why_nothing_is_recorded(profiles, budget, baseline_ns, fixed_ns, headroom, model, module_ns)
+        notes.append(nothing)
     predicted = fixed_ns + sum(c.cost_ns for c in choices.values())
     # modules where nothing is recorded are left as written (default off); in the others, a function
     # the profile never saw called is recorded at functions level
@@ -741,7 +739,31 @@ def make_plan(store: Store, budget: float, model: CostModel | None = None,
                       uniform_rate=uniform_statements_rate(profiles, max(0.0, allowed - sum(module_ns.values())),
                                                            model),
                       notes=notes, fixed_ns=fixed_ns, model=model,
-                      most_statement_events=statement_events(profiles, _settings(most), model))
+                      most_statement_events=statement_events(profiles, _settings(most), model),
+                      nothing_recorded=nothing)
+
+
+def why_nothing_is_recorded(profiles: Sequence[FunctionProfile], budget: float, baseline_ns: float,
+                            fixed_ns: float, headroom: float, model: CostModel,
+                            module_ns: Mapping[str, float]) -> str:
+    """Why a plan records nothing, and the budget at which it would record something (by the model):
+    the fixed cost alone over the budget (a short program: starting and stopping the recorder and
+    its store costs a fraction of a second, whatever is recorded), or the cheapest function with
+    its module's cost over what the budget leaves."""
+    def cheapest_ns(p: FunctionProfile) -> float:
+        return module_ns.get(p.module, 0.0) + min((c.cost_ns for c in _hull(p, model)[1:]), default=0.0)
+
+    least = min((cheapest_ns(p) for p in profiles), default=0.0)
+    allowed = allowed_ns(budget, baseline_ns, fixed_ns) * (1.0 - headroom)
+    needed = 1.0 + (fixed_ns + least / (1.0 - headroom)) / baseline_ns  # its allowance fits that function
+    if allowed <= 0 < fixed_ns:
+        return (f"nothing is recorded: the fixed cost alone, {fixed_ns / 1e9:.3f}s (the recorder and its store "
+                f"starting and stopping), is {1.0 + fixed_ns / baseline_ns:.3f}x of the program's "
+                f"{baseline_ns / 1e9:.3f}s, over the budget {budget}x; a budget of {needed:.3f}x records its "
+                f"cheapest function")
+    return (f"nothing is recorded: recording anything costs at least {least / 1e9:.3f}s (its module rewritten, one "
+            f"function recorded), beyond the budget's {allowed / 1e9:.3f}s left; a budget of {needed:.3f}x "
+            f"records it")
 
 
 def uniform_statements_rate(profiles: Sequence[FunctionProfile], allowed_ns: float, model: CostModel) -> float:

@@ -95,11 +95,13 @@ def test_budgets_order_what_is_recorded(recorded: Path) -> None:
     tight = plan(recorded, "1.0", "tight.toml", "--baseline-s", "0.05")
     assert tight["predicted_overhead"] == 1.0
     assert all(r["level"] == "off" for r in tight["functions"])
+    assert tight["nothing_recorded"].startswith("nothing is recorded: recording anything costs at least")
     loose = plan(recorded, "1000", "loose.toml", "--baseline-s", "0.05")
     assert all(r["level"] == "statements" and r["rate"] == 1.0 for r in loose["functions"]
                if r["function"] != "plan_fixture.bump") and loose["statement_events"] > 0
     mid = plan(recorded, "1.3", "mid.toml", "--baseline-s", "0.05")
     assert tight["statement_events"] <= mid["statement_events"] <= loose["statement_events"]
+    assert "nothing_recorded" not in mid and "nothing_recorded" not in loose
     # a module where nothing is recorded is left as written: the default is off, and no rule opens it
     assert load_plan(recorded / "tight.toml").default.level_name == "off"
     assert not load_plan(recorded / "tight.toml").may_record("plan_fixture")

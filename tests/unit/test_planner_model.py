@@ -33,6 +33,7 @@ from execscope.queries.planner import (
     statement_events_worth,
     uniform_statements_rate,
     value,
+    why_nothing_is_recorded,
 )
 
 MODEL = CostModel()
@@ -156,6 +157,23 @@ def test_the_fixed_cost_comes_out_of_the_budget_first() -> None:
     loose = choose(profiles, allowed_ns(1.3, 10e6), MODEL)
     tight = choose(profiles, allowed_ns(1.3, 10e6, fixed_ns=2.5e6), MODEL)
     assert sum(c.cost_ns for c in tight.values()) <= 0.5e6 < sum(c.cost_ns for c in loose.values())
+
+
+def test_a_plan_recording_nothing_says_why_and_which_budget_would_record() -> None:
+    """The fixed cost alone over the budget (a program of a second: the recorder starting and stopping
+    is a third of it) or the cheapest function over what is left: said, with the budget that fits it."""
+    profiles = [profile("a", 1000, cyclomatic=4), profile("b", 10)]
+    cheapest = min(_hull(p, MODEL)[1].cost_ns for p in profiles)
+    over = why_nothing_is_recorded(profiles, 1.3, 1e9, 0.35e9, 0.1, MODEL, {})
+    assert "fixed cost alone, 0.350s" in over and "1.350x" in over and "over the budget 1.3x" in over
+    needed = 1.0 + (0.35e9 + cheapest / 0.9) / 1e9
+    assert f"a budget of {needed:.3f}x records its cheapest function" in over
+    # that budget does record it: its allowance, less the headroom, fits the cheapest function
+    assert choose(profiles, allowed_ns(needed + 1e-3, 1e9, 0.35e9) * 0.9, MODEL) != choose(profiles, 0.0, MODEL)
+    # a module's cost over what is left, the fixed cost within the budget
+    module = why_nothing_is_recorded(profiles, 1.3, 1e9, 0.1e9, 0.0, MODEL, {"m": 0.5e9})
+    assert "at least 0.500s" in module and "beyond the budget's 0.200s left" in module
+    assert f"a budget of {1.0 + (0.1e9 + 0.5e9 + cheapest) / 1e9:.3f}x records it" in module
 
 
 def test_the_profiles_cost_over_its_modelled_cost_scales_calls_events_and_hooks_not_gates() -> None:
