@@ -227,6 +227,9 @@ def main() -> int:
     if not cfg["include"] or not cfg["tests"]:
         ap.error("unknown preset: give NAME==VERSION with --include and --tests")
     project = Path(args.project or sh(["git", "rev-parse", "--show-toplevel"]).stdout.strip())
+    # as on a machine that caches bytecode: with PYTHONDONTWRITEBYTECODE set, both runs compile the
+    # package and its tests anew every time, which dilutes the ratio (toolz: 2.9 s plain against 1.05 s)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     HOME.mkdir(parents=True, exist_ok=True)
     py = ensure_venv(project)
