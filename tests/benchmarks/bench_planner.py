@@ -76,7 +76,7 @@ TOLERANCE = 0.10   # a uniform run within this fraction of the planned overhead 
 UNIFORM_RUNS = 4  # uniform rates tried, to bracket the planned overhead
 FLOOR_RATE = 1e-5  # uniform's lowest rate: each function's first call recorded (runtime.plan_keep), no more
 PLAN_FIGURES = ("baseline_s", "fixed_s", "span_ns", "scale", "skipped_call_ns", "counted_call_ns", "levels",
-                "sampled", "calibration", "calibration_run", "statement_events_at_most")
+                "sampled", "calibration", "calibration_run", "statement_events_at_most", "nothing_recorded")
 
 
 def load() -> list[float]:
