@@ -764,7 +764,16 @@ def activate() -> None:
 
 _window = False   # the program asked to trace its allocations (set before waiting for our threads)
 _exiting = False  # stop_new_calls: what is held for the window goes out with the final flush
-_idle_waiters: list[Callable[[float], bool]] = []  # other writers tracemalloc.start() waits for
+
+
+def _wait_for_the_worker(timeout_s: float) -> bool:
+    """Until the capture worker's drain under way, if any, has ended (False after ``timeout_s``)."""
+    worker = _active_worker
+    return True if worker is None else worker.wait_idle(timeout_s)
+
+
+# the writers tracemalloc.start() waits for: the capture worker, and those added (SDK exports)
+_idle_waiters: list[Callable[[float], bool]] = [_wait_for_the_worker]
 
 
 def allocation_window() -> bool:
@@ -802,12 +811,9 @@ def _wrap_tracemalloc(tracemalloc: Any) -> None:
     def traced_start(*args: Any, **kwargs: Any) -> Any:
         global _window
         _window = True
-        _state.paused = True  # no new drain starts; one under way is waited for (bounded): what it
-        worker = _active_worker  # allocates would otherwise count in the program's measurement
-        if worker is not None:
-            worker.wait_idle(5.0)
-        for wait in list(_idle_waiters):  # an SDK export under way (its first imports protobuf)
-            wait(5.0)
+        _state.paused = True  # no new drain starts; one under way is waited for (bounded), and so is
+        for wait in list(_idle_waiters):  # an SDK export: what they allocate (the first export imports
+            wait(5.0)                     # protobuf) would otherwise count in the program's measurement
         return start(*args, **kwargs)
 
     def traced_stop(*args: Any, **kwargs: Any) -> Any:

@@ -338,10 +338,7 @@ def main() -> int:
     unknown = sorted(set(args.packages) - set(PACKAGES))
     if unknown:
         ap.error(f"unknown package {', '.join(unknown)}: choose from {', '.join(PACKAGES)}")
-    # as on a machine that caches bytecode: with PYTHONDONTWRITEBYTECODE set (this sandbox sets it),
-    # every run compiles the package and its tests anew, plain and recorded alike (toolz's suite: 2.9 s
-    # plain against 1.05 s), which dilutes every ratio; the rewrite cache then lives beside the sources
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    realworld.cache_bytecode()
     realworld.HOME.mkdir(parents=True, exist_ok=True)
     py = realworld.ensure_venv(Path(args.project))
     results = [bench(p, args.repeat, args.budget, py, args.runs) for p in args.packages]

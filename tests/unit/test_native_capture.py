@@ -366,7 +366,7 @@ def test_an_object_of_a_class_learnt_opaque_met_again_is_the_same_text(fast) -> 
     # the texts are kept in a direct-mapped cache by address (1024 slots of 16 bytes' stride): objects
     # of distinct slots, so that none evicts another's (a collision made this test fail once)
     nodes: list = []
-    held = []
+    held = []  # the objects passed over stay alive, so that the next one is not made at their address
     for make in [module.Node] * 3 + [module.Other]:
         node = make()
         while (id(node) >> 4) % 1024 in {(id(n) >> 4) % 1024 for n in nodes}:
