@@ -211,8 +211,9 @@ class KafkaSource:
             def on_partitions_revoked(self, revoked: Any) -> None:
                 for tp in revoked:  # nothing of an unflushed buffer was inserted: safe to drop
                     buffered = source._buffers.get(tp)
-                    if buffered:
+                    if buffered:  # read again from its first offset: counted when polled again
                         source._resume_at[tp] = buffered[0].offset
+                        source.stats.messages -= len(buffered)
                     source._drop_buffer(tp)
                     source._assigned.discard(tp)
 
