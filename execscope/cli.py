@@ -561,7 +561,7 @@ def plan(budget: float, store_dsn: str | None, include: tuple[str, ...], exclude
             click.echo(f"execscope: under the first plan the command exited with {cal.planned_returncode} (plain: "
                        f"{runs.plain_returncode}); calibrating from what it measured", err=True)
         if cal is not None:
-            calibration = Calibration.of(result, fixed_ns, runs.plain_ns + cal.plain_ns, runs.nothing_median_ns,
+            calibration = Calibration.of(result, fixed_ns, runs.plain_ns + cal.plain_ns, runs.fixed_ns_over,
                                          cal.planned_median_ns, cal.statement_events_median, len(cal.planned_ns))
             result = planned(CostModel(calibration=calibration.scale), calibration.baseline_ns, calibration.fixed_ns)
             result.notes.append(calibration.note())

@@ -613,16 +613,18 @@ class Calibration:
     runs: int
 
     @classmethod
-    def of(cls, first: PlanResult, profile_fixed_ns: float, plain_ns: Sequence[float], nothing_ns: float,
-           planned_ns: float, statement_events: float, runs: int) -> Calibration:
+    def of(cls, first: PlanResult, profile_fixed_ns: float, plain_ns: Sequence[float],
+           fixed_now: Callable[[float], float], planned_ns: float, statement_events: float,
+           runs: int) -> Calibration:
         """``first``: the plan made from the profile alone, with ``profile_fixed_ns`` as the fixed cost;
-        ``plain_ns``: every plain run; ``nothing_ns``: the run recording nothing (median);
-        ``planned_ns``: the runs under ``first`` (median), which stored ``statement_events`` (median)."""
+        ``plain_ns``: every plain run; ``fixed_now``: the fixed cost over a baseline (see
+        :meth:`execscope.plan_runs.MeasuredRuns.fixed_ns_over`); ``planned_ns``: the runs under
+        ``first`` (median), which stored ``statement_events`` (median)."""
         baseline = float(statistics.median(plain_ns))
-        fixed_now = max(0.0, nothing_ns - baseline)
-        first_fixed = first.fixed_ns - profile_fixed_ns + fixed_now
+        fixed = fixed_now(baseline)
+        first_fixed = first.fixed_ns - profile_fixed_ns + fixed
         measured = planned_ns - baseline
-        return cls(baseline_ns=baseline, fixed_ns=fixed_now, first_fixed_ns=first_fixed, measured_ns=measured,
+        return cls(baseline_ns=baseline, fixed_ns=fixed, first_fixed_ns=first_fixed, measured_ns=measured,
                    scale=calibration_scale(measured, first_fixed, first.variable_ns),
                    first_predicted_ns=first_fixed + first.variable_ns,
                    first_predicted_statement_events=first.statement_events,

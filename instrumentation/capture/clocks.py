@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -49,8 +48,14 @@ _ID_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def _new_process_id() -> str:
     """13 random letters (61 bits): no digits, so that no secrets pattern (a card number's Luhn
-    check on a digit run) ever takes a process id for a secret and redacts it."""
-    return "".join(secrets.choice(_ID_LETTERS) for _ in range(13))
+    check on a digit run) ever takes a process id for a secret and redacts it. From ``os.urandom``
+    (as ``secrets`` is), without importing ``secrets``: every recorded process starts with this."""
+    n = int.from_bytes(os.urandom(8), "big") % 26 ** 13
+    letters = []
+    for _ in range(13):
+        n, digit = divmod(n, 26)
+        letters.append(_ID_LETTERS[digit])
+    return "".join(letters)
 
 
 PROCESS_ID = _new_process_id()
@@ -226,6 +231,10 @@ def process_attributes() -> dict[str, Any]:
 
 
 def _host() -> str:
+    """The host's name: ``os.uname()`` where there is one (what ``socket.gethostname`` returns on
+    POSIX, without importing ``socket`` into every recorded process)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
     import socket
 
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +41,8 @@ def _split(sql: str) -> tuple[str, ...]:
 
 
 def all_migrations() -> list[Migration]:
+    from importlib import resources  # here: every process importing the store would pay ~4 ms for it
+
     found = []
     for entry in resources.files(__name__).iterdir():
         m = _NAME.match(entry.name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from execscope.instrumentation.rewrite.plan import parse_plan
 from execscope.plan_runs import NOTHING_PLAN, SKIPPING_PLAN, MeasuredRuns
 
@@ -19,6 +22,60 @@ def test_baseline_fixed_cost_and_profile_cost_are_medians_and_never_negative() -
     server = MeasuredRuns(plain_ns=(20,), recorded_ns=10, nothing_ns=(18,), skipping_ns=(), plain_returncode=0,
                           recorded_returncode=0)
     assert server.skipping_extra_ns is None
+
+
+def test_the_fixed_cost_is_the_time_outside_the_body_when_every_run_left_its_stamps() -> None:
+    # Whole runs say 45 - 11 = 34; outside their bodies the runs recording nothing took 9 more than
+    # plain (medians: 12 - 3), whatever the bodies did.
+    runs = MeasuredRuns(plain_ns=(10, 30, 11), recorded_ns=60, nothing_ns=(45, 14, 90), skipping_ns=(),
+                        plain_returncode=0, recorded_returncode=0, plain_outside_ns=(3, 2, 4),
+                        nothing_outside_ns=(12, 11, 13))
+    assert runs.timed_outside and runs.fixed_ns == 12 - 3
+    assert runs.fixed_ns_over(1000) == 12 - 3  # a baseline of more plain runs does not move it
+    one_short = MeasuredRuns(plain_ns=(10, 30, 11), recorded_ns=60, nothing_ns=(45, 14, 90), skipping_ns=(),
+                             plain_returncode=0, recorded_returncode=0, plain_outside_ns=(3, 2),
+                             nothing_outside_ns=(12, 11, 13))
+    assert not one_short.timed_outside and one_short.fixed_ns == 45 - 11  # whole runs, as without stamps
+    assert one_short.fixed_ns_over(40) == 5
+
+
+def _stamped_runs(tmp_path: Path, command: list[str]) -> tuple[int, int, int | None]:
+    from execscope.plan_runs import _Stamps
+
+    return _Stamps(str(tmp_path)).timed(command)
+
+
+def test_a_python_command_is_timed_outside_its_body_and_its_own_sitecustomize_still_runs(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('yes')\n")
+    monkeypatch.setenv("PYTHONPATH", str(own))
+    wall, returncode, outside = _stamped_runs(tmp_path, [sys.executable, "-c", "import time; time.sleep(0.4)"])
+    assert returncode == 0 and outside is not None
+    assert wall - outside >= 0.4e9 and outside < wall - 0.4e9 + 1  # the sleep is the body
+    assert (tmp_path / "ran").read_text() == "yes"  # chained to the program's own sitecustomize
+
+
+def test_a_command_that_is_not_python_leaves_no_stamps(tmp_path: Path) -> None:
+    wall, returncode, outside = _stamped_runs(tmp_path, ["sh", "-c", "exit 3"])
+    assert returncode == 3 and wall > 0 and outside is None
+
+
+def test_under_execscope_run_the_program_is_stamped_and_the_parent_is_not(
+        tmp_path: Path) -> None:
+    from execscope.plan_runs import _Stamps
+
+    plan = tmp_path / "off.toml"
+    plan.write_text(NOTHING_PLAN)
+    stamps = _Stamps(str(tmp_path / "t"))
+    command = [sys.executable, "-m", "execscope", "run", "--plan", str(plan), "--store",
+               f"chdb://{tmp_path / 'db'}", "--include", "nothing_here", "--", sys.executable, "-c",
+               "import sys; assert 'execscope.instrumentation.process_bootstrap' in sys.modules"]
+    wall, returncode, outside = stamps.timed(command)
+    assert returncode == 0 and outside is not None and 0 < outside < wall
+    lines = Path(stamps.file).read_text().split()
+    assert lines[0::2] == ["start", "end"]  # the program's one process; `python -m execscope` wrote none
 
 
 def test_the_nothing_plan_records_nothing_and_rewrites_no_module() -> None:

@@ -317,7 +317,8 @@ def test_a_calibration_reads_the_first_plans_runs_against_the_fixed_cost_measure
 
     first = PlanResult(plan=Plan(), budget=1.3, baseline_ns=90e6, predicted_ns=13e6, profiles=[], choices={},
                        fixed_ns=3e6)
-    cal = Calibration.of(first, profile_fixed_ns=4e6, plain_ns=[99e6, 100e6, 101e6, 130e6], nothing_ns=106e6,
+    cal = Calibration.of(first, profile_fixed_ns=4e6, plain_ns=[99e6, 100e6, 101e6, 130e6],
+                         fixed_now=lambda baseline: 106e6 - baseline,
                          planned_ns=125e6, statement_events=900.0, runs=3)
     assert (cal.baseline_ns, cal.fixed_ns, cal.first_fixed_ns, cal.measured_ns) == pytest.approx(
         (100.5e6, 5.5e6, 4.5e6, 24.5e6))
