@@ -148,26 +148,13 @@ def _stamp(what):
         pass
 
 
-def _chain():
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        import importlib.machinery
-        import importlib.util
-
-        paths = [os.path.abspath(p or ".") for p in sys.path]
-        after = sys.path[paths.index(here) + 1:] if here in paths else []  # not execscope's bootstrap again
-        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", after)
-        if spec is not None and spec.loader is not None:
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.stderr.write(f"the program's own sitecustomize failed: {exc}\\n")
-
-
 if os.environ.get("EXECSCOPE_PLAN_STAMPS") and getattr(sys, "orig_argv", sys.argv)[1:3] != ["-m", "execscope"]:
     _stamp("start")
     atexit.register(_stamp, "end")  # before the program's own handlers: runs after them
-_chain()
+
+from _execscope_chain import run_shadowed_sitecustomize  # copied beside this file
+
+run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(__file__)))
 '''
 
 
@@ -180,6 +167,8 @@ class _Stamps:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as f:
             f.write(STAMPING_SITECUSTOMIZE)
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap", "_execscope_chain.py"),
+                    folder)
         self.file = os.path.join(where, "stamps")
         path = os.environ.get("PYTHONPATH", "")
         self.env = {**os.environ, ENV_STAMPS: self.file,

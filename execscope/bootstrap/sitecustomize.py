@@ -17,21 +17,8 @@ def _start() -> None:
         sys.stderr.write(f"execscope: not recording in process {os.getpid()}: {type(exc).__name__}: {exc}\n")
 
 
-def _chain() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        import importlib.machinery
-        import importlib.util
-
-        others = [p for p in sys.path if os.path.abspath(p or ".") != here]
-        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", others)
-        if spec is not None and spec.loader is not None:
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.stderr.write(f"execscope: the program's own sitecustomize failed: {exc}\n")
-
-
 if os.environ.get("EXECSCOPE_SPOOL") or os.environ.get("EXECSCOPE_KAFKA"):
     _start()
-_chain()
+from _execscope_chain import run_shadowed_sitecustomize  # noqa: E402  (this folder's: no execscope needed)
+
+run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(__file__)))

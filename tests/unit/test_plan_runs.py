@@ -63,19 +63,30 @@ def test_a_command_that_is_not_python_leaves_no_stamps(tmp_path: Path) -> None:
 
 
 def test_under_execscope_run_the_program_is_stamped_and_the_parent_is_not(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch) -> None:
+    # Three sitecustomize modules, each shadowing the next: execscope's bootstrap (recording), plan's
+    # stamping one, the program's own. Each runs once, in that order.
     from execscope.plan_runs import _Stamps
 
+    own = tmp_path / "own"
+    own.mkdir()
+    ran = tmp_path / "ran"
+    (own / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        f"open({str(ran)!r}, 'a').write(str('execscope.instrumentation.process_bootstrap' in sys.modules) "
+        f"+ ' ' + str(os.path.exists({str(tmp_path / 't' / 'stamps')!r})) + '\\n')\n")
+    monkeypatch.setenv("PYTHONPATH", str(own))
     plan = tmp_path / "off.toml"
     plan.write_text(NOTHING_PLAN)
     stamps = _Stamps(str(tmp_path / "t"))
     command = [sys.executable, "-m", "execscope", "run", "--plan", str(plan), "--store",
-               f"chdb://{tmp_path / 'db'}", "--include", "nothing_here", "--", sys.executable, "-c",
-               "import sys; assert 'execscope.instrumentation.process_bootstrap' in sys.modules"]
+               f"chdb://{tmp_path / 'db'}", "--include", "nothing_here", "--", sys.executable, "-c", "pass"]
     wall, returncode, outside = stamps.timed(command)
     assert returncode == 0 and outside is not None and 0 < outside < wall
     lines = Path(stamps.file).read_text().split()
     assert lines[0::2] == ["start", "end"]  # the program's one process; `python -m execscope` wrote none
+    # in the parent: nothing recording, no stamps yet; in the program: after both
+    assert ran.read_text().splitlines() == ["False False", "True True"]
 
 
 def test_the_nothing_plan_records_nothing_and_rewrites_no_module() -> None:
