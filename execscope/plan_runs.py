@@ -42,7 +42,7 @@ before the program; the final flush, the interpreter's teardown and storing afte
 is the median of that outside time recording nothing less the median of it plain: a 1 s suite's body
 moves by 0.1-0.15 s from run to run on a loaded 2-core machine, and a fixed cost taken from whole-run
 medians moved with it (toolz: 0.12 s in one ``plan``, 0.35 s in the next, where ``bench_fixed_cost``
-times 0.3-0.4 s), while the time outside moves by a few milliseconds. What the runs recording nothing
+times 0.27-0.4 s), while the time outside moves by a few milliseconds (0.295 s in two ``plan`` runs). What the runs recording nothing
 cost inside the body (the import hook consulted per import, the store's engine loading beside the
 program) is left out of it; the calibration's runs measure it with the first plan's own cost. A
 command that never starts Python (no stamps) is timed whole, as before.
