@@ -42,7 +42,8 @@ before the program; the final flush, the interpreter's teardown and storing afte
 is the median of that outside time recording nothing less the median of it plain: a 1 s suite's body
 moves by 0.1-0.15 s from run to run on a loaded 2-core machine, and a fixed cost taken from whole-run
 medians moved with it (toolz: 0.12 s in one ``plan``, 0.35 s in the next, where ``bench_fixed_cost``
-times 0.27-0.4 s), while the time outside moves by a few milliseconds (0.295 s in two ``plan`` runs). What the runs recording nothing
+times 0.27-0.4 s), while the time outside moves by a few milliseconds (0.295 s in both ``plan`` runs
+of ``tests/benchmarks/bench_planner.py toolz`` on 2026-12-06). What the runs recording nothing
 cost inside the body (the import hook consulted per import, the store's engine loading beside the
 program) is left out of it; the calibration's runs measure it with the first plan's own cost. A
 command that never starts Python (no stamps) is timed whole, as before.
@@ -158,35 +159,22 @@ run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(__file__)))
 '''
 
 
-class _Stamps:
-    """Runs of the command with :data:`STAMPING_SITECUSTOMIZE` on ``PYTHONPATH`` (in ``where``),
-    each giving its wall time and the time it spent outside the program's body."""
-
-    def __init__(self, where: str) -> None:
-        folder = os.path.join(where, "stamping")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as f:
-            f.write(STAMPING_SITECUSTOMIZE)
-        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap", "_execscope_chain.py"),
-                    folder)
-        self.file = os.path.join(where, "stamps")
-        path = os.environ.get("PYTHONPATH", "")
-        self.env = {**os.environ, ENV_STAMPS: self.file,
-                    "PYTHONPATH": os.pathsep.join(p for p in (folder, path) if p)}
-
-    def timed(self, args: Sequence[str]) -> tuple[int, int, int | None]:
-        """(wall ns, exit code, ns outside the body or None when the run left no start or no end)."""
-        try:
-            os.unlink(self.file)
-        except FileNotFoundError:
-            pass
-        ns, returncode = _timed(args, self.env)
-        return ns, returncode, _outside(self.file, ns)
+def stamping_folder(where: str) -> str:
+    """A folder in ``where`` holding :data:`STAMPING_SITECUSTOMIZE` (and the chaining it imports):
+    put first on ``PYTHONPATH`` (behind execscope's bootstrap, if any) with :data:`ENV_STAMPS` naming
+    the file the stamps go to."""
+    folder = os.path.join(where, "stamping")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as f:
+        f.write(STAMPING_SITECUSTOMIZE)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap", "_execscope_chain.py"), folder)
+    return folder
 
 
-def _outside(stamp_file: str, wall_ns: int) -> int | None:
-    """``wall_ns`` less the body the stamps say: from the first start (the command's first Python
-    process) to the last end written (the processes it started end before it)."""
+def read_stamps(stamp_file: str) -> tuple[int, int] | None:
+    """(start, end) in ``time.time_ns()`` of the program's body: the first start written (the
+    command's first Python process) and the last end (the processes it started end before it); None
+    when the run left no start or no end (not Python, ``python -S``, ended by ``os._exit``)."""
     start = end = None
     try:
         with open(stamp_file, encoding="utf-8") as f:
@@ -200,7 +188,29 @@ def _outside(stamp_file: str, wall_ns: int) -> int | None:
         return None
     if start is None or end is None or end < start:
         return None
-    return max(0, wall_ns - (end - start))
+    return start, end
+
+
+class _Stamps:
+    """Runs of the command with :func:`stamping_folder` on ``PYTHONPATH`` (in ``where``), each giving
+    its wall time and the time it spent outside the program's body."""
+
+    def __init__(self, where: str) -> None:
+        folder = stamping_folder(where)
+        self.file = os.path.join(where, "stamps")
+        path = os.environ.get("PYTHONPATH", "")
+        self.env = {**os.environ, ENV_STAMPS: self.file,
+                    "PYTHONPATH": os.pathsep.join(p for p in (folder, path) if p)}
+
+    def timed(self, args: Sequence[str]) -> tuple[int, int, int | None]:
+        """(wall ns, exit code, ns outside the body or None when :func:`read_stamps` finds no body)."""
+        try:
+            os.unlink(self.file)
+        except FileNotFoundError:
+            pass
+        ns, returncode = _timed(args, self.env)
+        body = read_stamps(self.file)
+        return ns, returncode, None if body is None else max(0, ns - (body[1] - body[0]))
 
 
 NOTHING_PLAN = '[default]\nlevel = "off"\nrate = 1.0\n'  # rewrites nothing: no cache to miss

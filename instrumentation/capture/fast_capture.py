@@ -811,9 +811,11 @@ def _wrap_tracemalloc(tracemalloc: Any) -> None:
     def traced_start(*args: Any, **kwargs: Any) -> Any:
         global _window
         _window = True
-        _state.paused = True  # no new drain starts; one under way is waited for (bounded), and so is
-        for wait in list(_idle_waiters):  # an SDK export: what they allocate (the first export imports
-            wait(5.0)                     # protobuf) would otherwise count in the program's measurement
+        # no new drain starts; one under way is waited for (bounded), and so is an SDK export: what
+        # they allocate (the first export imports protobuf) would otherwise count in the measurement
+        _state.paused = True
+        for wait in list(_idle_waiters):
+            wait(5.0)
         return start(*args, **kwargs)
 
     def traced_stop(*args: Any, **kwargs: Any) -> Any:

@@ -27,9 +27,10 @@ variants run interleaved, ``--runs`` times each, and the median of each figure i
 with DIR first on ``PYTHONPATH``, interleaved with the others, and prints its phases too: a
 before/after from one run on the same load.
 
-Timestamps come from a ``sitecustomize`` of the benchmark's own, put on ``PYTHONPATH`` behind the
-bootstrap's (which chains to it): ``start`` when the interpreter hands over to the program (after
-execscope's bootstrap), ``end`` at the program's exit (an ``atexit`` handler registered before the
+Timestamps come from ``execscope plan``'s stamping ``sitecustomize``
+(:func:`execscope.plan_runs.stamping_folder`, which chains to the program's own), put on
+``PYTHONPATH`` behind the bootstrap's (which chains to it): ``start`` when the interpreter hands over
+to the program (after execscope's bootstrap), ``end`` at the program's exit (an ``atexit`` handler registered before the
 program's own, after execscope's, so it runs before execscope's final flush). With ``t0`` just before
 the benchmark starts a process and ``t1`` once it has exited:
 
@@ -59,43 +60,25 @@ import tempfile
 import time
 from pathlib import Path
 
-STAMP_SITECUSTOMIZE = '''\
-import atexit, os, sys, time
-_out = os.environ.get("BENCH_STAMPS")
-if _out and "execscope" not in sys.orig_argv[:3]:  # not `python -m execscope run` itself
-    with open(_out, "a") as f:
-        f.write(f"start {time.time()!r}\\n")
-
-    def _end():
-        with open(_out, "a") as f:
-            f.write(f"end {time.time()!r}\\n")
-
-    atexit.register(_end)
-'''
 OFF_PLAN = '[default]\nlevel = "off"\n'
 
 
-def stamps(path: Path) -> dict[str, float]:
-    """The first ``start`` and the last ``end`` written (the program's own children write too)."""
-    found: dict[str, float] = {}
-    for line in path.read_text().splitlines():
-        name, value = line.split()
-        if name == "start" and "start" in found:
-            continue
-        found[name] = float(value)
-    path.unlink()
-    return found
-
-
 def timed(cmd: list[str], env: dict[str, str], cwd: str, stamp_file: Path) -> dict[str, float]:
-    env = {**env, "BENCH_STAMPS": str(stamp_file)}
-    t0 = time.time()
+    from execscope.plan_runs import ENV_STAMPS, read_stamps
+
+    env = {**env, ENV_STAMPS: str(stamp_file)}
+    t0 = time.time_ns()
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    t1 = time.time()
+    t1 = time.time_ns()
     if proc.returncode != 0 and "pytest" not in " ".join(cmd):
         raise SystemExit(f"{cmd} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
-    s = stamps(stamp_file)
-    return {"total": t1 - t0, "to_start": s["start"] - t0, "body": s["end"] - s["start"], "after_end": t1 - s["end"]}
+    body = read_stamps(str(stamp_file))
+    stamp_file.unlink(missing_ok=True)
+    if body is None:
+        raise SystemExit(f"{cmd} left no start and end stamps: not a Python program?")
+    start, end = body
+    return {k: v / 1e9 for k, v in {"total": t1 - t0, "to_start": start - t0, "body": end - start,
+                                    "after_end": t1 - end}.items()}
 
 
 def main() -> None:
@@ -112,6 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from execscope.instrumentation.export.spool import Spool
+    from execscope.plan_runs import stamping_folder
     from execscope.recording import BOOTSTRAP_DIR, RunOptions, child_environment
 
     python = sys.executable
@@ -121,9 +105,7 @@ def main() -> None:
     execscope = [python, "-m", "execscope"]  # the same in every tree (the console script is this tree's)
     with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
         work = Path(tmp)
-        stamp_dir = work / "stamps"
-        stamp_dir.mkdir()
-        (stamp_dir / "sitecustomize.py").write_text(STAMP_SITECUSTOMIZE)
+        stamp_dir = stamping_folder(str(work))
         plan = work / "off.toml"
         plan.write_text(Path(args.plan).read_text(encoding="utf-8") if args.plan else OFF_PLAN)
         cwd = args.cwd or str(work)

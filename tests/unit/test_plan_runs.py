@@ -53,7 +53,7 @@ def test_a_python_command_is_timed_outside_its_body_and_its_own_sitecustomize_st
     monkeypatch.setenv("PYTHONPATH", str(own))
     wall, returncode, outside = _stamped_runs(tmp_path, [sys.executable, "-c", "import time; time.sleep(0.4)"])
     assert returncode == 0 and outside is not None
-    assert wall - outside >= 0.4e9 and outside < wall - 0.4e9 + 1  # the sleep is the body
+    assert wall - outside >= 0.4e9 and outside > 0  # the sleep is the body; starting and ending are not
     assert (tmp_path / "ran").read_text() == "yes"  # chained to the program's own sitecustomize
 
 
